@@ -1,0 +1,182 @@
+//! File access that never follows a symbolic link and never blocks on a
+//! FIFO, used for everything the loader reads from an application.
+
+use std::fs::{File, Metadata};
+use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+use crate::digest::{Digest, Hasher};
+use crate::model::FileIdentity;
+use crate::rule::Rule;
+
+/// Read buffer for hashing: large enough to amortise syscalls, small
+/// enough that one per worker thread keeps memory bounded.
+pub const HASH_BUFFER: usize = 1 << 20;
+
+fn io_rule(e: &io::Error) -> Rule {
+    match e.kind() {
+        io::ErrorKind::NotFound => Rule::Missing,
+        _ if e.raw_os_error() == Some(libc::ELOOP) => Rule::Symlink,
+        _ => Rule::Io(e.to_string()),
+    }
+}
+
+fn kind_name(meta: &Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_dir() {
+        "directory"
+    } else if t.is_fifo() {
+        "FIFO"
+    } else if t.is_socket() {
+        "socket"
+    } else if t.is_block_device() {
+        "block device"
+    } else if t.is_char_device() {
+        "character device"
+    } else if t.is_symlink() {
+        "symbolic link"
+    } else {
+        "special file"
+    }
+}
+
+/// Checks that `path` is a real directory, not a symlink to one.
+pub fn require_real_dir(path: &Path) -> Result<(), Rule> {
+    let meta = std::fs::symlink_metadata(path).map_err(|e| io_rule(&e))?;
+    if meta.file_type().is_symlink() {
+        Err(Rule::Symlink)
+    } else if !meta.is_dir() {
+        Err(Rule::NotADirectory)
+    } else {
+        Ok(())
+    }
+}
+
+/// Opens a regular file without following a final symlink and without
+/// blocking if it is a FIFO. Returns the file and its metadata (from the
+/// open descriptor, so no race between check and use).
+pub fn open_regular(path: &Path) -> Result<(File, Metadata), Rule> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| io_rule(&e))?;
+    let meta = file.metadata().map_err(|e| io_rule(&e))?;
+    if !meta.is_file() {
+        return Err(Rule::NotRegularFile(kind_name(&meta)));
+    }
+    Ok((file, meta))
+}
+
+/// Opens a blob: a regular file with a single link.
+pub fn open_blob(path: &Path) -> Result<(File, Metadata), Rule> {
+    let (file, meta) = open_regular(path)?;
+    if meta.nlink() > 1 {
+        return Err(Rule::HardLink(meta.nlink()));
+    }
+    Ok((file, meta))
+}
+
+/// Reads a whole small file, refusing anything over `limit` bytes before
+/// reading it.
+pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, Rule> {
+    let (file, meta) = open_regular(path)?;
+    read_open_limited(file, &meta, limit)
+}
+
+fn read_open_limited(file: File, meta: &Metadata, limit: u64) -> Result<Vec<u8>, Rule> {
+    if meta.len() > limit {
+        return Err(Rule::TooLarge {
+            size: meta.len(),
+            limit,
+        });
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    // take(limit + 1) so a file that grows after fstat is still bounded.
+    file.take(limit + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| io_rule(&e))?;
+    if buf.len() as u64 > limit {
+        return Err(Rule::ChangedDuringVerification);
+    }
+    Ok(buf)
+}
+
+/// Reads a manifest or index blob and checks its size and digest.
+pub fn read_verified(path: &Path, digest: &Digest, size: u64, limit: u64) -> Result<Vec<u8>, Rule> {
+    let (file, meta) = open_blob(path)?;
+    if meta.len() != size {
+        return Err(Rule::SizeMismatch {
+            expected: size,
+            actual: meta.len(),
+        });
+    }
+    let bytes = read_open_limited(file, &meta, limit)?;
+    if bytes.len() as u64 != size {
+        return Err(Rule::ChangedDuringVerification);
+    }
+    let actual = Digest::of_bytes(digest.algorithm(), &bytes);
+    if &actual != digest {
+        return Err(Rule::DigestMismatch {
+            expected: digest.clone(),
+            actual,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Streams a blob through its hash with the caller's buffer, checking size
+/// and digest, and that the file did not change meanwhile. Returns the
+/// identity that the served file must keep.
+pub fn hash_blob(
+    path: &Path,
+    digest: &Digest,
+    size: u64,
+    buf: &mut [u8],
+) -> Result<FileIdentity, Rule> {
+    let (mut file, meta) = open_blob(path)?;
+    if meta.len() != size {
+        return Err(Rule::SizeMismatch {
+            expected: size,
+            actual: meta.len(),
+        });
+    }
+    let before = FileIdentity::of(&meta);
+    advise_sequential(&file);
+    let mut hasher: Hasher = digest.algorithm().hasher();
+    let mut total = 0u64;
+    loop {
+        let n = match file.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_rule(&e)),
+        };
+        total += n as u64;
+        if total > size {
+            return Err(Rule::ChangedDuringVerification);
+        }
+        hasher.update(&buf[..n]);
+    }
+    let after = file.metadata().map_err(|e| io_rule(&e))?;
+    if total != size || FileIdentity::of(&after) != before {
+        return Err(Rule::ChangedDuringVerification);
+    }
+    let actual = hasher.finish();
+    if &actual != digest {
+        return Err(Rule::DigestMismatch {
+            expected: digest.clone(),
+            actual,
+        });
+    }
+    Ok(before)
+}
+
+fn advise_sequential(file: &File) {
+    use std::os::fd::AsRawFd;
+    // Purely a hint; failure changes nothing.
+    unsafe {
+        libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL);
+    }
+}

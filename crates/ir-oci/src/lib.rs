@@ -1,0 +1,27 @@
+//! # ir-oci
+//!
+//! The OCI side of ir-server, with no HTTP and no async runtime in it:
+//!
+//! - [`digest`]: validated digests and streaming hashers;
+//! - [`name`]: repository names, tags and references;
+//! - [`media_type`]: which media types are manifests, indexes or blobs;
+//! - [`loader`]: reads a root of OCI image layouts and verifies every
+//!   reachable byte, producing a [`model::Registry`];
+//! - [`rule`]: the rules a layout can break, as data;
+//! - [`report`]: the human summary of a load.
+#![deny(missing_docs)]
+
+pub mod digest;
+mod fsx;
+pub mod loader;
+pub mod media_type;
+pub mod model;
+pub mod name;
+pub mod report;
+pub mod rule;
+
+pub use digest::{Algorithm, Digest};
+pub use loader::{load, LoadError, LoadOptions};
+pub use model::{Application, Blob, FileIdentity, Manifest, Registry};
+pub use name::{Reference, RepoName, Tag};
+pub use rule::{Rejection, Rule};

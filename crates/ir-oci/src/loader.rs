@@ -1,0 +1,684 @@
+//! Reads a root directory of OCI image layouts into a verified [`Registry`].
+//!
+//! Three phases:
+//! 1. discovery: find layouts (directories with an `oci-layout` file) and
+//!    namespaces (directories holding layouts) under the root;
+//! 2. structure, per application in parallel: parse `oci-layout` and
+//!    `index.json`, walk every reachable descriptor, read, hash and parse
+//!    every manifest and index, collect tags and the set of blobs;
+//! 3. content, over all applications' blobs at once in parallel (largest
+//!    first): hash every blob once, streaming with a fixed buffer per
+//!    worker, then look for orphans.
+//!
+//! An application that breaks any rule is rejected as a whole; the others
+//! are served.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, OciLayout};
+use rayon::prelude::*;
+
+use crate::digest::{Algorithm, Digest};
+use crate::fsx;
+use crate::media_type::{self, ContentKind};
+use crate::model::{Application, Blob, FileIdentity, Manifest, Orphan, Registry};
+use crate::name::{RepoName, Tag};
+use crate::rule::{Rejection, Rule};
+
+/// The annotation from which tags are read.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// Largest JSON number that is exact in every JSON implementation.
+pub const MAX_SAFE_SIZE: u64 = (1 << 53) - 1;
+
+/// Bounds and knobs for loading. The defaults suit production.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Deepest nesting of indexes below `index.json` (which is level 0).
+    pub max_depth: usize,
+    /// Largest `index.json` accepted.
+    pub max_index_json: u64,
+    /// Largest manifest or nested index accepted (the distribution spec
+    /// asks registries to accept at least 4 MiB).
+    pub max_manifest: u64,
+    /// Most descriptors reachable in one application.
+    pub max_descriptors: usize,
+    /// Deepest namespace directory nesting under the root.
+    pub max_namespace_depth: usize,
+    /// Most directory entries read from one directory (root, namespace or
+    /// `blobs/<alg>/`).
+    pub max_dir_entries: usize,
+    /// Worker threads for hashing; `None` means one per core.
+    pub threads: Option<usize>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            max_depth: 16,
+            max_index_json: 16 << 20,
+            max_manifest: 4 << 20,
+            max_descriptors: 1_000_000,
+            max_namespace_depth: 8,
+            max_dir_entries: 1_000_000,
+            threads: None,
+        }
+    }
+}
+
+/// The root could not be read at all (a different thing from rejecting an
+/// application in it).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Missing, not a directory, or unreadable.
+    #[error("registry root {path}: {reason}")]
+    Root {
+        /// The root given.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The worker pool could not be built.
+    #[error("cannot start verification threads: {0}")]
+    Threads(String),
+}
+
+/// Loads and verifies every application under `root`.
+pub fn load(root: &Path, options: &LoadOptions) -> Result<Registry, LoadError> {
+    let started = Instant::now();
+    let meta = std::fs::metadata(root).map_err(|e| LoadError::Root {
+        path: root.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    if !meta.is_dir() {
+        return Err(LoadError::Root {
+            path: root.to_path_buf(),
+            reason: "not a directory".into(),
+        });
+    }
+    std::fs::read_dir(root).map_err(|e| LoadError::Root {
+        path: root.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+
+    let mut pool = rayon::ThreadPoolBuilder::new().thread_name(|i| format!("verify-{i}"));
+    if let Some(n) = options.threads {
+        pool = pool.num_threads(n);
+    }
+    let pool = pool
+        .build()
+        .map_err(|e| LoadError::Threads(e.to_string()))?;
+
+    let mut registry = Registry::default();
+    let mut candidates = Vec::new();
+    discover(root, "", 0, options, &mut candidates, &mut registry);
+
+    // Phase 2: structure, per application.
+    let structures: Vec<Result<Structure, Rejection>> = pool.install(|| {
+        candidates
+            .par_iter()
+            .map(|c| read_structure(c, options))
+            .collect()
+    });
+    let mut structures: Vec<Structure> = structures
+        .into_iter()
+        .filter_map(|r| r.map_err(|rej| registry.rejected.push(rej)).ok())
+        .collect();
+
+    // Phase 3: content, all blobs of all applications, largest first so
+    // that big files do not end up alone at the tail.
+    let mut jobs: Vec<(usize, &Digest, u64)> = structures
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| s.blobs.iter().map(move |(d, p)| (i, d, p.size)))
+        .collect();
+    jobs.sort_unstable_by(|a, b| b.2.cmp(&a.2));
+    let results: Vec<(usize, Digest, Result<FileIdentity, Rule>)> = pool.install(|| {
+        jobs.par_iter()
+            .map_init(
+                || vec![0u8; fsx::HASH_BUFFER],
+                |buf, &(i, digest, size)| {
+                    let path = structures[i].dir.join(digest.blob_path());
+                    (i, digest.clone(), fsx::hash_blob(&path, digest, size, buf))
+                },
+            )
+            .collect()
+    });
+    let mut verified: Vec<HashMap<Digest, Blob>> =
+        structures.iter().map(|_| HashMap::new()).collect();
+    let mut failed: Vec<Option<Rejection>> = structures.iter().map(|_| None).collect();
+    for (i, digest, result) in results {
+        match result {
+            Ok(identity) => {
+                structures[i].bytes_verified += identity.size;
+                verified[i].insert(digest, Blob::new(identity));
+            }
+            Err(rule) => {
+                let rejection = Rejection {
+                    application: structures[i].rel.clone(),
+                    file: PathBuf::from(digest.blob_path()),
+                    rule,
+                };
+                // Every broken blob gets its line; the first is the reason.
+                tracing::warn!("{rejection}");
+                failed[i].get_or_insert(rejection);
+            }
+        }
+    }
+
+    let mut orphans: Vec<Vec<Orphan>> = pool.install(|| {
+        structures
+            .par_iter()
+            .zip(failed.par_iter())
+            .map(|(s, f)| {
+                if f.is_some() {
+                    Vec::new()
+                } else {
+                    find_orphans(s, options)
+                }
+            })
+            .collect()
+    });
+
+    for (i, (structure, blobs)) in structures.drain(..).zip(verified).enumerate() {
+        if let Some(rejection) = failed[i].take() {
+            registry.rejected.push(rejection);
+            continue;
+        }
+        registry.orphans.append(&mut orphans[i]);
+        let app = structure.into_application(blobs);
+        registry
+            .applications
+            .insert(app.name.clone(), Arc::new(app));
+    }
+    registry
+        .rejected
+        .sort_by(|a, b| a.application.cmp(&b.application));
+    registry.elapsed = started.elapsed();
+    Ok(registry)
+}
+
+/// A directory that looks like an application: it holds `oci-layout`.
+struct Candidate {
+    rel: String,
+    dir: PathBuf,
+}
+
+fn discover(
+    dir: &Path,
+    prefix: &str,
+    depth: usize,
+    options: &LoadOptions,
+    out: &mut Vec<Candidate>,
+    registry: &mut Registry,
+) -> bool {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            registry
+                .ignored
+                .push((dir.to_path_buf(), format!("cannot be listed: {e}")));
+            return false;
+        }
+    };
+    let mut names: Vec<std::ffi::OsString> = Vec::new();
+    for entry in entries.take(options.max_dir_entries) {
+        match entry {
+            Ok(e) => names.push(e.file_name()),
+            Err(e) => registry
+                .ignored
+                .push((dir.to_path_buf(), format!("cannot be listed: {e}"))),
+        }
+    }
+    names.sort();
+    let mut found = false;
+    for os_name in names {
+        let path = dir.join(&os_name);
+        let rel = match os_name.to_str() {
+            Some(n) => format!("{prefix}{n}"),
+            None => format!("{prefix}{}", os_name.to_string_lossy()),
+        };
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) => {
+                registry
+                    .ignored
+                    .push((path, format!("cannot be read: {e}")));
+                continue;
+            }
+        };
+        if meta.file_type().is_symlink() {
+            reject(registry, &rel, "", Rule::Symlink);
+            continue;
+        }
+        if !meta.is_dir() {
+            registry.ignored.push((path, "not a directory".into()));
+            continue;
+        }
+        if std::fs::symlink_metadata(path.join("oci-layout")).is_ok() {
+            out.push(Candidate { rel, dir: path });
+            found = true;
+        } else if depth + 1 < options.max_namespace_depth
+            && discover(&path, &format!("{rel}/"), depth + 1, options, out, registry)
+        {
+            found = true;
+        } else {
+            registry.ignored.push((
+                path,
+                "holds no OCI image layout (no oci-layout file)".into(),
+            ));
+        }
+    }
+    found
+}
+
+fn reject(registry: &mut Registry, app: &str, file: &str, rule: Rule) {
+    let rejection = Rejection {
+        application: app.to_string(),
+        file: PathBuf::from(file),
+        rule,
+    };
+    tracing::warn!("{rejection}");
+    registry.rejected.push(rejection);
+}
+
+/// Where a blob was first referenced, for its size.
+struct PendingBlob {
+    size: u64,
+}
+
+/// An application whose documents verified; blobs still to hash.
+struct Structure {
+    name: RepoName,
+    rel: String,
+    dir: PathBuf,
+    tags: BTreeMap<Tag, Digest>,
+    manifests: HashMap<Digest, Arc<Manifest>>,
+    blobs: HashMap<Digest, PendingBlob>,
+    bytes_verified: u64,
+}
+
+impl Structure {
+    fn into_application(self, blobs: HashMap<Digest, Blob>) -> Application {
+        let mut referrers: HashMap<Digest, Vec<Digest>> = HashMap::new();
+        for (digest, m) in &self.manifests {
+            if let Some(subject) = &m.subject {
+                referrers
+                    .entry(subject.clone())
+                    .or_default()
+                    .push(digest.clone());
+            }
+        }
+        for list in referrers.values_mut() {
+            list.sort();
+        }
+        Application {
+            name: self.name,
+            dir: self.dir,
+            tags: self.tags,
+            manifests: self.manifests,
+            blobs,
+            referrers,
+            bytes_verified: self.bytes_verified,
+        }
+    }
+}
+
+/// A rule broken in a file, before the application is known to the caller.
+type Broken = (PathBuf, Rule);
+
+fn read_structure(candidate: &Candidate, options: &LoadOptions) -> Result<Structure, Rejection> {
+    let to_rejection = |(file, rule): Broken| {
+        let r = Rejection {
+            application: candidate.rel.clone(),
+            file,
+            rule,
+        };
+        tracing::warn!("{r}");
+        r
+    };
+    let name = RepoName::parse(&candidate.rel)
+        .map_err(|e| to_rejection((PathBuf::new(), Rule::InvalidName(e))))?;
+    let mut walker = Walker {
+        dir: &candidate.dir,
+        options,
+        manifests: HashMap::new(),
+        blobs: HashMap::new(),
+        descriptors: 0,
+        bytes_verified: 0,
+        checked_alg_dirs: HashSet::new(),
+    };
+    let tags = walker.walk_layout().map_err(to_rejection)?;
+    Ok(Structure {
+        name,
+        rel: candidate.rel.clone(),
+        dir: candidate.dir.clone(),
+        tags,
+        manifests: walker.manifests,
+        blobs: walker.blobs,
+        bytes_verified: walker.bytes_verified,
+    })
+}
+
+struct Walker<'a> {
+    dir: &'a Path,
+    options: &'a LoadOptions,
+    manifests: HashMap<Digest, Arc<Manifest>>,
+    blobs: HashMap<Digest, PendingBlob>,
+    descriptors: usize,
+    bytes_verified: u64,
+    checked_alg_dirs: HashSet<Algorithm>,
+}
+
+fn invalid(what: &'static str, e: impl std::fmt::Display) -> Rule {
+    let mut detail = e.to_string();
+    if detail.len() > 200 {
+        let mut end = 200;
+        while !detail.is_char_boundary(end) {
+            end -= 1;
+        }
+        detail.truncate(end);
+        detail.push('…');
+    }
+    Rule::InvalidJson { what, detail }
+}
+
+impl Walker<'_> {
+    fn walk_layout(&mut self) -> Result<BTreeMap<Tag, Digest>, Broken> {
+        fn at(f: &str) -> impl Fn(Rule) -> Broken + '_ {
+            move |rule| (PathBuf::from(f), rule)
+        }
+        fsx::require_real_dir(self.dir).map_err(at(""))?;
+
+        let layout =
+            fsx::read_limited(&self.dir.join("oci-layout"), 64 << 10).map_err(at("oci-layout"))?;
+        let layout: OciLayout = serde_json::from_slice(&layout)
+            .map_err(|e| invalid("oci-layout", e))
+            .map_err(at("oci-layout"))?;
+        if layout.image_layout_version() != "1.0.0" {
+            return Err(at("oci-layout")(Rule::LayoutVersion(
+                layout.image_layout_version().clone(),
+            )));
+        }
+
+        let bytes = fsx::read_limited(&self.dir.join("index.json"), self.options.max_index_json)
+            .map_err(at("index.json"))?;
+        let index = parse_index(&bytes, None).map_err(at("index.json"))?;
+
+        let index_path = PathBuf::from("index.json");
+        let mut tags = BTreeMap::new();
+        for d in index.manifests() {
+            self.visit_listed(d, &index_path, 1)?;
+            if let Some(value) = d.annotations().as_ref().and_then(|a| a.get(REF_NAME)) {
+                let tag = Tag::from_ref_name(value)
+                    .map_err(|e| (index_path.clone(), Rule::InvalidTag(e)))?;
+                let digest = Digest::parse(d.digest().as_ref()).expect("validated by visit_listed");
+                if tags.insert(tag.clone(), digest).is_some() {
+                    return Err((index_path, Rule::DuplicateTag(tag.to_string())));
+                }
+            }
+        }
+        if let Some(subject) = index.subject() {
+            self.visit_subject(subject, &index_path, 1)?;
+        }
+        Ok(tags)
+    }
+
+    /// Validates a descriptor's fields; returns its digest and size.
+    fn check_descriptor(&mut self, d: &Descriptor, from: &Path) -> Result<(Digest, u64), Broken> {
+        let broken = |rule| (from.to_path_buf(), rule);
+        self.descriptors += 1;
+        if self.descriptors > self.options.max_descriptors {
+            return Err(broken(Rule::TooManyDescriptors(
+                self.options.max_descriptors,
+            )));
+        }
+        let media_type = d.media_type().to_string();
+        if !media_type::is_valid(&media_type) {
+            return Err(broken(Rule::InvalidMediaType(media_type)));
+        }
+        let digest = Digest::parse(d.digest().as_ref()).map_err(|e| broken(Rule::Digest(e)))?;
+        if d.size() > MAX_SAFE_SIZE {
+            return Err(broken(Rule::SizeOutOfRange(d.size())));
+        }
+        if self.checked_alg_dirs.insert(digest.algorithm()) {
+            for dir in ["blobs".to_string(), format!("blobs/{}", digest.algorithm())] {
+                if let Err(rule) = fsx::require_real_dir(&self.dir.join(&dir)) {
+                    // A missing directory is reported against the blob.
+                    if rule != Rule::Missing {
+                        return Err((PathBuf::from(dir), rule));
+                    }
+                }
+            }
+        }
+        Ok((digest, d.size()))
+    }
+
+    /// A descriptor in an index's `manifests`: must be a manifest or index.
+    fn visit_listed(&mut self, d: &Descriptor, from: &Path, depth: usize) -> Result<(), Broken> {
+        let media_type = d.media_type().to_string();
+        let (digest, size) = self.check_descriptor(d, from)?;
+        match media_type::kind_of(&media_type) {
+            ContentKind::Blob => Err((from.to_path_buf(), Rule::NotAManifest(media_type))),
+            kind => self.visit_document(kind, &media_type, digest, size, depth),
+        }
+    }
+
+    /// A `subject`: verified like any other content when present on disk;
+    /// when absent, it is only a pointer (referrers may precede subjects).
+    fn visit_subject(&mut self, d: &Descriptor, from: &Path, depth: usize) -> Result<(), Broken> {
+        let media_type = d.media_type().to_string();
+        let (digest, size) = self.check_descriptor(d, from)?;
+        let path = self.dir.join(digest.blob_path());
+        if std::fs::symlink_metadata(&path).is_err() {
+            return Ok(());
+        }
+        match media_type::kind_of(&media_type) {
+            ContentKind::Blob => self.add_blob(digest, size, from),
+            kind => self.visit_document(kind, &media_type, digest, size, depth),
+        }
+    }
+
+    fn add_blob(&mut self, digest: Digest, size: u64, from: &Path) -> Result<(), Broken> {
+        let pending = self
+            .blobs
+            .entry(digest.clone())
+            .or_insert(PendingBlob { size });
+        if pending.size != size {
+            let first = pending.size;
+            return Err((
+                from.to_path_buf(),
+                Rule::ConflictingSizes {
+                    digest,
+                    first,
+                    second: size,
+                },
+            ));
+        }
+        Ok(())
+    }
+
+    fn visit_document(
+        &mut self,
+        kind: ContentKind,
+        media_type: &str,
+        digest: Digest,
+        size: u64,
+        depth: usize,
+    ) -> Result<(), Broken> {
+        if let Some(seen) = self.manifests.get(&digest) {
+            if seen.bytes.len() as u64 != size {
+                return Err((
+                    PathBuf::from(digest.blob_path()),
+                    Rule::SizeMismatch {
+                        expected: size,
+                        actual: seen.bytes.len() as u64,
+                    },
+                ));
+            }
+            return Ok(());
+        }
+        if depth > self.options.max_depth {
+            return Err((
+                PathBuf::from(digest.blob_path()),
+                Rule::TooDeep(self.options.max_depth),
+            ));
+        }
+        let file = PathBuf::from(digest.blob_path());
+        let at = |rule| (file.clone(), rule);
+        if size > self.options.max_manifest {
+            return Err(at(Rule::TooLarge {
+                size,
+                limit: self.options.max_manifest,
+            }));
+        }
+        let bytes = fsx::read_verified(
+            &self.dir.join(&file),
+            &digest,
+            size,
+            self.options.max_manifest,
+        )
+        .map_err(at)?;
+        self.bytes_verified += size;
+
+        let manifest = match kind {
+            ContentKind::Index => {
+                let index = parse_index(&bytes, Some(media_type)).map_err(at)?;
+                for d in index.manifests() {
+                    self.visit_listed(d, &file, depth + 1)?;
+                }
+                if let Some(subject) = index.subject() {
+                    self.visit_subject(subject, &file, depth + 1)?;
+                }
+                Manifest {
+                    media_type: media_type.into(),
+                    subject: subject_digest(index.subject()),
+                    artifact_type: index.artifact_type().as_ref().map(|t| t.to_string().into()),
+                    annotations: sorted(index.annotations()),
+                    bytes: bytes.into(),
+                }
+            }
+            ContentKind::Manifest => {
+                let m = parse_manifest(&bytes, media_type).map_err(at)?;
+                let (config, _) = self.check_descriptor(m.config(), &file)?;
+                self.add_blob(config, m.config().size(), &file)?;
+                for layer in m.layers() {
+                    let (digest, size) = self.check_descriptor(layer, &file)?;
+                    let non_distributable = layer.urls().as_ref().is_some_and(|u| !u.is_empty());
+                    if non_distributable
+                        && std::fs::symlink_metadata(self.dir.join(digest.blob_path())).is_err()
+                    {
+                        continue; // lives elsewhere; simply not served
+                    }
+                    self.add_blob(digest, size, &file)?;
+                }
+                if let Some(subject) = m.subject() {
+                    self.visit_subject(subject, &file, depth + 1)?;
+                }
+                let artifact_type = m
+                    .artifact_type()
+                    .as_ref()
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|| m.config().media_type().to_string());
+                Manifest {
+                    media_type: media_type.into(),
+                    subject: subject_digest(m.subject()),
+                    artifact_type: Some(artifact_type.into()),
+                    annotations: sorted(m.annotations()),
+                    bytes: bytes.into(),
+                }
+            }
+            ContentKind::Blob => unreachable!("documents are manifests or indexes"),
+        };
+        self.manifests.insert(digest, Arc::new(manifest));
+        Ok(())
+    }
+}
+
+fn subject_digest(d: &Option<Descriptor>) -> Option<Digest> {
+    // Validated by check_descriptor before this is called.
+    d.as_ref()
+        .and_then(|d| Digest::parse(d.digest().as_ref()).ok())
+}
+
+fn sorted(a: &Option<HashMap<String, String>>) -> Option<BTreeMap<String, String>> {
+    a.as_ref()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+}
+
+/// Parses an index; `expected` is the media type of the descriptor that
+/// points at it (`None` for `index.json`, which must be an OCI index).
+fn parse_index(bytes: &[u8], expected: Option<&str>) -> Result<ImageIndex, Rule> {
+    let index: ImageIndex = serde_json::from_slice(bytes).map_err(|e| invalid("image index", e))?;
+    if index.schema_version() != 2 {
+        return Err(Rule::SchemaVersion(index.schema_version()));
+    }
+    if let Some(own) = index.media_type() {
+        let own = own.to_string();
+        let expected = expected.unwrap_or(media_type::OCI_INDEX);
+        if own != expected {
+            return Err(Rule::MediaTypeMismatch {
+                expected: expected.into(),
+                found: own,
+            });
+        }
+    }
+    Ok(index)
+}
+
+fn parse_manifest(bytes: &[u8], expected: &str) -> Result<ImageManifest, Rule> {
+    let m: ImageManifest =
+        serde_json::from_slice(bytes).map_err(|e| invalid("image manifest", e))?;
+    if m.schema_version() != 2 {
+        return Err(Rule::SchemaVersion(m.schema_version()));
+    }
+    if let Some(own) = m.media_type() {
+        let own = own.to_string();
+        if own != expected {
+            return Err(Rule::MediaTypeMismatch {
+                expected: expected.into(),
+                found: own,
+            });
+        }
+    }
+    Ok(m)
+}
+
+/// Lists `blobs/<alg>/` and reports files no descriptor reaches.
+fn find_orphans(s: &Structure, options: &LoadOptions) -> Vec<Orphan> {
+    let mut orphans = Vec::new();
+    let blobs_dir = s.dir.join("blobs");
+    let Ok(algs) = std::fs::read_dir(&blobs_dir) else {
+        return orphans;
+    };
+    let mut push = |file: PathBuf| {
+        orphans.push(Orphan {
+            application: s.rel.clone(),
+            file,
+        })
+    };
+    for alg in algs.take(options.max_dir_entries).flatten() {
+        let alg_name = alg.file_name().to_string_lossy().into_owned();
+        let is_dir = alg.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        if !is_dir || !Algorithm::ALL.iter().any(|a| a.as_str() == alg_name) {
+            push(PathBuf::from(format!("blobs/{alg_name}")));
+            continue;
+        }
+        let Ok(files) = std::fs::read_dir(alg.path()) else {
+            continue;
+        };
+        for f in files.take(options.max_dir_entries).flatten() {
+            let hex = f.file_name().to_string_lossy().into_owned();
+            let reached = Digest::parse(&format!("{alg_name}:{hex}"))
+                .map(|d| s.blobs.contains_key(&d) || s.manifests.contains_key(&d))
+                .unwrap_or(false);
+            if !reached {
+                push(PathBuf::from(format!("blobs/{alg_name}/{hex}")));
+            }
+        }
+    }
+    orphans.sort_by(|a, b| a.file.cmp(&b.file));
+    orphans
+}

@@ -1,0 +1,1 @@
+//! Arm CCA attestation for RA-TLS.

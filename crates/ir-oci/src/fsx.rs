@@ -180,3 +180,14 @@ fn advise_sequential(file: &File) {
         libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL);
     }
 }
+
+/// Opens a verified blob for serving, refusing it unless it is still the
+/// very file that was verified (same device, inode, size, mtime and ctime)
+/// and still a regular, singly-linked file reached without a symlink.
+pub fn open_unchanged(path: &Path, expected: &FileIdentity) -> Result<File, Rule> {
+    let (file, meta) = open_blob(path)?;
+    if FileIdentity::of(&meta) != *expected {
+        return Err(Rule::ChangedDuringVerification);
+    }
+    Ok(file)
+}

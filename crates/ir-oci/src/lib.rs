@@ -13,6 +13,7 @@
 
 pub mod digest;
 mod fsx;
+pub use fsx::open_unchanged;
 pub mod loader;
 pub mod media_type;
 pub mod model;

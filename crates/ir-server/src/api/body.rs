@@ -1,0 +1,61 @@
+//! The response body type: nothing, bytes in memory, or a verified blob
+//! stream. An enum rather than a boxed trait object, so the common cases
+//! (manifests, JSON, errors) cost no allocation beyond their bytes.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+
+use super::blob_stream::{BlobStream, StreamError};
+
+/// A response body.
+#[derive(Debug)]
+pub enum Body {
+    /// No body (HEAD, 304, …).
+    Empty,
+    /// Bytes held in memory, sent in one frame.
+    Full(Option<Bytes>),
+    /// A blob read from disk and checked while it streams.
+    Blob(Box<BlobStream>),
+}
+
+impl Body {
+    /// A body of `bytes`.
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        Body::Full(Some(bytes.into()))
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = StreamError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, StreamError>>> {
+        match &mut *self {
+            Body::Empty => Poll::Ready(None),
+            Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Body::Blob(s) => s.poll_chunk(cx).map(|o| o.map(|r| r.map(Frame::data))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Empty => true,
+            Body::Full(b) => b.is_none(),
+            Body::Blob(s) => s.remaining() == 0,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Empty => SizeHint::with_exact(0),
+            Body::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Body::Blob(s) => SizeHint::with_exact(s.remaining()),
+        }
+    }
+}

@@ -1,0 +1,423 @@
+//! One function per endpoint. Each returns a full response or an
+//! [`ApiError`]; HEAD bodies are dropped by the caller, so GET and HEAD
+//! always agree on status and headers.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
+use ir_oci::name::ReferenceError;
+use ir_oci::{Application, Digest, Reference};
+use serde_json::json;
+
+use super::blob_stream::{BlobStream, CHUNK};
+use super::range::{self, RangeOutcome};
+use super::{ApiError, Body, ConnInfo, ErrorCode};
+use crate::catalog::Catalog;
+
+/// `Docker-Content-Digest`.
+pub const DIGEST_HEADER: &str = "docker-content-digest";
+/// Content-addressed bytes never change, so caches may keep them.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+const OCTET_STREAM: &str = "application/octet-stream";
+const JSON: &str = "application/json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+type Answer = Result<Response<Body>, ApiError>;
+
+fn hv(s: &str) -> HeaderValue {
+    // Values here are digests, media types and numbers we produced or
+    // validated; a value that is not a valid header is replaced, never
+    // allowed to fail the response.
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+fn response(status: StatusCode, headers: HeaderMap, body: Body) -> Response<Body> {
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    *r.headers_mut() = headers;
+    r
+}
+
+fn json_response(value: serde_json::Value, content_type: &str) -> (HeaderMap, Body) {
+    let bytes = Bytes::from(serde_json::to_vec(&value).expect("JSON values serialise"));
+    let mut h = HeaderMap::new();
+    h.insert(header::CONTENT_TYPE, hv(content_type));
+    h.insert(header::CONTENT_LENGTH, bytes.len().into());
+    (h, Body::full(bytes))
+}
+
+/// `GET /v2/`.
+pub fn base() -> Response<Body> {
+    let (h, b) = json_response(json!({}), JSON);
+    response(StatusCode::OK, h, b)
+}
+
+fn etag_of(digest: &Digest) -> String {
+    format!("\"{digest}\"")
+}
+
+/// RFC 9110 §13.1.2: weak comparison of each listed tag, or `*`.
+fn none_match<B>(req: &Request<B>, etag: &str) -> bool {
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .any(|v| {
+            v.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
+            })
+        })
+}
+
+fn not_modified(etag: &str, digest: &Digest) -> Response<Body> {
+    let mut h = HeaderMap::new();
+    h.insert(header::ETAG, hv(etag));
+    h.insert(DIGEST_HEADER, hv(digest.as_str()));
+    response(StatusCode::NOT_MODIFIED, h, Body::Empty)
+}
+
+fn parse_digest(s: &str) -> Result<Digest, ApiError> {
+    Digest::parse(s).map_err(|e| ApiError::new(ErrorCode::DigestInvalid, e.to_string()))
+}
+
+/// `GET|HEAD /v2/<name>/manifests/<reference>`.
+pub fn manifest<B>(app: &Application, reference: &str, req: &Request<B>) -> Answer {
+    let reference = Reference::parse(reference).map_err(|e| match e {
+        ReferenceError::Tag(e) => ApiError::new(ErrorCode::TagInvalid, e.to_string()),
+        ReferenceError::Digest(e) => ApiError::new(ErrorCode::DigestInvalid, e.to_string()),
+    })?;
+    let by_digest = matches!(reference, Reference::Digest(_));
+    let found = match &reference {
+        Reference::Tag(t) => app.tags.get(t).and_then(|d| app.manifests.get_key_value(d)),
+        Reference::Digest(d) => app.manifests.get_key_value(d),
+    };
+    let (digest, m) = found.ok_or_else(|| {
+        let shown = match &reference {
+            Reference::Tag(t) => t.to_string(),
+            Reference::Digest(d) => d.to_string(),
+        };
+        ApiError::new(
+            ErrorCode::ManifestUnknown,
+            format!("manifest {shown} is not known in {}", app.name),
+        )
+    })?;
+    let etag = etag_of(digest);
+    if none_match(req, &etag) {
+        return Ok(not_modified(&etag, digest));
+    }
+    log_unacceptable(req, &m.media_type);
+    let mut h = HeaderMap::new();
+    h.insert(header::CONTENT_TYPE, hv(&m.media_type));
+    h.insert(header::CONTENT_LENGTH, m.bytes.len().into());
+    h.insert(DIGEST_HEADER, hv(digest.as_str()));
+    h.insert(header::ETAG, hv(&etag));
+    if by_digest {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+    }
+    Ok(response(StatusCode::OK, h, Body::full(m.bytes.clone())))
+}
+
+/// Content is immutable and may be signed, so it is never converted: a
+/// client whose `Accept` does not list the stored type still gets it (and
+/// decides), which is what every mainstream client copes with. Logged at
+/// debug for operators chasing a client problem.
+fn log_unacceptable<B>(req: &Request<B>, media_type: &str) {
+    let accepts: Vec<&str> = req
+        .headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.split(';').next().unwrap_or("").trim())
+        .collect();
+    if !accepts.is_empty()
+        && !accepts
+            .iter()
+            .any(|t| *t == media_type || *t == "*/*" || *t == "application/*")
+    {
+        tracing::debug!(media_type, accept = ?accepts, "serving a manifest type the client did not list in Accept");
+    }
+}
+
+fn blob_headers(digest: &Digest, etag: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(OCTET_STREAM));
+    h.insert(DIGEST_HEADER, hv(digest.as_str()));
+    h.insert(header::ETAG, hv(etag));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+    h
+}
+
+/// The range to send, after `If-Range` (RFC 9110 §13.1.5): a range is only
+/// honoured when `If-Range` is absent or strongly matches the ETag. HEAD
+/// ignores `Range`, as RFC 9110 defines it for GET only.
+fn wanted_range<B>(req: &Request<B>, etag: &str, size: u64) -> RangeOutcome {
+    if req.method() != http::Method::GET {
+        return RangeOutcome::Full;
+    }
+    let Some(range) = req
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return RangeOutcome::Full;
+    };
+    if let Some(if_range) = req.headers().get(header::IF_RANGE) {
+        if if_range.as_bytes() != etag.as_bytes() {
+            return RangeOutcome::Full;
+        }
+    }
+    range::evaluate(range, size)
+}
+
+fn unsatisfiable(size: u64) -> Response<Body> {
+    let e = ApiError::new(
+        ErrorCode::RangeNotSatisfiable,
+        format!("no requested range lies within the blob's {size} bytes"),
+    );
+    let mut r = super::error_response(&e);
+    r.headers_mut()
+        .insert(header::CONTENT_RANGE, hv(&format!("bytes */{size}")));
+    r
+}
+
+/// Sets status, `Content-Length` and `Content-Range` for an outcome;
+/// returns the byte span to send, or `None` when unsatisfiable.
+fn apply_range(
+    h: &mut HeaderMap,
+    outcome: RangeOutcome,
+    size: u64,
+) -> Option<(StatusCode, u64, u64)> {
+    match outcome {
+        RangeOutcome::Full => {
+            h.insert(header::CONTENT_LENGTH, size.into());
+            Some((StatusCode::OK, 0, size))
+        }
+        RangeOutcome::Partial { start, end } => {
+            h.insert(header::CONTENT_LENGTH, (end - start + 1).into());
+            h.insert(
+                header::CONTENT_RANGE,
+                hv(&format!("bytes {start}-{end}/{size}")),
+            );
+            Some((StatusCode::PARTIAL_CONTENT, start, end + 1))
+        }
+        RangeOutcome::Unsatisfiable => None,
+    }
+}
+
+/// `GET|HEAD /v2/<name>/blobs/<digest>`. Manifests and indexes are blobs
+/// too and are served from memory; everything else streams from its file.
+pub async fn blob<B>(app: Arc<Application>, digest: &str, req: &Request<B>) -> Answer {
+    let digest = parse_digest(digest)?;
+    let unknown = || {
+        ApiError::new(
+            ErrorCode::BlobUnknown,
+            format!("blob {digest} is not known in {}", app.name),
+        )
+    };
+    let etag = etag_of(&digest);
+
+    if let Some(m) = app.manifests.get(&digest) {
+        if none_match(req, &etag) {
+            return Ok(not_modified(&etag, &digest));
+        }
+        let size = m.bytes.len() as u64;
+        let mut h = blob_headers(&digest, &etag);
+        let Some((status, start, end)) = apply_range(&mut h, wanted_range(req, &etag, size), size)
+        else {
+            return Ok(unsatisfiable(size));
+        };
+        let body = Body::full(m.bytes.slice(start as usize..end as usize));
+        return Ok(response(status, h, body));
+    }
+
+    let blob = app
+        .blobs
+        .get(&digest)
+        .filter(|b| !b.is_withdrawn())
+        .ok_or_else(unknown)?;
+    if none_match(req, &etag) {
+        return Ok(not_modified(&etag, &digest));
+    }
+    let size = blob.size();
+    let mut h = blob_headers(&digest, &etag);
+    let Some((status, start, end)) = apply_range(&mut h, wanted_range(req, &etag, size), size)
+    else {
+        return Ok(unsatisfiable(size));
+    };
+    if req.method() == http::Method::HEAD {
+        // HEAD answers from the model and never touches the file.
+        return Ok(response(status, h, Body::Empty));
+    }
+
+    let identity = blob.identity;
+    let path = app.blob_path(&digest);
+    let whole_and_small = start == 0 && end == size && size <= CHUNK as u64;
+    let d = digest.clone();
+    let opened = tokio::task::spawn_blocking(move || -> Result<Opened, String> {
+        let file = ir_oci::open_unchanged(&path, &identity).map_err(|rule| rule.to_string())?;
+        if !whole_and_small {
+            return Ok(Opened::File(file));
+        }
+        // Small whole blobs: read and check before sending anything.
+        let mut bytes = vec![0u8; size as usize];
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut bytes, 0)
+            .map_err(|e| e.to_string())?;
+        if Digest::of_bytes(d.algorithm(), &bytes) != d {
+            return Err("content no longer hashes to its digest".into());
+        }
+        Ok(Opened::Bytes(bytes.into()))
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("blob open task failed: {e}")));
+
+    match opened {
+        Ok(Opened::Bytes(bytes)) => Ok(response(status, h, Body::full(bytes))),
+        Ok(Opened::File(file)) => {
+            let stream = BlobStream::new(app.clone(), digest, identity, file, start, end);
+            Ok(response(status, h, Body::Blob(Box::new(stream))))
+        }
+        Err(why) => {
+            blob.withdraw();
+            tracing::error!(application = %app.name, %digest, "blob withdrawn: its file changed after verification ({why})");
+            Err(ApiError::new(
+                ErrorCode::BlobUnknown,
+                format!("blob {digest} was withdrawn: its file changed after verification"),
+            ))
+        }
+    }
+}
+
+enum Opened {
+    Bytes(Bytes),
+    File(std::fs::File),
+}
+
+/// Pagination parameters `n` and `last`.
+struct Page {
+    n: Option<usize>,
+    last: Option<String>,
+}
+
+fn query_pairs<B>(req: &Request<B>) -> impl Iterator<Item = (String, String)> + '_ {
+    form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+        .take(64)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+}
+
+fn page<B>(req: &Request<B>) -> Result<Page, ApiError> {
+    let mut p = Page {
+        n: None,
+        last: None,
+    };
+    for (k, v) in query_pairs(req) {
+        match k.as_str() {
+            "n" => {
+                let n = v.parse::<usize>().map_err(|_| {
+                    ApiError::new(
+                        ErrorCode::PaginationNumberInvalid,
+                        format!("n={v:.40} is not a non-negative integer"),
+                    )
+                })?;
+                p.n = Some(n);
+            }
+            "last" => p.last = Some(v),
+            _ => {}
+        }
+    }
+    Ok(p)
+}
+
+/// Applies `n`/`last` to sorted `items`; returns the page and, when cut,
+/// the `Link` header for the next page.
+fn paginate<'a>(
+    items: impl Iterator<Item = &'a str>,
+    p: &Page,
+    path: &str,
+) -> (Vec<&'a str>, Option<String>) {
+    let mut after = items
+        .filter(|i| p.last.as_deref().is_none_or(|l| *i > l))
+        .peekable();
+    let Some(n) = p.n else {
+        return (after.collect(), None);
+    };
+    let page: Vec<&str> = after.by_ref().take(n).collect();
+    let link = match (page.last(), after.peek()) {
+        (Some(last), Some(_)) => {
+            let q: String = form_urlencoded::Serializer::new(String::new())
+                .append_pair("n", &n.to_string())
+                .append_pair("last", last)
+                .finish();
+            Some(format!("<{path}?{q}>; rel=\"next\""))
+        }
+        _ => None,
+    };
+    (page, link)
+}
+
+/// `GET /v2/<name>/tags/list`.
+pub fn tags<B>(app: &Application, req: &Request<B>) -> Answer {
+    let p = page(req)?;
+    let path = format!("/v2/{}/tags/list", app.name);
+    let (tags, link) = paginate(app.tags.keys().map(|t| t.as_str()), &p, &path);
+    let (mut h, body) = json_response(json!({ "name": app.name.as_str(), "tags": tags }), JSON);
+    if let Some(link) = link {
+        h.insert(header::LINK, hv(&link));
+    }
+    Ok(response(StatusCode::OK, h, body))
+}
+
+/// `GET /v2/_catalog`, as the Docker registry API defines it.
+pub fn catalog<B>(catalog: &Catalog, conn: &ConnInfo, req: &Request<B>) -> Answer {
+    let p = page(req)?;
+    let names = catalog
+        .names()
+        .filter(|n| conn.may_see(n))
+        .map(|n| n.as_str());
+    let (repos, link) = paginate(names, &p, "/v2/_catalog");
+    let (mut h, body) = json_response(json!({ "repositories": repos }), JSON);
+    if let Some(link) = link {
+        h.insert(header::LINK, hv(&link));
+    }
+    Ok(response(StatusCode::OK, h, body))
+}
+
+/// `GET /v2/<name>/referrers/<digest>` (OCI distribution 1.1).
+pub fn referrers<B>(app: &Application, digest: &str, req: &Request<B>) -> Answer {
+    let subject = parse_digest(digest)?;
+    let filter: Option<String> = query_pairs(req)
+        .find(|(k, _)| k == "artifactType")
+        .map(|(_, v)| v);
+    let mut manifests = Vec::new();
+    for d in app.referrers.get(&subject).into_iter().flatten() {
+        let Some(m) = app.manifests.get(d) else {
+            continue;
+        };
+        if let Some(f) = &filter {
+            if m.artifact_type.as_deref() != Some(f.as_str()) {
+                continue;
+            }
+        }
+        let mut desc =
+            json!({"mediaType": &*m.media_type, "digest": d.as_str(), "size": m.bytes.len()});
+        if let Some(t) = &m.artifact_type {
+            desc["artifactType"] = json!(&**t);
+        }
+        if let Some(a) = &m.annotations {
+            desc["annotations"] = json!(a);
+        }
+        manifests.push(desc);
+    }
+    let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests});
+    let (mut h, body) = json_response(index, OCI_INDEX);
+    if filter.is_some() {
+        h.insert(
+            "oci-filters-applied",
+            HeaderValue::from_static("artifactType"),
+        );
+    }
+    Ok(response(StatusCode::OK, h, body))
+}

@@ -1,0 +1,172 @@
+//! The OCI Distribution pull API: routing, handlers and responses.
+//!
+//! Everything here answers from the verified [`Catalog`](crate::catalog)
+//! snapshot; the only file system access is opening a blob that the
+//! snapshot vouches for, checked against the identity recorded at
+//! verification.
+
+pub mod blob_stream;
+pub mod body;
+pub mod error;
+mod handlers;
+pub mod range;
+pub mod route;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use ir_oci::RepoName;
+
+pub use body::Body;
+pub use error::{ApiError, ErrorCode};
+
+use crate::catalog::SharedCatalog;
+
+/// Header every response carries, as the Docker registry API defines it.
+pub const API_VERSION_HEADER: &str = "docker-distribution-api-version";
+
+/// Which applications a connection may see. `None` means all; RA-TLS
+/// connections of a realm limited to some applications carry a filter, and
+/// everything else answers as if those applications did not exist.
+pub type Visibility = Option<Arc<dyn Fn(&RepoName) -> bool + Send + Sync>>;
+
+/// State shared by every request.
+pub struct ApiState {
+    /// The served snapshot.
+    pub catalog: SharedCatalog,
+    /// Log one line per request at info.
+    pub access_log: bool,
+}
+
+/// What the transport knows about the connection a request came on.
+#[derive(Clone)]
+pub struct ConnInfo {
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// Applications this connection may see.
+    pub visibility: Visibility,
+}
+
+impl ConnInfo {
+    /// A connection that may see everything.
+    pub fn open(peer: SocketAddr) -> Self {
+        ConnInfo {
+            peer,
+            visibility: None,
+        }
+    }
+
+    fn may_see(&self, name: &RepoName) -> bool {
+        self.visibility.as_ref().is_none_or(|f| f(name))
+    }
+}
+
+/// Answers one request. Never fails: every problem is an OCI error response.
+pub async fn handle<B>(state: &ApiState, conn: &ConnInfo, req: Request<B>) -> Response<Body> {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let mut response = route_request(state, conn, &req).await;
+    if method == Method::HEAD {
+        *response.body_mut() = Body::Empty;
+    }
+    response
+        .headers_mut()
+        .insert(API_VERSION_HEADER, HeaderValue::from_static("registry/2.0"));
+    if state.access_log {
+        let bytes = response
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        tracing::info!(
+            target: "access",
+            peer = %conn.peer,
+            method = %method,
+            path = %req.uri().path(),
+            status = response.status().as_u16(),
+            bytes,
+            micros = started.elapsed().as_micros() as u64,
+        );
+    }
+    response
+}
+
+async fn route_request<B>(state: &ApiState, conn: &ConnInfo, req: &Request<B>) -> Response<Body> {
+    use route::{Route, RouteError};
+    let route = match route::parse(req.uri().path()) {
+        Ok(r) => r,
+        Err(RouteError::NoSuchEndpoint) => {
+            return error_response(&ApiError::new(
+                ErrorCode::NoSuchEndpoint,
+                "no such endpoint in the OCI distribution pull API",
+            ))
+        }
+        Err(RouteError::InvalidName(e)) => {
+            return error_response(&ApiError::new(ErrorCode::NameInvalid, e.to_string()))
+        }
+    };
+    let read_only = |allow: &'static str| {
+        let mut r = error_response(&ApiError::new(
+            ErrorCode::Unsupported,
+            "this registry is read-only: only pulling is supported",
+        ));
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allow));
+        r
+    };
+    if let Route::Upload(_) = route {
+        return read_only("");
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return read_only("GET, HEAD");
+    }
+    let catalog = state.catalog.load();
+    let app_of = |name: &RepoName| {
+        catalog
+            .application(name)
+            .filter(|_| conn.may_see(name))
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::NameUnknown,
+                    format!("repository {name} is not known to this registry"),
+                )
+                .with_detail(serde_json::json!({ "name": name.as_str() }))
+            })
+    };
+    let result = match route {
+        Route::Base => Ok(handlers::base()),
+        Route::Catalog => handlers::catalog(&catalog, conn, req),
+        Route::Manifest(name, reference) => match app_of(&name) {
+            Ok(app) => handlers::manifest(&app, reference, req),
+            Err(e) => Err(e),
+        },
+        Route::Blob(name, digest) => match app_of(&name) {
+            Ok(app) => handlers::blob(app, digest, req).await,
+            Err(e) => Err(e),
+        },
+        Route::Tags(name) => app_of(&name).and_then(|app| handlers::tags(&app, req)),
+        Route::Referrers(name, digest) => {
+            app_of(&name).and_then(|app| handlers::referrers(&app, digest, req))
+        }
+        Route::Upload(_) => unreachable!("answered above"),
+    };
+    result.unwrap_or_else(|e| error_response(&e))
+}
+
+/// The response for an error: its status and the spec's JSON body.
+pub fn error_response(e: &ApiError) -> Response<Body> {
+    let body = e.body();
+    Response::builder()
+        .status(e.code.status())
+        .header(header::CONTENT_TYPE, error::json_content_type())
+        .header(header::CONTENT_LENGTH, body.len())
+        .body(Body::full(body))
+        .unwrap_or_else(|_| {
+            let mut r = Response::new(Body::Empty);
+            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            r
+        })
+}

@@ -1,0 +1,145 @@
+//! Maps a request path to an endpoint of the pull API.
+//!
+//! Hand-written rather than a router's pattern syntax because repository
+//! names contain slashes (`/v2/team/app/manifests/1.0`), which path-pattern
+//! routers cannot express before a fixed suffix. The path is used raw,
+//! never percent-decoded: no valid name, tag or digest contains `%`, so an
+//! encoded `..` or `/` simply fails the grammar.
+
+use ir_oci::{name::NameError, RepoName};
+
+/// An endpoint, with the repository name already validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route<'a> {
+    /// `/v2/`: the API version check.
+    Base,
+    /// `/v2/_catalog`.
+    Catalog,
+    /// `/v2/<name>/manifests/<reference>`.
+    Manifest(RepoName, &'a str),
+    /// `/v2/<name>/blobs/<digest>`.
+    Blob(RepoName, &'a str),
+    /// `/v2/<name>/blobs/uploads/…`: push only.
+    Upload(RepoName),
+    /// `/v2/<name>/tags/list`.
+    Tags(RepoName),
+    /// `/v2/<name>/referrers/<digest>`.
+    Referrers(RepoName, &'a str),
+}
+
+/// Why a path is not an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteError {
+    /// Not a path of the pull API.
+    NoSuchEndpoint,
+    /// The shape is an endpoint's, but the name is invalid.
+    InvalidName(NameError),
+}
+
+/// Most path segments considered; names longer than this are invalid anyway.
+const MAX_SEGMENTS: usize = 128;
+
+/// Parses `path` (without query).
+pub fn parse(path: &str) -> Result<Route<'_>, RouteError> {
+    let rest = match path {
+        "/v2" | "/v2/" => return Ok(Route::Base),
+        "/v2/_catalog" => return Ok(Route::Catalog),
+        p => p.strip_prefix("/v2/").ok_or(RouteError::NoSuchEndpoint)?,
+    };
+    let segments: Vec<&str> = rest.splitn(MAX_SEGMENTS, '/').collect();
+    let n = segments.len();
+    let name_of = |k: usize| -> Result<RepoName, RouteError> {
+        if k == 0 {
+            return Err(RouteError::NoSuchEndpoint);
+        }
+        // The name is the raw text before the endpoint's fixed segments.
+        let len: usize = segments[..k].iter().map(|s| s.len()).sum::<usize>() + k - 1;
+        RepoName::parse(&rest[..len]).map_err(RouteError::InvalidName)
+    };
+    let tail = |k: usize| &segments[n.saturating_sub(k)..];
+    match tail(3) {
+        [_, "tags", "list"] => return Ok(Route::Tags(name_of(n - 2)?)),
+        [_, "manifests", reference] => return Ok(Route::Manifest(name_of(n - 2)?, reference)),
+        [_, "referrers", digest] => return Ok(Route::Referrers(name_of(n - 2)?, digest)),
+        [_, "blobs", "uploads"] => return Ok(Route::Upload(name_of(n - 2)?)),
+        [_, "blobs", digest] => return Ok(Route::Blob(name_of(n - 2)?, digest)),
+        _ => {}
+    }
+    if let [_, "blobs", "uploads", _] = tail(4) {
+        return Ok(Route::Upload(name_of(n - 3)?));
+    }
+    Err(RouteError::NoSuchEndpoint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> RepoName {
+        RepoName::parse(s).unwrap()
+    }
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(parse("/v2/"), Ok(Route::Base));
+        assert_eq!(parse("/v2"), Ok(Route::Base));
+        assert_eq!(parse("/v2/_catalog"), Ok(Route::Catalog));
+        assert_eq!(parse("/v2/app/tags/list"), Ok(Route::Tags(name("app"))));
+        assert_eq!(
+            parse("/v2/team/app/manifests/1.0"),
+            Ok(Route::Manifest(name("team/app"), "1.0"))
+        );
+        assert_eq!(
+            parse("/v2/a/manifests/manifests/x"),
+            Ok(Route::Manifest(name("a/manifests"), "x"))
+        );
+        assert_eq!(
+            parse("/v2/a/b/blobs/sha256:x"),
+            Ok(Route::Blob(name("a/b"), "sha256:x"))
+        );
+        assert_eq!(
+            parse("/v2/a/referrers/d"),
+            Ok(Route::Referrers(name("a"), "d"))
+        );
+        assert_eq!(parse("/v2/a/blobs/uploads/"), Ok(Route::Upload(name("a"))));
+        assert_eq!(
+            parse("/v2/a/blobs/uploads/123"),
+            Ok(Route::Upload(name("a")))
+        );
+        assert_eq!(parse("/v2/a/blobs/uploads"), Ok(Route::Upload(name("a"))));
+    }
+
+    #[test]
+    fn rejects_hostile_paths() {
+        for p in [
+            "/v2/../etc/manifests/x",
+            "/v2/a/../b/manifests/x",
+            "/v2/%2e%2e/manifests/x",
+            "/v2/a%2fb/manifests/x",
+            "/v2/a//b/manifests/x",
+            "/v2//a/manifests/x",
+            "/v2/a\\b/manifests/x",
+            "/v2/A/manifests/x",
+        ] {
+            assert!(matches!(parse(p), Err(RouteError::InvalidName(_))), "{p}");
+        }
+        for p in [
+            "/",
+            "/v1/",
+            "/v2x",
+            "/v2/manifests/x",
+            "/v2/a",
+            "/v2/a/tags",
+            "/etc/passwd",
+            "/v2/a/blobs",
+        ] {
+            assert_eq!(parse(p), Err(RouteError::NoSuchEndpoint), "{p}");
+        }
+    }
+
+    #[test]
+    fn bounded_on_huge_paths() {
+        let p = format!("/v2/{}manifests/x", "a/".repeat(100_000));
+        assert!(parse(&p).is_err());
+    }
+}

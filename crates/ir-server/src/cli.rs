@@ -1,0 +1,143 @@
+//! The command line. The seed's flags (`-r -c -k -t -p -u -v -j -h -V`) are
+//! a contract with existing users; additions are long options in the same
+//! style, and every option can also come from an `IR_SERVER_*` variable.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// The transport the registry is served on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TlsMode {
+    /// Plain HTTP (HTTP/1.1 and h2c).
+    NoTls,
+    /// TLS with the server certificate (`-c`, `-k`).
+    Tls,
+    /// TLS where clients must present an attested Arm CCA realm certificate.
+    RaTls,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// ir-server: a pull-only OCI registry that serves only verified content.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "ir-server", version, about, long_about = None)]
+pub struct Args {
+    /// runtime server root directory, none to use {crate_root}/registry
+    #[arg(short = 'r', long, env = "IR_SERVER_ROOT")]
+    pub root: Option<PathBuf>,
+
+    /// path to server certificate, none to use {crate_root}/certs/server.crt
+    #[arg(short = 'c', long, env = "IR_SERVER_CERT")]
+    pub cert: Option<PathBuf>,
+
+    /// path to server private key, none to use {crate_root}/certs/server.key
+    #[arg(short = 'k', long, env = "IR_SERVER_KEY")]
+    pub key: Option<PathBuf>,
+
+    /// TLS variant to use
+    #[arg(
+        short = 't',
+        long,
+        value_enum,
+        default_value = "no-tls",
+        env = "IR_SERVER_TLS"
+    )]
+    pub tls: TlsMode,
+
+    /// server port
+    #[arg(short = 'p', long, default_value_t = 1337, env = "IR_SERVER_PORT")]
+    pub port: u16,
+
+    /// RA-TLS: Veraison verification service host
+    #[arg(
+        short = 'u',
+        long,
+        default_value = "http://localhost:8080",
+        env = "IR_SERVER_VERAISON_URL"
+    )]
+    pub veraison_url: String,
+
+    /// RA-TLS: Veraisons public key, none to use {crate_root}/ratls/pkey.jwk
+    #[arg(short = 'v', long, env = "IR_SERVER_VERAISON_PUBKEY")]
+    pub veraison_pubkey: Option<PathBuf>,
+
+    /// RA-TLS: JSON containing reference values, none to use {crate_root}/ratls/example.json
+    #[arg(short = 'j', long, env = "IR_SERVER_REFERENCE_JSON")]
+    pub reference_json: Option<PathBuf>,
+
+    /// load and verify the registry, print the report, and exit (0 if every
+    /// application verified, 1 otherwise) without serving
+    #[arg(long, env = "IR_SERVER_CHECK")]
+    pub check: bool,
+
+    /// address to listen on
+    #[arg(long, default_value = "0.0.0.0", env = "IR_SERVER_BIND")]
+    pub bind: IpAddr,
+
+    /// do not log one line per request
+    #[arg(long, env = "IR_SERVER_NO_ACCESS_LOG")]
+    pub no_access_log: bool,
+
+    /// log format
+    #[arg(long, value_enum, default_value = "text", env = "IR_SERVER_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    /// verification threads (default: one per core)
+    #[arg(long, env = "IR_SERVER_VERIFY_THREADS")]
+    pub verify_threads: Option<usize>,
+}
+
+/// The directory the seed calls `{crate_root}`: the repository root of the
+/// source tree this binary was built from, so that `cargo run` works with no
+/// flags. Installed binaries should be given explicit paths.
+pub fn crate_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = manifest.join("../..");
+    root.canonicalize().unwrap_or(root)
+}
+
+impl Args {
+    /// The registry root, resolved against the crate root if not given.
+    pub fn root_dir(&self) -> PathBuf {
+        self.root
+            .clone()
+            .unwrap_or_else(|| crate_root().join("registry"))
+    }
+
+    /// The server certificate path.
+    pub fn cert_path(&self) -> PathBuf {
+        self.cert
+            .clone()
+            .unwrap_or_else(|| crate_root().join("certs/server.crt"))
+    }
+
+    /// The server private key path.
+    pub fn key_path(&self) -> PathBuf {
+        self.key
+            .clone()
+            .unwrap_or_else(|| crate_root().join("certs/server.key"))
+    }
+
+    /// Veraison's EAR public key (JWK).
+    pub fn veraison_pubkey_path(&self) -> PathBuf {
+        self.veraison_pubkey
+            .clone()
+            .unwrap_or_else(|| crate_root().join("ratls/pkey.jwk"))
+    }
+
+    /// Reference values.
+    pub fn reference_json_path(&self) -> PathBuf {
+        self.reference_json
+            .clone()
+            .unwrap_or_else(|| crate_root().join("ratls/example.json"))
+    }
+}

@@ -1,0 +1,21 @@
+//! # ir-server
+//!
+//! A pull-only OCI registry that loads a root of OCI image layouts,
+//! verifies every reachable byte (with [`ir_oci`]), and serves only what
+//! verified over the OCI Distribution pull API on plain HTTP, TLS or RA-TLS.
+//!
+//! - [`cli`]: the command line;
+//! - [`catalog`]: the served snapshot;
+//! - [`api`]: routing, handlers, errors, ranges, verified blob streams;
+//! - [`server`]: HTTP/1.1 and HTTP/2 on a connection, limits, shutdown;
+//! - [`transport`]: accept loops per transport;
+//! - [`app`]: wiring it all together for the binary.
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod app;
+pub mod catalog;
+pub mod cli;
+pub mod logging;
+pub mod server;
+pub mod transport;

@@ -36,7 +36,10 @@ pub const MAX_SAFE_SIZE: u64 = (1 << 53) - 1;
 /// Bounds and knobs for loading. The defaults suit production.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
-    /// Deepest nesting of indexes below `index.json` (which is level 0).
+    /// Deepest nesting of indexes below `index.json` (which is level 0):
+    /// an index listed in `index.json` is at level 1, so the default of 16
+    /// accepts a chain of 16 nested indexes (whose innermost lists
+    /// manifests at level 17) and rejects 17.
     pub max_depth: usize,
     /// Largest `index.json` accepted.
     pub max_index_json: u64,
@@ -134,7 +137,7 @@ pub fn load(root: &Path, options: &LoadOptions) -> Result<Registry, LoadError> {
         .enumerate()
         .flat_map(|(i, s)| s.blobs.iter().map(move |(d, p)| (i, d, p.size)))
         .collect();
-    jobs.sort_unstable_by(|a, b| b.2.cmp(&a.2));
+    jobs.sort_unstable_by_key(|j| std::cmp::Reverse(j.2));
     let results: Vec<(usize, Digest, Result<FileIdentity, Rule>)> = pool.install(|| {
         jobs.par_iter()
             .map_init(
@@ -257,7 +260,8 @@ fn discover(
             registry.ignored.push((path, "not a directory".into()));
             continue;
         }
-        if std::fs::symlink_metadata(path.join("oci-layout")).is_ok() {
+        if is_layout_marker(&path.join("oci-layout")) || is_layout_marker(&path.join("index.json"))
+        {
             out.push(Candidate { rel, dir: path });
             found = true;
         } else if depth + 1 < options.max_namespace_depth
@@ -272,6 +276,15 @@ fn discover(
         }
     }
     found
+}
+
+/// A directory is an application (and checked as one, so that a missing
+/// `oci-layout` is a rejection rather than a silently ignored directory) when
+/// it holds `oci-layout` or `index.json` as anything but a directory. A
+/// directory of that name is a namespaced application instead: both are
+/// valid repository name components.
+fn is_layout_marker(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| !m.is_dir())
 }
 
 fn reject(registry: &mut Registry, app: &str, file: &str, rule: Rule) {
@@ -520,7 +533,14 @@ impl Walker<'_> {
             }
             return Ok(());
         }
-        if depth > self.options.max_depth {
+        // `max_depth` bounds where indexes may sit; the manifests the
+        // deepest index lists are one level further down. (Subject chains
+        // count levels too, so they are bounded by the same numbers.)
+        let deepest = match kind {
+            ContentKind::Index => self.options.max_depth,
+            _ => self.options.max_depth + 1,
+        };
+        if depth > deepest {
             return Err((
                 PathBuf::from(digest.blob_path()),
                 Rule::TooDeep(self.options.max_depth),
@@ -611,7 +631,8 @@ fn sorted(a: &Option<HashMap<String, String>>) -> Option<BTreeMap<String, String
 /// Parses an index; `expected` is the media type of the descriptor that
 /// points at it (`None` for `index.json`, which must be an OCI index).
 fn parse_index(bytes: &[u8], expected: Option<&str>) -> Result<ImageIndex, Rule> {
-    let index: ImageIndex = serde_json::from_slice(bytes).map_err(|e| invalid("image index", e))?;
+    let index: ImageIndex = serde_json::from_slice(bytes)
+        .map_err(|e| digest_rule(bytes).unwrap_or_else(|| invalid("image index", e)))?;
     if index.schema_version() != 2 {
         return Err(Rule::SchemaVersion(index.schema_version()));
     }
@@ -628,9 +649,30 @@ fn parse_index(bytes: &[u8], expected: Option<&str>) -> Result<ImageIndex, Rule>
     Ok(index)
 }
 
+/// `oci-spec` refuses a document whose descriptor digest is malformed
+/// (uppercase hex, wrong length) before [`Walker::check_descriptor`] sees
+/// it. When typed parsing fails, look for such a digest in the places
+/// descriptors live, so the rejection names the digest rule rather than
+/// "not valid JSON".
+fn digest_rule(bytes: &[u8]) -> Option<Rule> {
+    let doc: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let mut descriptors: Vec<&serde_json::Value> = Vec::new();
+    for key in ["manifests", "layers"] {
+        if let Some(list) = doc.get(key).and_then(|v| v.as_array()) {
+            descriptors.extend(list);
+        }
+    }
+    descriptors.extend(["config", "subject"].iter().filter_map(|k| doc.get(*k)));
+    descriptors
+        .iter()
+        .filter_map(|d| d.get("digest")?.as_str())
+        .find_map(|s| Digest::parse(s).err())
+        .map(Rule::Digest)
+}
+
 fn parse_manifest(bytes: &[u8], expected: &str) -> Result<ImageManifest, Rule> {
-    let m: ImageManifest =
-        serde_json::from_slice(bytes).map_err(|e| invalid("image manifest", e))?;
+    let m: ImageManifest = serde_json::from_slice(bytes)
+        .map_err(|e| digest_rule(bytes).unwrap_or_else(|| invalid("image manifest", e)))?;
     if m.schema_version() != 2 {
         return Err(Rule::SchemaVersion(m.schema_version()));
     }

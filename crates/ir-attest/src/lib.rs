@@ -1,1 +1,58 @@
-//! Arm CCA attestation for RA-TLS.
+//! # ir-attest
+//!
+//! Arm CCA attestation for ir-server's RA-TLS, as a pure library: no HTTP
+//! server, no TLS, no global state. The wire protocol it implements is
+//! fixed by `shared/docs/ratls-protocol.md`.
+//!
+//! One module per job:
+//!
+//! - [`token`]: parse a CCA token (CBOR tag 399, two COSE_Sign1 tokens) and
+//!   every realm and platform claim, with bounded sizes and errors that say
+//!   where parsing failed;
+//! - [`hash`]: the hash algorithms named by claims (`sha-256` …);
+//! - [`keys`]: EC public keys (P-256/384/521) from SEC1 points, COSE_Key,
+//!   JWK and PEM, and decoding of the realm attestation key (RAK);
+//! - [`cose`]: COSE_Sign1 signature verification (ES256/ES384/ES512);
+//! - [`verify`]: the local checks: realm signature, platform binding,
+//!   session binding;
+//! - [`reference`]: reference values (islet JSON, arrays, directories),
+//!   per-realm application lists, and matching a token against them;
+//! - [`platform`]: local platform verification with known platform keys
+//!   (CPAK) or a Veraison-style trust-anchor list;
+//! - [`ear`]: verification of Veraison's EAR attestation results (JWT ES256);
+//! - [`veraison`]: an async client for Veraison's challenge-response API;
+//! - [`emulate`]: an emulated realm for tests and demos (NOT secure).
+//!
+//! The order in which a relying party should run the checks (cheap local
+//! checks first, Veraison last) is shown in [`verify`].
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod cbor;
+pub mod cose;
+pub mod ear;
+pub mod emulate;
+pub mod hash;
+pub mod keys;
+pub mod platform;
+pub mod reference;
+pub mod token;
+pub mod veraison;
+pub mod verify;
+
+pub use cose::{CoseAlg, CoseError};
+
+pub use hash::HashAlg;
+pub use keys::{KeyError, PublicKey};
+pub use platform::{PlatformError, PlatformKeys};
+pub use reference::{MatchError, RealmReference, ReferenceError, ReferenceSet, ReferenceValues};
+pub use verify::{expected_realm_challenge, VerifyError};
+
+pub use token::{CcaToken, PlatformClaims, RealmClaims, TokenError};
+
+/// The OID of the X.509 extension that carries the CCA token in an RA-TLS
+/// client certificate (`1.3.3.3.7`), as dotted text.
+pub const RATLS_TOKEN_EXTENSION_OID: &str = "1.3.3.3.7";
+
+/// The same OID as its arcs, for X.509 libraries that want numbers.
+pub const RATLS_TOKEN_EXTENSION_ARCS: [u64; 5] = [1, 3, 3, 3, 7];

@@ -1,0 +1,581 @@
+//! Reference values: what a realm must measure to be trusted.
+//!
+//! The input is the islet JSON of the seed (only `realm.reference-values`
+//! matters: `rim`, `rems`, `hash-algo`; `realm.name`, `realm.uuid` and
+//! `realm.version` are kept for logs), a JSON array of such documents, or a
+//! directory of `*.json` files each holding one of those (bounded counts
+//! and sizes, files read in name order, other files ignored).
+//!
+//! ## Applications
+//!
+//! A realm may be limited to some applications with
+//! `"applications": ["app", "team/*"]`. The canonical place is
+//! `realm.applications` (it describes the realm); a top-level
+//! `applications` is accepted as well, and a document that has both is
+//! rejected as ambiguous. No list means every application; an empty list
+//! means none. Patterns: `name` matches exactly; `prefix/*` matches every
+//! name under `prefix/` (at any depth, not `prefix` itself); `*` matches
+//! everything. No other use of `*` is allowed.
+
+use crate::hash::HashAlg;
+use crate::token::RealmClaims;
+use crate::verify::VerifyError;
+use serde::Deserialize;
+use std::path::Path;
+
+/// Largest accepted reference-values file.
+pub const MAX_FILE_SIZE: u64 = 1024 * 1024;
+/// Most files read from a directory.
+pub const MAX_FILES: usize = 1000;
+/// Most realms in one reference set.
+pub const MAX_REALMS: usize = 10_000;
+/// Most alternative REM sets per realm.
+pub const MAX_REM_SETS: usize = 1000;
+/// Most application patterns per realm.
+pub const MAX_APPLICATIONS: usize = 1000;
+
+/// Why reference values could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ReferenceError {
+    /// A file or directory could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A limit was exceeded.
+    #[error("{what}: {found} exceeds the limit of {limit}")]
+    TooLarge {
+        /// What (file size, file count, realm count…).
+        what: String,
+        /// The size or count found.
+        found: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The JSON does not have the expected shape.
+    #[error("{source_name}: invalid reference values JSON: {reason}")]
+    Json {
+        /// Where it came from (path or label).
+        source_name: String,
+        /// The decoding error.
+        reason: String,
+    },
+    /// A value is invalid.
+    #[error("{source_name}: {reason}")]
+    Invalid {
+        /// Where it came from, with the entry index.
+        source_name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No realm at all was found.
+    #[error("{0}: no reference values found")]
+    Empty(String),
+}
+
+/// Why a token matched no realm of a [`ReferenceSet`].
+#[derive(Debug, thiserror::Error)]
+pub enum MatchError {
+    /// The set is empty.
+    #[error("no reference values loaded")]
+    Empty,
+    /// No realm matched; the closest failure is given.
+    #[error("no realm matched ({checked} checked); closest is {realm}: {reason}")]
+    NoMatch {
+        /// The closest realm (see [`RealmReference::label`]).
+        realm: String,
+        /// How many realms were checked.
+        checked: usize,
+        /// Why the closest realm did not match.
+        reason: Box<VerifyError>,
+    },
+}
+
+/// The values a realm's token is compared with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferenceValues {
+    /// Expected RIM (44238).
+    pub rim: Vec<u8>,
+    /// Alternative sets of the four REMs (44239); one must match.
+    pub rems: Vec<[Vec<u8>; 4]>,
+    /// Expected measurement hash algorithm (44236).
+    pub hash_algo: HashAlg,
+}
+
+impl ReferenceValues {
+    /// Compares the realm claims with these values: RIM, then REMs, then
+    /// hash algorithm. The error names the first difference.
+    pub fn check(&self, claims: &RealmClaims) -> Result<(), VerifyError> {
+        self.check_counted(claims).map_err(|(_, e)| e)
+    }
+
+    /// Like `check`, also returning how many checks passed before the
+    /// failure (to find the closest realm).
+    fn check_counted(&self, claims: &RealmClaims) -> Result<(), (u8, VerifyError)> {
+        if claims.rim != self.rim {
+            return Err((
+                0,
+                VerifyError::RimMismatch {
+                    expected: hex::encode(&self.rim),
+                    found: hex::encode(&claims.rim),
+                },
+            ));
+        }
+        if !self.rems.iter().any(|set| *set == claims.rems) {
+            return Err((
+                1,
+                VerifyError::NoRemSetMatched {
+                    found: claims.rems.iter().map(hex::encode).collect(),
+                },
+            ));
+        }
+        if claims.measurement_hash_alg != self.hash_algo.name() {
+            return Err((
+                2,
+                VerifyError::HashAlgMismatch {
+                    expected: self.hash_algo.name().to_string(),
+                    found: claims.measurement_hash_alg.clone(),
+                },
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// An application-name pattern of a realm's `applications` list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppPattern {
+    /// `*`: every application.
+    Any,
+    /// `prefix/*`: every name under the prefix (the string kept ends with `/`).
+    Prefix(String),
+    /// An exact name.
+    Exact(String),
+}
+
+impl AppPattern {
+    /// Parses a pattern (see the module docs).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.is_empty() {
+            return Err("empty application pattern".into());
+        }
+        if text == "*" {
+            return Ok(Self::Any);
+        }
+        if let Some(prefix) = text.strip_suffix("/*") {
+            if prefix.is_empty() || prefix.contains('*') {
+                return Err(format!("invalid application pattern {text:?}"));
+            }
+            return Ok(Self::Prefix(format!("{prefix}/")));
+        }
+        if text.contains('*') {
+            return Err(format!(
+                "invalid application pattern {text:?} ('*' only as \"*\" or a final \"/*\")"
+            ));
+        }
+        Ok(Self::Exact(text.to_string()))
+    }
+
+    /// Whether `app` matches.
+    pub fn matches(&self, app: &str) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Prefix(p) => app.len() > p.len() && app.starts_with(p.as_str()),
+            Self::Exact(e) => app == e,
+        }
+    }
+}
+
+/// One trusted realm: descriptive fields for logs, the applications it
+/// may pull, and its reference values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RealmReference {
+    /// `realm.name`, if given.
+    pub name: Option<String>,
+    /// `realm.uuid`, if given.
+    pub uuid: Option<String>,
+    /// `realm.version`, if given.
+    pub version: Option<String>,
+    /// Where the entry came from (file path, with `[i]` for array entries).
+    pub source: String,
+    /// The applications it may pull; `None` means all.
+    pub applications: Option<Vec<AppPattern>>,
+    /// The reference values.
+    pub values: ReferenceValues,
+}
+
+impl RealmReference {
+    /// Whether a connection attested as this realm may access `app`.
+    /// No list means every application.
+    pub fn allows(&self, app: &str) -> bool {
+        match &self.applications {
+            None => true,
+            Some(list) => list.iter().any(|p| p.matches(app)),
+        }
+    }
+
+    /// A short label for logs: `name version (uuid) from source`.
+    pub fn label(&self) -> String {
+        format!(
+            "{} {} ({}) from {}",
+            self.name.as_deref().unwrap_or("unnamed realm"),
+            self.version.as_deref().unwrap_or("-"),
+            self.uuid.as_deref().unwrap_or("-"),
+            self.source
+        )
+    }
+}
+
+/// A set of trusted realms.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReferenceSet {
+    realms: Vec<RealmReference>,
+}
+
+#[derive(Deserialize)]
+struct RawDoc {
+    realm: RawRealm,
+    #[serde(default)]
+    applications: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct RawRealm {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    uuid: Option<String>,
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(rename = "reference-values")]
+    reference_values: RawValues,
+    #[serde(default)]
+    applications: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct RawValues {
+    rim: String,
+    rems: Vec<Vec<String>>,
+    #[serde(rename = "hash-algo")]
+    hash_algo: String,
+}
+
+impl ReferenceSet {
+    /// A set of the given realms.
+    pub fn new(realms: Vec<RealmReference>) -> Self {
+        Self { realms }
+    }
+
+    /// The realms, in load order.
+    pub fn realms(&self) -> &[RealmReference] {
+        &self.realms
+    }
+
+    /// Number of realms.
+    pub fn len(&self) -> usize {
+        self.realms.len()
+    }
+
+    /// Whether the set has no realm.
+    pub fn is_empty(&self) -> bool {
+        self.realms.is_empty()
+    }
+
+    /// Parses JSON text: one document or an array of documents.
+    /// `source_name` labels entries in errors and logs.
+    pub fn from_json(bytes: &[u8], source_name: &str) -> Result<Self, ReferenceError> {
+        if bytes.len() as u64 > MAX_FILE_SIZE {
+            return Err(ReferenceError::TooLarge {
+                what: format!("{source_name}: size"),
+                found: bytes.len() as u64,
+                limit: MAX_FILE_SIZE,
+            });
+        }
+        let json_err = |e: serde_json::Error| ReferenceError::Json {
+            source_name: source_name.to_string(),
+            reason: e.to_string(),
+        };
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(json_err)?;
+        let docs = match value {
+            serde_json::Value::Array(items) => {
+                if items.len() > MAX_REALMS {
+                    return Err(ReferenceError::TooLarge {
+                        what: format!("{source_name}: realm count"),
+                        found: items.len() as u64,
+                        limit: MAX_REALMS as u64,
+                    });
+                }
+                items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| (format!("{source_name}[{i}]"), v))
+                    .collect()
+            }
+            other => vec![(source_name.to_string(), other)],
+        };
+        let mut realms = Vec::with_capacity(docs.len());
+        for (label, value) in docs {
+            let raw: RawDoc = serde_json::from_value(value).map_err(|e| ReferenceError::Json {
+                source_name: label.clone(),
+                reason: e.to_string(),
+            })?;
+            realms.push(convert(raw, &label)?);
+        }
+        if realms.is_empty() {
+            return Err(ReferenceError::Empty(source_name.to_string()));
+        }
+        Ok(Self { realms })
+    }
+
+    /// Loads a file (one document or an array) or a directory of `*.json`
+    /// files.
+    pub fn load(path: &Path) -> Result<Self, ReferenceError> {
+        let meta = std::fs::metadata(path).map_err(|source| io_err(path, source))?;
+        if meta.is_dir() {
+            Self::load_dir(path)
+        } else {
+            Self::load_file(path)
+        }
+    }
+
+    /// Loads one file.
+    pub fn load_file(path: &Path) -> Result<Self, ReferenceError> {
+        let len = std::fs::metadata(path)
+            .map_err(|source| io_err(path, source))?
+            .len();
+        if len > MAX_FILE_SIZE {
+            return Err(ReferenceError::TooLarge {
+                what: format!("{}: size", path.display()),
+                found: len,
+                limit: MAX_FILE_SIZE,
+            });
+        }
+        let bytes = std::fs::read(path).map_err(|source| io_err(path, source))?;
+        Self::from_json(&bytes, &path.display().to_string())
+    }
+
+    /// Loads every `*.json` regular file of a directory (not recursive,
+    /// hidden files skipped), in name order.
+    pub fn load_dir(dir: &Path) -> Result<Self, ReferenceError> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|source| io_err(dir, source))? {
+            let entry = entry.map_err(|source| io_err(dir, source))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') || !name.ends_with(".json") {
+                continue;
+            }
+            let path = entry.path();
+            if !std::fs::metadata(&path)
+                .map_err(|source| io_err(&path, source))?
+                .is_file()
+            {
+                continue;
+            }
+            files.push(path);
+            if files.len() > MAX_FILES {
+                return Err(ReferenceError::TooLarge {
+                    what: format!("{}: number of .json files", dir.display()),
+                    found: files.len() as u64,
+                    limit: MAX_FILES as u64,
+                });
+            }
+        }
+        files.sort();
+        let mut realms = Vec::new();
+        for file in files {
+            realms.extend(Self::load_file(&file)?.realms);
+            if realms.len() > MAX_REALMS {
+                return Err(ReferenceError::TooLarge {
+                    what: format!("{}: realm count", dir.display()),
+                    found: realms.len() as u64,
+                    limit: MAX_REALMS as u64,
+                });
+            }
+        }
+        if realms.is_empty() {
+            return Err(ReferenceError::Empty(dir.display().to_string()));
+        }
+        Ok(Self { realms })
+    }
+
+    /// The first realm whose reference values the claims satisfy, or the
+    /// closest failure (the realm that passed the most checks: RIM, then
+    /// REMs, then hash algorithm; the first such realm on ties).
+    pub fn match_claims(&self, claims: &RealmClaims) -> Result<&RealmReference, MatchError> {
+        let mut closest: Option<(u8, &RealmReference, VerifyError)> = None;
+        for realm in &self.realms {
+            match realm.values.check_counted(claims) {
+                Ok(()) => return Ok(realm),
+                Err((score, err)) => {
+                    if closest.as_ref().is_none_or(|(best, _, _)| score > *best) {
+                        closest = Some((score, realm, err));
+                    }
+                }
+            }
+        }
+        match closest {
+            None => Err(MatchError::Empty),
+            Some((_, realm, reason)) => Err(MatchError::NoMatch {
+                realm: realm.label(),
+                checked: self.realms.len(),
+                reason: Box::new(reason),
+            }),
+        }
+    }
+}
+
+fn io_err(path: &Path, source: std::io::Error) -> ReferenceError {
+    ReferenceError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn convert(raw: RawDoc, label: &str) -> Result<RealmReference, ReferenceError> {
+    let invalid = |reason: String| ReferenceError::Invalid {
+        source_name: label.to_string(),
+        reason,
+    };
+    let values = raw.realm.reference_values;
+    let hash_algo = HashAlg::from_name(&values.hash_algo).ok_or_else(|| {
+        invalid(format!(
+            "hash-algo {:?} is not sha-256, sha-384 or sha-512",
+            values.hash_algo
+        ))
+    })?;
+    let n = hash_algo.output_len();
+    let measurement = |what: &str, text: &str| -> Result<Vec<u8>, ReferenceError> {
+        let bytes = hex::decode(text).map_err(|e| invalid(format!("{what} is not hex: {e}")))?;
+        if bytes.len() != n {
+            return Err(invalid(format!(
+                "{what} has {} bytes, {hash_algo} needs {n}",
+                bytes.len()
+            )));
+        }
+        Ok(bytes)
+    };
+    let rim = measurement("rim", &values.rim)?;
+    if values.rems.is_empty() || values.rems.len() > MAX_REM_SETS {
+        return Err(invalid(format!(
+            "rems must list 1 to {MAX_REM_SETS} sets, found {}",
+            values.rems.len()
+        )));
+    }
+    let mut rems = Vec::with_capacity(values.rems.len());
+    for (i, set) in values.rems.iter().enumerate() {
+        if set.len() != 4 {
+            return Err(invalid(format!(
+                "rems[{i}] must have 4 entries, found {}",
+                set.len()
+            )));
+        }
+        let mut out: [Vec<u8>; 4] = Default::default();
+        for (j, (slot, text)) in out.iter_mut().zip(set).enumerate() {
+            *slot = measurement(&format!("rems[{i}][{j}]"), text)?;
+        }
+        rems.push(out);
+    }
+    let applications = match (raw.realm.applications, raw.applications) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "\"applications\" given both at top level and under \"realm\"".into(),
+            ))
+        }
+        (Some(list), None) | (None, Some(list)) => {
+            if list.len() > MAX_APPLICATIONS {
+                return Err(invalid(format!(
+                    "more than {MAX_APPLICATIONS} applications"
+                )));
+            }
+            Some(
+                list.iter()
+                    .map(|p| AppPattern::parse(p).map_err(&invalid))
+                    .collect::<Result<Vec<_>, _>>()?,
+            )
+        }
+        (None, None) => None,
+    };
+    Ok(RealmReference {
+        name: raw.realm.name,
+        uuid: raw.realm.uuid,
+        version: raw.realm.version,
+        source: label.to_string(),
+        applications,
+        values: ReferenceValues {
+            rim,
+            rems,
+            hash_algo,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(extra_top: &str, extra_realm: &str) -> String {
+        format!(
+            r#"{{ {extra_top} "realm": {{ {extra_realm} "name": "r", "reference-values": {{
+                "rim": "{}", "rems": [["{z}","{z}","{z}","{z}"]], "hash-algo": "sha-256" }} }} }}"#,
+            "11".repeat(32),
+            z = "00".repeat(32)
+        )
+    }
+
+    #[test]
+    fn patterns() {
+        let p = |s| AppPattern::parse(s).unwrap();
+        assert!(p("app").matches("app"));
+        assert!(!p("app").matches("app2"));
+        assert!(p("team/*").matches("team/x"));
+        assert!(p("team/*").matches("team/x/y"));
+        assert!(!p("team/*").matches("team"));
+        assert!(!p("team/*").matches("team/"));
+        assert!(!p("team/*").matches("teamx/y"));
+        assert!(p("*").matches("anything"));
+        for bad in ["", "/*", "a*", "a/*/b", "*/x", "a/**"] {
+            assert!(AppPattern::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn applications_placement() {
+        let all = ReferenceSet::from_json(doc("", "").as_bytes(), "t").unwrap();
+        assert!(all.realms()[0].allows("whatever"));
+        let under = ReferenceSet::from_json(
+            doc("", r#""applications": ["app", "team/*"],"#).as_bytes(),
+            "t",
+        )
+        .unwrap();
+        let r = &under.realms()[0];
+        assert!(r.allows("app") && r.allows("team/a") && !r.allows("other"));
+        let top =
+            ReferenceSet::from_json(doc(r#""applications": ["x"],"#, "").as_bytes(), "t").unwrap();
+        assert!(top.realms()[0].allows("x") && !top.realms()[0].allows("y"));
+        let none =
+            ReferenceSet::from_json(doc("", r#""applications": [],"#).as_bytes(), "t").unwrap();
+        assert!(!none.realms()[0].allows("x"));
+        let both = doc(r#""applications": ["x"],"#, r#""applications": ["x"],"#);
+        assert!(matches!(
+            ReferenceSet::from_json(both.as_bytes(), "t"),
+            Err(ReferenceError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn invalid_values_are_rejected() {
+        let bad_hex = doc("", "").replace(&"11".repeat(32), "zz");
+        assert!(ReferenceSet::from_json(bad_hex.as_bytes(), "t").is_err());
+        let short = doc("", "").replace(&"11".repeat(32), "11");
+        assert!(ReferenceSet::from_json(short.as_bytes(), "t").is_err());
+        let algo = doc("", "").replace("sha-256", "md5");
+        assert!(ReferenceSet::from_json(algo.as_bytes(), "t").is_err());
+        assert!(ReferenceSet::from_json(b"[]", "t").is_err());
+        assert!(ReferenceSet::from_json(b"{}", "t").is_err());
+    }
+}

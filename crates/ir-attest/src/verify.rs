@@ -1,0 +1,202 @@
+//! The local checks of an RA-TLS client token, and the order to run them.
+//!
+//! A relying party should run, cheapest and most specific first:
+//!
+//! 1. [`CcaToken::parse`];
+//! 2. [`verify_realm_signature`] (realm token signed by its own RAK);
+//! 3. [`check_platform_binding`] (platform challenge = hash of the RAK);
+//! 4. [`check_session_binding`] (realm challenge = SHA-512(challenge ||
+//!    SPKI DER));
+//! 5. reference values ([`crate::reference::ReferenceSet::match_claims`]);
+//! 6. the platform: locally ([`crate::platform::PlatformKeys::verify`]) or
+//!    through Veraison ([`crate::veraison`], then [`crate::ear`]).
+//!
+//! [`verify_local`] runs 1–5 (and 6 in local CPAK mode) in that order.
+
+use crate::cose::{verify_sign1, CoseError};
+use crate::hash::HashAlg;
+use crate::keys::{decode_rak, KeyError, PublicKey};
+use crate::platform::{PlatformError, PlatformKeys};
+use crate::reference::{MatchError, RealmReference, ReferenceSet};
+use crate::token::{CcaToken, TokenError};
+use sha2::{Digest, Sha512};
+
+/// Why a token was rejected; each variant names the exact reason.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The token did not parse.
+    #[error("token parse error: {0}")]
+    Token(#[from] TokenError),
+    /// The RAK claim (44237) is not a valid key in the expected encoding.
+    #[error("realm attestation key (44237) invalid: {0}")]
+    BadRak(#[source] KeyError),
+    /// The realm token's signature does not verify with its RAK.
+    #[error("bad realm signature: {0}")]
+    BadRealmSignature(#[source] CoseError),
+    /// The RAK hash algorithm (44240) is not sha-256/384/512.
+    #[error("unsupported RAK hash algorithm (44240): {0:?}")]
+    UnsupportedRakHashAlg(String),
+    /// The platform challenge is not the hash of the RAK.
+    #[error("platform binding mismatch: {alg}(RAK) = {expected}, platform challenge = {found}")]
+    PlatformBindingMismatch {
+        /// The hash algorithm (44240).
+        alg: HashAlg,
+        /// The hash of the RAK claim (hex).
+        expected: String,
+        /// The platform challenge (hex).
+        found: String,
+    },
+    /// The realm challenge does not bind this TLS session (a replayed or
+    /// foreign token).
+    #[error("challenge mismatch: realm challenge {found} is not SHA-512(challenge || SPKI) = {expected}")]
+    ChallengeMismatch {
+        /// The expected realm challenge (hex).
+        expected: String,
+        /// The token's realm challenge (hex).
+        found: String,
+    },
+    /// The measurement hash algorithm differs from the reference value.
+    #[error("hash algorithm mismatch: expected {expected}, found {found}")]
+    HashAlgMismatch {
+        /// The reference `hash-algo`.
+        expected: String,
+        /// The token's claim 44236.
+        found: String,
+    },
+    /// The RIM differs from the reference value.
+    #[error("RIM mismatch: expected {expected}, found {found}")]
+    RimMismatch {
+        /// The reference RIM (hex).
+        expected: String,
+        /// The token's RIM (hex).
+        found: String,
+    },
+    /// The REMs equal none of the reference sets.
+    #[error("no REM set matched (token REMs: {})", found.join(", "))]
+    NoRemSetMatched {
+        /// The token's four REMs (hex).
+        found: Vec<String>,
+    },
+    /// No realm of the reference set matched.
+    #[error("reference values: {0}")]
+    Reference(#[from] MatchError),
+    /// Local platform verification failed.
+    #[error("platform: {0}")]
+    Platform(#[from] PlatformError),
+}
+
+/// Decodes the RAK of `token` with the encoding its profiles call for.
+pub fn realm_key(token: &CcaToken) -> Result<PublicKey, VerifyError> {
+    let realm = &token.realm.claims;
+    decode_rak(
+        &realm.rak,
+        realm.profile.as_deref(),
+        Some(token.platform.claims.profile.as_str()),
+    )
+    .map_err(VerifyError::BadRak)
+}
+
+/// Verifies the realm token's COSE_Sign1 with the RAK it carries; returns
+/// the RAK.
+pub fn verify_realm_signature(token: &CcaToken) -> Result<PublicKey, VerifyError> {
+    let key = realm_key(token)?;
+    verify_sign1(&token.realm.sign1, &key).map_err(VerifyError::BadRealmSignature)?;
+    Ok(key)
+}
+
+/// Checks the platform binding: the platform challenge (10) equals the
+/// hash, named by claim 44240, of the RAK claim bytes exactly as sent.
+pub fn check_platform_binding(token: &CcaToken) -> Result<HashAlg, VerifyError> {
+    let realm = &token.realm.claims;
+    let alg = HashAlg::from_name(&realm.rak_hash_alg)
+        .ok_or_else(|| VerifyError::UnsupportedRakHashAlg(realm.rak_hash_alg.clone()))?;
+    let expected = alg.digest(&realm.rak);
+    let found = &token.platform.claims.challenge;
+    if expected != *found {
+        return Err(VerifyError::PlatformBindingMismatch {
+            alg,
+            expected: hex::encode(expected),
+            found: hex::encode(found),
+        });
+    }
+    Ok(alg)
+}
+
+/// The realm challenge a client must present for a session:
+/// `SHA-512(challenge || client SubjectPublicKeyInfo DER)`.
+pub fn expected_realm_challenge(challenge: &[u8; 64], client_spki_der: &[u8]) -> [u8; 64] {
+    let mut h = Sha512::new();
+    h.update(challenge);
+    h.update(client_spki_der);
+    h.finalize().into()
+}
+
+/// Checks the session binding: the realm challenge (10) equals
+/// [`expected_realm_challenge`] of the server's challenge and the SPKI DER
+/// of the certificate the client presented.
+pub fn check_session_binding(
+    token: &CcaToken,
+    challenge: &[u8; 64],
+    client_spki_der: &[u8],
+) -> Result<(), VerifyError> {
+    let expected = expected_realm_challenge(challenge, client_spki_der);
+    let found = &token.realm.claims.challenge;
+    if expected != *found {
+        return Err(VerifyError::ChallengeMismatch {
+            expected: hex::encode(expected),
+            found: hex::encode(found),
+        });
+    }
+    Ok(())
+}
+
+/// The TLS session a token must be bound to.
+#[derive(Debug, Clone, Copy)]
+pub struct Session<'a> {
+    /// The 64-byte challenge the server sent.
+    pub challenge: &'a [u8; 64],
+    /// The SPKI DER of the client certificate.
+    pub client_spki_der: &'a [u8],
+}
+
+/// A token that passed the local checks.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The parsed token.
+    pub token: CcaToken,
+    /// The realm of the reference set it matched.
+    pub realm: RealmReference,
+    /// Whether the platform token's signature was verified locally (CPAK
+    /// mode). When false the platform still needs Veraison.
+    pub platform_verified_locally: bool,
+}
+
+/// Runs the local checks in order (see the module docs): parse, realm
+/// signature, platform binding, session binding, reference values, and,
+/// when `platform_keys` is given, the platform signature.
+///
+/// `session` is required in production; `None` skips the session-binding
+/// check and exists only for tests of recorded tokens (callers must gate it
+/// behind an explicitly insecure feature).
+pub fn verify_local(
+    token_bytes: &[u8],
+    session: Option<Session<'_>>,
+    references: &ReferenceSet,
+    platform_keys: Option<&PlatformKeys>,
+) -> Result<Verified, VerifyError> {
+    let token = CcaToken::parse(token_bytes)?;
+    verify_realm_signature(&token)?;
+    check_platform_binding(&token)?;
+    if let Some(s) = session {
+        check_session_binding(&token, s.challenge, s.client_spki_der)?;
+    }
+    let realm = references.match_claims(&token.realm.claims)?.clone();
+    if let Some(keys) = platform_keys {
+        keys.verify(&token)?;
+    }
+    Ok(Verified {
+        token,
+        realm,
+        platform_verified_locally: platform_keys.is_some(),
+    })
+}

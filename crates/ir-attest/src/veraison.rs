@@ -1,0 +1,1 @@
+//! veraison (todo)

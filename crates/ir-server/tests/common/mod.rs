@@ -1,0 +1,94 @@
+//! Starts the real server on 127.0.0.1 with an OS-chosen port.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ir_server::api::ApiState;
+use ir_server::catalog::{self, Catalog};
+use ir_server::server::ConnLimits;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub state: Arc<ApiState>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestServer {
+    /// Loads `root` (asserting nothing was rejected) and serves it.
+    pub async fn start(root: &Path) -> TestServer {
+        let registry = ir_oci::load(root, &ir_oci::LoadOptions::default()).unwrap();
+        assert!(registry.rejected.is_empty(), "{:?}", registry.rejected);
+        Self::serve(registry, ConnLimits::default()).await
+    }
+
+    pub async fn serve(registry: ir_oci::Registry, limits: ConnLimits) -> TestServer {
+        let state = Arc::new(ApiState {
+            catalog: catalog::shared(Catalog::new(registry)),
+            access_log: false,
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(ir_server::transport::serve_plain(
+            listener,
+            state.clone(),
+            limits,
+            1000,
+            Duration::from_secs(5),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        TestServer {
+            addr,
+            base: format!("http://{addr}"),
+            state,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Requests shutdown and waits for the accept loop to end.
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().build().unwrap()
+}
+
+pub fn h2c_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap()
+}
+
+pub fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
+    r.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap())
+        .unwrap_or_else(|| panic!("no {name} header"))
+}
+
+/// The single error of an OCI error body.
+pub async fn error_code(r: reqwest::Response) -> String {
+    assert_eq!(header(&r, "content-type"), "application/json");
+    let v: serde_json::Value = r.json().await.unwrap();
+    v["errors"][0]["code"].as_str().unwrap().to_string()
+}

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Pulls from ir-server with real OCI clients (skopeo, podman, containerd's
+# ctr) over plain HTTP on 127.0.0.1, for a single-arch image, a multi-arch
+# index and an artifact with a subject, and compares what they received
+# with the source layouts.
+#
+# Usage: tests/e2e/clients.sh   (needs: skopeo podman containerd jq curl)
+# Env:   IR_SERVER_BIN  server binary (default target/debug/ir-server)
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BIN=${IR_SERVER_BIN:-$ROOT/target/debug/ir-server}
+WORK=$(mktemp -d)
+export E2E_LOG=$WORK/log
+. "$ROOT/tests/e2e/lib.sh"
+REG=$ROOT/registry
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+PORT=$(free_port)
+"$BIN" -r "$REG" -p "$PORT" --bind 127.0.0.1 >"$WORK/server.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$PORT/v2/" || { cat "$WORK/server.log"; exit 1; }
+HOST=127.0.0.1:$PORT
+
+# The source digests, read from the layouts.
+src_digest() { jq -r --arg t "$2" '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"]==$t) | .digest' "$REG/$1/index.json" | head -1; }
+HELLO=$(src_digest hello latest)
+MULTI=$(src_digest multi latest)
+ARTIFACT=$(jq -r '.manifests[] | select(.artifactType != null) | .digest' "$REG/multi/index.json" | head -1)
+SUBJECT=$(curl -fsS "http://$HOST/v2/multi/manifests/$ARTIFACT" | jq -r .subject.digest)
+
+# skopeo -----------------------------------------------------------------
+SK=(skopeo --override-os linux --override-arch amd64)
+check "skopeo inspect reports the source digest" \
+  bash -c "[ \"\$(${SK[*]} inspect --tls-verify=false docker://$HOST/hello:latest | jq -r .Digest)\" = $HELLO ]"
+check "skopeo copy single-arch image" \
+  "${SK[@]}" copy --src-tls-verify=false "docker://$HOST/hello:latest" "oci:$WORK/sk-hello:latest"
+check "skopeo copy keeps the manifest digest" \
+  bash -c "[ \"\$(jq -r .manifests[0].digest $WORK/sk-hello/index.json)\" = $HELLO ]"
+check "skopeo copy received byte-identical blobs" \
+  bash -c "cd $WORK/sk-hello/blobs && for f in */*; do cmp -s \$f $REG/hello/blobs/\$f || exit 1; done"
+check "skopeo copy --all multi-arch index" \
+  "${SK[@]}" copy --all --src-tls-verify=false "docker://$HOST/multi:latest" "oci:$WORK/sk-multi:latest"
+check "skopeo copy --all keeps the index digest" \
+  bash -c "[ \"\$(jq -r .manifests[0].digest $WORK/sk-multi/index.json)\" = $MULTI ]"
+check "skopeo copy artifact with a subject" \
+  "${SK[@]}" copy --src-tls-verify=false "docker://$HOST/multi@$ARTIFACT" "oci:$WORK/sk-art:sbom"
+check "skopeo copy keeps the artifact digest" \
+  bash -c "[ \"\$(jq -r .manifests[0].digest $WORK/sk-art/index.json)\" = $ARTIFACT ]"
+check "referrers API lists the artifact for its subject" \
+  bash -c "curl -fsS http://$HOST/v2/multi/referrers/$SUBJECT | jq -e --arg d $ARTIFACT '.manifests | map(.digest) | index(\$d) != null'"
+
+# podman -----------------------------------------------------------------
+PM=(podman --root "$WORK/podman" --runroot "$WORK/podman-run" --storage-driver vfs)
+RUN=(run --rm --runtime runc --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --network none --cgroup-manager cgroupfs)
+check "podman pull single-arch image" "${PM[@]}" pull --tls-verify=false "$HOST/hello:latest"
+check "podman pulled the source digest" \
+  bash -c "${PM[*]} image inspect $HOST/hello:latest --format '{{.Digest}}' | grep -qx $HELLO"
+check "podman run prints the greeting" \
+  bash -c "${PM[*]} ${RUN[*]} $HOST/hello:latest | grep -q 'Hello from the ir-server example registry'"
+check "podman pull multi-arch index (amd64)" "${PM[@]}" pull --tls-verify=false "$HOST/multi:latest"
+check "podman run of the multi-arch image" \
+  bash -c "${PM[*]} ${RUN[*]} $HOST/multi:latest | grep -q Hello"
+# podman 4.3 fetches the artifact's manifest, then refuses on its own side
+# to store a non-image; that client-side refusal is what we expect.
+check "podman fetches the artifact and refuses it client-side" \
+  bash -c "out=\$(${PM[*]} pull --tls-verify=false $HOST/multi@$ARTIFACT 2>&1); rc=\$?; echo \"\$out\"; [ \$rc -ne 0 ] && grep -q 'operation on artifact' <<<\"\$out\""
+
+# containerd ---------------------------------------------------------------
+CT=$WORK/containerd
+mkdir -p "$CT"
+cat >"$CT/config.toml" <<TOML
+version = 2
+root = "$CT/root"
+state = "$CT/state"
+[grpc]
+  address = "$CT/containerd.sock"
+TOML
+containerd --config "$CT/config.toml" >"$CT/log" 2>&1 &
+PIDS+=($!)
+CTR=(ctr --address "$CT/containerd.sock")
+for _ in $(seq 1 100); do "${CTR[@]}" version >/dev/null 2>&1 && break; sleep 0.1; done
+check "ctr pull single-arch image" "${CTR[@]}" images pull --plain-http "$HOST/hello:latest"
+check "ctr pulled the source digest" \
+  bash -c "${CTR[*]} images ls | grep $HOST/hello:latest | grep -q $HELLO"
+check "ctr pull multi-arch index, all platforms" \
+  "${CTR[@]}" images pull --plain-http --all-platforms "$HOST/multi:latest"
+check "ctr pulled the index digest" \
+  bash -c "${CTR[*]} images ls | grep $HOST/multi:latest | grep -q $MULTI"
+check "ctr fetch artifact with a subject" "${CTR[@]}" content fetch --plain-http "$HOST/multi@$ARTIFACT"
+check "ctr stored the artifact manifest" bash -c "${CTR[*]} content ls | grep -q ${ARTIFACT#sha256:}"
+
+summary "e2e clients"

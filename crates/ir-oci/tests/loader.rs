@@ -685,27 +685,40 @@ fn manifest_listed_twice_is_hashed_once() {
 
 #[test]
 fn manifest_larger_than_the_limit_is_rejected() {
-    let (root, _bad, image) = root_with_bad();
+    let (root, bad, image) = root_with_bad();
+    // Two layers: bigger than `good`'s one-layer manifest.
+    let m = bad.manifest(
+        &image.config,
+        &[image.layers[0].clone(), image.layers[0].clone()],
+    );
+    bad.set_index(&[m.tagged("latest")]);
     let options = LoadOptions {
-        max_manifest: image.manifest.size() - 1,
+        max_manifest: m.size() - 1,
         ..LoadOptions::default()
     };
     let reg = root.load_with(&options);
-    // `good`'s manifest is the same size as `bad`'s give or take a byte of
-    // the layer text; only check `bad`.
-    let r = reg
-        .rejected
-        .iter()
-        .find(|r| r.application == "bad")
-        .expect("bad rejected");
-    assert_eq!(r.file, image.manifest.file());
-    assert_eq!(
-        r.rule,
+    assert_rejected(
+        &reg,
+        "bad",
+        m.file(),
         Rule::TooLarge {
-            size: image.manifest.size(),
-            limit: image.manifest.size() - 1,
-        }
+            size: m.size(),
+            limit: m.size() - 1,
+        },
     );
+}
+
+#[test]
+fn application_named_like_a_layout_file_is_found_in_its_namespace() {
+    // `index.json` and `oci-layout` are valid repository name components;
+    // as directories they do not make their parent a layout.
+    let root = root();
+    root.good("ns/index.json");
+    root.good("ns/oci-layout");
+    let reg = root.load();
+    assert_clean(&reg);
+    assert_served(&reg, "ns/index.json");
+    assert_served(&reg, "ns/oci-layout");
 }
 
 #[test]
@@ -1373,4 +1386,16 @@ fn directories_without_layouts_and_stray_files_are_ignored() {
         "{ignored:?}"
     );
     assert!(ignored.contains(&root.path().join("empty")), "{ignored:?}");
+}
+
+#[test]
+fn layout_with_an_empty_index_is_served_with_nothing_in_it() {
+    let root = root();
+    let app = root.layout("empty");
+    app.set_index(&[]);
+    std::fs::remove_dir_all(app.path("blobs")).unwrap();
+    let reg = root.load();
+    assert_clean(&reg);
+    let a = &reg.applications[&ir_oci::RepoName::parse("empty").unwrap()];
+    assert!(a.tags.is_empty() && a.manifests.is_empty() && a.blobs.is_empty());
 }

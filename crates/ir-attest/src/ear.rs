@@ -1,1 +1,499 @@
-//! ear (todo)
+//! Verification of Veraison's EAR (EAT Attestation Result): a JWT signed
+//! ES256.
+//!
+//! The JWT is verified by hand with `p256` and `serde_json` rather than with
+//! `jsonwebtoken`: ES256 JWS is small (base64url `header.payload`, raw
+//! `r || s` signature over those ASCII bytes), the hand-made check accepts
+//! exactly one algorithm (no `alg` confusion, no `none`), and it keeps the
+//! dependency tree free of `ring`/`aws-lc` feature juggling that
+//! `jsonwebtoken` needs for its crypto backend.
+//!
+//! Checks, in order: size, shape, header (`alg` = `ES256`, no `crit`),
+//! signature, `eat_nonce` (equal, as bytes, to the nonce sent: padded and
+//! unpadded base64url both accepted), `iat` fresh (within `max_age`, with a
+//! `clock_skew` allowance either way), `exp` not passed if present, and
+//! every submod other than `CCA_REALM` with `ear.status` = `affirming`
+//! (there must be at least one such submod: an EAR that appraised no
+//! platform affirms nothing).
+
+use crate::keys::{b64url_decode_lenient, KeyError, PublicKey};
+use base64::Engine as _;
+use p256::ecdsa::signature::Verifier as _;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Largest accepted EAR JWT.
+pub const MAX_EAR_SIZE: usize = 64 * 1024;
+/// Most submods accepted in one EAR.
+pub const MAX_SUBMODS: usize = 64;
+/// The submod that appraises the realm; skipped, as the realm is judged by
+/// the local reference values.
+pub const CCA_REALM_SUBMOD: &str = "CCA_REALM";
+/// Default maximum age of an EAR.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(60);
+/// Default allowance for clock differences with Veraison.
+pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(10);
+
+/// Why an EAR was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EarError {
+    /// The JWT is larger than [`MAX_EAR_SIZE`].
+    #[error("EAR too large: {len} bytes (limit {limit})")]
+    TooLarge {
+        /// Length.
+        len: usize,
+        /// Limit.
+        limit: usize,
+    },
+    /// The JWT or its JSON is malformed.
+    #[error("malformed EAR: {0}")]
+    Malformed(String),
+    /// The header names an algorithm other than ES256, or critical
+    /// parameters.
+    #[error("EAR header not accepted: {0}")]
+    BadHeader(String),
+    /// The signature does not verify with the Veraison key.
+    #[error("EAR signature invalid")]
+    BadSignature,
+    /// A required claim is missing or has the wrong type.
+    #[error("EAR claim {0} missing or of the wrong type")]
+    BadClaim(&'static str),
+    /// `eat_nonce` is not the nonce that was sent.
+    #[error("EAR nonce mismatch: sent {expected}, EAR has {found}")]
+    NonceMismatch {
+        /// The nonce sent (base64url).
+        expected: String,
+        /// The EAR's `eat_nonce`.
+        found: String,
+    },
+    /// `iat` is older than the maximum age.
+    #[error("EAR is stale: iat {iat}, now {now}, max age {max_age_secs} s")]
+    Stale {
+        /// The EAR's `iat`.
+        iat: i64,
+        /// Now (Unix seconds).
+        now: i64,
+        /// The maximum age.
+        max_age_secs: u64,
+    },
+    /// `iat` is in the future (beyond the clock skew allowance).
+    #[error("EAR issued in the future: iat {iat}, now {now}")]
+    FromFuture {
+        /// The EAR's `iat`.
+        iat: i64,
+        /// Now (Unix seconds).
+        now: i64,
+    },
+    /// `exp` has passed.
+    #[error("EAR expired: exp {exp}, now {now}")]
+    Expired {
+        /// The EAR's `exp`.
+        exp: i64,
+        /// Now (Unix seconds).
+        now: i64,
+    },
+    /// A submod other than `CCA_REALM` is not affirming.
+    #[error("Veraison submod {submod} is {status}, not affirming")]
+    NotAffirming {
+        /// The submod name.
+        submod: String,
+        /// Its `ear.status`.
+        status: String,
+    },
+    /// No submod other than `CCA_REALM`: nothing appraised the platform.
+    #[error("EAR has no platform appraisal (no submod other than CCA_REALM)")]
+    NoPlatformAppraisal,
+    /// The verification key is not a P-256 key.
+    #[error("EAR key: {0}")]
+    Key(String),
+}
+
+impl From<KeyError> for EarError {
+    fn from(e: KeyError) -> Self {
+        EarError::Key(e.to_string())
+    }
+}
+
+/// A verified EAR.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ear {
+    /// Issued-at (Unix seconds).
+    pub iat: i64,
+    /// `eat_profile`, if present.
+    pub profile: Option<String>,
+    /// `ear.status` of every submod, by name (including `CCA_REALM`).
+    pub submods: BTreeMap<String, String>,
+    /// All claims, for logs.
+    pub claims: serde_json::Value,
+}
+
+/// Verifies EARs with Veraison's ES256 public key.
+#[derive(Debug, Clone)]
+pub struct EarVerifier {
+    key: p256::ecdsa::VerifyingKey,
+    /// Maximum age of `iat`.
+    pub max_age: Duration,
+    /// Clock-skew allowance, applied on both sides of the window.
+    pub clock_skew: Duration,
+}
+
+impl EarVerifier {
+    /// A verifier for a P-256 key, with the default max age and skew.
+    pub fn new(key: &PublicKey) -> Result<Self, EarError> {
+        match key {
+            PublicKey::P256(k) => Ok(Self {
+                key: *k,
+                max_age: DEFAULT_MAX_AGE,
+                clock_skew: DEFAULT_CLOCK_SKEW,
+            }),
+            other => Err(EarError::Key(format!(
+                "EAR key must be P-256 (ES256), found {}",
+                other.curve_name()
+            ))),
+        }
+    }
+
+    /// A verifier from a JWK's JSON text (the `-v` file).
+    pub fn from_jwk_json(text: &[u8]) -> Result<Self, EarError> {
+        Self::new(&PublicKey::from_jwk_json(text)?)
+    }
+
+    /// Reads a JWK file (bounded size).
+    pub fn load(path: &Path) -> Result<Self, EarError> {
+        let meta = std::fs::metadata(path)
+            .map_err(|e| EarError::Key(format!("{}: {e}", path.display())))?;
+        if meta.len() > crate::keys::MAX_KEY_TEXT as u64 {
+            return Err(EarError::Key(format!("{}: file too large", path.display())));
+        }
+        let text =
+            std::fs::read(path).map_err(|e| EarError::Key(format!("{}: {e}", path.display())))?;
+        Self::from_jwk_json(&text)
+    }
+
+    /// Sets the maximum age.
+    pub fn with_max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
+        self
+    }
+
+    /// Sets the clock-skew allowance.
+    pub fn with_clock_skew(mut self, skew: Duration) -> Self {
+        self.clock_skew = skew;
+        self
+    }
+
+    /// Verifies the JWT's header and signature and returns its claims,
+    /// without checking their content.
+    pub fn verify_signature(&self, jwt: &str) -> Result<serde_json::Value, EarError> {
+        if jwt.len() > MAX_EAR_SIZE {
+            return Err(EarError::TooLarge {
+                len: jwt.len(),
+                limit: MAX_EAR_SIZE,
+            });
+        }
+        let jwt = jwt.trim();
+        let mut parts = jwt.split('.');
+        let (Some(h64), Some(p64), Some(s64), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(EarError::Malformed(
+                "a JWT has three dot-separated parts".into(),
+            ));
+        };
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let header = b64
+            .decode(h64)
+            .map_err(|e| EarError::Malformed(format!("header is not base64url: {e}")))?;
+        let header: serde_json::Value = serde_json::from_slice(&header)
+            .map_err(|e| EarError::Malformed(format!("header is not JSON: {e}")))?;
+        match header.get("alg").and_then(|a| a.as_str()) {
+            Some("ES256") => {}
+            Some(other) => {
+                return Err(EarError::BadHeader(format!(
+                    "alg {other:?}, only ES256 is accepted"
+                )))
+            }
+            None => return Err(EarError::BadHeader("no alg".into())),
+        }
+        if header.get("crit").is_some() {
+            return Err(EarError::BadHeader(
+                "critical parameters are not supported".into(),
+            ));
+        }
+        let sig = b64
+            .decode(s64)
+            .map_err(|e| EarError::Malformed(format!("signature is not base64url: {e}")))?;
+        let sig = p256::ecdsa::Signature::from_slice(&sig).map_err(|_| EarError::BadSignature)?;
+        let signed = &jwt[..h64.len() + 1 + p64.len()];
+        self.key
+            .verify(signed.as_bytes(), &sig)
+            .map_err(|_| EarError::BadSignature)?;
+        let payload = b64
+            .decode(p64)
+            .map_err(|e| EarError::Malformed(format!("payload is not base64url: {e}")))?;
+        serde_json::from_slice(&payload)
+            .map_err(|e| EarError::Malformed(format!("payload is not JSON: {e}")))
+    }
+
+    /// Verifies an EAR fully (see the module docs). `expected_nonce` is the
+    /// nonce sent to Veraison (the 64-byte realm challenge); `now` is the
+    /// current time.
+    pub fn verify(
+        &self,
+        jwt: &str,
+        expected_nonce: &[u8],
+        now: SystemTime,
+    ) -> Result<Ear, EarError> {
+        let claims = self.verify_signature(jwt)?;
+        let nonce = match claims.get("eat_nonce") {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Array(a)) if a.len() == 1 => a[0]
+                .as_str()
+                .ok_or(EarError::BadClaim("eat_nonce"))?
+                .to_string(),
+            _ => return Err(EarError::BadClaim("eat_nonce")),
+        };
+        if b64url_decode_lenient(&nonce).as_deref() != Some(expected_nonce) {
+            return Err(EarError::NonceMismatch {
+                expected: nonce_to_b64url(expected_nonce),
+                found: nonce,
+            });
+        }
+        let now = unix_seconds(now);
+        let iat = claims
+            .get("iat")
+            .and_then(json_int)
+            .ok_or(EarError::BadClaim("iat"))?;
+        let skew = i64::try_from(self.clock_skew.as_secs()).unwrap_or(i64::MAX);
+        let max_age = i64::try_from(self.max_age.as_secs()).unwrap_or(i64::MAX);
+        if iat > now.saturating_add(skew) {
+            return Err(EarError::FromFuture { iat, now });
+        }
+        if now.saturating_sub(iat) > max_age.saturating_add(skew) {
+            return Err(EarError::Stale {
+                iat,
+                now,
+                max_age_secs: self.max_age.as_secs(),
+            });
+        }
+        if let Some(exp) = claims.get("exp") {
+            let exp = json_int(exp).ok_or(EarError::BadClaim("exp"))?;
+            if now > exp.saturating_add(skew) {
+                return Err(EarError::Expired { exp, now });
+            }
+        }
+        let Some(serde_json::Value::Object(submods_json)) = claims.get("submods") else {
+            return Err(EarError::BadClaim("submods"));
+        };
+        if submods_json.len() > MAX_SUBMODS {
+            return Err(EarError::Malformed(format!(
+                "more than {MAX_SUBMODS} submods"
+            )));
+        }
+        let mut submods = BTreeMap::new();
+        for (name, appraisal) in submods_json {
+            let status = appraisal
+                .get("ear.status")
+                .map(status_name)
+                .ok_or(EarError::BadClaim("ear.status"))?;
+            submods.insert(name.clone(), status);
+        }
+        // Check in name order so the reported submod is deterministic.
+        let mut platform_appraisals = 0;
+        for (name, status) in &submods {
+            if name == CCA_REALM_SUBMOD {
+                continue;
+            }
+            platform_appraisals += 1;
+            if status != "affirming" {
+                return Err(EarError::NotAffirming {
+                    submod: name.clone(),
+                    status: status.clone(),
+                });
+            }
+        }
+        if platform_appraisals == 0 {
+            return Err(EarError::NoPlatformAppraisal);
+        }
+        let profile = claims
+            .get("eat_profile")
+            .and_then(|p| p.as_str())
+            .map(str::to_string);
+        Ok(Ear {
+            iat,
+            profile,
+            submods,
+            claims,
+        })
+    }
+}
+
+/// The nonce as sent to Veraison: base64url with padding.
+pub fn nonce_to_b64url(nonce: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE.encode(nonce)
+}
+
+fn unix_seconds(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
+fn json_int(v: &serde_json::Value) -> Option<i64> {
+    v.as_i64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.is_finite() && f.abs() < 1e15)
+            .map(|f| f as i64)
+    })
+}
+
+/// `ear.status` as text: strings as they are, the EAR integer trust tiers
+/// mapped to their names (0 none, 2 affirming, 32 warning, 96
+/// contraindicated).
+fn status_name(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(0) => "none".into(),
+            Some(2) => "affirming".into(),
+            Some(32) => "warning".into(),
+            Some(96) => "contraindicated".into(),
+            _ => format!("unknown tier {n}"),
+        },
+        other => format!("invalid status {other}"),
+    }
+}
+
+/// Minting signed EARs for tests and test servers (feature `test-util`).
+/// Never use in production.
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util {
+    use super::*;
+    use p256::ecdsa::signature::Signer as _;
+
+    /// What to put in a minted EAR.
+    #[derive(Debug, Clone)]
+    pub struct EarSpec {
+        /// The nonce bytes (encoded as padded base64url in `eat_nonce`).
+        pub nonce: Vec<u8>,
+        /// Overrides the `eat_nonce` text (e.g. a wrong or malformed nonce).
+        pub nonce_text: Option<String>,
+        /// Issued-at (Unix seconds).
+        pub iat: i64,
+        /// Submods and their `ear.status`.
+        pub submods: Vec<(String, String)>,
+    }
+
+    impl EarSpec {
+        /// An affirming EAR for `nonce`, issued now, with the submods
+        /// Veraison's CCA plug-ins produce (`CCA_SSD_PLATFORM` affirming,
+        /// `CCA_REALM` warning: the realm is judged locally).
+        pub fn affirming(nonce: &[u8]) -> Self {
+            Self {
+                nonce: nonce.to_vec(),
+                nonce_text: None,
+                iat: unix_seconds(SystemTime::now()),
+                submods: vec![
+                    ("CCA_SSD_PLATFORM".into(), "affirming".into()),
+                    (CCA_REALM_SUBMOD.into(), "warning".into()),
+                ],
+            }
+        }
+
+        /// Sets the status of a submod (adding it if absent).
+        pub fn with_status(mut self, submod: &str, status: &str) -> Self {
+            match self.submods.iter_mut().find(|(n, _)| n == submod) {
+                Some(entry) => entry.1 = status.to_string(),
+                None => self.submods.push((submod.to_string(), status.to_string())),
+            }
+            self
+        }
+
+        /// The claims JSON.
+        pub fn claims(&self) -> serde_json::Value {
+            let submods: serde_json::Map<String, serde_json::Value> = self
+                .submods
+                .iter()
+                .map(|(name, status)| {
+                    (
+                        name.clone(),
+                        serde_json::json!({
+                            "ear.status": status,
+                            "ear.appraisal-policy-id": format!("policy:{name}"),
+                        }),
+                    )
+                })
+                .collect();
+            serde_json::json!({
+                "eat_profile": "tag:github.com,2023:veraison/ear",
+                "iat": self.iat,
+                "eat_nonce": self.nonce_text.clone().unwrap_or_else(|| nonce_to_b64url(&self.nonce)),
+                "ear.verifier-id": { "developer": "ir-attest test-util", "build": "test" },
+                "submods": submods,
+            })
+        }
+    }
+
+    /// An ES256 key that signs EARs.
+    #[derive(Clone)]
+    pub struct EarSigner {
+        key: p256::ecdsa::SigningKey,
+    }
+
+    impl std::fmt::Debug for EarSigner {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("EarSigner(..)")
+        }
+    }
+
+    impl EarSigner {
+        /// A fresh random key.
+        pub fn generate() -> Self {
+            Self {
+                key: p256::ecdsa::SigningKey::random(&mut rand_core::OsRng),
+            }
+        }
+
+        /// The public key as a JWK (the form of Veraison's `-v` file).
+        pub fn public_jwk(&self) -> String {
+            let point = self.key.verifying_key().to_encoded_point(false);
+            let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            let coord = |c: Option<&p256::FieldBytes>| c.map(|c| b64.encode(c)).unwrap_or_default();
+            serde_json::json!({
+                "kty": "EC", "crv": "P-256", "x": coord(point.x()), "y": coord(point.y()),
+            })
+            .to_string()
+        }
+
+        /// The public key.
+        pub fn public_key(&self) -> PublicKey {
+            PublicKey::P256(*self.key.verifying_key())
+        }
+
+        /// A verifier for this key, with default settings.
+        pub fn verifier(&self) -> EarVerifier {
+            EarVerifier {
+                key: *self.key.verifying_key(),
+                max_age: DEFAULT_MAX_AGE,
+                clock_skew: DEFAULT_CLOCK_SKEW,
+            }
+        }
+
+        /// Signs arbitrary claims as an ES256 JWT.
+        pub fn sign_claims(&self, claims: &serde_json::Value) -> String {
+            let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            let header = b64.encode(br#"{"alg":"ES256","typ":"JWT"}"#);
+            let payload = b64.encode(claims.to_string());
+            let signed = format!("{header}.{payload}");
+            let sig: p256::ecdsa::Signature = self.key.sign(signed.as_bytes());
+            format!("{signed}.{}", b64.encode(sig.to_bytes()))
+        }
+
+        /// Signs the EAR described by `spec`.
+        pub fn sign(&self, spec: &EarSpec) -> String {
+            self.sign_claims(&spec.claims())
+        }
+    }
+}

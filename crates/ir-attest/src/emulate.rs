@@ -1,1 +1,340 @@
-//! emulate (todo)
+//! An emulated realm, for tests and demos. **NOT SECURE**: it holds its
+//! "hardware" keys in ordinary memory or files and signs whatever it is
+//! asked to; a token it makes proves nothing about the machine it runs on.
+//!
+//! It produces real CCA tokens, byte-compatible with the ones real realms
+//! send: CBOR tag 399 with the platform token first, both COSE_Sign1 signed
+//! ES384 with P-384 keys (the RAK for the realm token, the CPAK for the
+//! platform token); the RAK claim is a raw SEC1 point (no realm profile),
+//! the platform challenge is SHA-256 of the RAK claim bytes and claim 44240
+//! says `sha-256`. Relying parties trust it by taking
+//! [`EmulatedRealm::cpak_public_sec1`] as a platform key and
+//! [`EmulatedRealm::reference_values_json`] as reference values.
+
+use crate::cbor::{encode, int};
+use crate::cose::sign1_es384;
+use crate::hash::HashAlg;
+use crate::token::{
+    platform_keys as pk, realm_keys as rk, CCA_TOKEN_TAG, KEY_PLATFORM_TOKEN, KEY_REALM_TOKEN,
+};
+use ciborium::value::Value;
+use p384::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
+use std::path::Path;
+
+/// The platform profile emulated tokens carry.
+pub const EMULATED_PLATFORM_PROFILE: &str = "http://arm.com/CCA-SSD/1.0.0";
+/// The implementation ID emulated platform tokens carry.
+pub const EMULATED_IMPLEMENTATION_ID: [u8; 32] = *b"ir-attest emulated CCA platform!";
+/// Largest accepted key file.
+const MAX_KEY_FILE: u64 = 64 * 1024;
+
+/// Why an emulated realm could not be set up or produce a token.
+#[derive(Debug, thiserror::Error)]
+pub enum EmulateError {
+    /// A key could not be decoded or encoded.
+    #[error("emulated realm key: {0}")]
+    Key(String),
+    /// A key file could not be read or written.
+    #[error("emulated realm key file {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The measurements are inconsistent with the hash algorithm.
+    #[error("emulated realm measurements: {0}")]
+    Measurements(String),
+    /// Encoding failed.
+    #[error("emulated token encoding: {0}")]
+    Encode(String),
+}
+
+/// The measurements an emulated realm reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Measurements {
+    /// RIM (44238).
+    pub rim: Vec<u8>,
+    /// REMs (44239).
+    pub rems: [Vec<u8>; 4],
+    /// Measurement hash algorithm (44236); RIM and REMs must have its
+    /// output length.
+    pub hash_algo: HashAlg,
+}
+
+impl Default for Measurements {
+    /// A recognisable RIM (SHA-256 of `ir-attest emulated realm`), zero
+    /// REMs, `sha-256`.
+    fn default() -> Self {
+        Self {
+            rim: HashAlg::Sha256.digest(b"ir-attest emulated realm"),
+            rems: [vec![0; 32], vec![0; 32], vec![0; 32], vec![0; 32]],
+            hash_algo: HashAlg::Sha256,
+        }
+    }
+}
+
+impl Measurements {
+    fn validate(&self) -> Result<(), EmulateError> {
+        let n = self.hash_algo.output_len();
+        if self.rim.len() != n || self.rems.iter().any(|r| r.len() != n) {
+            return Err(EmulateError::Measurements(format!(
+                "RIM and REMs must be {n} bytes for {}",
+                self.hash_algo
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// An emulated CCA realm with its RAK and its platform's CPAK (both P-384).
+/// NOT SECURE: see the module docs.
+#[derive(Clone)]
+pub struct EmulatedRealm {
+    rak: p384::ecdsa::SigningKey,
+    cpak: p384::ecdsa::SigningKey,
+    measurements: Measurements,
+    /// The realm personalization value (44235); zero by default.
+    pub personalization: [u8; 64],
+}
+
+impl std::fmt::Debug for EmulatedRealm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmulatedRealm")
+            .field("rim", &hex::encode(&self.measurements.rim))
+            .field("cpak", &hex::encode(self.cpak_public_sec1()))
+            .finish_non_exhaustive()
+    }
+}
+
+fn secret_from_pem(text: &str, what: &str) -> Result<p384::ecdsa::SigningKey, EmulateError> {
+    let secret = p384::SecretKey::from_pkcs8_pem(text)
+        .or_else(|_| p384::SecretKey::from_sec1_pem(text))
+        .map_err(|_| {
+            EmulateError::Key(format!(
+                "{what}: not a P-384 private key in PKCS#8 or SEC1 PEM"
+            ))
+        })?;
+    Ok(p384::ecdsa::SigningKey::from(secret))
+}
+
+fn read_bounded(path: &Path) -> Result<String, EmulateError> {
+    let io = |source| EmulateError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let len = std::fs::metadata(path).map_err(io)?.len();
+    if len > MAX_KEY_FILE {
+        return Err(EmulateError::Key(format!(
+            "{}: file too large",
+            path.display()
+        )));
+    }
+    std::fs::read_to_string(path).map_err(io)
+}
+
+impl EmulatedRealm {
+    /// A realm with fresh random keys.
+    pub fn generate(measurements: Measurements) -> Result<Self, EmulateError> {
+        measurements.validate()?;
+        Ok(Self {
+            rak: p384::ecdsa::SigningKey::random(&mut rand_core::OsRng),
+            cpak: p384::ecdsa::SigningKey::random(&mut rand_core::OsRng),
+            measurements,
+            personalization: [0; 64],
+        })
+    }
+
+    /// A realm with the given keys (P-384, PKCS#8 or SEC1 PEM).
+    pub fn from_pem(
+        rak_pem: &str,
+        cpak_pem: &str,
+        measurements: Measurements,
+    ) -> Result<Self, EmulateError> {
+        measurements.validate()?;
+        Ok(Self {
+            rak: secret_from_pem(rak_pem, "RAK")?,
+            cpak: secret_from_pem(cpak_pem, "CPAK")?,
+            measurements,
+            personalization: [0; 64],
+        })
+    }
+
+    /// A realm with keys read from PEM files.
+    pub fn load(
+        rak_path: &Path,
+        cpak_path: &Path,
+        measurements: Measurements,
+    ) -> Result<Self, EmulateError> {
+        Self::from_pem(
+            &read_bounded(rak_path)?,
+            &read_bounded(cpak_path)?,
+            measurements,
+        )
+    }
+
+    /// The RAK private key as PKCS#8 PEM (to save and reload).
+    pub fn rak_pem(&self) -> Result<String, EmulateError> {
+        pem_of(&self.rak)
+    }
+
+    /// The CPAK private key as PKCS#8 PEM (to save and reload).
+    pub fn cpak_pem(&self) -> Result<String, EmulateError> {
+        pem_of(&self.cpak)
+    }
+
+    /// The measurements reported.
+    pub fn measurements(&self) -> &Measurements {
+        &self.measurements
+    }
+
+    /// The RAK public key as a raw SEC1 point (the 44237 claim bytes).
+    pub fn rak_public_sec1(&self) -> Vec<u8> {
+        self.rak
+            .verifying_key()
+            .to_encoded_point(false)
+            .as_bytes()
+            .to_vec()
+    }
+
+    /// The CPAK public key as a raw uncompressed SEC1 point (97 bytes), the
+    /// format of `cpak-ab.pub`: a platform key file for local CPAK mode.
+    pub fn cpak_public_sec1(&self) -> Vec<u8> {
+        self.cpak
+            .verifying_key()
+            .to_encoded_point(false)
+            .as_bytes()
+            .to_vec()
+    }
+
+    /// The platform instance ID: `0x01 || SHA-256(CPAK SEC1)`, as in the
+    /// islet fixture tokens.
+    pub fn instance_id(&self) -> Vec<u8> {
+        let mut id = vec![0x01];
+        id.extend(HashAlg::Sha256.digest(&self.cpak_public_sec1()));
+        id
+    }
+
+    /// Reference values (islet JSON) that this realm's tokens match.
+    /// `applications`, when given, is written under `realm`.
+    pub fn reference_values_json(&self, name: &str, applications: Option<&[&str]>) -> String {
+        let m = &self.measurements;
+        let mut realm = serde_json::json!({
+            "name": name,
+            "version": "0.0.0",
+            "uuid": "00000000-0000-0000-0000-000000000000",
+            "attestation-protocol": "HTTPS/RA-TLSv1.0",
+            "reference-values": {
+                "rim": hex::encode(&m.rim),
+                "rems": [m.rems.iter().map(hex::encode).collect::<Vec<_>>()],
+                "hash-algo": m.hash_algo.name(),
+            },
+        });
+        if let (Some(apps), Some(obj)) = (applications, realm.as_object_mut()) {
+            obj.insert("applications".into(), serde_json::json!(apps));
+        }
+        serde_json::to_string_pretty(&serde_json::json!({
+            "version": "0.1",
+            "issuer": { "name": "ir-attest emulated realm (NOT SECURE)" },
+            "realm": realm,
+        }))
+        .unwrap_or_default()
+    }
+
+    /// A CCA token whose realm challenge is `realm_challenge`.
+    pub fn token(&self, realm_challenge: &[u8; 64]) -> Result<Vec<u8>, EmulateError> {
+        let rak = self.rak_public_sec1();
+        let m = &self.measurements;
+        let realm_claims = Value::Map(vec![
+            (int(rk::CHALLENGE), Value::Bytes(realm_challenge.to_vec())),
+            (
+                int(rk::PERSONALIZATION),
+                Value::Bytes(self.personalization.to_vec()),
+            ),
+            (
+                int(rk::MEASUREMENT_HASH_ALG),
+                Value::Text(m.hash_algo.name().into()),
+            ),
+            (int(rk::RAK), Value::Bytes(rak.clone())),
+            (int(rk::RIM), Value::Bytes(m.rim.clone())),
+            (
+                int(rk::REMS),
+                Value::Array(m.rems.iter().map(|r| Value::Bytes(r.clone())).collect()),
+            ),
+            (
+                int(rk::RAK_HASH_ALG),
+                Value::Text(HashAlg::Sha256.name().into()),
+            ),
+        ]);
+        let sw_component = Value::Map(vec![
+            (int(1), Value::Text("RMM".into())),
+            (
+                int(2),
+                Value::Bytes(HashAlg::Sha256.digest(b"ir-attest emulated RMM")),
+            ),
+            (int(4), Value::Text("0.0.0".into())),
+            (int(5), Value::Bytes(vec![0; 32])),
+            (int(6), Value::Text("sha-256".into())),
+        ]);
+        let platform_claims = Value::Map(vec![
+            (
+                int(pk::PROFILE),
+                Value::Text(EMULATED_PLATFORM_PROFILE.into()),
+            ),
+            (
+                int(pk::CHALLENGE),
+                Value::Bytes(HashAlg::Sha256.digest(&rak)),
+            ),
+            (
+                int(pk::IMPLEMENTATION_ID),
+                Value::Bytes(EMULATED_IMPLEMENTATION_ID.to_vec()),
+            ),
+            (int(pk::INSTANCE_ID), Value::Bytes(self.instance_id())),
+            (int(pk::CONFIG), Value::Bytes(vec![0xcf])),
+            (int(pk::LIFECYCLE), int(0x3000)),
+            (int(pk::SW_COMPONENTS), Value::Array(vec![sw_component])),
+            (
+                int(pk::VERIFICATION_SERVICE),
+                Value::Text("https://veraison.example/".into()),
+            ),
+            (int(pk::HASH_ALG), Value::Text("sha-256".into())),
+        ]);
+        let sign =
+            |key: &p384::ecdsa::SigningKey, claims: &Value| -> Result<Vec<u8>, EmulateError> {
+                let payload = encode(claims).map_err(EmulateError::Encode)?;
+                sign1_es384(key, payload).map_err(|e| EmulateError::Encode(e.to_string()))
+            };
+        let platform = sign(&self.cpak, &platform_claims)?;
+        let realm = sign(&self.rak, &realm_claims)?;
+        // Platform first: islet verifiers read the map by position.
+        let collection = Value::Tag(
+            CCA_TOKEN_TAG,
+            Box::new(Value::Map(vec![
+                (int(KEY_PLATFORM_TOKEN), Value::Bytes(platform)),
+                (int(KEY_REALM_TOKEN), Value::Bytes(realm)),
+            ])),
+        );
+        encode(&collection).map_err(EmulateError::Encode)
+    }
+
+    /// A CCA token for an RA-TLS session: the realm challenge is
+    /// SHA-512(`challenge` || `client_spki_der`).
+    pub fn token_for_session(
+        &self,
+        challenge: &[u8; 64],
+        client_spki_der: &[u8],
+    ) -> Result<Vec<u8>, EmulateError> {
+        self.token(&crate::verify::expected_realm_challenge(
+            challenge,
+            client_spki_der,
+        ))
+    }
+}
+
+fn pem_of(key: &p384::ecdsa::SigningKey) -> Result<String, EmulateError> {
+    let secret = p384::SecretKey::from(key);
+    secret
+        .to_pkcs8_pem(p384::pkcs8::LineEnding::LF)
+        .map(|s| s.to_string())
+        .map_err(|e| EmulateError::Key(e.to_string()))
+}

@@ -41,11 +41,14 @@ pub mod veraison;
 pub mod verify;
 
 pub use cose::{CoseAlg, CoseError};
+pub use ear::{Ear, EarError, EarVerifier};
+pub use emulate::{EmulatedRealm, Measurements};
 
 pub use hash::HashAlg;
 pub use keys::{KeyError, PublicKey};
 pub use platform::{PlatformError, PlatformKeys};
 pub use reference::{MatchError, RealmReference, ReferenceError, ReferenceSet, ReferenceValues};
+pub use veraison::{VeraisonClient, VeraisonConfig, VeraisonError};
 pub use verify::{expected_realm_challenge, VerifyError};
 
 pub use token::{CcaToken, PlatformClaims, RealmClaims, TokenError};

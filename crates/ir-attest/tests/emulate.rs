@@ -1,0 +1,189 @@
+//! The emulated realm produces real tokens that pass every check with the
+//! right challenge, and fail with another; tampering is detected.
+
+use ir_attest::platform::{PlatformError, PlatformKeys};
+use ir_attest::reference::ReferenceSet;
+use ir_attest::token::CcaToken;
+use ir_attest::verify::{check_platform_binding, verify_local, verify_realm_signature, Session};
+use ir_attest::{EmulatedRealm, HashAlg, Measurements, VerifyError};
+
+const SPKI: &[u8] = b"\x30\x2a fake client SubjectPublicKeyInfo DER";
+
+fn setup() -> (EmulatedRealm, ReferenceSet, PlatformKeys) {
+    let realm = EmulatedRealm::generate(Measurements::default()).unwrap();
+    let refs = ReferenceSet::from_json(
+        realm.reference_values_json("demo", None).as_bytes(),
+        "emulated",
+    )
+    .unwrap();
+    let keys = PlatformKeys::from_bytes(&realm.cpak_public_sec1()).unwrap();
+    (realm, refs, keys)
+}
+
+#[test]
+fn round_trip_passes_every_check() {
+    let (realm, refs, keys) = setup();
+    let challenge = [0x5a; 64];
+    let bytes = realm.token_for_session(&challenge, SPKI).unwrap();
+    let token = CcaToken::parse(&bytes).unwrap();
+    assert_eq!(token.realm.claims.rim, realm.measurements().rim);
+    assert_eq!(token.realm.claims.rak, realm.rak_public_sec1());
+    assert_eq!(token.realm.claims.rak_hash_alg, "sha-256");
+    assert_eq!(token.platform.claims.instance_id, realm.instance_id());
+    let session = Session {
+        challenge: &challenge,
+        client_spki_der: SPKI,
+    };
+    let v = verify_local(&bytes, Some(session), &refs, Some(&keys)).unwrap();
+    assert!(v.platform_verified_locally);
+    assert_eq!(v.realm.name.as_deref(), Some("demo"));
+}
+
+#[test]
+fn platform_token_comes_first() {
+    let (realm, _, _) = setup();
+    let bytes = realm.token(&[1; 64]).unwrap();
+    // d9 018f (tag 399), a2 (map of 2), 19 acca (44234) …
+    assert_eq!(&bytes[..6], &[0xd9, 0x01, 0x8f, 0xa2, 0x19, 0xac]);
+    assert_eq!(bytes[6], 0xca);
+}
+
+#[test]
+fn another_challenge_fails_with_challenge_mismatch() {
+    let (realm, refs, keys) = setup();
+    let bytes = realm.token_for_session(&[1; 64], SPKI).unwrap();
+    let other = Session {
+        challenge: &[2; 64],
+        client_spki_der: SPKI,
+    };
+    let err = verify_local(&bytes, Some(other), &refs, Some(&keys)).unwrap_err();
+    assert!(
+        matches!(err, VerifyError::ChallengeMismatch { .. }),
+        "{err}"
+    );
+    // Same challenge, another client key: also a mismatch.
+    let other_key = Session {
+        challenge: &[1; 64],
+        client_spki_der: b"another key",
+    };
+    let err = verify_local(&bytes, Some(other_key), &refs, Some(&keys)).unwrap_err();
+    assert!(
+        matches!(err, VerifyError::ChallengeMismatch { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn another_platform_key_is_rejected() {
+    let (realm, refs, _) = setup();
+    let (_, _, stranger_keys) = setup();
+    let challenge = [3; 64];
+    let bytes = realm.token_for_session(&challenge, SPKI).unwrap();
+    let session = Session {
+        challenge: &challenge,
+        client_spki_der: SPKI,
+    };
+    let err = verify_local(&bytes, Some(session), &refs, Some(&stranger_keys)).unwrap_err();
+    assert!(
+        matches!(err, VerifyError::Platform(PlatformError::BadSignature(_))),
+        "{err}"
+    );
+}
+
+#[test]
+fn other_measurements_do_not_match() {
+    let (realm, _, keys) = setup();
+    let other = EmulatedRealm::generate(Measurements {
+        rim: HashAlg::Sha256.digest(b"other"),
+        ..Measurements::default()
+    })
+    .unwrap();
+    let refs = ReferenceSet::from_json(other.reference_values_json("other", None).as_bytes(), "o")
+        .unwrap();
+    let challenge = [4; 64];
+    let bytes = realm.token_for_session(&challenge, SPKI).unwrap();
+    let session = Session {
+        challenge: &challenge,
+        client_spki_der: SPKI,
+    };
+    let err = verify_local(&bytes, Some(session), &refs, Some(&keys)).unwrap_err();
+    assert!(err.to_string().contains("RIM mismatch"), "{err}");
+}
+
+/// Finds `needle` in `hay` (the last occurrence).
+fn rfind(hay: &[u8], needle: &[u8]) -> usize {
+    hay.windows(needle.len())
+        .rposition(|w| w == needle)
+        .expect("needle present")
+}
+
+#[test]
+fn tampered_signatures_fail() {
+    let (realm, _, keys) = setup();
+    let bytes = realm.token(&[9; 64]).unwrap();
+    let token = CcaToken::parse(&bytes).unwrap();
+    // Flip one bit of the realm signature.
+    let mut t = bytes.clone();
+    let at = rfind(&t, &token.realm.sign1.signature) + 10;
+    t[at] ^= 1;
+    let err = verify_realm_signature(&CcaToken::parse(&t).unwrap()).unwrap_err();
+    assert!(matches!(err, VerifyError::BadRealmSignature(_)), "{err}");
+    // Flip one bit of the platform signature.
+    let mut t = bytes.clone();
+    let at = rfind(&t, &token.platform.sign1.signature) + 10;
+    t[at] ^= 1;
+    let err = keys.verify(&CcaToken::parse(&t).unwrap()).unwrap_err();
+    assert!(matches!(err, PlatformError::BadSignature(_)), "{err}");
+    // Change the RIM (payload) but keep the signature.
+    let mut t = bytes.clone();
+    let at = rfind(&t, &token.realm.claims.rim);
+    t[at] ^= 1;
+    let err = verify_realm_signature(&CcaToken::parse(&t).unwrap()).unwrap_err();
+    assert!(matches!(err, VerifyError::BadRealmSignature(_)), "{err}");
+    // Changing the platform challenge breaks its signature and the binding.
+    let mut t = bytes;
+    let at = rfind(&t, &token.platform.claims.challenge);
+    t[at] ^= 1;
+    let parsed = CcaToken::parse(&t).unwrap();
+    assert!(matches!(
+        check_platform_binding(&parsed),
+        Err(VerifyError::PlatformBindingMismatch { .. })
+    ));
+    assert!(keys.verify(&parsed).is_err());
+}
+
+#[test]
+fn keys_save_and_reload() {
+    let (realm, _, _) = setup();
+    let dir = tempfile::tempdir().unwrap();
+    let (rak, cpak) = (dir.path().join("rak.pem"), dir.path().join("cpak.pem"));
+    std::fs::write(&rak, realm.rak_pem().unwrap()).unwrap();
+    std::fs::write(&cpak, realm.cpak_pem().unwrap()).unwrap();
+    let again = EmulatedRealm::load(&rak, &cpak, Measurements::default()).unwrap();
+    assert_eq!(again.cpak_public_sec1(), realm.cpak_public_sec1());
+    assert_eq!(again.rak_public_sec1(), realm.rak_public_sec1());
+    assert!(EmulatedRealm::from_pem("nope", "nope", Measurements::default()).is_err());
+}
+
+#[test]
+fn inconsistent_measurements_are_refused() {
+    let m = Measurements {
+        hash_algo: HashAlg::Sha512,
+        ..Measurements::default()
+    };
+    assert!(EmulatedRealm::generate(m).is_err());
+    let m = Measurements {
+        rim: vec![1; 64],
+        rems: [vec![0; 64], vec![0; 64], vec![0; 64], vec![0; 64]],
+        hash_algo: HashAlg::Sha512,
+    };
+    let realm = EmulatedRealm::generate(m).unwrap();
+    let refs = ReferenceSet::from_json(
+        realm.reference_values_json("x", Some(&["app"])).as_bytes(),
+        "x",
+    )
+    .unwrap();
+    let t = CcaToken::parse(&realm.token(&[0; 64]).unwrap()).unwrap();
+    let hit = refs.match_claims(&t.realm.claims).unwrap();
+    assert!(hit.allows("app") && !hit.allows("other"));
+}

@@ -1,0 +1,83 @@
+//! The Rust `oci-client` crate pulls from ir-server as a library-level
+//! client: an image by tag, the same by digest, a multi-arch index, and the
+//! tag list, with every digest checked.
+
+mod common;
+
+use common::TestServer;
+use ir_oci::{Algorithm, Digest};
+use ir_testkit::Layout;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::manifest::OciManifest;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use tempfile::TempDir;
+
+fn client() -> Client {
+    Client::new(ClientConfig {
+        protocol: ClientProtocol::Http,
+        ..Default::default()
+    })
+}
+
+#[tokio::test]
+async fn oci_client_pulls_images_indexes_and_tags() {
+    let dir = TempDir::new().unwrap();
+    let mut app = Layout::new(dir.path(), "team/app");
+    let image = app.image(&[b"first layer", b"second layer"]);
+    let other = app.image(&[b"arm64 layer"]);
+    let index = app.index(&[image.clone(), other]);
+    app.tag(&image, "v1").tag(&index, "multi").write_index();
+    let server = TestServer::start(dir.path()).await;
+    let host = server.addr.to_string();
+
+    let c = client();
+    let reference: Reference = format!("{host}/team/app:v1").parse().unwrap();
+    let accepted = vec![oci_client::manifest::IMAGE_LAYER_GZIP_MEDIA_TYPE];
+    let image_data = c
+        .pull(&reference, &RegistryAuth::Anonymous, accepted.clone())
+        .await
+        .unwrap();
+    assert_eq!(image_data.layers.len(), 2);
+    assert_eq!(image_data.layers[0].data.as_ref(), b"first layer");
+    assert_eq!(image_data.layers[1].data.as_ref(), b"second layer");
+    assert_eq!(image_data.digest.as_deref(), image["digest"].as_str());
+    for layer in &image_data.layers {
+        let d = Digest::of_bytes(Algorithm::Sha256, &layer.data);
+        assert!(image_data
+            .manifest
+            .as_ref()
+            .unwrap()
+            .layers
+            .iter()
+            .any(|l| l.digest == d.as_str()));
+    }
+
+    let by_digest: Reference = format!("{host}/team/app@{}", image["digest"].as_str().unwrap())
+        .parse()
+        .unwrap();
+    let (manifest, digest) = c
+        .pull_manifest(&by_digest, &RegistryAuth::Anonymous)
+        .await
+        .unwrap();
+    assert_eq!(digest, image["digest"].as_str().unwrap());
+    assert!(matches!(manifest, OciManifest::Image(_)));
+
+    let multi: Reference = format!("{host}/team/app:multi").parse().unwrap();
+    let (raw, digest) = c
+        .pull_manifest_raw(
+            &multi,
+            &RegistryAuth::Anonymous,
+            &["application/vnd.oci.image.index.v1+json"],
+        )
+        .await
+        .unwrap();
+    assert_eq!(digest, index["digest"].as_str().unwrap());
+    assert_eq!(Digest::of_bytes(Algorithm::Sha256, &raw).as_str(), digest);
+
+    let tags = c
+        .list_tags(&multi, &RegistryAuth::Anonymous, None, None)
+        .await
+        .unwrap();
+    assert_eq!(tags.tags, vec!["multi".to_string(), "v1".to_string()]);
+}

@@ -15,7 +15,7 @@
 //! - [`cose`]: COSE_Sign1 signature verification (ES256/ES384/ES512);
 //! - [`verify`]: the local checks: realm signature, platform binding,
 //!   session binding;
-//! - [`reference`]: reference values (islet JSON, arrays, directories),
+//! - [`reference`](mod@reference): reference values (islet JSON, arrays, directories),
 //!   per-realm application lists, and matching a token against them;
 //! - [`platform`]: local platform verification with known platform keys
 //!   (CPAK) or a Veraison-style trust-anchor list;

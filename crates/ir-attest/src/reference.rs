@@ -124,7 +124,7 @@ impl ReferenceValues {
                 },
             ));
         }
-        if !self.rems.iter().any(|set| *set == claims.rems) {
+        if !self.rems.contains(&claims.rems) {
             return Err((
                 1,
                 VerifyError::NoRemSetMatched {

@@ -317,10 +317,13 @@ impl CcaToken {
     }
 }
 
+/// A parser of one inner token's claims map.
+type ClaimsParser<C> = fn(&[(Value, Value)], Part) -> Result<C, TokenError>;
+
 fn parse_signed<C>(
     bytes: &[u8],
     part: Part,
-    claims: fn(&[(Value, Value)], Part) -> Result<C, TokenError>,
+    claims: ClaimsParser<C>,
 ) -> Result<SignedToken<C>, TokenError> {
     let sign1 = CoseSign1::from_tagged_slice(bytes).map_err(|e| TokenError::Malformed {
         part,

@@ -12,6 +12,8 @@ use crate::api::ApiState;
 use crate::catalog::{self, Catalog};
 use crate::cli::{Args, TlsMode};
 use crate::server::ConnLimits;
+use crate::tls::{self, CertStore};
+use crate::transport::{self, plain::Plain, tls::Tls, ServeOptions};
 
 /// Exit code when the root cannot be read at all.
 pub const EXIT_ROOT: u8 = 2;
@@ -66,6 +68,17 @@ pub fn check(args: &Args) -> ExitCode {
 
 /// Loads, binds and serves until SIGINT or SIGTERM.
 pub async fn serve(args: Args) -> ExitCode {
+    // Certificates first: a bad pair should fail before a long verification.
+    let certs = match args.tls {
+        TlsMode::NoTls => None,
+        TlsMode::Tls | TlsMode::RaTls => match load_certificates(&args) {
+            Ok(store) => Some(store),
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let loaded = {
         let args = args.clone();
         tokio::task::spawn_blocking(move || load(&args)).await
@@ -97,29 +110,93 @@ pub async fn serve(args: Args) -> ExitCode {
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    match args.tls {
-        TlsMode::NoTls => {
+    let options = serve_options(&args);
+    if let Some(store) = &certs {
+        tokio::spawn(watch_certificates(store.clone()));
+    }
+    match (args.tls, certs) {
+        (TlsMode::NoTls, _) => {
             tracing::info!("serving the OCI pull API over plain HTTP on {local}");
-            crate::transport::serve_plain(
-                listener,
-                state,
-                ConnLimits::default(),
-                10_000,
-                Duration::from_secs(30),
-                shutdown_signal(),
-            )
-            .await;
+            transport::serve(listener, Arc::new(Plain), state, options, shutdown_signal()).await;
         }
-        TlsMode::Tls | TlsMode::RaTls => {
-            tracing::error!(
-                "transport {:?} is not available in this build yet",
-                args.tls
-            );
+        (TlsMode::Tls, Some(store)) => {
+            tracing::info!("serving the OCI pull API over TLS on {local}");
+            let tls = Arc::new(Tls::new(tls::server_config(store)));
+            transport::serve(listener, tls, state, options, shutdown_signal()).await;
+        }
+        (mode, _) => {
+            tracing::error!("transport {mode:?} is not available in this build yet");
             return ExitCode::FAILURE;
         }
     }
     ExitCode::SUCCESS
 }
+
+fn serve_options(args: &Args) -> ServeOptions {
+    ServeOptions {
+        limits: ConnLimits {
+            header_read_timeout: Duration::from_secs(args.header_timeout.max(1)),
+            ..ConnLimits::default()
+        },
+        max_connections: args.max_connections.max(1),
+        handshake_timeout: Duration::from_secs(args.handshake_timeout.max(1)),
+        grace: Duration::from_secs(args.shutdown_grace),
+        ..ServeOptions::default()
+    }
+}
+
+/// Loads `-c`/`-k`; when the defaults are missing, says how to make them.
+fn load_certificates(args: &Args) -> Result<Arc<CertStore>, String> {
+    let (cert, key) = (args.cert_path(), args.key_path());
+    CertStore::load(&cert, &key).map(Arc::new).map_err(|e| {
+        let defaults = args.cert.is_none() && args.key.is_none();
+        if defaults && (!cert.exists() || !key.exists()) {
+            format!(
+                "{e}\n  No development certificate yet? Create one with:\n    scripts/make-dev-cert.sh {}",
+                cert.parent().unwrap_or(&cert).display()
+            )
+        } else {
+            e.to_string()
+        }
+    })
+}
+
+/// Rotates certificates on SIGHUP, and when their files change (polled,
+/// which also works on file systems without change notification).
+async fn watch_certificates(store: Arc<CertStore>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("no SIGHUP handler, certificate rotation only by file change: {e}");
+            None
+        }
+    };
+    let mut poll = tokio::time::interval(CERT_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let hup_recv = async {
+            match &mut hup {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = hup_recv => {
+                tracing::info!("SIGHUP: reloading the TLS certificate");
+                let store = store.clone();
+                let _ = tokio::task::spawn_blocking(move || store.reload_logged()).await;
+            }
+            _ = poll.tick() => {
+                let store = store.clone();
+                let _ = tokio::task::spawn_blocking(move || store.reload_if_changed()).await;
+            }
+        }
+    }
+}
+
+/// How often certificate files are checked for replacement.
+const CERT_POLL: Duration = Duration::from_secs(2);
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {

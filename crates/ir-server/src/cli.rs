@@ -94,6 +94,22 @@ pub struct Args {
     /// verification threads (default: one per core)
     #[arg(long, env = "IR_SERVER_VERIFY_THREADS")]
     pub verify_threads: Option<usize>,
+
+    /// most connections open at once; more wait in the accept backlog
+    #[arg(long, default_value_t = 10_000, env = "IR_SERVER_MAX_CONNECTIONS")]
+    pub max_connections: usize,
+
+    /// seconds a client has to complete the TLS handshake
+    #[arg(long, default_value_t = 10, env = "IR_SERVER_HANDSHAKE_TIMEOUT")]
+    pub handshake_timeout: u64,
+
+    /// seconds a client has to send a request's headers
+    #[arg(long, default_value_t = 20, env = "IR_SERVER_HEADER_TIMEOUT")]
+    pub header_timeout: u64,
+
+    /// seconds requests in flight get to finish on SIGTERM/SIGINT
+    #[arg(long, default_value_t = 30, env = "IR_SERVER_SHUTDOWN_GRACE")]
+    pub shutdown_grace: u64,
 }
 
 /// The directory the seed calls `{crate_root}`: the repository root of the

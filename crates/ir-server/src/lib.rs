@@ -18,4 +18,5 @@ pub mod catalog;
 pub mod cli;
 pub mod logging;
 pub mod server;
+pub mod tls;
 pub mod transport;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::Watcher;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::api::{self, ApiState, ConnInfo};
@@ -55,14 +55,14 @@ pub fn http_builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
     b
 }
 
-/// Serves HTTP on one established connection until it closes or shutdown
-/// is requested (then requests in flight finish first).
+/// Serves HTTP on one established connection until it closes, or until
+/// shutdown is requested and its requests in flight have finished.
 pub async fn serve_connection<IO>(
     io: IO,
     conn: ConnInfo,
     state: Arc<ApiState>,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    graceful: &GracefulShutdown,
+    watcher: Watcher,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -75,10 +75,7 @@ pub async fn serve_connection<IO>(
     let connection = builder
         .serve_connection(TokioIo::new(io), service)
         .into_owned();
-    let watched = graceful.watch(connection);
-    tokio::spawn(async move {
-        if let Err(e) = watched.await {
-            tracing::debug!(%peer, "connection ended: {e}");
-        }
-    });
+    if let Err(e) = watcher.watch(connection).await {
+        tracing::debug!(%peer, "connection ended: {e}");
+    }
 }

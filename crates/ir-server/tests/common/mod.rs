@@ -9,6 +9,7 @@ use std::time::Duration;
 use ir_server::api::ApiState;
 use ir_server::catalog::{self, Catalog};
 use ir_server::server::ConnLimits;
+use ir_server::transport::{plain::Plain, Handshake, ServeOptions};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -29,6 +30,16 @@ impl TestServer {
     }
 
     pub async fn serve(registry: ir_oci::Registry, limits: ConnLimits) -> TestServer {
+        Self::serve_with(registry, Arc::new(Plain), options(limits), "http").await
+    }
+
+    /// Serves `registry` on a transport of the caller's choice.
+    pub async fn serve_with<H: Handshake>(
+        registry: ir_oci::Registry,
+        handshake: Arc<H>,
+        options: ServeOptions,
+        scheme: &str,
+    ) -> TestServer {
         let state = Arc::new(ApiState {
             catalog: catalog::shared(Catalog::new(registry)),
             access_log: false,
@@ -36,19 +47,18 @@ impl TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(ir_server::transport::serve_plain(
+        let task = tokio::spawn(ir_server::transport::serve(
             listener,
+            handshake,
             state.clone(),
-            limits,
-            1000,
-            Duration::from_secs(5),
+            options,
             async move {
                 let _ = stopped.await;
             },
         ));
         TestServer {
             addr,
-            base: format!("http://{addr}"),
+            base: format!("{scheme}://{addr}"),
             state,
             stop: Some(stop),
             task,
@@ -65,6 +75,16 @@ impl TestServer {
             let _ = s.send(());
         }
         let _ = (&mut self.task).await;
+    }
+}
+
+/// Test-sized bounds: short grace so tests end quickly.
+pub fn options(limits: ConnLimits) -> ServeOptions {
+    ServeOptions {
+        limits,
+        max_connections: 1000,
+        grace: Duration::from_secs(5),
+        ..ServeOptions::default()
     }
 }
 

@@ -1,0 +1,185 @@
+//! Accept loops. A transport is a [`Handshake`]: it turns an accepted TCP
+//! stream into a byte stream plus what it learned about the peer
+//! ([`ConnInfo`]). The loop around it is the same for every transport:
+//! a bound on open connections, a bound and a timeout on handshakes (run
+//! in each connection's own task, so one slow client never delays
+//! another), and graceful shutdown.
+
+pub mod plain;
+pub mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::api::{ApiState, ConnInfo};
+use crate::server::{http_builder, serve_connection, ConnLimits};
+
+/// Turns an accepted connection into a stream to speak HTTP on.
+pub trait Handshake: Send + Sync + 'static {
+    /// The stream HTTP runs on.
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+
+    /// Performs the transport's handshake. An error is a one-line reason,
+    /// logged with the peer's address.
+    fn handshake(
+        &self,
+        tcp: TcpStream,
+        peer: SocketAddr,
+    ) -> impl Future<Output = Result<(Self::Io, ConnInfo), String>> + Send;
+}
+
+/// Bounds for an accept loop.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// HTTP limits per connection.
+    pub limits: ConnLimits,
+    /// Most connections open at once; further clients wait in the kernel's
+    /// accept backlog.
+    pub max_connections: usize,
+    /// Most handshakes in progress at once.
+    pub max_handshakes: usize,
+    /// Time a client has to complete its handshake (including waiting for a
+    /// handshake slot).
+    pub handshake_timeout: Duration,
+    /// Time requests in flight get to finish after shutdown is requested.
+    pub grace: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            limits: ConnLimits::default(),
+            max_connections: 10_000,
+            max_handshakes: 256,
+            handshake_timeout: Duration::from_secs(10),
+            grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Accepts connections on `listener` until `shutdown` resolves, then stops
+/// accepting and waits up to the grace period for requests in flight.
+pub async fn serve<H: Handshake>(
+    listener: TcpListener,
+    handshake: Arc<H>,
+    state: Arc<ApiState>,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) {
+    let builder = Arc::new(http_builder(&options.limits));
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(options.max_connections));
+    let handshakes = Arc::new(Semaphore::new(options.max_handshakes));
+    tokio::pin!(shutdown);
+    loop {
+        // Wait for a free connection slot before accepting, so a flood of
+        // connections queues in the kernel's backlog instead of in memory.
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
+            _ = &mut shutdown => break,
+        };
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let handshake = handshake.clone();
+        let handshakes = handshakes.clone();
+        let state = state.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let timeout = options.handshake_timeout;
+        tokio::spawn(async move {
+            let attempt = async {
+                let _slot = handshakes
+                    .acquire()
+                    .await
+                    .map_err(|_| "shutting down".to_string())?;
+                handshake.handshake(tcp, peer).await
+            };
+            match tokio::time::timeout(timeout, attempt).await {
+                Ok(Ok((io, info))) => {
+                    let io = PermitIo {
+                        io,
+                        _permit: permit,
+                    };
+                    serve_connection(io, info, state, builder, watcher).await;
+                }
+                Ok(Err(reason)) => tracing::warn!(%peer, "connection refused: {reason}"),
+                Err(_) => {
+                    tracing::info!(%peer, "handshake not completed within {timeout:?}; connection dropped")
+                }
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!(
+        "shutting down: waiting up to {:?} for requests in flight",
+        options.grace
+    );
+    if tokio::time::timeout(options.grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("grace period over; closing remaining connections");
+    }
+}
+
+/// A stream that holds a connection slot for as long as it lives.
+pub struct PermitIo<IO> {
+    io: IO,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for PermitIo<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for PermitIo<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}

@@ -2,18 +2,17 @@
 //! also checks that a valid application (`good`) in the same root is still
 //! served, and names the exact rule and file.
 
-mod common;
+mod support;
 
 use std::path::{Path, PathBuf};
 
-use common::*;
 use ir_oci::digest::DigestError;
-use ir_oci::media_type::{
-    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST,
-};
+use ir_oci::media_type::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
 use ir_oci::name::NameError;
 use ir_oci::{Algorithm, Digest, LoadError, LoadOptions, Rule};
+use ir_testkit::*;
 use serde_json::json;
+use support::*;
 
 /// A root holding the valid application `good`.
 fn root() -> Root {
@@ -66,7 +65,7 @@ fn valid_layout_is_served_with_tags_manifests_and_blobs() {
 #[test]
 fn sha512_layout_is_accepted() {
     let root = root();
-    let app = root.layout_with("wide", Algorithm::Sha512);
+    let app = root.layout_with("wide", Alg::Sha512);
     let image = app.image(b"sha512 layer");
     app.set_index(&[image.tagged("latest")]);
     assert!(app
@@ -86,7 +85,7 @@ fn sha512_layout_is_accepted() {
 #[test]
 fn sha512_blob_with_wrong_content_is_rejected() {
     let root = root();
-    let app = root.layout_with("bad", Algorithm::Sha512);
+    let app = root.layout_with("bad", Alg::Sha512);
     let image = app.image(b"sha512 layer");
     app.set_index(&[image.tagged("latest")]);
     app.corrupt_flip(&image.layers[0]);
@@ -536,7 +535,7 @@ fn manifest_bigger_or_smaller_than_its_descriptor_is_rejected() {
     }
 }
 
-fn flipped_digest(bad: &Layout, d: &common::Desc) -> Digest {
+fn flipped_digest(bad: &Layout, d: &Desc) -> Digest {
     Digest::of_bytes(Algorithm::Sha256, &std::fs::read(bad.blob_path(d)).unwrap())
 }
 
@@ -907,7 +906,7 @@ fn unreadable_index_json_is_rejected_unless_permissions_do_not_apply() {
 
 /// Writes `levels` indexes nested in each other above `image`'s manifest;
 /// returns the outermost and the innermost index.
-fn index_chain(app: &Layout, image: &Image, levels: usize) -> (common::Desc, common::Desc) {
+fn index_chain(app: &Layout, image: &Image, levels: usize) -> (Desc, Desc) {
     let mut inner = app.index(std::slice::from_ref(&image.manifest));
     let innermost = inner.clone();
     for _ in 1..levels {
@@ -1112,21 +1111,15 @@ fn layer_without_urls_absent_on_disk_is_rejected() {
 
 // ---- artifacts and referrers ------------------------------------------------
 
-fn artifact(app: &Layout, subject: Option<&common::Desc>) -> common::Desc {
-    let empty = app.blob(OCI_EMPTY, b"{}");
+fn artifact(app: &Layout, subject: Option<&Desc>) -> Desc {
     let payload = app.blob("application/spdx+json", br#"{"spdxVersion":"SPDX-2.3"}"#);
-    let mut m = json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "artifactType": "application/vnd.example.sbom.v1+json",
-        "config": empty.0,
-        "layers": [payload.0],
+    let mut extra = json!({
         "annotations": {"org.opencontainers.image.created": "2024-01-01T00:00:00Z"},
     });
     if let Some(s) = subject {
-        m["subject"] = s.0.clone();
+        extra["subject"] = s.0.clone();
     }
-    app.json(OCI_MANIFEST, &m)
+    app.artifact("application/vnd.example.sbom.v1+json", &[payload], extra)
 }
 
 #[test]

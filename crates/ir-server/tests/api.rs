@@ -5,21 +5,20 @@ mod common;
 
 use common::{client, error_code, h2c_client, header, TestServer};
 use ir_oci::Algorithm;
-use ir_testkit::Layout;
+use ir_testkit::{Alg, Desc, Root};
 use serde_json::Value;
-use tempfile::TempDir;
 
 struct Fixture {
-    _dir: TempDir,
+    _root: Root,
     server: TestServer,
-    image: Value,
-    small_layer: Value,
-    big_layer: Value,
+    image: Desc,
+    small_layer: Desc,
+    big_layer: Desc,
     big_bytes: Vec<u8>,
-    sbom: Value,
-    sig: Value,
-    index: Value,
-    sha512_image: Value,
+    sbom: Desc,
+    sig: Desc,
+    index: Desc,
+    sha512_image: Desc,
 }
 
 fn big_content() -> Vec<u8> {
@@ -27,8 +26,8 @@ fn big_content() -> Vec<u8> {
 }
 
 async fn fixture() -> Fixture {
-    let dir = TempDir::new().unwrap();
-    let mut hello = Layout::new(dir.path(), "hello");
+    let root = Root::new();
+    let hello = root.layout("hello");
     let small_layer = hello.blob(ir_testkit::LAYER_GZIP, b"small layer bytes");
     let big_bytes = big_content();
     let big_layer = hello.blob(ir_testkit::LAYER_GZIP, &big_bytes);
@@ -36,36 +35,36 @@ async fn fixture() -> Fixture {
         ir_testkit::CONFIG,
         &serde_json::json!({"os": "linux", "architecture": "amd64"}),
     );
-    let image = hello.manifest(config, vec![small_layer.clone(), big_layer.clone()], None);
-    let sbom = hello.artifact(
-        &image,
-        "application/vnd.example.sbom.v1+json",
-        br#"{"sbom":true}"#,
-    );
-    let sig = hello.artifact(&image, "application/vnd.example.sig.v1", b"signature");
-    hello
-        .tag(&image, "latest")
-        .tag(&image, "1.0")
-        .untagged(&sbom)
-        .untagged(&sig)
-        .write_index();
+    let image = hello.manifest(&config, &[small_layer.clone(), big_layer.clone()]);
+    let artifact = |artifact_type: &str, payload: &[u8]| {
+        hello.artifact(
+            artifact_type,
+            &[hello.blob("application/json", payload)],
+            serde_json::json!({"subject": image.0, "annotations": {"org.example.kind": artifact_type}}),
+        )
+    };
+    let sbom = artifact("application/vnd.example.sbom.v1+json", br#"{"sbom":true}"#);
+    let sig = artifact("application/vnd.example.sig.v1", b"signature");
+    hello.set_index(&[
+        image.tagged("latest"),
+        image.tagged("1.0"),
+        sbom.clone(),
+        sig.clone(),
+    ]);
 
-    let mut team = Layout::new(dir.path(), "team/app");
-    let a = team.image(&[b"amd64 layer"]);
-    let b = team.image(&[b"arm64 layer"]);
+    let team = root.layout("team/app");
+    let a = team.image(b"amd64 layer").manifest;
+    let b = team.image(b"arm64 layer").manifest;
     let index = team.index(&[a, b]);
-    for t in ["b", "a", "d", "c", "B"] {
-        team.tag(&index, t);
-    }
-    team.write_index();
+    team.set_index(&["b", "a", "d", "c", "B"].map(|t| index.tagged(t)));
 
-    let mut s512 = Layout::with_algorithm(dir.path(), "s512", Algorithm::Sha512);
-    let sha512_image = s512.image(&[b"sha512 layer"]);
-    s512.tag(&sha512_image, "latest").write_index();
+    let s512 = root.layout_with("s512", Alg::Sha512);
+    let sha512_image = s512.image(b"sha512 layer").manifest;
+    s512.set_index(&[sha512_image.tagged("latest")]);
 
-    let server = TestServer::start(dir.path()).await;
+    let server = TestServer::start(root.path()).await;
     Fixture {
-        _dir: dir,
+        _root: root,
         server,
         image,
         small_layer,

@@ -7,23 +7,22 @@ mod common;
 use std::io::{Seek, SeekFrom, Write};
 
 use common::{client, error_code, TestServer};
-use ir_testkit::Layout;
-use tempfile::TempDir;
+use ir_testkit::Root;
 
-async fn serve_one_blob(content: &[u8]) -> (TempDir, TestServer, std::path::PathBuf, String) {
-    let dir = TempDir::new().unwrap();
-    let mut app = Layout::new(dir.path(), "app");
+async fn serve_one_blob(content: &[u8]) -> (Root, TestServer, std::path::PathBuf, String) {
+    let root = Root::new();
+    let app = root.layout("app");
     let layer = app.blob(ir_testkit::LAYER_GZIP, content);
     let config = app.json(ir_testkit::CONFIG, &serde_json::json!({}));
-    let m = app.manifest(config, vec![layer.clone()], None);
-    app.tag(&m, "latest").write_index();
-    let path = app.path_of(&layer);
-    let server = TestServer::start(dir.path()).await;
+    let m = app.manifest(&config, std::slice::from_ref(&layer));
+    app.set_index(&[m.tagged("latest")]);
+    let path = app.blob_path(&layer);
+    let server = TestServer::start(root.path()).await;
     let url = server.url(&format!(
         "/v2/app/blobs/{}",
         layer["digest"].as_str().unwrap()
     ));
-    (dir, server, path, url)
+    (root, server, path, url)
 }
 
 #[tokio::test]
@@ -54,8 +53,8 @@ async fn vanished_blob_is_withdrawn() {
 
 #[tokio::test]
 async fn blob_replaced_by_a_symlink_is_refused() {
-    let (dir, _server, path, url) = serve_one_blob(b"original").await;
-    let other = dir.path().join("other");
+    let (root, _server, path, url) = serve_one_blob(b"original").await;
+    let other = root.path().join("other");
     std::fs::write(&other, b"original").unwrap();
     std::fs::remove_file(&path).unwrap();
     std::os::unix::fs::symlink(&other, &path).unwrap();

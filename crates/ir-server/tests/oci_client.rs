@@ -6,12 +6,11 @@ mod common;
 
 use common::TestServer;
 use ir_oci::{Algorithm, Digest};
-use ir_testkit::Layout;
+use ir_testkit::Root;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::manifest::OciManifest;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
-use tempfile::TempDir;
 
 fn client() -> Client {
     Client::new(ClientConfig {
@@ -22,13 +21,15 @@ fn client() -> Client {
 
 #[tokio::test]
 async fn oci_client_pulls_images_indexes_and_tags() {
-    let dir = TempDir::new().unwrap();
-    let mut app = Layout::new(dir.path(), "team/app");
-    let image = app.image(&[b"first layer", b"second layer"]);
-    let other = app.image(&[b"arm64 layer"]);
+    let root = Root::new();
+    let app = root.layout("team/app");
+    let image = app
+        .image_with_layers(&[b"first layer", b"second layer"])
+        .manifest;
+    let other = app.image(b"arm64 layer").manifest;
     let index = app.index(&[image.clone(), other]);
-    app.tag(&image, "v1").tag(&index, "multi").write_index();
-    let server = TestServer::start(dir.path()).await;
+    app.set_index(&[image.tagged("v1"), index.tagged("multi")]);
+    let server = TestServer::start(root.path()).await;
     let host = server.addr.to_string();
 
     let c = client();

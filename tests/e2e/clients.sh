@@ -22,8 +22,7 @@ cleanup() {
 trap cleanup EXIT
 
 PORT=$(free_port)
-"$BIN" -r "$REG" -p "$PORT" --bind 127.0.0.1 >"$WORK/server.log" 2>&1 &
-PIDS+=($!)
+start_server "$WORK/server.log" -r "$REG" -p "$PORT" --bind 127.0.0.1
 wait_http "http://127.0.0.1:$PORT/v2/" || { cat "$WORK/server.log"; exit 1; }
 HOST=127.0.0.1:$PORT
 

@@ -42,3 +42,13 @@ summary() {
   echo "$1: $E2E_PASS passed, $E2E_FAIL failed"
   [ "$E2E_FAIL" -eq 0 ]
 }
+
+# start_server LOG ARGS...: starts ir-server ($BIN) in the background with
+# ARGS, records its pid in SERVER_PID and in PIDS (for cleanup).
+start_server() {
+  local log=$1
+  shift
+  "$BIN" "$@" >"$log" 2>&1 &
+  SERVER_PID=$!
+  PIDS+=("$SERVER_PID")
+}

@@ -145,15 +145,17 @@ fn serve_options(args: &Args) -> ServeOptions {
     }
 }
 
-/// Loads `-c`/`-k`; when the defaults are missing, says how to make them.
+/// Loads `-c`/`-k`; when they are missing, says how to make a development
+/// pair.
 fn load_certificates(args: &Args) -> Result<Arc<CertStore>, String> {
     let (cert, key) = (args.cert_path(), args.key_path());
     CertStore::load(&cert, &key).map(Arc::new).map_err(|e| {
-        let defaults = args.cert.is_none() && args.key.is_none();
-        if defaults && (!cert.exists() || !key.exists()) {
+        if !cert.exists() || !key.exists() {
+            let dir = cert.parent().unwrap_or(&cert);
             format!(
-                "{e}\n  No development certificate yet? Create one with:\n    scripts/make-dev-cert.sh {}",
-                cert.parent().unwrap_or(&cert).display()
+                "{e}\n  To create a development certificate: scripts/make-dev-cert.sh {} \
+                 (writes server.crt and server.key there)",
+                dir.display()
             )
         } else {
             e.to_string()

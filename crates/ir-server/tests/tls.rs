@@ -1,0 +1,234 @@
+//! The TLS transport: handshakes over HTTP/1.1 and HTTP/2 (ALPN), plain
+//! HTTP refused, certificate loading errors, rotation, a broken
+//! replacement keeping the old pair, and a client that never completes
+//! its handshake not holding up others.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{options, TestServer};
+use ir_server::server::ConnLimits;
+use ir_server::tls::{self, CertError, CertStore};
+use ir_server::transport::tls::Tls;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SerialNumber};
+use tempfile::TempDir;
+use tokio::io::AsyncReadExt;
+
+struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    pem: String,
+}
+
+fn make_ca() -> Ca {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "test CA");
+    let cert = params.self_signed(&key).unwrap();
+    Ca {
+        pem: cert.pem(),
+        issuer: Issuer::new(params, key),
+    }
+}
+
+/// Writes a leaf for localhost/127.0.0.1 with `serial` into `dir`; returns
+/// (cert path, key path).
+fn make_leaf(ca: &Ca, dir: &Path, serial: u64, valid: bool) -> (PathBuf, PathBuf) {
+    let key = KeyPair::generate().unwrap();
+    let mut params =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    params.serial_number = Some(SerialNumber::from(serial));
+    if !valid {
+        params.not_before = rcgen::date_time_ymd(2001, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2002, 1, 1);
+    }
+    let cert = params.signed_by(&key, &ca.issuer).unwrap();
+    let (c, k) = (dir.join("server.crt"), dir.join("server.key"));
+    std::fs::write(&c, format!("{}{}", cert.pem(), ca.pem)).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (c, k)
+}
+
+fn https_client(ca: &Ca) -> reqwest::ClientBuilder {
+    let root = reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap();
+    reqwest::Client::builder()
+        .tls_certs_only([root])
+        .tls_info(true)
+        .pool_max_idle_per_host(0)
+}
+
+/// The serial of the certificate a fresh client (no resumable session)
+/// is shown.
+async fn serial_seen(ca: &Ca, url: &str) -> String {
+    let client = https_client(ca).build().unwrap();
+    let r = client.get(url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let info = r.extensions().get::<reqwest::tls::TlsInfo>().unwrap();
+    let der = info.peer_certificate().unwrap();
+    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+    cert.raw_serial_as_string().replace(':', "")
+}
+
+/// Serves one small application over TLS with `store`'s certificate.
+async fn tls_server(
+    store: Arc<CertStore>,
+    handshake_timeout: Duration,
+) -> (ir_testkit::Root, TestServer) {
+    let root = ir_testkit::Root::new();
+    let app = root.layout("app");
+    let image = app.image(b"layer over tls");
+    app.set_index(&[image.tagged("latest")]);
+    let registry = ir_oci::load(root.path(), &ir_oci::LoadOptions::default()).unwrap();
+    let mut opts = options(ConnLimits::default());
+    opts.handshake_timeout = handshake_timeout;
+    let tls = Arc::new(Tls::new(tls::server_config(store)));
+    (
+        root,
+        TestServer::serve_with(registry, tls, opts, "https").await,
+    )
+}
+
+#[tokio::test]
+async fn pulls_over_http1_and_h2_with_the_test_ca() {
+    let certs = TempDir::new().unwrap();
+    let ca = make_ca();
+    let (c, k) = make_leaf(&ca, certs.path(), 1, true);
+    let store = Arc::new(CertStore::load(&c, &k).unwrap());
+    let (_root, server) = tls_server(store, Duration::from_secs(10)).await;
+    let url = format!(
+        "https://localhost:{}/v2/app/manifests/latest",
+        server.addr.port()
+    );
+
+    let h2 = https_client(&ca).build().unwrap();
+    let r = h2.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.version(), reqwest::Version::HTTP_2, "ALPN h2");
+
+    let h1 = https_client(&ca).http1_only().build().unwrap();
+    let r = h1.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.version(), reqwest::Version::HTTP_11);
+
+    // An untrusting client fails the handshake; the server keeps serving.
+    let other = make_ca();
+    assert!(https_client(&other)
+        .build()
+        .unwrap()
+        .get(&url)
+        .send()
+        .await
+        .is_err());
+    assert_eq!(h1.get(&url).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn plain_http_on_the_tls_port_is_refused() {
+    let certs = TempDir::new().unwrap();
+    let ca = make_ca();
+    let (c, k) = make_leaf(&ca, certs.path(), 1, true);
+    let (_root, server) = tls_server(
+        Arc::new(CertStore::load(&c, &k).unwrap()),
+        Duration::from_secs(10),
+    )
+    .await;
+    let plain = reqwest::Client::new();
+    assert!(plain
+        .get(format!("http://127.0.0.1:{}/v2/", server.addr.port()))
+        .send()
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn rotation_serves_the_new_pair_to_new_handshakes() {
+    let certs = TempDir::new().unwrap();
+    let ca = make_ca();
+    let (c, k) = make_leaf(&ca, certs.path(), 0x1111, true);
+    let store = Arc::new(CertStore::load(&c, &k).unwrap());
+    let (_root, server) = tls_server(store.clone(), Duration::from_secs(10)).await;
+    let url = format!("https://localhost:{}/v2/", server.addr.port());
+    assert_eq!(serial_seen(&ca, &url).await, "1111");
+
+    make_leaf(&ca, certs.path(), 0x2222, true);
+    store.reload().unwrap();
+    assert_eq!(serial_seen(&ca, &url).await, "2222");
+
+    // A broken replacement (key of another certificate) is refused and the
+    // pair in service stays.
+    let good_key = std::fs::read(&k).unwrap();
+    make_leaf(&ca, certs.path(), 0x3333, true);
+    std::fs::write(&k, &good_key).unwrap();
+    assert!(matches!(store.reload(), Err(CertError::Mismatch { .. })));
+    assert_eq!(serial_seen(&ca, &url).await, "2222");
+
+    // The file-change poll picks up a fixed pair.
+    make_leaf(&ca, certs.path(), 0x4444, true);
+    store.reload_if_changed();
+    assert_eq!(serial_seen(&ca, &url).await, "4444");
+}
+
+#[tokio::test]
+async fn unusable_pairs_are_clear_errors() {
+    let dir = TempDir::new().unwrap();
+    let ca = make_ca();
+    let missing = dir.path().join("missing.crt");
+    let (c, k) = make_leaf(&ca, dir.path(), 1, true);
+    let e = CertStore::load(&missing, &k).unwrap_err();
+    assert!(matches!(e, CertError::Read { .. }));
+    assert!(e.to_string().contains("missing.crt"), "{e}");
+
+    let empty = dir.path().join("empty.crt");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    assert!(matches!(
+        CertStore::load(&empty, &k).unwrap_err(),
+        CertError::NoCertificate(_)
+    ));
+
+    let nokey = dir.path().join("nokey.pem");
+    std::fs::write(&nokey, std::fs::read(&c).unwrap()).unwrap();
+    assert!(matches!(
+        CertStore::load(&c, &nokey).unwrap_err(),
+        CertError::BadKey { .. }
+    ));
+
+    let other = TempDir::new().unwrap();
+    let (_, other_key) = make_leaf(&ca, other.path(), 2, true);
+    let e = CertStore::load(&c, &other_key).unwrap_err();
+    assert!(matches!(e, CertError::Mismatch { .. }), "{e}");
+
+    let expired = TempDir::new().unwrap();
+    let (ec, ek) = make_leaf(&ca, expired.path(), 3, false);
+    let e = CertStore::load(&ec, &ek).unwrap_err();
+    assert!(matches!(e, CertError::Expired { .. }), "{e}");
+    assert!(e.to_string().contains("expired"), "{e}");
+}
+
+#[tokio::test]
+async fn silent_client_is_dropped_and_does_not_block_others() {
+    let certs = TempDir::new().unwrap();
+    let ca = make_ca();
+    let (c, k) = make_leaf(&ca, certs.path(), 1, true);
+    let store = Arc::new(CertStore::load(&c, &k).unwrap());
+    let (_root, server) = tls_server(store, Duration::from_millis(500)).await;
+    // Connects and never sends a byte.
+    let mut silent = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    // Meanwhile, a real client is served at once, many times over.
+    let client = https_client(&ca).build().unwrap();
+    let url = format!("https://localhost:{}/v2/", server.addr.port());
+    for _ in 0..5 {
+        assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+    }
+    // And the silent one is dropped once the handshake timeout passes.
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut buf))
+        .await
+        .expect("the server closes a silent connection")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "connection closed without data");
+}

@@ -232,3 +232,37 @@ async fn silent_client_is_dropped_and_does_not_block_others() {
         .unwrap_or(0);
     assert_eq!(n, 0, "connection closed without data");
 }
+
+#[tokio::test]
+async fn oci_client_pulls_over_tls_with_the_test_ca() {
+    use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+    let certs = TempDir::new().unwrap();
+    let ca = make_ca();
+    let (c, k) = make_leaf(&ca, certs.path(), 7, true);
+    let (_root, server) = tls_server(
+        Arc::new(CertStore::load(&c, &k).unwrap()),
+        Duration::from_secs(10),
+    )
+    .await;
+    let client = oci_client::Client::new(ClientConfig {
+        protocol: ClientProtocol::Https,
+        extra_root_certificates: vec![Certificate {
+            encoding: CertificateEncoding::Pem,
+            data: ca.pem.clone().into_bytes(),
+        }],
+        ..Default::default()
+    });
+    let reference: oci_client::Reference = format!("localhost:{}/app:latest", server.addr.port())
+        .parse()
+        .unwrap();
+    let image = client
+        .pull(
+            &reference,
+            &oci_client::secrets::RegistryAuth::Anonymous,
+            vec![oci_client::manifest::IMAGE_LAYER_GZIP_MEDIA_TYPE],
+        )
+        .await
+        .unwrap();
+    assert_eq!(image.layers.len(), 1);
+    assert_eq!(image.layers[0].data.as_ref(), b"layer over tls");
+}

@@ -17,7 +17,8 @@
 //! the DELETE has its own short bound ([`VeraisonConfig::delete_timeout`]),
 //! and its failure is only logged. Responses are read with a size limit,
 //! redirects are not followed, proxies from the environment are not used.
-//! TLS is rustls (ring) with the webpki roots plus an optional extra CA.
+//! TLS is rustls (aws-lc-rs) with the platform's roots plus an optional
+//! extra CA.
 
 use crate::ear::{nonce_to_b64url, Ear, EarError, EarVerifier};
 use crate::keys::b64url_decode_lenient;
@@ -149,7 +150,7 @@ impl VeraisonClient {
             )));
         }
         let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
+            .tls_backend_rustls()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .timeout(config.timeout);

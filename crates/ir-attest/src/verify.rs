@@ -12,6 +12,9 @@
 //!    through Veraison ([`crate::veraison`], then [`crate::ear`]).
 //!
 //! [`verify_local`] runs 1–5 (and 6 in local CPAK mode) in that order.
+//! Skipping the session binding is possible only with the cargo feature
+//! `insecure-skip-challenge` (`verify_local_insecure_skip_challenge`),
+//! which default builds do not contain.
 
 use crate::cose::{verify_sign1, CoseError};
 use crate::hash::HashAlg;
@@ -173,12 +176,31 @@ pub struct Verified {
 
 /// Runs the local checks in order (see the module docs): parse, realm
 /// signature, platform binding, session binding, reference values, and,
-/// when `platform_keys` is given, the platform signature.
-///
-/// `session` is required in production; `None` skips the session-binding
-/// check and exists only for tests of recorded tokens (callers must gate it
-/// behind an explicitly insecure feature).
+/// when `platform_keys` is given (local CPAK mode), the platform signature.
+/// Without `platform_keys` the platform must still be appraised by
+/// Veraison.
 pub fn verify_local(
+    token_bytes: &[u8],
+    session: Session<'_>,
+    references: &ReferenceSet,
+    platform_keys: Option<&PlatformKeys>,
+) -> Result<Verified, VerifyError> {
+    verify_inner(token_bytes, Some(session), references, platform_keys)
+}
+
+/// [`verify_local`] WITHOUT the session-binding check, for testing clients
+/// that send a fixed recorded token. INSECURE: a replayed token passes.
+/// Only compiled with the `insecure-skip-challenge` feature.
+#[cfg(feature = "insecure-skip-challenge")]
+pub fn verify_local_insecure_skip_challenge(
+    token_bytes: &[u8],
+    references: &ReferenceSet,
+    platform_keys: Option<&PlatformKeys>,
+) -> Result<Verified, VerifyError> {
+    verify_inner(token_bytes, None, references, platform_keys)
+}
+
+fn verify_inner(
     token_bytes: &[u8],
     session: Option<Session<'_>>,
     references: &ReferenceSet,

@@ -34,7 +34,7 @@ fn round_trip_passes_every_check() {
         challenge: &challenge,
         client_spki_der: SPKI,
     };
-    let v = verify_local(&bytes, Some(session), &refs, Some(&keys)).unwrap();
+    let v = verify_local(&bytes, session, &refs, Some(&keys)).unwrap();
     assert!(v.platform_verified_locally);
     assert_eq!(v.realm.name.as_deref(), Some("demo"));
 }
@@ -56,7 +56,7 @@ fn another_challenge_fails_with_challenge_mismatch() {
         challenge: &[2; 64],
         client_spki_der: SPKI,
     };
-    let err = verify_local(&bytes, Some(other), &refs, Some(&keys)).unwrap_err();
+    let err = verify_local(&bytes, other, &refs, Some(&keys)).unwrap_err();
     assert!(
         matches!(err, VerifyError::ChallengeMismatch { .. }),
         "{err}"
@@ -66,7 +66,7 @@ fn another_challenge_fails_with_challenge_mismatch() {
         challenge: &[1; 64],
         client_spki_der: b"another key",
     };
-    let err = verify_local(&bytes, Some(other_key), &refs, Some(&keys)).unwrap_err();
+    let err = verify_local(&bytes, other_key, &refs, Some(&keys)).unwrap_err();
     assert!(
         matches!(err, VerifyError::ChallengeMismatch { .. }),
         "{err}"
@@ -83,7 +83,7 @@ fn another_platform_key_is_rejected() {
         challenge: &challenge,
         client_spki_der: SPKI,
     };
-    let err = verify_local(&bytes, Some(session), &refs, Some(&stranger_keys)).unwrap_err();
+    let err = verify_local(&bytes, session, &refs, Some(&stranger_keys)).unwrap_err();
     assert!(
         matches!(err, VerifyError::Platform(PlatformError::BadSignature(_))),
         "{err}"
@@ -106,7 +106,7 @@ fn other_measurements_do_not_match() {
         challenge: &challenge,
         client_spki_der: SPKI,
     };
-    let err = verify_local(&bytes, Some(session), &refs, Some(&keys)).unwrap_err();
+    let err = verify_local(&bytes, session, &refs, Some(&keys)).unwrap_err();
     assert!(err.to_string().contains("RIM mismatch"), "{err}");
 }
 

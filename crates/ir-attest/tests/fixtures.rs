@@ -6,7 +6,8 @@ use ir_attest::platform::{PlatformError, PlatformKeys};
 use ir_attest::reference::{MatchError, ReferenceSet};
 use ir_attest::token::CcaToken;
 use ir_attest::verify::{
-    check_platform_binding, check_session_binding, verify_local, verify_realm_signature, Session,
+    check_platform_binding, check_session_binding, verify_local,
+    verify_local_insecure_skip_challenge, verify_realm_signature, Session,
 };
 use ir_attest::{HashAlg, KeyError, VerifyError};
 use std::path::PathBuf;
@@ -100,7 +101,8 @@ fn bug_33_is_rejected_for_its_binding() {
     }
     // Its platform signature itself is fine: binding is the only fault.
     keys("veraison/cpak.json").unwrap().verify(&t).unwrap();
-    let err = verify_local(&read(BUG_33), None, &refs("reference-a.json"), None).unwrap_err();
+    let err = verify_local_insecure_skip_challenge(&read(BUG_33), &refs("reference-a.json"), None)
+        .unwrap_err();
     assert!(
         matches!(err, VerifyError::PlatformBindingMismatch { .. }),
         "{err}"
@@ -322,7 +324,7 @@ fn session_binding_fails_for_every_fixture() {
     };
     let err = verify_local(
         &read("token-a.bin"),
-        Some(session),
+        session,
         &refs("reference-a.json"),
         None,
     )
@@ -336,9 +338,8 @@ fn session_binding_fails_for_every_fixture() {
 #[test]
 fn verify_local_without_session_for_recorded_tokens() {
     let cpak = keys("cpak-ab.pub").unwrap();
-    let v = verify_local(
+    let v = verify_local_insecure_skip_challenge(
         &read("token-a.bin"),
-        None,
         &refs("reference-a.json"),
         Some(&cpak),
     )
@@ -346,9 +347,8 @@ fn verify_local_without_session_for_recorded_tokens() {
     assert!(v.platform_verified_locally);
     assert_eq!(v.realm.name.as_deref(), Some("Data Processing Service"));
     // token-c: realm fine, but no reference values and not this platform.
-    let err = verify_local(
+    let err = verify_local_insecure_skip_challenge(
         &read("token-c.bin"),
-        None,
         &refs("reference-a.json"),
         Some(&cpak),
     )

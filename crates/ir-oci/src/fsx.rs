@@ -191,3 +191,11 @@ pub fn open_unchanged(path: &Path, expected: &FileIdentity) -> Result<File, Rule
     }
     Ok(file)
 }
+
+/// The file's identity if it is still exactly `expected` (reached without
+/// a symlink, a regular file with one link); `None` otherwise.
+pub fn still_same(path: &Path, expected: &FileIdentity) -> Option<FileIdentity> {
+    let (_, meta) = open_blob(path).ok()?;
+    let now = FileIdentity::of(&meta);
+    (now == *expected).then_some(now)
+}

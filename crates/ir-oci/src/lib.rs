@@ -22,7 +22,7 @@ pub mod report;
 pub mod rule;
 
 pub use digest::{Algorithm, Digest};
-pub use loader::{load, LoadError, LoadOptions};
+pub use loader::{load, load_incremental, LoadError, LoadOptions};
 pub use model::{Application, Blob, FileIdentity, Manifest, Registry};
 pub use name::{Reference, RepoName, Tag};
 pub use rule::{Rejection, Rule};

@@ -90,6 +90,19 @@ pub enum LoadError {
 
 /// Loads and verifies every application under `root`.
 pub fn load(root: &Path, options: &LoadOptions) -> Result<Registry, LoadError> {
+    load_incremental(root, options, None)
+}
+
+/// Like [`load`], reusing the verification of `previous` where nothing
+/// changed: a blob of the same application with the same digest whose file
+/// still has the identity recorded when it was hashed (device, inode, size,
+/// mtime, ctime) is not hashed again. Manifests and indexes are small and
+/// are always re-read and re-hashed.
+pub fn load_incremental(
+    root: &Path,
+    options: &LoadOptions,
+    previous: Option<&Registry>,
+) -> Result<Registry, LoadError> {
     let started = Instant::now();
     let meta = std::fs::metadata(root).map_err(|e| LoadError::Root {
         path: root.to_path_buf(),
@@ -138,13 +151,25 @@ pub fn load(root: &Path, options: &LoadOptions) -> Result<Registry, LoadError> {
         .flat_map(|(i, s)| s.blobs.iter().map(move |(d, p)| (i, d, p.size)))
         .collect();
     jobs.sort_unstable_by_key(|j| std::cmp::Reverse(j.2));
-    let results: Vec<(usize, Digest, Result<FileIdentity, Rule>)> = pool.install(|| {
+    // Each result says whether the blob was hashed (or reused unchanged).
+    type Outcome = Result<(FileIdentity, bool), Rule>;
+    let results: Vec<(usize, Digest, Outcome)> = pool.install(|| {
         jobs.par_iter()
             .map_init(
                 || vec![0u8; fsx::HASH_BUFFER],
                 |buf, &(i, digest, size)| {
                     let path = structures[i].dir.join(digest.blob_path());
-                    (i, digest.clone(), fsx::hash_blob(&path, digest, size, buf))
+                    let known = previous
+                        .and_then(|p| p.applications.get(&structures[i].name))
+                        .filter(|app| app.dir == structures[i].dir)
+                        .and_then(|app| app.blobs.get(digest))
+                        .filter(|b| !b.is_withdrawn() && b.size() == size);
+                    if let Some(identity) = known.and_then(|b| fsx::still_same(&path, &b.identity))
+                    {
+                        return (i, digest.clone(), Ok((identity, false)));
+                    }
+                    let hashed = fsx::hash_blob(&path, digest, size, buf).map(|id| (id, true));
+                    (i, digest.clone(), hashed)
                 },
             )
             .collect()
@@ -154,8 +179,12 @@ pub fn load(root: &Path, options: &LoadOptions) -> Result<Registry, LoadError> {
     let mut failed: Vec<Option<Rejection>> = structures.iter().map(|_| None).collect();
     for (i, digest, result) in results {
         match result {
-            Ok(identity) => {
-                structures[i].bytes_verified += identity.size;
+            Ok((identity, hashed)) => {
+                if hashed {
+                    structures[i].bytes_verified += identity.size;
+                } else {
+                    registry.blobs_reused += 1;
+                }
                 verified[i].insert(digest, Blob::new(identity));
             }
             Err(rule) => {

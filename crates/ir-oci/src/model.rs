@@ -151,6 +151,9 @@ pub struct Registry {
     pub ignored: Vec<(PathBuf, String)>,
     /// Wall time of the load.
     pub elapsed: Duration,
+    /// Blobs whose earlier verification was reused because their files did
+    /// not change (see [`crate::loader::load_incremental`]).
+    pub blobs_reused: usize,
 }
 
 impl Registry {

@@ -36,12 +36,18 @@ pub fn summary_line(r: &Registry) -> String {
     } else {
         0.0
     };
+    let reused = if r.blobs_reused > 0 {
+        format!(", {} blobs unchanged since the last load", r.blobs_reused)
+    } else {
+        String::new()
+    };
     format!(
-        "registry loaded: {} applications served ({} tags, {} blobs, {} verified), {} rejected, {} orphan files, in {:.2}s ({:.0} MiB/s)",
+        "registry loaded: {} applications served ({} tags, {} blobs, {} verified{}), {} rejected, {} orphan files, in {:.2}s ({:.0} MiB/s)",
         r.applications.len(),
         tags,
         blobs,
         human_bytes(bytes),
+        reused,
         r.rejected.len(),
         r.orphans.len(),
         secs,

@@ -1,4 +1,6 @@
-//! Start-up: load and verify, then serve (or report, with `--check`).
+//! Start-up and the server's life: bind, load and verify, serve, reload on
+//! SIGHUP (and file changes with `--watch`), shut down gracefully on
+//! SIGTERM/SIGINT. `--check` loads and reports without serving.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -7,11 +9,14 @@ use std::time::Duration;
 
 use ir_oci::{report, LoadOptions, Registry};
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 
 use crate::api::ApiState;
 use crate::catalog::{self, Catalog};
 use crate::cli::{Args, TlsMode};
+use crate::reload::Reloader;
 use crate::server::ConnLimits;
+use crate::signals;
 use crate::tls::{self, CertStore};
 use crate::transport::{self, plain::Plain, tls::Tls, ServeOptions};
 
@@ -20,15 +25,24 @@ pub const EXIT_ROOT: u8 = 2;
 /// Exit code of `--check` when some application was rejected.
 pub const EXIT_REJECTED: u8 = 1;
 
-/// Loads the registry with the options the arguments ask for.
-pub fn load(args: &Args) -> Result<Registry, ir_oci::LoadError> {
-    let options = LoadOptions {
+/// How often certificate files are checked for replacement.
+const CERT_POLL: Duration = Duration::from_secs(2);
+/// Quiet period that ends a burst of file events before a `--watch` reload.
+const WATCH_QUIET: Duration = Duration::from_millis(500);
+
+fn load_options(args: &Args) -> LoadOptions {
+    LoadOptions {
         threads: args.verify_threads,
         ..LoadOptions::default()
-    };
+    }
+}
+
+/// Loads the registry with the options the arguments ask for, logging the
+/// outcome.
+pub fn load(args: &Args) -> Result<Registry, ir_oci::LoadError> {
     let root = args.root_dir();
     tracing::info!(root = %root.display(), "loading registry");
-    let registry = ir_oci::load(&root, &options)?;
+    let registry = ir_oci::load(&root, &load_options(args))?;
     if !registry.orphans.is_empty() {
         tracing::info!(
             "{} orphan files under blobs/ are not reachable and will not be served",
@@ -66,7 +80,10 @@ pub fn check(args: &Args) -> ExitCode {
     }
 }
 
-/// Loads, binds and serves until SIGINT or SIGTERM.
+/// Binds, loads and serves until SIGINT or SIGTERM. The port is bound
+/// before loading so that probes see a live process (`/healthz`) that is
+/// not ready yet (`/readyz` and the API answer 503) while a large registry
+/// verifies.
 pub async fn serve(args: Args) -> ExitCode {
     // Certificates first: a bad pair should fail before a long verification.
     let certs = match args.tls {
@@ -79,25 +96,6 @@ pub async fn serve(args: Args) -> ExitCode {
             }
         },
     };
-    let loaded = {
-        let args = args.clone();
-        tokio::task::spawn_blocking(move || load(&args)).await
-    };
-    let registry = match loaded {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => {
-            tracing::error!("{e}");
-            return ExitCode::from(EXIT_ROOT);
-        }
-        Err(e) => {
-            tracing::error!("loading failed: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let state = Arc::new(ApiState {
-        catalog: catalog::shared(Catalog::new(registry)),
-        access_log: !args.no_access_log,
-    });
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = match TcpListener::bind(addr).await {
         Ok(l) => l,
@@ -110,25 +108,105 @@ pub async fn serve(args: Args) -> ExitCode {
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let options = serve_options(&args);
+    let shared = catalog::shared(Catalog::default());
+    let state = Arc::new(ApiState::loading(shared.clone(), !args.no_access_log));
+    let hangups = signals::hangups();
     if let Some(store) = &certs {
-        tokio::spawn(watch_certificates(store.clone()));
+        tokio::spawn(watch_certificates(store.clone(), hangups.subscribe()));
     }
-    match (args.tls, certs) {
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        tokio::select! {
+            _ = signals::shutdown() => {}
+            _ = stop_rx => {}
+        }
+    };
+    let options = serve_options(&args);
+    let server = match (args.tls, certs) {
         (TlsMode::NoTls, _) => {
             tracing::info!("serving the OCI pull API over plain HTTP on {local}");
-            transport::serve(listener, Arc::new(Plain), state, options, shutdown_signal()).await;
+            tokio::spawn(transport::serve(
+                listener,
+                Arc::new(Plain),
+                state.clone(),
+                options,
+                shutdown,
+            ))
         }
         (TlsMode::Tls, Some(store)) => {
             tracing::info!("serving the OCI pull API over TLS on {local}");
             let tls = Arc::new(Tls::new(tls::server_config(store)));
-            transport::serve(listener, tls, state, options, shutdown_signal()).await;
+            tokio::spawn(transport::serve(
+                listener,
+                tls,
+                state.clone(),
+                options,
+                shutdown,
+            ))
         }
         (mode, _) => {
             tracing::error!("transport {mode:?} is not available in this build yet");
             return ExitCode::FAILURE;
         }
+    };
+
+    // The first load.
+    let loaded = {
+        let args = args.clone();
+        tokio::task::spawn_blocking(move || load(&args)).await
+    };
+    match loaded {
+        Ok(Ok(registry)) => {
+            shared.store(Arc::new(Catalog::new(registry)));
+            state.set_ready();
+            tracing::info!("ready");
+        }
+        Ok(Err(e)) => {
+            tracing::error!("{e}");
+            let _ = stop_tx.send(());
+            let _ = server.await;
+            return ExitCode::from(EXIT_ROOT);
+        }
+        Err(e) => {
+            tracing::error!("loading failed: {e}");
+            let _ = stop_tx.send(());
+            let _ = server.await;
+            return ExitCode::FAILURE;
+        }
     }
+
+    // Reloads: SIGHUP always, file changes with --watch.
+    let reloader = Arc::new(Reloader::new(shared, args.root_dir(), load_options(&args)));
+    let (trigger_tx, trigger_rx) = mpsc::channel::<()>(1);
+    tokio::spawn(reloader.run(trigger_rx, WATCH_QUIET));
+    let mut hup = hangups.subscribe();
+    let hup_trigger = trigger_tx.clone();
+    tokio::spawn(async move {
+        while hup.recv().await.is_ok() {
+            let _ = hup_trigger.try_send(());
+        }
+    });
+    let _watcher = if args.watch {
+        match crate::watch::watch_root(&args.root_dir(), trigger_tx) {
+            Ok(w) => {
+                tracing::info!("watching {} for changes", args.root_dir().display());
+                Some(w)
+            }
+            Err(e) => {
+                tracing::error!(
+                    "--watch: cannot watch {}: {e}; reload with SIGHUP instead",
+                    args.root_dir().display()
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    let _ = server.await;
+    tracing::info!("stopped");
     ExitCode::SUCCESS
 }
 
@@ -165,48 +243,24 @@ fn load_certificates(args: &Args) -> Result<Arc<CertStore>, String> {
 
 /// Rotates certificates on SIGHUP, and when their files change (polled,
 /// which also works on file systems without change notification).
-async fn watch_certificates(store: Arc<CertStore>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!("no SIGHUP handler, certificate rotation only by file change: {e}");
-            None
-        }
-    };
+async fn watch_certificates(
+    store: Arc<CertStore>,
+    mut hangups: tokio::sync::broadcast::Receiver<()>,
+) {
     let mut poll = tokio::time::interval(CERT_POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let hup_recv = async {
-            match &mut hup {
-                Some(h) => h.recv().await,
-                None => std::future::pending().await,
-            }
-        };
+        let store = store.clone();
         tokio::select! {
-            _ = hup_recv => {
-                tracing::info!("SIGHUP: reloading the TLS certificate");
-                let store = store.clone();
+            r = hangups.recv() => {
+                if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                    return;
+                }
                 let _ = tokio::task::spawn_blocking(move || store.reload_logged()).await;
             }
             _ = poll.tick() => {
-                let store = store.clone();
                 let _ = tokio::task::spawn_blocking(move || store.reload_if_changed()).await;
             }
         }
     }
-}
-
-/// How often certificate files are checked for replacement.
-const CERT_POLL: Duration = Duration::from_secs(2);
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutdown requested");
 }

@@ -8,15 +8,45 @@ use arc_swap::ArcSwap;
 use ir_oci::{Application, Registry, RepoName};
 
 /// What the HTTP layer serves from.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Catalog {
     registry: Registry,
+    /// Applications served at their last good version because their
+    /// current version failed verification.
+    kept: Vec<RepoName>,
 }
 
 impl Catalog {
     /// Wraps a loaded registry.
     pub fn new(registry: Registry) -> Self {
-        Catalog { registry }
+        Catalog {
+            registry,
+            kept: Vec::new(),
+        }
+    }
+
+    /// The next snapshot after a reload: `registry` as loaded, plus the
+    /// previous version of every application that `registry` rejected but
+    /// `self` served, so that a broken update never takes an application
+    /// down. An application whose directory is gone is not kept.
+    pub fn succeeded_by(&self, mut registry: Registry) -> Catalog {
+        let mut kept = Vec::new();
+        for rejection in &registry.rejected {
+            let Ok(name) = RepoName::parse(&rejection.application) else {
+                continue;
+            };
+            if let Some(old) = self.registry.applications.get(&name) {
+                if old.dir.is_dir() && !registry.applications.contains_key(&name) {
+                    tracing::warn!("{name}: keeping the last good version in service: {rejection}");
+                    kept.push(name);
+                }
+            }
+        }
+        for name in &kept {
+            let old = self.registry.applications[name].clone();
+            registry.applications.insert(name.clone(), old);
+        }
+        Catalog { registry, kept }
     }
 
     /// An application by name.
@@ -32,6 +62,11 @@ impl Catalog {
     /// The loaded registry.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// Applications kept at their last good version.
+    pub fn kept(&self) -> &[RepoName] {
+        &self.kept
     }
 }
 

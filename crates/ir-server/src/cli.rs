@@ -95,6 +95,10 @@ pub struct Args {
     #[arg(long, env = "IR_SERVER_VERIFY_THREADS")]
     pub verify_threads: Option<usize>,
 
+    /// also reload when files change under the root (SIGHUP always reloads)
+    #[arg(long, env = "IR_SERVER_WATCH")]
+    pub watch: bool,
+
     /// most connections open at once; more wait in the accept backlog
     #[arg(long, default_value_t = 10_000, env = "IR_SERVER_MAX_CONNECTIONS")]
     pub max_connections: usize,

@@ -32,6 +32,8 @@ pub enum ErrorCode {
     /// 416: no requested range overlaps the blob. The spec has no code for
     /// this; we use `RANGE_NOT_SATISFIABLE`.
     RangeNotSatisfiable,
+    /// 503: the registry is still loading (no spec code; `UNAVAILABLE`).
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -47,6 +49,7 @@ impl ErrorCode {
             ErrorCode::Unsupported | ErrorCode::NoSuchEndpoint => "UNSUPPORTED",
             ErrorCode::PaginationNumberInvalid => "PAGINATION_NUMBER_INVALID",
             ErrorCode::RangeNotSatisfiable => "RANGE_NOT_SATISFIABLE",
+            ErrorCode::Unavailable => "UNAVAILABLE",
         }
     }
 
@@ -63,6 +66,7 @@ impl ErrorCode {
             | ErrorCode::PaginationNumberInvalid => StatusCode::BAD_REQUEST,
             ErrorCode::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod range;
 pub mod route;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
@@ -31,12 +32,49 @@ pub const API_VERSION_HEADER: &str = "docker-distribution-api-version";
 /// everything else answers as if those applications did not exist.
 pub type Visibility = Option<Arc<dyn Fn(&RepoName) -> bool + Send + Sync>>;
 
+/// Liveness path on the main port (outside `/v2/`, so it cannot collide).
+pub const HEALTH_PATH: &str = "/healthz";
+/// Readiness path on the main port: 200 once the first load finished.
+pub const READY_PATH: &str = "/readyz";
+
 /// State shared by every request.
 pub struct ApiState {
     /// The served snapshot.
     pub catalog: SharedCatalog,
     /// Log one line per request at info.
     pub access_log: bool,
+    /// Set once the first load finished; until then the API answers 503.
+    pub ready: AtomicBool,
+}
+
+impl ApiState {
+    /// State serving `catalog`, ready at once (the catalog is loaded).
+    pub fn new(catalog: SharedCatalog, access_log: bool) -> Self {
+        ApiState {
+            catalog,
+            access_log,
+            ready: AtomicBool::new(true),
+        }
+    }
+
+    /// State whose catalog is still to be loaded: the API answers 503
+    /// until [`ApiState::set_ready`].
+    pub fn loading(catalog: SharedCatalog, access_log: bool) -> Self {
+        ApiState {
+            ready: AtomicBool::new(false),
+            ..ApiState::new(catalog, access_log)
+        }
+    }
+
+    /// Marks the first load as finished.
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// True once the first load finished.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
 }
 
 /// What the transport knows about the connection a request came on.
@@ -95,7 +133,20 @@ pub async fn handle<B>(state: &ApiState, conn: &ConnInfo, req: Request<B>) -> Re
 
 async fn route_request<B>(state: &ApiState, conn: &ConnInfo, req: &Request<B>) -> Response<Body> {
     use route::{Route, RouteError};
-    let route = match route::parse(req.uri().path()) {
+    let path = req.uri().path();
+    if path == HEALTH_PATH || path == READY_PATH {
+        return probe(path == HEALTH_PATH || state.is_ready());
+    }
+    if !state.is_ready() {
+        let mut r = error_response(&ApiError::new(
+            ErrorCode::Unavailable,
+            "the registry is still loading and verifying its content",
+        ));
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return r;
+    }
+    let route = match route::parse(path) {
         Ok(r) => r,
         Err(RouteError::NoSuchEndpoint) => {
             return error_response(&ApiError::new(
@@ -154,6 +205,22 @@ async fn route_request<B>(state: &ApiState, conn: &ConnInfo, req: &Request<B>) -
         Route::Upload(_) => unreachable!("answered above"),
     };
     result.unwrap_or_else(|e| error_response(&e))
+}
+
+/// A probe's answer: 200 `ok` or 503 `not ready`.
+fn probe(ok: bool) -> Response<Body> {
+    let (status, body) = if ok {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    };
+    let mut r = Response::new(Body::full(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r.headers_mut()
+        .insert(header::CONTENT_LENGTH, body.len().into());
+    r
 }
 
 /// The response for an error: its status and the spec's JSON body.

@@ -40,10 +40,10 @@ impl TestServer {
         options: ServeOptions,
         scheme: &str,
     ) -> TestServer {
-        let state = Arc::new(ApiState {
-            catalog: catalog::shared(Catalog::new(registry)),
-            access_log: false,
-        });
+        let state = Arc::new(ApiState::new(
+            catalog::shared(Catalog::new(registry)),
+            false,
+        ));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();

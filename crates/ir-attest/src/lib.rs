@@ -28,6 +28,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod attestor;
 mod cbor;
 pub mod cose;
 pub mod ear;
@@ -35,6 +36,7 @@ pub mod emulate;
 pub mod hash;
 pub mod keys;
 pub mod platform;
+pub mod ratls;
 pub mod reference;
 pub mod token;
 pub mod veraison;

@@ -18,7 +18,9 @@ use crate::reload::Reloader;
 use crate::server::ConnLimits;
 use crate::signals;
 use crate::tls::{self, CertStore};
-use crate::transport::{self, plain::Plain, tls::Tls, ServeOptions};
+use crate::transport::{self, plain::Plain, ratls::RaTls, tls::Tls, ServeOptions};
+use ir_attest::attestor::{Attestor, PlatformCheck};
+use ir_attest::{EarVerifier, PlatformKeys, VeraisonClient, VeraisonConfig};
 
 /// Exit code when the root cannot be read at all.
 pub const EXIT_ROOT: u8 = 2;
@@ -145,8 +147,27 @@ pub async fn serve(args: Args) -> ExitCode {
                 shutdown,
             ))
         }
+        (TlsMode::RaTls, Some(store)) => {
+            let attestor = match build_attestor(&args) {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::error!("RA-TLS: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            tokio::spawn(reload_references(attestor.clone(), hangups.subscribe()));
+            tracing::info!("serving the OCI pull API over RA-TLS on {local}: only attested CCA realms are served");
+            let ratls = Arc::new(RaTls::new(store, attestor, args.ratls_tls12));
+            tokio::spawn(transport::serve(
+                listener,
+                ratls,
+                state.clone(),
+                options,
+                shutdown,
+            ))
+        }
         (mode, _) => {
-            tracing::error!("transport {mode:?} is not available in this build yet");
+            tracing::error!("transport {mode:?} needs a server certificate");
             return ExitCode::FAILURE;
         }
     };
@@ -239,6 +260,71 @@ fn load_certificates(args: &Args) -> Result<Arc<CertStore>, String> {
             e.to_string()
         }
     })
+}
+
+/// The RA-TLS attestor from `-j`, and either `--cpak` (local platform
+/// keys) or `-u`/`-v` (Veraison); says at start-up which is in force.
+fn build_attestor(args: &Args) -> Result<Arc<Attestor>, String> {
+    let platform = match &args.cpak {
+        Some(path) => PlatformCheck::Local(
+            PlatformKeys::load(path).map_err(|e| format!("--cpak {}: {e}", path.display()))?,
+        ),
+        None => {
+            let mut config = VeraisonConfig::new(args.veraison_url.clone());
+            config.timeout = Duration::from_secs(args.veraison_timeout.max(1));
+            let client = VeraisonClient::new(config)
+                .map_err(|e| format!("-u {}: {e}", args.veraison_url))?;
+            let key = args.veraison_pubkey_path();
+            let ear = EarVerifier::load(&key).map_err(|e| format!("-v {}: {e}", key.display()))?;
+            PlatformCheck::Veraison { client, ear }
+        }
+    };
+    let references = args.reference_json_path();
+    let attestor = Attestor::new(&references, platform, args.max_attestations)
+        .map_err(|e| format!("-j {}: {e}", references.display()))?;
+    tracing::info!(
+        "RA-TLS: platforms verified by {}; {} realm(s) in the reference values from {}",
+        attestor.platform().describe(),
+        attestor.references().len(),
+        references.display()
+    );
+    for realm in attestor.references().realms() {
+        tracing::info!(
+            "RA-TLS: realm {} may pull {}",
+            realm.label(),
+            match &realm.applications {
+                None => "every application".to_string(),
+                Some(list) => format!("{} application pattern(s)", list.len()),
+            }
+        );
+    }
+    if cfg!(feature = "insecure-skip-challenge") {
+        tracing::error!(
+            "INSECURE BUILD (feature insecure-skip-challenge): RA-TLS tokens are not checked against the \
+             connection's challenge, so recorded tokens are accepted. Never serve real realms with this build."
+        );
+    }
+    Ok(Arc::new(attestor))
+}
+
+/// Reloads reference values on SIGHUP; a broken file keeps the old ones.
+async fn reload_references(
+    attestor: Arc<Attestor>,
+    mut hangups: tokio::sync::broadcast::Receiver<()>,
+) {
+    while !matches!(
+        hangups.recv().await,
+        Err(tokio::sync::broadcast::error::RecvError::Closed)
+    ) {
+        let a = attestor.clone();
+        match tokio::task::spawn_blocking(move || a.reload_references()).await {
+            Ok(Ok(n)) => tracing::info!("RA-TLS: reference values reloaded ({n} realm(s))"),
+            Ok(Err(e)) => tracing::error!(
+                "RA-TLS: reference values not reloaded, the previous ones stay: {e}"
+            ),
+            Err(e) => tracing::error!("RA-TLS: reference reload failed: {e}"),
+        }
+    }
 }
 
 /// Rotates certificates on SIGHUP, and when their files change (polled,

@@ -74,6 +74,24 @@ pub struct Args {
     #[arg(short = 'j', long, env = "IR_SERVER_REFERENCE_JSON")]
     pub reference_json: Option<PathBuf>,
 
+    /// RA-TLS: check platform tokens locally with these platform keys (raw
+    /// SEC1 point, PEM, JWK, or a Veraison trust-anchor list) instead of
+    /// asking Veraison
+    #[arg(long, env = "IR_SERVER_CPAK")]
+    pub cpak: Option<PathBuf>,
+
+    /// RA-TLS: seconds a Veraison appraisal may take
+    #[arg(long, default_value_t = 5, env = "IR_SERVER_VERAISON_TIMEOUT")]
+    pub veraison_timeout: u64,
+
+    /// RA-TLS: most Veraison appraisals in flight at once
+    #[arg(long, default_value_t = 32, env = "IR_SERVER_MAX_ATTESTATIONS")]
+    pub max_attestations: usize,
+
+    /// RA-TLS: also accept TLS 1.2 (default: TLS 1.3 only)
+    #[arg(long, env = "IR_SERVER_RATLS_TLS12")]
+    pub ratls_tls12: bool,
+
     /// load and verify the registry, print the report, and exit (0 if every
     /// application verified, 1 otherwise) without serving
     #[arg(long, env = "IR_SERVER_CHECK")]

@@ -6,6 +6,7 @@
 //! another), and graceful shutdown.
 
 pub mod plain;
+pub mod ratls;
 pub mod tls;
 
 use std::future::Future;

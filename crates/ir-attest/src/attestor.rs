@@ -1,0 +1,231 @@
+//! Judges an RA-TLS client once its handshake completed: the token in its
+//! certificate, bound to this connection's challenge and certificate key,
+//! checked against the reference values, and the platform checked either
+//! locally (known CPAKs) or by Veraison.
+//!
+//! The cheap local checks run first (on the blocking pool: signature
+//! checks are CPU work), so a wrong realm never costs a Veraison round
+//! trip. Veraison calls are asynchronous, bounded in time by the client's
+//! timeout and in number by a semaphore, so one slow verifier never stalls
+//! the runtime or other clients.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::Semaphore;
+
+use crate::ear::{EarError, EarVerifier};
+use crate::platform::{PlatformError, PlatformKeys};
+use crate::ratls::{self, CertificateError};
+use crate::reference::{MatchError, RealmReference, ReferenceError, ReferenceSet};
+use crate::veraison::{VeraisonClient, VeraisonError};
+use crate::verify::{self, Session, VerifyError};
+
+/// How the platform part of a token is judged. Exactly one is in force.
+pub enum PlatformCheck {
+    /// The platform token's signature with known platform keys (`--cpak`).
+    Local(PlatformKeys),
+    /// Veraison's appraisal (`-u`), its EAR checked with its key (`-v`).
+    Veraison {
+        /// The Veraison client (with its timeout).
+        client: VeraisonClient,
+        /// Verifies the EAR.
+        ear: EarVerifier,
+    },
+}
+
+impl PlatformCheck {
+    /// One line for the start-up log.
+    pub fn describe(&self) -> String {
+        match self {
+            PlatformCheck::Local(keys) => format!("local platform keys ({} trusted)", keys.len()),
+            PlatformCheck::Veraison { client, .. } => format!("Veraison at {}", client.api_url()),
+        }
+    }
+}
+
+/// A realm that attested.
+#[derive(Debug, Clone)]
+pub struct Attested {
+    /// The reference entry it matched (name, applications it may pull).
+    pub realm: RealmReference,
+    /// A one-line summary of the token, for logs.
+    pub summary: String,
+}
+
+/// Why a client was refused. Each variant says exactly what failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AttestError {
+    /// The certificate carries no usable token.
+    #[error(transparent)]
+    Certificate(#[from] CertificateError),
+    /// A local check failed (token, signatures, bindings, reference values,
+    /// platform keys).
+    #[error(transparent)]
+    Local(#[from] VerifyError),
+    /// Veraison failed or did not affirm.
+    #[error(transparent)]
+    Veraison(#[from] VeraisonError),
+    /// The blocking task running the checks failed.
+    #[error("attestation task failed: {0}")]
+    Internal(String),
+}
+
+impl AttestError {
+    /// A short stable label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AttestError::Certificate(CertificateError::Missing) => "no_certificate",
+            AttestError::Certificate(CertificateError::MissingExtension) => "missing_extension",
+            AttestError::Certificate(_) => "bad_certificate",
+            AttestError::Local(e) => local_reason(e),
+            AttestError::Veraison(VeraisonError::Unreachable { .. }) => "veraison_unreachable",
+            AttestError::Veraison(VeraisonError::Timeout(_)) => "veraison_timeout",
+            AttestError::Veraison(VeraisonError::Ear(e)) => match e {
+                EarError::NotAffirming { .. } | EarError::NoPlatformAppraisal => {
+                    "veraison_not_affirming"
+                }
+                EarError::NonceMismatch { .. } => "ear_nonce",
+                EarError::BadSignature => "ear_signature",
+                EarError::Stale { .. } | EarError::FromFuture { .. } | EarError::Expired { .. } => {
+                    "ear_stale"
+                }
+                _ => "ear_invalid",
+            },
+            AttestError::Veraison(_) => "veraison_error",
+            AttestError::Internal(_) => "internal",
+        }
+    }
+}
+
+fn local_reason(e: &VerifyError) -> &'static str {
+    match e {
+        VerifyError::Token(_) => "token_parse",
+        VerifyError::BadRak(_)
+        | VerifyError::BadRealmSignature(_)
+        | VerifyError::UnsupportedRakHashAlg(_) => "realm_signature",
+        VerifyError::PlatformBindingMismatch { .. } => "platform_binding",
+        VerifyError::ChallengeMismatch { .. } => "challenge_mismatch",
+        VerifyError::HashAlgMismatch { .. } => "hash_algorithm",
+        VerifyError::RimMismatch { .. } => "rim_mismatch",
+        VerifyError::NoRemSetMatched { .. } => "rem_mismatch",
+        VerifyError::Reference(MatchError::NoMatch { reason, .. }) => local_reason(reason),
+        VerifyError::Reference(_) => "no_reference_values",
+        VerifyError::Platform(PlatformError::BadSignature(_)) => "platform_signature",
+        VerifyError::Platform(_) => "platform_key",
+    }
+}
+
+/// Attests RA-TLS clients; shared by every connection.
+pub struct Attestor {
+    references_path: PathBuf,
+    references: RwLock<Arc<ReferenceSet>>,
+    platform: Arc<PlatformCheck>,
+    veraison_slots: Semaphore,
+}
+
+impl Attestor {
+    /// An attestor with reference values from `references_path` (a file
+    /// with one document or an array, or a directory of such files),
+    /// `platform` checks, and at most `max_in_flight` Veraison calls at
+    /// once.
+    pub fn new(
+        references_path: &Path,
+        platform: PlatformCheck,
+        max_in_flight: usize,
+    ) -> Result<Self, ReferenceError> {
+        let references = ReferenceSet::load(references_path)?;
+        Ok(Attestor {
+            references_path: references_path.to_path_buf(),
+            references: RwLock::new(Arc::new(references)),
+            platform: Arc::new(platform),
+            veraison_slots: Semaphore::new(max_in_flight.max(1)),
+        })
+    }
+
+    /// The reference values in force.
+    pub fn references(&self) -> Arc<ReferenceSet> {
+        self.references
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The platform check in force.
+    pub fn platform(&self) -> &PlatformCheck {
+        &self.platform
+    }
+
+    /// Reloads the reference values; on error the ones in force stay.
+    pub fn reload_references(&self) -> Result<usize, ReferenceError> {
+        let fresh = ReferenceSet::load(&self.references_path)?;
+        let n = fresh.len();
+        *self.references.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        Ok(n)
+    }
+
+    /// Judges the client certificate `cert_der` presented on a connection
+    /// that was sent `challenge`.
+    pub async fn attest(
+        &self,
+        cert_der: Vec<u8>,
+        challenge: [u8; 64],
+    ) -> Result<Attested, AttestError> {
+        let references = self.references();
+        let platform = self.platform.clone();
+        let (verified, token) = tokio::task::spawn_blocking(
+            move || -> Result<(verify::Verified, Vec<u8>), AttestError> {
+                let presented = ratls::read_certificate(&cert_der)?;
+                let keys = match &*platform {
+                    PlatformCheck::Local(keys) => Some(keys),
+                    PlatformCheck::Veraison { .. } => None,
+                };
+                let session = Session {
+                    challenge: &challenge,
+                    client_spki_der: &presented.spki_der,
+                };
+                let verified = local_checks(&presented.token, session, &references, keys)?;
+                Ok((verified, presented.token))
+            },
+        )
+        .await
+        .map_err(|e| AttestError::Internal(e.to_string()))??;
+
+        let summary = verified.token.summary();
+        if let PlatformCheck::Veraison { client, ear } = &*self.platform {
+            let nonce = verified.token.realm.claims.challenge;
+            let _slot = self
+                .veraison_slots
+                .acquire()
+                .await
+                .map_err(|e| AttestError::Internal(e.to_string()))?;
+            client.verify(&token, &nonce, ear).await?;
+        }
+        Ok(Attested {
+            realm: verified.realm,
+            summary,
+        })
+    }
+}
+
+#[cfg(not(feature = "insecure-skip-challenge"))]
+fn local_checks(
+    token: &[u8],
+    session: Session<'_>,
+    references: &ReferenceSet,
+    keys: Option<&PlatformKeys>,
+) -> Result<verify::Verified, VerifyError> {
+    verify::verify_local(token, session, references, keys)
+}
+
+/// INSECURE build: the session binding is not checked, so recorded tokens
+/// (as the islet test client sends) are accepted.
+#[cfg(feature = "insecure-skip-challenge")]
+fn local_checks(
+    token: &[u8],
+    _session: Session<'_>,
+    references: &ReferenceSet,
+    keys: Option<&PlatformKeys>,
+) -> Result<verify::Verified, VerifyError> {
+    verify::verify_local_insecure_skip_challenge(token, references, keys)
+}

@@ -1,0 +1,95 @@
+//! RA-TLS: TLS where the client must be an attested Arm CCA realm.
+//!
+//! Every connection gets its own challenge and so its own rustls
+//! configuration (the challenge travels in the CertificateRequest).
+//! Session resumption is off, so every connection attests; TLS 1.3 only
+//! unless `--ratls-tls12`. Once the handshake completes, the
+//! [`Attestor`] judges the presented certificate; only an attested realm's
+//! connection reaches HTTP, carrying the realm's application filter.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ir_attest::attestor::Attestor;
+use ir_attest::ratls::{new_challenge, ChallengeVerifier};
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+use super::Handshake;
+use crate::api::ConnInfo;
+use crate::tls::CertStore;
+
+/// The RA-TLS transport.
+pub struct RaTls {
+    certs: Arc<CertStore>,
+    attestor: Arc<Attestor>,
+    allow_tls12: bool,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl RaTls {
+    /// Serves with the server certificate from `certs`, attesting clients
+    /// with `attestor`.
+    pub fn new(certs: Arc<CertStore>, attestor: Arc<Attestor>, allow_tls12: bool) -> Self {
+        RaTls {
+            certs,
+            attestor,
+            allow_tls12,
+            provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+        }
+    }
+
+    fn config(&self, challenge: &[u8; 64]) -> Result<Arc<rustls::ServerConfig>, String> {
+        let versions: &[&rustls::SupportedProtocolVersion] = if self.allow_tls12 {
+            &[&rustls::version::TLS13, &rustls::version::TLS12]
+        } else {
+            &[&rustls::version::TLS13]
+        };
+        let mut config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(versions)
+            .map_err(|e| e.to_string())?
+            .with_client_cert_verifier(ChallengeVerifier::new(challenge, &self.provider))
+            .with_cert_resolver(self.certs.clone());
+        // Every connection attests: no resumption by ID or ticket.
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+impl Handshake for RaTls {
+    type Io = TlsStream<TcpStream>;
+
+    async fn handshake(
+        &self,
+        tcp: TcpStream,
+        peer: SocketAddr,
+    ) -> Result<(Self::Io, ConnInfo), String> {
+        let challenge = new_challenge();
+        let stream = TlsAcceptor::from(self.config(&challenge)?)
+            .accept(tcp)
+            .await
+            .map_err(|e| format!("RA-TLS handshake failed: {e}"))?;
+        let cert = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.to_vec())
+            .ok_or_else(|| "RA-TLS: no client certificate presented".to_string())?;
+        match self.attestor.attest(cert, challenge).await {
+            Ok(attested) => {
+                tracing::info!(%peer, realm = %attested.realm.label(), "realm attested");
+                tracing::debug!(%peer, "attested token: {}", attested.summary);
+                let realm = attested.realm;
+                let visibility: crate::api::Visibility = realm.applications.is_some().then(|| {
+                    Arc::new(move |name: &ir_oci::RepoName| realm.allows(name.as_str())) as _
+                });
+                Ok((stream, ConnInfo { peer, visibility }))
+            }
+            Err(e) => Err(format!("RA-TLS attestation refused ({}): {e}", e.reason())),
+        }
+    }
+}

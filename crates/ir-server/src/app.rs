@@ -45,6 +45,7 @@ pub fn load(args: &Args) -> Result<Registry, ir_oci::LoadError> {
     let root = args.root_dir();
     tracing::info!(root = %root.display(), "loading registry");
     let registry = ir_oci::load(&root, &load_options(args))?;
+    crate::metrics::verified(&registry);
     if !registry.orphans.is_empty() {
         tracing::info!(
             "{} orphan files under blobs/ are not reachable and will not be served",
@@ -112,6 +113,14 @@ pub async fn serve(args: Args) -> ExitCode {
         .unwrap_or_default();
     let shared = catalog::shared(Catalog::default());
     let state = Arc::new(ApiState::loading(shared.clone(), !args.no_access_log));
+    // Metrics (off unless --metrics-addr): bound before loading, so that
+    // its /readyz says "not ready" while the registry verifies.
+    if let Some(addr) = args.metrics_addr {
+        if let Err(e) = crate::metrics::start(addr, state.clone()).await {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let hangups = signals::hangups();
     if let Some(store) = &certs {
         tokio::spawn(watch_certificates(store.clone(), hangups.subscribe()));
@@ -181,6 +190,7 @@ pub async fn serve(args: Args) -> ExitCode {
         Ok(Ok(registry)) => {
             shared.store(Arc::new(Catalog::new(registry)));
             state.set_ready();
+            crate::sd_notify::notify("READY=1");
             tracing::info!("ready");
         }
         Ok(Err(e)) => {

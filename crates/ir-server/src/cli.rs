@@ -132,6 +132,11 @@ pub struct Args {
     /// seconds requests in flight get to finish on SIGTERM/SIGINT
     #[arg(long, default_value_t = 30, env = "IR_SERVER_SHUTDOWN_GRACE")]
     pub shutdown_grace: u64,
+
+    /// serve Prometheus metrics (/metrics), /healthz and /readyz on this
+    /// separate address, e.g. 127.0.0.1:9090 (off by default)
+    #[arg(long, value_name = "ADDR:PORT", env = "IR_SERVER_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// The directory the seed calls `{crate_root}`: the repository root of the

@@ -9,6 +9,7 @@
 //! - [`api`]: routing, handlers, errors, ranges, verified blob streams;
 //! - [`server`]: HTTP/1.1 and HTTP/2 on a connection, limits, shutdown;
 //! - [`transport`]: accept loops per transport;
+//! - [`metrics`]: Prometheus metrics and the metrics listener;
 //! - [`app`]: wiring it all together for the binary.
 #![deny(missing_docs)]
 
@@ -17,7 +18,9 @@ pub mod app;
 pub mod catalog;
 pub mod cli;
 pub mod logging;
+pub mod metrics;
 pub mod reload;
+pub mod sd_notify;
 pub mod server;
 pub mod signals;
 pub mod tls;

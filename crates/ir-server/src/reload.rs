@@ -56,6 +56,7 @@ impl Reloader {
     pub async fn reload(&self) -> Result<ReloadSummary, LoadError> {
         let _one_at_a_time = self.running.lock().await;
         let started = Instant::now();
+        let timer = crate::metrics::ReloadTimer::start();
         let old = self.catalog.load_full();
         let (root, options, previous) = (self.root.clone(), self.options.clone(), old.clone());
         let loaded = tokio::task::spawn_blocking(move || {
@@ -64,9 +65,11 @@ impl Reloader {
         .await
         .map_err(|e| LoadError::Threads(e.to_string()))??;
         let hashed = loaded.bytes_verified();
+        crate::metrics::verified(&loaded);
         let new = old.succeeded_by(loaded);
         let summary = summarise(&old, &new, hashed);
         self.catalog.store(Arc::new(new));
+        timer.succeeded();
         tracing::info!(
             "reload: {} applications served (+{} added, -{} removed, ~{} changed), {} kept at their last good version, {} rejected, {} hashed, {} blobs unchanged, in {:.2}s",
             summary.served,

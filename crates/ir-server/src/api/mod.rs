@@ -111,6 +111,7 @@ pub async fn handle<B>(state: &ApiState, conn: &ConnInfo, req: Request<B>) -> Re
     response
         .headers_mut()
         .insert(API_VERSION_HEADER, HeaderValue::from_static("registry/2.0"));
+    crate::metrics::record_request(req.uri().path(), &method, &response, started);
     if state.access_log {
         let bytes = response
             .headers()

@@ -101,6 +101,7 @@ pub async fn serve<H: Handshake>(
             _ = &mut shutdown => break,
         };
         let _ = tcp.set_nodelay(true);
+        let open = crate::metrics::connection_opened();
         let handshake = handshake.clone();
         let handshakes = handshakes.clone();
         let state = state.clone();
@@ -108,6 +109,7 @@ pub async fn serve<H: Handshake>(
         let watcher = graceful.watcher();
         let timeout = options.handshake_timeout;
         tokio::spawn(async move {
+            let _open = open;
             let attempt = async {
                 let _slot = handshakes
                     .acquire()

@@ -1,0 +1,130 @@
+//! The metrics listener (`--metrics-addr`): `GET /metrics` (OpenMetrics
+//! text), `/healthz` (the process is alive) and `/readyz` (the first load
+//! finished). Plain HTTP/1.1, meant for a private network: a scraper and
+//! probes, not the public.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use super::{install, Metrics};
+use crate::api::{ApiState, HEALTH_PATH, READY_PATH};
+
+/// Path of the exposition.
+pub const METRICS_PATH: &str = "/metrics";
+/// Content type of the exposition.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Connections the metrics listener serves at once.
+const MAX_CONNECTIONS: usize = 32;
+/// Time a client has to send its request head.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Binds `addr`, enables the process-wide metrics ([`install`]) and serves
+/// them with the probes of `state` in a background task. Returns the bound
+/// address (useful with port 0).
+pub async fn start(addr: SocketAddr, state: Arc<ApiState>) -> Result<SocketAddr, String> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("--metrics-addr: cannot listen on {addr}: {e}"))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| format!("--metrics-addr: {e}"))?;
+    let metrics = install();
+    tracing::info!("serving /metrics, /healthz and /readyz on http://{local}");
+    tokio::spawn(serve(listener, metrics, state));
+    Ok(local)
+}
+
+/// Serves `metrics` and the probes of `state` on `listener`, forever.
+pub async fn serve(listener: TcpListener, metrics: &'static Metrics, state: Arc<ApiState>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let permit = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed");
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("metrics listener: accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+                let response = answer(metrics, &state, req.method(), req.uri().path());
+                async move { Ok::<_, Infallible>(response) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(tcp), service);
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, "metrics connection ended: {e}");
+            }
+        });
+    }
+}
+
+/// The answer to one request on the metrics listener.
+pub fn answer(
+    metrics: &Metrics,
+    state: &ApiState,
+    method: &Method,
+    path: &str,
+) -> Response<Full<Bytes>> {
+    if method != Method::GET && method != Method::HEAD {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    let mut response = match path {
+        METRICS_PATH => {
+            metrics.observe_state(state);
+            let body = metrics.encode();
+            let mut r = Response::new(Full::new(Bytes::from(body)));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(OPENMETRICS_CONTENT_TYPE),
+            );
+            r
+        }
+        HEALTH_PATH => text(StatusCode::OK, "ok\n"),
+        READY_PATH if state.is_ready() => text(StatusCode::OK, "ok\n"),
+        READY_PATH => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: try /metrics, /healthz or /readyz\n",
+        ),
+    };
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if method == Method::HEAD {
+        *response.body_mut() = Full::new(Bytes::new());
+    }
+    response
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r
+}

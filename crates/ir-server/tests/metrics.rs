@@ -1,0 +1,396 @@
+//! Prometheus metrics and the metrics listener, against the real server.
+//!
+//! The metrics are process-wide, so the tests of this file run one at a
+//! time, each on its own runtime that is shut down (closing its
+//! connections) before the next starts, and compare values before and
+//! after their own traffic.
+
+mod common;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{client, TestServer};
+use ir_oci::LoadOptions;
+use ir_server::api::ApiState;
+use ir_server::catalog::{self, Catalog};
+use ir_server::reload::Reloader;
+use ir_testkit::Root;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Runs `test` alone, on a runtime of its own that is gone when it returns.
+fn serial<F: Future<Output = ()>>(test: impl FnOnce() -> F) {
+    let _alone = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(test());
+    runtime.shutdown_timeout(Duration::from_secs(5));
+}
+
+/// Starts a metrics listener for `state` on an ephemeral port.
+async fn metrics_listener(state: Arc<ApiState>) -> String {
+    let addr = ir_server::metrics::start("127.0.0.1:0".parse().unwrap(), state)
+        .await
+        .unwrap();
+    format!("http://{addr}")
+}
+
+async fn scrape(base: &str) -> String {
+    let r = client()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    r.text().await.unwrap()
+}
+
+/// The value of one series (`name{labels}`), 0 when absent.
+fn value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.split(' ').next().unwrap().parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+fn requests(endpoint: &str, method: &str, status: u16) -> String {
+    format!(
+        "ir_server_http_requests_total{{endpoint=\"{endpoint}\",method=\"{method}\",status=\"{status}\"}}"
+    )
+}
+
+async fn status_of(url: &str) -> u16 {
+    client().get(url).send().await.unwrap().status().as_u16()
+}
+
+#[test]
+fn values_after_known_traffic() {
+    serial(|| async {
+        let root = Root::new();
+        let app = root.layout("app");
+        let image = app.image(&vec![7u8; 123_456]);
+        app.set_index(&[image.tagged("latest")]);
+        let server = TestServer::start(root.path()).await;
+        let base = metrics_listener(server.state.clone()).await;
+        let before = scrape(&base).await;
+
+        let c = client();
+        let mut manifest_bytes = 0;
+        for _ in 0..3 {
+            let r = c
+                .get(server.url("/v2/app/manifests/latest"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            manifest_bytes += r.bytes().await.unwrap().len();
+        }
+        let r = c
+            .get(server.url("/v2/app/manifests/nope"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        manifest_bytes += r.bytes().await.unwrap().len();
+        let layer = format!("/v2/app/blobs/{}", image.layers[0].digest_str());
+        let r = c.get(server.url(&layer)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let blob_bytes = r.bytes().await.unwrap().len();
+        assert_eq!(blob_bytes, 123_456);
+        let r = c.head(server.url(&layer)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let r = c.get(server.url("/v2/")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let r = c.delete(server.url(&layer)).send().await.unwrap();
+        assert_eq!(r.status(), 405);
+
+        let after = scrape(&base).await;
+        let delta = |series: &str| value(&after, series) - value(&before, series);
+        assert_eq!(delta(&requests("manifest", "GET", 200)), 3.0, "{after}");
+        assert_eq!(delta(&requests("manifest", "GET", 404)), 1.0, "{after}");
+        assert_eq!(delta(&requests("blob", "GET", 200)), 1.0, "{after}");
+        assert_eq!(delta(&requests("blob", "HEAD", 200)), 1.0, "{after}");
+        assert_eq!(delta(&requests("blob", "DELETE", 405)), 1.0, "{after}");
+        assert_eq!(delta(&requests("base", "GET", 200)), 1.0, "{after}");
+        assert_eq!(
+            delta("ir_server_http_response_body_bytes_total{endpoint=\"manifest\"}"),
+            manifest_bytes as f64,
+            "bytes served are the sum of the bodies: {after}"
+        );
+        // The HEAD sent no body; the DELETE's error body counts.
+        let delete_body = value(
+            &after,
+            "ir_server_http_response_body_bytes_total{endpoint=\"blob\"}",
+        ) - value(
+            &before,
+            "ir_server_http_response_body_bytes_total{endpoint=\"blob\"}",
+        ) - blob_bytes as f64;
+        assert!(
+            delete_body > 0.0 && delete_body < 1000.0,
+            "{delete_body}: {after}"
+        );
+        assert_eq!(
+            delta("ir_server_http_request_duration_seconds_count{endpoint=\"manifest\"}"),
+            4.0
+        );
+        assert_eq!(
+            delta("ir_server_http_request_duration_seconds_count{endpoint=\"blob\"}"),
+            3.0
+        );
+        assert!(delta("ir_server_http_request_duration_seconds_sum{endpoint=\"manifest\"}") > 0.0);
+        assert_eq!(
+            value(&after, "ir_server_applications{state=\"served\"}"),
+            1.0
+        );
+        assert_eq!(
+            value(&after, "ir_server_applications{state=\"rejected\"}"),
+            0.0
+        );
+        assert_eq!(value(&after, "ir_server_ready"), 1.0);
+        assert!(after.contains("ir_server_build_info{version=\""));
+        server.stop().await;
+    });
+}
+
+#[test]
+fn readiness_before_and_after_the_first_load() {
+    serial(|| async {
+        let root = Root::new();
+        root.good("one");
+        root.good("two");
+        let shared = catalog::shared(Catalog::default());
+        let state = Arc::new(ApiState::loading(shared.clone(), false));
+        let base = metrics_listener(state.clone()).await;
+
+        assert_eq!(status_of(&format!("{base}/healthz")).await, 200);
+        assert_eq!(status_of(&format!("{base}/readyz")).await, 503);
+        let text = scrape(&base).await;
+        assert_eq!(value(&text, "ir_server_ready"), 0.0, "{text}");
+        assert_eq!(
+            value(&text, "ir_server_applications{state=\"served\"}"),
+            0.0
+        );
+
+        let registry = ir_oci::load(root.path(), &LoadOptions::default()).unwrap();
+        shared.store(Arc::new(Catalog::new(registry)));
+        state.set_ready();
+
+        assert_eq!(status_of(&format!("{base}/healthz")).await, 200);
+        assert_eq!(status_of(&format!("{base}/readyz")).await, 200);
+        let text = scrape(&base).await;
+        assert_eq!(value(&text, "ir_server_ready"), 1.0, "{text}");
+        assert_eq!(
+            value(&text, "ir_server_applications{state=\"served\"}"),
+            2.0
+        );
+
+        // Only GET and HEAD, only the three paths.
+        assert_eq!(status_of(&format!("{base}/v2/")).await, 404);
+        let r = client()
+            .post(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405);
+    });
+}
+
+#[test]
+fn open_connections_gauge() {
+    serial(|| async {
+        let root = Root::new();
+        root.good("app");
+        let server = TestServer::start(root.path()).await;
+        let base = metrics_listener(server.state.clone()).await;
+        let gauge = || async { value(&scrape(&base).await, "ir_server_open_connections") };
+        let accepted = || async { value(&scrape(&base).await, "ir_server_connections_total") };
+        let wait_for = |want: f64| {
+            let gauge = &gauge;
+            async move {
+                let deadline = Instant::now() + Duration::from_secs(5);
+                loop {
+                    let now = gauge().await;
+                    if now == want {
+                        return;
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "open connections {now}, want {want}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        let start = gauge().await;
+        let accepted_before = accepted().await;
+
+        // Three idle connections, one of them after a request.
+        let mut conns = Vec::new();
+        for _ in 0..3 {
+            conns.push(tokio::net::TcpStream::connect(server.addr).await.unwrap());
+        }
+        wait_for(start + 3.0).await;
+        let keep_alive = client();
+        let r = keep_alive
+            .get(server.url("/v2/app/manifests/latest"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap();
+        wait_for(start + 4.0).await;
+        assert_eq!(accepted().await - accepted_before, 4.0);
+
+        drop(conns);
+        wait_for(start + 1.0).await;
+        drop(keep_alive);
+        wait_for(start).await;
+        server.stop().await;
+    });
+}
+
+#[test]
+fn reloads_and_verification_are_counted() {
+    serial(|| async {
+        let root = Root::new();
+        let app = root.layout("app");
+        let image = app.image(&vec![1u8; 50_000]);
+        app.set_index(&[image.tagged("latest")]);
+        let server = TestServer::start(root.path()).await;
+        let base = metrics_listener(server.state.clone()).await;
+        let before = scrape(&base).await;
+
+        // A new application: its blobs are hashed, the old ones reused.
+        let other = root.layout("other");
+        let image2 = other.image(&vec![2u8; 70_000]);
+        other.set_index(&[image2.tagged("latest")]);
+        let reloader = Reloader::new(
+            server.state.catalog.clone(),
+            root.path().to_path_buf(),
+            LoadOptions::default(),
+        );
+        let summary = reloader.reload().await.unwrap();
+        let after = scrape(&base).await;
+        let delta = |series: &str| value(&after, series) - value(&before, series);
+        assert_eq!(
+            delta("ir_server_reloads_total{outcome=\"ok\"}"),
+            1.0,
+            "{after}"
+        );
+        assert_eq!(delta("ir_server_reload_duration_seconds_count"), 1.0);
+        assert_eq!(delta("ir_server_verification_duration_seconds_count"), 1.0);
+        assert_eq!(
+            delta("ir_server_verified_bytes_total"),
+            summary.bytes_hashed as f64
+        );
+        assert!(delta("ir_server_verified_bytes_total") >= 70_000.0);
+        // The first application's config and layer were not hashed again.
+        assert_eq!(delta("ir_server_reused_blobs_total"), 2.0, "{after}");
+        // New: manifest, config, layer; and the first one's manifest again.
+        assert_eq!(delta("ir_server_verified_blobs_total"), 4.0, "{after}");
+        assert_eq!(
+            value(&after, "ir_server_applications{state=\"served\"}"),
+            2.0
+        );
+
+        // A root that cannot be read: the reload fails, content stays.
+        let gone = Reloader::new(
+            server.state.catalog.clone(),
+            root.path().join("does-not-exist"),
+            LoadOptions::default(),
+        );
+        assert!(gone.reload().await.is_err());
+        let last = scrape(&base).await;
+        assert_eq!(
+            value(&last, "ir_server_reloads_total{outcome=\"failed\"}")
+                - value(&before, "ir_server_reloads_total{outcome=\"failed\"}"),
+            1.0,
+            "{last}"
+        );
+        assert_eq!(
+            value(&last, "ir_server_reload_duration_seconds_count")
+                - value(&before, "ir_server_reload_duration_seconds_count"),
+            2.0
+        );
+        assert_eq!(
+            value(&last, "ir_server_applications{state=\"served\"}"),
+            2.0
+        );
+        server.stop().await;
+    });
+}
+
+/// A free port on 127.0.0.1 (bound and released; the server binds it next).
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+#[test]
+fn the_binary_serves_metrics_from_the_environment() {
+    serial(|| async {
+        let root = Root::new();
+        root.good("app");
+        let (api, metrics) = (free_addr(), free_addr());
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ir-server"))
+            .args(["-r", root.path().to_str().unwrap(), "--bind", "127.0.0.1"])
+            .args(["-p", &api.port().to_string()])
+            .env("IR_SERVER_METRICS_ADDR", metrics.to_string())
+            .env("IR_SERVER_NO_ACCESS_LOG", "true")
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("http://{metrics}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match client().get(format!("{base}/readyz")).send().await {
+                Ok(r) if r.status() == 200 => break,
+                _ => {
+                    assert!(Instant::now() < deadline, "metrics listener never ready");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        let r = client()
+            .get(format!("http://{api}/v2/app/manifests/latest"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let text = scrape(&base).await;
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(
+            value(&text, &requests("manifest", "GET", 200)),
+            1.0,
+            "{text}"
+        );
+        assert_eq!(value(&text, "ir_server_ready"), 1.0);
+        assert_eq!(
+            value(&text, "ir_server_applications{state=\"served\"}"),
+            1.0
+        );
+        assert_eq!(
+            value(&text, "ir_server_verification_duration_seconds_count"),
+            1.0
+        );
+        assert!(value(&text, "ir_server_verified_bytes_total") > 0.0);
+        assert_eq!(
+            value(&text, "ir_server_verified_blobs_total"),
+            3.0,
+            "{text}"
+        );
+    });
+}

@@ -21,7 +21,12 @@
 //! not depend on `ir-oci` (it hashes with `sha2` itself), so that `ir-oci`
 //! can use it as a dev-dependency; loading a [`Root`] and asserting on the
 //! result belongs to the tests of the crate that does the loading.
+//!
+//! [`veraison_mock`] is a Veraison-compatible verifier for RA-TLS tests,
+//! with knobs for statuses, latency and failures.
 #![deny(missing_docs)]
+
+pub mod veraison_mock;
 
 use std::fs;
 use std::ops::Deref;

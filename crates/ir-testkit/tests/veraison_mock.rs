@@ -1,0 +1,317 @@
+//! The mock Veraison driven by ir-attest's Veraison client: the affirming
+//! path, and each knob's failure as the client reports it.
+
+use std::time::{Duration, Instant};
+
+use ir_attest::ear::EarError;
+use ir_attest::veraison::{Step, VeraisonClient, VeraisonConfig, VeraisonError};
+use ir_attest::EarVerifier;
+use ir_testkit::veraison_mock::{self, MockVeraison, Status};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const TOKEN: &[u8] = b"\xd9\x01\x8fnot really a CCA token";
+
+fn client(mock: &MockVeraison, timeout: Duration) -> VeraisonClient {
+    let mut config = VeraisonConfig::new(mock.url());
+    config.timeout = timeout;
+    VeraisonClient::new(config).unwrap()
+}
+
+fn verifier(mock: &MockVeraison) -> EarVerifier {
+    EarVerifier::from_jwk_json(mock.public_jwk_json().as_bytes()).unwrap()
+}
+
+async fn verify(mock: &MockVeraison) -> Result<ir_attest::Ear, VeraisonError> {
+    let nonce = [0x5a; 64];
+    client(mock, Duration::from_secs(5))
+        .verify(TOKEN, &nonce, &verifier(mock))
+        .await
+}
+
+#[tokio::test]
+async fn affirming_platform_is_accepted_and_the_session_deleted() {
+    let mock = MockVeraison::start().await;
+    let ear = verify(&mock).await.unwrap();
+    assert_eq!(ear.submods["CCA_SSD_PLATFORM"], "affirming");
+    assert_eq!(ear.submods["CCA_REALM"], "warning");
+    let c = mock.counters();
+    assert_eq!(
+        (
+            c.sessions_created,
+            c.evidence_posts,
+            c.ears_issued,
+            c.sessions_deleted
+        ),
+        (1, 1, 1, 1)
+    );
+    assert_eq!(mock.open_sessions(), 0);
+    assert_eq!(mock.last_evidence().unwrap(), TOKEN);
+
+    // The realm submod is not the platform's: its status does not matter.
+    mock.knobs()
+        .set_status("CCA_REALM", Status::Contraindicated);
+    verify(&mock).await.unwrap();
+}
+
+#[tokio::test]
+async fn platform_statuses_other_than_affirming_are_refused() {
+    let mock = MockVeraison::start().await;
+    for status in [Status::Warning, Status::Contraindicated, Status::None] {
+        mock.knobs().set_status("CCA_SSD_PLATFORM", status);
+        match verify(&mock).await {
+            Err(VeraisonError::Ear(EarError::NotAffirming { submod, status: s })) => {
+                assert_eq!(submod, "CCA_SSD_PLATFORM");
+                assert_eq!(s, status.as_str());
+            }
+            other => panic!("{status:?}: {other:?}"),
+        }
+    }
+    // An extra failing submod is named.
+    mock.reset_knobs();
+    mock.knobs().set_status("CCA_SSD_EXTRA", Status::Warning);
+    assert!(matches!(
+        verify(&mock).await,
+        Err(VeraisonError::Ear(EarError::NotAffirming { submod, .. })) if submod == "CCA_SSD_EXTRA"
+    ));
+    assert_eq!(mock.open_sessions(), 0);
+}
+
+#[tokio::test]
+async fn wrong_nonce_bad_signature_stale_and_incomplete() {
+    let mock = MockVeraison::start().await;
+    mock.knobs().wrong_nonce = true;
+    assert!(matches!(
+        verify(&mock).await,
+        Err(VeraisonError::Ear(EarError::NonceMismatch { .. }))
+    ));
+    mock.reset_knobs();
+    mock.knobs().bad_signature = true;
+    assert!(matches!(
+        verify(&mock).await,
+        Err(VeraisonError::Ear(EarError::BadSignature))
+    ));
+    mock.reset_knobs();
+    mock.knobs().iat_offset = -3600;
+    assert!(matches!(
+        verify(&mock).await,
+        Err(VeraisonError::Ear(EarError::Stale { .. }))
+    ));
+    mock.reset_knobs();
+    mock.knobs().session_status = "failed".into();
+    assert!(matches!(
+        verify(&mock).await,
+        Err(VeraisonError::SessionNotComplete { status }) if status == "failed"
+    ));
+    assert_eq!(mock.counters().sessions_deleted, 4);
+}
+
+#[tokio::test]
+async fn injected_http_errors_per_step() {
+    let mock = MockVeraison::start().await;
+    mock.knobs().fail = Some((veraison_mock::Step::NewSession, 500));
+    assert!(matches!(
+        verify(&mock).await,
+        Err(VeraisonError::HttpStatus {
+            step: Step::NewSession,
+            status: 500,
+            expected: 201
+        })
+    ));
+    assert_eq!(mock.counters().sessions_created, 0);
+
+    mock.knobs().fail = Some((veraison_mock::Step::Evidence, 503));
+    assert!(matches!(
+        verify(&mock).await,
+        Err(VeraisonError::HttpStatus {
+            step: Step::Evidence,
+            status: 503,
+            expected: 200
+        })
+    ));
+    // The client deletes the session after a failed upload.
+    assert_eq!(mock.counters().sessions_created, 1);
+    assert_eq!(mock.counters().sessions_deleted, 1);
+
+    // A failing DELETE does not fail the appraisal; the session stays.
+    mock.knobs().fail = Some((veraison_mock::Step::Delete, 500));
+    verify(&mock).await.unwrap();
+    assert_eq!(mock.open_sessions(), 1);
+}
+
+#[tokio::test]
+async fn latency_times_out_and_does_not_serialise_clients() {
+    let mock = MockVeraison::start().await;
+    mock.knobs().latency = Duration::from_millis(600);
+    let nonce = [1u8; 64];
+    let c = client(&mock, Duration::from_millis(150));
+    assert!(matches!(
+        c.verify(TOKEN, &nonce, &verifier(&mock)).await,
+        Err(VeraisonError::Timeout(_))
+    ));
+    // The session was still deleted.
+    assert_eq!(mock.counters().sessions_deleted, 1);
+
+    // Eight appraisals at once take about one latency, not eight.
+    let c = client(&mock, Duration::from_secs(10));
+    let v = verifier(&mock);
+    let start = Instant::now();
+    let all = (0..8u8).map(|i| {
+        let (c, v) = (c.clone(), v.clone());
+        async move { c.verify(TOKEN, &[i; 64], &v).await }
+    });
+    for r in futures_join_all(all).await {
+        r.unwrap();
+    }
+    let took = start.elapsed();
+    assert!(took < Duration::from_millis(2500), "took {took:?}");
+    assert!(took >= Duration::from_millis(600), "took {took:?}");
+}
+
+/// Runs futures concurrently on the current task set.
+async fn futures_join_all<F: std::future::Future + Send + 'static>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn unreachable_then_back() {
+    let mock = MockVeraison::start().await;
+    verify(&mock).await.unwrap();
+    mock.stop_listening();
+    assert!(!mock.is_listening());
+    assert!(matches!(
+        verify(&mock).await,
+        Err(VeraisonError::Unreachable {
+            step: Step::NewSession,
+            ..
+        })
+    ));
+    mock.resume_listening().await.unwrap();
+    verify(&mock).await.unwrap();
+}
+
+/// Sends one raw HTTP/1.1 request; returns the status code and body.
+async fn raw(mock: &MockVeraison, request: String) -> (u16, String) {
+    let mut tcp = tokio::net::TcpStream::connect(mock.addr()).await.unwrap();
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tcp.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text[9..12].parse().unwrap();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+fn post(path: &str, headers: &str, body: &str) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[tokio::test]
+async fn the_wire_format_is_exact() {
+    let mock = MockVeraison::start().await;
+    let accept = format!("Accept: {}\r\n", veraison_mock::SESSION_MEDIA_TYPE);
+    let nonce =
+        "WlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWg==";
+
+    // Session creation: 201, Location, waiting, nonce echoed, expiry, accept.
+    let (status, body) = raw(
+        &mock,
+        post(
+            &format!("/challenge-response/v1/newSession?nonce={nonce}"),
+            &accept,
+            "",
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "waiting");
+    assert_eq!(v["nonce"], nonce);
+    assert!(v["expiry"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(v["accept"][0], veraison_mock::EVIDENCE_MEDIA_TYPE);
+
+    // Unpadded or missing nonce, wrong Accept: refused.
+    let unpadded = nonce.trim_end_matches('=');
+    for (path, headers, want) in [
+        (
+            format!("/challenge-response/v1/newSession?nonce={unpadded}"),
+            accept.clone(),
+            400,
+        ),
+        (
+            "/challenge-response/v1/newSession".to_string(),
+            accept.clone(),
+            400,
+        ),
+        (
+            format!("/challenge-response/v1/newSession?nonce={nonce}"),
+            "Accept: text/html\r\n".to_string(),
+            406,
+        ),
+    ] {
+        assert_eq!(
+            raw(&mock, post(&path, &headers, "")).await.0,
+            want,
+            "{path}"
+        );
+    }
+
+    // Evidence with any other Content-Type: 415; to an unknown session: 404.
+    let wrong_type = format!("{accept}Content-Type: application/eat-collection\r\n");
+    assert_eq!(
+        raw(
+            &mock,
+            post("/challenge-response/v1/session/1", &wrong_type, "x")
+        )
+        .await
+        .0,
+        415
+    );
+    let right_type = format!(
+        "{accept}Content-Type: {}\r\n",
+        veraison_mock::EVIDENCE_MEDIA_TYPE
+    );
+    assert_eq!(
+        raw(
+            &mock,
+            post("/challenge-response/v1/session/999", &right_type, "x")
+        )
+        .await
+        .0,
+        404
+    );
+    let (status, body) = raw(
+        &mock,
+        post("/challenge-response/v1/session/1", &right_type, "token"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "complete");
+    let ear = v["result"].as_str().unwrap();
+    let nonce_bytes = [0x5a; 64];
+    verifier(&mock)
+        .verify(ear, &nonce_bytes, std::time::SystemTime::now())
+        .unwrap();
+
+    // DELETE: 204 once, then 404; other methods 405.
+    let delete =
+        "DELETE /challenge-response/v1/session/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    assert_eq!(raw(&mock, delete.to_string()).await.0, 204);
+    assert_eq!(raw(&mock, delete.to_string()).await.0, 404);
+    let get =
+        "GET /challenge-response/v1/newSession HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    assert_eq!(raw(&mock, get.to_string()).await.0, 405);
+}

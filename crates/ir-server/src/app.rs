@@ -132,6 +132,7 @@ pub async fn serve(args: Args) -> ExitCode {
             _ = signals::shutdown() => {}
             _ = stop_rx => {}
         }
+        crate::metrics::shutting_down();
     };
     let options = serve_options(&args);
     let server = match (args.tls, certs) {

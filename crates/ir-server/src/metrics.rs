@@ -22,7 +22,7 @@
 //! | `ir_server_connections_total` | counter | |
 //! | `ir_server_applications` | gauge | `state` (`served`, `rejected`, `kept`) |
 //! | `ir_server_orphan_files` | gauge | |
-//! | `ir_server_ready` | gauge | |
+//! | `ir_server_ready` | gauge | (0 while loading and once shutting down) |
 //! | `ir_server_verified_blobs_total` | counter | |
 //! | `ir_server_verified_bytes_total` | counter | |
 //! | `ir_server_reused_blobs_total` | counter | |
@@ -49,7 +49,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
 pub use self::histogram::AtomicHistogram;
-pub use self::listener::start;
+pub use self::listener::{shutting_down, start};
 use crate::api::{ApiState, Body};
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -452,8 +452,9 @@ impl Metrics {
             .inc();
     }
 
-    /// Sets the gauges that describe the served snapshot from `state`.
-    pub fn observe_state(&self, state: &ApiState) {
+    /// Sets the gauges that describe the served snapshot from `state`
+    /// (`draining`: shutdown was requested, so the replica is not ready).
+    pub fn observe_state(&self, state: &ApiState, draining: bool) {
         let catalog = state.catalog.load();
         let registry = catalog.registry();
         for (name, n) in [
@@ -466,7 +467,7 @@ impl Metrics {
                 .set(n as i64);
         }
         self.orphans.set(registry.orphans.len() as i64);
-        self.ready.set(i64::from(state.is_ready()));
+        self.ready.set(i64::from(state.is_ready() && !draining));
     }
 
     /// The OpenMetrics text exposition of every metric.

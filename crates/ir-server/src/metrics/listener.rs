@@ -5,6 +5,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +29,16 @@ pub const OPENMETRICS_CONTENT_TYPE: &str =
 const MAX_CONNECTIONS: usize = 32;
 /// Time a client has to send its request head.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
+
+/// Marks the process as shutting down: from now on `/readyz` on the
+/// metrics listener answers 503, so that balancers whose health checks use
+/// this port (RA-TLS back ends, where the API port needs an attested
+/// client) take the replica out while its last requests finish.
+pub fn shutting_down() {
+    SHUTTING_DOWN.store(true, Ordering::Release);
+}
 
 /// Binds `addr`, enables the process-wide metrics ([`install`]) and serves
 /// them with the probes of `state` in a background task. Returns the bound
@@ -66,7 +77,8 @@ pub async fn serve(listener: TcpListener, metrics: &'static Metrics, state: Arc<
         tokio::spawn(async move {
             let _permit = permit;
             let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                let response = answer(metrics, &state, req.method(), req.uri().path());
+                let draining = SHUTTING_DOWN.load(Ordering::Acquire);
+                let response = answer(metrics, &state, draining, req.method(), req.uri().path());
                 async move { Ok::<_, Infallible>(response) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
@@ -80,10 +92,12 @@ pub async fn serve(listener: TcpListener, metrics: &'static Metrics, state: Arc<
     }
 }
 
-/// The answer to one request on the metrics listener.
+/// The answer to one request on the metrics listener; `draining` once
+/// shutdown was requested.
 pub fn answer(
     metrics: &Metrics,
     state: &ApiState,
+    draining: bool,
     method: &Method,
     path: &str,
 ) -> Response<Full<Bytes>> {
@@ -95,7 +109,7 @@ pub fn answer(
     }
     let mut response = match path {
         METRICS_PATH => {
-            metrics.observe_state(state);
+            metrics.observe_state(state, draining);
             let body = metrics.encode();
             let mut r = Response::new(Full::new(Bytes::from(body)));
             r.headers_mut().insert(
@@ -105,6 +119,7 @@ pub fn answer(
             r
         }
         HEALTH_PATH => text(StatusCode::OK, "ok\n"),
+        READY_PATH if draining => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
         READY_PATH if state.is_ready() => text(StatusCode::OK, "ok\n"),
         READY_PATH => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         _ => text(
@@ -127,4 +142,41 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{self, Catalog};
+
+    fn status(state: &ApiState, draining: bool, method: Method, path: &str) -> u16 {
+        answer(&Metrics::new(), state, draining, &method, path)
+            .status()
+            .as_u16()
+    }
+
+    #[test]
+    fn probes_follow_loading_and_shutdown() {
+        let state = ApiState::loading(catalog::shared(Catalog::default()), false);
+        assert_eq!(status(&state, false, Method::GET, "/healthz"), 200);
+        assert_eq!(status(&state, false, Method::GET, "/readyz"), 503);
+        state.set_ready();
+        assert_eq!(status(&state, false, Method::GET, "/readyz"), 200);
+        assert_eq!(status(&state, false, Method::HEAD, "/readyz"), 200);
+        assert_eq!(status(&state, true, Method::GET, "/readyz"), 503);
+        assert_eq!(status(&state, true, Method::GET, "/healthz"), 200);
+        assert_eq!(status(&state, false, Method::GET, "/metrics"), 200);
+        assert_eq!(status(&state, false, Method::GET, "/other"), 404);
+        assert_eq!(status(&state, false, Method::PUT, "/metrics"), 405);
+    }
+
+    #[test]
+    fn the_ready_gauge_drops_when_draining() {
+        let state = ApiState::new(catalog::shared(Catalog::default()), false);
+        let m = Metrics::new();
+        m.observe_state(&state, false);
+        assert!(m.encode().contains("ir_server_ready 1\n"));
+        m.observe_state(&state, true);
+        assert!(m.encode().contains("ir_server_ready 0\n"));
+    }
 }

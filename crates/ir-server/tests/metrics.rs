@@ -394,3 +394,39 @@ fn the_binary_serves_metrics_from_the_environment() {
         );
     });
 }
+
+#[test]
+fn the_binary_notifies_systemd_once_ready() {
+    serial(|| async {
+        use std::os::unix::net::UnixDatagram;
+        let root = Root::new();
+        root.good("app");
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("notify");
+        let receiver = UnixDatagram::bind(&socket).unwrap();
+        receiver
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let api = free_addr();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ir-server"))
+            .args(["-r", root.path().to_str().unwrap(), "--bind", "127.0.0.1"])
+            .args(["-p", &api.port().to_string()])
+            .env("NOTIFY_SOCKET", &socket)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut buf = [0u8; 256];
+        let received = receiver.recv(&mut buf);
+        // READY=1 comes only once the registry is served.
+        let served = client()
+            .get(format!("http://{api}/v2/app/manifests/latest"))
+            .send()
+            .await
+            .map(|r| r.status().as_u16());
+        let _ = child.kill();
+        let _ = child.wait();
+        let n = received.expect("no notification within 20 s");
+        assert_eq!(&buf[..n], b"READY=1");
+        assert_eq!(served.unwrap(), 200);
+    });
+}

@@ -179,26 +179,27 @@ fn token_source(p: &PullArgs) -> Result<Option<TokenSource>, Error> {
 async fn pull(p: PullArgs) -> Result<(), Error> {
     let reference = Reference::parse(&p.reference).map_err(Error::Reference)?;
     let ca = p.ca.as_ref().map(read).transpose()?;
-    let source = token_source(&p)?;
-    let transport = match (reference.scheme, source) {
-        (Scheme::Http, None) if ca.is_none() => Transport::Plain,
-        (Scheme::Http, _) => {
-            return Err(Error::Reference(
-                "http:// takes neither --ca nor a token source".into(),
-            ))
-        }
-        (Scheme::Https, None) => Transport::Tls { ca },
-        (Scheme::Https, Some(_)) => {
-            return Err(Error::Reference(
-                "a token source is for ra-tls:// references".into(),
-            ))
-        }
-        (Scheme::RaTls, Some(token_source)) => Transport::RaTls { ca, token_source },
-        (Scheme::RaTls, None) => {
+    let has_source = p.source.token.is_some() || p.source.emulate_realm || p.source.rsi;
+    match (reference.scheme, has_source) {
+        (Scheme::RaTls, false) => {
             return Err(Error::Reference(
                 "ra-tls:// needs a token source: --token FILE, --emulate-realm or --rsi".into(),
             ))
         }
+        (Scheme::Http | Scheme::Https, true) => {
+            return Err(Error::Reference(
+                "--token, --emulate-realm and --rsi are for ra-tls:// references".into(),
+            ))
+        }
+        (Scheme::Http, false) if ca.is_some() => {
+            return Err(Error::Reference("http:// takes no --ca".into()))
+        }
+        _ => {}
+    }
+    let transport = match (reference.scheme, token_source(&p)?) {
+        (Scheme::RaTls, Some(token_source)) => Transport::RaTls { ca, token_source },
+        (Scheme::Https, _) => Transport::Tls { ca },
+        _ => Transport::Plain,
     };
     let options = ClientOptions {
         platform: p.platform,

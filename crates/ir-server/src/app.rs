@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ir_oci::{report, LoadOptions, Registry};
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::api::ApiState;
@@ -100,7 +99,7 @@ pub async fn serve(args: Args) -> ExitCode {
         },
     };
     let addr = SocketAddr::new(args.bind, args.port);
-    let listener = match TcpListener::bind(addr).await {
+    let listener = match transport::bind(addr, transport::DEFAULT_BACKLOG) {
         Ok(l) => l,
         Err(e) => {
             tracing::error!("cannot listen on {addr}: {e}");
@@ -251,6 +250,8 @@ fn serve_options(args: &Args) -> ServeOptions {
         max_connections: args.max_connections.max(1),
         handshake_timeout: Duration::from_secs(args.handshake_timeout.max(1)),
         grace: Duration::from_secs(args.shutdown_grace),
+        send_timeout: Duration::from_secs(args.send_timeout.max(1)),
+        idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
         ..ServeOptions::default()
     }
 }

@@ -129,6 +129,15 @@ pub struct Args {
     #[arg(long, default_value_t = 20, env = "IR_SERVER_HEADER_TIMEOUT")]
     pub header_timeout: u64,
 
+    /// seconds a response may wait for a client that stopped reading
+    #[arg(long, default_value_t = 60, env = "IR_SERVER_SEND_TIMEOUT")]
+    pub send_timeout: u64,
+
+    /// seconds a connection may stay without traffic (before its first
+    /// request and between requests)
+    #[arg(long, default_value_t = 60, env = "IR_SERVER_IDLE_TIMEOUT")]
+    pub idle_timeout: u64,
+
     /// seconds requests in flight get to finish on SIGTERM/SIGINT
     #[arg(long, default_value_t = 30, env = "IR_SERVER_SHUTDOWN_GRACE")]
     pub shutdown_grace: u64,

@@ -50,8 +50,9 @@ pub fn http_builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
     b.http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(limits.max_h2_streams)
-        .max_header_list_size(limits.max_head_bytes as u32)
-        .keep_alive_interval(Some(Duration::from_secs(60)));
+        .max_header_list_size(limits.max_head_bytes as u32);
+    // No HTTP/2 keep-alive pings: idle connections are closed by the idle
+    // timeout (see transport::GuardedIo), which pings would defeat.
     b
 }
 

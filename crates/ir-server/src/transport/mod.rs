@@ -5,24 +5,24 @@
 //! in each connection's own task, so one slow client never delays
 //! another), and graceful shutdown.
 
+mod guard;
 pub mod plain;
 pub mod ratls;
 pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::api::{ApiState, ConnInfo};
 use crate::server::{http_builder, serve_connection, ConnLimits};
+pub use guard::GuardedIo;
 
 /// Turns an accepted connection into a stream to speak HTTP on.
 pub trait Handshake: Send + Sync + 'static {
@@ -53,6 +53,12 @@ pub struct ServeOptions {
     pub handshake_timeout: Duration,
     /// Time requests in flight get to finish after shutdown is requested.
     pub grace: Duration,
+    /// Longest a response may wait for the client to take more bytes
+    /// before the connection is closed (slow or stalled readers).
+    pub send_timeout: Duration,
+    /// Longest a connection may stay without a byte read or written
+    /// (before its first request, and between requests).
+    pub idle_timeout: Duration,
 }
 
 impl Default for ServeOptions {
@@ -63,9 +69,30 @@ impl Default for ServeOptions {
             max_handshakes: 256,
             handshake_timeout: Duration::from_secs(10),
             grace: Duration::from_secs(30),
+            send_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
+
+/// Binds a listening socket with an accept queue of `backlog` connections
+/// (the kernel caps it at `net.core.somaxconn`). Connections beyond
+/// `max_connections` wait there, so a deep queue absorbs bursts instead of
+/// refusing them; the standard library's 128 is too shallow for a registry
+/// that many nodes pull from at once.
+pub fn bind(addr: std::net::SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
+/// Default accept queue length (see [`bind`]).
+pub const DEFAULT_BACKLOG: u32 = 4096;
 
 /// Accepts connections on `listener` until `shutdown` resolves, then stops
 /// accepting and waits up to the grace period for requests in flight.
@@ -108,6 +135,8 @@ pub async fn serve<H: Handshake>(
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let timeout = options.handshake_timeout;
+        let send_timeout = options.send_timeout;
+        let idle_timeout = options.idle_timeout;
         tokio::spawn(async move {
             let _open = open;
             let attempt = async {
@@ -119,10 +148,7 @@ pub async fn serve<H: Handshake>(
             };
             match tokio::time::timeout(timeout, attempt).await {
                 Ok(Ok((io, info))) => {
-                    let io = PermitIo {
-                        io,
-                        _permit: permit,
-                    };
+                    let io = GuardedIo::new(io, permit, send_timeout, idle_timeout);
                     serve_connection(io, info, state, builder, watcher).await;
                 }
                 Ok(Err(reason)) => tracing::warn!(%peer, "connection refused: {reason}"),
@@ -142,47 +168,5 @@ pub async fn serve<H: Handshake>(
         .is_err()
     {
         tracing::warn!("grace period over; closing remaining connections");
-    }
-}
-
-/// A stream that holds a connection slot for as long as it lives.
-pub struct PermitIo<IO> {
-    io: IO,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl<IO: AsyncRead + Unpin> AsyncRead for PermitIo<IO> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<IO: AsyncWrite + Unpin> AsyncWrite for PermitIo<IO> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
     }
 }

@@ -10,7 +10,6 @@ use ir_server::api::ApiState;
 use ir_server::catalog::{self, Catalog};
 use ir_server::server::ConnLimits;
 use ir_server::transport::{plain::Plain, Handshake, ServeOptions};
-use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 pub struct TestServer {
@@ -44,7 +43,7 @@ impl TestServer {
             catalog::shared(Catalog::new(registry)),
             false,
         ));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = ir_server::transport::bind("127.0.0.1:0".parse().unwrap(), 1024).unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(ir_server::transport::serve(

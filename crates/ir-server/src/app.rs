@@ -99,7 +99,7 @@ pub async fn serve(args: Args) -> ExitCode {
         },
     };
     let addr = SocketAddr::new(args.bind, args.port);
-    let listener = match transport::bind(addr, transport::DEFAULT_BACKLOG) {
+    let listener = match transport::bind(addr, args.backlog.max(1)) {
         Ok(l) => l,
         Err(e) => {
             tracing::error!("cannot listen on {addr}: {e}");

@@ -117,6 +117,10 @@ pub struct Args {
     #[arg(long, env = "IR_SERVER_WATCH")]
     pub watch: bool,
 
+    /// length of the accept queue (capped by net.core.somaxconn)
+    #[arg(long, default_value_t = crate::transport::DEFAULT_BACKLOG, env = "IR_SERVER_BACKLOG")]
+    pub backlog: u32,
+
     /// most connections open at once; more wait in the accept backlog
     #[arg(long, default_value_t = 10_000, env = "IR_SERVER_MAX_CONNECTIONS")]
     pub max_connections: usize,

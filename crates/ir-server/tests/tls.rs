@@ -5,54 +5,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::pki::{make_ca, make_leaf, Ca};
 use common::{options, TestServer};
 use ir_server::server::ConnLimits;
 use ir_server::tls::{self, CertError, CertStore};
 use ir_server::transport::tls::Tls;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SerialNumber};
 use tempfile::TempDir;
 use tokio::io::AsyncReadExt;
-
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
-}
-
-fn make_ca() -> Ca {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "test CA");
-    let cert = params.self_signed(&key).unwrap();
-    Ca {
-        pem: cert.pem(),
-        issuer: Issuer::new(params, key),
-    }
-}
-
-/// Writes a leaf for localhost/127.0.0.1 with `serial` into `dir`; returns
-/// (cert path, key path).
-fn make_leaf(ca: &Ca, dir: &Path, serial: u64, valid: bool) -> (PathBuf, PathBuf) {
-    let key = KeyPair::generate().unwrap();
-    let mut params =
-        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    params.serial_number = Some(SerialNumber::from(serial));
-    if !valid {
-        params.not_before = rcgen::date_time_ymd(2001, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2002, 1, 1);
-    }
-    let cert = params.signed_by(&key, &ca.issuer).unwrap();
-    let (c, k) = (dir.join("server.crt"), dir.join("server.key"));
-    std::fs::write(&c, format!("{}{}", cert.pem(), ca.pem)).unwrap();
-    std::fs::write(&k, key.serialize_pem()).unwrap();
-    (c, k)
-}
 
 fn https_client(ca: &Ca) -> reqwest::ClientBuilder {
     let root = reqwest::Certificate::from_pem(ca.pem.as_bytes()).unwrap();

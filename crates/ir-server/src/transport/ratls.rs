@@ -20,12 +20,44 @@ use super::Handshake;
 use crate::api::ConnInfo;
 use crate::tls::CertStore;
 
+/// How one RA-TLS connection ended its attestation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttestationOutcome {
+    /// Attested as this realm (its label).
+    Accepted(String),
+    /// Refused, with a stable reason label and the full one-line reason.
+    Refused {
+        /// Short label (as in metrics), e.g. `rim_mismatch`.
+        reason: &'static str,
+        /// The full reason, as logged.
+        detail: String,
+    },
+}
+
+/// Called with every connection's outcome (metrics, audit, tests).
+pub type Observer = Arc<dyn Fn(SocketAddr, &AttestationOutcome) + Send + Sync>;
+
 /// The RA-TLS transport.
 pub struct RaTls {
     certs: Arc<CertStore>,
     attestor: Arc<Attestor>,
     allow_tls12: bool,
     provider: Arc<rustls::crypto::CryptoProvider>,
+    observer: Option<Observer>,
+}
+
+/// Labels a failed handshake: the verifier refuses certificates without
+/// the token extension during the handshake, and rustls refuses clients
+/// that present no certificate.
+fn handshake_reason(e: &std::io::Error) -> &'static str {
+    let text = e.to_string();
+    if text.contains("attestation token extension") {
+        "missing_extension"
+    } else if text.contains("peer sent no certificates") {
+        "no_certificate"
+    } else {
+        "handshake"
+    }
 }
 
 impl RaTls {
@@ -37,6 +69,25 @@ impl RaTls {
             attestor,
             allow_tls12,
             provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+            observer: None,
+        }
+    }
+
+    /// Also reports every connection's outcome to `observer`.
+    pub fn with_observer(mut self, observer: Observer) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    fn report(&self, peer: SocketAddr, outcome: AttestationOutcome) {
+        match &outcome {
+            AttestationOutcome::Accepted(_) => crate::metrics::attestation("accepted", "ok"),
+            AttestationOutcome::Refused { reason, .. } => {
+                crate::metrics::attestation("refused", reason)
+            }
+        }
+        if let Some(o) = &self.observer {
+            o(peer, &outcome);
         }
     }
 
@@ -68,28 +119,55 @@ impl Handshake for RaTls {
         peer: SocketAddr,
     ) -> Result<(Self::Io, ConnInfo), String> {
         let challenge = new_challenge();
-        let stream = TlsAcceptor::from(self.config(&challenge)?)
+        let refused = |reason: &'static str, detail: String| {
+            self.report(
+                peer,
+                AttestationOutcome::Refused {
+                    reason,
+                    detail: detail.clone(),
+                },
+            );
+            detail
+        };
+        let stream = match TlsAcceptor::from(self.config(&challenge)?)
             .accept(tcp)
             .await
-            .map_err(|e| format!("RA-TLS handshake failed: {e}"))?;
-        let cert = stream
+        {
+            Ok(s) => s,
+            Err(e) => {
+                return Err(refused(
+                    handshake_reason(&e),
+                    format!("RA-TLS handshake failed: {e}"),
+                ))
+            }
+        };
+        let Some(cert) = stream
             .get_ref()
             .1
             .peer_certificates()
             .and_then(|c| c.first())
             .map(|c| c.to_vec())
-            .ok_or_else(|| "RA-TLS: no client certificate presented".to_string())?;
+        else {
+            return Err(refused(
+                "no_certificate",
+                "RA-TLS: no client certificate presented".into(),
+            ));
+        };
         match self.attestor.attest(cert, challenge).await {
             Ok(attested) => {
-                tracing::info!(%peer, realm = %attested.realm.label(), "realm attested");
-                tracing::debug!(%peer, "attested token: {}", attested.summary);
                 let realm = attested.realm;
+                tracing::info!(%peer, realm = %realm.label(), "realm attested");
+                tracing::debug!(%peer, "attested token: {}", attested.summary);
+                self.report(peer, AttestationOutcome::Accepted(realm.label()));
                 let visibility: crate::api::Visibility = realm.applications.is_some().then(|| {
                     Arc::new(move |name: &ir_oci::RepoName| realm.allows(name.as_str())) as _
                 });
                 Ok((stream, ConnInfo { peer, visibility }))
             }
-            Err(e) => Err(format!("RA-TLS attestation refused ({}): {e}", e.reason())),
+            Err(e) => Err(refused(
+                e.reason(),
+                format!("RA-TLS attestation refused ({}): {e}", e.reason()),
+            )),
         }
     }
 }

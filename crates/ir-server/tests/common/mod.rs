@@ -1,6 +1,8 @@
 //! Starts the real server on 127.0.0.1 with an OS-chosen port.
 #![allow(dead_code)]
 
+pub mod pki;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;

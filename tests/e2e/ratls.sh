@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# RA-TLS end to end with the real binaries, as the walk-through in
+# docs/ratls.md describes: an emulated realm (ir-client --emulate-realm)
+# pulls from ir-server -t ra-tls, with the platform checked locally
+# (--cpak) and then by a Veraison-compatible mock (-u, -v). Also: a realm
+# limited to some applications, a realm the server does not trust, a plain
+# TLS client, and reference values reloaded on SIGHUP.
+#
+# Usage: tests/e2e/ratls.sh   (needs: openssl curl jq; builds nothing)
+# Env:   IR_SERVER_BIN, IR_CLIENT_BIN, VERAISON_MOCK_BIN (default target/debug/…)
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BIN=${IR_SERVER_BIN:-$ROOT/target/debug/ir-server}
+CLIENT=${IR_CLIENT_BIN:-$ROOT/target/debug/ir-client}
+MOCK=${VERAISON_MOCK_BIN:-$ROOT/target/debug/veraison-mock}
+WORK=$(mktemp -d)
+export E2E_LOG=$WORK/log
+. "$ROOT/tests/e2e/lib.sh"
+REG=$ROOT/registry
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+CERTS=$WORK/certs
+"$ROOT/scripts/make-dev-cert.sh" "$CERTS" >>"$E2E_LOG"
+
+# The realm: keys, and what a server needs to trust it (limited to hello
+# and team/*).
+"$CLIENT" emulated-realm --realm-keys "$WORK/realm" --name demo-realm \
+  --application hello --application 'team/*' \
+  --cpak-out "$WORK/cpak.pub" --reference-values-out "$WORK/realm.json" >>"$E2E_LOG" 2>&1
+# A second realm, trusted by nobody.
+"$CLIENT" emulated-realm --realm-keys "$WORK/stranger" >>"$E2E_LOG" 2>&1
+
+pull() { # OUT URL [ARGS...]
+  local out=$1 url=$2
+  shift 2
+  "$CLIENT" pull "$url" --out "$out" --ca "$CERTS/ca.crt" "$@"
+}
+export -f pull
+export CLIENT CERTS
+
+# --- local CPAK mode ------------------------------------------------------
+PORT=$(free_port)
+start_server "$WORK/local.log" -t ra-tls -c "$CERTS/server.crt" -k "$CERTS/server.key" \
+  --cpak "$WORK/cpak.pub" -j "$WORK/realm.json" -r "$REG" -p "$PORT" --bind 127.0.0.1
+LOCAL=$SERVER_PID
+for _ in $(seq 1 100); do grep -q "ready" "$WORK/local.log" && break; sleep 0.1; done
+check "server says local platform keys are in force" grep -q "platforms verified by local platform keys" "$WORK/local.log"
+
+check "attested realm pulls hello over RA-TLS" \
+  pull "$WORK/out-hello" "ra-tls://localhost:$PORT/hello:latest" --emulate-realm --realm-keys "$WORK/realm"
+check "the pulled layout verifies with ir-server --check" \
+  bash -c "mkdir -p $WORK/check && cp -r $WORK/out-hello $WORK/check/hello && $BIN --check -r $WORK/check >/dev/null 2>&1"
+check "same digest as the source" \
+  bash -c "[ \"\$(jq -r .manifests[0].digest $WORK/out-hello/index.json)\" = \"\$(jq -r .manifests[0].digest $REG/hello/index.json)\" ]"
+check "the emulated realm says it is not secure" \
+  bash -c "pull $WORK/out-x ra-tls://localhost:$PORT/hello:latest --emulate-realm --realm-keys $WORK/realm 2>&1 | grep -q 'NOT SECURE'"
+check "a namespaced application allowed by team/*" \
+  pull "$WORK/out-tools" "ra-tls://localhost:$PORT/team/tools:latest" --emulate-realm --realm-keys "$WORK/realm"
+check "an application outside the realm's list is NAME_UNKNOWN" \
+  bash -c "out=\$(pull $WORK/out-multi ra-tls://localhost:$PORT/multi:latest --emulate-realm --realm-keys $WORK/realm 2>&1); echo \"\$out\"; grep -q NAME_UNKNOWN <<<\"\$out\""
+check "an untrusted realm is refused" \
+  bash -c "! pull $WORK/out-s ra-tls://localhost:$PORT/hello:latest --emulate-realm --realm-keys $WORK/stranger"
+check "the refusal is logged with the peer and the reason" \
+  bash -c "for i in \$(seq 1 50); do grep 'connection refused' $WORK/local.log | grep 'platform_signature' | grep -q 'peer=127.0.0.1' && exit 0; sleep 0.1; done; exit 1"
+check "a plain TLS client gets no registry content" \
+  bash -c "! curl -fsS --cacert $CERTS/ca.crt https://localhost:$PORT/v2/_catalog"
+
+# Reference values reload on SIGHUP: a new release of the realm with
+# another RIM replaces the old one.
+"$CLIENT" emulated-realm --realm-keys "$WORK/realm" --rim "$(printf 'ab%.0s' $(seq 1 32))" \
+  --reference-values-out "$WORK/realm.json" >>"$E2E_LOG" 2>&1
+kill -HUP "$LOCAL"
+check "SIGHUP reloads the reference values" \
+  bash -c "for i in \$(seq 1 50); do grep -q 'reference values reloaded' $WORK/local.log && exit 0; sleep 0.1; done; exit 1"
+check "the old release is refused after the reload" \
+  bash -c "! pull $WORK/out-old ra-tls://localhost:$PORT/hello:latest --emulate-realm --realm-keys $WORK/realm"
+check "the reason is the RIM mismatch" \
+  bash -c "for i in \$(seq 1 50); do grep -q 'rim_mismatch' $WORK/local.log && exit 0; sleep 0.1; done; exit 1"
+
+# --- Veraison mode --------------------------------------------------------
+"$CLIENT" emulated-realm --realm-keys "$WORK/realm" --name demo-realm --reference-values-out "$WORK/realm2.json" >>"$E2E_LOG" 2>&1
+"$MOCK" --listen 127.0.0.1:0 --jwk-out "$WORK/ear.jwk" >"$WORK/mock.out" 2>"$WORK/mock.log" &
+PIDS+=($!)
+for _ in $(seq 1 100); do [ -s "$WORK/mock.out" ] && [ -s "$WORK/ear.jwk" ] && break; sleep 0.1; done
+MOCK_URL=$(head -1 "$WORK/mock.out")
+VPORT=$(free_port)
+start_server "$WORK/veraison.log" -t ra-tls -c "$CERTS/server.crt" -k "$CERTS/server.key" \
+  -u "$MOCK_URL" -v "$WORK/ear.jwk" -j "$WORK/realm2.json" -r "$REG" -p "$VPORT" --bind 127.0.0.1
+for _ in $(seq 1 100); do grep -q "ready" "$WORK/veraison.log" && break; sleep 0.1; done
+check "server says Veraison is in force" grep -q "platforms verified by Veraison" "$WORK/veraison.log"
+check "attested realm pulls multi through Veraison" \
+  pull "$WORK/out-v" "ra-tls://localhost:$VPORT/multi:latest" --emulate-realm --realm-keys "$WORK/realm"
+
+# A mock that says the platform is contraindicated.
+"$MOCK" --listen 127.0.0.1:0 --jwk-out "$WORK/ear2.jwk" --status CCA_SSD_PLATFORM=contraindicated >"$WORK/mock2.out" 2>>"$WORK/mock.log" &
+PIDS+=($!)
+for _ in $(seq 1 100); do [ -s "$WORK/mock2.out" ] && [ -s "$WORK/ear2.jwk" ] && break; sleep 0.1; done
+CPORT=$(free_port)
+start_server "$WORK/contra.log" -t ra-tls -c "$CERTS/server.crt" -k "$CERTS/server.key" \
+  -u "$(head -1 "$WORK/mock2.out")" -v "$WORK/ear2.jwk" -j "$WORK/realm2.json" -r "$REG" -p "$CPORT" --bind 127.0.0.1
+for _ in $(seq 1 100); do grep -q "ready" "$WORK/contra.log" && break; sleep 0.1; done
+check "a contraindicated platform is refused" \
+  bash -c "! pull $WORK/out-c ra-tls://localhost:$CPORT/multi:latest --emulate-realm --realm-keys $WORK/realm"
+check "the reason names Veraison's verdict" \
+  bash -c "for i in \$(seq 1 50); do grep -q 'veraison_not_affirming' $WORK/contra.log && exit 0; sleep 0.1; done; exit 1"
+
+summary "e2e ratls"

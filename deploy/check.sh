@@ -9,10 +9,6 @@
 #                       (default target/debug/ir-server)
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN=${IR_SERVER_BIN:-$ROOT/target/debug/ir-server}
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-export E2E_LOG=$WORK/log
 . "$ROOT/tests/e2e/lib.sh"
 
 if command -v systemd-analyze >/dev/null; then

@@ -8,18 +8,7 @@
 # Env:   IR_SERVER_BIN  server binary (default target/debug/ir-server)
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-BIN=${IR_SERVER_BIN:-$ROOT/target/debug/ir-server}
-WORK=$(mktemp -d)
-export E2E_LOG=$WORK/log
 . "$ROOT/tests/e2e/lib.sh"
-REG=$ROOT/registry
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
 
 PORT=$(free_port)
 start_server "$WORK/server.log" -r "$REG" -p "$PORT" --bind 127.0.0.1

@@ -22,19 +22,8 @@
 #        PULLS          pulls per series (default 30)
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-BIN=${IR_SERVER_BIN:-$ROOT/target/debug/ir-server}
 PULLS=${PULLS:-30}
-WORK=$(mktemp -d)
-export E2E_LOG=$WORK/log
 . "$ROOT/tests/e2e/lib.sh"
-REG=$ROOT/registry
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
 
 for tool in haproxy skopeo jq curl openssl python3; do
   command -v "$tool" >/dev/null || { echo "haproxy: needs $tool"; exit 1; }

@@ -1,10 +1,26 @@
-# Shared helpers for the end-to-end scripts: a results counter, a free
-# port, and starting/stopping ir-server with readiness polling (no sleeps
-# as synchronisation).
+# Shared helpers for the end-to-end scripts: a work directory cleaned up
+# on exit with every process started, a results counter, a free port, and
+# starting ir-server with readiness polling (no sleeps as synchronisation).
+#
+# A script sets ROOT, then sources this file, which sets WORK (a fresh
+# temporary directory), E2E_LOG, REG (the example registry), BIN (the
+# server binary) and PIDS, and installs the cleanup trap.
+
+WORK=$(mktemp -d)
+E2E_LOG=${E2E_LOG:-$WORK/log}
+export E2E_LOG
+REG=$ROOT/registry
+BIN=${IR_SERVER_BIN:-$ROOT/target/debug/ir-server}
+PIDS=()
+e2e_cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  rm -rf "$WORK"
+}
+trap e2e_cleanup EXIT
 
 E2E_PASS=0
 E2E_FAIL=0
-E2E_LOG=${E2E_LOG:-/dev/null}
 
 # check NAME CMD...: runs CMD, counts and prints the result.
 check() {

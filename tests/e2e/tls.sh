@@ -7,18 +7,7 @@
 # Usage: tests/e2e/tls.sh   (needs: openssl curl skopeo jq)
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-BIN=${IR_SERVER_BIN:-$ROOT/target/debug/ir-server}
-WORK=$(mktemp -d)
-export E2E_LOG=$WORK/log
 . "$ROOT/tests/e2e/lib.sh"
-REG=$ROOT/registry
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
 
 CERTS=$WORK/certs
 "$ROOT/scripts/make-dev-cert.sh" "$CERTS" >>"$E2E_LOG"

@@ -529,11 +529,11 @@ pub fn verified(registry: &ir_oci::Registry) {
 
 /// Counts one RA-TLS attestation of a client.
 ///
-/// `outcome` is `accepted` or `rejected` (or `error` when attestation
-/// could not be carried out, e.g. the verifier is unreachable); `reason`
-/// is a short fixed token, never free text or an error message: `ok`,
-/// `no_evidence`, `malformed_token`, `bad_signature`, `reference_mismatch`,
-/// `stale`, `verifier_unreachable`, `timeout`, … At most
+/// `outcome` is `accepted` or `refused`; `reason` is a short fixed token,
+/// never free text or an error message: `ok` for accepted realms, and for
+/// refusals the attestor's reasons (`no_certificate`, `token_parse`,
+/// `challenge_mismatch`, `rim_mismatch`, `veraison_unreachable`,
+/// `veraison_timeout`, …). At most
 /// [`MAX_ATTESTATION_SERIES`] distinct pairs are kept; later new reasons
 /// count as `other`. A no-op unless metrics are enabled.
 pub fn attestation(outcome: &str, reason: &str) {

@@ -151,29 +151,23 @@ pub fn load_incremental(
         .flat_map(|(i, s)| s.blobs.iter().map(move |(d, p)| (i, d, p.size)))
         .collect();
     jobs.sort_unstable_by_key(|j| std::cmp::Reverse(j.2));
-    // Each result says whether the blob was hashed (or reused unchanged).
-    type Outcome = Result<(FileIdentity, bool), Rule>;
-    let results: Vec<(usize, Digest, Outcome)> = pool.install(|| {
-        jobs.par_iter()
-            .map_init(
-                || vec![0u8; fsx::HASH_BUFFER],
-                |buf, &(i, digest, size)| {
-                    let path = structures[i].dir.join(digest.blob_path());
-                    let known = previous
-                        .and_then(|p| p.applications.get(&structures[i].name))
-                        .filter(|app| app.dir == structures[i].dir)
-                        .and_then(|app| app.blobs.get(digest))
-                        .filter(|b| !b.is_withdrawn() && b.size() == size);
-                    if let Some(identity) = known.and_then(|b| fsx::still_same(&path, &b.identity))
-                    {
-                        return (i, digest.clone(), Ok((identity, false)));
-                    }
-                    let hashed = fsx::hash_blob(&path, digest, size, buf).map(|id| (id, true));
-                    (i, digest.clone(), hashed)
-                },
-            )
-            .collect()
-    });
+    let threads = options
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let results: Vec<(usize, Digest, Outcome)> =
+        hash_all(&jobs, threads, |buf, &(i, digest, size)| {
+            let path = structures[i].dir.join(digest.blob_path());
+            let known = previous
+                .and_then(|p| p.applications.get(&structures[i].name))
+                .filter(|app| app.dir == structures[i].dir)
+                .and_then(|app| app.blobs.get(digest))
+                .filter(|b| !b.is_withdrawn() && b.size() == size);
+            if let Some(identity) = known.and_then(|b| fsx::still_same(&path, &b.identity)) {
+                return (i, digest.clone(), Ok((identity, false)));
+            }
+            let hashed = fsx::hash_blob(&path, digest, size, buf).map(|id| (id, true));
+            (i, digest.clone(), hashed)
+        });
     let mut verified: Vec<HashMap<Digest, Blob>> =
         structures.iter().map(|_| HashMap::new()).collect();
     let mut failed: Vec<Option<Rejection>> = structures.iter().map(|_| None).collect();
@@ -230,6 +224,56 @@ pub fn load_incremental(
         .sort_by(|a, b| a.application.cmp(&b.application));
     registry.elapsed = started.elapsed();
     Ok(registry)
+}
+
+/// The outcome of one blob job: whether it was hashed (or reused
+/// unchanged), or the rule it broke.
+type Outcome = Result<(FileIdentity, bool), Rule>;
+
+/// Runs `work` over every job on `threads` workers, each with one read
+/// buffer for its lifetime, pulling the next job from a shared index: with
+/// jobs sorted largest first, no worker idles while a job is left, and
+/// memory stays at one buffer per worker however many blobs there are.
+fn hash_all<J: Sync, R: Send>(
+    jobs: &[J],
+    threads: usize,
+    work: impl Fn(&mut [u8], &J) -> R + Sync,
+) -> Vec<R> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let worker = || {
+        let mut buf = vec![0u8; fsx::HASH_BUFFER];
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(job) = jobs.get(i) else { break };
+            done.push((i, work(&mut buf, job)));
+        }
+        done
+    };
+    let mut results: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.clamp(1, jobs.len().max(1)))
+            .map(|n| {
+                std::thread::Builder::new()
+                    .name(format!("verify-{n}"))
+                    .spawn_scoped(scope, worker)
+            })
+            .collect();
+        let mut all = Vec::with_capacity(jobs.len());
+        for w in workers {
+            match w {
+                Ok(handle) => all.extend(
+                    handle
+                        .join()
+                        .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                ),
+                // No thread could be started: do the work here.
+                Err(_) => all.extend(worker()),
+            }
+        }
+        all
+    });
+    results.sort_unstable_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
 }
 
 /// A directory that looks like an application: it holds `oci-layout`.

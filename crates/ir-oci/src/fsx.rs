@@ -61,7 +61,18 @@ pub fn open_regular(path: &Path) -> Result<(File, Metadata), Rule> {
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
-        .map_err(|e| io_rule(&e))?;
+        .map_err(|e| {
+            // open(2) fails with ENXIO on a socket: name the file type
+            // rather than an opaque I/O error.
+            if e.raw_os_error() == Some(libc::ENXIO) {
+                if let Ok(meta) = std::fs::symlink_metadata(path) {
+                    if !meta.is_file() && !meta.file_type().is_symlink() {
+                        return Rule::NotRegularFile(kind_name(&meta));
+                    }
+                }
+            }
+            io_rule(&e)
+        })?;
     let meta = file.metadata().map_err(|e| io_rule(&e))?;
     if !meta.is_file() {
         return Err(Rule::NotRegularFile(kind_name(&meta)));

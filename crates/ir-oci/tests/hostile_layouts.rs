@@ -6,6 +6,7 @@
 //! them at once. Every test asserts the rule AND that the valid
 //! application `good` in the same root is still served.
 
+#[allow(dead_code)] // each test file uses a different part of it
 mod support;
 
 use std::io::Write as _;

@@ -14,23 +14,6 @@ use ir_testkit::*;
 use serde_json::json;
 use support::*;
 
-/// A root holding the valid application `good`.
-fn root() -> Root {
-    let root = Root::new();
-    root.good("good");
-    root
-}
-
-/// A root holding `good`, and a layout `bad` with one image tagged
-/// `latest` in its index.json.
-fn root_with_bad() -> (Root, Layout, Image) {
-    let root = root();
-    let bad = root.layout("bad");
-    let image = bad.image(b"bad layer");
-    bad.set_index(&[image.tagged("latest")]);
-    (root, bad, image)
-}
-
 // ---- the valid cases ------------------------------------------------------
 
 #[test]

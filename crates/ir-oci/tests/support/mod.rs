@@ -4,11 +4,7 @@
 //! [`Registry`].
 //!
 //! ```ignore
-//! let root = Root::new();
-//! root.good("good");
-//! let bad = root.layout("bad");
-//! let image = bad.image(b"layer bytes");
-//! bad.set_index(&[image.tagged("latest")]);
+//! let (root, bad, image) = root_with_bad(); // `good` and `bad`
 //! bad.corrupt_flip(&image.layers[0]);
 //! let reg = root.load();
 //! assert_rejected(&reg, "bad", image.layers[0].file(), rule);
@@ -17,7 +13,29 @@
 use std::path::Path;
 
 use ir_oci::{Digest, LoadOptions, Registry, Rule};
-use ir_testkit::{Desc, Root};
+use ir_testkit::{Desc, Image, Layout, Root};
+
+// ---- roots --------------------------------------------------------------
+
+/// A root holding the valid application `good`, which [`assert_rejected`]
+/// expects to find served beside the application under test.
+pub fn root() -> Root {
+    let root = Root::new();
+    root.good("good");
+    root
+}
+
+/// A root holding `good`, and a layout `bad` with one image tagged
+/// `latest` in its index.json, for a test to break.
+pub fn root_with_bad() -> (Root, Layout, Image) {
+    let root = root();
+    let bad = root.layout("bad");
+    let image = bad.image(b"bad layer");
+    bad.set_index(&[image.tagged("latest")]);
+    (root, bad, image)
+}
+
+// ---- loading ------------------------------------------------------------
 
 /// Loading a test root with ir-oci.
 pub trait Load {

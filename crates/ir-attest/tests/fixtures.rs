@@ -6,8 +6,7 @@ use ir_attest::platform::{PlatformError, PlatformKeys};
 use ir_attest::reference::{MatchError, ReferenceSet};
 use ir_attest::token::CcaToken;
 use ir_attest::verify::{
-    check_platform_binding, check_session_binding, verify_local,
-    verify_local_insecure_skip_challenge, verify_realm_signature, Session,
+    check_platform_binding, check_session_binding, verify_local, verify_realm_signature, Session,
 };
 use ir_attest::{HashAlg, KeyError, VerifyError};
 use std::path::PathBuf;
@@ -101,8 +100,18 @@ fn bug_33_is_rejected_for_its_binding() {
     }
     // Its platform signature itself is fine: binding is the only fault.
     keys("veraison/cpak.json").unwrap().verify(&t).unwrap();
-    let err = verify_local_insecure_skip_challenge(&read(BUG_33), &refs("reference-a.json"), None)
-        .unwrap_err();
+}
+
+/// The whole local verification stops bug-33 at its binding.
+#[cfg(feature = "insecure-skip-challenge")]
+#[test]
+fn bug_33_fails_full_verification_at_the_binding() {
+    let err = ir_attest::verify::verify_local_insecure_skip_challenge(
+        &read(BUG_33),
+        &refs("reference-a.json"),
+        None,
+    )
+    .unwrap_err();
     assert!(
         matches!(err, VerifyError::PlatformBindingMismatch { .. }),
         "{err}"
@@ -335,8 +344,10 @@ fn session_binding_fails_for_every_fixture() {
     );
 }
 
+#[cfg(feature = "insecure-skip-challenge")]
 #[test]
 fn verify_local_without_session_for_recorded_tokens() {
+    use ir_attest::verify::verify_local_insecure_skip_challenge;
     let cpak = keys("cpak-ab.pub").unwrap();
     let v = verify_local_insecure_skip_challenge(
         &read("token-a.bin"),

@@ -1,3 +1,4 @@
+#![allow(dead_code)] // each target uses a part of it
 //! A scratch registry root shared by the layout targets: one application
 //! `app` whose `index.json` or manifest the fuzzer writes, beside a fixed,
 //! valid application `good` that must be served whatever `app` holds.

@@ -917,3 +917,24 @@ fn memory_stays_bounded_while_loading_every_hostile_layout_at_once() {
         "peak RSS {after} KiB over {RSS_BOUND_MIB} MiB"
     );
 }
+
+/// Fuzzing finding (target `names`, harness assumption, not a bug): `..`
+/// inside a tag is valid by the spec's grammar. A tag is only ever a map
+/// key, never a path: it cannot contain `/`, nor start with `.`.
+#[test]
+fn tag_with_double_dots_is_valid_and_cannot_be_a_path() {
+    use ir_oci::Tag;
+    assert!(Tag::parse("reistreisrtrxeyy..aexam").is_ok());
+    assert!(Tag::parse("1..2").is_ok());
+    for t in ["..", "../x", "x/..", ".."] {
+        assert!(Tag::parse(t).is_err(), "{t}");
+    }
+    let root = root();
+    let app = root.layout("app");
+    let image = app.image(b"dots");
+    app.set_index(&[image.tagged("v1..2")]);
+    let reg = root.load();
+    assert_clean(&reg);
+    assert_served(&reg, "app");
+    assert_served(&reg, "good");
+}

@@ -1,0 +1,145 @@
+//! Micro-benchmarks of the request path's hot pieces (divan):
+//!
+//! ```sh
+//! CARGO_BUILD_JOBS=1 cargo bench -p ir-server --bench hot
+//! ```
+//!
+//! digest and reference parsing, route parsing, `Range` evaluation,
+//! hashing throughput (the streaming verification of every blob byte), and
+//! whole requests through `api::handle` (routing, reference resolution,
+//! headers) without the network, against a registry written by ir-testkit.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use divan::counter::BytesCount;
+use divan::{black_box, Bencher};
+use http::{Method, Request};
+use ir_oci::{Algorithm, Digest, Reference};
+use ir_server::api::{self, range, route, ApiState, ConnInfo};
+use ir_server::catalog::{self, Catalog};
+
+fn main() {
+    divan::main();
+}
+
+const DIGEST: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+#[divan::bench]
+fn digest_parse_sha256() -> Digest {
+    Digest::parse(black_box(DIGEST)).unwrap()
+}
+
+#[divan::bench]
+fn digest_parse_invalid() -> bool {
+    Digest::parse(black_box("sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855")).is_err()
+}
+
+#[divan::bench(args = ["latest", DIGEST])]
+fn reference_parse(s: &str) -> Reference {
+    Reference::parse(black_box(s)).unwrap()
+}
+
+#[divan::bench(args = [
+    "/v2/team/app/manifests/latest",
+    "/v2/team/app/blobs/sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    "/v2/a/b/c/d/e/tags/list",
+    "/v2/_catalog",
+])]
+fn route_parse(path: &str) -> bool {
+    route::parse(black_box(path)).is_ok()
+}
+
+#[divan::bench(args = ["bytes=134217728-135266303", "bytes=-1024", "bytes=0-1,5-6", "items=1-2"])]
+fn range_evaluate(header: &str) -> range::RangeOutcome {
+    range::evaluate(black_box(header), 256 << 20)
+}
+
+/// Hashing throughput per chunk size (the blob stream hashes 256 KiB
+/// chunks; compare with `openssl speed -evp sha256` on one core).
+#[divan::bench(args = [16 << 10, 256 << 10, 1 << 20])]
+fn sha256_chunk(bencher: Bencher, len: usize) {
+    let data = vec![0x5au8; len];
+    bencher
+        .counter(BytesCount::new(len))
+        .bench(|| {
+            let mut h = Algorithm::Sha256.hasher();
+            h.update(black_box(&data));
+            h.finish()
+        });
+}
+
+#[divan::bench(args = [256 << 10])]
+fn sha512_chunk(bencher: Bencher, len: usize) {
+    let data = vec![0x5au8; len];
+    bencher
+        .counter(BytesCount::new(len))
+        .bench(|| {
+            let mut h = Algorithm::Sha512.hasher();
+            h.update(black_box(&data));
+            h.finish()
+        });
+}
+
+/// A served registry: `team/app` with tags `t00`..`t19` on one image, and
+/// 50 more applications for the catalog.
+struct Fixture {
+    _root: ir_testkit::Root,
+    state: ApiState,
+    conn: ConnInfo,
+    manifest: String,
+    layer: String,
+    rt: tokio::runtime::Runtime,
+}
+
+fn fixture() -> Fixture {
+    let root = ir_testkit::Root::new();
+    let app = root.layout("team/app");
+    let image = app.image(b"a layer");
+    let tags: Vec<_> = (0..20).map(|i| image.tagged(&format!("t{i:02}"))).collect();
+    app.set_index(&tags);
+    for i in 0..50 {
+        root.good(&format!("extra/app-{i:02}"));
+    }
+    let registry = ir_oci::load(root.path(), &ir_oci::LoadOptions::default()).unwrap();
+    assert!(registry.rejected.is_empty());
+    Fixture {
+        state: ApiState::new(catalog::shared(Catalog::new(registry)), false),
+        conn: ConnInfo::open(SocketAddr::from(([127, 0, 0, 1], 40000))),
+        manifest: image.manifest.digest_str().to_string(),
+        layer: image.layers[0].digest_str().to_string(),
+        _root: root,
+        rt: tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap(),
+    }
+}
+
+fn request(method: Method, path: &str) -> Request<()> {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header("accept", "application/vnd.oci.image.manifest.v1+json")
+        .body(())
+        .unwrap()
+}
+
+/// Whole requests through `api::handle` (no network, no hyper).
+#[divan::bench(args = ["manifest by tag", "manifest by digest", "HEAD blob", "tags/list", "catalog", "unknown name"])]
+fn handle(bencher: Bencher, what: &str) {
+    let f = fixture();
+    let (method, path) = match what {
+        "manifest by tag" => (Method::GET, "/v2/team/app/manifests/t07".to_string()),
+        "manifest by digest" => (Method::GET, format!("/v2/team/app/manifests/{}", f.manifest)),
+        "HEAD blob" => (Method::HEAD, format!("/v2/team/app/blobs/{}", f.layer)),
+        "tags/list" => (Method::GET, "/v2/team/app/tags/list".to_string()),
+        "catalog" => (Method::GET, "/v2/_catalog".to_string()),
+        _ => (Method::GET, "/v2/nobody/manifests/latest".to_string()),
+    };
+    let state = Arc::new(f.state);
+    bencher
+        .with_inputs(|| request(method.clone(), &path))
+        .bench_local_values(|req| {
+            f.rt.block_on(api::handle(&state, &f.conn, req))
+        });
+}

@@ -13,6 +13,10 @@
 # and panics are what there is to find, at several times the speed of
 # ASan. For a run with AddressSanitizer: FUZZ_SANITIZER=address.
 #
+# FUZZ_TARGET_DIR=/var/tmp/ir-fuzz-target keeps the (large) build between
+# runs, e.g. across CI runs in fresh clones on the same machine; a cold
+# build of the targets and their dependencies takes several minutes.
+#
 # New corpus entries go to fuzz/corpus/<target>/ (not committed); the
 # committed seeds are fuzz/seeds/<target>/. A crash stops the script with
 # exit 1 and leaves the input in fuzz/artifacts/<target>/; reproduce it
@@ -24,6 +28,10 @@ cd "$(dirname "$0")/../fuzz"
 SECONDS_PER_TARGET="${1:-20}"
 SANITIZER="${FUZZ_SANITIZER:-none}"
 TOOLCHAIN="${FUZZ_TOOLCHAIN:-nightly}"
+DIR_ARGS=()
+if [ -n "${FUZZ_TARGET_DIR:-}" ]; then
+    DIR_ARGS=(--target-dir "$FUZZ_TARGET_DIR")
+fi
 
 if ! rustup run "$TOOLCHAIN" rustc --version >/dev/null 2>&1; then
     echo "fuzz.sh: the $TOOLCHAIN toolchain is required (rustup toolchain install nightly)" >&2
@@ -36,7 +44,7 @@ fi
 
 targets="${FUZZ_TARGETS:-$(cargo "+$TOOLCHAIN" fuzz list)}"
 echo "== building fuzz targets (sanitizer: $SANITIZER)"
-cargo "+$TOOLCHAIN" fuzz build -s "$SANITIZER" --debug-assertions
+cargo "+$TOOLCHAIN" fuzz build -s "$SANITIZER" --debug-assertions "${DIR_ARGS[@]}"
 
 status=0
 summary=""
@@ -44,7 +52,7 @@ for t in $targets; do
     mkdir -p "corpus/$t" "seeds/$t"
     echo "== fuzzing $t for ${SECONDS_PER_TARGET}s"
     log="$(mktemp)"
-    if cargo "+$TOOLCHAIN" fuzz run -s "$SANITIZER" --debug-assertions "$t" "corpus/$t" "seeds/$t" -- \
+    if cargo "+$TOOLCHAIN" fuzz run -s "$SANITIZER" --debug-assertions "${DIR_ARGS[@]}" "$t" "corpus/$t" "seeds/$t" -- \
         -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 >"$log" 2>&1; then
         execs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')"

@@ -12,7 +12,10 @@ use ir_attest::token::CcaToken;
 use ir_attest::verify::{self, Session};
 use libfuzzer_sys::fuzz_target;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../crates/ir-attest/tests/fixtures/cca");
+const FIXTURES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../crates/ir-attest/tests/fixtures/cca"
+);
 
 struct Refs {
     a: ReferenceSet,

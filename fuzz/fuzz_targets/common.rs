@@ -15,7 +15,8 @@ pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list
 
 /// The fixed blobs every scratch layout holds, so that inputs naming them
 /// (see the seeds) get past the presence and digest checks.
-pub const CONFIG: &[u8] = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+pub const CONFIG: &[u8] =
+    br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
 pub const LAYER: &[u8] = b"fuzz layer";
 
 pub struct Scratch {
@@ -91,7 +92,10 @@ pub fn reset(app: &Path) {
         sha256_hex(LAYER),
         sha256_hex(good_manifest().as_bytes()),
     ];
-    for e in std::fs::read_dir(app.join("blobs/sha256")).unwrap().flatten() {
+    for e in std::fs::read_dir(app.join("blobs/sha256"))
+        .unwrap()
+        .flatten()
+    {
         let name = e.file_name().to_string_lossy().into_owned();
         if !keep.contains(&name) {
             let _ = std::fs::remove_file(e.path());
@@ -123,7 +127,10 @@ pub fn load_and_check(s: &Scratch) {
     );
     let app_served = reg.applications.keys().any(|n| n.as_str() == "app");
     let app_rejected = reg.rejected.iter().any(|r| r.application == "app");
-    assert!(app_served != app_rejected, "served {app_served} rejected {app_rejected}");
+    assert!(
+        app_served != app_rejected,
+        "served {app_served} rejected {app_rejected}"
+    );
     for (name, app) in &reg.applications {
         for (digest, m) in &app.manifests {
             let on_disk = std::fs::read(app.dir.join(digest.blob_path())).unwrap();

@@ -8,7 +8,10 @@ use libfuzzer_sys::fuzz_target;
 
 fn no_path_tricks(s: &str) {
     assert!(!s.contains(".."), "{s:?}");
-    assert!(!s.contains('\\') && !s.contains('%') && !s.contains('\0'), "{s:?}");
+    assert!(
+        !s.contains('\\') && !s.contains('%') && !s.contains('\0'),
+        "{s:?}"
+    );
     assert!(!s.starts_with('/') && !s.contains("//"), "{s:?}");
 }
 
@@ -19,7 +22,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(d) = Digest::parse(s) {
         assert_eq!(d.as_str(), s);
         assert_eq!(d.hex().len(), d.algorithm().hex_len());
-        assert!(d.hex().bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')));
+        assert!(d
+            .hex()
+            .bytes()
+            .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')));
         let path = d.blob_path();
         assert_eq!(path.matches('/').count(), 2, "{path}");
         no_path_tricks(&path);

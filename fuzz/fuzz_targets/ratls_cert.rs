@@ -9,7 +9,10 @@ use ir_attest::reference::ReferenceSet;
 use ir_attest::verify::{self, Session};
 use libfuzzer_sys::fuzz_target;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../crates/ir-attest/tests/fixtures/cca");
+const FIXTURES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../crates/ir-attest/tests/fixtures/cca"
+);
 
 fn refs() -> &'static ReferenceSet {
     static R: OnceLock<ReferenceSet> = OnceLock::new();

@@ -6,8 +6,14 @@ use ir_server::api::route::{parse, Route};
 use libfuzzer_sys::fuzz_target;
 
 fn clean(s: &str) {
-    assert!(!s.contains("..") && !s.contains('%') && !s.contains('\\'), "{s:?}");
-    assert!(!s.starts_with('/') && !s.contains("//") && !s.contains('\0'), "{s:?}");
+    assert!(
+        !s.contains("..") && !s.contains('%') && !s.contains('\\'),
+        "{s:?}"
+    );
+    assert!(
+        !s.starts_with('/') && !s.contains("//") && !s.contains('\0'),
+        "{s:?}"
+    );
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -9,8 +9,10 @@
 //! before the first and after the last byte, since no unprivileged write
 //! can preserve ctime.
 //!
-//! Reads happen on the blocking pool one chunk at a time, only when the
-//! client has taken the previous chunk: a slow reader holds no thread.
+//! Reads happen on the blocking pool one chunk at a time, one chunk ahead
+//! of the client: the next chunk is read and hashed while the previous one
+//! is written out, and nothing more is read until the client took it, so a
+//! slow reader holds no thread and at most two chunks of memory.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -102,8 +104,18 @@ impl Reader {
 
 enum State {
     Idle(Box<Reader>),
-    Reading(JoinHandle<(Box<Reader>, Result<Bytes, StreamError>)>),
+    Reading(ReadTask),
     Done,
+}
+
+type ReadTask = JoinHandle<(Box<Reader>, Result<Bytes, StreamError>)>;
+
+/// Reads (and hashes) the reader's next chunk on the blocking pool.
+fn spawn_read(mut reader: Box<Reader>) -> ReadTask {
+    tokio::task::spawn_blocking(move || {
+        let r = reader.read_chunk();
+        (reader, r)
+    })
 }
 
 /// A blob body: `start..end` of a verified file.
@@ -163,11 +175,8 @@ impl BlobStream {
         loop {
             match std::mem::replace(&mut self.state, State::Done) {
                 State::Done => return Poll::Ready(None),
-                State::Idle(mut reader) => {
-                    self.state = State::Reading(tokio::task::spawn_blocking(move || {
-                        let r = reader.read_chunk();
-                        (reader, r)
-                    }));
+                State::Idle(reader) => {
+                    self.state = State::Reading(spawn_read(reader));
                 }
                 State::Reading(mut handle) => match std::pin::Pin::new(&mut handle).poll(cx) {
                     Poll::Pending => {
@@ -180,7 +189,12 @@ impl BlobStream {
                             Ok(bytes) => {
                                 self.remaining -= bytes.len() as u64;
                                 if self.remaining > 0 {
-                                    self.state = State::Idle(reader);
+                                    // Read ahead: the next chunk is read and
+                                    // hashed on the blocking pool while this
+                                    // one is written to the socket. At most
+                                    // one chunk waits in memory; a reader that
+                                    // stops taking bytes holds no thread.
+                                    self.state = State::Reading(spawn_read(reader));
                                 }
                                 Ok(bytes)
                             }

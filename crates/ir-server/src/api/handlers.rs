@@ -39,22 +39,35 @@ fn response(status: StatusCode, headers: HeaderMap, body: Body) -> Response<Body
     r
 }
 
-fn json_response(value: serde_json::Value, content_type: &str) -> (HeaderMap, Body) {
-    let bytes = Bytes::from(serde_json::to_vec(&value).expect("JSON values serialise"));
-    let mut h = HeaderMap::new();
-    h.insert(header::CONTENT_TYPE, hv(content_type));
+fn json_response(value: &impl serde::Serialize, content_type: &'static str) -> (HeaderMap, Body) {
+    // Serialised straight from borrowed data (no `serde_json::Value` tree
+    // per request) into one buffer.
+    let mut buf = Vec::with_capacity(256);
+    serde_json::to_writer(&mut buf, value).expect("JSON of strings serialises");
+    let bytes = Bytes::from(buf);
+    let mut h = HeaderMap::with_capacity(8);
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::CONTENT_LENGTH, bytes.len().into());
     (h, Body::full(bytes))
 }
 
 /// `GET /v2/`.
 pub fn base() -> Response<Body> {
-    let (h, b) = json_response(json!({}), JSON);
+    let (h, b) = json_response(&json!({}), JSON);
     response(StatusCode::OK, h, b)
 }
 
 fn etag_of(digest: &Digest) -> String {
-    format!("\"{digest}\"")
+    let mut s = String::with_capacity(digest.as_str().len() + 2);
+    s.push('"');
+    s.push_str(digest.as_str());
+    s.push('"');
+    s
+}
+
+/// The ETag as a header value, without copying it again.
+fn etag_value(etag: String) -> HeaderValue {
+    HeaderValue::try_from(etag).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
 /// RFC 9110 §13.1.2: weak comparison of each listed tag, or `*`.
@@ -108,11 +121,11 @@ pub fn manifest<B>(app: &Application, reference: &str, req: &Request<B>) -> Answ
         return Ok(not_modified(&etag, digest));
     }
     log_unacceptable(req, &m.media_type);
-    let mut h = HeaderMap::new();
+    let mut h = HeaderMap::with_capacity(8);
     h.insert(header::CONTENT_TYPE, hv(&m.media_type));
     h.insert(header::CONTENT_LENGTH, m.bytes.len().into());
     h.insert(DIGEST_HEADER, hv(digest.as_str()));
-    h.insert(header::ETAG, hv(&etag));
+    h.insert(header::ETAG, etag_value(etag));
     if by_digest {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
     }
@@ -124,6 +137,10 @@ pub fn manifest<B>(app: &Application, reference: &str, req: &Request<B>) -> Answ
 /// decides), which is what every mainstream client copes with. Logged at
 /// debug for operators chasing a client problem.
 fn log_unacceptable<B>(req: &Request<B>, media_type: &str) {
+    // Only worth the parsing (and its allocation) when someone listens.
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
     let accepts: Vec<&str> = req
         .headers()
         .get_all(header::ACCEPT)
@@ -142,7 +159,7 @@ fn log_unacceptable<B>(req: &Request<B>, media_type: &str) {
 }
 
 fn blob_headers(digest: &Digest, etag: &str) -> HeaderMap {
-    let mut h = HeaderMap::new();
+    let mut h = HeaderMap::with_capacity(8);
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(OCTET_STREAM));
     h.insert(DIGEST_HEADER, hv(digest.as_str()));
     h.insert(header::ETAG, hv(etag));
@@ -358,12 +375,31 @@ fn paginate<'a>(
     (page, link)
 }
 
+/// Body of `tags/list`.
+#[derive(serde::Serialize)]
+struct TagList<'a> {
+    name: &'a str,
+    tags: Vec<&'a str>,
+}
+
+/// Body of `_catalog`.
+#[derive(serde::Serialize)]
+struct Repositories<'a> {
+    repositories: Vec<&'a str>,
+}
+
 /// `GET /v2/<name>/tags/list`.
 pub fn tags<B>(app: &Application, req: &Request<B>) -> Answer {
     let p = page(req)?;
     let path = format!("/v2/{}/tags/list", app.name);
     let (tags, link) = paginate(app.tags.keys().map(|t| t.as_str()), &p, &path);
-    let (mut h, body) = json_response(json!({ "name": app.name.as_str(), "tags": tags }), JSON);
+    let (mut h, body) = json_response(
+        &TagList {
+            name: app.name.as_str(),
+            tags,
+        },
+        JSON,
+    );
     if let Some(link) = link {
         h.insert(header::LINK, hv(&link));
     }
@@ -378,7 +414,12 @@ pub fn catalog<B>(catalog: &Catalog, conn: &ConnInfo, req: &Request<B>) -> Answe
         .filter(|n| conn.may_see(n))
         .map(|n| n.as_str());
     let (repos, link) = paginate(names, &p, "/v2/_catalog");
-    let (mut h, body) = json_response(json!({ "repositories": repos }), JSON);
+    let (mut h, body) = json_response(
+        &Repositories {
+            repositories: repos,
+        },
+        JSON,
+    );
     if let Some(link) = link {
         h.insert(header::LINK, hv(&link));
     }
@@ -412,7 +453,7 @@ pub fn referrers<B>(app: &Application, digest: &str, req: &Request<B>) -> Answer
         manifests.push(desc);
     }
     let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests});
-    let (mut h, body) = json_response(index, OCI_INDEX);
+    let (mut h, body) = json_response(&index, OCI_INDEX);
     if filter.is_some() {
         h.insert(
             "oci-filters-applied",

@@ -32,7 +32,10 @@ fn digest_parse_sha256() -> Digest {
 
 #[divan::bench]
 fn digest_parse_invalid() -> bool {
-    Digest::parse(black_box("sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855")).is_err()
+    Digest::parse(black_box(
+        "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+    ))
+    .is_err()
 }
 
 #[divan::bench(args = ["latest", DIGEST])]
@@ -60,25 +63,21 @@ fn range_evaluate(header: &str) -> range::RangeOutcome {
 #[divan::bench(args = [16 << 10, 256 << 10, 1 << 20])]
 fn sha256_chunk(bencher: Bencher, len: usize) {
     let data = vec![0x5au8; len];
-    bencher
-        .counter(BytesCount::new(len))
-        .bench(|| {
-            let mut h = Algorithm::Sha256.hasher();
-            h.update(black_box(&data));
-            h.finish()
-        });
+    bencher.counter(BytesCount::new(len)).bench(|| {
+        let mut h = Algorithm::Sha256.hasher();
+        h.update(black_box(&data));
+        h.finish()
+    });
 }
 
 #[divan::bench(args = [256 << 10])]
 fn sha512_chunk(bencher: Bencher, len: usize) {
     let data = vec![0x5au8; len];
-    bencher
-        .counter(BytesCount::new(len))
-        .bench(|| {
-            let mut h = Algorithm::Sha512.hasher();
-            h.update(black_box(&data));
-            h.finish()
-        });
+    bencher.counter(BytesCount::new(len)).bench(|| {
+        let mut h = Algorithm::Sha512.hasher();
+        h.update(black_box(&data));
+        h.finish()
+    });
 }
 
 /// A served registry: `team/app` with tags `t00`..`t19` on one image, and
@@ -130,7 +129,10 @@ fn handle(bencher: Bencher, what: &str) {
     let f = fixture();
     let (method, path) = match what {
         "manifest by tag" => (Method::GET, "/v2/team/app/manifests/t07".to_string()),
-        "manifest by digest" => (Method::GET, format!("/v2/team/app/manifests/{}", f.manifest)),
+        "manifest by digest" => (
+            Method::GET,
+            format!("/v2/team/app/manifests/{}", f.manifest),
+        ),
         "HEAD blob" => (Method::HEAD, format!("/v2/team/app/blobs/{}", f.layer)),
         "tags/list" => (Method::GET, "/v2/team/app/tags/list".to_string()),
         "catalog" => (Method::GET, "/v2/_catalog".to_string()),
@@ -139,7 +141,5 @@ fn handle(bencher: Bencher, what: &str) {
     let state = Arc::new(f.state);
     bencher
         .with_inputs(|| request(method.clone(), &path))
-        .bench_local_values(|req| {
-            f.rt.block_on(api::handle(&state, &f.conn, req))
-        });
+        .bench_local_values(|req| f.rt.block_on(api::handle(&state, &f.conn, req)));
 }

@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Ok(d) = Digest::parse(s) {
-        assert_eq!(d.as_str(), s);
+        assert_eq!(&*d.text(), s);
         assert_eq!(d.hex().len(), d.algorithm().hex_len());
         assert!(d
             .hex()
@@ -50,7 +50,7 @@ fuzz_target!(|data: &[u8]| {
     }
     match Reference::parse(s) {
         Ok(Reference::Tag(t)) => assert_eq!(t.as_str(), s),
-        Ok(Reference::Digest(d)) => assert_eq!(d.as_str(), s),
+        Ok(Reference::Digest(d)) => assert_eq!(&*d.text(), s),
         Err(_) => {}
     }
 });

@@ -93,13 +93,72 @@ pub enum DigestError {
 
 /// A validated digest such as `sha256:e3b0c442…`.
 ///
-/// The canonical string is kept, so `Display` and `as_str` cost nothing on
-/// the request path.
+/// Held as the raw hash bytes, not as text: the model keeps one per
+/// manifest, blob, tag and referrer, and a SHA-256 digest is then 40 bytes
+/// inline with no heap allocation (the text form was 24 bytes plus an
+/// 80-byte allocation). SHA-512, which is rare, is boxed to keep the common
+/// case small. The canonical text is rebuilt on the stack when needed
+/// ([`Digest::text`]); the ordering is that of the text.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Digest {
-    algorithm: Algorithm,
-    // The whole canonical string "<alg>:<hex>".
-    text: Box<str>,
+pub struct Digest(Raw);
+
+// Variant order matters: it makes the derived ordering equal to the
+// ordering of the canonical strings ("sha256:…" < "sha512:…", and lowercase
+// hex orders like the bytes it encodes).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Raw {
+    Sha256([u8; 32]),
+    Sha512(Box<[u8; 64]>),
+}
+
+/// Longest canonical digest text: `sha512:` and 128 hex characters.
+const MAX_TEXT: usize = 7 + 128;
+
+/// The text of a digest (or of its hex part), formatted on the stack.
+/// Dereferences to `str`.
+#[derive(Clone, Copy)]
+pub struct DigestText {
+    buf: [u8; MAX_TEXT],
+    len: u8,
+}
+
+impl DigestText {
+    fn new(prefix: &str, bytes: &[u8]) -> Self {
+        let mut buf = [0u8; MAX_TEXT];
+        buf[..prefix.len()].copy_from_slice(prefix.as_bytes());
+        let hex_len = bytes.len() * 2;
+        hex::encode_to_slice(bytes, &mut buf[prefix.len()..prefix.len() + hex_len])
+            .expect("buffer sized for the longest digest");
+        DigestText {
+            buf,
+            len: (prefix.len() + hex_len) as u8,
+        }
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII (an algorithm name, ':' and hex) is ever written.
+        std::str::from_utf8(&self.buf[..self.len as usize]).expect("ASCII")
+    }
+}
+
+impl std::ops::Deref for DigestText {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Display for DigestText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for DigestText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
 }
 
 impl Digest {
@@ -120,10 +179,20 @@ impl Digest {
         if let Some(found) = hex.chars().find(|c| !matches!(c, '0'..='9' | 'a'..='f')) {
             return Err(DigestError::NotLowercaseHex { algorithm, found });
         }
-        Ok(Digest {
-            algorithm,
-            text: s.into(),
-        })
+        // Validated above: exactly the right length of lowercase hex.
+        let raw = match algorithm {
+            Algorithm::Sha256 => {
+                let mut b = [0u8; 32];
+                hex::decode_to_slice(hex, &mut b).expect("validated hex");
+                Raw::Sha256(b)
+            }
+            Algorithm::Sha512 => {
+                let mut b = Box::new([0u8; 64]);
+                hex::decode_to_slice(hex, &mut b[..]).expect("validated hex");
+                Raw::Sha512(b)
+            }
+        };
+        Ok(Digest(raw))
     }
 
     /// Digest of `data` with `algorithm`.
@@ -135,22 +204,37 @@ impl Digest {
 
     /// The algorithm.
     pub fn algorithm(&self) -> Algorithm {
-        self.algorithm
+        match self.0 {
+            Raw::Sha256(_) => Algorithm::Sha256,
+            Raw::Sha512(_) => Algorithm::Sha512,
+        }
+    }
+
+    /// The raw hash bytes.
+    pub fn bytes(&self) -> &[u8] {
+        match &self.0 {
+            Raw::Sha256(b) => b,
+            Raw::Sha512(b) => &b[..],
+        }
+    }
+
+    /// The canonical `<alg>:<hex>` text.
+    pub fn text(&self) -> DigestText {
+        let prefix = match self.algorithm() {
+            Algorithm::Sha256 => "sha256:",
+            Algorithm::Sha512 => "sha512:",
+        };
+        DigestText::new(prefix, self.bytes())
     }
 
     /// The hex part.
-    pub fn hex(&self) -> &str {
-        &self.text[self.algorithm.as_str().len() + 1..]
-    }
-
-    /// The canonical `<alg>:<hex>` string.
-    pub fn as_str(&self) -> &str {
-        &self.text
+    pub fn hex(&self) -> DigestText {
+        DigestText::new("", self.bytes())
     }
 
     /// The blob's path inside a layout: `blobs/<alg>/<hex>`.
     pub fn blob_path(&self) -> String {
-        format!("blobs/{}/{}", self.algorithm, self.hex())
+        format!("blobs/{}/{}", self.algorithm(), self.hex())
     }
 }
 
@@ -176,13 +260,13 @@ impl FromStr for Digest {
 
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
+        f.write_str(&self.text())
     }
 }
 
 impl fmt::Debug for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Digest({})", self.text)
+        write!(f, "Digest({})", self.text())
     }
 }
 
@@ -206,13 +290,9 @@ impl Hasher {
 
     /// Finishes and returns the digest.
     pub fn finish(self) -> Digest {
-        let (algorithm, hex) = match self {
-            Hasher::Sha256(h) => (Algorithm::Sha256, hex::encode(h.finalize())),
-            Hasher::Sha512(h) => (Algorithm::Sha512, hex::encode(h.finalize())),
-        };
-        Digest {
-            algorithm,
-            text: format!("{algorithm}:{hex}").into(),
+        match self {
+            Hasher::Sha256(h) => Digest(Raw::Sha256(h.finalize().into())),
+            Hasher::Sha512(h) => Digest(Raw::Sha512(Box::new(h.finalize().into()))),
         }
     }
 }
@@ -232,12 +312,32 @@ mod tests {
         assert_eq!(d.to_string(), EMPTY256);
         assert_eq!(d.blob_path(), format!("blobs/sha256/{}", d.hex()));
         let s512 = format!("sha512:{}", "ab".repeat(64));
-        assert_eq!(Digest::parse(&s512).unwrap().algorithm(), Algorithm::Sha512);
+        let d512 = Digest::parse(&s512).unwrap();
+        assert_eq!(d512.algorithm(), Algorithm::Sha512);
+        assert_eq!(d512.to_string(), s512);
+        assert_eq!(d512.bytes(), &[0xab; 64][..]);
+    }
+
+    #[test]
+    fn stays_small_and_orders_like_its_text() {
+        // The model holds hundreds of thousands of these.
+        assert!(std::mem::size_of::<Digest>() <= 40);
+        let mut texts = vec![
+            format!("sha512:{}", "0".repeat(128)),
+            format!("sha256:{}", "f".repeat(64)),
+            format!("sha256:{}", "0".repeat(63) + "1"),
+            format!("sha256:{}", "a".repeat(64)),
+        ];
+        let mut digests: Vec<Digest> = texts.iter().map(|t| Digest::parse(t).unwrap()).collect();
+        texts.sort();
+        digests.sort();
+        let back: Vec<String> = digests.iter().map(|d| d.to_string()).collect();
+        assert_eq!(back, texts);
     }
 
     #[test]
     fn hashes_match_known_values() {
-        assert_eq!(Digest::of_bytes(Algorithm::Sha256, b"").as_str(), EMPTY256);
+        assert_eq!(&*Digest::of_bytes(Algorithm::Sha256, b"").text(), EMPTY256);
         let d = Digest::of_bytes(Algorithm::Sha512, b"abc");
         assert!(d.hex().starts_with("ddaf35a193617aba"));
     }

@@ -96,7 +96,9 @@ pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, Rule> {
     read_open_limited(file, &meta, limit)
 }
 
-fn read_open_limited(file: File, meta: &Metadata, limit: u64) -> Result<Vec<u8>, Rule> {
+/// Reads a whole file opened with [`open_regular`], refusing anything over
+/// `limit` bytes before reading it.
+pub fn read_open_limited(file: File, meta: &Metadata, limit: u64) -> Result<Vec<u8>, Rule> {
     if meta.len() > limit {
         return Err(Rule::TooLarge {
             size: meta.len(),
@@ -154,7 +156,10 @@ pub fn hash_blob(
         });
     }
     let before = FileIdentity::of(&meta);
-    advise_sequential(&file);
+    if size > buf.len() as u64 {
+        // Only worth a syscall when the file takes several reads.
+        advise_sequential(&file);
+    }
     let mut hasher: Hasher = digest.algorithm().hasher();
     let mut total = 0u64;
     loop {

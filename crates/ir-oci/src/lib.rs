@@ -3,6 +3,7 @@
 //! The OCI side of ir-server, with no HTTP and no async runtime in it:
 //!
 //! - [`digest`]: validated digests and streaming hashers;
+//! - [`digest_map`]: the frozen digest-keyed maps of the model;
 //! - [`name`]: repository names, tags and references;
 //! - [`media_type`]: which media types are manifests, indexes or blobs;
 //! - [`loader`]: reads a root of OCI image layouts and verifies every
@@ -12,6 +13,7 @@
 #![deny(missing_docs)]
 
 pub mod digest;
+pub mod digest_map;
 mod fsx;
 pub use fsx::open_unchanged;
 pub mod loader;
@@ -22,7 +24,8 @@ pub mod report;
 pub mod rule;
 
 pub use digest::{Algorithm, Digest};
+pub use digest_map::DigestMap;
 pub use loader::{load, load_incremental, LoadError, LoadOptions};
-pub use model::{Application, Blob, FileIdentity, Manifest, Registry};
+pub use model::{Application, Blob, FileIdentity, Manifest, Referring, Registry};
 pub use name::{Reference, RepoName, Tag};
 pub use rule::{Rejection, Rule};

@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::digest::Digest;
+pub use crate::digest_map::DigestMap;
 use crate::name::{RepoName, Tag};
 use crate::rule::Rejection;
 
@@ -16,7 +17,9 @@ use crate::rule::Rejection;
 /// differ later, the file is no longer the one whose bytes were hashed.
 ///
 /// `ctime` is included because no unprivileged write can preserve it: any
-/// change of content or of `mtime` sets it to the current time.
+/// change of content or of `mtime` sets it to the current time. Seconds and
+/// nanoseconds are kept apart (rather than as one i128 count) so that the
+/// struct is 48 bytes with no padding: the model holds one per blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FileIdentity {
     /// Device number.
@@ -25,10 +28,14 @@ pub struct FileIdentity {
     pub ino: u64,
     /// Size in bytes.
     pub size: u64,
-    /// Modification time, nanoseconds since the epoch.
-    pub mtime_ns: i128,
-    /// Status change time, nanoseconds since the epoch.
-    pub ctime_ns: i128,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
+    /// Status change time, seconds since the epoch.
+    pub ctime: i64,
+    /// Nanoseconds part of `mtime`.
+    pub mtime_nsec: u32,
+    /// Nanoseconds part of `ctime`.
+    pub ctime_nsec: u32,
 }
 
 impl FileIdentity {
@@ -39,8 +46,11 @@ impl FileIdentity {
             dev: meta.dev(),
             ino: meta.ino(),
             size: meta.size(),
-            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
-            ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
+            mtime: meta.mtime(),
+            ctime: meta.ctime(),
+            // The kernel keeps these below 10^9.
+            mtime_nsec: meta.mtime_nsec() as u32,
+            ctime_nsec: meta.ctime_nsec() as u32,
         }
     }
 }
@@ -84,16 +94,33 @@ impl Blob {
 #[derive(Debug, Clone)]
 pub struct Manifest {
     /// The media type of the descriptor that reached it (equal to its own
-    /// `mediaType` when it has one).
-    pub media_type: Box<str>,
+    /// `mediaType` when it has one). Shared between the manifests of an
+    /// application that have the same type.
+    pub media_type: Arc<str>,
     /// The exact bytes that hash to the digest.
     pub bytes: Bytes,
-    /// `subject` of the manifest, if any (for the referrers API).
-    pub subject: Option<Digest>,
-    /// The artifact type a referrers listing reports: `artifactType`, or
-    /// for an image manifest without one, its config's media type.
-    pub artifact_type: Option<Box<str>>,
-    /// The manifest's own annotations (reported by the referrers API).
+    /// What the referrers API reports about it, for a manifest with a
+    /// `subject`. Boxed and absent otherwise: most manifests have no
+    /// subject, and the model holds one `Manifest` per manifest served.
+    pub referring: Option<Box<Referring>>,
+}
+
+impl Manifest {
+    /// Its `subject`, if any.
+    pub fn subject(&self) -> Option<&Digest> {
+        self.referring.as_ref().map(|r| &r.subject)
+    }
+}
+
+/// The part of a manifest with a `subject` that the referrers API lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referring {
+    /// The manifest it refers to.
+    pub subject: Digest,
+    /// `artifactType`, or for an image manifest without one, its config's
+    /// media type.
+    pub artifact_type: Option<Arc<str>>,
+    /// The manifest's own annotations.
     pub annotations: Option<BTreeMap<String, String>>,
 }
 
@@ -107,9 +134,9 @@ pub struct Application {
     /// Tag → manifest digest.
     pub tags: BTreeMap<Tag, Digest>,
     /// Every reachable manifest and index.
-    pub manifests: HashMap<Digest, Arc<Manifest>>,
+    pub manifests: DigestMap<Manifest>,
     /// Every reachable blob present on disk (not manifests).
-    pub blobs: HashMap<Digest, Blob>,
+    pub blobs: DigestMap<Blob>,
     /// Subject digest → digests of manifests that refer to it, sorted.
     pub referrers: HashMap<Digest, Vec<Digest>>,
     /// Total bytes hashed for this application (manifests and blobs).

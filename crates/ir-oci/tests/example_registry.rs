@@ -93,11 +93,12 @@ fn multi_has_tags_over_a_multi_platform_index_and_an_sbom_referrer() {
     let referrers = &app.referrers[&amd64];
     assert_eq!(referrers.len(), 1);
     let sbom = &app.manifests[&referrers[0]];
+    let referring = sbom.referring.as_ref().expect("the SBOM has a subject");
     assert_eq!(
-        sbom.artifact_type.as_deref(),
+        referring.artifact_type.as_deref(),
         Some("application/vnd.example.sbom.v1+json")
     );
-    assert_eq!(sbom.subject.as_ref(), Some(&amd64));
+    assert_eq!(sbom.subject(), Some(&amd64));
     let empty = ir_oci::Digest::of_bytes(ir_oci::Algorithm::Sha256, b"{}");
     assert!(app.blobs.contains_key(&empty));
     // Untagged: reachable by digest only.

@@ -35,7 +35,7 @@ fn valid_layout_is_served_with_tags_manifests_and_blobs() {
         m.bytes,
         std::fs::read(app.blob_path(&image.manifest)).unwrap()
     );
-    assert_eq!(m.artifact_type.as_deref(), Some(CONFIG));
+    assert!(m.referring.is_none()); // no subject
     assert!(a.blobs.contains_key(&image.config.digest()));
     assert!(a.blobs.contains_key(&image.layers[0].digest()));
     assert_eq!(a.blobs.len(), 2);
@@ -1115,18 +1115,11 @@ fn artifact_with_empty_config_is_accepted() {
     assert_clean(&reg);
     let application = &reg.applications[&ir_oci::RepoName::parse("app").unwrap()];
     let m = &application.manifests[&a.digest()];
-    assert_eq!(
-        m.artifact_type.as_deref(),
-        Some("application/vnd.example.sbom.v1+json")
-    );
-    assert_eq!(m.subject, None);
+    // No subject: nothing for the referrers API to report about it.
+    assert_eq!(m.subject(), None);
+    assert!(m.referring.is_none());
     let empty = Digest::of_bytes(Algorithm::Sha256, b"{}");
     assert!(application.blobs.contains_key(&empty));
-    assert!(m
-        .annotations
-        .as_ref()
-        .unwrap()
-        .contains_key("org.opencontainers.image.created"));
 }
 
 #[test]
@@ -1140,10 +1133,20 @@ fn manifest_with_present_subject_fills_referrers() {
     assert_clean(&reg);
     assert!(reg.orphans.is_empty());
     let application = &reg.applications[&ir_oci::RepoName::parse("app").unwrap()];
+    let referring = application.manifests[&a.digest()]
+        .referring
+        .as_deref()
+        .expect("has a subject");
+    assert_eq!(referring.subject, image.manifest.digest());
     assert_eq!(
-        application.manifests[&a.digest()].subject,
-        Some(image.manifest.digest())
+        referring.artifact_type.as_deref(),
+        Some("application/vnd.example.sbom.v1+json")
     );
+    assert!(referring
+        .annotations
+        .as_ref()
+        .unwrap()
+        .contains_key("org.opencontainers.image.created"));
     assert_eq!(
         application.referrers[&image.manifest.digest()],
         vec![a.digest()]

@@ -34,6 +34,7 @@ const WATCH_QUIET: Duration = Duration::from_millis(500);
 fn load_options(args: &Args) -> LoadOptions {
     LoadOptions {
         threads: args.verify_threads,
+        io_threads: args.io_threads,
         ..LoadOptions::default()
     }
 }
@@ -184,7 +185,12 @@ pub async fn serve(args: Args) -> ExitCode {
     // The first load.
     let loaded = {
         let args = args.clone();
-        tokio::task::spawn_blocking(move || load(&args)).await
+        tokio::task::spawn_blocking(move || {
+            let loaded = load(&args);
+            crate::memory::release_freed();
+            loaded
+        })
+        .await
     };
     match loaded {
         Ok(Ok(registry)) => {

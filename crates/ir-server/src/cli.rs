@@ -113,6 +113,11 @@ pub struct Args {
     #[arg(long, env = "IR_SERVER_VERIFY_THREADS")]
     pub verify_threads: Option<usize>,
 
+    /// threads for disk-bound loading work: listing, manifests, small blobs
+    /// (default: 16 per core; many reads in flight speed up cold starts)
+    #[arg(long, env = "IR_SERVER_IO_THREADS")]
+    pub io_threads: Option<usize>,
+
     /// also reload when files change under the root (SIGHUP always reloads)
     #[arg(long, env = "IR_SERVER_WATCH")]
     pub watch: bool,

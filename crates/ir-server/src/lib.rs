@@ -18,6 +18,7 @@ pub mod app;
 pub mod catalog;
 pub mod cli;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod reload;
 pub mod sd_notify;

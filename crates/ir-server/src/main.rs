@@ -4,6 +4,7 @@ use clap::Parser;
 use ir_server::{app, cli::Args, logging};
 
 fn main() -> ExitCode {
+    ir_server::memory::limit_arenas();
     let args = Args::parse();
     logging::init(args.log_format);
     if args.check {

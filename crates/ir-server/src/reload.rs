@@ -69,6 +69,10 @@ impl Reloader {
         let new = old.succeeded_by(loaded);
         let summary = summarise(&old, &new, hashed);
         self.catalog.store(Arc::new(new));
+        drop(old);
+        // The previous version is freed once its last request ends; what
+        // the load itself freed can go back now.
+        tokio::task::spawn_blocking(crate::memory::release_freed);
         timer.succeeded();
         tracing::info!(
             "reload: {} applications served (+{} added, -{} removed, ~{} changed), {} kept at their last good version, {} rejected, {} hashed, {} blobs unchanged, in {:.2}s",

@@ -287,7 +287,7 @@ async fn manifests_and_configs_are_blobs_too() {
     assert_eq!(header(&r, "content-type"), "application/octet-stream");
     let bytes = r.bytes().await.unwrap();
     assert_eq!(
-        ir_oci::Digest::of_bytes(Algorithm::Sha256, &bytes).as_str(),
+        &*ir_oci::Digest::of_bytes(Algorithm::Sha256, &bytes).text(),
         digest(&f.image)
     );
 }

@@ -51,7 +51,7 @@ async fn oci_client_pulls_images_indexes_and_tags() {
             .unwrap()
             .layers
             .iter()
-            .any(|l| l.digest == d.as_str()));
+            .any(|l| l.digest == *d.text()));
     }
 
     let by_digest: Reference = format!("{host}/team/app@{}", image["digest"].as_str().unwrap())
@@ -74,7 +74,7 @@ async fn oci_client_pulls_images_indexes_and_tags() {
         .await
         .unwrap();
     assert_eq!(digest, index["digest"].as_str().unwrap());
-    assert_eq!(Digest::of_bytes(Algorithm::Sha256, &raw).as_str(), digest);
+    assert_eq!(&*Digest::of_bytes(Algorithm::Sha256, &raw).text(), digest);
 
     let tags = c
         .list_tags(&multi, &RegistryAuth::Anonymous, None, None)

@@ -58,9 +58,10 @@ pub fn base() -> Response<Body> {
 }
 
 fn etag_of(digest: &Digest) -> String {
-    let mut s = String::with_capacity(digest.as_str().len() + 2);
+    let text = digest.text();
+    let mut s = String::with_capacity(text.len() + 2);
     s.push('"');
-    s.push_str(digest.as_str());
+    s.push_str(&text);
     s.push('"');
     s
 }
@@ -87,7 +88,7 @@ fn none_match<B>(req: &Request<B>, etag: &str) -> bool {
 fn not_modified(etag: &str, digest: &Digest) -> Response<Body> {
     let mut h = HeaderMap::new();
     h.insert(header::ETAG, hv(etag));
-    h.insert(DIGEST_HEADER, hv(digest.as_str()));
+    h.insert(DIGEST_HEADER, hv(&digest.text()));
     response(StatusCode::NOT_MODIFIED, h, Body::Empty)
 }
 
@@ -124,7 +125,7 @@ pub fn manifest<B>(app: &Application, reference: &str, req: &Request<B>) -> Answ
     let mut h = HeaderMap::with_capacity(8);
     h.insert(header::CONTENT_TYPE, hv(&m.media_type));
     h.insert(header::CONTENT_LENGTH, m.bytes.len().into());
-    h.insert(DIGEST_HEADER, hv(digest.as_str()));
+    h.insert(DIGEST_HEADER, hv(&digest.text()));
     h.insert(header::ETAG, etag_value(etag));
     if by_digest {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
@@ -161,7 +162,7 @@ fn log_unacceptable<B>(req: &Request<B>, media_type: &str) {
 fn blob_headers(digest: &Digest, etag: &str) -> HeaderMap {
     let mut h = HeaderMap::with_capacity(8);
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(OCTET_STREAM));
-    h.insert(DIGEST_HEADER, hv(digest.as_str()));
+    h.insert(DIGEST_HEADER, hv(&digest.text()));
     h.insert(header::ETAG, hv(etag));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
@@ -437,17 +438,20 @@ pub fn referrers<B>(app: &Application, digest: &str, req: &Request<B>) -> Answer
         let Some(m) = app.manifests.get(d) else {
             continue;
         };
+        let Some(r) = &m.referring else {
+            continue; // listed as a referrer, so it has a subject
+        };
         if let Some(f) = &filter {
-            if m.artifact_type.as_deref() != Some(f.as_str()) {
+            if r.artifact_type.as_deref() != Some(f.as_str()) {
                 continue;
             }
         }
         let mut desc =
-            json!({"mediaType": &*m.media_type, "digest": d.as_str(), "size": m.bytes.len()});
-        if let Some(t) = &m.artifact_type {
+            json!({"mediaType": &*m.media_type, "digest": &*d.text(), "size": m.bytes.len()});
+        if let Some(t) = &r.artifact_type {
             desc["artifactType"] = json!(&**t);
         }
-        if let Some(a) = &m.annotations {
+        if let Some(a) = &r.annotations {
             desc["annotations"] = json!(a);
         }
         manifests.push(desc);

@@ -66,14 +66,20 @@ pub struct LoadOptions {
     /// discovery, reading manifests, hashing small blobs, listing `blobs/`.
     /// With a cold page cache, loading many small files is bound by I/O
     /// latency, and only many reads in flight keep the disk busy. `None`
-    /// means [`DEFAULT_IO_THREADS_PER_CORE`] per core (at least `threads`).
+    /// means [`DEFAULT_IO_THREADS_PER_CORE`] per core, at most
+    /// [`MAX_DEFAULT_IO_THREADS`] (and never fewer than `threads`).
     pub io_threads: Option<usize>,
 }
 
 /// Default I/O threads per core (see [`LoadOptions::io_threads`]). Measured
-/// with 10,000 applications and a cold page cache on a 2-core VM: 1 per
-/// core 13 s, 4 per core 6.4 s, 16 per core 5.0 s (docs/benchmarks.md).
+/// with 10,000 applications and a cold page cache on a 2-core VM, before
+/// small blobs moved to these threads: 1 per core 13 s, 4 per core 6.4 s,
+/// 16 per core 5.0 s; 32 per core was no better (docs/benchmarks.md).
 pub const DEFAULT_IO_THREADS_PER_CORE: usize = 16;
+
+/// Cap of the default I/O threads: enough reads in flight for any disk,
+/// without a thousand threads on a large machine.
+pub const MAX_DEFAULT_IO_THREADS: usize = 64;
 
 /// Blobs up to this size are hashed by the I/O threads right after their
 /// application's structure is read, with a small buffer: reading them
@@ -149,7 +155,7 @@ pub fn load_incremental(
         .max(1);
     let io_threads = options
         .io_threads
-        .unwrap_or(cpu_threads * DEFAULT_IO_THREADS_PER_CORE)
+        .unwrap_or((cpu_threads * DEFAULT_IO_THREADS_PER_CORE).min(MAX_DEFAULT_IO_THREADS))
         .max(cpu_threads);
     let pool = rayon::ThreadPoolBuilder::new()
         .thread_name(|i| format!("load-io-{i}"))

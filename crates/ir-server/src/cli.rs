@@ -114,7 +114,7 @@ pub struct Args {
     pub verify_threads: Option<usize>,
 
     /// threads for disk-bound loading work: listing, manifests, small blobs
-    /// (default: 16 per core; many reads in flight speed up cold starts)
+    /// (default: 16 per core, at most 64; many reads in flight speed up cold starts)
     #[arg(long, env = "IR_SERVER_IO_THREADS")]
     pub io_threads: Option<usize>,
 

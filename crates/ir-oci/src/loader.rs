@@ -176,24 +176,7 @@ pub fn load_incremental(
     let read: Vec<Result<ReadApplication, Box<Rejection>>> = pool.install(|| {
         candidates
             .par_iter()
-            .map(|c| {
-                let structure = read_structure(c, options, &big_documents)?;
-                let mut app = ReadApplication::new(structure);
-                SMALL_BUFFER.with_borrow_mut(|buf| {
-                    let s = &app.structure;
-                    let small: Vec<(Digest, Outcome)> = s
-                        .blobs
-                        .iter()
-                        .filter(|(_, p)| p.size <= SMALL_BLOB)
-                        .map(|(d, p)| (d.clone(), verify_blob(s, d, p.size, previous, buf)))
-                        .collect();
-                    for (digest, outcome) in small {
-                        app.record(digest, outcome);
-                    }
-                });
-                app.orphans = find_orphans(&app.structure, options);
-                Ok(app)
-            })
+            .map(|c| read_application(c, options, previous, &big_documents))
             .collect()
     });
     let mut apps = Vec::with_capacity(read.len());
@@ -233,8 +216,7 @@ pub fn load_incremental(
             registry.rejected.push(rejection);
             continue;
         }
-        let mut orphans = app.orphans;
-        registry.orphans.append(&mut orphans);
+        registry.orphans.extend(app.orphans);
         let app = app
             .structure
             .into_application(app.verified.into_iter().collect());
@@ -272,6 +254,31 @@ fn verify_blob(
         return Ok((identity, false));
     }
     fsx::hash_blob(&path, digest, size, buf).map(|id| (id, true))
+}
+
+/// Phase 2 for one application: its structure, then its small blobs and
+/// its orphans while its directory is fresh in the cache.
+fn read_application(
+    candidate: &Candidate,
+    options: &LoadOptions,
+    previous: Option<&Registry>,
+    big_documents: &BigDocuments,
+) -> Result<ReadApplication, Box<Rejection>> {
+    let structure = read_structure(candidate, options, big_documents)?;
+    let small: Vec<(Digest, Outcome)> = SMALL_BUFFER.with_borrow_mut(|buf| {
+        structure
+            .blobs
+            .iter()
+            .filter(|(_, p)| p.size <= SMALL_BLOB)
+            .map(|(d, p)| (d.clone(), verify_blob(&structure, d, p.size, previous, buf)))
+            .collect()
+    });
+    let mut app = ReadApplication::new(structure);
+    for (digest, outcome) in small {
+        app.record(digest, outcome);
+    }
+    app.orphans = find_orphans(&app.structure, options);
+    Ok(app)
 }
 
 /// One application whose structure verified, and its blobs as they are

@@ -1,48 +1,35 @@
-//! Keeping the allocator's memory close to what the server really uses.
+//! Giving memory that a load freed back to the system.
+//!
+//! The binary's allocator is jemalloc (see `main.rs` for why). jemalloc
+//! returns freed pages to the system lazily, after `dirty_decay_ms` (10 s);
+//! a load frees far more than the model it leaves behind (parse trees, read
+//! buffers, the maps of the I/O threads), so without a purge the resident
+//! size just after a load is that of the load's peak.
 
-/// Caps glibc's malloc arenas at one per core (its default is eight per
-/// core), before any thread starts.
+/// Returns to the system, now, the pages that jemalloc holds free in any
+/// arena. Measured with 10,000 applications x 10 tags (docs/benchmarks.md):
+/// about 60 bytes per model entry less resident memory once ready.
 ///
-/// Each thread that allocates gets an arena of its own up to that cap, and
-/// the loader runs many threads (16 per core, see `--io-threads`): the
-/// model they build ends up spread over 16 arenas on 2 cores, each keeping
-/// the holes its thread's temporaries left. Measured with 10,000
-/// applications x 10 tags (docs/benchmarks.md): 296 bytes per entry with
-/// the default, 248 with two arenas, with no measurable change in load
-/// time or request rate. Elsewhere than glibc this does nothing.
-pub fn limit_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let cores = libc::c_int::try_from(cores).unwrap_or(libc::c_int::MAX);
-        // SAFETY: mallopt only sets a tuning parameter of the allocator;
-        // called first thing in main, before other threads exist.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, cores);
-        }
-    }
-}
-
-/// Returns to the system the memory that loading freed but the allocator
-/// kept (parse trees, read buffers and maps of the verification threads).
-///
-/// A load allocates much more than the model it leaves behind, on threads
-/// that then exit; glibc keeps those pages in its arenas, where they count
-/// in the resident size of a server that may never allocate that much
-/// again. `malloc_trim` releases the free pages of every arena. Elsewhere
-/// than glibc this does nothing.
+/// Does nothing when jemalloc is not the global allocator (as in the
+/// library's own tests): the control call then only touches jemalloc's
+/// empty state.
 pub fn release_freed() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks the allocator's own free lists; it has
-    // no preconditions and is safe to call from any thread at any time.
-    unsafe {
-        libc::malloc_trim(0);
-        let info = libc::mallinfo2();
-        tracing::debug!(
-            in_use = info.uordblks,
-            free_kept = info.fordblks,
-            mmapped = info.hblkhd,
-            "heap after releasing what the load freed"
-        );
+    // "arena.<MALLCTL_ARENAS_ALL>.purge", MALLCTL_ARENAS_ALL being 4096 in
+    // jemalloc 5.
+    const PURGE_ALL: &std::ffi::CStr = c"arena.4096.purge";
+    // SAFETY: a "purge" control takes no input and returns nothing (null
+    // old/new pointers and zero length are what it expects); it only
+    // releases pages jemalloc itself holds free.
+    let rc = unsafe {
+        tikv_jemalloc_sys::mallctl(
+            PURGE_ALL.as_ptr(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    if rc != 0 {
+        tracing::debug!(rc, "jemalloc purge refused");
     }
 }

@@ -20,6 +20,11 @@
 #   - each server's peak RSS (VmHWM) at the end is within 10% of its
 #     peak RSS after the first minute (or after 1/5 of a short run).
 #
+# Memory: VmRSS, VmHWM and thread count of both servers are sampled every
+# 60 s (every SOAK_SECONDS/10 in runs shorter than 10 minutes; override
+# with SOAK_SAMPLE_EVERY), printed as they are taken and again in the
+# summary.
+#
 # Needs: wrk, ab (apache2-utils), curl, openssl, python3; builds the
 # release binary unless IR_SERVER_BIN is set.
 set -euo pipefail
@@ -27,6 +32,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SOAK_SECONDS=${SOAK_SECONDS:-600}
 SOAK_CONNS=${SOAK_CONNS:-32}
 FIRST=${SOAK_FIRST_SAMPLE:-$((SOAK_SECONDS < 300 ? SOAK_SECONDS / 5 : 60))}
+SAMPLE_EVERY=${SOAK_SAMPLE_EVERY:-$((SOAK_SECONDS < 600 ? SOAK_SECONDS / 10 : 60))}
+[ "$SAMPLE_EVERY" -ge 1 ] || SAMPLE_EVERY=1
 BIN=${IR_SERVER_BIN:-$ROOT/target/release/ir-server}
 REG=${SOAK_REGISTRY:-$ROOT/registry}
 
@@ -212,18 +219,48 @@ HEAD_BLOB=$(grep -m1 '^GET /v2/[^ ]*/blobs/[^ ]*$' "$REQS" | cut -d' ' -f2)
 AB=$!
 PIDS+=("$AB")
 
-sleep "$FIRST"
-H1_HWM=$(kib "$HTTP_PID" VmHWM); H1_RSS=$(kib "$HTTP_PID" VmRSS)
-T1_HWM=$(kib "$TLS_PID" VmHWM); T1_RSS=$(kib "$TLS_PID" VmRSS)
-echo "after ${FIRST}s: http VmHWM ${H1_HWM} kB VmRSS ${H1_RSS} kB; tls VmHWM ${T1_HWM} kB VmRSS ${T1_RSS} kB"
+# ---- memory samples ---------------------------------------------------------
+# One line per sample, every SAMPLE_EVERY seconds and at FIRST, so growth
+# over time is visible; the verdict still compares VmHWM at FIRST with the
+# end.
+SAMPLES=()
+sample() { # sample LABEL
+  local line
+  line=$(printf '%-7s http VmRSS %6s kB VmHWM %6s kB threads %3s | tls VmRSS %6s kB VmHWM %6s kB threads %3s' "$1" \
+    "$(kib "$HTTP_PID" VmRSS)" "$(kib "$HTTP_PID" VmHWM)" "$(kib "$HTTP_PID" Threads)" \
+    "$(kib "$TLS_PID" VmRSS)" "$(kib "$TLS_PID" VmHWM)" "$(kib "$TLS_PID" Threads)")
+  SAMPLES+=("$line")
+  echo "sample $line"
+}
+START=$(date +%s)
+sample "0s"
+for t in $( (seq "$SAMPLE_EVERY" "$SAMPLE_EVERY" $((SOAK_SECONDS - 1)); echo "$FIRST") | sort -nu); do
+  [ "$t" -lt "$SOAK_SECONDS" ] || continue
+  delay=$((START + t - $(date +%s)))
+  [ "$delay" -le 0 ] || sleep "$delay"
+  sample "${t}s"
+  if [ "$t" -eq "$FIRST" ]; then
+    H1_HWM=$(kib "$HTTP_PID" VmHWM)
+    T1_HWM=$(kib "$TLS_PID" VmHWM)
+  fi
+done
+if [ -z "${H1_HWM:-}" ]; then # FIRST >= SOAK_SECONDS
+  delay=$((START + FIRST - $(date +%s)))
+  [ "$delay" -le 0 ] || sleep "$delay"
+  sample "${FIRST}s"
+  H1_HWM=$(kib "$HTTP_PID" VmHWM)
+  T1_HWM=$(kib "$TLS_PID" VmHWM)
+fi
 wait "$WRK_HTTP" || true
 wait "$WRK_TLS" || true
 wait "$AB" 2>/dev/null || true
-H2_HWM=$(kib "$HTTP_PID" VmHWM); H2_RSS=$(kib "$HTTP_PID" VmRSS)
-T2_HWM=$(kib "$TLS_PID" VmHWM); T2_RSS=$(kib "$TLS_PID" VmRSS)
-echo "after ${SOAK_SECONDS}s: http VmHWM ${H2_HWM} kB VmRSS ${H2_RSS} kB; tls VmHWM ${T2_HWM} kB VmRSS ${T2_RSS} kB"
+sample "end"
+H2_HWM=$(kib "$HTTP_PID" VmHWM)
+T2_HWM=$(kib "$TLS_PID" VmHWM)
 
 # ---- verdict ----------------------------------------------------------------
+echo "memory samples (every ${SAMPLE_EVERY}s; the verdict compares VmHWM at ${FIRST}s with the end):"
+printf '  %s\n' "${SAMPLES[@]}"
 fail=0
 for kind in http tls; do
   line=$(grep '^SOAK ' "$WORK/wrk-$kind.txt" || true)

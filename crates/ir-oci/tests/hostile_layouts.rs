@@ -220,9 +220,10 @@ fn sparse_1_gib_index_json_is_too_large_and_never_read() {
     let f = std::fs::File::create(bad.path("index.json")).unwrap();
     f.set_len(1 << 30).unwrap();
     drop(f);
-    let started = Instant::now();
     let reg = root.load();
-    let elapsed = started.elapsed();
+    // The rule is the proof that it was never read: the size is refused
+    // from fstat, before any read (reading it would find zeros and report
+    // invalid JSON instead).
     assert_rejected(
         &reg,
         "bad",
@@ -232,8 +233,6 @@ fn sparse_1_gib_index_json_is_too_large_and_never_read() {
             limit: LoadOptions::default().max_index_json,
         },
     );
-    // Reading and parsing 1 GiB would take seconds; a stat takes nothing.
-    assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
 }
 
 #[test]
@@ -248,7 +247,6 @@ fn manifest_described_as_1_gib_is_too_large_before_it_is_opened() {
         .unwrap()
         .set_len(1 << 30)
         .unwrap();
-    let started = Instant::now();
     let reg = root.load();
     assert_rejected(
         &reg,
@@ -259,7 +257,6 @@ fn manifest_described_as_1_gib_is_too_large_before_it_is_opened() {
             limit: LoadOptions::default().max_manifest,
         },
     );
-    assert!(started.elapsed() < Duration::from_secs(2));
 }
 
 #[test]
@@ -272,7 +269,6 @@ fn small_manifest_descriptor_over_a_1_gib_file_is_a_size_mismatch_without_readin
         .unwrap()
         .set_len(1 << 30)
         .unwrap();
-    let started = Instant::now();
     let reg = root.load();
     assert_rejected(
         &reg,
@@ -283,7 +279,6 @@ fn small_manifest_descriptor_over_a_1_gib_file_is_a_size_mismatch_without_readin
             actual: 1 << 30,
         },
     );
-    assert!(started.elapsed() < Duration::from_secs(2));
 }
 
 // ---- deep, duplicated, mistyped and non-UTF-8 JSON ------------------------
@@ -433,7 +428,6 @@ fn write_many_descriptors(path: &Path, manifest: &Desc, count: usize) -> u64 {
 fn index_json_with_a_million_descriptors_is_too_large_and_never_parsed() {
     let (root, bad, image) = root_with_bad();
     let len = write_many_descriptors(&bad.path("index.json"), &image.manifest, 1_000_000);
-    let started = Instant::now();
     let reg = root.load();
     assert_rejected(
         &reg,
@@ -444,7 +438,6 @@ fn index_json_with_a_million_descriptors_is_too_large_and_never_parsed() {
             limit: LoadOptions::default().max_index_json,
         },
     );
-    assert!(started.elapsed() < Duration::from_secs(2));
 }
 
 /// The most descriptors that fit in an index.json under the default limit.

@@ -9,6 +9,8 @@
 //! - [`loader`]: reads a root of OCI image layouts and verifies every
 //!   reachable byte, producing a [`model::Registry`];
 //! - [`rule`]: the rules a layout can break, as data;
+//! - [`seal`]: per-chunk hashes of verified blobs, for checking reads
+//!   chunk by chunk;
 //! - [`report`]: the human summary of a load.
 #![deny(missing_docs)]
 
@@ -22,6 +24,7 @@ pub mod model;
 pub mod name;
 pub mod report;
 pub mod rule;
+pub mod seal;
 
 pub use digest::{Algorithm, Digest};
 pub use digest_map::DigestMap;

@@ -80,6 +80,19 @@ fn sha512_chunk(bencher: Bencher, len: usize) {
     });
 }
 
+/// Checking one sealed chunk (what every GET of a sealed blob does per
+/// 256 KiB), against `sha256_chunk` at the same size.
+#[divan::bench]
+fn seal_verify_chunk(bencher: Bencher) {
+    let data = vec![0x5au8; ir_oci::seal::SEAL_CHUNK];
+    let mut b = ir_oci::seal::SealBuilder::new(data.len() as u64);
+    b.update(&data);
+    let seal = b.finish().expect("whole chunk fed");
+    bencher
+        .counter(BytesCount::new(data.len()))
+        .bench(|| seal.verify(0, black_box(&data)));
+}
+
 /// A served registry: `team/app` with tags `t00`..`t19` on one image, and
 /// 50 more applications for the catalog.
 struct Fixture {

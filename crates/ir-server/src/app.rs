@@ -194,7 +194,10 @@ pub async fn serve(args: Args) -> ExitCode {
     };
     match loaded {
         Ok(Ok(registry)) => {
-            shared.store(Arc::new(Catalog::new(registry)));
+            shared.store(Arc::new(Catalog::with_seal_budget(
+                registry,
+                args.seal_memory.saturating_mul(1 << 20),
+            )));
             state.set_ready();
             crate::sd_notify::notify("READY=1");
             tracing::info!("ready");

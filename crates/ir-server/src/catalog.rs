@@ -7,6 +7,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use ir_oci::{Application, Registry, RepoName};
 
+use crate::seals::Seals;
+
 /// What the HTTP layer serves from.
 #[derive(Debug, Default)]
 pub struct Catalog {
@@ -14,21 +16,31 @@ pub struct Catalog {
     /// Applications served at their last good version because their
     /// current version failed verification.
     kept: Vec<RepoName>,
+    /// Chunk seals of the blobs served so far from this snapshot.
+    seals: Arc<Seals>,
 }
 
 impl Catalog {
-    /// Wraps a loaded registry.
+    /// Wraps a loaded registry, with the default seal budget.
     pub fn new(registry: Registry) -> Self {
+        Catalog::with_seal_budget(registry, crate::seals::DEFAULT_BUDGET)
+    }
+
+    /// Wraps a loaded registry, keeping at most `seal_budget` bytes of
+    /// chunk seals (0: none).
+    pub fn with_seal_budget(registry: Registry, seal_budget: u64) -> Self {
         Catalog {
             registry,
             kept: Vec::new(),
+            seals: Arc::new(Seals::new(seal_budget)),
         }
     }
 
     /// The next snapshot after a reload: `registry` as loaded, plus the
     /// previous version of every application that `registry` rejected but
     /// `self` served, so that a broken update never takes an application
-    /// down. An application whose directory is gone is not kept.
+    /// down. An application whose directory is gone is not kept. Seals are
+    /// not carried over (files may have changed); the budget is.
     pub fn succeeded_by(&self, mut registry: Registry) -> Catalog {
         let mut kept = Vec::new();
         for rejection in &registry.rejected {
@@ -46,7 +58,11 @@ impl Catalog {
             let old = self.registry.applications[name].clone();
             registry.applications.insert(name.clone(), old);
         }
-        Catalog { registry, kept }
+        Catalog {
+            registry,
+            kept,
+            seals: Arc::new(Seals::new(self.seals.budget())),
+        }
     }
 
     /// An application by name.
@@ -62,6 +78,11 @@ impl Catalog {
     /// The loaded registry.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The chunk seals of this snapshot.
+    pub fn seals(&self) -> &Arc<Seals> {
+        &self.seals
     }
 
     /// Applications kept at their last good version.

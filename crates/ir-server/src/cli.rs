@@ -118,6 +118,12 @@ pub struct Args {
     #[arg(long, env = "IR_SERVER_IO_THREADS")]
     pub io_threads: Option<usize>,
 
+    /// MiB of memory for chunk seals of blobs served once in full, so later
+    /// downloads and ranges are checked per chunk with BLAKE3 instead of
+    /// re-hashed whole (0: always hash whole; 64 MiB covers 512 GiB of blobs)
+    #[arg(long, default_value_t = 64, env = "IR_SERVER_SEAL_MEMORY")]
+    pub seal_memory: u64,
+
     /// also reload when files change under the root (SIGHUP always reloads)
     #[arg(long, env = "IR_SERVER_WATCH")]
     pub watch: bool,

@@ -6,6 +6,7 @@
 //!
 //! - [`cli`]: the command line;
 //! - [`catalog`]: the served snapshot;
+//! - [`seals`]: chunk seals of served blobs, bounded in memory;
 //! - [`api`]: routing, handlers, errors, ranges, verified blob streams;
 //! - [`server`]: HTTP/1.1 and HTTP/2 on a connection, limits, shutdown;
 //! - [`transport`]: accept loops per transport;
@@ -22,6 +23,7 @@ pub mod memory;
 pub mod metrics;
 pub mod reload;
 pub mod sd_notify;
+pub mod seals;
 pub mod server;
 pub mod signals;
 pub mod tls;

@@ -10,10 +10,11 @@ use ir_oci::name::ReferenceError;
 use ir_oci::{Application, Digest, Reference};
 use serde_json::json;
 
-use super::blob_stream::{BlobStream, CHUNK};
+use super::blob_stream::{BlobStream, Check, CHUNK};
 use super::range::{self, RangeOutcome};
 use super::{ApiError, Body, ConnInfo, ErrorCode};
 use crate::catalog::Catalog;
+use crate::seals::{Lookup, Seals};
 
 /// `Docker-Content-Digest`.
 pub const DIGEST_HEADER: &str = "docker-content-digest";
@@ -227,8 +228,14 @@ fn apply_range(
 }
 
 /// `GET|HEAD /v2/<name>/blobs/<digest>`. Manifests and indexes are blobs
-/// too and are served from memory; everything else streams from its file.
-pub async fn blob<B>(app: Arc<Application>, digest: &str, req: &Request<B>) -> Answer {
+/// too and are served from memory; everything else streams from its file,
+/// checked against its digest or its seal in `seals`.
+pub async fn blob<B>(
+    app: Arc<Application>,
+    seals: &Arc<Seals>,
+    digest: &str,
+    req: &Request<B>,
+) -> Answer {
     let digest = parse_digest(digest)?;
     let unknown = || {
         ApiError::new(
@@ -273,14 +280,15 @@ pub async fn blob<B>(app: Arc<Application>, digest: &str, req: &Request<B>) -> A
 
     let identity = blob.identity;
     let path = app.blob_path(&digest);
-    let whole_and_small = start == 0 && end == size && size <= CHUNK as u64;
+    // Blobs of one chunk or less are read and hashed whole before anything
+    // is sent, ranges included; larger ones stream (see `blob_stream`).
+    let small = size <= CHUNK as u64;
     let d = digest.clone();
     let opened = tokio::task::spawn_blocking(move || -> Result<Opened, String> {
         let file = ir_oci::open_unchanged(&path, &identity).map_err(|rule| rule.to_string())?;
-        if !whole_and_small {
+        if !small {
             return Ok(Opened::File(file));
         }
-        // Small whole blobs: read and check before sending anything.
         let mut bytes = vec![0u8; size as usize];
         std::os::unix::fs::FileExt::read_exact_at(&file, &mut bytes, 0)
             .map_err(|e| e.to_string())?;
@@ -293,9 +301,26 @@ pub async fn blob<B>(app: Arc<Application>, digest: &str, req: &Request<B>) -> A
     .unwrap_or_else(|e| Err(format!("blob open task failed: {e}")));
 
     match opened {
-        Ok(Opened::Bytes(bytes)) => Ok(response(status, h, Body::full(bytes))),
+        Ok(Opened::Bytes(bytes)) => Ok(response(
+            status,
+            h,
+            Body::full(bytes.slice(start as usize..end as usize)),
+        )),
         Ok(Opened::File(file)) => {
-            let stream = BlobStream::new(app.clone(), digest, identity, file, start, end);
+            let check = if start == 0 && end == size {
+                match seals.lookup(&digest, &identity) {
+                    Lookup::Sealed(seal) => Check::Seal(seal),
+                    Lookup::Build(ticket) => {
+                        Check::Digest(Box::new(digest.algorithm().hasher()), Some(ticket))
+                    }
+                    Lookup::HashOnly => Check::Digest(Box::new(digest.algorithm().hasher()), None),
+                }
+            } else {
+                seals
+                    .get(&digest, &identity)
+                    .map_or(Check::Identity, Check::Seal)
+            };
+            let stream = BlobStream::new(app.clone(), digest, identity, file, (start, end), check);
             Ok(response(status, h, Body::Blob(Box::new(stream))))
         }
         Err(why) => {

@@ -8,6 +8,8 @@
 //! - [`media_type`]: which media types are manifests, indexes or blobs;
 //! - [`loader`]: reads a root of OCI image layouts and verifies every
 //!   reachable byte, producing a [`model::Registry`];
+//! - [`prefetch`]: batched read-ahead of an application's small files
+//!   when the page cache is cold;
 //! - [`rule`]: the rules a layout can break, as data;
 //! - [`seal`]: per-chunk hashes of verified blobs, for checking reads
 //!   chunk by chunk;
@@ -22,6 +24,7 @@ pub mod loader;
 pub mod media_type;
 pub mod model;
 pub mod name;
+pub mod prefetch;
 pub mod report;
 pub mod rule;
 pub mod seal;

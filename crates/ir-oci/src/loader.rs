@@ -264,6 +264,9 @@ fn read_application(
     previous: Option<&Registry>,
     big_documents: &BigDocuments,
 ) -> Result<ReadApplication, Box<Rejection>> {
+    // Cold cache: fetch the application's small files in one merged batch
+    // first (a hint; everything below reads and checks them as usual).
+    crate::prefetch::application(&candidate.dir);
     let structure = read_structure(candidate, options, big_documents)?;
     let small: Vec<(Digest, Outcome)> = SMALL_BUFFER.with_borrow_mut(|buf| {
         structure

@@ -22,6 +22,7 @@
 //! | `ir_server_connections_total` | counter | |
 //! | `ir_server_applications` | gauge | `state` (`served`, `rejected`, `kept`) |
 //! | `ir_server_orphan_files` | gauge | |
+//! | `ir_server_blob_seal_memory_bytes` | gauge | (chunk seals held or being built) |
 //! | `ir_server_ready` | gauge | (0 while loading and once shutting down) |
 //! | `ir_server_verified_blobs_total` | counter | |
 //! | `ir_server_verified_bytes_total` | counter | |
@@ -208,6 +209,7 @@ pub struct Metrics {
     connections: Counter,
     applications: Family<StateLabels, Gauge>,
     orphans: Gauge,
+    seal_memory: Gauge,
     ready: Gauge,
     verified_blobs: Counter,
     verified_bytes: Counter,
@@ -273,6 +275,13 @@ impl Metrics {
             "orphan_files",
             "Files under blobs/ that nothing reaches (never served), as of the last load",
             orphans.clone(),
+        );
+        let seal_memory = Gauge::default();
+        registry.register_with_unit(
+            "blob_seal_memory",
+            "Memory held by chunk seals of downloaded blobs, and reserved by seals being built (bounded by --seal-memory)",
+            Unit::Bytes,
+            seal_memory.clone(),
         );
         let ready = Gauge::default();
         registry.register(
@@ -343,6 +352,7 @@ impl Metrics {
             connections,
             applications,
             orphans,
+            seal_memory,
             ready,
             verified_blobs,
             verified_bytes,
@@ -467,6 +477,8 @@ impl Metrics {
                 .set(n as i64);
         }
         self.orphans.set(registry.orphans.len() as i64);
+        self.seal_memory
+            .set(i64::try_from(catalog.seals().used()).unwrap_or(i64::MAX));
         self.ready.set(i64::from(state.is_ready() && !draining));
     }
 

@@ -162,6 +162,39 @@ fn values_after_known_traffic() {
     });
 }
 
+/// The first whole download of a large blob seals it: 32 bytes per
+/// 256 KiB chunk, shown by the seal memory gauge; a second download and a
+/// range add nothing.
+#[test]
+fn seal_memory_after_a_whole_download() {
+    serial(|| async {
+        let root = Root::new();
+        let app = root.layout("app");
+        let image = app.image(&vec![9u8; 3 * (256 << 10) + 1]);
+        app.set_index(&[image.tagged("latest")]);
+        let server = TestServer::start(root.path()).await;
+        let base = metrics_listener(server.state.clone()).await;
+        let gauge = "ir_server_blob_seal_memory_bytes";
+        assert_eq!(value(&scrape(&base).await, gauge), 0.0);
+        let layer = server.url(&format!("/v2/app/blobs/{}", image.layers[0].digest_str()));
+        for _ in 0..2 {
+            let r = client().get(&layer).send().await.unwrap();
+            assert_eq!(r.bytes().await.unwrap().len(), 3 * (256 << 10) + 1);
+            assert_eq!(value(&scrape(&base).await, gauge), 4.0 * 32.0);
+        }
+        let r = client()
+            .get(&layer)
+            .header("range", "bytes=100-300000")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 206);
+        assert_eq!(r.bytes().await.unwrap().len(), 299_901);
+        assert_eq!(value(&scrape(&base).await, gauge), 4.0 * 32.0);
+        server.stop().await;
+    });
+}
+
 #[test]
 fn readiness_before_and_after_the_first_load() {
     serial(|| async {

@@ -11,8 +11,6 @@
 //! - [`prefetch`]: batched read-ahead of an application's small files
 //!   when the page cache is cold;
 //! - [`rule`]: the rules a layout can break, as data;
-//! - [`seal`]: per-chunk hashes of verified blobs, for checking reads
-//!   chunk by chunk;
 //! - [`report`]: the human summary of a load.
 #![deny(missing_docs)]
 
@@ -27,7 +25,6 @@ pub mod name;
 pub mod prefetch;
 pub mod report;
 pub mod rule;
-pub mod seal;
 
 pub use digest::{Algorithm, Digest};
 pub use digest_map::DigestMap;

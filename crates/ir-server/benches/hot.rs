@@ -84,8 +84,10 @@ fn sha512_chunk(bencher: Bencher, len: usize) {
 /// 256 KiB), against `sha256_chunk` at the same size.
 #[divan::bench]
 fn seal_verify_chunk(bencher: Bencher) {
-    let data = vec![0x5au8; ir_oci::seal::SEAL_CHUNK];
-    let mut b = ir_oci::seal::SealBuilder::new(data.len() as u64);
+    use ir_server::seal::{SealBuilder, SealKey, SEAL_CHUNK};
+    let data = vec![0x5au8; SEAL_CHUNK];
+    let key = std::sync::Arc::new(SealKey::random().expect("OS randomness"));
+    let mut b = SealBuilder::new(key, data.len() as u64).expect("one chunk");
     b.update(&data);
     let seal = b.finish().expect("whole chunk fed");
     bencher

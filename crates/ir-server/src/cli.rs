@@ -119,8 +119,8 @@ pub struct Args {
     pub io_threads: Option<usize>,
 
     /// MiB of memory for chunk seals of blobs served once in full, so later
-    /// downloads and ranges are checked per chunk with BLAKE3 instead of
-    /// re-hashed whole (0: always hash whole; 64 MiB covers 512 GiB of blobs)
+    /// downloads and ranges are checked per chunk with a GMAC tag instead of
+    /// re-hashed whole (0: always hash whole; 64 MiB covers 1 TiB of blobs)
     #[arg(long, default_value_t = 64, env = "IR_SERVER_SEAL_MEMORY")]
     pub seal_memory: u64,
 

@@ -6,7 +6,8 @@
 //!
 //! - [`cli`]: the command line;
 //! - [`catalog`]: the served snapshot;
-//! - [`seals`]: chunk seals of served blobs, bounded in memory;
+//! - [`seal`]: per-chunk tags of verified blobs; [`seals`]: the ones
+//!   of the blobs served so far, bounded in memory;
 //! - [`api`]: routing, handlers, errors, ranges, verified blob streams;
 //! - [`server`]: HTTP/1.1 and HTTP/2 on a connection, limits, shutdown;
 //! - [`transport`]: accept loops per transport;
@@ -23,6 +24,7 @@ pub mod memory;
 pub mod metrics;
 pub mod reload;
 pub mod sd_notify;
+pub mod seal;
 pub mod seals;
 pub mod server;
 pub mod signals;

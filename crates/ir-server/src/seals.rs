@@ -1,4 +1,4 @@
-//! The seals of the blobs served so far (see [`ir_oci::seal`]), bounded in
+//! The seals of the blobs served so far (see [`crate::seal`]), bounded in
 //! memory.
 //!
 //! The first whole GET of a large blob hashes it with its digest algorithm
@@ -16,13 +16,18 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use ir_oci::seal::{seal_bytes, Seal, SealBuilder, SEAL_CHUNK};
 use ir_oci::{Digest, FileIdentity};
 
-/// Default budget: 64 MiB of seals covers 512 GiB of served blobs.
+use crate::seal::{seal_bytes, Seal, SealBuilder, SealKey, SEAL_CHUNK};
+
+/// Default budget: 64 MiB of seals covers 1 TiB of served blobs.
 pub const DEFAULT_BUDGET: u64 = 64 << 20;
 
 type Key = (Digest, FileIdentity);
+
+fn key_of(digest: &Digest, identity: &FileIdentity) -> Key {
+    (digest.clone(), *identity)
+}
 
 enum Entry {
     Building,
@@ -38,6 +43,9 @@ struct Inner {
 /// Seals of one catalog snapshot.
 pub struct Seals {
     budget: u64,
+    /// The key of this snapshot's seals (`None`, and no seals, if the OS
+    /// gave no randomness).
+    key: Option<Arc<SealKey>>,
     inner: Mutex<Inner>,
 }
 
@@ -67,8 +75,16 @@ pub enum Lookup {
 impl Seals {
     /// A store that holds at most `budget` bytes of seals (0: none).
     pub fn new(budget: u64) -> Self {
+        let key = match SealKey::random() {
+            Ok(k) => Some(Arc::new(k)),
+            Err(_) => {
+                tracing::warn!("no randomness for a seal key: every download is hashed whole");
+                None
+            }
+        };
         Seals {
             budget,
+            key,
             inner: Mutex::new(Inner::default()),
         }
     }
@@ -81,7 +97,7 @@ impl Seals {
 
     /// The seal of a blob, if one was built.
     pub fn get(&self, digest: &Digest, identity: &FileIdentity) -> Option<Arc<Seal>> {
-        match self.lock().entries.get(&(digest.clone(), *identity)) {
+        match self.lock().entries.get(&key_of(digest, identity)) {
             Some(Entry::Ready(s)) => Some(s.clone()),
             _ => None,
         }
@@ -93,24 +109,31 @@ impl Seals {
         if identity.size <= SEAL_CHUNK as u64 {
             return Lookup::HashOnly;
         }
-        let key = (digest.clone(), *identity);
         let cost = seal_bytes(identity.size);
         let mut inner = self.lock();
-        match inner.entries.get(&key) {
+        match inner.entries.get(&key_of(digest, identity)) {
             Some(Entry::Ready(s)) => return Lookup::Sealed(s.clone()),
             Some(Entry::Building) => return Lookup::HashOnly,
             None => {}
         }
+        let Some(key) = &self.key else {
+            return Lookup::HashOnly;
+        };
         if inner.used.saturating_add(cost) > self.budget {
             return Lookup::HashOnly;
         }
+        let Some(builder) = SealBuilder::new(key.clone(), identity.size) else {
+            return Lookup::HashOnly;
+        };
         inner.used += cost;
-        inner.entries.insert(key.clone(), Entry::Building);
+        inner
+            .entries
+            .insert(key_of(digest, identity), Entry::Building);
         Lookup::Build(Box::new(SealTicket {
             seals: self.clone(),
-            key: Some(key),
+            key: Some((digest.clone(), *identity)),
             cost,
-            builder: SealBuilder::new(identity.size),
+            builder: Some(builder),
         }))
     }
 
@@ -132,23 +155,25 @@ pub struct SealTicket {
     seals: Arc<Seals>,
     key: Option<Key>,
     cost: u64,
-    builder: SealBuilder,
+    builder: Option<SealBuilder>,
 }
 
 impl SealTicket {
     /// Feeds the next bytes of the blob.
     pub fn update(&mut self, bytes: &[u8]) {
-        self.builder.update(bytes);
+        if let Some(b) = &mut self.builder {
+            b.update(bytes);
+        }
     }
 
     /// Keeps the seal. Call only after the whole blob matched its digest.
     pub fn publish(mut self) {
         let Some(key) = self.key.take() else { return };
-        let builder = std::mem::replace(&mut self.builder, SealBuilder::new(0));
+        let seal = self.builder.take().and_then(SealBuilder::finish);
         let mut inner = self.seals.lock();
-        match builder.finish() {
+        match seal {
             Some(seal) => {
-                tracing::debug!(digest = %key.0, chunks = seal.heap_bytes() / 32, "blob sealed");
+                tracing::debug!(digest = %key.0, bytes = seal.heap_bytes(), "blob sealed");
                 inner.entries.insert(key, Entry::Ready(Arc::new(seal)));
             }
             None => {
@@ -205,7 +230,7 @@ mod tests {
         t.publish();
         assert!(matches!(seals.lookup(&d, &id), Lookup::Sealed(_)));
         assert!(seals.get(&d, &id).is_some());
-        assert_eq!(seals.used(), 96);
+        assert_eq!(seals.used(), 48);
         // Another file with the same digest has no seal.
         let other = FileIdentity { ino: 99, ..id };
         assert!(seals.get(&d, &other).is_none());
@@ -232,13 +257,13 @@ mod tests {
 
     #[test]
     fn budget_and_small_blobs() {
-        let seals = Arc::new(Seals::new(64));
+        let seals = Arc::new(Seals::new(32));
         let d = Digest::of_bytes(Algorithm::Sha256, b"z");
         assert!(matches!(
             seals.lookup(&d, &identity(SEAL_CHUNK as u64)),
             Lookup::HashOnly
         ));
-        // 3 chunks = 96 bytes > 64.
+        // 3 chunks = 48 bytes > 32.
         assert!(matches!(
             seals.lookup(&d, &identity(3 * SEAL_CHUNK as u64)),
             Lookup::HashOnly
@@ -246,7 +271,7 @@ mod tests {
         let Lookup::Build(_t) = seals.lookup(&d, &identity(2 * SEAL_CHUNK as u64)) else {
             panic!("2 chunks fit")
         };
-        assert_eq!(seals.used(), 64);
+        assert_eq!(seals.used(), 32);
         let none = Arc::new(Seals::new(0));
         assert!(matches!(
             none.lookup(&d, &identity(2 * SEAL_CHUNK as u64)),

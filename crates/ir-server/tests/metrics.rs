@@ -162,7 +162,7 @@ fn values_after_known_traffic() {
     });
 }
 
-/// The first whole download of a large blob seals it: 32 bytes per
+/// The first whole download of a large blob seals it: 16 bytes per
 /// 256 KiB chunk, shown by the seal memory gauge; a second download and a
 /// range add nothing.
 #[test]
@@ -180,7 +180,7 @@ fn seal_memory_after_a_whole_download() {
         for _ in 0..2 {
             let r = client().get(&layer).send().await.unwrap();
             assert_eq!(r.bytes().await.unwrap().len(), 3 * (256 << 10) + 1);
-            assert_eq!(value(&scrape(&base).await, gauge), 4.0 * 32.0);
+            assert_eq!(value(&scrape(&base).await, gauge), 4.0 * 16.0);
         }
         let r = client()
             .get(&layer)
@@ -190,7 +190,7 @@ fn seal_memory_after_a_whole_download() {
             .unwrap();
         assert_eq!(r.status(), 206);
         assert_eq!(r.bytes().await.unwrap().len(), 299_901);
-        assert_eq!(value(&scrape(&base).await, gauge), 4.0 * 32.0);
+        assert_eq!(value(&scrape(&base).await, gauge), 4.0 * 16.0);
         server.stop().await;
     });
 }

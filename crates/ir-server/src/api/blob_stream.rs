@@ -10,7 +10,7 @@
 //!   chunk seal ([`crate::seals`]), kept once the digest matched;
 //! - once sealed, every GET of the blob, whole or a range, reads whole
 //!   aligned chunks and checks each against the seal *before* sending any
-//!   of it (BLAKE3, several times cheaper than SHA-256 here);
+//!   of it (GMAC, a tenth of the cost of SHA-256 here);
 //! - a range of a large blob not sealed yet cannot be hashed without
 //!   reading the whole blob; it is protected by the file identity check
 //!   (device, inode, size, mtime, ctime) before the first and after the
@@ -27,15 +27,15 @@ use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use ir_oci::digest::Hasher;
-use ir_oci::seal::Seal;
 use ir_oci::{Application, Digest, FileIdentity};
 use tokio::task::JoinHandle;
 
+use crate::seal::Seal;
 use crate::seals::SealTicket;
 
 /// Bytes read per step: one seal chunk, large enough to amortise the hop
 /// to the blocking pool, small enough to bound memory per connection.
-pub const CHUNK: usize = ir_oci::seal::SEAL_CHUNK;
+pub const CHUNK: usize = crate::seal::SEAL_CHUNK;
 
 /// Why a stream was cut off.
 #[derive(Debug, thiserror::Error)]

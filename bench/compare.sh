@@ -17,7 +17,7 @@
 #     certificate from scripts/make-dev-cert.sh);
 #   - peak RSS (VmHWM, reset with clear_refs before the small requests of
 #     each round) under the small-request load;
-# then ir-server's start-up: time from exec to a 200 from /readyz for a
+# then ir-server's start-up: time from exec to ready (sd_notify READY=1, sent when /readyz turns 200) for a
 # registry of few big blobs (STARTUP_BIG_APPS x 4 x 256 MiB, 2 GiB) and of
 # MANY_APPS applications x MANY_TAGS tags (many small files), cold page cache
 # when /proc/sys/vm/drop_caches is writable (else evicted with
@@ -414,21 +414,19 @@ if [[ -z ${SKIP_STARTUP:-} ]]; then
         cold:*) python3 "$here/gen_compare.py" evict "$1" ;;
         esac
     }
-    # start_ready ROOT: starts ir-server, sets READY_S (exec to /readyz 200)
-    # and SPID.
+    # start_ready ROOT: starts ir-server, sets READY_S (exec to ready: its
+    # sd_notify READY=1, sent when /readyz turns 200; see ready_time.py for
+    # why not poll) and SPID.
     start_ready() {
-        local t0 t1
-        t0=$(date +%s%N)
-        "$bin" -r "$1" --bind 127.0.0.1 -p "$IRX_PORT" --no-access-log 2>>"$work/startup.log" &
-        SPID=$!
-        until [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$IRX_PORT/readyz") == 200 ]]; do
-            kill -0 "$SPID" 2>/dev/null || { echo "ir-server exited during start-up" >&2; exit 1; }
-            sleep 0.01
-        done
-        t1=$(date +%s%N)
-        READY_S=$(awk -v t=$((t1 - t0)) 'BEGIN { printf "%.2f", t / 1e9 }')
+        local out
+        out=$(python3 "$here/ready_time.py" "$work/startup.log" \
+            "$bin" -r "$1" --bind 127.0.0.1 -p "$IRX_PORT" --no-access-log)
+        SPID=${out% *} READY_S=${out#* }
+        [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$IRX_PORT/readyz") == 200 ]] ||
+            { echo "ir-server said ready but /readyz is not 200" >&2; exit 1; }
     }
-    stop() { kill "$SPID"; wait "$SPID" 2>/dev/null || true; }
+    # The server is not this shell's child (ready_time.py started it).
+    stop() { kill "$SPID"; while kill -0 "$SPID" 2>/dev/null; do sleep 0.05; done; }
     rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
     big_root=$work/big many_root=$work/many empty_root=$work/empty
@@ -522,7 +520,7 @@ echo "| first $BIG_MIB MiB download after start (SHA-256 + seal), MiB/s | $(cell
 if ((${#startup_rows[@]})); then
     cat <<EOF
 
-ir-server start-up ($STARTUP_RUNS runs, median; from exec to the first 200 of /readyz):
+ir-server start-up ($STARTUP_RUNS runs, median; from exec to ready: sd_notify READY=1, the moment /readyz turns 200, waited for without polling):
 
 | measure | value | note |
 | --- | --- | --- |

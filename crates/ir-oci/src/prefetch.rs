@@ -155,7 +155,13 @@ fn open(path: &Path) -> std::io::Result<File> {
 /// inodes and, usually, neighbouring blocks).
 fn small_files(dir: &Path) -> Vec<(File, u64)> {
     let mut paths = vec![dir.join("index.json")];
-    if let Ok(algorithms) = std::fs::read_dir(dir.join("blobs")) {
+    let blobs = dir.join("blobs");
+    // `read_dir` follows symbolic links: look before listing, so that a
+    // `blobs` symlinked elsewhere is not read ahead (the loader rejects it;
+    // `alg` directories are checked by their entry type, which does not
+    // follow links).
+    let real_dir = std::fs::symlink_metadata(&blobs).is_ok_and(|m| m.is_dir());
+    if let Some(Ok(algorithms)) = real_dir.then(|| std::fs::read_dir(&blobs)) {
         for alg in algorithms.flatten().take(16) {
             if !alg.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
@@ -255,6 +261,27 @@ mod tests {
         assert_eq!(read_ahead(&dir.path().join("missing")), 0);
         // Just written, so cached: nothing to do.
         assert_eq!(application(dir.path()), 0);
+    }
+
+    #[test]
+    fn blobs_symlinked_elsewhere_are_not_read_ahead() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(elsewhere.path().join("sha256")).unwrap();
+        std::fs::write(elsewhere.path().join("sha256/secret"), b"x").unwrap();
+        std::fs::write(dir.path().join("index.json"), b"{}").unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), dir.path().join("blobs")).unwrap();
+        let files = small_files(dir.path());
+        assert_eq!(files.len(), 1, "only index.json");
+        // An algorithm directory that is a symlink is skipped too.
+        std::fs::remove_file(dir.path().join("blobs")).unwrap();
+        std::fs::create_dir(dir.path().join("blobs")).unwrap();
+        std::os::unix::fs::symlink(
+            elsewhere.path().join("sha256"),
+            dir.path().join("blobs/sha256"),
+        )
+        .unwrap();
+        assert_eq!(small_files(dir.path()).len(), 1, "only index.json");
     }
 
     #[test]

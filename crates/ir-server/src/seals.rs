@@ -23,6 +23,11 @@ use crate::seal::{seal_bytes, Seal, SealBuilder, SealKey, SEAL_CHUNK};
 /// Default budget: 64 MiB of seals covers 1 TiB of served blobs.
 pub const DEFAULT_BUDGET: u64 = 64 << 20;
 
+/// What one seal costs besides its tags: its map entry (digest, file
+/// identity, state), the shared `Seal` and the allocator's rounding.
+/// Counted so that many small sealed blobs cannot exceed the budget.
+pub const ENTRY_OVERHEAD: u64 = 256;
+
 type Key = (Digest, FileIdentity);
 
 fn key_of(digest: &Digest, identity: &FileIdentity) -> Key {
@@ -109,7 +114,7 @@ impl Seals {
         if identity.size <= SEAL_CHUNK as u64 {
             return Lookup::HashOnly;
         }
-        let cost = seal_bytes(identity.size);
+        let cost = seal_bytes(identity.size) + ENTRY_OVERHEAD;
         let mut inner = self.lock();
         match inner.entries.get(&key_of(digest, identity)) {
             Some(Entry::Ready(s)) => return Lookup::Sealed(s.clone()),
@@ -230,7 +235,7 @@ mod tests {
         t.publish();
         assert!(matches!(seals.lookup(&d, &id), Lookup::Sealed(_)));
         assert!(seals.get(&d, &id).is_some());
-        assert_eq!(seals.used(), 48);
+        assert_eq!(seals.used(), 48 + ENTRY_OVERHEAD);
         // Another file with the same digest has no seal.
         let other = FileIdentity { ino: 99, ..id };
         assert!(seals.get(&d, &other).is_none());
@@ -257,13 +262,13 @@ mod tests {
 
     #[test]
     fn budget_and_small_blobs() {
-        let seals = Arc::new(Seals::new(32));
+        let seals = Arc::new(Seals::new(32 + ENTRY_OVERHEAD));
         let d = Digest::of_bytes(Algorithm::Sha256, b"z");
         assert!(matches!(
             seals.lookup(&d, &identity(SEAL_CHUNK as u64)),
             Lookup::HashOnly
         ));
-        // 3 chunks = 48 bytes > 32.
+        // 3 chunks = 48 bytes of tags: over the budget.
         assert!(matches!(
             seals.lookup(&d, &identity(3 * SEAL_CHUNK as u64)),
             Lookup::HashOnly
@@ -271,7 +276,7 @@ mod tests {
         let Lookup::Build(_t) = seals.lookup(&d, &identity(2 * SEAL_CHUNK as u64)) else {
             panic!("2 chunks fit")
         };
-        assert_eq!(seals.used(), 32);
+        assert_eq!(seals.used(), 32 + ENTRY_OVERHEAD);
         let none = Arc::new(Seals::new(0));
         assert!(matches!(
             none.lookup(&d, &identity(2 * SEAL_CHUNK as u64)),

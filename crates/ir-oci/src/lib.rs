@@ -8,6 +8,8 @@
 //! - [`media_type`]: which media types are manifests, indexes or blobs;
 //! - [`loader`]: reads a root of OCI image layouts and verifies every
 //!   reachable byte, producing a [`model::Registry`];
+//! - [`mapped`]: hashing large files through memory maps, a bus error
+//!   (a file truncated meanwhile) becoming an ordinary failure;
 //! - [`prefetch`]: batched read-ahead of an application's small files
 //!   when the page cache is cold;
 //! - [`rule`]: the rules a layout can break, as data;
@@ -19,6 +21,7 @@ pub mod digest_map;
 mod fsx;
 pub use fsx::open_unchanged;
 pub mod loader;
+pub mod mapped;
 pub mod media_type;
 pub mod model;
 pub mod name;

@@ -9,6 +9,7 @@ use std::path::Path;
 use crate::digest::{Digest, Hasher};
 use crate::mapped;
 use crate::model::FileIdentity;
+use crate::prefetch::Prefetched;
 use crate::rule::Rule;
 
 /// Read buffer for hashing: large enough to amortise syscalls, small
@@ -90,22 +91,55 @@ pub fn open_blob(path: &Path) -> Result<(File, Metadata), Rule> {
     Ok((file, meta))
 }
 
-/// Reads a whole small file, refusing anything over `limit` bytes before
-/// reading it.
-pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, Rule> {
-    let (file, meta) = open_regular(path)?;
-    read_open_limited(file, &meta, limit)
+/// A regular file to read: open, or already read by the read-ahead
+/// ([`Prefetched`]), unchanged since.
+pub enum Source {
+    /// Open for reading.
+    File(File),
+    /// Its whole contents, read while it had the identity it still has.
+    Read(Vec<u8>),
 }
 
-/// Reads a whole file opened with [`open_regular`], refusing anything over
-/// `limit` bytes before reading it.
-pub fn read_open_limited(file: File, meta: &Metadata, limit: u64) -> Result<Vec<u8>, Rule> {
+/// Like [`open_regular`], taking the file's bytes from `pre` when the
+/// read-ahead holds them (then the metadata is the path's `lstat`, which
+/// showed it a regular file with the identity it had when read).
+pub fn open_regular_from(path: &Path, pre: &mut Prefetched) -> Result<(Source, Metadata), Rule> {
+    if let Some((meta, bytes)) = pre.take(path) {
+        return Ok((Source::Read(bytes), meta));
+    }
+    open_regular(path).map(|(file, meta)| (Source::File(file), meta))
+}
+
+/// Like [`open_blob`], taking the file's bytes from `pre` when it holds
+/// them.
+pub fn open_blob_from(path: &Path, pre: &mut Prefetched) -> Result<(Source, Metadata), Rule> {
+    let (source, meta) = open_regular_from(path, pre)?;
+    if meta.nlink() > 1 {
+        return Err(Rule::HardLink(meta.nlink()));
+    }
+    Ok((source, meta))
+}
+
+/// Reads a whole small file, refusing anything over `limit` bytes before
+/// reading it.
+pub fn read_limited(path: &Path, limit: u64, pre: &mut Prefetched) -> Result<Vec<u8>, Rule> {
+    let (source, meta) = open_regular_from(path, pre)?;
+    read_open_limited(source, &meta, limit)
+}
+
+/// Reads a whole file opened with [`open_regular_from`], refusing anything
+/// over `limit` bytes before reading it.
+pub fn read_open_limited(source: Source, meta: &Metadata, limit: u64) -> Result<Vec<u8>, Rule> {
     if meta.len() > limit {
         return Err(Rule::TooLarge {
             size: meta.len(),
             limit,
         });
     }
+    let file = match source {
+        Source::Read(bytes) => return Ok(bytes),
+        Source::File(file) => file,
+    };
     let mut buf = Vec::with_capacity(meta.len() as usize);
     // take(limit + 1) so a file that grows after fstat is still bounded.
     file.take(limit + 1)
@@ -118,15 +152,21 @@ pub fn read_open_limited(file: File, meta: &Metadata, limit: u64) -> Result<Vec<
 }
 
 /// Reads a manifest or index blob and checks its size and digest.
-pub fn read_verified(path: &Path, digest: &Digest, size: u64, limit: u64) -> Result<Vec<u8>, Rule> {
-    let (file, meta) = open_blob(path)?;
+pub fn read_verified(
+    path: &Path,
+    digest: &Digest,
+    size: u64,
+    limit: u64,
+    pre: &mut Prefetched,
+) -> Result<Vec<u8>, Rule> {
+    let (source, meta) = open_blob_from(path, pre)?;
     if meta.len() != size {
         return Err(Rule::SizeMismatch {
             expected: size,
             actual: meta.len(),
         });
     }
-    let bytes = read_open_limited(file, &meta, limit)?;
+    let bytes = read_open_limited(source, &meta, limit)?;
     if bytes.len() as u64 != size {
         return Err(Rule::ChangedDuringVerification);
     }
@@ -140,16 +180,18 @@ pub fn read_verified(path: &Path, digest: &Digest, size: u64, limit: u64) -> Res
     Ok(bytes)
 }
 
-/// Streams a blob through its hash with the caller's buffer, checking size
-/// and digest, and that the file did not change meanwhile. Returns the
-/// identity that the served file must keep.
+/// Streams a blob through its hash with the caller's buffer (or hashes
+/// the bytes the read-ahead holds for it), checking size and digest, and
+/// that the file did not change meanwhile. Returns the identity that the
+/// served file must keep.
 pub fn hash_blob(
     path: &Path,
     digest: &Digest,
     size: u64,
     buf: &mut [u8],
+    pre: &mut Prefetched,
 ) -> Result<FileIdentity, Rule> {
-    let (mut file, meta) = open_blob(path)?;
+    let (source, meta) = open_blob_from(path, pre)?;
     if meta.len() != size {
         return Err(Rule::SizeMismatch {
             expected: size,
@@ -157,6 +199,23 @@ pub fn hash_blob(
         });
     }
     let before = FileIdentity::of(&meta);
+    let mut file = match source {
+        Source::File(file) => file,
+        // Read whole while the file had the identity it still has.
+        Source::Read(bytes) => {
+            if bytes.len() as u64 != size {
+                return Err(Rule::ChangedDuringVerification);
+            }
+            let actual = Digest::of_bytes(digest.algorithm(), &bytes);
+            if &actual != digest {
+                return Err(Rule::DigestMismatch {
+                    expected: digest.clone(),
+                    actual,
+                });
+            }
+            return Ok(before);
+        }
+    };
     if size > buf.len() as u64 {
         // Only worth a syscall when the file takes several reads.
         advise_sequential(&file);

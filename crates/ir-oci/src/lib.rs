@@ -31,7 +31,7 @@ pub mod rule;
 
 pub use digest::{Algorithm, Digest};
 pub use digest_map::DigestMap;
-pub use loader::{load, load_incremental, LoadError, LoadOptions};
+pub use loader::{load, load_incremental, LoadError, LoadOptions, ReadAhead};
 pub use model::{Application, Blob, FileIdentity, Manifest, Referring, Registry};
 pub use name::{Reference, RepoName, Tag};
 pub use rule::{Rejection, Rule};

@@ -32,6 +32,7 @@ use crate::model::{
     Application, Blob, DigestMap, FileIdentity, Manifest, Orphan, Referring, Registry,
 };
 use crate::name::{RepoName, Tag};
+use crate::prefetch::Prefetched;
 use crate::rule::{Rejection, Rule};
 
 /// The annotation from which tags are read.
@@ -69,6 +70,23 @@ pub struct LoadOptions {
     /// means [`DEFAULT_IO_THREADS_PER_CORE`] per core, at most
     /// [`MAX_DEFAULT_IO_THREADS`] (and never fewer than `threads`).
     pub io_threads: Option<usize>,
+    /// When to read an application's small files ahead in one batch
+    /// ([`crate::prefetch`]).
+    pub read_ahead: ReadAhead,
+}
+
+/// When the loader reads an application's small files ahead in one
+/// `io_uring` batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadAhead {
+    /// When its `index.json` is not in the page cache (the default: with a
+    /// warm cache, batching saves nothing).
+    #[default]
+    WhenCold,
+    /// Always (tests use it to exercise the read-ahead path).
+    Always,
+    /// Never.
+    Never,
 }
 
 /// Default I/O threads per core (see [`LoadOptions::io_threads`]). Measured
@@ -97,6 +115,7 @@ impl Default for LoadOptions {
             max_dir_entries: 1_000_000,
             threads: None,
             io_threads: None,
+            read_ahead: ReadAhead::WhenCold,
         }
     }
 }
@@ -203,7 +222,15 @@ pub fn load_incremental(
         .collect();
     jobs.sort_unstable_by_key(|j| std::cmp::Reverse(j.2));
     let results: Vec<Outcome> = hash_all(&jobs, cpu_threads, |buf, (i, digest, size)| {
-        verify_blob(&apps[*i].structure, digest, *size, previous, buf)
+        let nothing_read_ahead = &mut Prefetched::default();
+        verify_blob(
+            &apps[*i].structure,
+            digest,
+            *size,
+            previous,
+            buf,
+            nothing_read_ahead,
+        )
     });
     tracing::debug!(large_blobs = jobs.len(), elapsed = ?started.elapsed(), "load: hashing done");
     for ((i, digest, _), outcome) in jobs.into_iter().zip(results) {
@@ -243,6 +270,7 @@ fn verify_blob(
     size: u64,
     previous: Option<&Registry>,
     buf: &mut [u8],
+    pre: &mut Prefetched,
 ) -> Outcome {
     let path = structure.dir.join(digest.blob_path());
     let known = previous
@@ -253,7 +281,7 @@ fn verify_blob(
     if let Some(identity) = known.and_then(|b| fsx::still_same(&path, &b.identity)) {
         return Ok((identity, false));
     }
-    fsx::hash_blob(&path, digest, size, buf).map(|id| (id, true))
+    fsx::hash_blob(&path, digest, size, buf, pre).map(|id| (id, true))
 }
 
 /// Phase 2 for one application: its structure, then its small blobs and
@@ -265,15 +293,23 @@ fn read_application(
     big_documents: &BigDocuments,
 ) -> Result<ReadApplication, Box<Rejection>> {
     // Cold cache: fetch the application's small files in one merged batch
-    // first (a hint; everything below reads and checks them as usual).
-    crate::prefetch::application(&candidate.dir);
-    let structure = read_structure(candidate, options, big_documents)?;
+    // first. What it read is used below only where the file is unchanged
+    // since, and is checked exactly as if read there.
+    let mut pre = match options.read_ahead {
+        ReadAhead::WhenCold => crate::prefetch::application(&candidate.dir),
+        ReadAhead::Always => crate::prefetch::read_ahead(&candidate.dir),
+        ReadAhead::Never => Prefetched::default(),
+    };
+    let structure = read_structure(candidate, options, big_documents, &mut pre)?;
     let small: Vec<(Digest, Outcome)> = SMALL_BUFFER.with_borrow_mut(|buf| {
         structure
             .blobs
             .iter()
             .filter(|(_, p)| p.size <= SMALL_BLOB)
-            .map(|(d, p)| (d.clone(), verify_blob(&structure, d, p.size, previous, buf)))
+            .map(|(d, p)| {
+                let outcome = verify_blob(&structure, d, p.size, previous, buf, &mut pre);
+                (d.clone(), outcome)
+            })
             .collect()
     });
     let mut app = ReadApplication::new(structure);
@@ -613,6 +649,7 @@ fn read_structure(
     candidate: &Candidate,
     options: &LoadOptions,
     big_documents: &BigDocuments,
+    pre: &mut Prefetched,
 ) -> Result<Structure, Box<Rejection>> {
     let to_rejection = |(file, rule): Broken| {
         let r = Rejection {
@@ -637,6 +674,7 @@ fn read_structure(
         big_documents,
         permit: None,
         held: 0,
+        pre,
     };
     let tags = walker.walk_layout().map_err(to_rejection)?;
     Ok(Structure {
@@ -666,6 +704,8 @@ struct Walker<'a> {
     // Bytes of the documents being walked (index.json and the chain of
     // nested documents down to the current one).
     held: u64,
+    // What the read-ahead read of this application.
+    pre: &'a mut Prefetched,
 }
 
 fn invalid(what: &'static str, e: impl std::fmt::Display) -> Rule {
@@ -707,8 +747,8 @@ impl<'a> Walker<'a> {
         }
         fsx::require_real_dir(self.dir).map_err(at(""))?;
 
-        let layout =
-            fsx::read_limited(&self.dir.join("oci-layout"), 64 << 10).map_err(at("oci-layout"))?;
+        let layout = fsx::read_limited(&self.dir.join("oci-layout"), 64 << 10, self.pre)
+            .map_err(at("oci-layout"))?;
         let layout: OciLayout = serde_json::from_slice(&layout)
             .map_err(|e| invalid("oci-layout", e))
             .map_err(at("oci-layout"))?;
@@ -718,8 +758,8 @@ impl<'a> Walker<'a> {
             )));
         }
 
-        let (file, meta) =
-            fsx::open_regular(&self.dir.join("index.json")).map_err(at("index.json"))?;
+        let (file, meta) = fsx::open_regular_from(&self.dir.join("index.json"), self.pre)
+            .map_err(at("index.json"))?;
         // Held for the whole walk: its descriptors are walked from it.
         self.admit(meta.len().min(self.options.max_index_json));
         let bytes = fsx::read_open_limited(file, &meta, self.options.max_index_json)
@@ -866,6 +906,7 @@ impl<'a> Walker<'a> {
             &digest,
             size,
             self.options.max_manifest,
+            self.pre,
         )
         .map_err(at)?;
         self.bytes_verified += size;

@@ -12,7 +12,7 @@
 
 use std::path::Path;
 
-use ir_oci::{Digest, LoadOptions, Registry, Rule};
+use ir_oci::{Digest, LoadOptions, ReadAhead, Registry, Rule};
 use ir_testkit::{Desc, Image, Layout, Root};
 
 // ---- roots --------------------------------------------------------------
@@ -49,9 +49,44 @@ pub trait Load {
 }
 
 impl Load for Root {
+    /// With the default `read_ahead` (`WhenCold`, which a test's fresh
+    /// files never are), loads twice: reading every file itself, and
+    /// taking the bytes of small files from the batched read-ahead; both
+    /// must reach the same verdicts, so that every loader test covers both
+    /// paths.
     fn load_with(&self, options: &LoadOptions) -> Registry {
-        ir_oci::load(self.path(), options).expect("root loads")
+        let load = |read_ahead| {
+            let options = LoadOptions {
+                read_ahead,
+                ..options.clone()
+            };
+            ir_oci::load(self.path(), &options).expect("root loads")
+        };
+        if options.read_ahead != ReadAhead::WhenCold {
+            return load(options.read_ahead);
+        }
+        let direct = load(ReadAhead::Never);
+        let ahead = load(ReadAhead::Always);
+        assert_eq!(
+            verdicts(&direct),
+            verdicts(&ahead),
+            "read-ahead changed the outcome"
+        );
+        ahead
     }
+}
+
+/// What a load decided, comparably: each served application's tags,
+/// manifests (with their bytes) and blobs (with their file identities);
+/// the rejections; the orphans.
+fn verdicts(reg: &Registry) -> String {
+    let mut out = String::new();
+    for (name, app) in &reg.applications {
+        let manifests: Vec<_> = app.manifests.iter().map(|(d, m)| (d, &m.bytes)).collect();
+        let blobs: Vec<_> = app.blobs.iter().map(|(d, b)| (d, b.identity)).collect();
+        out += &format!("{name}: {:?} {manifests:?} {blobs:?}\n", app.tags);
+    }
+    format!("{out}{:?}\n{:?}", reg.rejected, reg.orphans)
 }
 
 /// A test descriptor's digest as ir-oci's type.

@@ -176,7 +176,13 @@ impl Digest {
                 found: hex.chars().count(),
             });
         }
-        if let Some(found) = hex.chars().find(|c| !matches!(c, '0'..='9' | 'a'..='f')) {
+        // Bytes, not chars: the common case is all ASCII, and any non-ASCII
+        // byte fails the test anyway (the char is found for the message).
+        if !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            let found = hex
+                .chars()
+                .find(|c| !matches!(c, '0'..='9' | 'a'..='f'))
+                .unwrap_or('?');
             return Err(DigestError::NotLowercaseHex { algorithm, found });
         }
         // Validated above: exactly the right length of lowercase hex.

@@ -85,8 +85,12 @@ machine_info() {
 # openssl_sha256_mib: single-core SHA-256 rate of `openssl speed -evp
 # sha256 -seconds 3`, 16384-byte blocks, in MiB/s. openssl prints the
 # column in thousands of bytes per second.
+# With an argument N, the rate of N processes at once (`-multi N`), summed:
+# what the machine's cores really do together.
 openssl_sha256_mib() {
-    openssl speed -evp sha256 -seconds 3 2>/dev/null |
+    local multi=()
+    [[ -n ${1:-} ]] && multi=(-multi "$1")
+    openssl speed -evp sha256 -seconds 3 "${multi[@]}" 2>/dev/null |
         awk 'tolower($1) == "sha256" && NF >= 7 { v = $7 } END {
             sub(/k$/, "", v); printf "%.0f\n", v * 1000 / 1048576 }'
 }

@@ -167,17 +167,27 @@ pub fn read_verified(
         });
     }
     let bytes = read_open_limited(source, &meta, limit)?;
+    check_whole(&bytes, digest, size)?;
+    Ok(bytes)
+}
+
+/// Checks a whole file's bytes, read after its size was found to be
+/// `size`: still that size, and of that digest.
+fn check_whole(bytes: &[u8], digest: &Digest, size: u64) -> Result<(), Rule> {
     if bytes.len() as u64 != size {
         return Err(Rule::ChangedDuringVerification);
     }
-    let actual = Digest::of_bytes(digest.algorithm(), &bytes);
-    if &actual != digest {
+    expect_digest(Digest::of_bytes(digest.algorithm(), bytes), digest)
+}
+
+fn expect_digest(actual: Digest, expected: &Digest) -> Result<(), Rule> {
+    if &actual != expected {
         return Err(Rule::DigestMismatch {
-            expected: digest.clone(),
+            expected: expected.clone(),
             actual,
         });
     }
-    Ok(bytes)
+    Ok(())
 }
 
 /// Streams a blob through its hash with the caller's buffer (or hashes
@@ -202,19 +212,7 @@ pub fn hash_blob(
     let mut file = match source {
         Source::File(file) => file,
         // Read whole while the file had the identity it still has.
-        Source::Read(bytes) => {
-            if bytes.len() as u64 != size {
-                return Err(Rule::ChangedDuringVerification);
-            }
-            let actual = Digest::of_bytes(digest.algorithm(), &bytes);
-            if &actual != digest {
-                return Err(Rule::DigestMismatch {
-                    expected: digest.clone(),
-                    actual,
-                });
-            }
-            return Ok(before);
-        }
+        Source::Read(bytes) => return check_whole(&bytes, digest, size).map(|()| before),
     };
     if size > buf.len() as u64 {
         // Only worth a syscall when the file takes several reads.
@@ -261,13 +259,7 @@ pub fn hash_blob(
     if total != size || FileIdentity::of(&after) != before {
         return Err(Rule::ChangedDuringVerification);
     }
-    let actual = hasher.finish();
-    if &actual != digest {
-        return Err(Rule::DigestMismatch {
-            expected: digest.clone(),
-            actual,
-        });
-    }
+    expect_digest(hasher.finish(), digest)?;
     Ok(before)
 }
 

@@ -364,12 +364,18 @@ fn read_batch(
 mod tests {
     use super::*;
 
-    #[test]
-    fn reads_regular_files_only_and_never_fails() {
+    /// A directory with `index.json` (`{}`) and an empty `blobs/sha256`.
+    fn layout_dir() -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let blobs = dir.path().join("blobs/sha256");
         std::fs::create_dir_all(&blobs).unwrap();
         std::fs::write(dir.path().join("index.json"), b"{}").unwrap();
+        (dir, blobs)
+    }
+
+    #[test]
+    fn reads_regular_files_only_and_never_fails() {
+        let (dir, blobs) = layout_dir();
         std::fs::write(blobs.join("a"), vec![1u8; 5000]).unwrap();
         std::fs::write(blobs.join("empty"), b"").unwrap();
         std::fs::write(blobs.join("big"), vec![2u8; MAX_READ as usize + 1]).unwrap();
@@ -411,10 +417,7 @@ mod tests {
 
     #[test]
     fn bytes_are_handed_out_only_while_the_file_is_unchanged() {
-        let dir = tempfile::tempdir().unwrap();
-        let blobs = dir.path().join("blobs/sha256");
-        std::fs::create_dir_all(&blobs).unwrap();
-        std::fs::write(dir.path().join("index.json"), b"{}").unwrap();
+        let (dir, blobs) = layout_dir();
         for name in ["grown", "relinked", "kept"] {
             std::fs::write(blobs.join(name), name).unwrap();
         }

@@ -25,7 +25,7 @@
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{compiler_fence, AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Once, OnceLock};
 
 use crate::digest::Hasher;
@@ -134,7 +134,11 @@ fn hash_window(file: &File, offset: u64, len: usize, hasher: &mut Hasher) -> Res
     slot.faulted.store(false, Ordering::Relaxed);
     slot.end.store(start + len, Ordering::Release);
     slot.start.store(start, Ordering::Release);
+    // The handler runs on this thread: keep the compiler from moving the
+    // map's reads before its registration or after its removal.
+    compiler_fence(Ordering::SeqCst);
     hasher.update(&map);
+    compiler_fence(Ordering::SeqCst);
     slot.start.store(0, Ordering::Release);
     let faulted = slot.faulted.load(Ordering::Acquire);
     drop(map);

@@ -194,10 +194,19 @@ pub async fn serve(args: Args) -> ExitCode {
     };
     match loaded {
         Ok(Ok(registry)) => {
-            shared.store(Arc::new(Catalog::with_seal_budget(
-                registry,
-                args.seal_memory.saturating_mul(1 << 20),
-            )));
+            let cache_budget = match args.blob_cache {
+                Some(mib) => mib.saturating_mul(1 << 20),
+                None => crate::blob_cache::default_budget(),
+            };
+            tracing::debug!(bytes = cache_budget, "blob cache budget");
+            let cache = crate::blob_cache::BlobCache::new(cache_budget);
+            if cache_budget > 0 {
+                tokio::spawn(unmap_idle_blob_copies(cache.clone()));
+            }
+            shared.store(Arc::new(
+                Catalog::with_seal_budget(registry, args.seal_memory.saturating_mul(1 << 20))
+                    .with_blob_cache(cache),
+            ));
             state.set_ready();
             crate::sd_notify::notify("READY=1");
             tracing::info!("ready");
@@ -216,7 +225,8 @@ pub async fn serve(args: Args) -> ExitCode {
         }
     }
 
-    // Reloads: SIGHUP always, file changes with --watch.
+    // Reloads: SIGHUP always, file changes with --watch. Reloaded
+    // snapshots share the blob cache (`Catalog::succeeded_by`).
     let reloader = Arc::new(Reloader::new(shared, args.root_dir(), load_options(&args)));
     let (trigger_tx, trigger_rx) = mpsc::channel::<()>(1);
     tokio::spawn(reloader.run(trigger_rx, WATCH_QUIET));
@@ -369,5 +379,20 @@ async fn watch_certificates(
                 let _ = tokio::task::spawn_blocking(move || store.reload_if_changed()).await;
             }
         }
+    }
+}
+
+/// How long a blob copy in memory stays mapped after its last response.
+const BLOB_MAP_IDLE: Duration = Duration::from_secs(10);
+
+/// Unmaps idle blob copies now and then (see `BlobCache::unmap_idle`), on
+/// the blocking pool: unmapping 256 MiB takes milliseconds.
+async fn unmap_idle_blob_copies(cache: Arc<crate::blob_cache::BlobCache>) {
+    let mut tick = tokio::time::interval(BLOB_MAP_IDLE / 2);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let cache = cache.clone();
+        let _ = tokio::task::spawn_blocking(move || cache.unmap_idle(BLOB_MAP_IDLE)).await;
     }
 }

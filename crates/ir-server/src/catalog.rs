@@ -7,6 +7,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use ir_oci::{Application, Registry, RepoName};
 
+use crate::blob_cache::BlobCache;
 use crate::seals::Seals;
 
 /// What the HTTP layer serves from.
@@ -18,10 +19,14 @@ pub struct Catalog {
     kept: Vec<RepoName>,
     /// Chunk seals of the blobs served so far from this snapshot.
     seals: Arc<Seals>,
+    /// Verified copies of large blobs in memory, shared with the snapshots
+    /// before and after this one.
+    blob_cache: Arc<BlobCache>,
 }
 
 impl Catalog {
-    /// Wraps a loaded registry, with the default seal budget.
+    /// Wraps a loaded registry, with the default seal budget and no blob
+    /// cache (the binary sizes its cache from `--blob-cache`).
     pub fn new(registry: Registry) -> Self {
         Catalog::with_seal_budget(registry, crate::seals::DEFAULT_BUDGET)
     }
@@ -33,14 +38,23 @@ impl Catalog {
             registry,
             kept: Vec::new(),
             seals: Arc::new(Seals::new(seal_budget)),
+            blob_cache: BlobCache::new(0),
         }
+    }
+
+    /// The same snapshot, serving large blobs from `cache` once they are
+    /// in it.
+    pub fn with_blob_cache(mut self, cache: Arc<BlobCache>) -> Self {
+        self.blob_cache = cache;
+        self
     }
 
     /// The next snapshot after a reload: `registry` as loaded, plus the
     /// previous version of every application that `registry` rejected but
     /// `self` served, so that a broken update never takes an application
     /// down. An application whose directory is gone is not kept. Seals are
-    /// not carried over (files may have changed); the budget is.
+    /// not carried over (files may have changed); the budget is. The blob
+    /// cache is, minus the blobs no application serves any more.
     pub fn succeeded_by(&self, mut registry: Registry) -> Catalog {
         let mut kept = Vec::new();
         for rejection in &registry.rejected {
@@ -58,10 +72,30 @@ impl Catalog {
             let old = self.registry.applications[name].clone();
             registry.applications.insert(name.clone(), old);
         }
+        let cached = self.blob_cache.digests();
+        if !cached.is_empty() {
+            // At most one pass over the new registry's blobs: each
+            // application walks the smaller of its blobs and the copies.
+            let mut unserved: std::collections::HashSet<_> = cached.into_iter().collect();
+            for app in registry.applications.values() {
+                if unserved.is_empty() {
+                    break;
+                }
+                if app.blobs.len() < unserved.len() {
+                    for d in app.blobs.keys() {
+                        unserved.remove(d);
+                    }
+                } else {
+                    unserved.retain(|d| !app.blobs.contains_key(d));
+                }
+            }
+            self.blob_cache.retain(|d| !unserved.contains(d));
+        }
         Catalog {
             registry,
             kept,
             seals: Arc::new(Seals::new(self.seals.budget())),
+            blob_cache: self.blob_cache.clone(),
         }
     }
 
@@ -83,6 +117,11 @@ impl Catalog {
     /// The chunk seals of this snapshot.
     pub fn seals(&self) -> &Arc<Seals> {
         &self.seals
+    }
+
+    /// The verified copies of large blobs in memory.
+    pub fn blob_cache(&self) -> &Arc<BlobCache> {
+        &self.blob_cache
     }
 
     /// Applications kept at their last good version.

@@ -124,6 +124,13 @@ pub struct Args {
     #[arg(long, default_value_t = 64, env = "IR_SERVER_SEAL_MEMORY")]
     pub seal_memory: u64,
 
+    /// MiB of memory for verified copies of large blobs, kept from their
+    /// first whole download and sent from memory afterwards instead of being
+    /// read from disk and checked again (default: an eighth of the memory
+    /// available to the server, at most 1024; 0: off)
+    #[arg(long, value_name = "MIB", env = "IR_SERVER_BLOB_CACHE")]
+    pub blob_cache: Option<u64>,
+
     /// also reload when files change under the root (SIGHUP always reloads)
     #[arg(long, env = "IR_SERVER_WATCH")]
     pub watch: bool,

@@ -8,6 +8,8 @@
 //! - [`catalog`]: the served snapshot;
 //! - [`seal`]: per-chunk tags of verified blobs; [`seals`]: the ones
 //!   of the blobs served so far, bounded in memory;
+//! - [`blob_cache`]: sealed in-memory copies of large blobs, checked as
+//!   they were first downloaded and sent from memory afterwards;
 //! - [`api`]: routing, handlers, errors, ranges, verified blob streams;
 //! - [`server`]: HTTP/1.1 and HTTP/2 on a connection, limits, shutdown;
 //! - [`transport`]: accept loops per transport;
@@ -17,6 +19,7 @@
 
 pub mod api;
 pub mod app;
+pub mod blob_cache;
 pub mod catalog;
 pub mod cli;
 pub mod logging;

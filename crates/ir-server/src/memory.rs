@@ -33,3 +33,67 @@ pub fn release_freed() {
         tracing::debug!(rc, "jemalloc purge refused");
     }
 }
+
+/// Memory available to this process: physical memory, or the limit of
+/// its cgroup (v2 `memory.max`) if that is lower. Sizes defaults such as
+/// the blob cache's, so that a server in a small container does not claim
+/// what a large host has.
+pub fn available_bytes() -> u64 {
+    let physical = physical_bytes();
+    match cgroup_limit_bytes() {
+        Some(limit) if limit > 0 => physical.min(limit),
+        _ => physical,
+    }
+}
+
+fn physical_bytes() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let (pages, size) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    match (u64::try_from(pages), u64::try_from(size)) {
+        (Ok(p), Ok(s)) => p.saturating_mul(s),
+        _ => 0,
+    }
+}
+
+/// The memory limit of this process's cgroup, if it has one: v2
+/// `memory.max`, or v1 `memory.limit_in_bytes` (a huge number when
+/// unlimited, which `min` then ignores).
+fn cgroup_limit_bytes() -> Option<u64> {
+    // Lines of /proc/self/cgroup are "0::/path" (v2) or "N:memory:/path"
+    // (v1). The paths come from the kernel, but are still only joined
+    // under /sys/fs/cgroup, and never with "..".
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let (dir, file, path) = own.lines().find_map(|l| {
+        let (_, rest) = l.split_once(':')?;
+        let (controllers, path) = rest.split_once(':')?;
+        match controllers {
+            "" => Some(("", "memory.max", path)),
+            "memory" => Some(("memory", "memory.limit_in_bytes", path)),
+            _ => None,
+        }
+    })?;
+    let path = path.trim().trim_start_matches('/');
+    if path.split('/').any(|c| c == "..") {
+        return None;
+    }
+    let at = std::path::Path::new("/sys/fs/cgroup")
+        .join(dir)
+        .join(path)
+        .join(file);
+    std::fs::read_to_string(at).ok()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn available_memory_is_known_and_within_physical() {
+        let available = super::available_bytes();
+        assert!(available > 0);
+        assert!(available <= super::physical_bytes());
+    }
+}

@@ -23,6 +23,7 @@
 //! | `ir_server_applications` | gauge | `state` (`served`, `rejected`, `kept`) |
 //! | `ir_server_orphan_files` | gauge | |
 //! | `ir_server_blob_seal_memory_bytes` | gauge | (chunk seals held or being built) |
+//! | `ir_server_blob_cache_bytes` | gauge | (verified blob copies in memory, held or being filled) |
 //! | `ir_server_ready` | gauge | (0 while loading and once shutting down) |
 //! | `ir_server_verified_blobs_total` | counter | |
 //! | `ir_server_verified_bytes_total` | counter | |
@@ -210,6 +211,7 @@ pub struct Metrics {
     applications: Family<StateLabels, Gauge>,
     orphans: Gauge,
     seal_memory: Gauge,
+    blob_cache: Gauge,
     ready: Gauge,
     verified_blobs: Counter,
     verified_bytes: Counter,
@@ -283,6 +285,13 @@ impl Metrics {
             Unit::Bytes,
             seal_memory.clone(),
         );
+        let blob_cache = Gauge::default();
+        registry.register_with_unit(
+            "blob_cache",
+            "Memory held by verified copies of large blobs, and reserved by copies being filled (bounded by --blob-cache)",
+            Unit::Bytes,
+            blob_cache.clone(),
+        );
         let ready = Gauge::default();
         registry.register(
             "ready",
@@ -353,6 +362,7 @@ impl Metrics {
             applications,
             orphans,
             seal_memory,
+            blob_cache,
             ready,
             verified_blobs,
             verified_bytes,
@@ -479,6 +489,8 @@ impl Metrics {
         self.orphans.set(registry.orphans.len() as i64);
         self.seal_memory
             .set(i64::try_from(catalog.seals().used()).unwrap_or(i64::MAX));
+        self.blob_cache
+            .set(i64::try_from(catalog.blob_cache().used()).unwrap_or(i64::MAX));
         self.ready.set(i64::from(state.is_ready() && !draining));
     }
 

@@ -1,6 +1,7 @@
 //! Only verified bytes are served: a blob whose file changes or vanishes
 //! after verification is refused, and a change during a download cuts the
-//! response off before its last byte.
+//! response off before its last byte. A blob's verified copy in memory is
+//! made only of bytes that passed, and is what later requests get.
 
 mod common;
 
@@ -10,6 +11,14 @@ use common::{client, error_code, TestServer};
 use ir_testkit::Root;
 
 async fn serve_one_blob(content: &[u8]) -> (Root, TestServer, std::path::PathBuf, String) {
+    serve_one_blob_cached(content, 0).await
+}
+
+/// As `serve_one_blob`, with a blob cache of `budget` bytes (0: none).
+async fn serve_one_blob_cached(
+    content: &[u8],
+    budget: u64,
+) -> (Root, TestServer, std::path::PathBuf, String) {
     let root = Root::new();
     let app = root.layout("app");
     let layer = app.blob(ir_testkit::LAYER_GZIP, content);
@@ -17,7 +26,7 @@ async fn serve_one_blob(content: &[u8]) -> (Root, TestServer, std::path::PathBuf
     let m = app.manifest(&config, std::slice::from_ref(&layer));
     app.set_index(&[m.tagged("latest")]);
     let path = app.blob_path(&layer);
-    let server = TestServer::start(root.path()).await;
+    let server = TestServer::start_cached(root.path(), budget).await;
     let url = server.url(&format!(
         "/v2/app/blobs/{}",
         layer["digest"].as_str().unwrap()
@@ -203,4 +212,97 @@ async fn sealed_blob_never_sends_a_changed_chunk() {
         "a changed byte was sent"
     );
     assert_eq!(client().get(&url).send().await.unwrap().status(), 404);
+}
+
+fn cache_used(server: &TestServer) -> u64 {
+    server.state.catalog.load().blob_cache().used()
+}
+
+/// After a whole download, a blob is sent from its verified copy in
+/// memory: what changes on disk afterwards is never sent, whole or ranges.
+#[tokio::test]
+async fn verified_copy_is_sent_whatever_the_file_becomes() {
+    let size = 3 << 20;
+    let content = patterned(size);
+    let (_dir, server, path, url) = serve_one_blob_cached(&content, 64 << 20).await;
+    // Before any whole download: ranges come from the file, no copy yet.
+    assert_eq!(get_range(&url, "bytes=5-9").await.1, &content[5..=9]);
+    assert_eq!(cache_used(&server), 0);
+    assert_eq!(&get_whole(&url).await[..], &content[..]);
+    assert!(cache_used(&server) >= size as u64, "the copy was kept");
+
+    std::fs::write(
+        &path,
+        patterned(size).iter().map(|b| !b).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    for _ in 0..2 {
+        assert_eq!(&get_whole(&url).await[..], &content[..]);
+    }
+    let spans = [
+        (0usize, 0usize),
+        (262_143, 262_145),
+        (1 << 20, (2 << 20) + 7),
+        (size - 3, size - 1),
+    ];
+    for (a, b) in spans {
+        let (status, body) = get_range(&url, &format!("bytes={a}-{b}")).await;
+        assert_eq!(status, 206, "{a}-{b}");
+        assert_eq!(body, &content[a..=b], "{a}-{b}");
+    }
+    let r = client()
+        .get(&url)
+        .header("range", "bytes=-5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes {}-{}/{size}", size - 5, size - 1)
+    );
+    assert_eq!(&r.bytes().await.unwrap()[..], &content[size - 5..]);
+}
+
+/// A change during the first download: the response is cut off, no copy
+/// is kept, and the blob is withdrawn.
+#[tokio::test]
+async fn no_copy_is_kept_of_a_blob_that_changed_while_it_was_copied() {
+    let size = 32 << 20;
+    let content = patterned(size);
+    let (_dir, server, path, url) = serve_one_blob_cached(&content, 64 << 20).await;
+    let mut r = client().get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut received = r.chunk().await.unwrap().unwrap().len();
+    assert!(
+        cache_used(&server) >= size as u64,
+        "reserved while it fills"
+    );
+    let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.seek(SeekFrom::Start(size as u64 - 10)).unwrap();
+    f.write_all(&[0u8; 10]).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    let outcome = loop {
+        match r.chunk().await {
+            Ok(Some(c)) => received += c.len(),
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    };
+    assert!(outcome.is_err(), "a complete response was delivered");
+    assert!(received < size);
+    assert_eq!(cache_used(&server), 0, "the partial copy was given back");
+    assert_eq!(client().get(&url).send().await.unwrap().status(), 404);
+}
+
+/// A blob larger than the cache is served from its file every time.
+#[tokio::test]
+async fn blob_larger_than_the_cache_streams_from_its_file() {
+    let size = 2 << 20;
+    let content = patterned(size);
+    let (_dir, server, _path, url) = serve_one_blob_cached(&content, 1 << 20).await;
+    for _ in 0..2 {
+        assert_eq!(&get_whole(&url).await[..], &content[..]);
+        assert_eq!(cache_used(&server), 0);
+    }
 }

@@ -16,6 +16,10 @@
 //!   (device, inode, size, mtime, ctime) before the first and after the
 //!   last byte, since no unprivileged write can preserve ctime.
 //!
+//! A whole GET may also fill the blob's verified copy in memory
+//! ([`crate::blob_cache`]) with the bytes it checked; the copy is kept only
+//! once the whole blob passed, and later requests are sent from it.
+//!
 //! Reads happen on the blocking pool one chunk at a time, one chunk ahead
 //! of the client: the next chunk is read and checked while the previous one
 //! is written out, and nothing more is read until the client took it, so a
@@ -30,6 +34,7 @@ use ir_oci::digest::Hasher;
 use ir_oci::{Application, Digest, FileIdentity};
 use tokio::task::JoinHandle;
 
+use crate::blob_cache::FillTicket;
 use crate::seal::Seal;
 use crate::seals::SealTicket;
 
@@ -82,6 +87,8 @@ struct Reader {
     identity: FileIdentity,
     /// Try page-cache-only reads on the async worker first.
     inline: bool,
+    /// The blob's copy in memory being filled (whole GETs only).
+    fill: Option<FillTicket>,
 }
 
 /// `preadv2` into the spare capacity of `buf` (up to `len` bytes in all),
@@ -180,11 +187,17 @@ impl Reader {
             if !seal.verify(index, &buf) {
                 return Err(self.changed());
             }
+            if let Some(fill) = &mut self.fill {
+                fill.write(&buf);
+            }
             let from = (self.start.max(span.start) - span.start) as usize;
             let to = (self.end.min(span.end) - span.start) as usize;
             self.pos = span.end;
             if self.pos >= self.end {
                 self.check_identity()?;
+                if let Some(fill) = self.fill.take() {
+                    fill.publish();
+                }
             }
             return Ok(Some(buf.freeze().slice(from..to)));
         }
@@ -197,6 +210,9 @@ impl Reader {
             hasher.update(&buf);
             if let Some(t) = ticket {
                 t.update(&buf);
+            }
+            if let Some(fill) = &mut self.fill {
+                fill.write(&buf);
             }
         }
         if self.pos == self.end {
@@ -232,6 +248,9 @@ impl Reader {
         self.check_identity()?;
         if let Some(t) = ticket {
             t.publish();
+        }
+        if let Some(fill) = self.fill.take() {
+            fill.publish();
         }
         Ok(())
     }
@@ -273,7 +292,8 @@ impl BlobStream {
     /// Streams bytes `start..end` of `file`, which was opened and checked
     /// against `identity`, checking them as `check` says. A [`Check::Digest`]
     /// needs the whole blob (`0..size`); anything else falls back to
-    /// [`Check::Identity`].
+    /// [`Check::Identity`]. `fill`, if given, receives the checked bytes of
+    /// a whole GET checked by digest or seal (it is dropped otherwise).
     pub fn new(
         app: Arc<Application>,
         digest: Digest,
@@ -281,12 +301,15 @@ impl BlobStream {
         file: File,
         (start, end): (u64, u64),
         check: Check,
+        fill: Option<FillTicket>,
     ) -> Self {
+        let whole = start == 0 && end == identity.size;
         let check = match check {
-            Check::Digest(..) if start != 0 || end != identity.size => Check::Identity,
+            Check::Digest(..) if !whole => Check::Identity,
             Check::Seal(seal) if seal.size() != identity.size => Check::Identity,
             other => other,
         };
+        let fill = fill.filter(|_| whole && !matches!(check, Check::Identity));
         let pos = match check {
             Check::Seal(_) => start - start % CHUNK as u64,
             _ => start,
@@ -300,6 +323,7 @@ impl BlobStream {
             digest: digest.clone(),
             identity,
             inline: true,
+            fill,
         };
         let state = if start == end {
             State::Done

@@ -1,5 +1,5 @@
-//! The response body type: nothing, bytes in memory, or a verified blob
-//! stream. An enum rather than a boxed trait object, so the common cases
+//! The response body type: nothing, bytes in memory (in one frame or in
+//! chunks), or a verified blob stream. An enum rather than a boxed trait object, so the common cases
 //! (manifests, JSON, errors) cost no allocation beyond their bytes.
 
 use std::pin::Pin;
@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 
-use super::blob_stream::{BlobStream, StreamError};
+use super::blob_stream::{BlobStream, StreamError, CHUNK};
 
 /// A response body.
 #[derive(Debug)]
@@ -17,6 +17,9 @@ pub enum Body {
     Empty,
     /// Bytes held in memory, sent in one frame.
     Full(Option<Bytes>),
+    /// Large bytes held in memory (a blob's verified copy), sent in frames
+    /// of one blob chunk, as a blob stream would be.
+    Chunked(Bytes),
     /// A blob read from disk and checked while it streams.
     Blob(Box<BlobStream>),
 }
@@ -25,6 +28,11 @@ impl Body {
     /// A body of `bytes`.
     pub fn full(bytes: impl Into<Bytes>) -> Self {
         Body::Full(Some(bytes.into()))
+    }
+
+    /// A body of large `bytes`, sent chunk by chunk.
+    pub fn chunked(bytes: Bytes) -> Self {
+        Body::Chunked(bytes)
     }
 }
 
@@ -39,6 +47,11 @@ impl http_body::Body for Body {
         match &mut *self {
             Body::Empty => Poll::Ready(None),
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Body::Chunked(b) if b.is_empty() => Poll::Ready(None),
+            Body::Chunked(b) => {
+                let frame = b.split_to(b.len().min(CHUNK));
+                Poll::Ready(Some(Ok(Frame::data(frame))))
+            }
             Body::Blob(s) => s.poll_chunk(cx).map(|o| o.map(|r| r.map(Frame::data))),
         }
     }
@@ -47,6 +60,7 @@ impl http_body::Body for Body {
         match self {
             Body::Empty => true,
             Body::Full(b) => b.is_none(),
+            Body::Chunked(b) => b.is_empty(),
             Body::Blob(s) => s.remaining() == 0,
         }
     }
@@ -55,6 +69,7 @@ impl http_body::Body for Body {
         match self {
             Body::Empty => SizeHint::with_exact(0),
             Body::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Body::Chunked(b) => SizeHint::with_exact(b.len() as u64),
             Body::Blob(s) => SizeHint::with_exact(s.remaining()),
         }
     }

@@ -14,7 +14,7 @@ use super::blob_stream::{BlobStream, Check, CHUNK};
 use super::range::{self, RangeOutcome};
 use super::{ApiError, Body, ConnInfo, ErrorCode};
 use crate::catalog::Catalog;
-use crate::seals::{Lookup, Seals};
+use crate::seals::Lookup;
 
 /// `Docker-Content-Digest`.
 pub const DIGEST_HEADER: &str = "docker-content-digest";
@@ -228,11 +228,12 @@ fn apply_range(
 }
 
 /// `GET|HEAD /v2/<name>/blobs/<digest>`. Manifests and indexes are blobs
-/// too and are served from memory; everything else streams from its file,
-/// checked against its digest or its seal in `seals`.
+/// too and are served from memory; so are large blobs whose verified copy
+/// is in the catalog's blob cache. Everything else streams from its file,
+/// checked against its digest or its seal in the catalog's seals.
 pub async fn blob<B>(
     app: Arc<Application>,
-    seals: &Arc<Seals>,
+    catalog: &Catalog,
     digest: &str,
     req: &Request<B>,
 ) -> Answer {
@@ -278,11 +279,24 @@ pub async fn blob<B>(
         return Ok(response(status, h, Body::Empty));
     }
 
+    // Blobs of one chunk or less are read and hashed whole before anything
+    // is sent, ranges included; larger ones are sent from their verified
+    // copy in memory if there is one, else stream from their file (see
+    // `blob_stream`).
+    let small = size <= CHUNK as u64;
+    if !small {
+        if let Some(copy) = catalog.blob_cache().get(&digest) {
+            match copy.bytes(start, end) {
+                Ok(bytes) if copy.size() == size => {
+                    return Ok(response(status, h, Body::chunked(bytes)))
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(%digest, "blob copy not mapped, reading the file: {e}"),
+            }
+        }
+    }
     let identity = blob.identity;
     let path = app.blob_path(&digest);
-    // Blobs of one chunk or less are read and hashed whole before anything
-    // is sent, ranges included; larger ones stream (see `blob_stream`).
-    let small = size <= CHUNK as u64;
     let d = digest.clone();
     let opened = tokio::task::spawn_blocking(move || -> Result<Opened, String> {
         let file = ir_oci::open_unchanged(&path, &identity).map_err(|rule| rule.to_string())?;
@@ -307,7 +321,9 @@ pub async fn blob<B>(
             Body::full(bytes.slice(start as usize..end as usize)),
         )),
         Ok(Opened::File(file)) => {
-            let check = if start == 0 && end == size {
+            let seals = catalog.seals();
+            let whole = start == 0 && end == size;
+            let check = if whole {
                 match seals.lookup(&digest, &identity) {
                     Lookup::Sealed(seal) => Check::Seal(seal),
                     Lookup::Build(ticket) => {
@@ -320,7 +336,18 @@ pub async fn blob<B>(
                     .get(&digest, &identity)
                     .map_or(Check::Identity, Check::Seal)
             };
-            let stream = BlobStream::new(app.clone(), digest, identity, file, (start, end), check);
+            let fill = whole
+                .then(|| catalog.blob_cache().reserve(&digest, size))
+                .flatten();
+            let stream = BlobStream::new(
+                app.clone(),
+                digest,
+                identity,
+                file,
+                (start, end),
+                check,
+                fill,
+            );
             Ok(response(status, h, Body::Blob(Box::new(stream))))
         }
         Err(why) => {

@@ -196,7 +196,7 @@ async fn route_request<B>(state: &ApiState, conn: &ConnInfo, req: &Request<B>) -
             Err(e) => Err(e),
         },
         Route::Blob(name, digest) => match app_of(&name) {
-            Ok(app) => handlers::blob(app, catalog.seals(), digest, req).await,
+            Ok(app) => handlers::blob(app, &catalog, digest, req).await,
             Err(e) => Err(e),
         },
         Route::Tags(name) => app_of(&name).and_then(|app| handlers::tags(&app, req)),

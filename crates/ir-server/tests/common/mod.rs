@@ -30,6 +30,21 @@ impl TestServer {
         Self::serve(registry, ConnLimits::default()).await
     }
 
+    /// Loads `root` and serves it with a blob cache of `budget` bytes.
+    pub async fn start_cached(root: &Path, budget: u64) -> TestServer {
+        let registry = ir_oci::load(root, &ir_oci::LoadOptions::default()).unwrap();
+        assert!(registry.rejected.is_empty(), "{:?}", registry.rejected);
+        let catalog =
+            Catalog::new(registry).with_blob_cache(ir_server::blob_cache::BlobCache::new(budget));
+        Self::serve_catalog(
+            catalog,
+            Arc::new(Plain),
+            options(ConnLimits::default()),
+            "http",
+        )
+        .await
+    }
+
     pub async fn serve(registry: ir_oci::Registry, limits: ConnLimits) -> TestServer {
         Self::serve_with(registry, Arc::new(Plain), options(limits), "http").await
     }
@@ -41,10 +56,17 @@ impl TestServer {
         options: ServeOptions,
         scheme: &str,
     ) -> TestServer {
-        let state = Arc::new(ApiState::new(
-            catalog::shared(Catalog::new(registry)),
-            false,
-        ));
+        Self::serve_catalog(Catalog::new(registry), handshake, options, scheme).await
+    }
+
+    /// Serves `catalog` on a transport of the caller's choice.
+    pub async fn serve_catalog<H: Handshake>(
+        catalog: Catalog,
+        handshake: Arc<H>,
+        options: ServeOptions,
+        scheme: &str,
+    ) -> TestServer {
+        let state = Arc::new(ApiState::new(catalog::shared(catalog), false));
         let listener = ir_server::transport::bind("127.0.0.1:0".parse().unwrap(), 1024).unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();

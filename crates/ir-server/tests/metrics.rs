@@ -196,6 +196,42 @@ fn seal_memory_after_a_whole_download() {
     });
 }
 
+/// The first whole download of a large blob keeps its verified copy in
+/// memory: its page-rounded size, shown by the blob cache gauge; later
+/// downloads and ranges are sent from it and add nothing.
+#[test]
+fn blob_cache_memory_after_a_whole_download() {
+    serial(|| async {
+        let root = Root::new();
+        let app = root.layout("app");
+        let size = 3 * (256 << 10) + 1;
+        let image = app.image(&vec![7u8; size]);
+        app.set_index(&[image.tagged("latest")]);
+        let server = TestServer::start_cached(root.path(), 8 << 20).await;
+        let base = metrics_listener(server.state.clone()).await;
+        let gauge = "ir_server_blob_cache_bytes";
+        assert_eq!(value(&scrape(&base).await, gauge), 0.0);
+        let layer = server.url(&format!("/v2/app/blobs/{}", image.layers[0].digest_str()));
+        let mut held = None;
+        for range in [None, None, Some("bytes=5-9")] {
+            let mut req = client().get(&layer);
+            if let Some(r) = range {
+                req = req.header("range", r);
+            }
+            let body = req.send().await.unwrap().bytes().await.unwrap();
+            assert_eq!(body.len(), if range.is_some() { 5 } else { size });
+            let now = value(&scrape(&base).await, gauge);
+            // The size rounded up to whole pages (4-64 KiB).
+            assert!(
+                now >= size as f64 && now < (size + (64 << 10)) as f64,
+                "{now}"
+            );
+            assert_eq!(*held.get_or_insert(now), now);
+        }
+        server.stop().await;
+    });
+}
+
 #[test]
 fn readiness_before_and_after_the_first_load() {
     serial(|| async {

@@ -372,8 +372,11 @@ async fn slow_veraison_blocks_neither_other_handshakes_nor_attested_traffic() {
         all < Duration::from_secs(8),
         "8 slow attestations took {all:?}"
     );
+    // Blocked behind an appraisal, a request would take the mock's 2 s;
+    // the bound leaves room for a loaded machine (a debug build next to
+    // another build took 1.1 s once).
     assert!(
-        slowest < Duration::from_millis(1000),
+        slowest < Duration::from_millis(1600),
         "an attested request took {slowest:?}"
     );
 }

@@ -1,6 +1,7 @@
 //! The response body type: nothing, bytes in memory (in one frame or in
-//! chunks), or a verified blob stream. An enum rather than a boxed trait object, so the common cases
-//! (manifests, JSON, errors) cost no allocation beyond their bytes.
+//! chunks), or a verified blob stream. An enum rather than a boxed trait
+//! object, so the common cases (manifests, JSON, errors) cost no
+//! allocation beyond their bytes.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

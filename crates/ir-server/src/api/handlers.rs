@@ -284,13 +284,15 @@ pub async fn blob<B>(
     // copy in memory if there is one, else stream from their file (see
     // `blob_stream`).
     let small = size <= CHUNK as u64;
-    if !small {
-        if let Some(copy) = catalog.blob_cache().get(&digest) {
+    // Copies exist only of blobs over one chunk (no lock taken for the
+    // others), and are used only at the size the model has.
+    if let Some(copy) = (!small)
+        .then(|| catalog.blob_cache().get(&digest))
+        .flatten()
+    {
+        if copy.size() == size {
             match copy.bytes(start, end) {
-                Ok(bytes) if copy.size() == size => {
-                    return Ok(response(status, h, Body::chunked(bytes)))
-                }
-                Ok(_) => {}
+                Ok(bytes) => return Ok(response(status, h, Body::chunked(bytes))),
                 Err(e) => tracing::debug!(%digest, "blob copy not mapped, reading the file: {e}"),
             }
         }

@@ -58,18 +58,55 @@ pub fn base() -> Response<Body> {
     response(StatusCode::OK, h, b)
 }
 
-fn etag_of(digest: &Digest) -> String {
-    let text = digest.text();
-    let mut s = String::with_capacity(text.len() + 2);
-    s.push('"');
-    s.push_str(&text);
-    s.push('"');
-    s
+/// The four manifest types nearly every manifest has, without a copy.
+fn media_type_value(media_type: &str) -> HeaderValue {
+    use ir_oci::media_type::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
+    match media_type {
+        OCI_MANIFEST => HeaderValue::from_static(OCI_MANIFEST),
+        OCI_INDEX => HeaderValue::from_static(OCI_INDEX),
+        DOCKER_MANIFEST => HeaderValue::from_static(DOCKER_MANIFEST),
+        DOCKER_MANIFEST_LIST => HeaderValue::from_static(DOCKER_MANIFEST_LIST),
+        other => hv(other),
+    }
 }
 
-/// The ETag as a header value, without copying it again.
-fn etag_value(etag: String) -> HeaderValue {
-    HeaderValue::try_from(etag).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+/// A digest's two header forms, `Docker-Content-Digest: sha256:…` and
+/// `ETag: "sha256:…"`, from one buffer: the digest value is a slice of the
+/// quoted one, so a response costs one allocation for both (these headers
+/// are on every manifest and blob response, HEAD included).
+struct DigestHeaders {
+    quoted: Bytes,
+}
+
+impl DigestHeaders {
+    fn of(digest: &Digest) -> Self {
+        let text = digest.text();
+        let mut buf = Vec::with_capacity(text.len() + 2);
+        buf.push(b'"');
+        buf.extend_from_slice(text.as_bytes());
+        buf.push(b'"');
+        Self {
+            quoted: Bytes::from(buf),
+        }
+    }
+
+    /// The ETag as text, for comparing with `If-None-Match` and `If-Range`.
+    fn etag(&self) -> &str {
+        // Built above from a digest's text: ASCII.
+        std::str::from_utf8(&self.quoted).unwrap_or("")
+    }
+
+    fn etag_value(&self) -> HeaderValue {
+        shared_value(self.quoted.clone())
+    }
+
+    fn digest_value(&self) -> HeaderValue {
+        shared_value(self.quoted.slice(1..self.quoted.len() - 1))
+    }
+}
+
+fn shared_value(bytes: Bytes) -> HeaderValue {
+    HeaderValue::from_maybe_shared(bytes).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
 /// RFC 9110 §13.1.2: weak comparison of each listed tag, or `*`.
@@ -86,10 +123,10 @@ fn none_match<B>(req: &Request<B>, etag: &str) -> bool {
         })
 }
 
-fn not_modified(etag: &str, digest: &Digest) -> Response<Body> {
+fn not_modified(tags: &DigestHeaders) -> Response<Body> {
     let mut h = HeaderMap::new();
-    h.insert(header::ETAG, hv(etag));
-    h.insert(DIGEST_HEADER, hv(&digest.text()));
+    h.insert(header::ETAG, tags.etag_value());
+    h.insert(DIGEST_HEADER, tags.digest_value());
     response(StatusCode::NOT_MODIFIED, h, Body::Empty)
 }
 
@@ -118,16 +155,16 @@ pub fn manifest<B>(app: &Application, reference: &str, req: &Request<B>) -> Answ
             format!("manifest {shown} is not known in {}", app.name),
         )
     })?;
-    let etag = etag_of(digest);
-    if none_match(req, &etag) {
-        return Ok(not_modified(&etag, digest));
+    let tags = DigestHeaders::of(digest);
+    if none_match(req, tags.etag()) {
+        return Ok(not_modified(&tags));
     }
     log_unacceptable(req, &m.media_type);
     let mut h = HeaderMap::with_capacity(8);
-    h.insert(header::CONTENT_TYPE, hv(&m.media_type));
+    h.insert(header::CONTENT_TYPE, media_type_value(&m.media_type));
     h.insert(header::CONTENT_LENGTH, m.bytes.len().into());
-    h.insert(DIGEST_HEADER, hv(&digest.text()));
-    h.insert(header::ETAG, etag_value(etag));
+    h.insert(DIGEST_HEADER, tags.digest_value());
+    h.insert(header::ETAG, tags.etag_value());
     if by_digest {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
     }
@@ -160,11 +197,11 @@ fn log_unacceptable<B>(req: &Request<B>, media_type: &str) {
     }
 }
 
-fn blob_headers(digest: &Digest, etag: &str) -> HeaderMap {
+fn blob_headers(tags: &DigestHeaders) -> HeaderMap {
     let mut h = HeaderMap::with_capacity(8);
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(OCTET_STREAM));
-    h.insert(DIGEST_HEADER, hv(&digest.text()));
-    h.insert(header::ETAG, hv(etag));
+    h.insert(DIGEST_HEADER, tags.digest_value());
+    h.insert(header::ETAG, tags.etag_value());
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
     h
@@ -244,15 +281,16 @@ pub async fn blob<B>(
             format!("blob {digest} is not known in {}", app.name),
         )
     };
-    let etag = etag_of(&digest);
+    let tags = DigestHeaders::of(&digest);
 
     if let Some(m) = app.manifests.get(&digest) {
-        if none_match(req, &etag) {
-            return Ok(not_modified(&etag, &digest));
+        if none_match(req, tags.etag()) {
+            return Ok(not_modified(&tags));
         }
         let size = m.bytes.len() as u64;
-        let mut h = blob_headers(&digest, &etag);
-        let Some((status, start, end)) = apply_range(&mut h, wanted_range(req, &etag, size), size)
+        let mut h = blob_headers(&tags);
+        let Some((status, start, end)) =
+            apply_range(&mut h, wanted_range(req, tags.etag(), size), size)
         else {
             return Ok(unsatisfiable(size));
         };
@@ -265,12 +303,13 @@ pub async fn blob<B>(
         .get(&digest)
         .filter(|b| !b.is_withdrawn())
         .ok_or_else(unknown)?;
-    if none_match(req, &etag) {
-        return Ok(not_modified(&etag, &digest));
+    if none_match(req, tags.etag()) {
+        return Ok(not_modified(&tags));
     }
     let size = blob.size();
-    let mut h = blob_headers(&digest, &etag);
-    let Some((status, start, end)) = apply_range(&mut h, wanted_range(req, &etag, size), size)
+    let mut h = blob_headers(&tags);
+    let Some((status, start, end)) =
+        apply_range(&mut h, wanted_range(req, tags.etag(), size), size)
     else {
         return Ok(unsatisfiable(size));
     };

@@ -318,3 +318,26 @@ async fn idle_keep_alive_connections_are_closed() {
     assert_eq!(n, 0);
     assert!(t.elapsed() < Duration::from_secs(10));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_in_use_outlives_the_idle_timeout() {
+    // One request every 300 ms for 3 s on one keep-alive connection: three
+    // times the idle timeout (1 s), yet never silent for a whole second.
+    let s = setup(100).await;
+    let mut c = TcpStream::connect(s.server.addr).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    for i in 0..10 {
+        c.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+            "request {i} on a busy connection was not answered"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

@@ -21,6 +21,7 @@ trap cleanup EXIT
 info=$(python3 "$here/gen_compare.py" content "$work/root" --big-mib "$BIG_MIB")
 j() { python3 -c 'import json,sys; v=json.loads(sys.argv[1])[sys.argv[2]]; print(v if not isinstance(v, list) else " ".join(v))' "$info" "$1"; }
 NAME=$(j name) BIG=$(j big) BIG_SIZE=$(j big_size) SMALL=$(j small) TAG=$(j tags | cut -d' ' -f1)
+ports_free "$PORT_BASE" $((PORT_BASE + 1))
 "$A" -r "$work/root" --bind 127.0.0.1 -p "$PORT_BASE" --no-access-log 2>/dev/null &
 pids+=($!)
 "$B" -r "$work/root" --bind 127.0.0.1 -p $((PORT_BASE + 1)) --no-access-log 2>/dev/null &

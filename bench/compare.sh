@@ -123,6 +123,7 @@ wait_http() { # URL [curl args]: until it answers 200 (30 s)
     return 1
 }
 
+ports_free "$IR_PORT" "$NG_PORT" "$RG_PORT" "$IRS_PORT" "$NGS_PORT" "$IRX_PORT"
 log "starting ir-server (plain :$IR_PORT, TLS :$IRS_PORT)"
 "$bin" -r "$root" --bind 127.0.0.1 -p "$IR_PORT" --no-access-log 2>"$work/ir.log" &
 IR_PID=$!

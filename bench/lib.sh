@@ -61,6 +61,19 @@ wait_quiet() {
 
 # median N...: the median of numbers (the mean of the middle two for an
 # even count).
+# ports_free PORT...: exits when something already listens on one of the
+# ports (a server left over from another run would answer in place of the
+# one under test, and that one would fail to bind).
+ports_free() {
+    local port
+    for port in "$@"; do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "port $port on 127.0.0.1 is already in use; stop what listens there or set PORT_BASE" >&2
+            exit 1
+        fi
+    done
+}
+
 median() {
     printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
         if (NR == 0) { print "n/a"; exit }

@@ -748,3 +748,48 @@ async fn keep_alive_serves_several_requests_on_one_connection() {
     assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 2, "{out}");
     assert!(out.contains(r#"{"name":"hello","tags":["1.0","latest"]}"#));
 }
+
+/// HTTP/1.0 clients (ab, old proxies) get the keep-alive they ask for, with
+/// `Connection` and `Content-Length` at the head's start where simple
+/// clients look for them; without asking, the connection closes.
+#[tokio::test]
+async fn http10_keep_alive_is_kept_and_leads_the_head() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let f = fixture().await;
+    let path = format!("/v2/hello/blobs/{}", digest(&f.small_layer.0));
+    let mut s = tokio::net::TcpStream::connect(f.server.addr).await.unwrap();
+    let ask = format!("HEAD {path} HTTP/1.0\r\nConnection: Keep-Alive\r\nHost: x\r\n\r\n");
+    for _ in 0..2 {
+        s.write_all(ask.as_bytes()).await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            assert_eq!(s.read(&mut byte).await.unwrap(), 1, "connection kept open");
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+        let lines: Vec<&str> = head.split("\r\n").collect();
+        assert_eq!(lines[0], "http/1.0 200 ok", "{head}");
+        assert_eq!(lines[1], "connection: keep-alive", "{head}");
+        assert_eq!(lines[2], "content-length: 17", "{head}");
+        assert_eq!(head.matches("connection:").count(), 1, "{head}");
+        assert!(head.contains("docker-content-digest: sha256:"), "{head}");
+    }
+
+    let mut s = tokio::net::TcpStream::connect(f.server.addr).await.unwrap();
+    let once = format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n");
+    s.write_all(once.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let out = String::from_utf8(out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    let lines: Vec<&str> = head.split("\r\n").collect();
+    assert_eq!(lines[0], "HTTP/1.0 200 OK", "{head}");
+    assert_eq!(
+        lines[1].to_ascii_lowercase(),
+        "content-length: 17",
+        "{head}"
+    );
+    assert!(!head.to_ascii_lowercase().contains("keep-alive"), "{head}");
+    assert_eq!(body, "small layer bytes");
+}

@@ -9,6 +9,7 @@
 : "${QUIET_BUSY:=10}"        # and the CPUs at most this % busy over 1 s
 : "${QUIET_POLL:=10}"        # seconds between checks
 : "${QUIET_MAX_WAIT:=1200}"  # give up (and say so) after this many seconds
+: "${QUIET_STEAL:=5}"        # and the hypervisor took at most this % (steal)
 
 # Labels of the measurements taken under load, for the final report.
 UNDER_LOAD=()
@@ -16,41 +17,49 @@ UNDER_LOAD=()
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 # cpu_busy_pct: how busy all CPUs were over the next second, in percent.
-cpu_busy_pct() {
-    local a b
-    a=$(head -1 /proc/stat)
-    sleep 1
-    b=$(head -1 /proc/stat)
-    awk -v a="$a" -v b="$b" 'BEGIN {
+cpu_busy_pct() { cpu_busy_steal_pct | cut -d' ' -f1; }
+
+# cpu_busy_steal_pct: "BUSY STEAL" over the next second, in percent of all
+# CPUs' time. Steal is time the hypervisor gave this VM's CPUs to someone
+# else: on a shared host it varies from minute to minute and slows every
+# server alike, but not always the ones of one round alike, so the rounds
+# and the report watch it too. Nothing inside the VM shows it otherwise.
+cpu_busy_steal_pct() { stat_pct "$(head -1 /proc/stat)" "$(sleep 1; head -1 /proc/stat)"; }
+
+# stat_pct BEFORE AFTER: "BUSY STEAL" in percent between two "cpu" lines of
+# /proc/stat (user nice system idle iowait irq softirq steal ...).
+stat_pct() {
+    awk -v a="$1" -v b="$2" 'BEGIN {
         n = split(a, x); split(b, y); t = 0
         for (i = 2; i <= n; i++) t += y[i] - x[i]
-        idle = (y[5] - x[5]) + (y[6] - x[6])
-        printf "%.0f", t ? 100 * (t - idle) / t : 0 }'
+        idle = (y[5] - x[5]) + (y[6] - x[6]); steal = y[9] - x[9]
+        printf "%.0f %.1f\n", t ? 100 * (t - idle) / t : 0, t ? 100 * steal / t : 0 }'
 }
 
 # wait_quiet LABEL: waits until no compiler runs (`rustc`, `cc1`, and their
 # kin `cc1plus`, `clippy-driver`, `rustdoc`), the 1-minute load average is
-# below QUIET_LOAD and the CPUs were at most QUIET_BUSY percent busy over
-# the last second. Sets QUIET to "yes", or to "no (...)" if it waited
+# below QUIET_LOAD, the CPUs were at most QUIET_BUSY percent busy over
+# the last second and the hypervisor took at most QUIET_STEAL percent of
+# them (steal; see cpu_busy_steal_pct). Sets QUIET to "yes", or to "no (...)" if it waited
 # QUIET_MAX_WAIT seconds in vain (then it also appends to UNDER_LOAD and
 # measures anyway).
 wait_quiet() {
-    local label=$1 start=$SECONDS busy load pct p
+    local label=$1 start=$SECONDS busy load pct steal p
     while :; do
         busy=""
         for p in rustc cc1 cc1plus clippy-driver rustdoc; do
             if pgrep -x "$p" >/dev/null; then busy+="${busy:+ }$p"; fi
         done
         load=$(cut -d' ' -f1 /proc/loadavg)
-        pct=$(cpu_busy_pct)
+        read -r pct steal < <(cpu_busy_steal_pct)
         if [[ -z $busy ]] && ((pct <= QUIET_BUSY)) &&
-            awk -v l="$load" -v m="$QUIET_LOAD" 'BEGIN { exit !(l < m) }'; then
+            awk -v l="$load" -v m="$QUIET_LOAD" -v s="$steal" -v ms="$QUIET_STEAL" 'BEGIN { exit !(l < m && s <= ms) }'; then
             QUIET="yes"
-            log "$label: machine quiet (load $load, CPUs $pct% busy) after $((SECONDS - start))s"
+            log "$label: machine quiet (load $load, CPUs $pct% busy, steal $steal%) after $((SECONDS - start))s"
             return 0
         fi
         if ((SECONDS - start >= QUIET_MAX_WAIT)); then
-            QUIET="no (load $load, CPUs $pct% busy${busy:+, running: $busy})"
+            QUIET="no (load $load, CPUs $pct% busy, steal $steal%${busy:+, running: $busy})"
             UNDER_LOAD+=("$label: $QUIET")
             log "WARNING: $label measured UNDER LOAD: $QUIET after ${QUIET_MAX_WAIT}s of waiting"
             return 0

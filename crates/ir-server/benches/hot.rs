@@ -139,7 +139,7 @@ fn request(method: Method, path: &str) -> Request<()> {
 }
 
 /// Whole requests through `api::handle` (no network, no hyper).
-#[divan::bench(args = ["manifest by tag", "manifest by digest", "HEAD blob", "tags/list", "catalog", "unknown name"])]
+#[divan::bench(args = ["manifest by tag", "manifest by digest", "HEAD blob", "HEAD blob HTTP/1.0 keep-alive", "tags/list", "catalog", "unknown name"])]
 fn handle(bencher: Bencher, what: &str) {
     let f = fixture();
     let (method, path) = match what {
@@ -148,13 +148,25 @@ fn handle(bencher: Bencher, what: &str) {
             Method::GET,
             format!("/v2/team/app/manifests/{}", f.manifest),
         ),
-        "HEAD blob" => (Method::HEAD, format!("/v2/team/app/blobs/{}", f.layer)),
+        "HEAD blob" | "HEAD blob HTTP/1.0 keep-alive" => {
+            (Method::HEAD, format!("/v2/team/app/blobs/{}", f.layer))
+        }
         "tags/list" => (Method::GET, "/v2/team/app/tags/list".to_string()),
         "catalog" => (Method::GET, "/v2/_catalog".to_string()),
         _ => (Method::GET, "/v2/nobody/manifests/latest".to_string()),
     };
+    // What `ab -k` sends: the head is reordered for it (`api::http10_order`).
+    let http10 = what.ends_with("HTTP/1.0 keep-alive");
     let state = Arc::new(f.state);
     bencher
-        .with_inputs(|| request(method.clone(), &path))
+        .with_inputs(|| {
+            let mut req = request(method.clone(), &path);
+            if http10 {
+                *req.version_mut() = http::Version::HTTP_10;
+                req.headers_mut()
+                    .insert("connection", http::HeaderValue::from_static("Keep-Alive"));
+            }
+            req
+        })
         .bench_local_values(|req| f.rt.block_on(api::handle(&state, &f.conn, req)));
 }

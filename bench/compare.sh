@@ -596,7 +596,7 @@ cat <<EOF
 Commands (URLs per server; the nginx tree mirrors the layouts with symbolic links):
 
 - \`wrk -t2 -c$CONNS -d${DURATION}s --latency -H '$ACCEPT' URL/v2/$NAME/manifests/{$TAG,<digest>}\`, \`.../tags/list\`, \`URL/v2/_catalog\`
-- \`ab -k -i -q -c $CONNS -t $DURATION -n 100000000 URL/v2/$NAME/blobs/<64 KiB blob>\`
+- \`ab -k -i -q -c $CONNS -t $DURATION -n 100000000 -e CSV URL/v2/$NAME/blobs/<64 KiB blob>\` (p99 from the CSV)
 - \`curl -s -o /dev/null URL/v2/$NAME/blobs/<$BIG_MIB MiB blob>\` (1 or 4 at once; MiB/s = bytes / wall time)
 - \`wrk -t2 -c4 -d${DURATION}s --latency -H '$RANGE' URL/v2/$NAME/blobs/<$BIG_MIB MiB blob>\`
 - peak RSS: \`echo 5 > /proc/PID/clear_refs\` before the small requests of a round, VmHWM after them (nginx: master + workers)

@@ -40,9 +40,9 @@ stat_pct() {
 # kin `cc1plus`, `clippy-driver`, `rustdoc`), the 1-minute load average is
 # below QUIET_LOAD, the CPUs were at most QUIET_BUSY percent busy over
 # the last second and the hypervisor took at most QUIET_STEAL percent of
-# them (steal; see cpu_busy_steal_pct). Sets QUIET to "yes", or to "no (...)" if it waited
-# QUIET_MAX_WAIT seconds in vain (then it also appends to UNDER_LOAD and
-# measures anyway).
+# them (steal; see cpu_busy_steal_pct). Sets QUIET to "yes", or to
+# "no (...)" if it waited QUIET_MAX_WAIT seconds in vain (then it also
+# appends to UNDER_LOAD and measures anyway).
 wait_quiet() {
     local label=$1 start=$SECONDS busy load pct steal p
     while :; do

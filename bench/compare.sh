@@ -13,8 +13,9 @@
 #     requests/s and p99 latency;
 #   - a BIG_MIB MiB blob: 1 stream and 4 parallel streams (curl), MiB/s;
 #     1 MiB Range requests from its middle (wrk, 4 connections);
-#   - the same over TLS (ir-server -t tls against nginx with ssl, same
-#     certificate from scripts/make-dev-cert.sh);
+#   - the same over TLS (ir-server -t tls against nginx with ssl and http2,
+#     same certificate from scripts/make-dev-cert.sh); the big blob over
+#     HTTP/2 (what curl negotiates with both) and over HTTP/1.1;
 #   - peak RSS (VmHWM, reset with clear_refs before the small requests of
 #     each round) under the small-request load;
 # then ir-server's start-up: time from exec to ready (sd_notify READY=1, sent when /readyz turns 200) for a
@@ -160,7 +161,11 @@ http {
     default_type application/octet-stream;
     server {
         listen 127.0.0.1:$NG_PORT;
-        listen 127.0.0.1:$NGS_PORT ssl;
+        # http2: offer h2 by ALPN as ir-server does (and as a production
+        # nginx does), so that TLS rows compare the same protocol; curl
+        # picks h2 with both. (nginx >= 1.25.1 prefers "http2 on;" but
+        # still takes this form.)
+        listen 127.0.0.1:$NGS_PORT ssl http2;
         ssl_certificate $certs/server.crt;
         ssl_certificate_key $certs/server.key;
         ssl_protocols TLSv1.2 TLSv1.3;
@@ -286,25 +291,40 @@ ab_head() {
     add "$test p99 ms" "$s" "$(awk -F, '$1 == "99" { print $2 }' "$work/ab-percentiles.csv")"
 }
 
-# stream TEST SERVER N: N parallel GETs of the big blob; total MiB/s.
+# stream TEST SERVER N [HTTP]: N parallel GETs of the big blob; total MiB/s.
+# HTTP empty: what curl negotiates, HTTP/2 by ALPN with either TLS server
+# (both offer h2 and http/1.1), HTTP/1.1 in plain text; HTTP=1.1 forces
+# HTTP/1.1. Every download must be a 200 of the whole blob over the HTTP
+# version expected, so both servers of a row speak the same protocol.
 stream() {
-    local test=$1 s=$2 n=$3 i t0 t1 bad=0 cp=()
+    local test=$1 s=$2 n=$3 http=${4:-} want i t0 t1 bad=0 cp=() opt=()
+    if [[ $http == 1.1 ]]; then
+        opt=(--http1.1) want=1.1
+    elif [[ ${URL[$s]} == https:* ]]; then
+        want=2
+    else
+        want=1.1
+    fi
     # This VM's host pages out idle page cache (docs/benchmarks.md, section
     # 1, finding 5): read the blob back in first, so that every server is
     # measured from a warm cache rather than whatever survived the rounds.
     cat "$root/$NAME/blobs/${BIG%%:*}/${BIG#*:}" >/dev/null
     t0=$(date +%s%N)
     for i in $(seq 1 "$n"); do
-        curl -s --cacert "$certs/ca.crt" -o /dev/null -w '%{http_code} %{size_download}\n' \
+        curl -s "${opt[@]}" --cacert "$certs/ca.crt" -o /dev/null \
+            -w '%{http_code} %{size_download} %{http_version}\n' \
             "${URL[$s]}/v2/$NAME/blobs/$BIG" >"$work/stream.$i" &
         cp+=($!)
     done
     wait "${cp[@]}"
     t1=$(date +%s%N)
     for i in $(seq 1 "$n"); do
-        [[ $(cat "$work/stream.$i") == "200 $BIG_SIZE" ]] || bad=1
+        [[ $(cat "$work/stream.$i") == "200 $BIG_SIZE $want" ]] || bad=1
     done
-    ((bad == 0)) || { echo "$test against $s: incomplete download" >&2; exit 1; }
+    ((bad == 0)) || {
+        echo "$test against $s: incomplete download or not HTTP/$want: $(cat "$work/stream.1")" >&2
+        exit 1
+    }
     add "$test" "$s" "$(awk -v b="$BIG_SIZE" -v n="$n" -v t=$((t1 - t0)) 'BEGIN { printf "%.0f", n * b / 1048576 / (t / 1e9) }')"
 }
 
@@ -406,6 +426,8 @@ for r in $(seq 1 "$ROUNDS"); do
     for s in $torder; do ab_head "TLS HEAD blob" "$s" "/v2/$NAME/blobs/$SMALL"; done
     for s in $torder; do stream "TLS $BIG_MIB MiB blob, 1 stream MiB/s" "$s" 1; done
     for s in $torder; do stream "TLS $BIG_MIB MiB blob, 4 streams MiB/s" "$s" 4; done
+    for s in $torder; do stream "TLS HTTP/1.1 $BIG_MIB MiB blob, 1 stream MiB/s" "$s" 1 1.1; done
+    for s in $torder; do stream "TLS HTTP/1.1 $BIG_MIB MiB blob, 4 streams MiB/s" "$s" 4 1.1; done
     for s in $torder; do wrk_run "TLS 1 MiB Range from the middle" "$s" "/v2/$NAME/blobs/$BIG" 4 "$RANGE"; done
     round_steal=$(stat_pct "$round_stat" "$(head -1 /proc/stat)" | cut -d' ' -f2)
     ROUND_STEAL+=("$round_steal")
@@ -570,6 +592,8 @@ for t in "${TESTS_SMALL[@]}"; do
 done
 row "TLS $BIG_MIB MiB blob, 1 stream MiB/s" ir-tls nginx-tls
 row "TLS $BIG_MIB MiB blob, 4 streams MiB/s" ir-tls nginx-tls
+row "TLS HTTP/1.1 $BIG_MIB MiB blob, 1 stream MiB/s" ir-tls nginx-tls
+row "TLS HTTP/1.1 $BIG_MIB MiB blob, 4 streams MiB/s" ir-tls nginx-tls
 row "TLS 1 MiB Range from the middle" ir-tls nginx-tls
 row "TLS 1 MiB Range from the middle p99 ms" ir-tls nginx-tls
 row "peak RSS MiB (small requests)" ir nginx registry
@@ -597,10 +621,11 @@ Commands (URLs per server; the nginx tree mirrors the layouts with symbolic link
 
 - \`wrk -t2 -c$CONNS -d${DURATION}s --latency -H '$ACCEPT' URL/v2/$NAME/manifests/{$TAG,<digest>}\`, \`.../tags/list\`, \`URL/v2/_catalog\`
 - \`ab -k -i -q -c $CONNS -t $DURATION -n 100000000 -e CSV URL/v2/$NAME/blobs/<64 KiB blob>\` (p99 from the CSV)
-- \`curl -s -o /dev/null URL/v2/$NAME/blobs/<$BIG_MIB MiB blob>\` (1 or 4 at once; MiB/s = bytes / wall time)
+- \`curl -s [--http1.1] -o /dev/null URL/v2/$NAME/blobs/<$BIG_MIB MiB blob>\` (1 or 4 at once; MiB/s = bytes / wall time; without --http1.1 curl negotiates HTTP/2 with both TLS servers, each checked)
 - \`wrk -t2 -c4 -d${DURATION}s --latency -H '$RANGE' URL/v2/$NAME/blobs/<$BIG_MIB MiB blob>\`
 - peak RSS: \`echo 5 > /proc/PID/clear_refs\` before the small requests of a round, VmHWM after them (nginx: master + workers)
 - ir-server: \`ir-server -r ROOT --bind 127.0.0.1 -p PORT --no-access-log [-t tls -c server.crt -k server.key]\`
+- nginx: \`listen ... ssl http2\` on its TLS port (h2 and http/1.1 by ALPN, as ir-server)
 EOF
 if ((${#UNDER_LOAD[@]})); then
     echo

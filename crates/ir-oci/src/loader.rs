@@ -18,6 +18,7 @@
 //! are served.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -191,13 +192,35 @@ pub fn load_incremental(
 
     // Phase 2, per application on the I/O threads: structure, then its
     // small blobs and its orphans while its directory is fresh in the cache.
+    // Applications are taken one at a time, in the order of their
+    // directories' inode numbers, by whichever I/O thread is free: the reads
+    // in flight at once are then of neighbouring applications (a file
+    // system allocates the inodes and blocks of directories made together
+    // close to each other), which the disk merges and ext4's inode-table
+    // read-ahead serves together. rayon's halving would spread the threads
+    // over the whole root instead.
     let big_documents = BigDocuments::new(cpu_threads);
-    let read: Vec<Result<ReadApplication, Box<Rejection>>> = pool.install(|| {
-        candidates
-            .par_iter()
-            .map(|c| read_application(c, options, previous, &big_documents))
-            .collect()
+    let mut order: Vec<usize> = (0..candidates.len()).collect();
+    order.sort_by_key(|&i| candidates[i].ino);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let slots: Vec<std::sync::OnceLock<Result<ReadApplication, Box<Rejection>>>> = candidates
+        .iter()
+        .map(|_| std::sync::OnceLock::new())
+        .collect();
+    pool.broadcast(|_| loop {
+        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Some(&i) = order.get(k) else { break };
+        // Each index is taken once, so the slot is empty.
+        let _ = slots[i].set(read_application(
+            &candidates[i],
+            options,
+            previous,
+            &big_documents,
+        ));
     });
+    let read = slots
+        .into_iter()
+        .map(|slot| slot.into_inner().expect("every application was read"));
     let mut apps = Vec::with_capacity(read.len());
     for r in read {
         match r {
@@ -477,6 +500,8 @@ impl Drop for Permit<'_> {
 struct Candidate {
     rel: String,
     dir: PathBuf,
+    /// The directory's inode number: the order applications are read in.
+    ino: u64,
 }
 
 /// What discovery found under one directory.
@@ -560,7 +585,11 @@ fn examine(
         return found;
     }
     if is_layout_marker(&path.join("oci-layout")) || is_layout_marker(&path.join("index.json")) {
-        found.candidates.push(Candidate { rel, dir: path });
+        found.candidates.push(Candidate {
+            rel,
+            dir: path,
+            ino: meta.ino(),
+        });
         return found;
     }
     if depth + 1 < options.max_namespace_depth {

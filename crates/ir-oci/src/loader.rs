@@ -202,25 +202,11 @@ pub fn load_incremental(
     let big_documents = BigDocuments::new(cpu_threads);
     let mut order: Vec<usize> = (0..candidates.len()).collect();
     order.sort_by_key(|&i| candidates[i].ino);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let slots: Vec<std::sync::OnceLock<Result<ReadApplication, Box<Rejection>>>> = candidates
-        .iter()
-        .map(|_| std::sync::OnceLock::new())
-        .collect();
-    pool.broadcast(|_| loop {
-        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let Some(&i) = order.get(k) else { break };
-        // Each index is taken once, so the slot is empty.
-        let _ = slots[i].set(read_application(
-            &candidates[i],
-            options,
-            previous,
-            &big_documents,
-        ));
+    let queue = JobQueue::new(order);
+    pool.broadcast(|_| {
+        queue.work(|i| read_application(&candidates[i], options, previous, &big_documents))
     });
-    let read = slots
-        .into_iter()
-        .map(|slot| slot.into_inner().expect("every application was read"));
+    let read = queue.into_results();
     let mut apps = Vec::with_capacity(read.len());
     for r in read {
         match r {
@@ -412,19 +398,10 @@ fn hash_all<J: Sync, R: Send + Sync>(
     threads: usize,
     work: impl Fn(&mut [u8], &J) -> R + Sync,
 ) -> Vec<R> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    // One slot per job, written once by whichever worker did it: no
-    // per-worker result lists growing (and fragmenting the heap) as they go.
-    let slots: Vec<std::sync::OnceLock<R>> =
-        jobs.iter().map(|_| std::sync::OnceLock::new()).collect();
+    let queue = JobQueue::new((0..jobs.len()).collect());
     let run = || {
         let mut buf = vec![0u8; fsx::HASH_BUFFER];
-        loop {
-            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let Some(job) = jobs.get(i) else { break };
-            // Each index is taken once, so the slot is empty.
-            let _ = slots[i].set(work(&mut buf, job));
-        }
+        queue.work(|i| work(&mut buf, &jobs[i]));
     };
     std::thread::scope(|scope| {
         let spawned: Vec<_> = (0..threads.clamp(1, jobs.len().max(1)))
@@ -443,10 +420,49 @@ fn hash_all<J: Sync, R: Send + Sync>(
         // Whatever is left (no worker could be started): do it here.
         run();
     });
-    slots
-        .into_iter()
-        .map(|slot| slot.into_inner().expect("every job was run"))
-        .collect()
+    queue.into_results()
+}
+
+/// Jobs handed out one at a time, in a given order, to whichever worker
+/// asks next. Each result lands in its job's own slot, written once: no
+/// per-worker result lists growing (and fragmenting the heap) as they go.
+struct JobQueue<R> {
+    /// Job indices, in the order they are handed out.
+    order: Vec<usize>,
+    /// Position in `order` of the next job to hand out.
+    next: std::sync::atomic::AtomicUsize,
+    slots: Vec<std::sync::OnceLock<R>>,
+}
+
+impl<R> JobQueue<R> {
+    /// A queue of the jobs `0..order.len()`, handed out in `order` (a
+    /// permutation of those indices).
+    fn new(order: Vec<usize>) -> Self {
+        let slots = order.iter().map(|_| std::sync::OnceLock::new()).collect();
+        JobQueue {
+            order,
+            next: std::sync::atomic::AtomicUsize::new(0),
+            slots,
+        }
+    }
+
+    /// Takes jobs and runs `work` on each until none is left.
+    fn work(&self, mut work: impl FnMut(usize) -> R) {
+        loop {
+            let k = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(&i) = self.order.get(k) else { break };
+            // Each index is taken once, so the slot is empty.
+            let _ = self.slots[i].set(work(i));
+        }
+    }
+
+    /// The results, by job index.
+    fn into_results(self) -> Vec<R> {
+        self.slots
+            .into_iter()
+            .map(|slot| slot.into_inner().expect("every job was run"))
+            .collect()
+    }
 }
 
 /// Documents an application may hold at once (raw bytes, parsed trees

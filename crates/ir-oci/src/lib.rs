@@ -10,6 +10,8 @@
 //!   reachable byte, producing a [`model::Registry`];
 //! - [`mapped`]: hashing large files through memory maps, a bus error
 //!   (a file truncated meanwhile) becoming an ordinary failure;
+//! - [`listing`]: one listing of an application's `blobs/`, shared by
+//!   the read-ahead and the orphan check;
 //! - [`prefetch`]: batched read-ahead of an application's small files
 //!   when the page cache is cold;
 //! - [`rule`]: the rules a layout can break, as data;
@@ -20,6 +22,7 @@ pub mod digest;
 pub mod digest_map;
 mod fsx;
 pub use fsx::open_unchanged;
+pub mod listing;
 pub mod loader;
 pub mod mapped;
 pub mod media_type;

@@ -33,6 +33,7 @@ use crate::model::{
     Application, Blob, DigestMap, FileIdentity, Manifest, Orphan, Referring, Registry,
 };
 use crate::name::{RepoName, Tag};
+use crate::listing::Listing;
 use crate::prefetch::Prefetched;
 use crate::rule::{Rejection, Rule};
 
@@ -304,11 +305,12 @@ fn read_application(
     // Cold cache: fetch the application's small files in one merged batch
     // first. What it read is used below only where the file is unchanged
     // since, and is checked exactly as if read there.
-    let mut pre = match options.read_ahead {
-        ReadAhead::WhenCold => crate::prefetch::application(&candidate.dir),
-        ReadAhead::Always => crate::prefetch::read_ahead(&candidate.dir),
-        ReadAhead::Never => Prefetched::default(),
-    };
+    let mut pre = Prefetched::list(&candidate.dir);
+    match options.read_ahead {
+        ReadAhead::WhenCold => pre.read_ahead_if_cold(),
+        ReadAhead::Always => pre.read_ahead(),
+        ReadAhead::Never => {}
+    }
     let structure = read_structure(candidate, options, big_documents, &mut pre)?;
     let small: Vec<(Digest, Outcome)> = SMALL_BUFFER.with_borrow_mut(|buf| {
         structure
@@ -325,7 +327,7 @@ fn read_application(
     for (digest, outcome) in small {
         app.record(digest, outcome);
     }
-    app.orphans = find_orphans(&app.structure, options);
+    app.orphans = find_orphans(&app.structure, pre.listing(), options);
     Ok(app)
 }
 
@@ -1095,17 +1097,51 @@ fn parse_manifest(bytes: &[u8], expected: &str) -> Result<ImageManifest, Rule> {
 }
 
 /// Lists `blobs/<alg>/` and reports files no descriptor reaches.
-fn find_orphans(s: &Structure, options: &LoadOptions) -> Vec<Orphan> {
+/// The files under `blobs/` that no descriptor reaches, from the listing
+/// made at the start of the application's load, or by listing the
+/// directories again where that listing is not whole.
+fn find_orphans(s: &Structure, listing: &Listing, options: &LoadOptions) -> Vec<Orphan> {
     let mut orphans = Vec::new();
-    let blobs_dir = s.dir.join("blobs");
-    let Ok(algs) = std::fs::read_dir(&blobs_dir) else {
-        return orphans;
-    };
     let mut push = |file: PathBuf| {
         orphans.push(Orphan {
             application: s.rel.clone(),
             file,
         })
+    };
+    let reached = |alg: &str, hex: &str| {
+        Digest::parse(&format!("{alg}:{hex}"))
+            .map(|d| s.blobs.contains_key(&d) || s.manifests.contains_key(&d))
+            .unwrap_or(false)
+    };
+    if listing.is_complete() {
+        for stray in listing.strays() {
+            push(Path::new("blobs").join(stray));
+        }
+        for alg in listing.algorithms() {
+            for e in &alg.entries {
+                let hex = e.os_name().to_string_lossy();
+                if !reached(alg.algorithm.as_str(), &hex) {
+                    push(PathBuf::from(format!("blobs/{}/{hex}", alg.algorithm)));
+                }
+            }
+        }
+    } else {
+        list_orphans(&s.dir.join("blobs"), options, reached, &mut push);
+    }
+    orphans.sort_by(|a, b| a.file.cmp(&b.file));
+    orphans
+}
+
+/// Lists `blobs` (following a symbolic link, as `read_dir` does) for the
+/// files that `reached` does not know.
+fn list_orphans(
+    blobs_dir: &Path,
+    options: &LoadOptions,
+    reached: impl Fn(&str, &str) -> bool,
+    push: &mut impl FnMut(PathBuf),
+) {
+    let Ok(algs) = std::fs::read_dir(blobs_dir) else {
+        return;
     };
     for alg in algs.take(options.max_dir_entries).flatten() {
         let alg_name = alg.file_name().to_string_lossy().into_owned();
@@ -1119,14 +1155,9 @@ fn find_orphans(s: &Structure, options: &LoadOptions) -> Vec<Orphan> {
         };
         for f in files.take(options.max_dir_entries).flatten() {
             let hex = f.file_name().to_string_lossy().into_owned();
-            let reached = Digest::parse(&format!("{alg_name}:{hex}"))
-                .map(|d| s.blobs.contains_key(&d) || s.manifests.contains_key(&d))
-                .unwrap_or(false);
-            if !reached {
+            if !reached(&alg_name, &hex) {
                 push(PathBuf::from(format!("blobs/{alg_name}/{hex}")));
             }
         }
     }
-    orphans.sort_by(|a, b| a.file.cmp(&b.file));
-    orphans
 }

@@ -27,15 +27,18 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::ffi::CString;
 use std::fs::{File, Metadata};
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirEntryExt, OpenOptionsExt};
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use io_uring::{opcode, types, IoUring};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, StatxFlags};
 
+use crate::listing::Listing;
 use crate::model::FileIdentity;
 
 /// Files read ahead per application at most.
@@ -66,14 +69,53 @@ thread_local! {
     static RING: RefCell<Option<Ring>> = const { RefCell::new(None) };
 }
 
-/// The files of one application read ahead: for each whose bytes were
-/// read whole, the identity it had when opened and the bytes.
+/// One application's directory as read at the start of its load: its
+/// [`Listing`] and, when read ahead, the bytes of its small files.
 #[derive(Debug, Default)]
 pub struct Prefetched {
-    kept: HashMap<PathBuf, (FileIdentity, Vec<u8>)>,
+    /// The application's directory as the loader names it: files are
+    /// asked for by paths under it.
+    dir: PathBuf,
+    listing: Listing,
+    /// By the file's path (as bytes, cheaper to hash than a `Path`).
+    kept: HashMap<Vec<u8>, Kept>,
+}
+
+/// A file read whole, with what it takes to check it is still that file.
+#[derive(Debug)]
+struct Kept {
+    at: Location,
+    identity: FileIdentity,
+    /// Its metadata when it was opened for the read.
+    meta: Metadata,
+    bytes: Vec<u8>,
+}
+
+/// A file of the application, by an open directory and a name in it.
+#[derive(Debug, Clone)]
+struct Location {
+    /// `None`: the application's directory; else that algorithm directory
+    /// of the listing.
+    dir: Option<usize>,
+    name: CString,
 }
 
 impl Prefetched {
+    /// Lists the application at `dir` ([`Listing::of`]); nothing is read
+    /// ahead yet.
+    pub fn list(dir: &Path) -> Prefetched {
+        Prefetched {
+            dir: dir.to_path_buf(),
+            listing: Listing::of(dir),
+            kept: HashMap::new(),
+        }
+    }
+
+    /// The listing made when this was created.
+    pub fn listing(&self) -> &Listing {
+        &self.listing
+    }
+
     /// Files held.
     pub fn len(&self) -> usize {
         self.kept.len()
@@ -84,78 +126,185 @@ impl Prefetched {
         self.kept.is_empty()
     }
 
-    /// The bytes read ahead of the file at `path`, with its metadata now,
-    /// if the path still names a regular file with the identity it had
-    /// when it was read (else `None`: the caller reads it itself). Each
-    /// file is handed out once.
+    /// The bytes read ahead of the file at `path`, with its metadata, if
+    /// the path still names a regular file with the identity it had when
+    /// it was read (else `None`: the caller reads it itself). Each file is
+    /// handed out once.
     pub fn take(&mut self, path: &Path) -> Option<(Metadata, Vec<u8>)> {
         if self.kept.is_empty() {
             return None;
         }
-        let (identity, bytes) = self.kept.remove(path)?;
-        let now = std::fs::symlink_metadata(path).ok()?;
-        (now.is_file() && FileIdentity::of(&now) == identity).then_some((now, bytes))
+        let kept = self.kept.remove(path.as_os_str().as_bytes())?;
+        // Looked up again by its one name in its open directory (`lstat`
+        // semantics): no walk of the whole path.
+        let now = rustix::fs::statx(
+            self.dir_fd(kept.at.dir)?,
+            kept.at.name.as_c_str(),
+            AtFlags::SYMLINK_NOFOLLOW,
+            StatxFlags::BASIC_STATS,
+        )
+        .ok()?;
+        let regular = FileType::from_raw_mode(now.stx_mode.into()) == FileType::RegularFile;
+        (regular && identity_of(&now) == kept.identity).then_some((kept.meta, kept.bytes))
+    }
+
+    fn dir_fd(&self, dir: Option<usize>) -> Option<BorrowedFd<'_>> {
+        match dir {
+            None => self.listing.app_dir(),
+            Some(i) => self.listing.algorithms().get(i).map(|a| a.fd()),
+        }
+    }
+
+    /// Reads ahead the application's small files if its `index.json` is
+    /// not in the page cache.
+    pub fn read_ahead_if_cold(&mut self) {
+        if UNAVAILABLE.load(Ordering::Relaxed) {
+            return;
+        }
+        if self.listing.app_dir().is_some_and(is_cold) {
+            self.read_ahead();
+        }
+    }
+
+    /// Reads ahead the application's small files, cold or not.
+    pub fn read_ahead(&mut self) {
+        let files = self.small_files();
+        if files.is_empty() || UNAVAILABLE.load(Ordering::Relaxed) {
+            return;
+        }
+        RING.with_borrow_mut(|slot| {
+            if slot.is_none() {
+                match IoUring::new(RING_ENTRIES) {
+                    Ok(ring) => {
+                        *slot = Some(Ring {
+                            ring,
+                            scratch: vec![0u8; MAX_READ as usize].into_boxed_slice(),
+                        })
+                    }
+                    Err(e) => {
+                        tracing::debug!("no io_uring, cold loads read file by file: {e}");
+                        UNAVAILABLE.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                }
+            }
+            let Some(ring) = slot.as_mut() else { return };
+            let mut budget = KEEP_BUDGET;
+            for batch in files.chunks(batch_size()) {
+                let opened = self.open_all(batch, &mut budget);
+                match read_batch(ring, opened) {
+                    Ok(read) => {
+                        for (key, kept) in read {
+                            self.kept.insert(key, kept);
+                        }
+                    }
+                    Err(e) => {
+                        // Reads may still be in flight into `scratch`, into
+                        // the batch's buffers and on its descriptors (which
+                        // `read_batch` leaked): keep the ring and its buffer
+                        // alive for the life of the process rather than free
+                        // what the kernel may still use.
+                        tracing::debug!("read-ahead failed, disabled on this thread: {e}");
+                        if let Some(broken) = slot.take() {
+                            std::mem::forget(broken);
+                        }
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    /// The files of the application worth reading ahead: `oci-layout` and
+    /// `index.json`, then what the algorithm directories hold, in inode
+    /// order (files written together have neighbouring inodes and, usually,
+    /// neighbouring blocks). Inode numbers come from the directory entries:
+    /// nothing is opened or stat'ed here.
+    fn small_files(&self) -> Vec<Location> {
+        let mut files = vec![
+            Location {
+                dir: None,
+                name: c"oci-layout".into(),
+            },
+            Location {
+                dir: None,
+                name: c"index.json".into(),
+            },
+        ];
+        let mut blobs: Vec<(u64, Location)> = Vec::new();
+        for (i, alg) in self.listing.algorithms().iter().enumerate() {
+            for e in alg.entries.iter().filter(|e| e.maybe_regular) {
+                if files.len() + blobs.len() >= MAX_FILES {
+                    break;
+                }
+                let at = Location {
+                    dir: Some(i),
+                    name: e.name.clone(),
+                };
+                blobs.push((e.ino, at));
+            }
+        }
+        blobs.sort_by_key(|b| b.0);
+        files.extend(blobs.into_iter().map(|(_, at)| at));
+        files
+    }
+
+    /// The path the loader asks for the file at `at` by.
+    fn path_of(&self, at: &Location) -> PathBuf {
+        let name = std::ffi::OsStr::from_bytes(at.name.as_bytes());
+        match at.dir.and_then(|i| self.listing.algorithms().get(i)) {
+            None => self.dir.join(name),
+            Some(alg) => self
+                .dir
+                .join("blobs")
+                .join(alg.algorithm.as_str())
+                .join(name),
+        }
+    }
+
+    /// Opens the regular, non-empty files of `batch`, giving a buffer of
+    /// its own to each that fits in what is left of `budget`.
+    fn open_all(&self, batch: &[Location], budget: &mut usize) -> Vec<Pending> {
+        batch
+            .iter()
+            .filter_map(|at| {
+                let file = open_in(self.dir_fd(at.dir)?, &at.name).ok()?;
+                let meta: Metadata = file.metadata().ok()?;
+                if !meta.is_file() || meta.len() == 0 {
+                    return None;
+                }
+                let len = meta.len().min(MAX_READ);
+                // Kept only when read whole.
+                let keep = (meta.len() <= MAX_READ && len as usize <= *budget).then(|| {
+                    *budget -= len as usize;
+                    Vec::with_capacity(len as usize)
+                });
+                Some(Pending {
+                    key: self.path_of(at).into_os_string().into_encoded_bytes(),
+                    at: at.clone(),
+                    file,
+                    identity: FileIdentity::of(&meta),
+                    meta,
+                    len,
+                    keep,
+                })
+            })
+            .collect()
     }
 }
 
-/// Reads ahead the small files of the application at `dir` if its
-/// `index.json` is not in the page cache, and returns what it read.
-pub fn application(dir: &Path) -> Prefetched {
-    if UNAVAILABLE.load(Ordering::Relaxed) || !is_cold(&dir.join("index.json")) {
-        return Prefetched::default();
+/// The identity of a file as `statx` reports it, made the way the
+/// standard library makes [`Metadata`] (so the two compare equal).
+fn identity_of(s: &rustix::fs::Statx) -> FileIdentity {
+    FileIdentity {
+        dev: libc::makedev(s.stx_dev_major, s.stx_dev_minor),
+        ino: s.stx_ino,
+        size: s.stx_size,
+        mtime: s.stx_mtime.tv_sec,
+        ctime: s.stx_ctime.tv_sec,
+        mtime_nsec: s.stx_mtime.tv_nsec,
+        ctime_nsec: s.stx_ctime.tv_nsec,
     }
-    read_ahead(dir)
-}
-
-/// Reads ahead the small files of the layout at `dir`, cold or not.
-pub fn read_ahead(dir: &Path) -> Prefetched {
-    let mut out = Prefetched::default();
-    let paths = small_files(dir);
-    if paths.is_empty() || UNAVAILABLE.load(Ordering::Relaxed) {
-        return out;
-    }
-    RING.with_borrow_mut(|slot| {
-        if slot.is_none() {
-            match IoUring::new(RING_ENTRIES) {
-                Ok(ring) => {
-                    *slot = Some(Ring {
-                        ring,
-                        scratch: vec![0u8; MAX_READ as usize].into_boxed_slice(),
-                    })
-                }
-                Err(e) => {
-                    tracing::debug!("no io_uring, cold loads read file by file: {e}");
-                    UNAVAILABLE.store(true, Ordering::Relaxed);
-                    return;
-                }
-            }
-        }
-        let Some(ring) = slot.as_mut() else { return };
-        let mut budget = KEEP_BUDGET;
-        for batch in paths.chunks(batch_size()) {
-            let files = open_all(batch, &mut budget);
-            match read_batch(ring, files) {
-                Ok(read) => {
-                    for (path, identity, bytes) in read {
-                        out.kept.insert(path, (identity, bytes));
-                    }
-                }
-                Err(e) => {
-                    // Reads may still be in flight into `scratch`, into
-                    // the batch's buffers and on its descriptors (which
-                    // `read_batch` leaked): keep the ring and its buffer
-                    // alive for the life of the process rather than free
-                    // what the kernel may still use.
-                    tracing::debug!("read-ahead failed, disabled on this thread: {e}");
-                    if let Some(broken) = slot.take() {
-                        std::mem::forget(broken);
-                    }
-                    return;
-                }
-            }
-        }
-    });
-    out
 }
 
 /// Files opened at once per batch: few enough that all the I/O threads
@@ -179,11 +328,14 @@ fn batch_size() -> usize {
     (limit / 4 / threads).clamp(4, RING_ENTRIES as u64) as usize
 }
 
-/// True when the first page of `path` is not in the page cache. Asks
-/// `mincore` about a mapping that is never touched, so the question itself
-/// causes no read (a page-cache-only `preadv2` would start one).
-fn is_cold(path: &Path) -> bool {
-    let Ok(file) = open(path) else { return false };
+/// True when the first page of the application's `index.json` is not in
+/// the page cache. Asks `mincore` about a mapping that is never touched,
+/// so the question itself causes no read (a page-cache-only `preadv2`
+/// would start one).
+fn is_cold(app: BorrowedFd<'_>) -> bool {
+    let Ok(file) = open_in(app, c"index.json") else {
+        return false;
+    };
     if !file.metadata().is_ok_and(|m| m.is_file() && m.len() > 0) {
         return false;
     }
@@ -212,93 +364,35 @@ fn is_cold(path: &Path) -> bool {
     r == 0 && resident[0] & 1 == 0
 }
 
-fn open(path: &Path) -> std::io::Result<File> {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-}
-
-/// The files of the layout at `dir` worth reading ahead, in inode order
-/// (files written together have neighbouring inodes and, usually,
-/// neighbouring blocks). Inode numbers come from the directory entries:
-/// nothing is opened or stat'ed here.
-fn small_files(dir: &Path) -> Vec<PathBuf> {
-    let mut paths: Vec<(u64, PathBuf)> =
-        vec![(0, dir.join("oci-layout")), (0, dir.join("index.json"))];
-    let blobs = dir.join("blobs");
-    // `read_dir` follows symbolic links: look before listing, so that a
-    // `blobs` symlinked elsewhere is not read ahead (the loader rejects it;
-    // `alg` directories are checked by their entry type, which does not
-    // follow links).
-    let real_dir = std::fs::symlink_metadata(&blobs).is_ok_and(|m| m.is_dir());
-    if let Some(Ok(algorithms)) = real_dir.then(|| std::fs::read_dir(&blobs)) {
-        for alg in algorithms.flatten().take(16) {
-            if !alg.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
-            }
-            let Ok(entries) = std::fs::read_dir(alg.path()) else {
-                continue;
-            };
-            for e in entries.flatten() {
-                if paths.len() >= MAX_FILES {
-                    break;
-                }
-                if e.file_type().is_ok_and(|t| t.is_file()) {
-                    paths.push((e.ino(), e.path()));
-                }
-            }
-        }
-    }
-    paths.sort_by_key(|p| p.0);
-    paths.into_iter().map(|(_, p)| p).collect()
+/// Opens `name` in the open directory `dir` for reading, without following
+/// a symbolic link and without blocking on a FIFO.
+fn open_in(dir: BorrowedFd<'_>, name: &std::ffi::CStr) -> rustix::io::Result<File> {
+    rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map(File::from)
 }
 
 /// One file of a batch, open, with what its read will fill.
 struct Pending {
-    path: PathBuf,
+    /// The path the loader asks for it by, as bytes.
+    key: Vec<u8>,
+    at: Location,
     file: File,
     identity: FileIdentity,
+    meta: Metadata,
     len: u64,
     /// Where its bytes go when they are kept (else: the scratch buffer).
     keep: Option<Vec<u8>>,
 }
 
-/// Opens the regular, non-empty files of `batch`, giving a buffer of its
-/// own to each that fits in what is left of `budget`.
-fn open_all(batch: &[PathBuf], budget: &mut usize) -> Vec<Pending> {
-    batch
-        .iter()
-        .filter_map(|path| {
-            let file = open(path).ok()?;
-            let meta: Metadata = file.metadata().ok()?;
-            if !meta.is_file() || meta.len() == 0 {
-                return None;
-            }
-            let len = meta.len().min(MAX_READ);
-            // Kept only when read whole.
-            let keep = (meta.len() <= MAX_READ && len as usize <= *budget).then(|| {
-                *budget -= len as usize;
-                Vec::with_capacity(len as usize)
-            });
-            Some(Pending {
-                path: path.clone(),
-                file,
-                identity: FileIdentity::of(&meta),
-                len,
-                keep,
-            })
-        })
-        .collect()
-}
-
 /// Submits one read per file and waits for all of them; returns the files
 /// whose bytes were kept and read whole. On error the batch is leaked (its
 /// reads may still be in flight).
-fn read_batch(
-    ring: &mut Ring,
-    mut batch: Vec<Pending>,
-) -> std::io::Result<Vec<(PathBuf, FileIdentity, Vec<u8>)>> {
+fn read_batch(ring: &mut Ring, mut batch: Vec<Pending>) -> std::io::Result<Vec<(Vec<u8>, Kept)>> {
     let scratch = ring.scratch.as_mut_ptr();
     let mut pushed = Ok(());
     {
@@ -355,7 +449,13 @@ fn read_batch(
             // SAFETY: the kernel wrote exactly `len` bytes (the read's
             // result) into this buffer, whose capacity is `len`.
             unsafe { bytes.set_len(p.len as usize) };
-            Some((p.path, p.identity, bytes))
+            let kept = Kept {
+                at: p.at,
+                identity: p.identity,
+                meta: p.meta,
+                bytes,
+            };
+            Some((p.key, kept))
         })
         .collect())
 }
@@ -373,6 +473,12 @@ mod tests {
         (dir, blobs)
     }
 
+    fn read_ahead(dir: &Path) -> Prefetched {
+        let mut pre = Prefetched::list(dir);
+        pre.read_ahead();
+        pre
+    }
+
     #[test]
     fn reads_regular_files_only_and_never_fails() {
         let (dir, blobs) = layout_dir();
@@ -386,11 +492,11 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         std::fs::create_dir(blobs.join("subdir")).unwrap();
 
-        let paths = small_files(dir.path());
+        let files = Prefetched::list(dir.path()).small_files();
         // oci-layout (absent here, skipped when opened), index.json, "a",
         // "empty" and "big": not the symbolic link, the FIFO (never opened)
         // or the directory.
-        assert_eq!(paths.len(), 5, "{paths:?}");
+        assert_eq!(files.len(), 5, "{files:?}");
 
         // Read in one batch (unless io_uring is unavailable here, e.g.
         // under a seccomp filter: then nothing is, and nothing fails).
@@ -412,7 +518,9 @@ mod tests {
         assert!(got.take(&blobs.join("big")).is_none());
         assert!(read_ahead(&dir.path().join("missing")).is_empty());
         // Just written, so cached: nothing to do.
-        assert!(application(dir.path()).is_empty());
+        let mut warm = Prefetched::list(dir.path());
+        warm.read_ahead_if_cold();
+        assert!(warm.is_empty());
     }
 
     #[test]
@@ -429,7 +537,7 @@ mod tests {
         if UNAVAILABLE.load(Ordering::Relaxed) {
             return;
         }
-        let held: usize = got.kept.values().map(|(_, b)| b.len()).sum();
+        let held: usize = got.kept.values().map(|k| k.bytes.len()).sum();
         assert!(held <= KEEP_BUDGET, "{held}");
         assert!(got.len() < 12, "not all of the 12 files are kept");
         std::fs::write(blobs.join("grown"), "grown, longer").unwrap();
@@ -448,12 +556,8 @@ mod tests {
         std::fs::write(elsewhere.path().join("sha256/secret"), b"x").unwrap();
         std::fs::write(dir.path().join("index.json"), b"{}").unwrap();
         std::os::unix::fs::symlink(elsewhere.path(), dir.path().join("blobs")).unwrap();
-        let outside = |paths: Vec<PathBuf>| {
-            !paths
-                .iter()
-                .any(|p| p.starts_with(dir.path().join("blobs")))
-        };
-        assert!(outside(small_files(dir.path())));
+        let only_top_level = |pre: Prefetched| pre.small_files().iter().all(|f| f.dir.is_none());
+        assert!(only_top_level(Prefetched::list(dir.path())));
         // An algorithm directory that is a symlink is skipped too.
         std::fs::remove_file(dir.path().join("blobs")).unwrap();
         std::fs::create_dir(dir.path().join("blobs")).unwrap();
@@ -462,20 +566,26 @@ mod tests {
             dir.path().join("blobs/sha256"),
         )
         .unwrap();
-        assert!(outside(small_files(dir.path())));
+        assert!(only_top_level(Prefetched::list(dir.path())));
     }
 
     #[test]
     fn cold_check_never_reads_and_skips_what_is_not_a_regular_file() {
         let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("index.json");
-        std::fs::write(&f, b"{}").unwrap();
-        assert!(!is_cold(&f), "a file just written is in the page cache");
-        std::fs::write(dir.path().join("empty"), b"").unwrap();
-        assert!(!is_cold(&dir.path().join("empty")));
-        assert!(!is_cold(&dir.path().join("missing")));
-        assert!(!is_cold(dir.path()));
-        std::os::unix::fs::symlink(&f, dir.path().join("link")).unwrap();
-        assert!(!is_cold(&dir.path().join("link")));
+        let app = File::open(dir.path()).unwrap();
+        let app = std::os::fd::AsFd::as_fd(&app);
+        assert!(!is_cold(app), "no index.json");
+        std::fs::write(dir.path().join("index.json"), b"").unwrap();
+        assert!(!is_cold(app), "empty");
+        std::fs::remove_file(dir.path().join("index.json")).unwrap();
+        std::fs::create_dir(dir.path().join("index.json")).unwrap();
+        assert!(!is_cold(app), "a directory");
+        std::fs::remove_dir(dir.path().join("index.json")).unwrap();
+        std::fs::write(dir.path().join("real"), b"{}").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("index.json")).unwrap();
+        assert!(!is_cold(app), "a symbolic link");
+        std::fs::remove_file(dir.path().join("index.json")).unwrap();
+        std::fs::write(dir.path().join("index.json"), b"{}").unwrap();
+        assert!(!is_cold(app), "a file just written is in the page cache");
     }
 }

@@ -243,7 +243,12 @@ mod tests {
         assert!(listing.app_dir().is_some());
         assert_eq!(
             names(&listing),
-            ["sha256/aa true", "sha256/sub false", "stray md5", "stray sha512"]
+            [
+                "sha256/aa true",
+                "sha256/sub false",
+                "stray md5",
+                "stray sha512"
+            ]
         );
     }
 
@@ -275,9 +280,7 @@ mod tests {
     fn missing_or_oversized_directories_make_the_listing_incomplete() {
         let dir = tempfile::tempdir().unwrap();
         assert!(!Listing::of(dir.path()).is_complete(), "no blobs/");
-        assert!(Listing::of(&dir.path().join("missing"))
-            .app_dir()
-            .is_none());
+        assert!(Listing::of(&dir.path().join("missing")).app_dir().is_none());
         let sha = dir.path().join("blobs/sha256");
         std::fs::create_dir_all(&sha).unwrap();
         for i in 0..=MAX_KEPT {

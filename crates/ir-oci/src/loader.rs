@@ -28,12 +28,12 @@ use rayon::prelude::*;
 
 use crate::digest::{Algorithm, Digest};
 use crate::fsx;
+use crate::listing::Listing;
 use crate::media_type::{self, ContentKind};
 use crate::model::{
     Application, Blob, DigestMap, FileIdentity, Manifest, Orphan, Referring, Registry,
 };
 use crate::name::{RepoName, Tag};
-use crate::listing::Listing;
 use crate::prefetch::Prefetched;
 use crate::rule::{Rejection, Rule};
 

@@ -186,6 +186,32 @@ fn open_dir<P: rustix::path::Arg>(at: impl AsFd, path: P) -> Result<OwnedFd, Err
     )
 }
 
+/// Calls `each` with the first `limit` entries of the directory at `path`
+/// (following a symbolic link, as `read_dir` does), but `.` and `..`.
+/// Entries seen before an error are passed on.
+pub(crate) fn list_dir(
+    path: &Path,
+    limit: usize,
+    mut each: impl FnMut(&CStr, u64, FileType),
+) -> Result<(), Errno> {
+    let dir = rustix::fs::openat(
+        rustix::fs::CWD,
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut buf = Vec::with_capacity(DIRENT_BUFFER);
+    let mut seen = 0;
+    for_each_entry(&dir, &mut buf, |name, ino, file_type| {
+        if seen == limit {
+            return false;
+        }
+        seen += 1;
+        each(name, ino, file_type);
+        true
+    })
+}
+
 /// Calls `each` with every entry of `dir` but `.` and `..`, until it
 /// returns false.
 fn for_each_entry(

@@ -1,6 +1,6 @@
-//! Batched reads of an application's small files when the page cache is
-//! cold, so that loading a registry of many small files is not bound by
-//! one block request (and one `open`/`read`/`close`) per file.
+//! Batched reads of an application's small files, so that loading a
+//! registry of many small files with a cold page cache is not bound by one
+//! block request (and one `read`) per file.
 //!
 //! Why: the loader reads every file of an application (`oci-layout`,
 //! `index.json`, manifests, configs, small layers) one `read()` at a time,
@@ -10,16 +10,18 @@
 //! files of one application are usually written together and lie next to
 //! each other on disk. Reads submitted in one `io_uring` batch are plugged,
 //! and the block layer merges adjacent ones into a few large requests: here
-//! about one per application instead of one per file.
+//! about one per application instead of one per file. With a warm cache
+//! the batch costs less than the reads it replaces, so it is always made.
 //!
 //! The bytes read are handed to the loader ([`Prefetched::take`]) instead of
-//! being read a second time, on one condition: the file at that path must
-//! still have the identity it had when it was opened for the read (same
-//! device, inode, size, mtime, ctime; checked with `lstat`, so a file
-//! replaced by a symbolic link does not qualify). That is the check the
-//! loader makes around its own reads. The loader then verifies the bytes
-//! (size, digest, JSON) exactly as if it had read them. Everything else is
-//! a hint: any failure (no `io_uring` in a container, a file that vanished,
+//! being read a second time, on one condition: the file had the same
+//! identity (device, inode, size, mtime, ctime) before and after the read,
+//! asked of the descriptor read from. That is the check the loader makes
+//! around its own reads of a blob (`fsx::hash_blob`). The loader then
+//! verifies the bytes (size, digest, JSON) exactly as if it had read them,
+//! and a blob is served only while the file at its path still has that
+//! identity (`fsx::open_unchanged`), so a file replaced after it was read
+//! is never served. Everything else is a hint: any failure (no `io_uring` in a container, a file that vanished,
 //! a FIFO planted in the layout) only means the loader reads the file
 //! itself. Only regular files are read (`O_NOFOLLOW`, `O_NONBLOCK`,
 //! checked with `fstat`), at most [`MAX_FILES`] per application,
@@ -36,7 +38,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use io_uring::{opcode, types, IoUring};
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, StatxFlags};
+use rustix::fs::{Mode, OFlags};
 
 use crate::listing::Listing;
 use crate::model::FileIdentity;
@@ -81,18 +83,12 @@ pub struct Prefetched {
     kept: HashMap<Vec<u8>, Kept>,
 }
 
-/// A file read whole, with what it takes to check it is still that file.
-#[derive(Debug)]
-struct Kept {
-    at: Location,
-    identity: FileIdentity,
-    /// Its metadata when it was opened for the read.
-    meta: Metadata,
-    bytes: Vec<u8>,
-}
+/// A file read whole: its metadata when opened (the same after the read)
+/// and its bytes.
+type Kept = (Metadata, Vec<u8>);
 
 /// A file of the application, by an open directory and a name in it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Location {
     /// `None`: the application's directory; else that algorithm directory
     /// of the listing.
@@ -126,26 +122,14 @@ impl Prefetched {
         self.kept.is_empty()
     }
 
-    /// The bytes read ahead of the file at `path`, with its metadata, if
-    /// the path still names a regular file with the identity it had when
-    /// it was read (else `None`: the caller reads it itself). Each file is
-    /// handed out once.
+    /// The bytes read ahead of the file at `path`, with its metadata (the
+    /// same before and after the read), if it was read whole (else `None`:
+    /// the caller reads it itself). Each file is handed out once.
     pub fn take(&mut self, path: &Path) -> Option<(Metadata, Vec<u8>)> {
         if self.kept.is_empty() {
             return None;
         }
-        let kept = self.kept.remove(path.as_os_str().as_bytes())?;
-        // Looked up again by its one name in its open directory (`lstat`
-        // semantics): no walk of the whole path.
-        let now = rustix::fs::statx(
-            self.dir_fd(kept.at.dir)?,
-            kept.at.name.as_c_str(),
-            AtFlags::SYMLINK_NOFOLLOW,
-            StatxFlags::BASIC_STATS,
-        )
-        .ok()?;
-        let regular = FileType::from_raw_mode(now.stx_mode.into()) == FileType::RegularFile;
-        (regular && identity_of(&now) == kept.identity).then_some((kept.meta, kept.bytes))
+        self.kept.remove(path.as_os_str().as_bytes())
     }
 
     fn dir_fd(&self, dir: Option<usize>) -> Option<BorrowedFd<'_>> {
@@ -155,18 +139,7 @@ impl Prefetched {
         }
     }
 
-    /// Reads ahead the application's small files if its `index.json` is
-    /// not in the page cache.
-    pub fn read_ahead_if_cold(&mut self) {
-        if UNAVAILABLE.load(Ordering::Relaxed) {
-            return;
-        }
-        if self.listing.app_dir().is_some_and(is_cold) {
-            self.read_ahead();
-        }
-    }
-
-    /// Reads ahead the application's small files, cold or not.
+    /// Reads ahead the application's small files.
     pub fn read_ahead(&mut self) {
         let files = self.small_files();
         if files.is_empty() || UNAVAILABLE.load(Ordering::Relaxed) {
@@ -281,7 +254,6 @@ impl Prefetched {
                 });
                 Some(Pending {
                     key: self.path_of(at).into_os_string().into_encoded_bytes(),
-                    at: at.clone(),
                     file,
                     identity: FileIdentity::of(&meta),
                     meta,
@@ -290,20 +262,6 @@ impl Prefetched {
                 })
             })
             .collect()
-    }
-}
-
-/// The identity of a file as `statx` reports it, made the way the
-/// standard library makes [`Metadata`] (so the two compare equal).
-fn identity_of(s: &rustix::fs::Statx) -> FileIdentity {
-    FileIdentity {
-        dev: libc::makedev(s.stx_dev_major, s.stx_dev_minor),
-        ino: s.stx_ino,
-        size: s.stx_size,
-        mtime: s.stx_mtime.tv_sec,
-        ctime: s.stx_ctime.tv_sec,
-        mtime_nsec: s.stx_mtime.tv_nsec,
-        ctime_nsec: s.stx_ctime.tv_nsec,
     }
 }
 
@@ -328,42 +286,6 @@ fn batch_size() -> usize {
     (limit / 4 / threads).clamp(4, RING_ENTRIES as u64) as usize
 }
 
-/// True when the first page of the application's `index.json` is not in
-/// the page cache. Asks `mincore` about a mapping that is never touched,
-/// so the question itself causes no read (a page-cache-only `preadv2`
-/// would start one).
-fn is_cold(app: BorrowedFd<'_>) -> bool {
-    let Ok(file) = open_in(app, c"index.json") else {
-        return false;
-    };
-    if !file.metadata().is_ok_and(|m| m.is_file() && m.len() > 0) {
-        return false;
-    }
-    // SAFETY: a private read-only mapping of the file's first byte (the
-    // kernel rounds it to a page); it is never read or written, only
-    // queried, then unmapped.
-    let map = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            1,
-            libc::PROT_READ,
-            libc::MAP_PRIVATE,
-            file.as_raw_fd(),
-            0,
-        )
-    };
-    if map == libc::MAP_FAILED {
-        return false;
-    }
-    let mut resident = [0u8; 1];
-    // SAFETY: `map` is a live page-aligned mapping of at least one page and
-    // `resident` has room for that one page's flag.
-    let r = unsafe { libc::mincore(map, 1, resident.as_mut_ptr()) };
-    // SAFETY: unmaps exactly the mapping made above.
-    unsafe { libc::munmap(map, 1) };
-    r == 0 && resident[0] & 1 == 0
-}
-
 /// Opens `name` in the open directory `dir` for reading, without following
 /// a symbolic link and without blocking on a FIFO.
 fn open_in(dir: BorrowedFd<'_>, name: &std::ffi::CStr) -> rustix::io::Result<File> {
@@ -380,7 +302,6 @@ fn open_in(dir: BorrowedFd<'_>, name: &std::ffi::CStr) -> rustix::io::Result<Fil
 struct Pending {
     /// The path the loader asks for it by, as bytes.
     key: Vec<u8>,
-    at: Location,
     file: File,
     identity: FileIdentity,
     meta: Metadata,
@@ -449,13 +370,9 @@ fn read_batch(ring: &mut Ring, mut batch: Vec<Pending>) -> std::io::Result<Vec<(
             // SAFETY: the kernel wrote exactly `len` bytes (the read's
             // result) into this buffer, whose capacity is `len`.
             unsafe { bytes.set_len(p.len as usize) };
-            let kept = Kept {
-                at: p.at,
-                identity: p.identity,
-                meta: p.meta,
-                bytes,
-            };
-            Some((p.key, kept))
+            // Unchanged during the read, or not kept.
+            let after = p.file.metadata().ok()?;
+            (FileIdentity::of(&after) == p.identity).then_some((p.key, (p.meta, bytes)))
         })
         .collect())
 }
@@ -517,18 +434,12 @@ mod tests {
         assert_eq!(got.take(&blobs.join("a")).unwrap().1, vec![1u8; 5000]);
         assert!(got.take(&blobs.join("big")).is_none());
         assert!(read_ahead(&dir.path().join("missing")).is_empty());
-        // Just written, so cached: nothing to do.
-        let mut warm = Prefetched::list(dir.path());
-        warm.read_ahead_if_cold();
-        assert!(warm.is_empty());
     }
 
     #[test]
-    fn bytes_are_handed_out_only_while_the_file_is_unchanged() {
+    fn bytes_kept_stay_within_the_budget_and_are_those_read() {
         let (dir, blobs) = layout_dir();
-        for name in ["grown", "relinked", "kept"] {
-            std::fs::write(blobs.join(name), name).unwrap();
-        }
+        std::fs::write(blobs.join("kept"), "kept").unwrap();
         // More than the budget: the rest is read ahead but not kept.
         for i in 0..8 {
             std::fs::write(blobs.join(format!("big{i}")), vec![0u8; 200 << 10]).unwrap();
@@ -537,15 +448,16 @@ mod tests {
         if UNAVAILABLE.load(Ordering::Relaxed) {
             return;
         }
-        let held: usize = got.kept.values().map(|k| k.bytes.len()).sum();
+        let held: usize = got.kept.values().map(|(_, b)| b.len()).sum();
         assert!(held <= KEEP_BUDGET, "{held}");
-        assert!(got.len() < 12, "not all of the 12 files are kept");
-        std::fs::write(blobs.join("grown"), "grown, longer").unwrap();
-        std::fs::remove_file(blobs.join("relinked")).unwrap();
-        std::os::unix::fs::symlink(dir.path().join("index.json"), blobs.join("relinked")).unwrap();
-        assert!(got.take(&blobs.join("grown")).is_none());
-        assert!(got.take(&blobs.join("relinked")).is_none());
-        assert_eq!(got.take(&blobs.join("kept")).unwrap().1, b"kept");
+        assert!(got.len() < 10, "not all of the 10 files are kept");
+        // What is handed out is what was read, with the identity it had
+        // then: a later change is for the loader's serving checks to see.
+        let before = std::fs::metadata(blobs.join("kept")).unwrap();
+        std::fs::write(blobs.join("kept"), "changed since").unwrap();
+        let (meta, bytes) = got.take(&blobs.join("kept")).unwrap();
+        assert_eq!(bytes, b"kept");
+        assert_eq!(FileIdentity::of(&meta), FileIdentity::of(&before));
     }
 
     #[test]
@@ -567,25 +479,5 @@ mod tests {
         )
         .unwrap();
         assert!(only_top_level(Prefetched::list(dir.path())));
-    }
-
-    #[test]
-    fn cold_check_never_reads_and_skips_what_is_not_a_regular_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let app = File::open(dir.path()).unwrap();
-        let app = std::os::fd::AsFd::as_fd(&app);
-        assert!(!is_cold(app), "no index.json");
-        std::fs::write(dir.path().join("index.json"), b"").unwrap();
-        assert!(!is_cold(app), "empty");
-        std::fs::remove_file(dir.path().join("index.json")).unwrap();
-        std::fs::create_dir(dir.path().join("index.json")).unwrap();
-        assert!(!is_cold(app), "a directory");
-        std::fs::remove_dir(dir.path().join("index.json")).unwrap();
-        std::fs::write(dir.path().join("real"), b"{}").unwrap();
-        std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("index.json")).unwrap();
-        assert!(!is_cold(app), "a symbolic link");
-        std::fs::remove_file(dir.path().join("index.json")).unwrap();
-        std::fs::write(dir.path().join("index.json"), b"{}").unwrap();
-        assert!(!is_cold(app), "a file just written is in the page cache");
     }
 }

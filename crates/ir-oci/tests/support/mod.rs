@@ -49,11 +49,10 @@ pub trait Load {
 }
 
 impl Load for Root {
-    /// With the default `read_ahead` (`WhenCold`, which a test's fresh
-    /// files never are), loads twice: reading every file itself, and
-    /// taking the bytes of small files from the batched read-ahead; both
-    /// must reach the same verdicts, so that every loader test covers both
-    /// paths.
+    /// With the default `read_ahead` (`Always`), loads twice: reading
+    /// every file itself, and taking the bytes of small files from the
+    /// batched read-ahead; both must reach the same verdicts, so that every
+    /// loader test covers both paths.
     fn load_with(&self, options: &LoadOptions) -> Registry {
         let load = |read_ahead| {
             let options = LoadOptions {
@@ -62,7 +61,7 @@ impl Load for Root {
             };
             ir_oci::load(self.path(), &options).expect("root loads")
         };
-        if options.read_ahead != ReadAhead::WhenCold {
+        if options.read_ahead != ReadAhead::default() {
             return load(options.read_ahead);
         }
         let direct = load(ReadAhead::Never);

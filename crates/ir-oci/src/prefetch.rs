@@ -79,7 +79,8 @@ pub struct Prefetched {
     /// asked for by paths under it.
     dir: PathBuf,
     listing: Listing,
-    /// By the file's path (as bytes, cheaper to hash than a `Path`).
+    /// By the file's path relative to `dir` (as bytes, cheaper to hash
+    /// than a `Path`).
     kept: HashMap<Vec<u8>, Kept>,
 }
 
@@ -129,7 +130,14 @@ impl Prefetched {
         if self.kept.is_empty() {
             return None;
         }
-        self.kept.remove(path.as_os_str().as_bytes())
+        // Byte comparisons: cheaper than `Path::strip_prefix`, which
+        // parses components.
+        let rel = path
+            .as_os_str()
+            .as_bytes()
+            .strip_prefix(self.dir.as_os_str().as_bytes())?
+            .strip_prefix(b"/")?;
+        self.kept.remove(rel)
     }
 
     fn dir_fd(&self, dir: Option<usize>) -> Option<BorrowedFd<'_>> {
@@ -222,17 +230,19 @@ impl Prefetched {
         files
     }
 
-    /// The path the loader asks for the file at `at` by.
-    fn path_of(&self, at: &Location) -> PathBuf {
-        let name = std::ffi::OsStr::from_bytes(at.name.as_bytes());
-        match at.dir.and_then(|i| self.listing.algorithms().get(i)) {
-            None => self.dir.join(name),
-            Some(alg) => self
-                .dir
-                .join("blobs")
-                .join(alg.algorithm.as_str())
-                .join(name),
+    /// The file's path relative to the application's directory, as
+    /// bytes: `index.json`, `blobs/sha256/<hex>`.
+    fn key_of(&self, at: &Location) -> Vec<u8> {
+        let name = at.name.to_bytes();
+        let Some(alg) = at.dir.and_then(|i| self.listing.algorithms().get(i)) else {
+            return name.to_vec();
+        };
+        let alg = alg.algorithm.as_str().as_bytes();
+        let mut key = Vec::with_capacity(7 + alg.len() + name.len());
+        for part in [&b"blobs/"[..], alg, b"/", name] {
+            key.extend_from_slice(part);
         }
+        key
     }
 
     /// Opens the regular, non-empty files of `batch`, giving a buffer of
@@ -253,7 +263,7 @@ impl Prefetched {
                     Vec::with_capacity(len as usize)
                 });
                 Some(Pending {
-                    key: self.path_of(at).into_os_string().into_encoded_bytes(),
+                    key: self.key_of(at),
                     file,
                     identity: FileIdentity::of(&meta),
                     meta,

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ir_oci::name::NameError;
-use ir_oci::{LoadOptions, Registry, Rule};
+use ir_oci::{LoadOptions, ReadAhead, Registry, Rule};
 use ir_testkit::*;
 use serde_json::json;
 use support::*;
@@ -530,7 +530,9 @@ fn is_open(path: &Path) -> bool {
 }
 
 /// Loads the root on a thread, runs `change` as soon as the loader has the
-/// blob open, and returns the registry.
+/// blob open for hashing, and returns the registry. No read-ahead: it too
+/// opens the blob (to read its first pages), and a change made then is
+/// seen before hashing starts, a different race from the one tested here.
 fn load_while(root: &Root, path: &Path, change: impl FnOnce()) -> Registry {
     let root_path = root.path().to_path_buf();
     let loader = std::thread::spawn(move || {
@@ -538,6 +540,7 @@ fn load_while(root: &Root, path: &Path, change: impl FnOnce()) -> Registry {
             &root_path,
             &LoadOptions {
                 threads: Some(1),
+                read_ahead: ReadAhead::Never,
                 ..LoadOptions::default()
             },
         )

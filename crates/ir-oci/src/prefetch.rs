@@ -21,11 +21,12 @@
 //! verifies the bytes (size, digest, JSON) exactly as if it had read them,
 //! and a blob is served only while the file at its path still has that
 //! identity (`fsx::open_unchanged`), so a file replaced after it was read
-//! is never served. Everything else is a hint: any failure (no `io_uring` in a container, a file that vanished,
-//! a FIFO planted in the layout) only means the loader reads the file
-//! itself. Only regular files are read (`O_NOFOLLOW`, `O_NONBLOCK`,
-//! checked with `fstat`), at most [`MAX_FILES`] per application,
-//! [`MAX_READ`] bytes each and [`KEEP_BUDGET`] bytes kept per application.
+//! is never served. Everything else is a hint: any failure (no `io_uring`
+//! in a container, a file that vanished, a FIFO planted in the layout)
+//! only means the loader reads the file itself. Only regular files are
+//! read (`O_NOFOLLOW`, `O_NONBLOCK`, checked with `fstat`), at most
+//! [`MAX_FILES`] per application, [`MAX_READ`] bytes each and
+//! [`KEEP_BUDGET`] bytes kept per application.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -265,7 +266,6 @@ impl Prefetched {
                 Some(Pending {
                     key: self.key_of(at),
                     file,
-                    identity: FileIdentity::of(&meta),
                     meta,
                     len,
                     keep,
@@ -313,7 +313,7 @@ struct Pending {
     /// The path the loader asks for it by, as bytes.
     key: Vec<u8>,
     file: File,
-    identity: FileIdentity,
+    /// Its metadata when opened.
     meta: Metadata,
     len: u64,
     /// Where its bytes go when they are kept (else: the scratch buffer).
@@ -382,7 +382,7 @@ fn read_batch(ring: &mut Ring, mut batch: Vec<Pending>) -> std::io::Result<Vec<(
             unsafe { bytes.set_len(p.len as usize) };
             // Unchanged during the read, or not kept.
             let after = p.file.metadata().ok()?;
-            (FileIdentity::of(&after) == p.identity).then_some((p.key, (p.meta, bytes)))
+            (FileIdentity::of(&after) == FileIdentity::of(&p.meta)).then_some((p.key, (p.meta, bytes)))
         })
         .collect())
 }

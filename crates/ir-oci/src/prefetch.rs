@@ -382,7 +382,8 @@ fn read_batch(ring: &mut Ring, mut batch: Vec<Pending>) -> std::io::Result<Vec<(
             unsafe { bytes.set_len(p.len as usize) };
             // Unchanged during the read, or not kept.
             let after = p.file.metadata().ok()?;
-            (FileIdentity::of(&after) == FileIdentity::of(&p.meta)).then_some((p.key, (p.meta, bytes)))
+            (FileIdentity::of(&after) == FileIdentity::of(&p.meta))
+                .then_some((p.key, (p.meta, bytes)))
         })
         .collect())
 }

@@ -108,9 +108,8 @@ python3 "$here/gen_compare.py" nginx-tree "$root" "$tree"
 "$repo/scripts/make-dev-cert.sh" "$certs" >/dev/null
 # The start-up registries are written now, not just before their start-up is
 # measured: a tree read back seconds after 3 GiB were written reads slower
-# while the writes settle (10,000 x 10 cold --check, round 9: 5.00 s right
-# after writing, 3.85 s 20 s later, against 4.10 and 3.82 s for a tree
-# written an hour before). A registry a server starts on has been at rest.
+# while the writes settle (a cold --check of 10,000 x 10 took a fifth
+# longer right after writing). A registry a server starts on has been at rest.
 big_root=$work/big many_root=$work/many empty_root=$work/empty
 if [[ -z ${SKIP_STARTUP:-} ]]; then
     log "generating the start-up registries"

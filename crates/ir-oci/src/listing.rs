@@ -2,7 +2,7 @@
 //! start of its load and shared by the read-ahead and the orphan check.
 //!
 //! Why: with a cold page cache, a load of many small applications is bound
-//! by kernel work per file and per directory (docs/benchmarks.md, round 9).
+//! by kernel work per file and per directory.
 //! Listing each directory once instead of twice, and keeping the
 //! directories open so that files are opened relative to them (one path
 //! component to look up instead of the whole path), takes a share of it

@@ -84,8 +84,8 @@ pub struct LoadOptions {
 pub enum ReadAhead {
     /// Always (the default). With a cold cache it merges the reads of an
     /// application's files into a few block requests; with a warm one it
-    /// still costs less than reading file by file: 10,000 applications
-    /// loaded in 1.5 s instead of 1.75 s (docs/benchmarks.md, round 9).
+    /// still costs less than reading file by file (measured with
+    /// `bench/compare.sh`'s start-up part).
     #[default]
     Always,
     /// Never: every file is read by the loader itself.
@@ -199,8 +199,8 @@ pub fn load_incremental(
     // in flight at once are then of neighbouring applications, whose inodes
     // and blocks lie close together (a file system allocates those of
     // directories made together near each other). rayon's halving spread
-    // the threads over the whole root instead; in order, a cold load of
-    // 10,000 applications took 6 % less (docs/benchmarks.md, round 8).
+    // the threads over the whole root instead, and a cold load of many
+    // applications was measurably slower.
     let big_documents = BigDocuments::new(cpu_threads);
     let mut order: Vec<usize> = (0..candidates.len()).collect();
     order.sort_by_key(|&i| candidates[i].ino);

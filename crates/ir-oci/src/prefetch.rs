@@ -4,7 +4,7 @@
 //!
 //! Why: the loader reads every file of an application (`oci-layout`,
 //! `index.json`, manifests, configs, small layers) one `read()` at a time,
-//! each its own block request. On a VM each request costs about 30 µs of
+//! each its own block request. On a VM each request costs tens of µs of
 //! kernel CPU (virtio notification and completion interrupt), which made a
 //! cold start of 230,000 small files kernel-bound (docs/benchmarks.md). The
 //! files of one application are usually written together and lie next to

@@ -16,9 +16,9 @@
 //! data) under a key drawn from the OS at random for each [`SealKey`] and
 //! never written anywhere, with a nonce unique to the seal and the chunk.
 //! Chosen because it is by far the fastest authenticator available here:
-//! aws-lc (already linked for TLS) runs it with VAES/VPCLMULQDQ at about
-//! 21 GB/s on this machine's cores, against 6.7 GB/s for BLAKE3 and
-//! 1.8 GB/s for SHA-256 (`cargo bench -p ir-server --bench hot`). Soundness:
+//! aws-lc (already linked for TLS) runs it with VAES/VPCLMULQDQ several
+//! times faster than BLAKE3 or SHA-256 (`cargo bench -p ir-server --bench
+//! hot` measures it; docs/benchmarks.md has the numbers). Soundness:
 //! whoever changes a blob file does not know the key and never sees a tag
 //! (they stay in the server's memory), so a changed chunk passes only if it
 //! hits a GHASH collision under an unknown key: probability at most

@@ -142,8 +142,8 @@ pub async fn handle<B>(state: &ApiState, conn: &ConnInfo, req: Request<B>) -> Re
 /// is unchanged). Header order means nothing in HTTP, but simple 1.0
 /// clients find both by scanning the head from its start: `ab -k` does so
 /// case-insensitively, byte by byte, on every response, and behind two
-/// 71-byte digest headers that scan was a third of its time per small
-/// response (docs/benchmarks.md, round 7). HTTP/1.1 and HTTP/2 responses
+/// 71-byte digest headers that scan took a large share of its time per
+/// small response. HTTP/1.1 and HTTP/2 responses
 /// are left as built.
 fn http10_order<B>(req: &Request<B>, headers: &mut HeaderMap) {
     let keep_alive = req

@@ -12,11 +12,11 @@ use tokio::sync::mpsc;
 
 use crate::api::ApiState;
 use crate::catalog::{self, Catalog};
+use crate::cert_store::{self, CertStore};
 use crate::cli::{Args, TlsMode};
 use crate::reload::Reloader;
 use crate::server::ConnLimits;
 use crate::signals;
-use crate::tls::{self, CertStore};
 use crate::transport::{self, plain::Plain, ratls::RaTls, tls::Tls, ServeOptions};
 use ir_attest::attestor::{Attestor, PlatformCheck};
 use ir_attest::{EarVerifier, PlatformKeys, VeraisonClient, VeraisonConfig};
@@ -148,7 +148,7 @@ pub async fn serve(args: Args) -> ExitCode {
         }
         (TlsMode::Tls, Some(store)) => {
             tracing::info!("serving the OCI pull API over TLS on {local}");
-            let tls = Arc::new(Tls::new(tls::server_config(store)));
+            let tls = Arc::new(Tls::new(cert_store::server_config(store)));
             tokio::spawn(transport::serve(
                 listener,
                 tls,
@@ -196,10 +196,10 @@ pub async fn serve(args: Args) -> ExitCode {
         Ok(Ok(registry)) => {
             let cache_budget = match args.blob_cache {
                 Some(mib) => mib.saturating_mul(1 << 20),
-                None => crate::blob_cache::default_budget(),
+                None => crate::delivery::blob_cache::default_budget(),
             };
             tracing::debug!(bytes = cache_budget, "blob cache budget");
-            let cache = crate::blob_cache::BlobCache::new(cache_budget);
+            let cache = crate::delivery::blob_cache::BlobCache::new(cache_budget);
             if cache_budget > 0 {
                 tokio::spawn(unmap_idle_blob_copies(cache.clone()));
             }
@@ -387,7 +387,7 @@ const BLOB_MAP_IDLE: Duration = Duration::from_secs(10);
 
 /// Unmaps idle blob copies now and then (see `BlobCache::unmap_idle`), on
 /// the blocking pool: unmapping 256 MiB takes milliseconds.
-async fn unmap_idle_blob_copies(cache: Arc<crate::blob_cache::BlobCache>) {
+async fn unmap_idle_blob_copies(cache: Arc<crate::delivery::blob_cache::BlobCache>) {
     let mut tick = tokio::time::interval(BLOB_MAP_IDLE / 2);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

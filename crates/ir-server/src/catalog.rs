@@ -7,8 +7,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use ir_oci::{Application, Registry, RepoName};
 
-use crate::blob_cache::BlobCache;
-use crate::seals::Seals;
+use crate::delivery::blob_cache::BlobCache;
+use crate::delivery::seals::Seals;
 
 /// What the HTTP layer serves from.
 #[derive(Debug, Default)]
@@ -28,7 +28,7 @@ impl Catalog {
     /// Wraps a loaded registry, with the default seal budget and no blob
     /// cache (the binary sizes its cache from `--blob-cache`).
     pub fn new(registry: Registry) -> Self {
-        Catalog::with_seal_budget(registry, crate::seals::DEFAULT_BUDGET)
+        Catalog::with_seal_budget(registry, crate::delivery::seals::DEFAULT_BUDGET)
     }
 
     /// Wraps a loaded registry, keeping at most `seal_budget` bytes of

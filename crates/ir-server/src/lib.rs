@@ -6,31 +6,28 @@
 //!
 //! - [`cli`]: the command line;
 //! - [`catalog`]: the served snapshot;
-//! - [`seal`]: per-chunk tags of verified blobs; [`seals`]: the ones
-//!   of the blobs served so far, bounded in memory;
-//! - [`blob_cache`]: sealed in-memory copies of large blobs, checked as
-//!   they were first downloaded and sent from memory afterwards;
-//! - [`api`]: routing, handlers, errors, ranges, verified blob streams;
+//! - [`delivery`]: sending only verified blob bytes (hashed streams, chunk
+//!   seals, verified copies in memory);
+//! - [`api`]: routing, handlers, errors, ranges;
 //! - [`server`]: HTTP/1.1 and HTTP/2 on a connection, limits, shutdown;
-//! - [`transport`]: accept loops per transport;
+//! - [`transport`]: accept loops per transport; [`cert_store`]: the
+//!   server's certificate and key, reloadable;
 //! - [`metrics`]: Prometheus metrics and the metrics listener;
 //! - [`app`]: wiring it all together for the binary.
 #![deny(missing_docs)]
 
 pub mod api;
 pub mod app;
-pub mod blob_cache;
 pub mod catalog;
+pub mod cert_store;
 pub mod cli;
+pub mod delivery;
 pub mod logging;
 pub mod memory;
 pub mod metrics;
 pub mod reload;
 pub mod sd_notify;
-pub mod seal;
-pub mod seals;
 pub mod server;
 pub mod signals;
-pub mod tls;
 pub mod transport;
 pub mod watch;

@@ -175,7 +175,7 @@ fn seal_memory_after_a_whole_download() {
         let server = TestServer::start(root.path()).await;
         let base = metrics_listener(server.state.clone()).await;
         let gauge = "ir_server_blob_seal_memory_bytes";
-        let sealed = (4 * 16 + ir_server::seals::ENTRY_OVERHEAD) as f64;
+        let sealed = (4 * 16 + ir_server::delivery::seals::ENTRY_OVERHEAD) as f64;
         assert_eq!(value(&scrape(&base).await, gauge), 0.0);
         let layer = server.url(&format!("/v2/app/blobs/{}", image.layers[0].digest_str()));
         for _ in 0..2 {

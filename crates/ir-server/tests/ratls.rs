@@ -80,7 +80,7 @@ async fn harness(platform: Platform<'_>, edit: impl FnOnce(&mut Value)) -> Harne
     let attestor = Arc::new(Attestor::new(&refs_path, check, 16).unwrap());
     let ca = make_ca();
     let (cert, key) = make_leaf(&ca, dir.path(), 1, true);
-    let certs = Arc::new(ir_server::tls::CertStore::load(&cert, &key).unwrap());
+    let certs = Arc::new(ir_server::cert_store::CertStore::load(&cert, &key).unwrap());
     let outcomes: Outcomes = Arc::default();
     let sink = outcomes.clone();
     let ratls = RaTls::new(certs, attestor, false).with_observer(Arc::new(move |peer, o| {

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use common::pki::{make_ca, make_leaf, Ca};
 use common::{options, TestServer};
+use ir_server::cert_store::{self, CertError, CertStore};
 use ir_server::server::ConnLimits;
-use ir_server::tls::{self, CertError, CertStore};
 use ir_server::transport::tls::Tls;
 use tempfile::TempDir;
 use tokio::io::AsyncReadExt;
@@ -48,7 +48,7 @@ async fn tls_server(
     let registry = ir_oci::load(root.path(), &ir_oci::LoadOptions::default()).unwrap();
     let mut opts = options(ConnLimits::default());
     opts.handshake_timeout = handshake_timeout;
-    let tls = Arc::new(Tls::new(tls::server_config(store)));
+    let tls = Arc::new(Tls::new(cert_store::server_config(store)));
     (
         root,
         TestServer::serve_with(registry, tls, opts, "https").await,

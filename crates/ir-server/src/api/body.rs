@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 
-use super::blob_stream::{BlobStream, StreamError, CHUNK};
+use crate::delivery::stream::{BlobStream, StreamError, CHUNK};
 
 /// A response body.
 #[derive(Debug)]

@@ -10,11 +10,9 @@ use ir_oci::name::ReferenceError;
 use ir_oci::{Application, Digest, Reference};
 use serde_json::json;
 
-use super::blob_stream::{BlobStream, Check, CHUNK};
 use super::range::{self, RangeOutcome};
 use super::{ApiError, Body, ConnInfo, ErrorCode};
 use crate::catalog::Catalog;
-use crate::seals::Lookup;
 
 /// `Docker-Content-Digest`.
 pub const DIGEST_HEADER: &str = "docker-content-digest";
@@ -265,9 +263,8 @@ fn apply_range(
 }
 
 /// `GET|HEAD /v2/<name>/blobs/<digest>`. Manifests and indexes are blobs
-/// too and are served from memory; so are large blobs whose verified copy
-/// is in the catalog's blob cache. Everything else streams from its file,
-/// checked against its digest or its seal in the catalog's seals.
+/// too and are served from their verified bytes in memory; every other
+/// blob's body comes from [`crate::delivery`].
 pub async fn blob<B>(
     app: Arc<Application>,
     catalog: &Catalog,
@@ -318,93 +315,20 @@ pub async fn blob<B>(
         return Ok(response(status, h, Body::Empty));
     }
 
-    // Blobs of one chunk or less are read and hashed whole before anything
-    // is sent, ranges included; larger ones are sent from their verified
-    // copy in memory if there is one, else stream from their file (see
-    // `blob_stream`).
-    let small = size <= CHUNK as u64;
-    // Copies exist only of blobs over one chunk (no lock taken for the
-    // others), and are used only at the size the model has.
-    if let Some(copy) = (!small)
-        .then(|| catalog.blob_cache().get(&digest))
-        .flatten()
-    {
-        if copy.size() == size {
-            match copy.bytes(start, end) {
-                Ok(bytes) => return Ok(response(status, h, Body::chunked(bytes))),
-                Err(e) => tracing::debug!(%digest, "blob copy not mapped, reading the file: {e}"),
-            }
-        }
-    }
-    let identity = blob.identity;
-    let path = app.blob_path(&digest);
-    let d = digest.clone();
-    let opened = tokio::task::spawn_blocking(move || -> Result<Opened, String> {
-        let file = ir_oci::open_unchanged(&path, &identity).map_err(|rule| rule.to_string())?;
-        if !small {
-            return Ok(Opened::File(file));
-        }
-        let mut bytes = vec![0u8; size as usize];
-        std::os::unix::fs::FileExt::read_exact_at(&file, &mut bytes, 0)
-            .map_err(|e| e.to_string())?;
-        if Digest::of_bytes(d.algorithm(), &bytes) != d {
-            return Err("content no longer hashes to its digest".into());
-        }
-        Ok(Opened::Bytes(bytes.into()))
-    })
-    .await
-    .unwrap_or_else(|e| Err(format!("blob open task failed: {e}")));
-
-    match opened {
-        Ok(Opened::Bytes(bytes)) => Ok(response(
-            status,
-            h,
-            Body::full(bytes.slice(start as usize..end as usize)),
-        )),
-        Ok(Opened::File(file)) => {
-            let seals = catalog.seals();
-            let whole = start == 0 && end == size;
-            let check = if whole {
-                match seals.lookup(&digest, &identity) {
-                    Lookup::Sealed(seal) => Check::Seal(seal),
-                    Lookup::Build(ticket) => {
-                        Check::Digest(Box::new(digest.algorithm().hasher()), Some(ticket))
-                    }
-                    Lookup::HashOnly => Check::Digest(Box::new(digest.algorithm().hasher()), None),
-                }
-            } else {
-                seals
-                    .get(&digest, &identity)
-                    .map_or(Check::Identity, Check::Seal)
-            };
-            let fill = whole
-                .then(|| catalog.blob_cache().reserve(&digest, size))
-                .flatten();
-            let stream = BlobStream::new(
-                app.clone(),
-                digest,
-                identity,
-                file,
-                (start, end),
-                check,
-                fill,
-            );
-            Ok(response(status, h, Body::Blob(Box::new(stream))))
-        }
-        Err(why) => {
-            blob.withdraw();
-            tracing::error!(application = %app.name, %digest, "blob withdrawn: its file changed after verification ({why})");
+    // Only verified bytes leave: `delivery` picks how they are checked.
+    match crate::delivery::body(&app, catalog, digest, blob, (start, end)).await {
+        Ok(body) => Ok(response(status, h, body)),
+        Err(withdrawn) => {
+            tracing::error!(application = %app.name, digest = %withdrawn.digest, "blob withdrawn: its file changed after verification ({})", withdrawn.why);
             Err(ApiError::new(
                 ErrorCode::BlobUnknown,
-                format!("blob {digest} was withdrawn: its file changed after verification"),
+                format!(
+                    "blob {} was withdrawn: its file changed after verification",
+                    withdrawn.digest
+                ),
             ))
         }
     }
-}
-
-enum Opened {
-    Bytes(Bytes),
-    File(std::fs::File),
 }
 
 /// Pagination parameters `n` and `last`.

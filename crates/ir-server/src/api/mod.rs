@@ -5,7 +5,6 @@
 //! snapshot vouches for, checked against the identity recorded at
 //! verification.
 
-pub mod blob_stream;
 pub mod body;
 pub mod error;
 mod handlers;

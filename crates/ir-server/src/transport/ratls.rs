@@ -18,7 +18,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::Handshake;
 use crate::api::ConnInfo;
-use crate::tls::CertStore;
+use crate::cert_store::CertStore;
 
 /// How one RA-TLS connection ended its attestation.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,5 +1,5 @@
 //! TLS: rustls with TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`, and the
-//! certificate from a [`CertStore`](crate::tls::CertStore) that can be
+//! certificate from a [`CertStore`](crate::cert_store::CertStore) that can be
 //! rotated without a restart (new handshakes get the new pair; open
 //! connections keep theirs).
 
@@ -19,7 +19,7 @@ pub struct Tls {
 }
 
 impl Tls {
-    /// A TLS transport with `config` (see [`crate::tls::server_config`]).
+    /// A TLS transport with `config` (see [`crate::cert_store::server_config`]).
     pub fn new(config: Arc<rustls::ServerConfig>) -> Self {
         Tls {
             acceptor: TlsAcceptor::from(config),

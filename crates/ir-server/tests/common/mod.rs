@@ -34,8 +34,8 @@ impl TestServer {
     pub async fn start_cached(root: &Path, budget: u64) -> TestServer {
         let registry = ir_oci::load(root, &ir_oci::LoadOptions::default()).unwrap();
         assert!(registry.rejected.is_empty(), "{:?}", registry.rejected);
-        let catalog =
-            Catalog::new(registry).with_blob_cache(ir_server::blob_cache::BlobCache::new(budget));
+        let catalog = Catalog::new(registry)
+            .with_blob_cache(ir_server::delivery::blob_cache::BlobCache::new(budget));
         Self::serve_catalog(
             catalog,
             Arc::new(Plain),

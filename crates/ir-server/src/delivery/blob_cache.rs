@@ -4,7 +4,7 @@
 //! Why: a blob on disk lives in page-cache pages of a file that whoever can
 //! write the root may change at any time, so every download copies each
 //! chunk into private memory and checks it there (its digest, or its seal:
-//! see [`crate::blob_stream`](crate::api::blob_stream)) before the socket
+//! see [`crate::delivery::stream`]) before the socket
 //! copies it once more. For large blobs that first copy is a fifth of the
 //! CPU of a download (docs/benchmarks.md). This cache keeps the private,
 //! checked copy instead, once per blob:
@@ -45,7 +45,7 @@ use ir_oci::Digest;
 
 /// Blobs this size or smaller are not cached: they are read and hashed
 /// whole on every request, which costs about as much as mapping a copy.
-pub const MIN_CACHED: u64 = crate::seal::SEAL_CHUNK as u64 + 1;
+pub const MIN_CACHED: u64 = crate::delivery::seal::SEAL_CHUNK as u64 + 1;
 
 /// The default budget's share of the memory available to the server.
 const DEFAULT_SHARE: u64 = 8;

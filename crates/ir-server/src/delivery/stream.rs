@@ -7,7 +7,7 @@
 //!   streams; the last chunk is sent only after the digest matched, so a
 //!   file altered on disk yields a cut-off response (which every client
 //!   rejects) and the blob is withdrawn. The same pass builds the blob's
-//!   chunk seal ([`crate::seals`]), kept once the digest matched;
+//!   chunk seal ([`crate::delivery::seals`]), kept once the digest matched;
 //! - once sealed, every GET of the blob, whole or a range, reads whole
 //!   aligned chunks and checks each against the seal *before* sending any
 //!   of it (GMAC, a tenth of the cost of SHA-256 here);
@@ -17,7 +17,7 @@
 //!   last byte, since no unprivileged write can preserve ctime.
 //!
 //! A whole GET may also fill the blob's verified copy in memory
-//! ([`crate::blob_cache`]) with the bytes it checked; the copy is kept only
+//! ([`crate::delivery::blob_cache`]) with the bytes it checked; the copy is kept only
 //! once the whole blob passed, and later requests are sent from it.
 //!
 //! Reads happen on the blocking pool one chunk at a time, one chunk ahead
@@ -34,13 +34,13 @@ use ir_oci::digest::Hasher;
 use ir_oci::{Application, Digest, FileIdentity};
 use tokio::task::JoinHandle;
 
-use crate::blob_cache::FillTicket;
-use crate::seal::Seal;
-use crate::seals::SealTicket;
+use crate::delivery::blob_cache::FillTicket;
+use crate::delivery::seal::Seal;
+use crate::delivery::seals::SealTicket;
 
 /// Bytes read per step: one seal chunk, large enough to amortise the hop
 /// to the blocking pool, small enough to bound memory per connection.
-pub const CHUNK: usize = crate::seal::SEAL_CHUNK;
+pub const CHUNK: usize = crate::delivery::seal::SEAL_CHUNK;
 
 /// Why a stream was cut off.
 #[derive(Debug, thiserror::Error)]

@@ -1,12 +1,10 @@
 //! The `ir-client` binary: exit codes, one-line errors, the emulated-realm
 //! export and an RA-TLS pull with `--emulate-realm`.
 
-mod common;
-
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use common::{fixture, pki, serve, TestRaTls};
+use crate::util::{fixture, pki, serve, TestRaTls};
 use ir_attest::platform::PlatformKeys;
 use ir_attest::ReferenceSet;
 use ir_server::transport::plain::Plain;

@@ -3,11 +3,9 @@
 //! `ir_client::emulated::export` writes, its platform judged locally (CPAK)
 //! or by the mock Veraison of ir-testkit.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::{fixture, pki, serve, Pki};
+use crate::util::{fixture, pki, serve, Pki};
 use ir_attest::attestor::{Attestor, PlatformCheck};
 use ir_attest::platform::PlatformKeys;
 use ir_attest::veraison::{VeraisonClient, VeraisonConfig};

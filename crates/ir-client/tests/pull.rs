@@ -2,12 +2,10 @@
 //! layout ir-oci loads back; refusals of content that does not match its
 //! digest or size, with nothing written.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use common::{files, fixture, lying_registry, pki, serve, tls_transport};
+use crate::util::{files, fixture, lying_registry, pki, serve, tls_transport};
 use ir_client::{Client, ClientOptions, Error, Platform, Transport};
 use ir_server::transport::plain::Plain;
 use serde_json::{json, Value};
@@ -226,7 +224,7 @@ async fn pulls_over_tls_with_the_ca() {
     assert_eq!(load_back(&out, "app", "latest"), r.digest);
 
     // Another CA: the handshake fails, nothing is written.
-    let other = common::pki();
+    let other = crate::util::pki();
     let out = tempfile::TempDir::new().unwrap();
     let e = Client::new(Transport::Tls {
         ca: Some(other.ca_pem.into_bytes()),

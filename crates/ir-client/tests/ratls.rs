@@ -4,11 +4,9 @@
 //! `ir_attest::verify::verify_local` (session binding, reference values,
 //! platform key).
 
-mod common;
-
 use std::sync::Arc;
 
-use common::{fixture, pki, serve, Pki, TestRaTls};
+use crate::util::{fixture, pki, serve, Pki, TestRaTls};
 use ir_attest::platform::PlatformKeys;
 use ir_attest::{EmulatedRealm, HashAlg, Measurements, ReferenceSet};
 use ir_client::ratls::{CertResolver, KeyAlg, RaTlsOptions, TokenSource};

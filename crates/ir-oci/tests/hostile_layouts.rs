@@ -6,19 +6,16 @@
 //! them at once. Every test asserts the rule AND that the valid
 //! application `good` in the same root is still served.
 
-#[allow(dead_code)] // each test file uses a different part of it
-mod support;
-
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::util::*;
 use ir_oci::name::NameError;
 use ir_oci::{LoadOptions, ReadAhead, Registry, Rule};
 use ir_testkit::*;
 use serde_json::json;
-use support::*;
 
 fn root() -> Root {
     let root = Root::new();
@@ -603,8 +600,11 @@ fn blob_grown_while_it_is_hashed_is_rejected() {
 /// Runs this test binary's test `name` again in a child process with
 /// `env` set; returns whether it passed.
 fn rerun(name: &str, env: (&str, &str)) -> std::process::Output {
+    // Test names are paths below the test binary's root module.
+    let module = module_path!().split_once("::").map_or("", |(_, m)| m);
+    let name = format!("{module}::{name}");
     std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .args(["--exact", &name, "--nocapture", "--test-threads=1"])
         .env(env.0, env.1)
         .output()
         .unwrap()

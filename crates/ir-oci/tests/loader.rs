@@ -2,17 +2,15 @@
 //! also checks that a valid application (`good`) in the same root is still
 //! served, and names the exact rule and file.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 
+use crate::util::*;
 use ir_oci::digest::DigestError;
 use ir_oci::media_type::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
 use ir_oci::name::NameError;
 use ir_oci::{Algorithm, Digest, LoadError, LoadOptions, Rule};
 use ir_testkit::*;
 use serde_json::json;
-use support::*;
 
 // ---- the valid cases ------------------------------------------------------
 

@@ -1,9 +1,7 @@
 //! The pull API against the real server over real HTTP: every endpoint,
 //! header, status and error the distribution spec and our issue ask for.
 
-mod common;
-
-use common::{client, error_code, h2c_client, header, TestServer};
+use crate::util::{client, error_code, h2c_client, header, TestServer};
 use ir_oci::Algorithm;
 use ir_testkit::{Alg, Desc, Root};
 use serde_json::Value;

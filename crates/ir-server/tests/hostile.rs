@@ -2,12 +2,10 @@
 //! heads, abusive ranges, slowloris, stalled readers and connection floods.
 //! Each is refused or bounded, and other clients keep being served.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{client, TestServer};
+use crate::util::{client, TestServer};
 use ir_server::server::ConnLimits;
 use ir_server::transport::{plain::Plain, ServeOptions};
 use ir_testkit::Root;

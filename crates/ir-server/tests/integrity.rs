@@ -3,11 +3,9 @@
 //! response off before its last byte. A blob's verified copy in memory is
 //! made only of bytes that passed, and is what later requests get.
 
-mod common;
-
 use std::io::{Seek, SeekFrom, Write};
 
-use common::{client, error_code, TestServer};
+use crate::util::{client, error_code, TestServer};
 use ir_testkit::Root;
 
 async fn serve_one_blob(content: &[u8]) -> (Root, TestServer, std::path::PathBuf, String) {

@@ -5,14 +5,12 @@
 //! connections) before the next starts, and compare values before and
 //! after their own traffic.
 
-mod common;
-
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{client, TestServer};
+use crate::util::{client, TestServer};
 use ir_oci::LoadOptions;
 use ir_server::api::ApiState;
 use ir_server::catalog::{self, Catalog};

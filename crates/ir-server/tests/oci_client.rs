@@ -2,9 +2,7 @@
 //! client: an image by tag, the same by digest, a multi-arch index, and the
 //! tag list, with every digest checked.
 
-mod common;
-
-use common::TestServer;
+use crate::util::TestServer;
 use ir_oci::{Algorithm, Digest};
 use ir_testkit::Root;
 use oci_client::client::{ClientConfig, ClientProtocol};

@@ -3,14 +3,12 @@
 //! platform judged locally (CPAK) or by the mock Veraison. Every refusal is
 //! asserted by its exact reason, as the server reports it.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::pki::{make_ca, make_leaf, Ca};
-use common::{options, TestServer};
+use crate::util::pki::{make_ca, make_leaf, Ca};
+use crate::util::{options, TestServer};
 use ir_attest::attestor::{Attestor, PlatformCheck};
 use ir_attest::platform::PlatformKeys;
 use ir_attest::veraison::{VeraisonClient, VeraisonConfig};

@@ -1,12 +1,10 @@
 //! Live reload, readiness and graceful shutdown, against the real server.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{client, options, TestServer};
+use crate::util::{client, options, TestServer};
 use ir_oci::LoadOptions;
 use ir_server::reload::Reloader;
 use ir_server::server::ConnLimits;
@@ -149,8 +147,8 @@ async fn not_ready_until_the_first_load() {
         .await
         .unwrap();
     assert_eq!(r.status(), 503);
-    assert_eq!(common::header(&r, "retry-after"), "1");
-    assert_eq!(common::error_code(r).await, "UNAVAILABLE");
+    assert_eq!(crate::util::header(&r, "retry-after"), "1");
+    assert_eq!(crate::util::error_code(r).await, "UNAVAILABLE");
 
     server
         .state

@@ -3,13 +3,11 @@
 //! replacement keeping the old pair, and a client that never completes
 //! its handshake not holding up others.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::pki::{make_ca, make_leaf, Ca};
-use common::{options, TestServer};
+use crate::util::pki::{make_ca, make_leaf, Ca};
+use crate::util::{options, TestServer};
 use ir_server::cert_store::{self, CertError, CertStore};
 use ir_server::server::ConnLimits;
 use ir_server::transport::tls::Tls;

@@ -1,7 +1,6 @@
 //! Test registries and servers for ir-client: ir-server's accept loop on
 //! 127.0.0.1 with plain, TLS and an in-test RA-TLS transport, and a
 //! deliberately lying registry.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -116,7 +115,8 @@ pub async fn serve<H: Handshake>(root: &Path, handshake: Arc<H>) -> Server {
 
 /// A test CA and a server certificate for localhost signed by it.
 pub struct Pki {
-    pub dir: tempfile::TempDir,
+    /// Holds the files below alive for as long as the Pki.
+    _dir: tempfile::TempDir,
     pub ca_pem: String,
     pub ca_file: PathBuf,
     pub cert_file: PathBuf,
@@ -145,7 +145,7 @@ pub fn pki() -> Pki {
     std::fs::write(&key_file, key.serialize_pem()).unwrap();
     Pki {
         ca_pem: ca_cert.pem(),
-        dir,
+        _dir: dir,
         ca_file,
         cert_file,
         key_file,

@@ -1,5 +1,4 @@
 //! Starts the real server on 127.0.0.1 with an OS-chosen port.
-#![allow(dead_code)]
 
 pub mod pki;
 

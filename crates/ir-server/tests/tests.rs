@@ -1,0 +1,14 @@
+//! ir-server's integration tests: the real server on 127.0.0.1. One test binary per
+//! crate (each module was a binary of its own, each linking the whole
+//! stack); run one module with `cargo test -p ir-server --test tests MODULE::`.
+
+mod util;
+
+mod api;
+mod hostile;
+mod integrity;
+mod metrics;
+mod oci_client;
+mod ratls;
+mod reload;
+mod tls;

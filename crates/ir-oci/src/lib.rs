@@ -9,7 +9,9 @@
 //! - [`loader`]: reads a root of OCI image layouts and verifies every
 //!   reachable byte, producing a [`model::Registry`];
 //! - [`mapped`]: hashing large files through memory maps, a bus error
-//!   (a file truncated meanwhile) becoming an ordinary failure;
+//!   (a file truncated meanwhile) becoming an ordinary failure, once the
+//!   program opted into its process-wide `SIGBUS` handler
+//!   ([`mapped::install_sigbus_handler`]; otherwise files are read);
 //! - [`listing`]: one listing of an application's `blobs/`, shared by
 //!   the read-ahead and the orphan check;
 //! - [`prefetch`]: batched read-ahead of an application's small files

@@ -9,15 +9,22 @@
 //!
 //! The hazard: touching a mapped page that no longer exists (the file was
 //! truncated while it was hashed) or cannot be read (a disk error) raises
-//! `SIGBUS`, which by default kills the process. So the first mapped hash
-//! installs a `SIGBUS` handler that recognises faults inside a window this
-//! module is hashing: it maps zero pages over the rest of that window,
+//! `SIGBUS`, which by default kills the process. So mapped hashing needs a
+//! `SIGBUS` handler that recognises faults inside a window this module is
+//! hashing: it maps zero pages over the rest of that window,
 //! marks the window failed and returns, so the hashing runs to its end over
 //! zeros; the caller then rejects the blob, as it would after a failed
 //! `read()`. A fault anywhere else goes to the disposition that was there
 //! before (Rust's own handler, then the default: the process dies, as
 //! without this module). No crate offers this (`memmap2` maps, but leaves
 //! `SIGBUS` to the caller), hence the hand-written handler.
+//!
+//! **The handler is process-wide**, so the library never installs it by
+//! itself: a program opts in once, early, with [`install_sigbus_handler`]
+//! (ir-server does in `main`). Until then [`hash_file`] maps nothing and
+//! the caller reads the file instead, which is safe and somewhat slower. A
+//! program that installs its own `SIGBUS` handler after this one must
+//! chain to it, as this one chains to the previous disposition.
 //!
 //! The mapped bytes are only ever fed to the hash function, never parsed:
 //! a concurrent writer can at worst change the digest (a mismatch) or the
@@ -75,9 +82,9 @@ static INSTALLED: AtomicBool = AtomicBool::new(false);
 /// Feeds bytes `0..size` of `file` to `hasher` through read-only maps of
 /// [`WINDOW`] bytes, asking the kernel to read the next window ahead while
 /// one is hashed. Returns how many bytes were hashed: fewer than `size`
-/// when a window could not be mapped (the caller reads the rest).
+/// when a window could not be mapped, and none before
+/// [`install_sigbus_handler`] (the caller reads the rest).
 pub fn hash_file(file: &File, size: u64, hasher: &mut Hasher) -> Result<u64, Fault> {
-    install();
     if !INSTALLED.load(Ordering::Acquire) {
         return Ok(0);
     }
@@ -170,7 +177,15 @@ fn advise(file: &File, offset: u64, len: u64, advice: libc::c_int) {
     }
 }
 
-/// Installs the `SIGBUS` handler once per process.
+/// Installs, once per process, the `SIGBUS` handler that lets
+/// [`hash_file`] hash through memory maps (see the module docs: it is
+/// process-wide and chains to the disposition found). Returns whether it
+/// is in place; when it is not, hashing reads files instead.
+pub fn install_sigbus_handler() -> bool {
+    install();
+    INSTALLED.load(Ordering::Acquire)
+}
+
 fn install() {
     INSTALL.call_once(|| {
         // SAFETY: sysconf has no preconditions.
@@ -289,6 +304,7 @@ mod tests {
     use std::io::Write;
 
     fn file_of(len: usize) -> (tempfile::NamedTempFile, Vec<u8>) {
+        assert!(install_sigbus_handler());
         let bytes: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(&bytes).unwrap();

@@ -531,6 +531,8 @@ fn is_open(path: &Path) -> bool {
 /// opens the blob (to read its first pages), and a change made then is
 /// seen before hashing starts, a different race from the one tested here.
 fn load_while(root: &Root, path: &Path, change: impl FnOnce()) -> Registry {
+    // As ir-server does: large blobs are hashed through memory maps.
+    assert!(ir_oci::mapped::install_sigbus_handler());
     let root_path = root.path().to_path_buf();
     let loader = std::thread::spawn(move || {
         ir_oci::load(

@@ -34,6 +34,12 @@ fn max_blocking_threads() -> usize {
 fn main() -> ExitCode {
     let args = Args::parse();
     logging::init(args.log_format);
+    // Hash large blobs through memory maps; the handler that turns a bus
+    // error (a blob truncated while hashed) into a rejection is
+    // process-wide, so the binary installs it, not the library.
+    if !ir_oci::mapped::install_sigbus_handler() {
+        tracing::warn!("no SIGBUS handler: large blobs are read, not mapped, while verified");
+    }
     if args.check {
         return app::check(&args);
     }

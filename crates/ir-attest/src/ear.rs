@@ -161,8 +161,18 @@ impl Ear {
         let p = &token.platform.claims;
         let r = &token.realm.claims;
         let platform = self.annotated(CCA_PLATFORM_SUBMOD)?;
-        compare_bytes(platform, CCA_PLATFORM_SUBMOD, "cca-platform-challenge", &p.challenge)?;
-        compare_bytes(platform, CCA_PLATFORM_SUBMOD, "cca-platform-instance-id", &p.instance_id)?;
+        compare_bytes(
+            platform,
+            CCA_PLATFORM_SUBMOD,
+            "cca-platform-challenge",
+            &p.challenge,
+        )?;
+        compare_bytes(
+            platform,
+            CCA_PLATFORM_SUBMOD,
+            "cca-platform-instance-id",
+            &p.instance_id,
+        )?;
         compare_bytes(
             platform,
             CCA_PLATFORM_SUBMOD,
@@ -171,7 +181,12 @@ impl Ear {
         )?;
         let realm = self.annotated(CCA_REALM_SUBMOD)?;
         compare_bytes(realm, CCA_REALM_SUBMOD, "cca-realm-challenge", &r.challenge)?;
-        compare_bytes(realm, CCA_REALM_SUBMOD, "cca-realm-initial-measurement", &r.rim)?;
+        compare_bytes(
+            realm,
+            CCA_REALM_SUBMOD,
+            "cca-realm-initial-measurement",
+            &r.rim,
+        )?;
         let field = "cca-realm-extensible-measurements";
         let rems = match realm.get(field) {
             Some(serde_json::Value::Array(items)) if items.len() == r.rems.len() => items,

@@ -243,7 +243,8 @@ fn platform_reference(
     value: &serde_json::Value,
     which: &str,
 ) -> Result<PlatformReference, PlatformError> {
-    let bad = |reason: String| PlatformError::Format(format!("{which}: reference-values: {reason}"));
+    let bad =
+        |reason: String| PlatformError::Format(format!("{which}: reference-values: {reason}"));
     let raw: RawPlatformReference =
         serde_json::from_value(value.clone()).map_err(|e| bad(e.to_string()))?;
     let sw_components = match raw.sw_components {
@@ -261,7 +262,9 @@ fn platform_reference(
                 let measurement = hex_of("measurement-value", &c.measurement)?;
                 let signer_id = hex_of("signer-id", &c.signer_id)?;
                 if measurement.is_empty() || signer_id.is_empty() {
-                    return Err(bad(format!("sw-components[{i}]: empty measurement or signer-id")));
+                    return Err(bad(format!(
+                        "sw-components[{i}]: empty measurement or signer-id"
+                    )));
                 }
                 out.push(SwReference {
                     measurement,

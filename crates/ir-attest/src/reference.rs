@@ -721,7 +721,9 @@ mod tests {
             entry("second", &pv("bb"))
         );
         assert_eq!(
-            ReferenceSet::from_json(apart.as_bytes(), "t").unwrap().len(),
+            ReferenceSet::from_json(apart.as_bytes(), "t")
+                .unwrap()
+                .len(),
             2
         );
         // Across the files of a directory too.
@@ -758,7 +760,10 @@ mod tests {
 
     #[test]
     fn personalization_value_is_matched() {
-        let text = entry("r", &format!(r#""personalization-value": "{}","#, "aa".repeat(64)));
+        let text = entry(
+            "r",
+            &format!(r#""personalization-value": "{}","#, "aa".repeat(64)),
+        );
         let set = ReferenceSet::from_json(text.as_bytes(), "t").unwrap();
         assert_eq!(set.realms()[0].values.personalization, Some([0xaa; 64]));
         let short = entry("r", r#""personalization-value": "aa","#);

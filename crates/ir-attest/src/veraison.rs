@@ -280,10 +280,7 @@ impl VeraisonClient {
         {
             return Err(protocol(
                 step,
-                format!(
-                    "Location {location:?} is outside {}",
-                    self.api.path()
-                ),
+                format!("Location {location:?} is outside {}", self.api.path()),
             ));
         }
         *session = Some(session_url.clone());

@@ -206,7 +206,10 @@ fn insecure_skip_challenge_is_off_unless_asked_and_only_in_feature_builds() {
         ir_attest::INSECURE_SKIP_CHALLENGE_AVAILABLE,
         "the switch follows the exported constant"
     );
-    assert_eq!(attestor.skips_challenge(), ir_attest::INSECURE_SKIP_CHALLENGE_AVAILABLE);
+    assert_eq!(
+        attestor.skips_challenge(),
+        ir_attest::INSECURE_SKIP_CHALLENGE_AVAILABLE
+    );
     assert_eq!(
         ir_attest::INSECURE_SKIP_CHALLENGE_AVAILABLE,
         cfg!(feature = "insecure-skip-challenge")
@@ -240,7 +243,10 @@ fn platform_lifecycle_must_be_secured() {
                 r.unwrap();
             } else {
                 assert!(
-                    matches!(r, Err(VerifyError::Platform(PlatformError::Lifecycle { .. }))),
+                    matches!(
+                        r,
+                        Err(VerifyError::Platform(PlatformError::Lifecycle { .. }))
+                    ),
                     "{lifecycle:#x}"
                 );
             }

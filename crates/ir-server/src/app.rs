@@ -314,9 +314,7 @@ fn build_attestor(args: &Args) -> Result<Arc<Attestor>, String> {
     let local = args
         .cpak
         .as_ref()
-        .map(|path| {
-            PlatformKeys::load(path).map_err(|e| format!("--cpak {}: {e}", path.display()))
-        })
+        .map(|path| PlatformKeys::load(path).map_err(|e| format!("--cpak {}: {e}", path.display())))
         .transpose()?;
     let platform = match (local, args.veraison_url.is_some()) {
         (Some(keys), false) => PlatformCheck::Local(keys),

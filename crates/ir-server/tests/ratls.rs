@@ -558,7 +558,14 @@ async fn location_outside_api_prefix_is_refused() {
 async fn cpak_and_veraison_both_required() {
     let mock = MockVeraison::start().await;
     // Both pass.
-    let h = harness(Platform::CpakAndVeraison { own: true, mock: &mock }, |_| {}).await;
+    let h = harness(
+        Platform::CpakAndVeraison {
+            own: true,
+            mock: &mock,
+        },
+        |_| {},
+    )
+    .await;
     h.pull(
         &h.client(TokenSource::emulated(h.realm.clone())),
         "app:latest",
@@ -577,7 +584,14 @@ async fn cpak_and_veraison_both_required() {
     mock.reset_knobs();
     // Veraison would affirm, but the platform signature fails locally:
     // the token never reaches Veraison.
-    let h = harness(Platform::CpakAndVeraison { own: false, mock: &mock }, |_| {}).await;
+    let h = harness(
+        Platform::CpakAndVeraison {
+            own: false,
+            mock: &mock,
+        },
+        |_| {},
+    )
+    .await;
     let before = mock.counters();
     assert_eq!(
         h.refused(&h.client(TokenSource::emulated(h.realm.clone())))

@@ -465,10 +465,8 @@ fn spawn(
                         }
                     }
                     Some(acceptor) => {
-                        let handshake = tokio::time::timeout(
-                            Duration::from_secs(10),
-                            acceptor.accept(tcp),
-                        );
+                        let handshake =
+                            tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp));
                         let Ok(Ok(stream)) = handshake.await else {
                             return;
                         };

@@ -361,7 +361,10 @@ async fn ear_has_veraisons_cca_layout() {
     ] {
         assert!(realm.get(key).is_some(), "{key}");
     }
-    assert_eq!(platform["cca-platform-lifecycle"], token.platform.claims.lifecycle);
+    assert_eq!(
+        platform["cca-platform-lifecycle"],
+        token.platform.claims.lifecycle
+    );
 }
 
 /// The `draft-ffm-00` vector (2023 profiles, COSE_Key RAK) through every
@@ -383,7 +386,11 @@ async fn cose_key_rak_profile_end_to_end() {
         token.realm.claims.profile.as_deref(),
         Some("tag:arm.com,2023:realm#1.0.0")
     );
-    assert_eq!(token.realm.claims.rak.first().map(|b| b >> 5), Some(5), "a CBOR map");
+    assert_eq!(
+        token.realm.claims.rak.first().map(|b| b >> 5),
+        Some(5),
+        "a CBOR map"
+    );
     verify::verify_realm_signature(&token).unwrap();
     verify::check_platform_binding(&token).unwrap();
 
@@ -395,7 +402,10 @@ async fn cose_key_rak_profile_end_to_end() {
         "personalization-value": hex::encode(r.personalization),
     }}});
     let refs = ReferenceSet::from_json(refs.to_string().as_bytes(), "draft-ffm").unwrap();
-    assert_eq!(refs.match_claims(r).unwrap().name.as_deref(), Some("draft-ffm"));
+    assert_eq!(
+        refs.match_claims(r).unwrap().name.as_deref(),
+        Some("draft-ffm")
+    );
 
     let p = &token.platform.claims;
     let mut anchors: serde_json::Value =

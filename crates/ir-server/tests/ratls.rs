@@ -723,11 +723,15 @@ async fn same_measurements_other_personalization_is_refused() {
 }
 
 /// Runs the ir-server binary with `args` after `-t ra-tls` and a valid
-/// certificate, and returns its exit status and output once it exits.
+/// certificate, and returns whether it failed to start (exited non-zero
+/// within 20 s; a server still running then is killed and counts as
+/// started) and its output.
 fn run_server_expecting_exit(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
     let ca = make_ca();
     let (cert, key) = make_leaf(&ca, dir, 1, true);
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ir-server"))
+    let out_path = dir.join("server.out");
+    let out = std::fs::File::create(&out_path).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ir-server"))
         .args(["-t", "ra-tls", "-p", "0", "--bind", "127.0.0.1", "-r"])
         .arg(dir)
         .arg("-c")
@@ -737,14 +741,26 @@ fn run_server_expecting_exit(dir: &std::path::Path, args: &[&str]) -> (bool, Str
         .args(args)
         .env_remove("RUST_LOG")
         .stdin(std::process::Stdio::null())
-        .output()
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    let mut refused = false;
+    for _ in 0..200 {
+        if let Some(status) = child.try_wait().unwrap() {
+            refused = !status.success();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if child.try_wait().unwrap().is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    (
+        !refused,
+        std::fs::read_to_string(&out_path).unwrap_or_default(),
+    )
 }
 
 #[test]

@@ -2,7 +2,9 @@
 # RA-TLS end to end with the real binaries, as the walk-through in
 # docs/ratls.md describes: an emulated realm (ir-client --emulate-realm)
 # pulls from ir-server -t ra-tls, with the platform checked locally
-# (--cpak) and then by a Veraison-compatible mock (-u, -v). Also: a realm
+# (--cpak) and then by a Veraison-compatible mock (-u, -v; over HTTPS
+# with --veraison-ca, then over plain http on loopback, then both --cpak
+# and -u). Also: a realm
 # limited to some applications, a realm the server does not trust, a plain
 # TLS client, and reference values reloaded on SIGHUP.
 #
@@ -98,5 +100,50 @@ check "a contraindicated platform is refused" \
   bash -c "! pull $WORK/out-c ra-tls://localhost:$CPORT/multi:latest --emulate-realm --realm-keys $WORK/realm"
 check "the reason names Veraison's verdict" \
   bash -c "for i in \$(seq 1 50); do grep -q 'veraison_not_affirming' $WORK/contra.log && exit 0; sleep 0.1; done; exit 1"
+
+# --- Veraison over HTTPS, trusted through --veraison-ca -----------------
+"$MOCK" --listen 127.0.0.1:0 --jwk-out "$WORK/ear3.jwk" \
+  --tls-cert "$CERTS/server.crt" --tls-key "$CERTS/server.key" >"$WORK/mock3.out" 2>>"$WORK/mock.log" &
+PIDS+=($!)
+for _ in $(seq 1 100); do [ -s "$WORK/mock3.out" ] && [ -s "$WORK/ear3.jwk" ] && break; sleep 0.1; done
+HTTPS_URL=$(head -1 "$WORK/mock3.out")
+check "the mock serves HTTPS" bash -c "[[ $HTTPS_URL == https://localhost:* ]]"
+HPORT=$(free_port)
+start_server "$WORK/https.log" -t ra-tls -c "$CERTS/server.crt" -k "$CERTS/server.key" \
+  -u "$HTTPS_URL" --veraison-ca "$CERTS/ca.crt" -v "$WORK/ear3.jwk" -j "$WORK/realm2.json" -r "$REG" -p "$HPORT" --bind 127.0.0.1
+for _ in $(seq 1 100); do grep -q "ready" "$WORK/https.log" && break; sleep 0.1; done
+check "server says Veraison over HTTPS is in force" grep -q "platforms verified by Veraison at https://localhost" "$WORK/https.log"
+check "attested realm pulls multi through Veraison over HTTPS" \
+  pull "$WORK/out-https" "ra-tls://localhost:$HPORT/multi:latest" --emulate-realm --realm-keys "$WORK/realm"
+
+# Without --veraison-ca the mock's certificate is not trusted: refused.
+NPORT=$(free_port)
+start_server "$WORK/noca.log" -t ra-tls -c "$CERTS/server.crt" -k "$CERTS/server.key" \
+  -u "$HTTPS_URL" -v "$WORK/ear3.jwk" -j "$WORK/realm2.json" -r "$REG" -p "$NPORT" --bind 127.0.0.1
+for _ in $(seq 1 100); do grep -q "ready" "$WORK/noca.log" && break; sleep 0.1; done
+check "without --veraison-ca the realm is refused" \
+  bash -c "! pull $WORK/out-noca ra-tls://localhost:$NPORT/multi:latest --emulate-realm --realm-keys $WORK/realm"
+
+# --cpak together with -u: both must pass.
+BPORT=$(free_port)
+start_server "$WORK/both.log" -t ra-tls -c "$CERTS/server.crt" -k "$CERTS/server.key" \
+  --cpak "$WORK/cpak.pub" -u "$HTTPS_URL" --veraison-ca "$CERTS/ca.crt" -v "$WORK/ear3.jwk" \
+  -j "$WORK/realm2.json" -r "$REG" -p "$BPORT" --bind 127.0.0.1
+for _ in $(seq 1 100); do grep -q "ready" "$WORK/both.log" && break; sleep 0.1; done
+check "server says both checks are in force" grep -q "platforms verified by local platform keys (1 trusted) and Veraison" "$WORK/both.log"
+check "attested realm pulls with --cpak and Veraison" \
+  pull "$WORK/out-both" "ra-tls://localhost:$BPORT/multi:latest" --emulate-realm --realm-keys "$WORK/realm"
+
+# Plain http to anything but loopback is a start-up error.
+check "plain http Veraison off loopback does not start" \
+  bash -c "! timeout 20 $BIN -t ra-tls -c $CERTS/server.crt -k $CERTS/server.key -u http://192.0.2.1:8080 \
+    -v $WORK/ear3.jwk -j $WORK/realm2.json -r $REG -p 0 --bind 127.0.0.1 >$WORK/offloop.log 2>&1 && grep -q loopback $WORK/offloop.log"
+check "the start-up error says why" grep -q "loopback" "$WORK/offloop.log"
+
+# A default build refuses --insecure-skip-challenge.
+check "a default build refuses --insecure-skip-challenge" \
+  bash -c "! timeout 20 $BIN -t ra-tls -c $CERTS/server.crt -k $CERTS/server.key --cpak $WORK/cpak.pub \
+    -j $WORK/realm2.json -r $REG -p 0 --bind 127.0.0.1 --insecure-skip-challenge >$WORK/insecure.log 2>&1"
+check "it says the build has no insecure-skip-challenge" grep -q "available in this build: false" "$WORK/insecure.log"
 
 summary "e2e ratls"

@@ -21,13 +21,26 @@ use crate::reference::{MatchError, RealmReference, ReferenceError, ReferenceSet}
 use crate::veraison::{VeraisonClient, VeraisonError};
 use crate::verify::{self, Session, VerifyError};
 
-/// How the platform part of a token is judged. Exactly one is in force.
+/// How the platform part of a token is judged. In every mode the security
+/// lifecycle must be "secured".
 pub enum PlatformCheck {
-    /// The platform token's signature with known platform keys (`--cpak`).
+    /// The platform token's signature (and reference values, if the
+    /// trust-anchor entry has them) with known platform keys (`--cpak`).
     Local(PlatformKeys),
-    /// Veraison's appraisal (`-u`), its EAR checked with its key (`-v`).
+    /// Veraison's appraisal (`-u`), its EAR checked with its key (`-v`)
+    /// and bound to the token by its annotated evidence.
     Veraison {
         /// The Veraison client (with its timeout).
+        client: VeraisonClient,
+        /// Verifies the EAR.
+        ear: EarVerifier,
+    },
+    /// Both (`--cpak` with `-u`): the local appraisal must pass, and only
+    /// then is the token sent to Veraison, which must affirm it too.
+    LocalAndVeraison {
+        /// Known platform keys.
+        keys: PlatformKeys,
+        /// The Veraison client.
         client: VeraisonClient,
         /// Verifies the EAR.
         ear: EarVerifier,
@@ -40,9 +53,36 @@ impl PlatformCheck {
         match self {
             PlatformCheck::Local(keys) => format!("local platform keys ({} trusted)", keys.len()),
             PlatformCheck::Veraison { client, .. } => format!("Veraison at {}", client.api_url()),
+            PlatformCheck::LocalAndVeraison { keys, client, .. } => format!(
+                "local platform keys ({} trusted) and Veraison at {}",
+                keys.len(),
+                client.api_url()
+            ),
+        }
+    }
+
+    /// The platform keys, when the platform is checked locally.
+    pub fn local_keys(&self) -> Option<&PlatformKeys> {
+        match self {
+            PlatformCheck::Local(keys) | PlatformCheck::LocalAndVeraison { keys, .. } => Some(keys),
+            PlatformCheck::Veraison { .. } => None,
+        }
+    }
+
+    /// The Veraison client and EAR verifier, when Veraison is asked.
+    pub fn veraison(&self) -> Option<(&VeraisonClient, &EarVerifier)> {
+        match self {
+            PlatformCheck::Local(_) => None,
+            PlatformCheck::Veraison { client, ear }
+            | PlatformCheck::LocalAndVeraison { client, ear, .. } => Some((client, ear)),
         }
     }
 }
+
+/// Why the insecure session-binding skip cannot be turned on.
+#[derive(Debug, thiserror::Error)]
+#[error("this build has no insecure-skip-challenge (build with the cargo feature insecure-skip-challenge to test clients that send a fixed token; never in production)")]
+pub struct InsecureUnavailable;
 
 /// A realm that attested.
 #[derive(Debug, Clone)]
@@ -82,9 +122,9 @@ impl AttestError {
             AttestError::Veraison(VeraisonError::Unreachable { .. }) => "veraison_unreachable",
             AttestError::Veraison(VeraisonError::Timeout(_)) => "veraison_timeout",
             AttestError::Veraison(VeraisonError::Ear(e)) => match e {
-                EarError::NotAffirming { .. } | EarError::NoPlatformAppraisal => {
-                    "veraison_not_affirming"
-                }
+                EarError::NotAffirming { .. } => "veraison_not_affirming",
+                EarError::NoPlatformAppraisal | EarError::NoRealmAppraisal => "ear_submod_missing",
+                EarError::EvidenceMismatch(_) => "ear_evidence_mismatch",
                 EarError::NonceMismatch { .. } => "ear_nonce",
                 EarError::BadSignature => "ear_signature",
                 EarError::Stale { .. } | EarError::FromFuture { .. } | EarError::Expired { .. } => {
@@ -109,9 +149,12 @@ fn local_reason(e: &VerifyError) -> &'static str {
         VerifyError::HashAlgMismatch { .. } => "hash_algorithm",
         VerifyError::RimMismatch { .. } => "rim_mismatch",
         VerifyError::NoRemSetMatched { .. } => "rem_mismatch",
+        VerifyError::PersonalizationMismatch { .. } => "personalization_mismatch",
         VerifyError::Reference(MatchError::NoMatch { reason, .. }) => local_reason(reason),
         VerifyError::Reference(_) => "no_reference_values",
         VerifyError::Platform(PlatformError::BadSignature(_)) => "platform_signature",
+        VerifyError::Platform(PlatformError::Lifecycle { .. }) => "platform_lifecycle",
+        VerifyError::Platform(PlatformError::Mismatch(_)) => "platform_mismatch",
         VerifyError::Platform(_) => "platform_key",
     }
 }
@@ -122,6 +165,7 @@ pub struct Attestor {
     references: RwLock<Arc<ReferenceSet>>,
     platform: Arc<PlatformCheck>,
     veraison_slots: Semaphore,
+    skip_challenge: bool,
 }
 
 impl Attestor {
@@ -140,7 +184,26 @@ impl Attestor {
             references: RwLock::new(Arc::new(references)),
             platform: Arc::new(platform),
             veraison_slots: Semaphore::new(max_in_flight.max(1)),
+            skip_challenge: false,
         })
+    }
+
+    /// INSECURE: stops checking the session binding, so recorded tokens
+    /// (as the islet test client sends) are accepted. Only builds with the
+    /// cargo feature `insecure-skip-challenge` can turn it on (see
+    /// [`crate::INSECURE_SKIP_CHALLENGE_AVAILABLE`]); it is off unless a
+    /// caller asks, whatever features the build unified.
+    pub fn set_insecure_skip_challenge(&mut self, on: bool) -> Result<(), InsecureUnavailable> {
+        if on && !crate::INSECURE_SKIP_CHALLENGE_AVAILABLE {
+            return Err(InsecureUnavailable);
+        }
+        self.skip_challenge = on;
+        Ok(())
+    }
+
+    /// Whether the session binding is skipped (INSECURE).
+    pub fn skips_challenge(&self) -> bool {
+        self.skip_challenge
     }
 
     /// The reference values in force.
@@ -173,18 +236,21 @@ impl Attestor {
     ) -> Result<Attested, AttestError> {
         let references = self.references();
         let platform = self.platform.clone();
+        let skip_challenge = self.skip_challenge;
         let (verified, token) = tokio::task::spawn_blocking(
             move || -> Result<(verify::Verified, Vec<u8>), AttestError> {
                 let presented = ratls::read_certificate(&cert_der)?;
-                let keys = match &*platform {
-                    PlatformCheck::Local(keys) => Some(keys),
-                    PlatformCheck::Veraison { .. } => None,
-                };
                 let session = Session {
                     challenge: &challenge,
                     client_spki_der: &presented.spki_der,
                 };
-                let verified = local_checks(&presented.token, session, &references, keys)?;
+                let verified = local_checks(
+                    &presented.token,
+                    session,
+                    &references,
+                    platform.local_keys(),
+                    skip_challenge,
+                )?;
                 Ok((verified, presented.token))
             },
         )
@@ -192,14 +258,15 @@ impl Attestor {
         .map_err(|e| AttestError::Internal(e.to_string()))??;
 
         let summary = verified.token.summary();
-        if let PlatformCheck::Veraison { client, ear } = &*self.platform {
-            let nonce = verified.token.realm.claims.challenge;
+        // Only a token that passed every local check (with --cpak, its
+        // platform signature too) reaches Veraison.
+        if let Some((client, ear)) = self.platform.veraison() {
             let _slot = self
                 .veraison_slots
                 .acquire()
                 .await
                 .map_err(|e| AttestError::Internal(e.to_string()))?;
-            client.verify(&token, &nonce, ear).await?;
+            client.appraise_token(&token, &verified.token, ear).await?;
         }
         Ok(Attested {
             realm: verified.realm,
@@ -208,24 +275,20 @@ impl Attestor {
     }
 }
 
-#[cfg(not(feature = "insecure-skip-challenge"))]
+/// The local checks; the session binding is skipped only when the
+/// attestor was asked to at run time, and only builds with the feature
+/// contain that path.
 fn local_checks(
     token: &[u8],
     session: Session<'_>,
     references: &ReferenceSet,
     keys: Option<&PlatformKeys>,
+    skip_challenge: bool,
 ) -> Result<verify::Verified, VerifyError> {
+    #[cfg(feature = "insecure-skip-challenge")]
+    if skip_challenge {
+        return verify::verify_local_insecure_skip_challenge(token, references, keys);
+    }
+    let _ = skip_challenge;
     verify::verify_local(token, session, references, keys)
-}
-
-/// INSECURE build: the session binding is not checked, so recorded tokens
-/// (as the islet test client sends) are accepted.
-#[cfg(feature = "insecure-skip-challenge")]
-fn local_checks(
-    token: &[u8],
-    _session: Session<'_>,
-    references: &ReferenceSet,
-    keys: Option<&PlatformKeys>,
-) -> Result<verify::Verified, VerifyError> {
-    verify::verify_local_insecure_skip_challenge(token, references, keys)
 }

@@ -11,10 +11,21 @@
 //! Checks, in order: size, shape, header (`alg` = `ES256`, no `crit`),
 //! signature, `eat_nonce` (equal, as bytes, to the nonce sent: padded and
 //! unpadded base64url both accepted), `iat` fresh (within `max_age`, with a
-//! `clock_skew` allowance either way), `exp` not passed if present, and
-//! every submod other than `CCA_REALM` with `ear.status` = `affirming`
-//! (there must be at least one such submod: an EAR that appraised no
-//! platform affirms nothing).
+//! `clock_skew` allowance either way), `exp` not passed if present, the
+//! submods Veraison's CCA scheme produces present under their names
+//! (`CCA_SSD_PLATFORM` and `CCA_REALM`), and every submod other than
+//! `CCA_REALM` with `ear.status` = `affirming`.
+//!
+//! An EAR is only about the token this connection sent if its annotated
+//! evidence says so: [`Ear::check_evidence`] compares the claims Veraison
+//! appraised (`ear.veraison.annotated-evidence` of the `CCA_SSD_PLATFORM`
+//! and `CCA_REALM` submods, in the JSON form of Veraison's `ccatoken`:
+//! `cca-platform-challenge`, `cca-platform-instance-id`,
+//! `cca-platform-implementation-id`, `cca-realm-challenge`,
+//! `cca-realm-initial-measurement`, `cca-realm-extensible-measurements`,
+//! byte strings in base64) with the token received. Without it, a genuine
+//! EAR that Veraison issued for another token with the same nonce would
+//! vouch for a forged one.
 
 use crate::keys::{b64url_decode_lenient, KeyError, PublicKey};
 use base64::Engine as _;
@@ -27,9 +38,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub const MAX_EAR_SIZE: usize = 64 * 1024;
 /// Most submods accepted in one EAR.
 pub const MAX_SUBMODS: usize = 64;
-/// The submod that appraises the realm; skipped, as the realm is judged by
-/// the local reference values.
+/// The submod that appraises the realm; its status is not used, as the
+/// realm is judged by the local reference values, but it must be present
+/// (its annotated evidence carries the realm claims Veraison saw).
 pub const CCA_REALM_SUBMOD: &str = "CCA_REALM";
+/// The submod of Veraison's CCA scheme that appraises the platform.
+pub const CCA_PLATFORM_SUBMOD: &str = "CCA_SSD_PLATFORM";
+/// The member of a submod that holds the claims Veraison appraised.
+pub const ANNOTATED_EVIDENCE: &str = "ear.veraison.annotated-evidence";
 /// Default maximum age of an EAR.
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(60);
 /// Default allowance for clock differences with Veraison.
@@ -101,9 +117,17 @@ pub enum EarError {
         /// Its `ear.status`.
         status: String,
     },
-    /// No submod other than `CCA_REALM`: nothing appraised the platform.
-    #[error("EAR has no platform appraisal (no submod other than CCA_REALM)")]
+    /// No `CCA_SSD_PLATFORM` submod: Veraison's CCA scheme did not
+    /// appraise the platform.
+    #[error("EAR has no CCA_SSD_PLATFORM submod (no platform appraisal by Veraison's CCA scheme)")]
     NoPlatformAppraisal,
+    /// No `CCA_REALM` submod.
+    #[error("EAR has no CCA_REALM submod")]
+    NoRealmAppraisal,
+    /// The evidence Veraison appraised is not the token received (or the
+    /// EAR does not say what it appraised).
+    #[error("EAR is not about this token: {0}")]
+    EvidenceMismatch(String),
     /// The verification key is not a P-256 key.
     #[error("EAR key: {0}")]
     Key(String),
@@ -126,6 +150,108 @@ pub struct Ear {
     pub submods: BTreeMap<String, String>,
     /// All claims, for logs.
     pub claims: serde_json::Value,
+}
+
+impl Ear {
+    /// Checks that the EAR appraised `token`: the annotated evidence of
+    /// the `CCA_SSD_PLATFORM` and `CCA_REALM` submods must carry the
+    /// token's platform challenge, instance ID, implementation ID, realm
+    /// challenge, RIM and REMs. Missing or different: refused.
+    pub fn check_evidence(&self, token: &crate::token::CcaToken) -> Result<(), EarError> {
+        let p = &token.platform.claims;
+        let r = &token.realm.claims;
+        let platform = self.annotated(CCA_PLATFORM_SUBMOD)?;
+        compare_bytes(
+            platform,
+            CCA_PLATFORM_SUBMOD,
+            "cca-platform-challenge",
+            &p.challenge,
+        )?;
+        compare_bytes(
+            platform,
+            CCA_PLATFORM_SUBMOD,
+            "cca-platform-instance-id",
+            &p.instance_id,
+        )?;
+        compare_bytes(
+            platform,
+            CCA_PLATFORM_SUBMOD,
+            "cca-platform-implementation-id",
+            &p.implementation_id,
+        )?;
+        let realm = self.annotated(CCA_REALM_SUBMOD)?;
+        compare_bytes(realm, CCA_REALM_SUBMOD, "cca-realm-challenge", &r.challenge)?;
+        compare_bytes(
+            realm,
+            CCA_REALM_SUBMOD,
+            "cca-realm-initial-measurement",
+            &r.rim,
+        )?;
+        let field = "cca-realm-extensible-measurements";
+        let rems = match realm.get(field) {
+            Some(serde_json::Value::Array(items)) if items.len() == r.rems.len() => items,
+            _ => {
+                return Err(EarError::EvidenceMismatch(format!(
+                    "{CCA_REALM_SUBMOD} annotated evidence has no {field} array of {}",
+                    r.rems.len()
+                )))
+            }
+        };
+        for (i, (item, rem)) in rems.iter().zip(&r.rems).enumerate() {
+            if json_bytes(item).as_deref() != Some(rem.as_slice()) {
+                return Err(EarError::EvidenceMismatch(format!(
+                    "{CCA_REALM_SUBMOD} {field}[{i}] is not the token's REM {i}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn annotated(&self, submod: &str) -> Result<&serde_json::Value, EarError> {
+        self.claims
+            .get("submods")
+            .and_then(|s| s.get(submod))
+            .and_then(|s| s.get(ANNOTATED_EVIDENCE))
+            .filter(|e| e.is_object())
+            .ok_or_else(|| {
+                EarError::EvidenceMismatch(format!("{submod} has no {ANNOTATED_EVIDENCE}"))
+            })
+    }
+}
+
+fn compare_bytes(
+    evidence: &serde_json::Value,
+    submod: &str,
+    field: &str,
+    expected: &[u8],
+) -> Result<(), EarError> {
+    match evidence.get(field).and_then(json_bytes) {
+        Some(found) if found == expected => Ok(()),
+        Some(found) => Err(EarError::EvidenceMismatch(format!(
+            "{submod} {field} is {}, the token has {}",
+            hex::encode(&found[..found.len().min(64)]),
+            hex::encode(&expected[..expected.len().min(64)])
+        ))),
+        None => Err(EarError::EvidenceMismatch(format!(
+            "{submod} annotated evidence has no {field}"
+        ))),
+    }
+}
+
+/// Bytes as Veraison's JSON carries them: a base64 string (Go encodes
+/// `[]byte` as padded standard base64; base64url is accepted too), or a
+/// one-element array of one (an EAT nonce).
+fn json_bytes(v: &serde_json::Value) -> Option<Vec<u8>> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+    match v {
+        serde_json::Value::String(s) if s.len() <= 8192 => STANDARD
+            .decode(s)
+            .or_else(|_| STANDARD_NO_PAD.decode(s))
+            .ok()
+            .or_else(|| b64url_decode_lenient(s)),
+        serde_json::Value::Array(a) if a.len() == 1 => json_bytes(&a[0]),
+        _ => None,
+    }
 }
 
 /// Verifies EARs with Veraison's ES256 public key.
@@ -299,22 +425,25 @@ impl EarVerifier {
                 .ok_or(EarError::BadClaim("ear.status"))?;
             submods.insert(name.clone(), status);
         }
+        // Veraison's CCA scheme names its appraisals: another submod
+        // cannot stand in for the platform's.
+        if !submods.contains_key(CCA_PLATFORM_SUBMOD) {
+            return Err(EarError::NoPlatformAppraisal);
+        }
+        if !submods.contains_key(CCA_REALM_SUBMOD) {
+            return Err(EarError::NoRealmAppraisal);
+        }
         // Check in name order so the reported submod is deterministic.
-        let mut platform_appraisals = 0;
         for (name, status) in &submods {
             if name == CCA_REALM_SUBMOD {
                 continue;
             }
-            platform_appraisals += 1;
             if status != "affirming" {
                 return Err(EarError::NotAffirming {
                     submod: name.clone(),
                     status: status.clone(),
                 });
             }
-        }
-        if platform_appraisals == 0 {
-            return Err(EarError::NoPlatformAppraisal);
         }
         let profile = claims
             .get("eat_profile")
@@ -384,6 +513,69 @@ pub mod test_util {
         pub iat: i64,
         /// Submods and their `ear.status`.
         pub submods: Vec<(String, String)>,
+        /// `ear.veraison.annotated-evidence` per submod name.
+        pub annotated: BTreeMap<String, serde_json::Value>,
+    }
+
+    /// The annotated evidence Veraison's CCA scheme puts in its
+    /// `CCA_SSD_PLATFORM` and `CCA_REALM` submods for `token`: the claims
+    /// in the JSON form of Veraison's `ccatoken` (byte strings as padded
+    /// standard base64, as Go encodes them).
+    pub fn veraison_annotated_evidence(
+        token: &crate::token::CcaToken,
+    ) -> BTreeMap<String, serde_json::Value> {
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let p = &token.platform.claims;
+        let r = &token.realm.claims;
+        let sw: Vec<serde_json::Value> = p
+            .sw_components
+            .iter()
+            .map(|c| {
+                let mut m = serde_json::json!({
+                    "measurement-value": b64(&c.measurement),
+                    "signer-id": b64(&c.signer_id),
+                });
+                if let Some(t) = &c.measurement_type {
+                    m["measurement-type"] = t.clone().into();
+                }
+                if let Some(v) = &c.version {
+                    m["version"] = v.clone().into();
+                }
+                if let Some(h) = &c.hash_alg {
+                    m["measurement-description"] = h.clone().into();
+                }
+                m
+            })
+            .collect();
+        let mut platform = serde_json::json!({
+            "cca-platform-profile": p.profile,
+            "cca-platform-challenge": b64(&p.challenge),
+            "cca-platform-implementation-id": b64(&p.implementation_id),
+            "cca-platform-instance-id": b64(&p.instance_id),
+            "cca-platform-config": b64(&p.config),
+            "cca-platform-lifecycle": p.lifecycle,
+            "cca-platform-sw-components": sw,
+            "cca-platform-hash-algo-id": p.hash_alg,
+        });
+        if let Some(vsi) = &p.verification_service {
+            platform["cca-platform-service-indicator"] = vsi.clone().into();
+        }
+        let mut realm = serde_json::json!({
+            "cca-realm-challenge": b64(&r.challenge),
+            "cca-realm-personalization-value": b64(&r.personalization),
+            "cca-realm-initial-measurement": b64(&r.rim),
+            "cca-realm-extensible-measurements": r.rems.iter().map(|m| b64(m)).collect::<Vec<_>>(),
+            "cca-realm-hash-algo-id": r.measurement_hash_alg,
+            "cca-realm-public-key": b64(&r.rak),
+            "cca-realm-public-key-hash-algo-id": r.rak_hash_alg,
+        });
+        if let Some(profile) = &r.profile {
+            realm["cca-realm-profile"] = profile.clone().into();
+        }
+        BTreeMap::from([
+            (CCA_PLATFORM_SUBMOD.to_string(), platform),
+            (CCA_REALM_SUBMOD.to_string(), realm),
+        ])
     }
 
     impl EarSpec {
@@ -396,10 +588,19 @@ pub mod test_util {
                 nonce_text: None,
                 iat: unix_seconds(SystemTime::now()),
                 submods: vec![
-                    ("CCA_SSD_PLATFORM".into(), "affirming".into()),
+                    (CCA_PLATFORM_SUBMOD.into(), "affirming".into()),
                     (CCA_REALM_SUBMOD.into(), "warning".into()),
                 ],
+                annotated: BTreeMap::new(),
             }
+        }
+
+        /// An affirming EAR for `token` (its realm challenge as the
+        /// nonce), with the annotated evidence Veraison would give.
+        pub fn affirming_for(token: &crate::token::CcaToken) -> Self {
+            let mut spec = Self::affirming(&token.realm.claims.challenge);
+            spec.annotated = veraison_annotated_evidence(token);
+            spec
         }
 
         /// Sets the status of a submod (adding it if absent).
@@ -417,13 +618,14 @@ pub mod test_util {
                 .submods
                 .iter()
                 .map(|(name, status)| {
-                    (
-                        name.clone(),
-                        serde_json::json!({
-                            "ear.status": status,
-                            "ear.appraisal-policy-id": format!("policy:{name}"),
-                        }),
-                    )
+                    let mut appraisal = serde_json::json!({
+                        "ear.status": status,
+                        "ear.appraisal-policy-id": format!("policy:ARM_CCA"),
+                    });
+                    if let Some(evidence) = self.annotated.get(name) {
+                        appraisal[ANNOTATED_EVIDENCE] = evidence.clone();
+                    }
+                    (name.clone(), appraisal)
                 })
                 .collect();
             serde_json::json!({

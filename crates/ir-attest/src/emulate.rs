@@ -96,6 +96,9 @@ pub struct EmulatedRealm {
     measurements: Measurements,
     /// The realm personalization value (44235); zero by default.
     pub personalization: [u8; 64],
+    /// The platform's security lifecycle (claim 2395); `0x3000`
+    /// ("secured") unless a test wants another state.
+    pub lifecycle: u64,
 }
 
 impl std::fmt::Debug for EmulatedRealm {
@@ -142,6 +145,7 @@ impl EmulatedRealm {
             cpak: p384::ecdsa::SigningKey::random(&mut rand_core::OsRng),
             measurements,
             personalization: [0; 64],
+            lifecycle: 0x3000,
         })
     }
 
@@ -157,6 +161,7 @@ impl EmulatedRealm {
             cpak: secret_from_pem(cpak_pem, "CPAK")?,
             measurements,
             personalization: [0; 64],
+            lifecycle: 0x3000,
         })
     }
 
@@ -291,7 +296,10 @@ impl EmulatedRealm {
             ),
             (int(pk::INSTANCE_ID), Value::Bytes(self.instance_id())),
             (int(pk::CONFIG), Value::Bytes(vec![0xcf])),
-            (int(pk::LIFECYCLE), int(0x3000)),
+            (
+                int(pk::LIFECYCLE),
+                Value::Integer(ciborium::value::Integer::from(self.lifecycle)),
+            ),
             (int(pk::SW_COMPONENTS), Value::Array(vec![sw_component])),
             (
                 int(pk::VERIFICATION_SERVICE),

@@ -55,6 +55,13 @@ pub use verify::{expected_realm_challenge, VerifyError};
 
 pub use token::{CcaToken, PlatformClaims, RealmClaims, TokenError};
 
+/// Whether this build of ir-attest contains the INSECURE path that skips
+/// the RA-TLS session binding (cargo feature `insecure-skip-challenge`).
+/// Even then it is off unless turned on at run time
+/// ([`attestor::Attestor::set_insecure_skip_challenge`]); servers print
+/// this value at start-up.
+pub const INSECURE_SKIP_CHALLENGE_AVAILABLE: bool = cfg!(feature = "insecure-skip-challenge");
+
 /// The OID of the X.509 extension that carries the CCA token in an RA-TLS
 /// client certificate (`1.3.3.3.7`), as dotted text.
 pub const RATLS_TOKEN_EXTENSION_OID: &str = "1.3.3.3.7";

@@ -13,8 +13,26 @@
 //!   key is picked by the token's instance ID (claim 256) and, when the
 //!   entry names one, the implementation ID (2396) must match too.
 //!
-//! Loading is strict: a key that is not a valid point, a malformed entry
-//! or a duplicate instance ID fails the whole load, naming the entry.
+//! Loading is strict: a key that is not a valid point, a malformed entry,
+//! an unknown key in an entry or a duplicate instance ID fails the whole
+//! load, naming the entry.
+//!
+//! ## Platform appraisal
+//!
+//! Beyond its signature, a platform is judged by its state:
+//!
+//! - [`check_lifecycle`]: the security lifecycle (2395) must be "secured"
+//!   (`0x3000`–`0x30ff`); debug, provisioning, decommissioned and unknown
+//!   states are refused, in every mode;
+//! - a trust-anchor entry may carry `"reference-values"`:
+//!   `{"profile": text, "sw-components": [{"measurement-value": hex,
+//!   "signer-id": hex, "measurement-type": text, "version": text}]}`
+//!   (`measurement-type` and `version` optional). They are matched as
+//!   Veraison matches its CCA endorsements: every reference component must
+//!   be in the token with the same measurement and signer ID (and type and
+//!   version when the reference gives them); in addition every component
+//!   of the token must be one of the reference components, and the profile
+//!   (when given) must equal claim 265.
 
 use crate::cose::{verify_sign1, CoseError};
 use crate::keys::{KeyError, PublicKey};
@@ -75,6 +93,193 @@ pub enum PlatformError {
     /// The platform token's signature does not verify with the key.
     #[error("platform token signature invalid: {0}")]
     BadSignature(#[source] CoseError),
+    /// The security lifecycle is not "secured" (0x3000-0x30ff).
+    #[error("platform security lifecycle {value:#06x} ({state}) is not secured (0x3000-0x30ff)")]
+    Lifecycle {
+        /// The claim (2395).
+        value: u64,
+        /// The state it names.
+        state: &'static str,
+    },
+    /// The platform differs from the trust anchor's reference values.
+    #[error("platform does not match its reference values: {0}")]
+    Mismatch(String),
+}
+
+/// Lowest security lifecycle value of the "secured" state.
+pub const LIFECYCLE_SECURED_MIN: u64 = 0x3000;
+/// Highest security lifecycle value of the "secured" state.
+pub const LIFECYCLE_SECURED_MAX: u64 = 0x30ff;
+
+/// The CCA lifecycle state a claim value names (for messages).
+pub fn lifecycle_state(value: u64) -> &'static str {
+    match value {
+        0x0000..=0x00ff => "unknown",
+        0x1000..=0x10ff => "assembly and test",
+        0x2000..=0x20ff => "CCA platform RoT provisioning",
+        0x3000..=0x30ff => "secured",
+        0x4000..=0x40ff => "non-CCA platform debug",
+        0x5000..=0x50ff => "recoverable CCA platform debug",
+        0x6000..=0x60ff => "decommissioned",
+        _ => "invalid",
+    }
+}
+
+/// Refuses a platform whose security lifecycle (2395) is not "secured".
+pub fn check_lifecycle(token: &CcaToken) -> Result<(), PlatformError> {
+    let value = token.platform.claims.lifecycle;
+    if (LIFECYCLE_SECURED_MIN..=LIFECYCLE_SECURED_MAX).contains(&value) {
+        Ok(())
+    } else {
+        Err(PlatformError::Lifecycle {
+            value,
+            state: lifecycle_state(value),
+        })
+    }
+}
+
+/// One reference software component of a platform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwReference {
+    /// Measurement value (component field 2).
+    pub measurement: Vec<u8>,
+    /// Signer ID (field 5).
+    pub signer_id: Vec<u8>,
+    /// Measurement type (field 1), compared when given.
+    pub measurement_type: Option<String>,
+    /// Version (field 4), compared when given.
+    pub version: Option<String>,
+}
+
+impl SwReference {
+    fn matches(&self, c: &crate::token::SwComponent) -> bool {
+        self.measurement == c.measurement
+            && self.signer_id == c.signer_id
+            && self
+                .measurement_type
+                .as_ref()
+                .is_none_or(|t| c.measurement_type.as_ref() == Some(t))
+            && self
+                .version
+                .as_ref()
+                .is_none_or(|v| c.version.as_ref() == Some(v))
+    }
+}
+
+/// Reference values of one platform (a trust-anchor entry's
+/// `"reference-values"`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlatformReference {
+    /// Expected profile (265), if given.
+    pub profile: Option<String>,
+    /// The software components the platform may run, if given.
+    pub sw_components: Option<Vec<SwReference>>,
+}
+
+impl PlatformReference {
+    /// Compares the platform claims of `token` (see the module docs).
+    pub fn check(&self, token: &CcaToken) -> Result<(), PlatformError> {
+        let claims = &token.platform.claims;
+        if let Some(profile) = &self.profile {
+            if *profile != claims.profile {
+                return Err(PlatformError::Mismatch(format!(
+                    "profile {:?}, expected {profile:?}",
+                    claims.profile
+                )));
+            }
+        }
+        let Some(refs) = &self.sw_components else {
+            return Ok(());
+        };
+        for (i, c) in claims.sw_components.iter().enumerate() {
+            if !refs.iter().any(|r| r.matches(c)) {
+                return Err(PlatformError::Mismatch(format!(
+                    "software component {i} ({} measurement {} signer {}) is not a reference component",
+                    c.measurement_type.as_deref().unwrap_or("-"),
+                    hex::encode(&c.measurement),
+                    hex::encode(&c.signer_id)
+                )));
+            }
+        }
+        for r in refs {
+            if !claims.sw_components.iter().any(|c| r.matches(c)) {
+                return Err(PlatformError::Mismatch(format!(
+                    "reference component {} (measurement {}) is missing from the token",
+                    r.measurement_type.as_deref().unwrap_or("-"),
+                    hex::encode(&r.measurement)
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlatformReference {
+    #[serde(default)]
+    profile: Option<String>,
+    #[serde(default, rename = "sw-components")]
+    sw_components: Option<Vec<RawSwReference>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSwReference {
+    #[serde(rename = "measurement-value")]
+    measurement: String,
+    #[serde(rename = "signer-id")]
+    signer_id: String,
+    #[serde(default, rename = "measurement-type")]
+    measurement_type: Option<String>,
+    #[serde(default)]
+    version: Option<String>,
+}
+
+/// Most reference software components per platform.
+pub const MAX_SW_REFERENCES: usize = 256;
+
+fn platform_reference(
+    value: &serde_json::Value,
+    which: &str,
+) -> Result<PlatformReference, PlatformError> {
+    let bad =
+        |reason: String| PlatformError::Format(format!("{which}: reference-values: {reason}"));
+    let raw: RawPlatformReference =
+        serde_json::from_value(value.clone()).map_err(|e| bad(e.to_string()))?;
+    let sw_components = match raw.sw_components {
+        None => None,
+        Some(list) => {
+            if list.len() > MAX_SW_REFERENCES {
+                return Err(bad(format!("more than {MAX_SW_REFERENCES} sw-components")));
+            }
+            let mut out = Vec::with_capacity(list.len());
+            for (i, c) in list.into_iter().enumerate() {
+                let hex_of = |name: &str, text: &str| {
+                    hex::decode(text)
+                        .map_err(|e| bad(format!("sw-components[{i}].{name} is not hex: {e}")))
+                };
+                let measurement = hex_of("measurement-value", &c.measurement)?;
+                let signer_id = hex_of("signer-id", &c.signer_id)?;
+                if measurement.is_empty() || signer_id.is_empty() {
+                    return Err(bad(format!(
+                        "sw-components[{i}]: empty measurement or signer-id"
+                    )));
+                }
+                out.push(SwReference {
+                    measurement,
+                    signer_id,
+                    measurement_type: c.measurement_type,
+                    version: c.version,
+                });
+            }
+            Some(out)
+        }
+    };
+    Ok(PlatformReference {
+        profile: raw.profile,
+        sw_components,
+    })
 }
 
 /// One entry of a trust-anchor list.
@@ -86,6 +291,8 @@ pub struct TrustAnchor {
     pub implementation_id: Option<Vec<u8>>,
     /// The platform's public key.
     pub key: PublicKey,
+    /// The platform's reference values, if the entry gives them.
+    pub reference: Option<PlatformReference>,
 }
 
 /// The platform keys trusted in local CPAK mode.
@@ -171,6 +378,18 @@ impl PlatformKeys {
         }
         let mut anchors: Vec<TrustAnchor> = Vec::with_capacity(entries.len());
         for (i, entry) in entries.iter().enumerate() {
+            if let Some(obj) = entry.as_object() {
+                if let Some(unknown) = obj.keys().find(|k| {
+                    !matches!(
+                        k.as_str(),
+                        "instance-id" | "implementation-id" | "pkey" | "reference-values"
+                    )
+                }) {
+                    return Err(PlatformError::Format(format!(
+                        "entry {i}: unknown key {unknown:?} (known: instance-id, implementation-id, pkey, reference-values)"
+                    )));
+                }
+            }
             let hex_field = |name: &str,
                              required: bool|
              -> Result<Option<Vec<u8>>, PlatformError> {
@@ -204,10 +423,15 @@ impl PlatformKeys {
                     "{which}: duplicate instance ID"
                 )));
             }
+            let reference = entry
+                .get("reference-values")
+                .map(|v| platform_reference(v, &which))
+                .transpose()?;
             anchors.push(TrustAnchor {
                 instance_id,
                 implementation_id,
                 key,
+                reference,
             });
         }
         Ok(Self::TrustAnchors(anchors))
@@ -228,8 +452,16 @@ impl PlatformKeys {
 
     /// The key to verify `token`'s platform token with.
     pub fn key_for(&self, token: &CcaToken) -> Result<&PublicKey, PlatformError> {
+        self.anchor_for(token).map(|(key, _)| key)
+    }
+
+    /// The key for `token` and the reference values its entry gives.
+    fn anchor_for(
+        &self,
+        token: &CcaToken,
+    ) -> Result<(&PublicKey, Option<&PlatformReference>), PlatformError> {
         match self {
-            Self::Single(k) => Ok(k),
+            Self::Single(k) => Ok((k, None)),
             Self::TrustAnchors(anchors) => {
                 let claims = &token.platform.claims;
                 let anchor = anchors
@@ -247,16 +479,22 @@ impl PlatformKeys {
                         });
                     }
                 }
-                Ok(&anchor.key)
+                Ok((&anchor.key, anchor.reference.as_ref()))
             }
         }
     }
 
-    /// Verifies the platform token's COSE_Sign1 signature with the right
-    /// trusted key. This does not check the platform binding (see
-    /// [`crate::verify::check_platform_binding`]).
+    /// Appraises the platform locally: the security lifecycle
+    /// ([`check_lifecycle`]), the entry's reference values if any (cheap
+    /// comparisons first), then the platform token's COSE_Sign1 signature
+    /// with the right trusted key. This does not check the platform
+    /// binding (see [`crate::verify::check_platform_binding`]).
     pub fn verify(&self, token: &CcaToken) -> Result<(), PlatformError> {
-        let key = self.key_for(token)?;
+        let (key, reference) = self.anchor_for(token)?;
+        check_lifecycle(token)?;
+        if let Some(reference) = reference {
+            reference.check(token)?;
+        }
         verify_sign1(&token.platform.sign1, key).map_err(PlatformError::BadSignature)?;
         Ok(())
     }

@@ -1,10 +1,17 @@
 //! Reference values: what a realm must measure to be trusted.
 //!
 //! The input is the islet JSON of the seed (only `realm.reference-values`
-//! matters: `rim`, `rems`, `hash-algo`; `realm.name`, `realm.uuid` and
-//! `realm.version` are kept for logs), a JSON array of such documents, or a
-//! directory of `*.json` files each holding one of those (bounded counts
-//! and sizes, files read in name order, other files ignored).
+//! matters: `rim`, `rems`, `hash-algo`, and optionally
+//! `personalization-value`; `realm.name`, `realm.uuid` and `realm.version`
+//! are kept for logs), a JSON array of such documents, or a directory of
+//! `*.json` files each holding one of those (bounded counts and sizes,
+//! files read in name order, other files ignored).
+//!
+//! Loading is strict: a key that is not part of the format is an error
+//! (a misspelled `aplications` must not silently mean "every
+//! application"), and two entries that could match the same token (same
+//! RIM and hash algorithm, a REM set in common, and no personalization
+//! value that tells them apart) are an error naming both.
 //!
 //! ## Applications
 //!
@@ -74,6 +81,15 @@ pub enum ReferenceError {
     /// No realm at all was found.
     #[error("{0}: no reference values found")]
     Empty(String),
+    /// Two entries could match the same token (same RIM, hash algorithm
+    /// and a REM set, and no personalization value to tell them apart).
+    #[error("ambiguous reference values: {first} and {second} could match the same token (give each a different personalization-value, or merge them)")]
+    Ambiguous {
+        /// The first entry (label).
+        first: String,
+        /// The second entry (label).
+        second: String,
+    },
 }
 
 /// Why a token matched no realm of a [`ReferenceSet`].
@@ -103,6 +119,9 @@ pub struct ReferenceValues {
     pub rems: Vec<[Vec<u8>; 4]>,
     /// Expected measurement hash algorithm (44236).
     pub hash_algo: HashAlg,
+    /// Expected realm personalization value (44235), if the entry names
+    /// one; `None` accepts any.
+    pub personalization: Option<[u8; 64]>,
 }
 
 impl ReferenceValues {
@@ -141,7 +160,31 @@ impl ReferenceValues {
                 },
             ));
         }
+        if let Some(expected) = &self.personalization {
+            if *expected != claims.personalization {
+                return Err((
+                    3,
+                    VerifyError::PersonalizationMismatch {
+                        expected: hex::encode(expected),
+                        found: hex::encode(claims.personalization),
+                    },
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// Whether one token could satisfy both `self` and `other`: same RIM
+    /// and hash algorithm, a REM set in common, and personalization values
+    /// that do not tell them apart (either absent, or both equal).
+    pub fn overlaps(&self, other: &ReferenceValues) -> bool {
+        self.rim == other.rim
+            && self.hash_algo == other.hash_algo
+            && self.rems.iter().any(|set| other.rems.contains(set))
+            && match (&self.personalization, &other.personalization) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
     }
 }
 
@@ -235,14 +278,23 @@ pub struct ReferenceSet {
     realms: Vec<RealmReference>,
 }
 
+// Unknown keys are refused at every level: the islet fields that only
+// describe a realm are listed (and ignored) so that a misspelled key is an
+// error rather than a silently dropped constraint.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawDoc {
     realm: RawRealm,
     #[serde(default)]
     applications: Option<Vec<String>>,
+    #[serde(default, rename = "version")]
+    _version: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "issuer")]
+    _issuer: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawRealm {
     #[serde(default)]
     name: Option<String>,
@@ -254,14 +306,23 @@ struct RawRealm {
     reference_values: RawValues,
     #[serde(default)]
     applications: Option<Vec<String>>,
+    #[serde(default, rename = "release-timestamp")]
+    _release_timestamp: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "attestation-protocol")]
+    _attestation_protocol: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "port")]
+    _port: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawValues {
     rim: String,
     rems: Vec<Vec<String>>,
     #[serde(rename = "hash-algo")]
     hash_algo: String,
+    #[serde(default, rename = "personalization-value")]
+    personalization_value: Option<String>,
 }
 
 impl ReferenceSet {
@@ -328,6 +389,7 @@ impl ReferenceSet {
         if realms.is_empty() {
             return Err(ReferenceError::Empty(source_name.to_string()));
         }
+        check_unambiguous(&realms)?;
         Ok(Self { realms })
     }
 
@@ -400,6 +462,7 @@ impl ReferenceSet {
         if realms.is_empty() {
             return Err(ReferenceError::Empty(dir.display().to_string()));
         }
+        check_unambiguous(&realms)?;
         Ok(Self { realms })
     }
 
@@ -427,6 +490,29 @@ impl ReferenceSet {
             }),
         }
     }
+}
+
+/// Refuses a set where one token could match two entries: which of them
+/// (and so which `applications`) applies would depend on the order of the
+/// entries. Entries are grouped by RIM first, so the pairwise comparison
+/// only runs among entries that share one.
+fn check_unambiguous(realms: &[RealmReference]) -> Result<(), ReferenceError> {
+    let mut by_rim: std::collections::HashMap<&[u8], Vec<&RealmReference>> =
+        std::collections::HashMap::new();
+    for realm in realms {
+        by_rim.entry(&realm.values.rim).or_default().push(realm);
+    }
+    for group in by_rim.values() {
+        for (i, a) in group.iter().enumerate() {
+            if let Some(b) = group[i + 1..].iter().find(|b| a.values.overlaps(&b.values)) {
+                return Err(ReferenceError::Ambiguous {
+                    first: a.label(),
+                    second: b.label(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> ReferenceError {
@@ -480,6 +566,20 @@ fn convert(raw: RawDoc, label: &str) -> Result<RealmReference, ReferenceError> {
         }
         rems.push(out);
     }
+    let personalization = match &values.personalization_value {
+        None => None,
+        Some(text) => {
+            let bytes = hex::decode(text)
+                .map_err(|e| invalid(format!("personalization-value is not hex: {e}")))?;
+            let bytes: [u8; 64] = bytes.try_into().map_err(|b: Vec<u8>| {
+                invalid(format!(
+                    "personalization-value has {} bytes, needs 64",
+                    b.len()
+                ))
+            })?;
+            Some(bytes)
+        }
+    };
     let applications = match (raw.realm.applications, raw.applications) {
         (Some(_), Some(_)) => {
             return Err(invalid(
@@ -510,6 +610,7 @@ fn convert(raw: RawDoc, label: &str) -> Result<RealmReference, ReferenceError> {
             rim,
             rems,
             hash_algo,
+            personalization,
         },
     })
 }
@@ -577,5 +678,95 @@ mod tests {
         assert!(ReferenceSet::from_json(algo.as_bytes(), "t").is_err());
         assert!(ReferenceSet::from_json(b"[]", "t").is_err());
         assert!(ReferenceSet::from_json(b"{}", "t").is_err());
+    }
+
+    fn entry(name: &str, extra_values: &str) -> String {
+        format!(
+            r#"{{ "realm": {{ "name": "{name}", "reference-values": {{ {extra_values}
+                "rim": "{}", "rems": [["{z}","{z}","{z}","{z}"]], "hash-algo": "sha-256" }} }} }}"#,
+            "11".repeat(32),
+            z = "00".repeat(32)
+        )
+    }
+
+    #[test]
+    fn ambiguous_reference_entries_rejected_at_load() {
+        let pv = |b: &str| format!(r#""personalization-value": "{}","#, b.repeat(64));
+        // Same measurements, no personalization value: ambiguous.
+        let same = format!("[{}, {}]", entry("first", ""), entry("second", ""));
+        let err = ReferenceSet::from_json(same.as_bytes(), "t").unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, ReferenceError::Ambiguous { .. }), "{text}");
+        assert!(text.contains("first") && text.contains("second"), "{text}");
+        // One with, one without: a token with that value matches both.
+        let half = format!("[{}, {}]", entry("first", &pv("aa")), entry("second", ""));
+        assert!(matches!(
+            ReferenceSet::from_json(half.as_bytes(), "t"),
+            Err(ReferenceError::Ambiguous { .. })
+        ));
+        // The same value twice.
+        let twice = format!(
+            "[{}, {}]",
+            entry("first", &pv("aa")),
+            entry("second", &pv("aa"))
+        );
+        assert!(matches!(
+            ReferenceSet::from_json(twice.as_bytes(), "t"),
+            Err(ReferenceError::Ambiguous { .. })
+        ));
+        // Different values tell them apart.
+        let apart = format!(
+            "[{}, {}]",
+            entry("first", &pv("aa")),
+            entry("second", &pv("bb"))
+        );
+        assert_eq!(
+            ReferenceSet::from_json(apart.as_bytes(), "t")
+                .unwrap()
+                .len(),
+            2
+        );
+        // Across the files of a directory too.
+        let dir = tempfile::TempDir::new().unwrap();
+        std::fs::write(dir.path().join("a.json"), entry("first", "")).unwrap();
+        std::fs::write(dir.path().join("b.json"), entry("second", "")).unwrap();
+        let err = ReferenceSet::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("a.json") && err.contains("b.json"), "{err}");
+    }
+
+    #[test]
+    fn misspelled_applications_key_is_rejected() {
+        for (top, realm) in [
+            (r#""aplications": ["x"],"#, ""),
+            ("", r#""aplications": ["x"],"#),
+            ("", r#""personalisation-value": "00","#),
+        ] {
+            let text = doc(top, realm);
+            let err = ReferenceSet::from_json(text.as_bytes(), "t").unwrap_err();
+            assert!(
+                err.to_string().contains("unknown field"),
+                "{top}{realm}: {err}"
+            );
+        }
+        let in_values = entry("r", r#""aplications": ["x"],"#);
+        assert!(ReferenceSet::from_json(in_values.as_bytes(), "t").is_err());
+        // The islet descriptive fields are still accepted.
+        let islet = doc(
+            r#""version": "0.1", "issuer": {"name": "x", "url": "y"},"#,
+            r#""release-timestamp": "2024-09-09T05:21:31Z", "attestation-protocol": "HTTPS/RA-TLSv1.0", "port": 8088,"#,
+        );
+        ReferenceSet::from_json(islet.as_bytes(), "t").unwrap();
+    }
+
+    #[test]
+    fn personalization_value_is_matched() {
+        let text = entry(
+            "r",
+            &format!(r#""personalization-value": "{}","#, "aa".repeat(64)),
+        );
+        let set = ReferenceSet::from_json(text.as_bytes(), "t").unwrap();
+        assert_eq!(set.realms()[0].values.personalization, Some([0xaa; 64]));
+        let short = entry("r", r#""personalization-value": "aa","#);
+        assert!(ReferenceSet::from_json(short.as_bytes(), "t").is_err());
     }
 }

@@ -5,7 +5,8 @@
 //!    with `Accept: application/vnd.veraison.challenge-response-session+json`
 //!    → `201 Created`, a `Location` (resolved against
 //!    `{url}/challenge-response/v1/`, and required to stay on the same
-//!    origin) and a JSON session whose `nonce`, when present, must echo ours;
+//!    origin and inside that API path) and a JSON session whose `nonce`,
+//!    when present, must echo ours;
 //! 2. `POST` the raw token to the session with
 //!    `Content-Type: application/eat-collection; profile="http://arm.com/CCA-SSD/1.0.0"`
 //!    → `200 OK` and a session whose `status` is `complete` and whose
@@ -18,7 +19,13 @@
 //! and its failure is only logged. Responses are read with a size limit,
 //! redirects are not followed, proxies from the environment are not used.
 //! TLS is rustls (aws-lc-rs) with the platform's roots plus an optional
-//! extra CA.
+//! extra CA. Plain `http://` is only accepted to a loopback address
+//! (`localhost`, `127.0.0.0/8`, `::1`): anywhere else the EAR and the
+//! session could be rewritten on the path, so it is a configuration error.
+//!
+//! [`VeraisonClient::appraise_token`] is what a relying party calls: the
+//! exchange, the EAR's checks, and the check that the EAR is about the
+//! token sent ([`Ear::check_evidence`]).
 
 use crate::ear::{nonce_to_b64url, Ear, EarError, EarVerifier};
 use crate::keys::b64url_decode_lenient;
@@ -143,11 +150,21 @@ impl VeraisonClient {
         base.push_str("/challenge-response/v1/");
         let api = Url::parse(&base)
             .map_err(|e| VeraisonError::Config(format!("base URL {:?}: {e}", config.base_url)))?;
-        if !matches!(api.scheme(), "http" | "https") {
-            return Err(VeraisonError::Config(format!(
-                "base URL {:?} is not http or https",
-                config.base_url
-            )));
+        match api.scheme() {
+            "https" => {}
+            "http" if is_loopback(&api) => {}
+            "http" => {
+                return Err(VeraisonError::Config(format!(
+                    "base URL {:?}: plain http is only allowed to a loopback address; use https (and --veraison-ca for a private CA)",
+                    config.base_url
+                )))
+            }
+            _ => {
+                return Err(VeraisonError::Config(format!(
+                    "base URL {:?} is not http or https",
+                    config.base_url
+                )))
+            }
         }
         let mut builder = reqwest::Client::builder()
             .tls_backend_rustls()
@@ -189,8 +206,25 @@ impl VeraisonClient {
         }
     }
 
+    /// Appraises a parsed token: [`verify`](Self::verify) with the realm
+    /// challenge as the nonce, then [`Ear::check_evidence`] (the EAR must
+    /// be about this very token).
+    pub async fn appraise_token(
+        &self,
+        token_bytes: &[u8],
+        token: &crate::token::CcaToken,
+        verifier: &EarVerifier,
+    ) -> Result<Ear, VeraisonError> {
+        let ear = self
+            .verify(token_bytes, &token.realm.claims.challenge, verifier)
+            .await?;
+        ear.check_evidence(token)?;
+        Ok(ear)
+    }
+
     /// [`appraise`](Self::appraise), then verifies the EAR with `verifier`
-    /// (signature, nonce, freshness, submods).
+    /// (signature, nonce, freshness, submods). This does not check that
+    /// the EAR is about `token` (see [`appraise_token`](Self::appraise_token)).
     pub async fn verify(
         &self,
         token: &[u8],
@@ -237,6 +271,16 @@ impl VeraisonClient {
             return Err(protocol(
                 step,
                 format!("Location {location:?} leaves the Veraison origin"),
+            ));
+        }
+        // The session must be a resource of the API (dot segments are
+        // resolved by `join`, so `../` cannot climb out after this check).
+        if !session_url.path().starts_with(self.api.path())
+            || session_url.path().len() == self.api.path().len()
+        {
+            return Err(protocol(
+                step,
+                format!("Location {location:?} is outside {}", self.api.path()),
             ));
         }
         *session = Some(session_url.clone());
@@ -309,6 +353,18 @@ impl VeraisonClient {
             Err(_) => tracing::warn!(session = %url, "Veraison session DELETE timed out"),
         }
     }
+}
+
+/// Whether the URL's host is a loopback address (or `localhost`).
+fn is_loopback(url: &Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn protocol(step: Step, reason: impl Into<String>) -> VeraisonError {

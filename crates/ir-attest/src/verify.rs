@@ -8,10 +8,12 @@
 //! 4. [`check_session_binding`] (realm challenge = SHA-512(challenge ||
 //!    SPKI DER));
 //! 5. reference values ([`crate::reference::ReferenceSet::match_claims`]);
-//! 6. the platform: locally ([`crate::platform::PlatformKeys::verify`]) or
-//!    through Veraison ([`crate::veraison`], then [`crate::ear`]).
+//! 6. the platform's security lifecycle ([`crate::platform::check_lifecycle`]);
+//! 7. the platform: locally ([`crate::platform::PlatformKeys::verify`]),
+//!    through Veraison ([`crate::veraison`], then [`crate::ear`]), or both
+//!    (local first).
 //!
-//! [`verify_local`] runs 1–5 (and 6 in local CPAK mode) in that order.
+//! [`verify_local`] runs 1–6 (and 7 in local CPAK mode) in that order.
 //! Skipping the session binding is possible only with the cargo feature
 //! `insecure-skip-challenge` (`verify_local_insecure_skip_challenge`),
 //! which default builds do not contain.
@@ -72,6 +74,15 @@ pub enum VerifyError {
         /// The reference RIM (hex).
         expected: String,
         /// The token's RIM (hex).
+        found: String,
+    },
+    /// The realm personalization value (44235) differs from the one the
+    /// reference entry requires.
+    #[error("personalization value mismatch: expected {expected}, found {found}")]
+    PersonalizationMismatch {
+        /// The reference `personalization-value` (hex).
+        expected: String,
+        /// The token's claim 44235 (hex).
         found: String,
     },
     /// The REMs equal none of the reference sets.
@@ -213,6 +224,9 @@ fn verify_inner(
         check_session_binding(&token, s.challenge, s.client_spki_der)?;
     }
     let realm = references.match_claims(&token.realm.claims)?.clone();
+    // In every mode: a platform in a debug or other non-secured state is
+    // refused (Veraison would still call some of them trustworthy).
+    crate::platform::check_lifecycle(&token)?;
     if let Some(keys) = platform_keys {
         keys.verify(&token)?;
     }

@@ -218,3 +218,108 @@ fn header_attacks_are_rejected() {
         Err(EarError::TooLarge { .. })
     ));
 }
+
+fn emulated_token(challenge: u8) -> ir_attest::CcaToken {
+    let realm = ir_attest::EmulatedRealm::generate(ir_attest::Measurements::default()).unwrap();
+    ir_attest::CcaToken::parse(&realm.token(&[challenge; 64]).unwrap()).unwrap()
+}
+
+fn verify_for(
+    signer: &EarSigner,
+    spec: &EarSpec,
+    token: &ir_attest::CcaToken,
+) -> Result<(), EarError> {
+    signer
+        .verifier()
+        .verify(
+            &signer.sign(spec),
+            &token.realm.claims.challenge,
+            SystemTime::now(),
+        )?
+        .check_evidence(token)
+}
+
+#[test]
+fn annotated_evidence_binds_the_ear_to_the_token() {
+    let s = EarSigner::generate();
+    let token = emulated_token(7);
+    verify_for(&s, &EarSpec::affirming_for(&token), &token).unwrap();
+
+    // Another realm's token with the same nonce: a genuine EAR, not ours.
+    let other = emulated_token(7);
+    let err = verify_for(&s, &EarSpec::affirming_for(&other), &token).unwrap_err();
+    assert!(matches!(err, EarError::EvidenceMismatch(_)), "{err}");
+
+    // No annotated evidence at all.
+    let err = verify_for(
+        &s,
+        &EarSpec::affirming(&token.realm.claims.challenge),
+        &token,
+    )
+    .unwrap_err();
+    assert!(matches!(err, EarError::EvidenceMismatch(_)), "{err}");
+
+    // Each compared field, changed alone, is refused.
+    let b64 = |b: &[u8]| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(b)
+    };
+    let cases: [(&str, &str, serde_json::Value); 7] = [
+        (
+            "CCA_SSD_PLATFORM",
+            "cca-platform-challenge",
+            b64(&[1; 32]).into(),
+        ),
+        (
+            "CCA_SSD_PLATFORM",
+            "cca-platform-instance-id",
+            b64(&[1; 33]).into(),
+        ),
+        (
+            "CCA_SSD_PLATFORM",
+            "cca-platform-implementation-id",
+            b64(&[1; 32]).into(),
+        ),
+        ("CCA_REALM", "cca-realm-challenge", b64(&[1; 64]).into()),
+        (
+            "CCA_REALM",
+            "cca-realm-initial-measurement",
+            b64(&[1; 32]).into(),
+        ),
+        (
+            "CCA_REALM",
+            "cca-realm-extensible-measurements",
+            serde_json::json!([b64(&[0; 32]), b64(&[0; 32]), b64(&[0; 32]), b64(&[1; 32])]),
+        ),
+        (
+            "CCA_REALM",
+            "cca-realm-extensible-measurements",
+            serde_json::Value::Null,
+        ),
+    ];
+    for (submod, field, value) in cases {
+        let mut spec = EarSpec::affirming_for(&token);
+        spec.annotated.get_mut(submod).unwrap()[field] = value;
+        let err = verify_for(&s, &spec, &token).unwrap_err();
+        assert!(
+            matches!(&err, EarError::EvidenceMismatch(m) if m.contains(field)),
+            "{field}: {err}"
+        );
+    }
+}
+
+#[test]
+fn platform_appraisal_must_be_cca_ssd_platform() {
+    let s = EarSigner::generate();
+    let mut spec = EarSpec::affirming(&NONCE);
+    spec.submods = vec![
+        ("SOME_OTHER_PLATFORM".into(), "affirming".into()),
+        ("CCA_REALM".into(), "warning".into()),
+    ];
+    assert!(matches!(
+        verify(&s, &spec),
+        Err(EarError::NoPlatformAppraisal)
+    ));
+    spec.submods = vec![("CCA_SSD_PLATFORM".into(), "affirming".into())];
+    assert!(matches!(verify(&s, &spec), Err(EarError::NoRealmAppraisal)));
+}

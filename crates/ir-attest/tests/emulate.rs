@@ -187,3 +187,96 @@ fn inconsistent_measurements_are_refused() {
     let hit = refs.match_claims(&t.realm.claims).unwrap();
     assert!(hit.allows("app") && !hit.allows("other"));
 }
+
+/// The insecure skip of the session binding is a run-time switch: off by
+/// default in every build, and builds without the feature refuse it.
+#[test]
+fn insecure_skip_challenge_is_off_unless_asked_and_only_in_feature_builds() {
+    use ir_attest::attestor::{Attestor, PlatformCheck};
+    let (realm, _, keys) = setup();
+    let dir = tempfile::TempDir::new().unwrap();
+    let refs = dir.path().join("realm.json");
+    std::fs::write(&refs, realm.reference_values_json("demo", None)).unwrap();
+    let mut attestor = Attestor::new(&refs, PlatformCheck::Local(keys), 1).unwrap();
+    assert!(!attestor.skips_challenge());
+    attestor.set_insecure_skip_challenge(false).unwrap();
+    let on = attestor.set_insecure_skip_challenge(true);
+    assert_eq!(
+        on.is_ok(),
+        ir_attest::INSECURE_SKIP_CHALLENGE_AVAILABLE,
+        "the switch follows the exported constant"
+    );
+    assert_eq!(
+        attestor.skips_challenge(),
+        ir_attest::INSECURE_SKIP_CHALLENGE_AVAILABLE
+    );
+    assert_eq!(
+        ir_attest::INSECURE_SKIP_CHALLENGE_AVAILABLE,
+        cfg!(feature = "insecure-skip-challenge")
+    );
+}
+
+#[test]
+fn platform_lifecycle_must_be_secured() {
+    let (mut realm, refs, keys) = setup();
+    let challenge = [0x5a; 64];
+    for (lifecycle, ok) in [
+        (0x3000, true),
+        (0x30ff, true),
+        (0x4000, false),
+        (0x5000, false),
+        (0x6000, false),
+        (0x1000, false),
+        (0x2000, false),
+        (0x0000, false),
+    ] {
+        realm.lifecycle = lifecycle;
+        let bytes = realm.token_for_session(&challenge, SPKI).unwrap();
+        let session = Session {
+            challenge: &challenge,
+            client_spki_der: SPKI,
+        };
+        // Locally, and without platform keys (Veraison mode) alike.
+        for k in [Some(&keys), None] {
+            let r = verify_local(&bytes, session, &refs, k);
+            if ok {
+                r.unwrap();
+            } else {
+                assert!(
+                    matches!(
+                        r,
+                        Err(VerifyError::Platform(PlatformError::Lifecycle { .. }))
+                    ),
+                    "{lifecycle:#x}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn trust_anchor_entries_are_strict() {
+    let anchor = r#"{"instance-id": "01", "pkey": {"kty": "EC", "crv": "P-384",
+        "x": "IShnxS4rlQiwpCCpBWDzlNLfqiG911FP8akBr-fh94uxHU5m-Kijivp2r2oxxN6M",
+        "y": "hM4tr8mWQli1P61xh3T0ViDREbF26DGOEYfbAjWjGNN7pZf-6A4OTHYqEryz6m7U"}"#;
+    let ok = format!(
+        r#"[{anchor}, "reference-values": {{"profile": "p", "sw-components": [{{"measurement-value": "aa", "signer-id": "bb"}}]}}}}]"#
+    );
+    PlatformKeys::from_trust_anchor_json(ok.as_bytes()).unwrap();
+    for bad in [
+        // A misspelled key must not mean "no reference values".
+        format!(r#"[{anchor}, "refrence-values": {{}}}}]"#),
+        format!(r#"[{anchor}, "reference-values": {{"sw-component": []}}}}]"#),
+        format!(
+            r#"[{anchor}, "reference-values": {{"sw-components": [{{"measurement-value": "zz", "signer-id": "bb"}}]}}}}]"#
+        ),
+        format!(
+            r#"[{anchor}, "reference-values": {{"sw-components": [{{"measurement-value": "aa"}}]}}}}]"#
+        ),
+    ] {
+        assert!(
+            PlatformKeys::from_trust_anchor_json(bad.as_bytes()).is_err(),
+            "{bad}"
+        );
+    }
+}

@@ -441,3 +441,56 @@ fn bad_base_urls_are_config_errors() {
         "https://veraison:8443/challenge-response/v1/"
     );
 }
+
+#[tokio::test]
+async fn location_outside_api_prefix_is_refused() {
+    for location in [
+        "/session/1",
+        "/challenge-response/v2/session/1",
+        "../../admin/session/1",
+        "/challenge-response/v1/",
+        "/challenge-response/v1/../v2/session/1",
+    ] {
+        let server = Server::start(Knobs {
+            location: location.into(),
+            ..Knobs::default()
+        })
+        .await;
+        let err = server
+            .client(Duration::from_secs(5))
+            .appraise(TOKEN, &NONCE)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, VeraisonError::Protocol { step: Step::NewSession, reason } if reason.contains("outside")),
+            "{location}: {err}"
+        );
+        // Nothing is sent to (or deleted at) a path outside the API.
+        assert_eq!(server.requests().len(), 1, "{location}");
+    }
+}
+
+#[test]
+fn plain_http_is_only_for_loopback() {
+    for url in [
+        "http://veraison.example:8080",
+        "http://192.0.2.1:8080",
+        "http://[2001:db8::1]:8080",
+        "http://localhost.example:8080",
+    ] {
+        let err = VeraisonClient::new(VeraisonConfig::new(url)).unwrap_err();
+        assert!(
+            matches!(&err, VeraisonError::Config(m) if m.contains("loopback")),
+            "{url}: {err}"
+        );
+    }
+    for url in [
+        "http://localhost:8080",
+        "http://127.0.0.1:8080",
+        "http://127.1.2.3:8080",
+        "http://[::1]:8080",
+        "https://veraison.example:8443",
+    ] {
+        VeraisonClient::new(VeraisonConfig::new(url)).unwrap();
+    }
+}

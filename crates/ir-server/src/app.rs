@@ -293,26 +293,52 @@ fn load_certificates(args: &Args) -> Result<Arc<CertStore>, String> {
     })
 }
 
-/// The RA-TLS attestor from `-j`, and either `--cpak` (local platform
-/// keys) or `-u`/`-v` (Veraison); says at start-up which is in force.
+/// The RA-TLS attestor from `-j`, and `--cpak` (local platform keys),
+/// `-u`/`-v` (Veraison), or both when both are given; says at start-up
+/// which is in force.
 fn build_attestor(args: &Args) -> Result<Arc<Attestor>, String> {
-    let platform = match &args.cpak {
-        Some(path) => PlatformCheck::Local(
-            PlatformKeys::load(path).map_err(|e| format!("--cpak {}: {e}", path.display()))?,
-        ),
-        None => {
-            let mut config = VeraisonConfig::new(args.veraison_url.clone());
-            config.timeout = Duration::from_secs(args.veraison_timeout.max(1));
-            let client = VeraisonClient::new(config)
-                .map_err(|e| format!("-u {}: {e}", args.veraison_url))?;
-            let key = args.veraison_pubkey_path();
-            let ear = EarVerifier::load(&key).map_err(|e| format!("-v {}: {e}", key.display()))?;
+    let veraison = || -> Result<(VeraisonClient, EarVerifier), String> {
+        let url = args.veraison_url();
+        let mut config = VeraisonConfig::new(url.clone());
+        config.timeout = Duration::from_secs(args.veraison_timeout.max(1));
+        if let Some(ca) = &args.veraison_ca {
+            config.extra_root_pem = Some(
+                read_small_file(ca).map_err(|e| format!("--veraison-ca {}: {e}", ca.display()))?,
+            );
+        }
+        let client = VeraisonClient::new(config).map_err(|e| format!("-u {url}: {e}"))?;
+        let key = args.veraison_pubkey_path();
+        let ear = EarVerifier::load(&key).map_err(|e| format!("-v {}: {e}", key.display()))?;
+        Ok((client, ear))
+    };
+    let local = args
+        .cpak
+        .as_ref()
+        .map(|path| PlatformKeys::load(path).map_err(|e| format!("--cpak {}: {e}", path.display())))
+        .transpose()?;
+    let platform = match (local, args.veraison_url.is_some()) {
+        (Some(keys), false) => PlatformCheck::Local(keys),
+        (Some(keys), true) => {
+            let (client, ear) = veraison()?;
+            PlatformCheck::LocalAndVeraison { keys, client, ear }
+        }
+        (None, _) => {
+            let (client, ear) = veraison()?;
             PlatformCheck::Veraison { client, ear }
         }
     };
     let references = args.reference_json_path();
-    let attestor = Attestor::new(&references, platform, args.max_attestations)
+    let mut attestor = Attestor::new(&references, platform, args.max_attestations)
         .map_err(|e| format!("-j {}: {e}", references.display()))?;
+    // The insecure path is a run-time choice that only some builds offer:
+    // a feature unified into this build by another crate cannot turn it on.
+    tracing::info!(
+        "RA-TLS: insecure-skip-challenge available in this build: {}",
+        ir_attest::INSECURE_SKIP_CHALLENGE_AVAILABLE
+    );
+    attestor
+        .set_insecure_skip_challenge(args.insecure_skip_challenge)
+        .map_err(|e| format!("--insecure-skip-challenge: {e}"))?;
     tracing::info!(
         "RA-TLS: platforms verified by {}; {} realm(s) in the reference values from {}",
         attestor.platform().describe(),
@@ -329,13 +355,23 @@ fn build_attestor(args: &Args) -> Result<Arc<Attestor>, String> {
             }
         );
     }
-    if cfg!(feature = "insecure-skip-challenge") {
+    if attestor.skips_challenge() {
         tracing::error!(
-            "INSECURE BUILD (feature insecure-skip-challenge): RA-TLS tokens are not checked against the \
-             connection's challenge, so recorded tokens are accepted. Never serve real realms with this build."
+            "INSECURE (--insecure-skip-challenge): RA-TLS tokens are not checked against the \
+             connection's challenge, so recorded tokens are accepted. Never serve real realms like this."
         );
     }
     Ok(Arc::new(attestor))
+}
+
+/// Reads a small trusted file (a CA certificate), at most 1 MiB.
+fn read_small_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    const LIMIT: u64 = 1 << 20;
+    let len = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+    if len > LIMIT {
+        return Err(format!("larger than {LIMIT} bytes"));
+    }
+    std::fs::read(path).map_err(|e| e.to_string())
 }
 
 /// Reloads reference values on SIGHUP; a broken file keeps the old ones.

@@ -57,14 +57,16 @@ pub struct Args {
     #[arg(short = 'p', long, default_value_t = 1337, env = "IR_SERVER_PORT")]
     pub port: u16,
 
-    /// RA-TLS: Veraison verification service host
-    #[arg(
-        short = 'u',
-        long,
-        default_value = "http://localhost:8080",
-        env = "IR_SERVER_VERAISON_URL"
-    )]
-    pub veraison_url: String,
+    /// RA-TLS: Veraison verification service host (https, or http to a
+    /// loopback address only) [default: http://localhost:8080]; with
+    /// --cpak, both checks must pass
+    #[arg(short = 'u', long, env = "IR_SERVER_VERAISON_URL")]
+    pub veraison_url: Option<String>,
+
+    /// RA-TLS: a CA certificate (PEM) to trust for Veraison's HTTPS, in
+    /// addition to the system's roots
+    #[arg(long, value_name = "FILE", env = "IR_SERVER_VERAISON_CA")]
+    pub veraison_ca: Option<PathBuf>,
 
     /// RA-TLS: Veraisons public key, none to use {crate_root}/ratls/pkey.jwk
     #[arg(short = 'v', long, env = "IR_SERVER_VERAISON_PUBKEY")]
@@ -75,10 +77,17 @@ pub struct Args {
     pub reference_json: Option<PathBuf>,
 
     /// RA-TLS: check platform tokens locally with these platform keys (raw
-    /// SEC1 point, PEM, JWK, or a Veraison trust-anchor list) instead of
-    /// asking Veraison
+    /// SEC1 point, PEM, JWK, or a Veraison trust-anchor list, whose entries
+    /// may carry platform reference values) instead of asking Veraison, or
+    /// before asking it when -u is given too
     #[arg(long, env = "IR_SERVER_CPAK")]
     pub cpak: Option<PathBuf>,
+
+    /// RA-TLS, INSECURE, for testing clients that send a fixed recorded
+    /// token: do not check the session binding. Only builds with the cargo
+    /// feature insecure-skip-challenge accept it; others refuse to start
+    #[arg(long, env = "IR_SERVER_INSECURE_SKIP_CHALLENGE")]
+    pub insecure_skip_challenge: bool,
 
     /// RA-TLS: seconds a Veraison appraisal may take
     #[arg(long, default_value_t = 5, env = "IR_SERVER_VERAISON_TIMEOUT")]
@@ -170,6 +179,9 @@ pub struct Args {
     pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
+/// Veraison's URL when `-u` is not given (the seed's default).
+pub const DEFAULT_VERAISON_URL: &str = "http://localhost:8080";
+
 /// The directory the seed calls `{crate_root}`: the repository root of the
 /// source tree this binary was built from, so that `cargo run` works with no
 /// flags. Installed binaries should be given explicit paths.
@@ -199,6 +211,13 @@ impl Args {
         self.key
             .clone()
             .unwrap_or_else(|| crate_root().join("certs/server.key"))
+    }
+
+    /// Veraison's base URL (`-u`), or the seed's default.
+    pub fn veraison_url(&self) -> String {
+        self.veraison_url
+            .clone()
+            .unwrap_or_else(|| DEFAULT_VERAISON_URL.to_string())
     }
 
     /// Veraison's EAR public key (JWK).

@@ -40,6 +40,35 @@ enum Platform<'a> {
     OtherCpak,
     /// Ask this Veraison.
     Veraison(&'a MockVeraison),
+    /// The realm's own platform key as a trust-anchor list entry with
+    /// these `reference-values`.
+    OwnAnchor(Value),
+    /// This platform key (own or other) and this Veraison, both required.
+    CpakAndVeraison { own: bool, mock: &'a MockVeraison },
+}
+
+/// A trust-anchor list with one entry for `realm`'s platform.
+fn anchor_list(realm: &EmulatedRealm, reference: Option<Value>) -> String {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let point = realm.cpak_public_sec1();
+    let mut entry = serde_json::json!({
+        "instance-id": hex::encode(realm.instance_id()),
+        "pkey": {"kty": "EC", "crv": "P-384", "x": b64(&point[1..49]), "y": b64(&point[49..97])},
+    });
+    if let Some(r) = reference {
+        entry["reference-values"] = r;
+    }
+    serde_json::json!([entry]).to_string()
+}
+
+fn veraison_check(mock: &MockVeraison) -> (VeraisonClient, EarVerifier) {
+    let mut config = VeraisonConfig::new(mock.url());
+    config.timeout = Duration::from_secs(5);
+    (
+        VeraisonClient::new(config).unwrap(),
+        EarVerifier::from_jwk_json(mock.public_jwk_json().as_bytes()).unwrap(),
+    )
 }
 
 /// Serves `app`, `other` and `team/tools` over RA-TLS. The reference values
@@ -67,11 +96,25 @@ async fn harness(platform: Platform<'_>, edit: impl FnOnce(&mut Value)) -> Harne
             PlatformCheck::Local(PlatformKeys::from_bytes(&stranger.cpak_public_sec1()).unwrap())
         }
         Platform::Veraison(mock) => {
-            let mut config = VeraisonConfig::new(mock.url());
-            config.timeout = Duration::from_secs(5);
-            PlatformCheck::Veraison {
-                client: VeraisonClient::new(config).unwrap(),
-                ear: EarVerifier::from_jwk_json(mock.public_jwk_json().as_bytes()).unwrap(),
+            let (client, ear) = veraison_check(mock);
+            PlatformCheck::Veraison { client, ear }
+        }
+        Platform::OwnAnchor(reference) => PlatformCheck::Local(
+            PlatformKeys::from_bytes(anchor_list(&realm, Some(reference)).as_bytes()).unwrap(),
+        ),
+        Platform::CpakAndVeraison { own, mock } => {
+            let key = if own {
+                realm.cpak_public_sec1()
+            } else {
+                EmulatedRealm::generate(Measurements::default())
+                    .unwrap()
+                    .cpak_public_sec1()
+            };
+            let (client, ear) = veraison_check(mock);
+            PlatformCheck::LocalAndVeraison {
+                keys: PlatformKeys::from_bytes(&key).unwrap(),
+                client,
+                ear,
             }
         }
     };
@@ -440,4 +483,304 @@ async fn a_certificate_without_the_extension_is_refused() {
         },
     );
     assert_eq!(h.refused(&c).await, "missing_extension");
+}
+
+#[tokio::test]
+async fn veraison_ear_for_other_evidence_is_refused() {
+    let mock = MockVeraison::start().await;
+    let h = harness(Platform::Veraison(&mock), |_| {}).await;
+    // A genuine, affirming EAR that Veraison issued for another realm's
+    // token (on a platform it trusts), returned for ours.
+    let elsewhere = EmulatedRealm::generate(Measurements::default()).unwrap();
+    mock.knobs().annotate_as = Some(elsewhere.token(&[9; 64]).unwrap());
+    assert_eq!(
+        h.refused(&h.client(TokenSource::emulated(h.realm.clone())))
+            .await,
+        "ear_evidence_mismatch"
+    );
+    // The same EAR about our own token is accepted.
+    mock.reset_knobs();
+    h.pull(
+        &h.client(TokenSource::emulated(h.realm.clone())),
+        "app:latest",
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn ear_without_annotated_evidence_is_refused() {
+    let mock = MockVeraison::start().await;
+    let h = harness(Platform::Veraison(&mock), |_| {}).await;
+    mock.knobs().omit_annotated_evidence = true;
+    assert_eq!(
+        h.refused(&h.client(TokenSource::emulated(h.realm.clone())))
+            .await,
+        "ear_evidence_mismatch"
+    );
+}
+
+#[tokio::test]
+async fn ear_without_cca_ssd_platform_submod_is_refused() {
+    let mock = MockVeraison::start().await;
+    let h = harness(Platform::Veraison(&mock), |_| {}).await;
+    mock.knobs().submods = vec![
+        ("PSA_IOT".into(), Status::Affirming),
+        ("CCA_REALM".into(), Status::Warning),
+    ];
+    assert_eq!(
+        h.refused(&h.client(TokenSource::emulated(h.realm.clone())))
+            .await,
+        "ear_submod_missing"
+    );
+}
+
+#[tokio::test]
+async fn location_outside_api_prefix_is_refused() {
+    let mock = MockVeraison::start().await;
+    let h = harness(Platform::Veraison(&mock), |_| {}).await;
+    for location in ["/session/1", "../../other/session/1"] {
+        mock.knobs().location = Some(location.into());
+        let before = mock.counters().evidence_posts;
+        assert_eq!(
+            h.refused(&h.client(TokenSource::emulated(h.realm.clone())))
+                .await,
+            "veraison_error",
+            "{location}"
+        );
+        assert_eq!(mock.counters().evidence_posts, before, "{location}");
+    }
+}
+
+#[tokio::test]
+async fn cpak_and_veraison_both_required() {
+    let mock = MockVeraison::start().await;
+    // Both pass.
+    let h = harness(
+        Platform::CpakAndVeraison {
+            own: true,
+            mock: &mock,
+        },
+        |_| {},
+    )
+    .await;
+    h.pull(
+        &h.client(TokenSource::emulated(h.realm.clone())),
+        "app:latest",
+    )
+    .await
+    .unwrap();
+    assert_eq!(mock.counters().evidence_posts, 1);
+    // The platform key is right but Veraison does not affirm.
+    mock.knobs()
+        .set_status("CCA_SSD_PLATFORM", Status::Contraindicated);
+    assert_eq!(
+        h.refused(&h.client(TokenSource::emulated(h.realm.clone())))
+            .await,
+        "veraison_not_affirming"
+    );
+    mock.reset_knobs();
+    // Veraison would affirm, but the platform signature fails locally:
+    // the token never reaches Veraison.
+    let h = harness(
+        Platform::CpakAndVeraison {
+            own: false,
+            mock: &mock,
+        },
+        |_| {},
+    )
+    .await;
+    let before = mock.counters();
+    assert_eq!(
+        h.refused(&h.client(TokenSource::emulated(h.realm.clone())))
+            .await,
+        "platform_signature"
+    );
+    let after = mock.counters();
+    assert_eq!(after.requests, before.requests);
+}
+
+#[tokio::test]
+async fn cpak_debug_lifecycle_is_refused() {
+    let h = harness(Platform::OwnCpak, |_| {}).await;
+    for lifecycle in [0x4000, 0x5000, 0x6000, 0x2000, 0x0000, 0x3100] {
+        let mut realm = h.realm.clone();
+        realm.lifecycle = lifecycle;
+        assert_eq!(
+            h.refused(&h.client(TokenSource::emulated(realm))).await,
+            "platform_lifecycle",
+            "{lifecycle:#x}"
+        );
+    }
+    let mut realm = h.realm.clone();
+    realm.lifecycle = 0x30ff;
+    h.pull(&h.client(TokenSource::emulated(realm)), "app:latest")
+        .await
+        .unwrap();
+}
+
+/// The emulated platform's one software component, as a reference entry.
+fn emulated_component() -> Value {
+    let realm = EmulatedRealm::generate(Measurements::default()).unwrap();
+    let token = ir_attest::CcaToken::parse(&realm.token(&[0; 64]).unwrap()).unwrap();
+    let c = &token.platform.claims.sw_components[0];
+    serde_json::json!({
+        "measurement-type": c.measurement_type,
+        "measurement-value": hex::encode(&c.measurement),
+        "signer-id": hex::encode(&c.signer_id),
+        "version": c.version,
+    })
+}
+
+#[tokio::test]
+async fn cpak_platform_reference_values_are_matched() {
+    let reference = serde_json::json!({
+        "profile": "http://arm.com/CCA-SSD/1.0.0",
+        "sw-components": [emulated_component()],
+    });
+    let h = harness(Platform::OwnAnchor(reference), |_| {}).await;
+    h.pull(
+        &h.client(TokenSource::emulated(h.realm.clone())),
+        "app:latest",
+    )
+    .await
+    .unwrap();
+    // Another profile is refused.
+    let h = harness(
+        Platform::OwnAnchor(serde_json::json!({"profile": "tag:arm.com,2023:cca_platform#1.0.0"})),
+        |_| {},
+    )
+    .await;
+    assert_eq!(
+        h.refused(&h.client(TokenSource::emulated(h.realm.clone())))
+            .await,
+        "platform_mismatch"
+    );
+}
+
+#[tokio::test]
+async fn cpak_unknown_platform_component_is_refused() {
+    // The reference lists another RMM: the token's component is unknown.
+    let mut other = emulated_component();
+    other["measurement-value"] = Value::from("ab".repeat(32));
+    let h = harness(
+        Platform::OwnAnchor(serde_json::json!({"sw-components": [other]})),
+        |_| {},
+    )
+    .await;
+    assert_eq!(
+        h.refused(&h.client(TokenSource::emulated(h.realm.clone())))
+            .await,
+        "platform_mismatch"
+    );
+    // Same measurement, another signer: unknown too.
+    let mut signer = emulated_component();
+    signer["signer-id"] = Value::from("01".repeat(32));
+    let h = harness(
+        Platform::OwnAnchor(serde_json::json!({"sw-components": [signer]})),
+        |_| {},
+    )
+    .await;
+    assert_eq!(
+        h.refused(&h.client(TokenSource::emulated(h.realm.clone())))
+            .await,
+        "platform_mismatch"
+    );
+}
+
+#[tokio::test]
+async fn same_measurements_other_personalization_is_refused() {
+    // Two tenants run the same image with different personalization
+    // values, and get different applications.
+    let h = harness(Platform::OwnCpak, |r| {
+        let mut a = r.clone();
+        a["realm"]["name"] = "tenant-a".into();
+        a["realm"]["reference-values"]["personalization-value"] = "aa".repeat(64).into();
+        a["realm"]["applications"] = serde_json::json!(["app"]);
+        let mut b = r.clone();
+        b["realm"]["name"] = "tenant-b".into();
+        b["realm"]["reference-values"]["personalization-value"] = "bb".repeat(64).into();
+        b["realm"]["applications"] = serde_json::json!(["team/*"]);
+        *r = serde_json::json!([a, b]);
+    })
+    .await;
+    let with = |pv: u8| {
+        let mut realm = h.realm.clone();
+        realm.personalization = [pv; 64];
+        h.client(TokenSource::emulated(realm))
+    };
+    // Another personalization value: refused.
+    assert_eq!(h.refused(&with(0xcc)).await, "personalization_mismatch");
+    // Tenant A sees app only, tenant B team/* only.
+    let a = with(0xaa);
+    h.pull(&a, "app:latest").await.unwrap();
+    assert!(h.pull(&a, "team/tools:latest").await.is_err());
+    let b = with(0xbb);
+    h.pull(&b, "team/tools:latest").await.unwrap();
+    assert!(h.pull(&b, "app:latest").await.is_err());
+}
+
+/// Runs the ir-server binary with `args` after `-t ra-tls` and a valid
+/// certificate, and returns whether it failed to start (exited non-zero
+/// within 20 s; a server still running then is killed and counts as
+/// started) and its output.
+fn run_server_expecting_exit(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let ca = make_ca();
+    let (cert, key) = make_leaf(&ca, dir, 1, true);
+    let out_path = dir.join("server.out");
+    let out = std::fs::File::create(&out_path).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ir-server"))
+        .args(["-t", "ra-tls", "-p", "0", "--bind", "127.0.0.1", "-r"])
+        .arg(dir)
+        .arg("-c")
+        .arg(&cert)
+        .arg("-k")
+        .arg(&key)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let mut refused = false;
+    for _ in 0..200 {
+        if let Some(status) = child.try_wait().unwrap() {
+            refused = !status.success();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if child.try_wait().unwrap().is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    (
+        !refused,
+        std::fs::read_to_string(&out_path).unwrap_or_default(),
+    )
+}
+
+#[test]
+fn plain_http_veraison_off_loopback_is_a_startup_error() {
+    let dir = TempDir::new().unwrap();
+    for url in ["http://192.0.2.1:8080", "http://veraison.example:8080"] {
+        let (ok, text) = run_server_expecting_exit(dir.path(), &["-u", url]);
+        assert!(!ok, "{url}: {text}");
+        assert!(text.contains("loopback"), "{url}: {text}");
+    }
+}
+
+#[test]
+fn default_build_refuses_insecure_skip_challenge() {
+    if ir_attest::INSECURE_SKIP_CHALLENGE_AVAILABLE {
+        // A build with the feature: the flag is accepted there (and the
+        // server says it is insecure); nothing to show here.
+        return;
+    }
+    let dir = TempDir::new().unwrap();
+    let (ok, text) = run_server_expecting_exit(dir.path(), &["--insecure-skip-challenge"]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("insecure-skip-challenge"), "{text}");
+    assert!(text.contains("available in this build: false"), "{text}");
 }

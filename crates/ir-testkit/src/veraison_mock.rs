@@ -13,9 +13,14 @@
 //! 3. `DELETE /challenge-response/v1/session/<id>` → `204`.
 //!
 //! The EAR's `eat_nonce` is the session's nonce, its `iat` is now, its
-//! submods are those of [`Knobs::submods`]. The mock does not look at the
-//! token it is sent (it records it): the point is to drive a relying
-//! party through every Veraison outcome.
+//! submods are those of [`Knobs::submods`]. It has the layout Veraison's
+//! CCA scheme gives it: the `CCA_SSD_PLATFORM` and `CCA_REALM` submods carry
+//! `ear.veraison.annotated-evidence`, the platform and realm claims of the
+//! token sent (as Veraison's `ccatoken` writes them in JSON). The mock
+//! does not appraise the token (it parses it only to annotate, and records
+//! it): the point is to drive a relying party through every Veraison
+//! outcome, including an EAR about another token
+//! ([`Knobs::annotate_as`]). [`MockVeraison::start_tls`] serves HTTPS.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -43,7 +48,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ACCEPT, CONTENT_TYPE, LOCATION};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use ir_attest::ear::test_util::{EarSigner, EarSpec};
+use ir_attest::ear::test_util::{veraison_annotated_evidence, EarSigner, EarSpec};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -148,6 +153,13 @@ pub struct Knobs {
     pub session_status: String,
     /// Seconds added to the EAR's `iat` (negative: a stale EAR).
     pub iat_offset: i64,
+    /// Annotate the EAR with this token's claims instead of those of the
+    /// token sent (an EAR Veraison issued for other evidence).
+    pub annotate_as: Option<Vec<u8>>,
+    /// Leave `ear.veraison.annotated-evidence` out of every submod.
+    pub omit_annotated_evidence: bool,
+    /// Answer newSession with this `Location` instead of `session/<id>`.
+    pub location: Option<String>,
 }
 
 impl Default for Knobs {
@@ -164,6 +176,9 @@ impl Default for Knobs {
             bad_signature: false,
             session_status: "complete".into(),
             iat_offset: 0,
+            annotate_as: None,
+            omit_annotated_evidence: false,
+            location: None,
         }
     }
 }
@@ -224,6 +239,7 @@ pub struct MockVeraison {
     inner: Arc<Inner>,
     addr: SocketAddr,
     running: Mutex<Option<Running>>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 struct Running {
@@ -257,6 +273,42 @@ impl MockVeraison {
 
     /// Starts a mock on `addr`.
     pub async fn start_on(addr: SocketAddr) -> std::io::Result<MockVeraison> {
+        Self::start_with(addr, None).await
+    }
+
+    /// Starts a mock serving HTTPS on `addr` with this certificate chain
+    /// and private key (PEM). Its [`url`](Self::url) is
+    /// `https://localhost:<port>`, so the certificate must name
+    /// `localhost`.
+    pub async fn start_tls(
+        addr: SocketAddr,
+        cert_chain_pem: &[u8],
+        key_pem: &[u8],
+    ) -> std::io::Result<MockVeraison> {
+        use rustls_pki_types::pem::PemObject as _;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        let certs = CertificateDer::pem_slice_iter(cert_chain_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid(format!("certificate: {e}")))?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem)
+            .map_err(|e| invalid(format!("private key: {e}")))?;
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| invalid(e.to_string()))?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        Self::start_with(addr, Some(acceptor)).await
+    }
+
+    async fn start_with(
+        addr: SocketAddr,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> std::io::Result<MockVeraison> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let inner = Arc::new(Inner {
@@ -268,17 +320,23 @@ impl MockVeraison {
             next_id: AtomicU64::new(1),
             last_evidence: Mutex::new(None),
         });
-        let running = spawn(listener, inner.clone());
+        let running = spawn(listener, inner.clone(), tls.clone());
         Ok(MockVeraison {
             inner,
             addr,
             running: Mutex::new(Some(running)),
+            tls,
         })
     }
 
-    /// The base URL (`http://127.0.0.1:<port>`), a relying party's `-u`.
+    /// The base URL, a relying party's `-u`: `http://127.0.0.1:<port>`,
+    /// or `https://localhost:<port>` when serving HTTPS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        if self.tls.is_some() {
+            format!("https://localhost:{}", self.addr.port())
+        } else {
+            format!("http://{}", self.addr)
+        }
     }
 
     /// The listening address.
@@ -364,7 +422,7 @@ impl MockVeraison {
         }
         let listener = TcpListener::bind(self.addr).await?;
         *self.running.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(spawn(listener, self.inner.clone()));
+            Some(spawn(listener, self.inner.clone(), self.tls.clone()));
         Ok(())
     }
 
@@ -377,7 +435,11 @@ impl MockVeraison {
     }
 }
 
-fn spawn(listener: TcpListener, inner: Arc<Inner>) -> Running {
+fn spawn(
+    listener: TcpListener,
+    inner: Arc<Inner>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> Running {
     let (close, closed) = watch::channel(false);
     let accept = tokio::spawn(async move {
         loop {
@@ -387,16 +449,33 @@ fn spawn(listener: TcpListener, inner: Arc<Inner>) -> Running {
             };
             let inner = inner.clone();
             let mut closed = closed.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
                     let inner = inner.clone();
                     async move { Ok::<_, Infallible>(handle(&inner, req).await) }
                 });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), service);
-                tokio::select! {
-                    _ = conn => {}
-                    _ = closed.wait_for(|c| *c) => {}
+                let builder = hyper::server::conn::http1::Builder::new();
+                match tls {
+                    None => {
+                        let conn = builder.serve_connection(TokioIo::new(tcp), service);
+                        tokio::select! {
+                            _ = conn => {}
+                            _ = closed.wait_for(|c| *c) => {}
+                        }
+                    }
+                    Some(acceptor) => {
+                        let handshake =
+                            tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp));
+                        let Ok(Ok(stream)) = handshake.await else {
+                            return;
+                        };
+                        let conn = builder.serve_connection(TokioIo::new(stream), service);
+                        tokio::select! {
+                            _ = conn => {}
+                            _ = closed.wait_for(|c| *c) => {}
+                        }
+                    }
                 }
             });
         }
@@ -604,10 +683,16 @@ async fn new_session(
         .sessions_created
         .fetch_add(1, Ordering::SeqCst);
     let mut r = respond(StatusCode::CREATED, SESSION_MEDIA_TYPE, body);
-    r.headers_mut().insert(
-        LOCATION,
-        HeaderValue::from_str(&format!("session/{id}")).expect("valid location"),
-    );
+    let location = knobs
+        .location
+        .clone()
+        .unwrap_or_else(|| format!("session/{id}"));
+    match HeaderValue::from_str(&location) {
+        Ok(v) => {
+            r.headers_mut().insert(LOCATION, v);
+        }
+        Err(_) => return problem(StatusCode::INTERNAL_SERVER_ERROR, "bad Location knob"),
+    }
     r
 }
 
@@ -673,6 +758,12 @@ async fn evidence(
             .iter()
             .map(|(n, s)| (n.clone(), s.as_str().to_string()))
             .collect();
+        let annotated_from = knobs.annotate_as.as_deref().unwrap_or(&token);
+        if !knobs.omit_annotated_evidence {
+            if let Ok(parsed) = ir_attest::CcaToken::parse(annotated_from) {
+                spec.annotated = veraison_annotated_evidence(&parsed);
+            }
+        }
         if knobs.wrong_nonce {
             let mut other = nonce.clone();
             other[0] ^= 0xff;

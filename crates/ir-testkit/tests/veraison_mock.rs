@@ -315,3 +315,166 @@ async fn the_wire_format_is_exact() {
         "GET /challenge-response/v1/newSession HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     assert_eq!(raw(&mock, get.to_string()).await.0, 405);
 }
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../ir-attest/tests/fixtures/cca")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The mock's EAR has Veraison's layout for CCA: `CCA_SSD_PLATFORM` and
+/// `CCA_REALM` submods whose `ear.veraison.annotated-evidence` holds the
+/// token's claims under `ccatoken`'s JSON names.
+#[tokio::test]
+async fn ear_has_veraisons_cca_layout() {
+    let mock = MockVeraison::start().await;
+    let bytes = fixture("token-a.bin");
+    let token = ir_attest::CcaToken::parse(&bytes).unwrap();
+    let ear = client(&mock, Duration::from_secs(5))
+        .appraise_token(&bytes, &token, &verifier(&mock))
+        .await
+        .unwrap();
+    let submods = &ear.claims["submods"];
+    let platform = &submods["CCA_SSD_PLATFORM"]["ear.veraison.annotated-evidence"];
+    let realm = &submods["CCA_REALM"]["ear.veraison.annotated-evidence"];
+    for key in [
+        "cca-platform-profile",
+        "cca-platform-challenge",
+        "cca-platform-implementation-id",
+        "cca-platform-instance-id",
+        "cca-platform-config",
+        "cca-platform-lifecycle",
+        "cca-platform-sw-components",
+        "cca-platform-hash-algo-id",
+    ] {
+        assert!(platform.get(key).is_some(), "{key}");
+    }
+    for key in [
+        "cca-realm-challenge",
+        "cca-realm-personalization-value",
+        "cca-realm-initial-measurement",
+        "cca-realm-extensible-measurements",
+        "cca-realm-hash-algo-id",
+        "cca-realm-public-key",
+        "cca-realm-public-key-hash-algo-id",
+    ] {
+        assert!(realm.get(key).is_some(), "{key}");
+    }
+    assert_eq!(
+        platform["cca-platform-lifecycle"],
+        token.platform.claims.lifecycle
+    );
+}
+
+/// The `draft-ffm-00` vector (2023 profiles, COSE_Key RAK) through every
+/// check a relying party makes except the session binding (its realm
+/// challenge belongs to no live session): realm signature, platform
+/// binding over the COSE_Key bytes, reference values with its
+/// personalization value, the platform appraised locally (trust anchor,
+/// lifecycle, platform reference values, signature), then Veraison with
+/// the EAR bound to this token.
+#[tokio::test]
+async fn cose_key_rak_profile_end_to_end() {
+    use ir_attest::platform::PlatformKeys;
+    use ir_attest::reference::ReferenceSet;
+    use ir_attest::verify;
+
+    let bytes = fixture("veraison/cca-token-draft-ffm-00.cbor");
+    let token = ir_attest::CcaToken::parse(&bytes).unwrap();
+    assert_eq!(
+        token.realm.claims.profile.as_deref(),
+        Some("tag:arm.com,2023:realm#1.0.0")
+    );
+    assert_eq!(
+        token.realm.claims.rak.first().map(|b| b >> 5),
+        Some(5),
+        "a CBOR map"
+    );
+    verify::verify_realm_signature(&token).unwrap();
+    verify::check_platform_binding(&token).unwrap();
+
+    let r = &token.realm.claims;
+    let refs = serde_json::json!({"realm": {"name": "draft-ffm", "reference-values": {
+        "rim": hex::encode(&r.rim),
+        "rems": [r.rems.iter().map(hex::encode).collect::<Vec<_>>()],
+        "hash-algo": r.measurement_hash_alg,
+        "personalization-value": hex::encode(r.personalization),
+    }}});
+    let refs = ReferenceSet::from_json(refs.to_string().as_bytes(), "draft-ffm").unwrap();
+    assert_eq!(
+        refs.match_claims(r).unwrap().name.as_deref(),
+        Some("draft-ffm")
+    );
+
+    let p = &token.platform.claims;
+    let mut anchors: serde_json::Value =
+        serde_json::from_slice(&fixture("veraison/ta-tfa.json")).unwrap();
+    anchors[0]["reference-values"] = serde_json::json!({
+        "profile": p.profile,
+        "sw-components": p.sw_components.iter().map(|c| serde_json::json!({
+            "measurement-value": hex::encode(&c.measurement),
+            "signer-id": hex::encode(&c.signer_id),
+            "measurement-type": c.measurement_type,
+        })).collect::<Vec<_>>(),
+    });
+    let keys = PlatformKeys::from_trust_anchor_json(anchors.to_string().as_bytes()).unwrap();
+    keys.verify(&token).unwrap();
+
+    let mock = MockVeraison::start().await;
+    let veraison = client(&mock, Duration::from_secs(5));
+    veraison
+        .appraise_token(&bytes, &token, &verifier(&mock))
+        .await
+        .unwrap();
+    assert_eq!(mock.last_evidence().unwrap(), bytes);
+    // An EAR about another token (same Veraison, same nonce) is refused.
+    mock.knobs().annotate_as = Some(fixture("veraison/cca-token-01.cbor"));
+    let err = veraison
+        .appraise_token(&bytes, &token, &verifier(&mock))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, VeraisonError::Ear(EarError::EvidenceMismatch(_))),
+        "{err}"
+    );
+}
+
+/// The mock serves HTTPS; the client trusts it only through the extra CA
+/// (`--veraison-ca`).
+#[tokio::test]
+async fn https_mock_is_trusted_through_the_extra_ca() {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let mock = MockVeraison::start_tls(
+        "127.0.0.1:0".parse().unwrap(),
+        cert.pem().as_bytes(),
+        key.serialize_pem().as_bytes(),
+    )
+    .await
+    .unwrap();
+    assert!(mock.url().starts_with("https://localhost:"));
+    let bytes = fixture("token-a.bin");
+    let token = ir_attest::CcaToken::parse(&bytes).unwrap();
+
+    let mut config = VeraisonConfig::new(mock.url());
+    config.extra_root_pem = Some(cert.pem().into_bytes());
+    VeraisonClient::new(config)
+        .unwrap()
+        .appraise_token(&bytes, &token, &verifier(&mock))
+        .await
+        .unwrap();
+
+    // Without the CA the TLS handshake fails and nothing is appraised.
+    let before = mock.counters().evidence_posts;
+    let err = VeraisonClient::new(VeraisonConfig::new(mock.url()))
+        .unwrap()
+        .appraise_token(&bytes, &token, &verifier(&mock))
+        .await
+        .unwrap_err();
+    assert!(!matches!(err, VeraisonError::Ear(_)), "{err}");
+    assert_eq!(mock.counters().evidence_posts, before);
+}

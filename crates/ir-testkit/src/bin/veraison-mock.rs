@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! veraison-mock [--listen ADDR] [--jwk-out FILE] [--latency-ms N]
+//!               [--tls-cert PEM --tls-key PEM]
 //!               [--status SUBMOD=affirming|warning|contraindicated|none]...
 //!               [--fail new-session|evidence|delete=HTTP_STATUS]
 //!               [--wrong-nonce] [--bad-signature] [--iat-offset SECS]
@@ -21,15 +22,19 @@ use ir_testkit::veraison_mock::{Knobs, MockVeraison, Status, Step};
 struct Args {
     listen: SocketAddr,
     jwk_out: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     knobs: Knobs,
 }
 
-const USAGE: &str = "usage: veraison-mock [--listen ADDR] [--jwk-out FILE] [--latency-ms N] [--status SUBMOD=STATUS]... [--fail STEP=HTTP_STATUS] [--wrong-nonce] [--bad-signature] [--iat-offset SECS]";
+const USAGE: &str = "usage: veraison-mock [--listen ADDR] [--jwk-out FILE] [--tls-cert PEM --tls-key PEM] [--latency-ms N] [--status SUBMOD=STATUS]... [--fail STEP=HTTP_STATUS] [--wrong-nonce] [--bad-signature] [--iat-offset SECS]";
 
 fn parse() -> Result<Args, String> {
     let mut args = Args {
         listen: "127.0.0.1:0".parse().expect("address"),
         jwk_out: None,
+        tls_cert: None,
+        tls_key: None,
         knobs: Knobs::default(),
     };
     let mut it = std::env::args().skip(1);
@@ -41,6 +46,8 @@ fn parse() -> Result<Args, String> {
                 args.listen = v.parse().map_err(|e| format!("--listen {v}: {e}"))?;
             }
             "--jwk-out" => args.jwk_out = Some(value()?.into()),
+            "--tls-cert" => args.tls_cert = Some(value()?.into()),
+            "--tls-key" => args.tls_key = Some(value()?.into()),
             "--latency-ms" => {
                 let v = value()?;
                 let ms: u64 = v.parse().map_err(|e| format!("--latency-ms {v}: {e}"))?;
@@ -77,6 +84,9 @@ fn parse() -> Result<Args, String> {
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
+    if args.tls_cert.is_some() != args.tls_key.is_some() {
+        return Err("--tls-cert and --tls-key go together".into());
+    }
     Ok(args)
 }
 
@@ -89,7 +99,17 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mock = match MockVeraison::start_on(args.listen).await {
+    let started = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => match (std::fs::read(cert), std::fs::read(key)) {
+            (Ok(cert), Ok(key)) => MockVeraison::start_tls(args.listen, &cert, &key).await,
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("veraison-mock: TLS files: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => MockVeraison::start_on(args.listen).await,
+    };
+    let mock = match started {
         Ok(m) => m,
         Err(e) => {
             eprintln!("veraison-mock: listen on {}: {e}", args.listen);

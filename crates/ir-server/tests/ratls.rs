@@ -19,6 +19,7 @@ use ir_client::ratls::RaTlsOptions;
 use ir_client::{Client, ClientOptions, TokenSource, Transport};
 use ir_server::server::ConnLimits;
 use ir_server::transport::ratls::{AttestationOutcome, RaTls};
+use ir_server::transport::ServeOptions;
 use ir_testkit::veraison_mock::{MockVeraison, Status};
 use ir_testkit::Root;
 use serde_json::Value;
@@ -33,6 +34,29 @@ struct Harness {
     ca: Ca,
     realm: EmulatedRealm,
     outcomes: Outcomes,
+    attestor: Arc<Attestor>,
+    refs_path: std::path::PathBuf,
+}
+
+/// Server settings a test may change.
+struct Setup {
+    options: ServeOptions,
+    max_attestations: usize,
+    veraison_timeout: Duration,
+    max_connection_age: Option<Duration>,
+    allow_tls12: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            options: options(ConnLimits::default()),
+            max_attestations: 16,
+            veraison_timeout: Duration::from_secs(5),
+            max_connection_age: None,
+            allow_tls12: false,
+        }
+    }
 }
 
 enum Platform<'a> {
@@ -47,6 +71,14 @@ enum Platform<'a> {
 /// Serves `app`, `other` and `team/tools` over RA-TLS. The reference values
 /// are the emulated realm's, edited by `edit`, limited to `app` and `team/*`.
 async fn harness(platform: Platform<'_>, edit: impl FnOnce(&mut Value)) -> Harness {
+    harness_with(platform, edit, Setup::default()).await
+}
+
+async fn harness_with(
+    platform: Platform<'_>,
+    edit: impl FnOnce(&mut Value),
+    setup: Setup,
+) -> Harness {
     let root = Root::new();
     for name in ["app", "other", "team/tools"] {
         root.good(name);
@@ -70,29 +102,28 @@ async fn harness(platform: Platform<'_>, edit: impl FnOnce(&mut Value)) -> Harne
         }
         Platform::Veraison(mock) => {
             let mut config = VeraisonConfig::new(mock.url());
-            config.timeout = Duration::from_secs(5);
+            config.timeout = setup.veraison_timeout;
             PlatformCheck::Veraison {
                 client: VeraisonClient::new(config).unwrap(),
                 ear: EarVerifier::from_jwk_json(mock.public_jwk_json().as_bytes()).unwrap(),
             }
         }
     };
-    let attestor = Arc::new(Attestor::new(&refs_path, check, 16).unwrap());
+    let attestor = Arc::new(Attestor::new(&refs_path, check, setup.max_attestations).unwrap());
     let ca = make_ca();
     let (cert, key) = make_leaf(&ca, dir.path(), 1, true);
     let certs = Arc::new(ir_server::tls::CertStore::load(&cert, &key).unwrap());
     let outcomes: Outcomes = Arc::default();
     let sink = outcomes.clone();
-    let ratls = RaTls::new(certs, attestor, false).with_observer(Arc::new(move |peer, o| {
-        sink.lock().unwrap().push((peer, o.clone()));
-    }));
-    let server = TestServer::serve_with(
-        registry,
-        Arc::new(ratls),
-        options(ConnLimits::default()),
-        "https",
-    )
-    .await;
+    let mut ratls = RaTls::new(certs, attestor.clone(), setup.allow_tls12).with_observer(Arc::new(
+        move |peer, o| {
+            sink.lock().unwrap().push((peer, o.clone()));
+        },
+    ));
+    if let Some(age) = setup.max_connection_age {
+        ratls = ratls.with_max_connection_age(age);
+    }
+    let server = TestServer::serve_with(registry, Arc::new(ratls), setup.options, "https").await;
     Harness {
         _root: root,
         _dir: dir,
@@ -100,6 +131,8 @@ async fn harness(platform: Platform<'_>, edit: impl FnOnce(&mut Value)) -> Harne
         ca,
         realm,
         outcomes,
+        attestor,
+        refs_path,
     }
 }
 
@@ -442,4 +475,275 @@ async fn a_certificate_without_the_extension_is_refused() {
         },
     );
     assert_eq!(h.refused(&c).await, "missing_extension");
+}
+
+// ---- Revocation and connection age -------------------------------------
+
+impl Harness {
+    fn base(&self) -> String {
+        format!("https://localhost:{}", self.server.addr.port())
+    }
+
+    async fn status(&self, client: &Client, path: &str) -> u16 {
+        client
+            .http()
+            .get(format!("{}{path}", self.base()))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    fn accepted(&self) -> usize {
+        self.outcomes
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, o)| matches!(o, AttestationOutcome::Accepted(_)))
+            .count()
+    }
+
+    /// Rewrites the reference file with `edit` and reloads it.
+    fn reload(&self, edit: impl FnOnce(&mut Value)) {
+        let mut refs: Value =
+            serde_json::from_slice(&std::fs::read(&self.refs_path).unwrap()).unwrap();
+        edit(&mut refs);
+        std::fs::write(&self.refs_path, serde_json::to_vec(&refs).unwrap()).unwrap();
+        self.attestor.reload_references().unwrap();
+    }
+}
+
+/// A reload that narrows, then removes, the realm's entry applies to its
+/// connection that is already open, at its next request, without a new
+/// handshake.
+#[tokio::test]
+async fn reload_revokes_open_connection() {
+    let h = harness(Platform::OwnCpak, |_| {}).await;
+    let c = h.client(TokenSource::emulated(h.realm.clone()));
+    assert_eq!(h.status(&c, "/v2/app/manifests/latest").await, 200);
+    assert_eq!(h.status(&c, "/v2/team/tools/manifests/latest").await, 200);
+    assert_eq!(h.accepted(), 1);
+
+    // Narrowed: `app` only.
+    h.reload(|r| r["realm"]["applications"] = serde_json::json!(["app"]));
+    assert_eq!(h.status(&c, "/v2/app/manifests/latest").await, 200);
+    assert_eq!(h.status(&c, "/v2/team/tools/manifests/latest").await, 404);
+
+    // Removed: the only entry now wants another RIM.
+    h.reload(|r| set_ref(r, "rim", Value::from("ab".repeat(32))));
+    assert_eq!(h.status(&c, "/v2/app/manifests/latest").await, 404);
+    let v: Value = c
+        .http()
+        .get(format!("{}/v2/_catalog", h.base()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["repositories"], serde_json::json!([]));
+    assert_eq!(h.accepted(), 1, "all on the connection attested once");
+}
+
+/// An attested connection is closed between requests once it is
+/// `max_connection_age` old; the next request attests again.
+#[tokio::test]
+async fn connection_older_than_max_age_is_closed() {
+    let h = harness_with(
+        Platform::OwnCpak,
+        |_| {},
+        Setup {
+            max_connection_age: Some(Duration::from_millis(500)),
+            ..Setup::default()
+        },
+    )
+    .await;
+    let c = h.client(TokenSource::emulated(h.realm.clone()));
+    assert_eq!(h.status(&c, "/v2/").await, 200);
+    assert_eq!(h.status(&c, "/v2/").await, 200);
+    assert_eq!(h.accepted(), 1, "one keep-alive connection");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(h.status(&c, "/v2/").await, 200);
+    assert_eq!(
+        h.accepted(),
+        2,
+        "the old connection was closed; a new one attested"
+    );
+}
+
+// ---- Handshakes cannot be starved ---------------------------------------
+
+/// 300 TCP connections that never send a byte hold no handshake slot: a
+/// realm attests and pulls while they stay open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_tcp_connections_do_not_starve_handshakes() {
+    let mut options = options(ConnLimits::default());
+    options.handshake_timeout = Duration::from_secs(5);
+    let h = harness_with(
+        Platform::OwnCpak,
+        |_| {},
+        Setup {
+            options,
+            ..Setup::default()
+        },
+    )
+    .await;
+    let mut silent = Vec::new();
+    for _ in 0..300 {
+        silent.push(tokio::net::TcpStream::connect(h.server.addr).await.unwrap());
+    }
+    // Let the server accept them all.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let c = h.client(TokenSource::emulated(h.realm.clone()));
+    h.pull(&c, "app:latest").await.unwrap();
+    assert_eq!(h.accepted(), 1);
+    drop(silent);
+}
+
+/// Opens an RA-TLS connection from `source` with `realm`'s tokens, and
+/// holds it until the server closes it.
+async fn hold_ratls_connection(
+    server: SocketAddr,
+    source: std::net::IpAddr,
+    ca_pem: Vec<u8>,
+    realm: EmulatedRealm,
+) {
+    let config =
+        ir_client::ratls::client_config(Some(&ca_pem), TokenSource::emulated(realm)).unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(source, 0)).unwrap();
+    let tcp = socket.connect(server).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    if let Ok(mut tls) = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+    {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 64];
+        let _ = tls.read(&mut buf).await;
+    }
+}
+
+/// Tokens only Veraison can judge (here: an attacker's realm with the
+/// public reference measurements and a platform of its own), sent by one
+/// address faster than Veraison answers, take at most that address's
+/// handshake slots: a genuine realm elsewhere still gets a Veraison slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_tokens_do_not_starve_veraison_slots() {
+    let mock = MockVeraison::start().await;
+    let mut options = options(ConnLimits::default());
+    options.max_handshakes_per_address = 1;
+    let h = Arc::new(
+        harness_with(
+            Platform::Veraison(&mock),
+            |_| {},
+            Setup {
+                options,
+                max_attestations: 2,
+                veraison_timeout: Duration::from_secs(3),
+                ..Setup::default()
+            },
+        )
+        .await,
+    );
+    mock.knobs().latency = Duration::from_millis(1000);
+    let attacker = EmulatedRealm::generate(Measurements::default()).unwrap();
+    let source: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let mut flood = Vec::new();
+    for _ in 0..30 {
+        flood.push(tokio::spawn(hold_ratls_connection(
+            h.server.addr,
+            source,
+            h.ca.pem.clone().into_bytes(),
+            attacker.clone(),
+        )));
+    }
+    // The flood is queued before the realm arrives.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let c = h.client(TokenSource::emulated(h.realm.clone()));
+    h.pull(&c, "app:latest").await.unwrap();
+    assert!(
+        h.outcomes
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(peer, o)| peer.ip().is_loopback()
+                && peer.ip() != source
+                && matches!(o, AttestationOutcome::Accepted(_))),
+        "the genuine realm attested"
+    );
+    for f in flood {
+        f.abort();
+    }
+}
+
+/// A replayed token whose realm signature is also broken is refused for
+/// the binding: the cheap check runs first, no signature is checked.
+#[tokio::test]
+async fn binding_checked_before_signature() {
+    let h = harness(Platform::OwnCpak, |_| {}).await;
+    let realm = h.realm.clone();
+    let forged = TokenSource::custom(move |_req| {
+        // Bound to another connection's challenge, and tampered.
+        let mut token = realm.token(&[7u8; 64]).map_err(|e| e.to_string())?;
+        let last = token.len() - 1;
+        token[last] ^= 0x01;
+        Ok(token)
+    });
+    assert_eq!(h.refused(&h.client(forged)).await, "challenge_mismatch");
+}
+
+// ---- Bounded logs -------------------------------------------------------
+
+/// A log writer that keeps what is written.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A token whose collection map has a key that is an array of 60,000
+/// integers: the refusal's log line and reported detail stay short.
+#[tokio::test]
+async fn huge_cbor_map_key_log_line_is_bounded() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _log = tracing::subscriber::set_default(subscriber);
+
+    let h = harness(Platform::OwnCpak, |_| {}).await;
+    let hostile = TokenSource::custom(|_req| {
+        // tag 399, map of 2: [0; 60000] => h'', 44241 => h''
+        let mut t = vec![0xd9, 0x01, 0x8f, 0xa2, 0x99, 0xea, 0x60];
+        t.extend(std::iter::repeat_n(0u8, 60_000));
+        t.extend([0x40, 0x19, 0xac, 0xd1, 0x40]);
+        Ok(t)
+    });
+    assert_eq!(h.refused(&h.client(hostile)).await, "token_parse");
+    match h.last_outcome().await {
+        AttestationOutcome::Refused { detail, .. } => {
+            assert!(detail.len() <= 512, "detail of {} bytes", detail.len())
+        }
+        o => panic!("{o:?}"),
+    }
+    let text = String::from_utf8_lossy(&captured.0.lock().unwrap()).to_string();
+    let refusals: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("connection refused"))
+        .collect();
+    assert!(!refusals.is_empty(), "no refusal logged: {text}");
+    for line in refusals {
+        assert!(line.len() <= 600, "a log line of {} bytes", line.len());
+    }
 }

@@ -574,12 +574,14 @@ async fn connection_older_than_max_age_is_closed() {
 
 // ---- Handshakes cannot be starved ---------------------------------------
 
-/// 300 TCP connections that never send a byte hold no handshake slot: a
-/// realm attests and pulls while they stay open.
+/// 300 TCP connections that never send a byte hold no handshake slot
+/// (there are 256): a realm attests and pulls while all of them are still
+/// open and waiting (their timeouts are longer than the test).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_tcp_connections_do_not_starve_handshakes() {
     let mut options = options(ConnLimits::default());
-    options.handshake_timeout = Duration::from_secs(5);
+    options.handshake_timeout = Duration::from_secs(20);
+    options.hello_timeout = Duration::from_secs(20);
     let h = harness_with(
         Platform::OwnCpak,
         |_| {},
@@ -598,7 +600,13 @@ async fn silent_tcp_connections_do_not_starve_handshakes() {
     let c = h.client(TokenSource::emulated(h.realm.clone()));
     h.pull(&c, "app:latest").await.unwrap();
     assert_eq!(h.accepted(), 1);
-    drop(silent);
+    for s in &silent {
+        let mut buf = [0u8; 1];
+        assert!(
+            matches!(s.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "a silent connection was closed: the realm did not get past them"
+        );
+    }
 }
 
 /// Opens an RA-TLS connection from `source` with `realm`'s tokens, and

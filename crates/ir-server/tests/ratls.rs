@@ -755,3 +755,299 @@ async fn huge_cbor_map_key_log_line_is_bounded() {
         assert!(line.len() <= 600, "a log line of {} bytes", line.len());
     }
 }
+
+// ---- TLS-level properties -----------------------------------------------
+
+/// A client session store that records what the server handed out.
+#[derive(Debug)]
+struct RecordingStore {
+    inner: rustls::client::ClientSessionMemoryCache,
+    tls13_tickets: std::sync::atomic::AtomicUsize,
+    tls12_sessions: std::sync::atomic::AtomicUsize,
+}
+
+impl RecordingStore {
+    fn new() -> Arc<Self> {
+        Arc::new(RecordingStore {
+            inner: rustls::client::ClientSessionMemoryCache::new(16),
+            tls13_tickets: Default::default(),
+            tls12_sessions: Default::default(),
+        })
+    }
+}
+
+impl rustls::client::ClientSessionStore for RecordingStore {
+    fn set_kx_hint(&self, name: rustls::pki_types::ServerName<'static>, group: rustls::NamedGroup) {
+        self.inner.set_kx_hint(name, group)
+    }
+    fn kx_hint(&self, name: &rustls::pki_types::ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.inner.kx_hint(name)
+    }
+    fn set_tls12_session(
+        &self,
+        name: rustls::pki_types::ServerName<'static>,
+        value: rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.tls12_sessions
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.set_tls12_session(name, value)
+    }
+    fn tls12_session(
+        &self,
+        name: &rustls::pki_types::ServerName<'_>,
+    ) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.inner.tls12_session(name)
+    }
+    fn remove_tls12_session(&self, name: &rustls::pki_types::ServerName<'static>) {
+        self.inner.remove_tls12_session(name)
+    }
+    fn insert_tls13_ticket(
+        &self,
+        name: rustls::pki_types::ServerName<'static>,
+        value: rustls::client::Tls13ClientSessionValue,
+    ) {
+        self.tls13_tickets
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.insert_tls13_ticket(name, value)
+    }
+    fn take_tls13_ticket(
+        &self,
+        name: &rustls::pki_types::ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        self.inner.take_tls13_ticket(name)
+    }
+}
+
+/// A rustls client for `versions` that asks for resumption (and 0-RTT)
+/// with `store`, presenting certificates from `resolver`.
+fn resuming_client(
+    h: &Harness,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    store: Arc<RecordingStore>,
+    resolver: Arc<dyn rustls::client::ResolvesClientCert>,
+) -> Arc<rustls::ClientConfig> {
+    let roots = ir_client::ratls::root_store(h.ca.pem.as_bytes()).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(ir_client::ratls::provider())
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(resolver);
+    config.resumption = rustls::client::Resumption::store(store);
+    config.enable_early_data = true;
+    Arc::new(config)
+}
+
+/// One HTTP/1.1 request over a fresh RA-TLS connection with `config`;
+/// returns how the handshake went, and the response (empty if refused).
+async fn one_request(
+    h: &Harness,
+    config: Arc<rustls::ClientConfig>,
+) -> (Option<rustls::HandshakeKind>, bool, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(h.server.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let Ok(mut tls) = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+    else {
+        return (None, false, String::new());
+    };
+    let (kind, early) = {
+        let c = tls.get_ref().1;
+        (c.handshake_kind(), c.is_early_data_accepted())
+    };
+    let _ = tls
+        .write_all(b"GET /v2/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await;
+    let mut response = Vec::new();
+    let _ = tls.read_to_end(&mut response).await;
+    (kind, early, String::from_utf8_lossy(&response).to_string())
+}
+
+fn resolver(h: &Harness) -> Arc<ir_client::ratls::CertResolver> {
+    Arc::new(ir_client::ratls::CertResolver::new(
+        TokenSource::emulated(h.realm.clone()),
+        RaTlsOptions::default(),
+    ))
+}
+
+/// With TLS 1.2 allowed, a client that offers its session back gets a full
+/// handshake, and attests again.
+#[tokio::test]
+async fn tls12_session_not_resumed() {
+    let h = harness_with(
+        Platform::OwnCpak,
+        |_| {},
+        Setup {
+            allow_tls12: true,
+            ..Setup::default()
+        },
+    )
+    .await;
+    let store = RecordingStore::new();
+    let config = resuming_client(&h, &[&rustls::version::TLS12], store.clone(), resolver(&h));
+    for round in 1..=2 {
+        let (kind, _, response) = one_request(&h, config.clone()).await;
+        assert_eq!(kind, Some(rustls::HandshakeKind::Full), "round {round}");
+        assert!(
+            response.starts_with("HTTP/1.1 200"),
+            "round {round}: {response}"
+        );
+        assert_eq!(h.accepted(), round, "every connection attests");
+    }
+}
+
+/// Under TLS 1.3 the server sends no session tickets, so nothing can be
+/// resumed, and 0-RTT data is never accepted.
+#[tokio::test]
+async fn tls13_no_tickets_and_no_early_data() {
+    let h = harness(Platform::OwnCpak, |_| {}).await;
+    let store = RecordingStore::new();
+    let config = resuming_client(&h, &[&rustls::version::TLS13], store.clone(), resolver(&h));
+    for round in 1..=2 {
+        let (kind, early, response) = one_request(&h, config.clone()).await;
+        assert_eq!(kind, Some(rustls::HandshakeKind::Full), "round {round}");
+        assert!(!early, "round {round}: early data accepted");
+        assert!(
+            response.starts_with("HTTP/1.1 200"),
+            "round {round}: {response}"
+        );
+    }
+    assert_eq!(
+        store
+            .tls13_tickets
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the server sent session tickets"
+    );
+    assert_eq!(h.accepted(), 2);
+}
+
+/// Presents a genuine RA-TLS certificate but signs the handshake with
+/// another key.
+#[derive(Debug)]
+struct ForeignSigner {
+    genuine: Arc<ir_client::ratls::CertResolver>,
+    foreign: Arc<dyn rustls::sign::SigningKey>,
+}
+
+impl rustls::client::ResolvesClientCert for ForeignSigner {
+    fn resolve(
+        &self,
+        hints: &[&[u8]],
+        schemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let genuine = self.genuine.resolve(hints, schemes)?;
+        Some(Arc::new(rustls::sign::CertifiedKey::new(
+            genuine.cert.clone(),
+            self.foreign.clone(),
+        )))
+    }
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+fn p256_signing_key() -> (rcgen::KeyPair, Arc<dyn rustls::sign::SigningKey>) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let signing = ir_client::ratls::provider()
+        .key_provider
+        .load_private_key(der)
+        .unwrap();
+    (key, signing)
+}
+
+/// A CertificateVerify made with a key other than the certificate's is
+/// refused, and the realm is never accepted.
+#[tokio::test]
+async fn certificate_verify_by_foreign_key_is_refused() {
+    let h = harness(Platform::OwnCpak, |_| {}).await;
+    let (_, foreign) = p256_signing_key();
+    let resolver = Arc::new(ForeignSigner {
+        genuine: resolver(&h),
+        foreign,
+    });
+    let config = resuming_client(
+        &h,
+        &[&rustls::version::TLS13],
+        RecordingStore::new(),
+        resolver,
+    );
+    let (_, _, response) = one_request(&h, config).await;
+    assert!(response.is_empty(), "served: {response}");
+    match h.last_outcome().await {
+        AttestationOutcome::Refused { reason, detail } => {
+            assert_eq!(reason, "handshake_signature", "{detail}")
+        }
+        o => panic!("expected a refusal, got {o:?}"),
+    }
+    assert_eq!(h.accepted(), 0);
+}
+
+/// Presents a certificate with the token extension twice (each a genuine,
+/// bound token).
+#[derive(Debug)]
+struct DuplicateExtension {
+    realm: EmulatedRealm,
+}
+
+impl rustls::client::ResolvesClientCert for DuplicateExtension {
+    fn resolve(
+        &self,
+        hints: &[&[u8]],
+        _schemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let challenge = ir_client::ratls::challenge_from_hints(hints).ok()?;
+        let (key, signing) = p256_signing_key();
+        let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
+        let token = self
+            .realm
+            .token(&ir_attest::expected_realm_challenge(&challenge, &spki))
+            .ok()?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).ok()?;
+        for _ in 0..2 {
+            params
+                .custom_extensions
+                .push(rcgen::CustomExtension::from_oid_content(
+                    &ir_attest::RATLS_TOKEN_EXTENSION_ARCS,
+                    token.clone(),
+                ));
+        }
+        let cert = params.self_signed(&key).ok()?;
+        Some(Arc::new(rustls::sign::CertifiedKey::new(
+            vec![cert.der().clone()],
+            signing,
+        )))
+    }
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test]
+async fn duplicate_token_extension_is_refused() {
+    let h = harness(Platform::OwnCpak, |_| {}).await;
+    let resolver = Arc::new(DuplicateExtension {
+        realm: h.realm.clone(),
+    });
+    let config = resuming_client(
+        &h,
+        &[&rustls::version::TLS13],
+        RecordingStore::new(),
+        resolver,
+    );
+    let (_, _, response) = one_request(&h, config).await;
+    assert!(response.is_empty(), "served: {response}");
+    match h.last_outcome().await {
+        AttestationOutcome::Refused { reason, detail } => {
+            assert_eq!(reason, "bad_certificate", "{detail}");
+            assert!(
+                detail.contains("more than once") || detail.contains("uplicate"),
+                "{detail}"
+            );
+        }
+        o => panic!("expected a refusal, got {o:?}"),
+    }
+    assert_eq!(h.accepted(), 0);
+}

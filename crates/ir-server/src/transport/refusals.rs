@@ -57,11 +57,15 @@ impl RefusalLog {
         };
         let reason = error.reason();
         let detail = bounded(&error.to_string(), MAX_DETAIL);
+        let held_back = match held_back {
+            0 => String::new(),
+            n => format!(" ({n} more from this address not logged)"),
+        };
         match error {
             HandshakeError::HelloTimeout(_) | HandshakeError::Timeout(_) => {
-                tracing::info!(%peer, reason, held_back, "connection dropped: {detail}")
+                tracing::info!(%peer, reason, "connection dropped: {detail}{held_back}")
             }
-            _ => tracing::warn!(%peer, reason, held_back, "connection refused: {detail}"),
+            _ => tracing::warn!(%peer, reason, "connection refused: {detail}{held_back}"),
         }
     }
 

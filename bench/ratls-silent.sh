@@ -6,12 +6,12 @@
 # (handshake + attestation + a small image) under 1 s with N = 300.
 #
 # Usage: bench/ratls-silent.sh          (needs python3; builds nothing)
-# Env:   SILENT (300), PULLS (10), IR_SERVER_BIN, IR_CLIENT_BIN
+# Env:   SILENT (300), PULLS (30), IR_SERVER_BIN, IR_CLIENT_BIN
 #        (default target/release/… when built, else target/debug/…)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SILENT=${SILENT:-300}
-PULLS=${PULLS:-10}
+PULLS=${PULLS:-30}
 pick() { [ -x "$ROOT/target/release/$1" ] && echo "$ROOT/target/release/$1" || echo "$ROOT/target/debug/$1"; }
 SERVER=${IR_SERVER_BIN:-$(pick ir-server)}
 CLIENT=${IR_CLIENT_BIN:-$(pick ir-client)}

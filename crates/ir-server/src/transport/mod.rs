@@ -187,9 +187,17 @@ pub async fn serve<H: Handshake>(
             let hello = match tokio::time::timeout(hello_timeout, handshake.hello(tcp, peer)).await
             {
                 Ok(Ok(hello)) => hello,
-                Ok(Err(e)) => return refusals.refused(peer, &e),
+                // A TLS error (not TLS at all, say) is worth a line.
+                Ok(Err(e @ HandshakeError::Tls(_))) => return refusals.refused(peer, &e),
+                // Closed or silent before saying anything (port scans, TCP
+                // health checks, floods): not worth a line, nor a share of
+                // the address's log lines that a refused realm needs.
+                Ok(Err(e)) => {
+                    return tracing::debug!(%peer, reason = e.reason(), "connection dropped: {e}")
+                }
                 Err(_) => {
-                    return refusals.refused(peer, &HandshakeError::HelloTimeout(hello_timeout))
+                    let e = HandshakeError::HelloTimeout(hello_timeout);
+                    return tracing::debug!(%peer, reason = e.reason(), "connection dropped: {e}");
                 }
             };
             let attempt = async {

@@ -1051,3 +1051,49 @@ async fn duplicate_token_extension_is_refused() {
     }
     assert_eq!(h.accepted(), 0);
 }
+
+/// With one Veraison slot taken by a slow appraisal, a second realm waits
+/// for it only while an appraisal could still end within its handshake
+/// timeout, then is refused with a reason (not cut off silently).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn veraison_slot_wait_fits_in_the_handshake_timeout() {
+    let mock = MockVeraison::start().await;
+    let mut options = options(ConnLimits::default());
+    options.handshake_timeout = Duration::from_secs(4);
+    let h = Arc::new(
+        harness_with(
+            Platform::Veraison(&mock),
+            |_| {},
+            Setup {
+                options,
+                max_attestations: 1,
+                veraison_timeout: Duration::from_secs(3),
+                ..Setup::default()
+            },
+        )
+        .await,
+    );
+    mock.knobs().latency = Duration::from_millis(2500);
+    let first = {
+        let h = h.clone();
+        tokio::spawn(async move {
+            let c = h.client(TokenSource::emulated(h.realm.clone()));
+            h.pull(&c, "app:latest").await.map(|_| ())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = h.client(TokenSource::emulated(h.realm.clone()));
+    assert!(h.pull(&second, "app:latest").await.is_err());
+    first.await.unwrap().unwrap();
+    assert!(
+        h.outcomes.lock().unwrap().iter().any(|(_, o)| matches!(
+            o,
+            AttestationOutcome::Refused {
+                reason: "veraison_busy",
+                ..
+            }
+        )),
+        "{:?}",
+        h.outcomes.lock().unwrap()
+    );
+}

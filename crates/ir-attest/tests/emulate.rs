@@ -211,7 +211,10 @@ fn binding_and_reference_values_are_checked_before_signatures() {
         client_spki_der: SPKI,
     };
     let err = verify_local(&bytes, replayed, &refs, Some(&keys)).unwrap_err();
-    assert!(matches!(err, VerifyError::ChallengeMismatch { .. }), "{err}");
+    assert!(
+        matches!(err, VerifyError::ChallengeMismatch { .. }),
+        "{err}"
+    );
     // Wrong measurements and a broken signature: the measurements speak.
     let stranger = EmulatedRealm::generate(Measurements {
         rim: vec![0xab; 32],

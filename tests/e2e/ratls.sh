@@ -38,7 +38,8 @@ export CLIENT CERTS
 # --- local CPAK mode ------------------------------------------------------
 PORT=$(free_port)
 start_server "$WORK/local.log" -t ra-tls -c "$CERTS/server.crt" -k "$CERTS/server.key" \
-  --cpak "$WORK/cpak.pub" -j "$WORK/realm.json" -r "$REG" -p "$PORT" --bind 127.0.0.1
+  --cpak "$WORK/cpak.pub" -j "$WORK/realm.json" -r "$REG" -p "$PORT" --bind 127.0.0.1 \
+  --max-connection-age 120 --max-handshakes-per-address 4
 LOCAL=$SERVER_PID
 for _ in $(seq 1 100); do grep -q "ready" "$WORK/local.log" && break; sleep 0.1; done
 check "server says local platform keys are in force" grep -q "platforms verified by local platform keys" "$WORK/local.log"
@@ -51,6 +52,8 @@ check "same digest as the source" \
   bash -c "[ \"\$(jq -r .manifests[0].digest $WORK/out-hello/index.json)\" = \"\$(jq -r .manifests[0].digest $REG/hello/index.json)\" ]"
 check "the emulated realm says it is not secure" \
   bash -c "pull $WORK/out-x ra-tls://localhost:$PORT/hello:latest --emulate-realm --realm-keys $WORK/realm 2>&1 | grep -q 'NOT SECURE'"
+check "a realm pulls while 20 silent connections from its address are open" \
+  bash -c "for i in \$(seq 1 20); do exec {fd}<>/dev/tcp/127.0.0.1/$PORT; done; pull $WORK/out-silent ra-tls://localhost:$PORT/hello:latest --emulate-realm --realm-keys $WORK/realm"
 check "a namespaced application allowed by team/*" \
   pull "$WORK/out-tools" "ra-tls://localhost:$PORT/team/tools:latest" --emulate-realm --realm-keys "$WORK/realm"
 check "an application outside the realm's list is NAME_UNKNOWN" \

@@ -3,14 +3,20 @@
 //! checked against the reference values, and the platform checked either
 //! locally (known CPAKs) or by Veraison.
 //!
-//! The cheap local checks run first (on the blocking pool: signature
-//! checks are CPU work), so a wrong realm never costs a Veraison round
-//! trip. Veraison calls are asynchronous, bounded in time by the client's
-//! timeout and in number by a semaphore, so one slow verifier never stalls
-//! the runtime or other clients.
+//! The cheapest checks ([`Attestor::precheck`]: parsing, the platform and
+//! session bindings, the reference values; hashing only) run inside the TLS
+//! handshake, before the handshake signature is checked. After the
+//! handshake, [`Attestor::attest`] runs the local checks again with the
+//! signatures (on the blocking pool: signature checks are CPU work), so a
+//! wrong realm never costs a Veraison round trip. Veraison calls are
+//! asynchronous, bounded in time by the client's timeout and in number by
+//! a semaphore whose wait is bounded so that wait plus appraisal fit in the
+//! handshake's deadline; one slow verifier never stalls the runtime or
+//! other clients.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
@@ -18,6 +24,7 @@ use crate::ear::{EarError, EarVerifier};
 use crate::platform::{PlatformError, PlatformKeys};
 use crate::ratls::{self, CertificateError};
 use crate::reference::{MatchError, RealmReference, ReferenceError, ReferenceSet};
+use crate::token::RealmClaims;
 use crate::veraison::{VeraisonClient, VeraisonError};
 use crate::verify::{self, Session, VerifyError};
 
@@ -91,6 +98,9 @@ pub struct Attested {
     pub realm: RealmReference,
     /// A one-line summary of the token, for logs.
     pub summary: String,
+    /// The realm token's claims, to match the realm again against reference
+    /// values reloaded while its connection is open.
+    pub claims: RealmClaims,
 }
 
 /// Why a client was refused. Each variant says exactly what failed.
@@ -106,6 +116,10 @@ pub enum AttestError {
     /// Veraison failed or did not affirm.
     #[error(transparent)]
     Veraison(#[from] VeraisonError),
+    /// No Veraison slot freed up in time for the appraisal to finish
+    /// within the handshake's deadline.
+    #[error("no Veraison slot free within {0:?} (--max-attestations appraisals in flight)")]
+    VeraisonBusy(Duration),
     /// The blocking task running the checks failed.
     #[error("attestation task failed: {0}")]
     Internal(String),
@@ -133,6 +147,7 @@ impl AttestError {
                 _ => "ear_invalid",
             },
             AttestError::Veraison(_) => "veraison_error",
+            AttestError::VeraisonBusy(_) => "veraison_busy",
             AttestError::Internal(_) => "internal",
         }
     }
@@ -227,12 +242,34 @@ impl Attestor {
         Ok(n)
     }
 
+    /// The cheap checks of the client certificate `cert_der` on a
+    /// connection that was sent `challenge`: the token extension, parsing,
+    /// the platform and session bindings and the reference values (no
+    /// signature check). Run inside the handshake, before its signature.
+    pub fn precheck(&self, cert_der: &[u8], challenge: &[u8; 64]) -> Result<(), AttestError> {
+        let presented = ratls::read_certificate(cert_der)?;
+        let session = Session {
+            challenge,
+            client_spki_der: &presented.spki_der,
+        };
+        cheap_checks(
+            &presented.token,
+            session,
+            &self.references(),
+            self.skip_challenge,
+        )?;
+        Ok(())
+    }
+
     /// Judges the client certificate `cert_der` presented on a connection
-    /// that was sent `challenge`.
+    /// that was sent `challenge`. A Veraison appraisal must be able to end
+    /// by `deadline` (the handshake's): the wait for a Veraison slot is
+    /// bounded by `deadline` minus the Veraison timeout.
     pub async fn attest(
         &self,
         cert_der: Vec<u8>,
         challenge: [u8; 64],
+        deadline: tokio::time::Instant,
     ) -> Result<Attested, AttestError> {
         let references = self.references();
         let platform = self.platform.clone();
@@ -261,18 +298,38 @@ impl Attestor {
         // Only a token that passed every local check (with --cpak, its
         // platform signature too) reaches Veraison.
         if let Some((client, ear)) = self.platform.veraison() {
-            let _slot = self
-                .veraison_slots
-                .acquire()
-                .await
-                .map_err(|e| AttestError::Internal(e.to_string()))?;
+            let wait = deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .saturating_sub(client.timeout());
+            let _slot = match tokio::time::timeout(wait, self.veraison_slots.acquire()).await {
+                Ok(slot) => slot.map_err(|e| AttestError::Internal(e.to_string()))?,
+                Err(_) => return Err(AttestError::VeraisonBusy(wait)),
+            };
             client.appraise_token(&token, &verified.token, ear).await?;
         }
         Ok(Attested {
             realm: verified.realm,
             summary,
+            claims: verified.token.realm.claims,
         })
     }
+}
+
+/// The cheap checks (no signature); the session binding is skipped only
+/// when the attestor was asked to at run time, and only builds with the
+/// feature contain that path.
+fn cheap_checks(
+    token: &[u8],
+    session: Session<'_>,
+    references: &ReferenceSet,
+    skip_challenge: bool,
+) -> Result<(), VerifyError> {
+    #[cfg(feature = "insecure-skip-challenge")]
+    if skip_challenge {
+        return verify::precheck(token, None, references).map(|_| ());
+    }
+    let _ = skip_challenge;
+    verify::precheck(token, Some(session), references).map(|_| ())
 }
 
 /// The local checks; the session binding is skipped only when the

@@ -127,7 +127,10 @@ pub fn sign1_alg(sign1: &CoseSign1) -> Result<CoseAlg, CoseError> {
             Err(CoseError::UnsupportedAlg(format!("private {i}")))
         }
         Some(RegisteredLabelWithPrivate::Text(t)) => {
-            Err(CoseError::UnsupportedAlg(format!("{t:?}")))
+            // The sender's text, so only its start (a log line stays short).
+            let head: String = t.chars().take(32).collect();
+            let more = if head.len() < t.len() { "…" } else { "" };
+            Err(CoseError::UnsupportedAlg(format!("{head:?}{more}")))
         }
     }
 }

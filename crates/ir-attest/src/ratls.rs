@@ -4,11 +4,15 @@
 //! - a fresh 64-byte challenge per connection, sent as the only entry of
 //!   the CertificateRequest's certificate-authorities list, as the base64
 //!   text of the bytes (not a DER name: existing realm clients read it so);
-//! - a client-certificate verifier that requires a certificate and checks
-//!   the TLS signature that proves the client holds its key, and defers the
-//!   attestation itself (which may need a network round trip to Veraison)
-//!   to [`crate::attestor::Attestor`] right after the handshake, before a
-//!   single byte of application data is exchanged;
+//! - a client-certificate verifier that requires a certificate, runs the
+//!   cheap checks of its token (no signature; [`Precheck`]) before the TLS
+//!   signature that proves the client holds its key is checked, and defers
+//!   the rest of the attestation (signatures, and a network round trip to
+//!   Veraison) to [`crate::attestor::Attestor`] right after the handshake,
+//!   before a single byte of application data is exchanged. A refusal
+//!   travels through rustls as `CertificateError::Other` holding the
+//!   [`AttestError`], so the transport can read its reason back
+//!   ([`attest_error`]);
 //! - extraction of the token (extension 1.3.3.3.7) and the SPKI from the
 //!   presented certificate.
 
@@ -22,7 +26,29 @@ use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
+use crate::attestor::AttestError;
 use crate::RATLS_TOKEN_EXTENSION_OID;
+
+/// The cheap checks of a presented certificate (DER), run inside the
+/// handshake; see [`crate::attestor::Attestor::precheck`].
+pub type Precheck = Arc<dyn Fn(&[u8]) -> Result<(), AttestError> + Send + Sync>;
+
+/// Wraps an attestation refusal as the rustls error that carries it.
+pub fn to_rustls_error(e: AttestError) -> rustls::Error {
+    rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+        Arc::new(e),
+    )))
+}
+
+/// The attestation refusal inside a rustls error, if it carries one.
+pub fn attest_error(e: &rustls::Error) -> Option<&AttestError> {
+    match e {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => {
+            other.0.downcast_ref::<AttestError>()
+        }
+        _ => None,
+    }
+}
 
 /// Largest client certificate accepted (a token is at most 64 KiB).
 pub const MAX_CLIENT_CERT: usize = 96 << 10;
@@ -100,10 +126,18 @@ pub fn read_certificate(der: &[u8]) -> Result<PresentedCertificate, CertificateE
 /// certificates are self-signed) — the attestation token inside it is the
 /// credential, checked by the [`Attestor`](crate::attestor::Attestor) once
 /// the handshake completes.
-#[derive(Debug)]
 pub struct ChallengeVerifier {
     hints: Vec<DistinguishedName>,
     algorithms: WebPkiSupportedAlgorithms,
+    precheck: Option<Precheck>,
+}
+
+impl std::fmt::Debug for ChallengeVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChallengeVerifier")
+            .field("precheck", &self.precheck.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ChallengeVerifier {
@@ -113,6 +147,21 @@ impl ChallengeVerifier {
         Arc::new(ChallengeVerifier {
             hints: vec![challenge_hint(challenge)],
             algorithms: provider.signature_verification_algorithms,
+            precheck: None,
+        })
+    }
+
+    /// A verifier that also runs `precheck` on the certificate (instead of
+    /// only reading it) before the handshake signature is checked.
+    pub fn with_precheck(
+        challenge: &[u8; 64],
+        provider: &CryptoProvider,
+        precheck: Precheck,
+    ) -> Arc<Self> {
+        Arc::new(ChallengeVerifier {
+            hints: vec![challenge_hint(challenge)],
+            algorithms: provider.signature_verification_algorithms,
+            precheck: Some(precheck),
         })
     }
 }
@@ -132,10 +181,17 @@ impl ClientCertVerifier for ChallengeVerifier {
         _intermediates: &[CertificateDer<'_>],
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        // Cheap structural check now; the attestation follows the handshake.
-        read_certificate(end_entity)
-            .map(|_| ClientCertVerified::assertion())
-            .map_err(|e| rustls::Error::General(e.to_string()))
+        // Cheap checks now (rustls checks the handshake signature after
+        // this); the signatures and Veraison follow the handshake.
+        let checked = match &self.precheck {
+            Some(precheck) => precheck(end_entity),
+            None => read_certificate(end_entity)
+                .map(|_| ())
+                .map_err(AttestError::from),
+        };
+        checked
+            .map(|()| ClientCertVerified::assertion())
+            .map_err(to_rustls_error)
     }
 
     fn verify_tls12_signature(

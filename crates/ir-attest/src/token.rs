@@ -270,9 +270,15 @@ impl CcaToken {
                 Some(KEY_PLATFORM_TOKEN) => &mut platform,
                 Some(KEY_REALM_TOKEN) => &mut realm,
                 _ => {
+                    // Named by its type or integer only: the key is the
+                    // sender's and may be a 60,000-element array.
+                    let found = match key {
+                        Some(n) => n.to_string(),
+                        None => type_name(&k).to_string(),
+                    };
                     return Err(collection(format!(
-                        "unexpected map key {k:?} (want 44234 and 44241)"
-                    )))
+                        "unexpected map key {found} (want 44234 and 44241)"
+                    )));
                 }
             };
             if slot.is_some() {

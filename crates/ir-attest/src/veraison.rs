@@ -187,17 +187,27 @@ impl VeraisonClient {
         &self.api
     }
 
+    /// The bound on one exchange ([`VeraisonConfig::timeout`]).
+    pub fn timeout(&self) -> Duration {
+        self.config.timeout
+    }
+
     /// Runs the exchange for `token` with `nonce` (the 64-byte realm
     /// challenge) and returns the EAR JWT, unverified. The session is
-    /// deleted in every case where it was created.
+    /// deleted in every case where it was created, also when this future
+    /// is dropped before it finishes (the handshake timed out): then the
+    /// DELETE runs detached, bounded by [`VeraisonConfig::delete_timeout`].
     pub async fn appraise(&self, token: &[u8], nonce: &[u8]) -> Result<String, VeraisonError> {
-        let mut session = None;
+        let mut session = SessionGuard {
+            client: self.clone(),
+            url: None,
+        };
         let result = tokio::time::timeout(
             self.config.timeout,
-            self.exchange(token, nonce, &mut session),
+            self.exchange(token, nonce, &mut session.url),
         )
         .await;
-        if let Some(url) = session {
+        if let Some(url) = session.url.take() {
             self.delete(url).await;
         }
         match result {
@@ -365,6 +375,28 @@ fn is_loopback(url: &Url) -> bool {
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A created session not yet deleted. Dropped while still holding one (the
+/// appraisal was cancelled mid-way), it deletes it on a detached task, so
+/// a cancelled handshake does not leave sessions behind in Veraison.
+struct SessionGuard {
+    client: VeraisonClient,
+    url: Option<Url>,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        let Some(url) = self.url.take() else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let client = self.client.clone();
+                // `delete` is bounded by `delete_timeout`: the task ends.
+                runtime.spawn(async move { client.delete(url).await });
+            }
+            Err(_) => tracing::warn!(session = %url, "Veraison session left open: no runtime"),
+        }
+    }
 }
 
 fn protocol(step: Step, reason: impl Into<String>) -> VeraisonError {

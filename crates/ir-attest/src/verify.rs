@@ -1,18 +1,21 @@
 //! The local checks of an RA-TLS client token, and the order to run them.
 //!
-//! A relying party should run, cheapest and most specific first:
+//! A relying party should run, cheapest first, so that a flood of forged
+//! tokens costs hashing only, never a signature check or a Veraison call:
 //!
 //! 1. [`CcaToken::parse`];
-//! 2. [`verify_realm_signature`] (realm token signed by its own RAK);
-//! 3. [`check_platform_binding`] (platform challenge = hash of the RAK);
-//! 4. [`check_session_binding`] (realm challenge = SHA-512(challenge ||
+//! 2. [`check_platform_binding`] (platform challenge = hash of the RAK);
+//! 3. [`check_session_binding`] (realm challenge = SHA-512(challenge ||
 //!    SPKI DER));
-//! 5. reference values ([`crate::reference::ReferenceSet::match_claims`]);
-//! 6. the platform's security lifecycle ([`crate::platform::check_lifecycle`]);
+//! 4. reference values ([`crate::reference::ReferenceSet::match_claims`]);
+//! 5. the platform's security lifecycle ([`crate::platform::check_lifecycle`]);
+//! 6. [`verify_realm_signature`] (realm token signed by its own RAK);
 //! 7. the platform: locally ([`crate::platform::PlatformKeys::verify`]),
 //!    through Veraison ([`crate::veraison`], then [`crate::ear`]), or both
 //!    (local first).
 //!
+//! [`precheck`] runs 1–5 (no signature: cheap enough to run inside the TLS
+//! handshake, before the TLS CertificateVerify signature is checked);
 //! [`verify_local`] runs 1–6 (and 7 in local CPAK mode) in that order.
 //! Skipping the session binding is possible only with the cargo feature
 //! `insecure-skip-challenge` (`verify_local_insecure_skip_challenge`),
@@ -185,8 +188,8 @@ pub struct Verified {
     pub platform_verified_locally: bool,
 }
 
-/// Runs the local checks in order (see the module docs): parse, realm
-/// signature, platform binding, session binding, reference values, and,
+/// Runs the local checks in order (see the module docs): parse, platform
+/// binding, session binding, reference values, realm signature, and,
 /// when `platform_keys` is given (local CPAK mode), the platform signature.
 /// Without `platform_keys` the platform must still be appraised by
 /// Veraison.
@@ -211,14 +214,15 @@ pub fn verify_local_insecure_skip_challenge(
     verify_inner(token_bytes, None, references, platform_keys)
 }
 
-fn verify_inner(
+/// The cheap checks (parse, platform binding, session binding when
+/// `session` is given, reference values), without any signature check.
+/// Passing them is not an attestation: [`verify_local`] must follow.
+pub fn precheck(
     token_bytes: &[u8],
     session: Option<Session<'_>>,
     references: &ReferenceSet,
-    platform_keys: Option<&PlatformKeys>,
-) -> Result<Verified, VerifyError> {
+) -> Result<(CcaToken, RealmReference), VerifyError> {
     let token = CcaToken::parse(token_bytes)?;
-    verify_realm_signature(&token)?;
     check_platform_binding(&token)?;
     if let Some(s) = session {
         check_session_binding(&token, s.challenge, s.client_spki_der)?;
@@ -227,6 +231,17 @@ fn verify_inner(
     // In every mode: a platform in a debug or other non-secured state is
     // refused (Veraison would still call some of them trustworthy).
     crate::platform::check_lifecycle(&token)?;
+    Ok((token, realm))
+}
+
+fn verify_inner(
+    token_bytes: &[u8],
+    session: Option<Session<'_>>,
+    references: &ReferenceSet,
+    platform_keys: Option<&PlatformKeys>,
+) -> Result<Verified, VerifyError> {
+    let (token, realm) = precheck(token_bytes, session, references)?;
+    verify_realm_signature(&token)?;
     if let Some(keys) = platform_keys {
         keys.verify(&token)?;
     }

@@ -280,3 +280,46 @@ fn trust_anchor_entries_are_strict() {
         );
     }
 }
+
+/// The cheap checks come before any signature: a token both replayed and
+/// tampered is refused for the binding, and `precheck` (what runs inside
+/// the TLS handshake) checks no signature at all.
+#[test]
+fn binding_and_reference_values_are_checked_before_signatures() {
+    let (realm, refs, keys) = setup();
+    let challenge = [3; 64];
+    let mut bytes = realm.token_for_session(&challenge, SPKI).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01; // the realm token's signature
+    let session = Session {
+        challenge: &challenge,
+        client_spki_der: SPKI,
+    };
+    ir_attest::verify::precheck(&bytes, Some(session), &refs)
+        .expect("precheck verifies no signature");
+    let err = verify_local(&bytes, session, &refs, Some(&keys)).unwrap_err();
+    assert!(matches!(err, VerifyError::BadRealmSignature(_)), "{err}");
+    let replayed = Session {
+        challenge: &[4; 64],
+        client_spki_der: SPKI,
+    };
+    let err = verify_local(&bytes, replayed, &refs, Some(&keys)).unwrap_err();
+    assert!(
+        matches!(err, VerifyError::ChallengeMismatch { .. }),
+        "{err}"
+    );
+    // Wrong measurements and a broken signature: the measurements speak.
+    let stranger = EmulatedRealm::generate(Measurements {
+        rim: vec![0xab; 32],
+        ..Measurements::default()
+    })
+    .unwrap();
+    let mut bytes = stranger.token_for_session(&challenge, SPKI).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    let err = verify_local(&bytes, session, &refs, Some(&keys)).unwrap_err();
+    assert!(
+        !matches!(err, VerifyError::BadRealmSignature(_)),
+        "signature checked before the reference values: {err}"
+    );
+}

@@ -326,6 +326,28 @@ async fn slow_verifier_times_out_and_session_is_deleted() {
     assert!(server.deleted());
 }
 
+/// An appraisal dropped mid-way (its handshake timed out) still deletes its
+/// session, on a detached task.
+#[tokio::test]
+async fn cancelled_appraisal_deletes_veraison_session() {
+    let server = Server::start(Knobs {
+        evidence_delay: Duration::from_secs(5),
+        ..Knobs::default()
+    })
+    .await;
+    let client = server.client(Duration::from_secs(10));
+    let cancelled =
+        tokio::time::timeout(Duration::from_millis(300), client.appraise(TOKEN, &NONCE)).await;
+    assert!(cancelled.is_err(), "the appraisal was not cancelled");
+    for _ in 0..250 {
+        if server.deleted() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the cancelled appraisal's session was not deleted");
+}
+
 #[tokio::test]
 async fn unreachable_is_reported() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -15,7 +15,7 @@ use ir_attest::verify::{verify_local, Session};
 use ir_attest::ReferenceSet;
 use ir_server::api::{ApiState, ConnInfo};
 use ir_server::catalog::{self, Catalog};
-use ir_server::transport::{Handshake, ServeOptions};
+use ir_server::transport::{Handshake, HandshakeError, ServeOptions};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
@@ -306,12 +306,18 @@ impl ClientCertVerifier for TestVerifier {
 
 impl Handshake for TestRaTls {
     type Io = tokio_rustls::server::TlsStream<TcpStream>;
+    type Hello = TcpStream;
+
+    async fn hello(&self, tcp: TcpStream, _peer: SocketAddr) -> Result<TcpStream, HandshakeError> {
+        Ok(tcp)
+    }
 
     async fn handshake(
         &self,
         tcp: TcpStream,
         peer: SocketAddr,
-    ) -> Result<(Self::Io, ConnInfo), String> {
+        _deadline: tokio::time::Instant,
+    ) -> Result<(Self::Io, ConnInfo), HandshakeError> {
         let challenge = self.challenge();
         let hint = base64::engine::general_purpose::STANDARD.encode(challenge);
         let verifier = Arc::new(TestVerifier {
@@ -331,7 +337,7 @@ impl Handshake for TestRaTls {
         let stream = tokio_rustls::TlsAcceptor::from(Arc::new(config))
             .accept(tcp)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(HandshakeError::from_io)?;
         Ok((stream, ConnInfo::open(peer)))
     }
 }

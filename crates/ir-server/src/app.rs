@@ -167,7 +167,10 @@ pub async fn serve(args: Args) -> ExitCode {
             };
             tokio::spawn(reload_references(attestor.clone(), hangups.subscribe()));
             tracing::info!("serving the OCI pull API over RA-TLS on {local}: only attested CCA realms are served");
-            let ratls = Arc::new(RaTls::new(store, attestor, args.ratls_tls12));
+            let ratls = Arc::new(
+                RaTls::new(store, attestor, args.ratls_tls12)
+                    .with_max_connection_age(Duration::from_secs(args.max_connection_age)),
+            );
             tokio::spawn(transport::serve(
                 listener,
                 ratls,
@@ -271,6 +274,7 @@ fn serve_options(args: &Args) -> ServeOptions {
         grace: Duration::from_secs(args.shutdown_grace),
         send_timeout: Duration::from_secs(args.send_timeout.max(1)),
         idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+        max_handshakes_per_address: args.max_handshakes_per_address as usize,
         ..ServeOptions::default()
     }
 }

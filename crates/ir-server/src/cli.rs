@@ -101,6 +101,16 @@ pub struct Args {
     #[arg(long, env = "IR_SERVER_RATLS_TLS12")]
     pub ratls_tls12: bool,
 
+    /// RA-TLS: seconds after which an attested connection is closed between
+    /// requests, so the realm attests again
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..), env = "IR_SERVER_MAX_CONNECTION_AGE")]
+    pub max_connection_age: u64,
+
+    /// most TLS handshakes in progress at once from one source address
+    /// (more from that address wait)
+    #[arg(long, default_value_t = crate::transport::DEFAULT_MAX_HANDSHAKES_PER_ADDRESS as u32, value_parser = clap::value_parser!(u32).range(1..), env = "IR_SERVER_MAX_HANDSHAKES_PER_ADDRESS")]
+    pub max_handshakes_per_address: u32,
+
     /// load and verify the registry, print the report, and exit (0 if every
     /// application verified, 1 otherwise) without serving
     #[arg(long, env = "IR_SERVER_CHECK")]

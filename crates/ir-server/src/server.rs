@@ -13,8 +13,8 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::Watcher;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
 
 use crate::api::{self, ApiState, ConnInfo};
 
@@ -56,18 +56,63 @@ pub fn http_builder(limits: &ConnLimits) -> auto::Builder<TokioExecutor> {
     b
 }
 
+/// Tells open connections that the server is shutting down, and waits
+/// until they have all ended.
+#[derive(Debug)]
+pub struct Shutdown {
+    tx: watch::Sender<()>,
+}
+
+/// A connection's end of [`Shutdown`]; the server waits while it exists.
+#[derive(Debug)]
+pub struct ShutdownWatcher {
+    rx: watch::Receiver<()>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Shutdown {
+    /// No connection watching yet.
+    pub fn new() -> Self {
+        Shutdown {
+            tx: watch::channel(()).0,
+        }
+    }
+
+    /// A watcher for one more connection.
+    pub fn watcher(&self) -> ShutdownWatcher {
+        ShutdownWatcher {
+            rx: self.tx.subscribe(),
+        }
+    }
+
+    /// Asks every watching connection to finish its requests in flight and
+    /// close, and waits until all have.
+    pub async fn drain(self) {
+        let _ = self.tx.send(());
+        self.tx.closed().await;
+    }
+}
+
 /// Serves HTTP on one established connection until it closes, or until
-/// shutdown is requested and its requests in flight have finished.
+/// shutdown is requested (or the connection reaches its `max_age`, see
+/// [`ConnInfo`]) and its requests in flight have finished: HTTP/1.1
+/// closes after the response in progress, HTTP/2 sends GOAWAY.
 pub async fn serve_connection<IO>(
     io: IO,
     conn: ConnInfo,
     state: Arc<ApiState>,
     builder: Arc<auto::Builder<TokioExecutor>>,
-    watcher: Watcher,
+    watcher: ShutdownWatcher,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let peer = conn.peer;
+    let max_age = conn.max_age;
     let service = service_fn(move |req| {
         let state = state.clone();
         let conn = conn.clone();
@@ -76,7 +121,33 @@ pub async fn serve_connection<IO>(
     let connection = builder
         .serve_connection(TokioIo::new(io), service)
         .into_owned();
-    if let Err(e) = watcher.watch(connection).await {
+    tokio::pin!(connection);
+    let aged = async {
+        match max_age {
+            Some(age) => tokio::time::sleep(age).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(aged);
+    let mut rx = watcher.rx;
+    let mut closing = false;
+    let result = loop {
+        tokio::select! {
+            r = connection.as_mut() => break r,
+            _ = rx.changed(), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            _ = &mut aged, if !closing => {
+                tracing::debug!(%peer, "connection reached its maximum age; closing between requests");
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+    };
+    // Held until the connection ended, so shutdown waits for it.
+    drop(rx);
+    if let Err(e) = result {
         tracing::debug!(%peer, "connection ended: {e}");
     }
 }

@@ -17,6 +17,7 @@ use ir_client::ratls::RaTlsOptions;
 use ir_client::{Client, ClientOptions, TokenSource, Transport};
 use ir_server::server::ConnLimits;
 use ir_server::transport::ratls::{AttestationOutcome, RaTls};
+use ir_server::transport::ServeOptions;
 use ir_testkit::veraison_mock::{MockVeraison, Status};
 use ir_testkit::Root;
 use serde_json::Value;
@@ -31,6 +32,29 @@ struct Harness {
     ca: Ca,
     realm: EmulatedRealm,
     outcomes: Outcomes,
+    attestor: Arc<Attestor>,
+    refs_path: std::path::PathBuf,
+}
+
+/// Server settings a test may change.
+struct Setup {
+    options: ServeOptions,
+    max_attestations: usize,
+    veraison_timeout: Duration,
+    max_connection_age: Option<Duration>,
+    allow_tls12: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            options: options(ConnLimits::default()),
+            max_attestations: 16,
+            veraison_timeout: Duration::from_secs(5),
+            max_connection_age: None,
+            allow_tls12: false,
+        }
+    }
 }
 
 enum Platform<'a> {
@@ -62,9 +86,9 @@ fn anchor_list(realm: &EmulatedRealm, reference: Option<Value>) -> String {
     serde_json::json!([entry]).to_string()
 }
 
-fn veraison_check(mock: &MockVeraison) -> (VeraisonClient, EarVerifier) {
+fn veraison_check(mock: &MockVeraison, timeout: Duration) -> (VeraisonClient, EarVerifier) {
     let mut config = VeraisonConfig::new(mock.url());
-    config.timeout = Duration::from_secs(5);
+    config.timeout = timeout;
     (
         VeraisonClient::new(config).unwrap(),
         EarVerifier::from_jwk_json(mock.public_jwk_json().as_bytes()).unwrap(),
@@ -74,6 +98,14 @@ fn veraison_check(mock: &MockVeraison) -> (VeraisonClient, EarVerifier) {
 /// Serves `app`, `other` and `team/tools` over RA-TLS. The reference values
 /// are the emulated realm's, edited by `edit`, limited to `app` and `team/*`.
 async fn harness(platform: Platform<'_>, edit: impl FnOnce(&mut Value)) -> Harness {
+    harness_with(platform, edit, Setup::default()).await
+}
+
+async fn harness_with(
+    platform: Platform<'_>,
+    edit: impl FnOnce(&mut Value),
+    setup: Setup,
+) -> Harness {
     let root = Root::new();
     for name in ["app", "other", "team/tools"] {
         root.good(name);
@@ -96,7 +128,7 @@ async fn harness(platform: Platform<'_>, edit: impl FnOnce(&mut Value)) -> Harne
             PlatformCheck::Local(PlatformKeys::from_bytes(&stranger.cpak_public_sec1()).unwrap())
         }
         Platform::Veraison(mock) => {
-            let (client, ear) = veraison_check(mock);
+            let (client, ear) = veraison_check(mock, setup.veraison_timeout);
             PlatformCheck::Veraison { client, ear }
         }
         Platform::OwnAnchor(reference) => PlatformCheck::Local(
@@ -110,7 +142,7 @@ async fn harness(platform: Platform<'_>, edit: impl FnOnce(&mut Value)) -> Harne
                     .unwrap()
                     .cpak_public_sec1()
             };
-            let (client, ear) = veraison_check(mock);
+            let (client, ear) = veraison_check(mock, setup.veraison_timeout);
             PlatformCheck::LocalAndVeraison {
                 keys: PlatformKeys::from_bytes(&key).unwrap(),
                 client,
@@ -118,22 +150,21 @@ async fn harness(platform: Platform<'_>, edit: impl FnOnce(&mut Value)) -> Harne
             }
         }
     };
-    let attestor = Arc::new(Attestor::new(&refs_path, check, 16).unwrap());
+    let attestor = Arc::new(Attestor::new(&refs_path, check, setup.max_attestations).unwrap());
     let ca = make_ca();
     let (cert, key) = make_leaf(&ca, dir.path(), 1, true);
     let certs = Arc::new(ir_server::cert_store::CertStore::load(&cert, &key).unwrap());
     let outcomes: Outcomes = Arc::default();
     let sink = outcomes.clone();
-    let ratls = RaTls::new(certs, attestor, false).with_observer(Arc::new(move |peer, o| {
-        sink.lock().unwrap().push((peer, o.clone()));
-    }));
-    let server = TestServer::serve_with(
-        registry,
-        Arc::new(ratls),
-        options(ConnLimits::default()),
-        "https",
-    )
-    .await;
+    let mut ratls = RaTls::new(certs, attestor.clone(), setup.allow_tls12).with_observer(Arc::new(
+        move |peer, o| {
+            sink.lock().unwrap().push((peer, o.clone()));
+        },
+    ));
+    if let Some(age) = setup.max_connection_age {
+        ratls = ratls.with_max_connection_age(age);
+    }
+    let server = TestServer::serve_with(registry, Arc::new(ratls), setup.options, "https").await;
     Harness {
         _root: root,
         _dir: dir,
@@ -141,6 +172,8 @@ async fn harness(platform: Platform<'_>, edit: impl FnOnce(&mut Value)) -> Harne
         ca,
         realm,
         outcomes,
+        attestor,
+        refs_path,
     }
 }
 
@@ -783,4 +816,625 @@ fn default_build_refuses_insecure_skip_challenge() {
     assert!(!ok, "{text}");
     assert!(text.contains("insecure-skip-challenge"), "{text}");
     assert!(text.contains("available in this build: false"), "{text}");
+}
+
+// ---- Revocation and connection age -------------------------------------
+
+impl Harness {
+    fn base(&self) -> String {
+        format!("https://localhost:{}", self.server.addr.port())
+    }
+
+    async fn status(&self, client: &Client, path: &str) -> u16 {
+        client
+            .http()
+            .get(format!("{}{path}", self.base()))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    fn accepted(&self) -> usize {
+        self.outcomes
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, o)| matches!(o, AttestationOutcome::Accepted(_)))
+            .count()
+    }
+
+    /// Rewrites the reference file with `edit` and reloads it.
+    fn reload(&self, edit: impl FnOnce(&mut Value)) {
+        let mut refs: Value =
+            serde_json::from_slice(&std::fs::read(&self.refs_path).unwrap()).unwrap();
+        edit(&mut refs);
+        std::fs::write(&self.refs_path, serde_json::to_vec(&refs).unwrap()).unwrap();
+        self.attestor.reload_references().unwrap();
+    }
+}
+
+/// A reload that narrows, then removes, the realm's entry applies to its
+/// connection that is already open, at its next request, without a new
+/// handshake.
+#[tokio::test]
+async fn reload_revokes_open_connection() {
+    let h = harness(Platform::OwnCpak, |_| {}).await;
+    let c = h.client(TokenSource::emulated(h.realm.clone()));
+    assert_eq!(h.status(&c, "/v2/app/manifests/latest").await, 200);
+    assert_eq!(h.status(&c, "/v2/team/tools/manifests/latest").await, 200);
+    assert_eq!(h.accepted(), 1);
+
+    // Narrowed: `app` only.
+    h.reload(|r| r["realm"]["applications"] = serde_json::json!(["app"]));
+    assert_eq!(h.status(&c, "/v2/app/manifests/latest").await, 200);
+    assert_eq!(h.status(&c, "/v2/team/tools/manifests/latest").await, 404);
+
+    // Removed: the only entry now wants another RIM.
+    h.reload(|r| set_ref(r, "rim", Value::from("ab".repeat(32))));
+    assert_eq!(h.status(&c, "/v2/app/manifests/latest").await, 404);
+    let v: Value = c
+        .http()
+        .get(format!("{}/v2/_catalog", h.base()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["repositories"], serde_json::json!([]));
+    assert_eq!(h.accepted(), 1, "all on the connection attested once");
+}
+
+/// An attested connection is closed between requests once it is
+/// `max_connection_age` old; the next request attests again.
+#[tokio::test]
+async fn connection_older_than_max_age_is_closed() {
+    let h = harness_with(
+        Platform::OwnCpak,
+        |_| {},
+        Setup {
+            max_connection_age: Some(Duration::from_millis(500)),
+            ..Setup::default()
+        },
+    )
+    .await;
+    let c = h.client(TokenSource::emulated(h.realm.clone()));
+    assert_eq!(h.status(&c, "/v2/").await, 200);
+    assert_eq!(h.status(&c, "/v2/").await, 200);
+    assert_eq!(h.accepted(), 1, "one keep-alive connection");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(h.status(&c, "/v2/").await, 200);
+    assert_eq!(
+        h.accepted(),
+        2,
+        "the old connection was closed; a new one attested"
+    );
+}
+
+// ---- Handshakes cannot be starved ---------------------------------------
+
+/// 300 TCP connections that never send a byte hold no handshake slot
+/// (there are 256): a realm attests and pulls while all of them are still
+/// open and waiting (their timeouts are longer than the test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_tcp_connections_do_not_starve_handshakes() {
+    let mut options = options(ConnLimits::default());
+    options.handshake_timeout = Duration::from_secs(20);
+    options.hello_timeout = Duration::from_secs(20);
+    let h = harness_with(
+        Platform::OwnCpak,
+        |_| {},
+        Setup {
+            options,
+            ..Setup::default()
+        },
+    )
+    .await;
+    let mut silent = Vec::new();
+    for _ in 0..300 {
+        silent.push(tokio::net::TcpStream::connect(h.server.addr).await.unwrap());
+    }
+    // Let the server accept them all.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let c = h.client(TokenSource::emulated(h.realm.clone()));
+    h.pull(&c, "app:latest").await.unwrap();
+    assert_eq!(h.accepted(), 1);
+    for s in &silent {
+        let mut buf = [0u8; 1];
+        assert!(
+            matches!(s.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "a silent connection was closed: the realm did not get past them"
+        );
+    }
+}
+
+/// Opens an RA-TLS connection from `source` with `realm`'s tokens, and
+/// holds it until the server closes it.
+async fn hold_ratls_connection(
+    server: SocketAddr,
+    source: std::net::IpAddr,
+    ca_pem: Vec<u8>,
+    realm: EmulatedRealm,
+) {
+    let config =
+        ir_client::ratls::client_config(Some(&ca_pem), TokenSource::emulated(realm)).unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(source, 0)).unwrap();
+    let tcp = socket.connect(server).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    if let Ok(mut tls) = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+    {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 64];
+        let _ = tls.read(&mut buf).await;
+    }
+}
+
+/// Tokens only Veraison can judge (here: an attacker's realm with the
+/// public reference measurements and a platform of its own), sent by one
+/// address faster than Veraison answers, take at most that address's
+/// handshake slots: a genuine realm elsewhere still gets a Veraison slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_tokens_do_not_starve_veraison_slots() {
+    let mock = MockVeraison::start().await;
+    let mut options = options(ConnLimits::default());
+    options.max_handshakes_per_address = 1;
+    let h = Arc::new(
+        harness_with(
+            Platform::Veraison(&mock),
+            |_| {},
+            Setup {
+                options,
+                max_attestations: 2,
+                veraison_timeout: Duration::from_secs(3),
+                ..Setup::default()
+            },
+        )
+        .await,
+    );
+    mock.knobs().latency = Duration::from_millis(1000);
+    let attacker = EmulatedRealm::generate(Measurements::default()).unwrap();
+    let source: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let mut flood = Vec::new();
+    for _ in 0..30 {
+        flood.push(tokio::spawn(hold_ratls_connection(
+            h.server.addr,
+            source,
+            h.ca.pem.clone().into_bytes(),
+            attacker.clone(),
+        )));
+    }
+    // The flood is queued before the realm arrives.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let c = h.client(TokenSource::emulated(h.realm.clone()));
+    h.pull(&c, "app:latest").await.unwrap();
+    assert!(
+        h.outcomes
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(peer, o)| peer.ip().is_loopback()
+                && peer.ip() != source
+                && matches!(o, AttestationOutcome::Accepted(_))),
+        "the genuine realm attested"
+    );
+    for f in flood {
+        f.abort();
+    }
+}
+
+/// A replayed token whose realm signature is also broken is refused for
+/// the binding: the cheap check runs first, no signature is checked.
+#[tokio::test]
+async fn binding_checked_before_signature() {
+    let h = harness(Platform::OwnCpak, |_| {}).await;
+    let realm = h.realm.clone();
+    let forged = TokenSource::custom(move |_req| {
+        // Bound to another connection's challenge, and tampered.
+        let mut token = realm.token(&[7u8; 64]).map_err(|e| e.to_string())?;
+        let last = token.len() - 1;
+        token[last] ^= 0x01;
+        Ok(token)
+    });
+    assert_eq!(h.refused(&h.client(forged)).await, "challenge_mismatch");
+}
+
+// ---- Bounded logs -------------------------------------------------------
+
+/// A log writer that keeps what is written.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A token whose collection map has a key that is an array of 60,000
+/// integers: the refusal's log line and reported detail stay short.
+#[tokio::test]
+async fn huge_cbor_map_key_log_line_is_bounded() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _log = tracing::subscriber::set_default(subscriber);
+
+    let h = harness(Platform::OwnCpak, |_| {}).await;
+    let hostile = TokenSource::custom(|_req| {
+        // tag 399, map of 2: [0; 60000] => h'', 44241 => h''
+        let mut t = vec![0xd9, 0x01, 0x8f, 0xa2, 0x99, 0xea, 0x60];
+        t.extend(std::iter::repeat_n(0u8, 60_000));
+        t.extend([0x40, 0x19, 0xac, 0xd1, 0x40]);
+        Ok(t)
+    });
+    assert_eq!(h.refused(&h.client(hostile)).await, "token_parse");
+    match h.last_outcome().await {
+        AttestationOutcome::Refused { detail, .. } => {
+            assert!(detail.len() <= 512, "detail of {} bytes", detail.len())
+        }
+        o => panic!("{o:?}"),
+    }
+    let text = String::from_utf8_lossy(&captured.0.lock().unwrap()).to_string();
+    let refusals: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("connection refused"))
+        .collect();
+    assert!(!refusals.is_empty(), "no refusal logged: {text}");
+    for line in refusals {
+        assert!(line.len() <= 600, "a log line of {} bytes", line.len());
+    }
+}
+
+// ---- TLS-level properties -----------------------------------------------
+
+/// A client session store that records what the server handed out.
+#[derive(Debug)]
+struct RecordingStore {
+    inner: rustls::client::ClientSessionMemoryCache,
+    tls13_tickets: std::sync::atomic::AtomicUsize,
+    tls12_sessions: std::sync::atomic::AtomicUsize,
+}
+
+impl RecordingStore {
+    fn new() -> Arc<Self> {
+        Arc::new(RecordingStore {
+            inner: rustls::client::ClientSessionMemoryCache::new(16),
+            tls13_tickets: Default::default(),
+            tls12_sessions: Default::default(),
+        })
+    }
+}
+
+impl rustls::client::ClientSessionStore for RecordingStore {
+    fn set_kx_hint(&self, name: rustls::pki_types::ServerName<'static>, group: rustls::NamedGroup) {
+        self.inner.set_kx_hint(name, group)
+    }
+    fn kx_hint(&self, name: &rustls::pki_types::ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.inner.kx_hint(name)
+    }
+    fn set_tls12_session(
+        &self,
+        name: rustls::pki_types::ServerName<'static>,
+        value: rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.tls12_sessions
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.set_tls12_session(name, value)
+    }
+    fn tls12_session(
+        &self,
+        name: &rustls::pki_types::ServerName<'_>,
+    ) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.inner.tls12_session(name)
+    }
+    fn remove_tls12_session(&self, name: &rustls::pki_types::ServerName<'static>) {
+        self.inner.remove_tls12_session(name)
+    }
+    fn insert_tls13_ticket(
+        &self,
+        name: rustls::pki_types::ServerName<'static>,
+        value: rustls::client::Tls13ClientSessionValue,
+    ) {
+        self.tls13_tickets
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.insert_tls13_ticket(name, value)
+    }
+    fn take_tls13_ticket(
+        &self,
+        name: &rustls::pki_types::ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        self.inner.take_tls13_ticket(name)
+    }
+}
+
+/// A rustls client for `versions` that asks for resumption (and 0-RTT)
+/// with `store`, presenting certificates from `resolver`.
+fn resuming_client(
+    h: &Harness,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    store: Arc<RecordingStore>,
+    resolver: Arc<dyn rustls::client::ResolvesClientCert>,
+) -> Arc<rustls::ClientConfig> {
+    let roots = ir_client::ratls::root_store(h.ca.pem.as_bytes()).unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(ir_client::ratls::provider())
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(resolver);
+    config.resumption = rustls::client::Resumption::store(store);
+    config.enable_early_data = true;
+    Arc::new(config)
+}
+
+/// One HTTP/1.1 request over a fresh RA-TLS connection with `config`;
+/// returns how the handshake went, and the response (empty if refused).
+async fn one_request(
+    h: &Harness,
+    config: Arc<rustls::ClientConfig>,
+) -> (Option<rustls::HandshakeKind>, bool, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(h.server.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let Ok(mut tls) = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+    else {
+        return (None, false, String::new());
+    };
+    let (kind, early) = {
+        let c = tls.get_ref().1;
+        (c.handshake_kind(), c.is_early_data_accepted())
+    };
+    let _ = tls
+        .write_all(b"GET /v2/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await;
+    let mut response = Vec::new();
+    let _ = tls.read_to_end(&mut response).await;
+    (kind, early, String::from_utf8_lossy(&response).to_string())
+}
+
+fn resolver(h: &Harness) -> Arc<ir_client::ratls::CertResolver> {
+    Arc::new(ir_client::ratls::CertResolver::new(
+        TokenSource::emulated(h.realm.clone()),
+        RaTlsOptions::default(),
+    ))
+}
+
+/// With TLS 1.2 allowed, a client that offers its session back gets a full
+/// handshake, and attests again.
+#[tokio::test]
+async fn tls12_session_not_resumed() {
+    let h = harness_with(
+        Platform::OwnCpak,
+        |_| {},
+        Setup {
+            allow_tls12: true,
+            ..Setup::default()
+        },
+    )
+    .await;
+    let store = RecordingStore::new();
+    let config = resuming_client(&h, &[&rustls::version::TLS12], store.clone(), resolver(&h));
+    for round in 1..=2 {
+        let (kind, _, response) = one_request(&h, config.clone()).await;
+        assert_eq!(kind, Some(rustls::HandshakeKind::Full), "round {round}");
+        assert!(
+            response.starts_with("HTTP/1.1 200"),
+            "round {round}: {response}"
+        );
+        assert_eq!(h.accepted(), round, "every connection attests");
+    }
+}
+
+/// Under TLS 1.3 the server sends no session tickets, so nothing can be
+/// resumed, and 0-RTT data is never accepted.
+#[tokio::test]
+async fn tls13_no_tickets_and_no_early_data() {
+    let h = harness(Platform::OwnCpak, |_| {}).await;
+    let store = RecordingStore::new();
+    let config = resuming_client(&h, &[&rustls::version::TLS13], store.clone(), resolver(&h));
+    for round in 1..=2 {
+        let (kind, early, response) = one_request(&h, config.clone()).await;
+        assert_eq!(kind, Some(rustls::HandshakeKind::Full), "round {round}");
+        assert!(!early, "round {round}: early data accepted");
+        assert!(
+            response.starts_with("HTTP/1.1 200"),
+            "round {round}: {response}"
+        );
+    }
+    assert_eq!(
+        store
+            .tls13_tickets
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the server sent session tickets"
+    );
+    assert_eq!(h.accepted(), 2);
+}
+
+/// Presents a genuine RA-TLS certificate but signs the handshake with
+/// another key.
+#[derive(Debug)]
+struct ForeignSigner {
+    genuine: Arc<ir_client::ratls::CertResolver>,
+    foreign: Arc<dyn rustls::sign::SigningKey>,
+}
+
+impl rustls::client::ResolvesClientCert for ForeignSigner {
+    fn resolve(
+        &self,
+        hints: &[&[u8]],
+        schemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let genuine = self.genuine.resolve(hints, schemes)?;
+        Some(Arc::new(rustls::sign::CertifiedKey::new(
+            genuine.cert.clone(),
+            self.foreign.clone(),
+        )))
+    }
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+fn p256_signing_key() -> (rcgen::KeyPair, Arc<dyn rustls::sign::SigningKey>) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let signing = ir_client::ratls::provider()
+        .key_provider
+        .load_private_key(der)
+        .unwrap();
+    (key, signing)
+}
+
+/// A CertificateVerify made with a key other than the certificate's is
+/// refused, and the realm is never accepted.
+#[tokio::test]
+async fn certificate_verify_by_foreign_key_is_refused() {
+    let h = harness(Platform::OwnCpak, |_| {}).await;
+    let (_, foreign) = p256_signing_key();
+    let resolver = Arc::new(ForeignSigner {
+        genuine: resolver(&h),
+        foreign,
+    });
+    let config = resuming_client(
+        &h,
+        &[&rustls::version::TLS13],
+        RecordingStore::new(),
+        resolver,
+    );
+    let (_, _, response) = one_request(&h, config).await;
+    assert!(response.is_empty(), "served: {response}");
+    match h.last_outcome().await {
+        AttestationOutcome::Refused { reason, detail } => {
+            assert_eq!(reason, "handshake_signature", "{detail}")
+        }
+        o => panic!("expected a refusal, got {o:?}"),
+    }
+    assert_eq!(h.accepted(), 0);
+}
+
+/// Presents a certificate with the token extension twice (each a genuine,
+/// bound token).
+#[derive(Debug)]
+struct DuplicateExtension {
+    realm: EmulatedRealm,
+}
+
+impl rustls::client::ResolvesClientCert for DuplicateExtension {
+    fn resolve(
+        &self,
+        hints: &[&[u8]],
+        _schemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let challenge = ir_client::ratls::challenge_from_hints(hints).ok()?;
+        let (key, signing) = p256_signing_key();
+        let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
+        let token = self
+            .realm
+            .token(&ir_attest::expected_realm_challenge(&challenge, &spki))
+            .ok()?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).ok()?;
+        for _ in 0..2 {
+            params
+                .custom_extensions
+                .push(rcgen::CustomExtension::from_oid_content(
+                    &ir_attest::RATLS_TOKEN_EXTENSION_ARCS,
+                    token.clone(),
+                ));
+        }
+        let cert = params.self_signed(&key).ok()?;
+        Some(Arc::new(rustls::sign::CertifiedKey::new(
+            vec![cert.der().clone()],
+            signing,
+        )))
+    }
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test]
+async fn duplicate_token_extension_is_refused() {
+    let h = harness(Platform::OwnCpak, |_| {}).await;
+    let resolver = Arc::new(DuplicateExtension {
+        realm: h.realm.clone(),
+    });
+    let config = resuming_client(
+        &h,
+        &[&rustls::version::TLS13],
+        RecordingStore::new(),
+        resolver,
+    );
+    let (_, _, response) = one_request(&h, config).await;
+    assert!(response.is_empty(), "served: {response}");
+    match h.last_outcome().await {
+        AttestationOutcome::Refused { reason, detail } => {
+            assert_eq!(reason, "bad_certificate", "{detail}");
+            assert!(
+                detail.contains("more than once") || detail.contains("uplicate"),
+                "{detail}"
+            );
+        }
+        o => panic!("expected a refusal, got {o:?}"),
+    }
+    assert_eq!(h.accepted(), 0);
+}
+
+/// With one Veraison slot taken by a slow appraisal, a second realm waits
+/// for it only while an appraisal could still end within its handshake
+/// timeout, then is refused with a reason (not cut off silently).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn veraison_slot_wait_fits_in_the_handshake_timeout() {
+    let mock = MockVeraison::start().await;
+    let mut options = options(ConnLimits::default());
+    options.handshake_timeout = Duration::from_secs(4);
+    let h = Arc::new(
+        harness_with(
+            Platform::Veraison(&mock),
+            |_| {},
+            Setup {
+                options,
+                max_attestations: 1,
+                veraison_timeout: Duration::from_secs(3),
+                ..Setup::default()
+            },
+        )
+        .await,
+    );
+    mock.knobs().latency = Duration::from_millis(2500);
+    let first = {
+        let h = h.clone();
+        tokio::spawn(async move {
+            let c = h.client(TokenSource::emulated(h.realm.clone()));
+            h.pull(&c, "app:latest").await.map(|_| ())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = h.client(TokenSource::emulated(h.realm.clone()));
+    assert!(h.pull(&second, "app:latest").await.is_err());
+    first.await.unwrap().unwrap();
+    assert!(
+        h.outcomes.lock().unwrap().iter().any(|(_, o)| matches!(
+            o,
+            AttestationOutcome::Refused {
+                reason: "veraison_busy",
+                ..
+            }
+        )),
+        "{:?}",
+        h.outcomes.lock().unwrap()
+    );
 }

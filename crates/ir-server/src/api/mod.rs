@@ -83,6 +83,9 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// Applications this connection may see.
     pub visibility: Visibility,
+    /// Closed between requests once this old (RA-TLS: attested
+    /// connections attest again).
+    pub max_age: Option<std::time::Duration>,
 }
 
 impl ConnInfo {
@@ -91,6 +94,7 @@ impl ConnInfo {
         ConnInfo {
             peer,
             visibility: None,
+            max_age: None,
         }
     }
 

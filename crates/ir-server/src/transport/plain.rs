@@ -3,8 +3,9 @@
 use std::net::SocketAddr;
 
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
-use super::Handshake;
+use super::{Handshake, HandshakeError};
 use crate::api::ConnInfo;
 
 /// The plain TCP transport.
@@ -13,12 +14,19 @@ pub struct Plain;
 
 impl Handshake for Plain {
     type Io = TcpStream;
+    type Hello = TcpStream;
+
+    async fn hello(&self, tcp: TcpStream, _peer: SocketAddr) -> Result<TcpStream, HandshakeError> {
+        // Nothing to read first: HTTP's own header timeout covers silence.
+        Ok(tcp)
+    }
 
     async fn handshake(
         &self,
         tcp: TcpStream,
         peer: SocketAddr,
-    ) -> Result<(TcpStream, ConnInfo), String> {
+        _deadline: Instant,
+    ) -> Result<(TcpStream, ConnInfo), HandshakeError> {
         Ok((tcp, ConnInfo::open(peer)))
     }
 }

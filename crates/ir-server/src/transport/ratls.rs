@@ -3,22 +3,35 @@
 //! Every connection gets its own challenge and so its own rustls
 //! configuration (the challenge travels in the CertificateRequest).
 //! Session resumption is off, so every connection attests; TLS 1.3 only
-//! unless `--ratls-tls12`. Once the handshake completes, the
-//! [`Attestor`] judges the presented certificate; only an attested realm's
-//! connection reaches HTTP, carrying the realm's application filter.
+//! unless `--ratls-tls12`. Inside the handshake, before the client's
+//! handshake signature is checked, the [`Attestor`]'s cheap checks run
+//! (bindings, reference values: hashing only); once the handshake
+//! completes, the [`Attestor`] judges the rest (signatures, Veraison). Only
+//! an attested realm's connection reaches HTTP, and every request on it is
+//! checked against the reference values in force *now* (a reload that
+//! removes or narrows the realm's entry applies to open connections at
+//! their next request); the connection closes between requests once it is
+//! `max_connection_age` old, so the realm attests again.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use ir_attest::attestor::Attestor;
 use ir_attest::ratls::{new_challenge, ChallengeVerifier};
+use ir_attest::reference::{RealmReference, ReferenceSet};
+use ir_attest::RealmClaims;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::StartHandshake;
 
-use super::Handshake;
+use super::{bounded, Handshake, HandshakeError, MAX_DETAIL};
 use crate::api::ConnInfo;
 use crate::cert_store::CertStore;
+
+/// Default [`RaTls::with_max_connection_age`].
+pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
 
 /// How one RA-TLS connection ended its attestation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +42,7 @@ pub enum AttestationOutcome {
     Refused {
         /// Short label (as in metrics), e.g. `rim_mismatch`.
         reason: &'static str,
-        /// The full reason, as logged.
+        /// The reason as logged (at most [`MAX_DETAIL`] bytes).
         detail: String,
     },
 }
@@ -42,22 +55,9 @@ pub struct RaTls {
     certs: Arc<CertStore>,
     attestor: Arc<Attestor>,
     allow_tls12: bool,
+    max_connection_age: Duration,
     provider: Arc<rustls::crypto::CryptoProvider>,
     observer: Option<Observer>,
-}
-
-/// Labels a failed handshake: the verifier refuses certificates without
-/// the token extension during the handshake, and rustls refuses clients
-/// that present no certificate.
-fn handshake_reason(e: &std::io::Error) -> &'static str {
-    let text = e.to_string();
-    if text.contains("attestation token extension") {
-        "missing_extension"
-    } else if text.contains("peer sent no certificates") {
-        "no_certificate"
-    } else {
-        "handshake"
-    }
 }
 
 impl RaTls {
@@ -68,6 +68,7 @@ impl RaTls {
             certs,
             attestor,
             allow_tls12,
+            max_connection_age: DEFAULT_MAX_CONNECTION_AGE,
             provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
             observer: None,
         }
@@ -76,6 +77,13 @@ impl RaTls {
     /// Also reports every connection's outcome to `observer`.
     pub fn with_observer(mut self, observer: Observer) -> Self {
         self.observer = Some(observer);
+        self
+    }
+
+    /// Closes attested connections between requests once they are `age`
+    /// old (default [`DEFAULT_MAX_CONNECTION_AGE`]).
+    pub fn with_max_connection_age(mut self, age: Duration) -> Self {
+        self.max_connection_age = age;
         self
     }
 
@@ -91,18 +99,37 @@ impl RaTls {
         }
     }
 
-    fn config(&self, challenge: &[u8; 64]) -> Result<Arc<rustls::ServerConfig>, String> {
+    fn refused(&self, peer: SocketAddr, e: HandshakeError) -> HandshakeError {
+        self.report(
+            peer,
+            AttestationOutcome::Refused {
+                reason: e.reason(),
+                detail: bounded(&e.to_string(), MAX_DETAIL),
+            },
+        );
+        e
+    }
+
+    fn config(&self, challenge: &[u8; 64]) -> Result<Arc<rustls::ServerConfig>, HandshakeError> {
         let versions: &[&rustls::SupportedProtocolVersion] = if self.allow_tls12 {
             &[&rustls::version::TLS13, &rustls::version::TLS12]
         } else {
             &[&rustls::version::TLS13]
         };
+        let attestor = self.attestor.clone();
+        let expected = *challenge;
+        let verifier = ChallengeVerifier::with_precheck(
+            challenge,
+            &self.provider,
+            Arc::new(move |cert: &[u8]| attestor.precheck(cert, &expected)),
+        );
         let mut config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(versions)
-            .map_err(|e| e.to_string())?
-            .with_client_cert_verifier(ChallengeVerifier::new(challenge, &self.provider))
+            .map_err(HandshakeError::Config)?
+            .with_client_cert_verifier(verifier)
             .with_cert_resolver(self.certs.clone());
-        // Every connection attests: no resumption by ID or ticket.
+        // Every connection attests: no resumption by ID or ticket, and so
+        // no 0-RTT data (rustls's default `max_early_data_size` is 0).
         config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         config.send_tls13_tickets = 0;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -110,36 +137,52 @@ impl RaTls {
     }
 }
 
+/// What an attested connection may see, judged at each request against the
+/// reference values in force: the realm's claims are matched again after a
+/// reload (once per reload, the result cached), so a removed entry sees
+/// nothing and a narrowed one sees only what it still lists.
+struct RealmAccess {
+    attestor: Arc<Attestor>,
+    claims: RealmClaims,
+    /// The reference set last matched against, and the realm it gave.
+    matched: Mutex<(Arc<ReferenceSet>, Option<RealmReference>)>,
+}
+
+impl RealmAccess {
+    fn allows(&self, name: &str) -> bool {
+        let current = self.attestor.references();
+        let mut matched = self.matched.lock().unwrap_or_else(|p| p.into_inner());
+        if !Arc::ptr_eq(&matched.0, &current) {
+            let realm = current.match_claims(&self.claims).ok().cloned();
+            *matched = (current, realm);
+        }
+        matched.1.as_ref().is_some_and(|realm| realm.allows(name))
+    }
+}
+
 impl Handshake for RaTls {
     type Io = TlsStream<TcpStream>;
+    type Hello = StartHandshake<TcpStream>;
+
+    async fn hello(
+        &self,
+        tcp: TcpStream,
+        _peer: SocketAddr,
+    ) -> Result<Self::Hello, HandshakeError> {
+        super::tls::read_client_hello(tcp).await
+    }
 
     async fn handshake(
         &self,
-        tcp: TcpStream,
+        hello: Self::Hello,
         peer: SocketAddr,
-    ) -> Result<(Self::Io, ConnInfo), String> {
+        deadline: Instant,
+    ) -> Result<(Self::Io, ConnInfo), HandshakeError> {
         let challenge = new_challenge();
-        let refused = |reason: &'static str, detail: String| {
-            self.report(
-                peer,
-                AttestationOutcome::Refused {
-                    reason,
-                    detail: detail.clone(),
-                },
-            );
-            detail
-        };
-        let stream = match TlsAcceptor::from(self.config(&challenge)?)
-            .accept(tcp)
-            .await
-        {
+        let config = self.config(&challenge)?;
+        let stream = match hello.into_stream(config).await {
             Ok(s) => s,
-            Err(e) => {
-                return Err(refused(
-                    handshake_reason(&e),
-                    format!("RA-TLS handshake failed: {e}"),
-                ))
-            }
+            Err(e) => return Err(self.refused(peer, HandshakeError::from_io(e))),
         };
         let Some(cert) = stream
             .get_ref()
@@ -148,26 +191,37 @@ impl Handshake for RaTls {
             .and_then(|c| c.first())
             .map(|c| c.to_vec())
         else {
-            return Err(refused(
-                "no_certificate",
-                "RA-TLS: no client certificate presented".into(),
+            return Err(self.refused(
+                peer,
+                HandshakeError::Tls(rustls::Error::NoCertificatesPresented),
             ));
         };
-        match self.attestor.attest(cert, challenge).await {
+        let references = self.attestor.references();
+        match self.attestor.attest(cert, challenge, deadline).await {
             Ok(attested) => {
                 let realm = attested.realm;
                 tracing::info!(%peer, realm = %realm.label(), "realm attested");
                 tracing::debug!(%peer, "attested token: {}", attested.summary);
                 self.report(peer, AttestationOutcome::Accepted(realm.label()));
-                let visibility: crate::api::Visibility = realm.applications.is_some().then(|| {
-                    Arc::new(move |name: &ir_oci::RepoName| realm.allows(name.as_str())) as _
-                });
-                Ok((stream, ConnInfo { peer, visibility }))
+                let access = RealmAccess {
+                    attestor: self.attestor.clone(),
+                    claims: attested.claims,
+                    matched: Mutex::new((references, Some(realm))),
+                };
+                let visibility: crate::api::Visibility =
+                    Some(Arc::new(move |name: &ir_oci::RepoName| {
+                        access.allows(name.as_str())
+                    }));
+                Ok((
+                    stream,
+                    ConnInfo {
+                        peer,
+                        visibility,
+                        max_age: Some(self.max_connection_age),
+                    },
+                ))
             }
-            Err(e) => Err(refused(
-                e.reason(),
-                format!("RA-TLS attestation refused ({}): {e}", e.reason()),
-            )),
+            Err(e) => Err(self.refused(peer, HandshakeError::Attestation(Arc::new(e)))),
         }
     }
 }

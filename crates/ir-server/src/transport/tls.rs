@@ -7,39 +7,56 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::{LazyConfigAcceptor, StartHandshake};
 
-use super::Handshake;
+use super::{Handshake, HandshakeError};
 use crate::api::ConnInfo;
 
 /// The TLS transport.
 pub struct Tls {
-    acceptor: TlsAcceptor,
+    config: Arc<rustls::ServerConfig>,
 }
 
 impl Tls {
     /// A TLS transport with `config` (see [`crate::cert_store::server_config`]).
     pub fn new(config: Arc<rustls::ServerConfig>) -> Self {
-        Tls {
-            acceptor: TlsAcceptor::from(config),
-        }
+        Tls { config }
     }
+}
+
+/// Reads a TLS ClientHello (the first phase of the TLS transports).
+pub(crate) async fn read_client_hello(
+    tcp: TcpStream,
+) -> Result<StartHandshake<TcpStream>, HandshakeError> {
+    LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp)
+        .await
+        .map_err(HandshakeError::from_io)
 }
 
 impl Handshake for Tls {
     type Io = TlsStream<TcpStream>;
+    type Hello = StartHandshake<TcpStream>;
+
+    async fn hello(
+        &self,
+        tcp: TcpStream,
+        _peer: SocketAddr,
+    ) -> Result<Self::Hello, HandshakeError> {
+        read_client_hello(tcp).await
+    }
 
     async fn handshake(
         &self,
-        tcp: TcpStream,
+        hello: Self::Hello,
         peer: SocketAddr,
-    ) -> Result<(Self::Io, ConnInfo), String> {
-        let stream = self
-            .acceptor
-            .accept(tcp)
+        _deadline: Instant,
+    ) -> Result<(Self::Io, ConnInfo), HandshakeError> {
+        let stream = hello
+            .into_stream(self.config.clone())
             .await
-            .map_err(|e| format!("TLS handshake failed: {e}"))?;
+            .map_err(HandshakeError::from_io)?;
         Ok((stream, ConnInfo::open(peer)))
     }
 }

@@ -29,8 +29,7 @@
 //! envelope that makes a plugin header critical is refused.
 //!
 //! Stricter than notation, by decision (fail closed): an extendedKeyUsage on the signing
-//! certificate must include codeSigning; unknown fields in the policy or in a JWS envelope's
-//! unprotected header are refused; certificates with unknown critical extensions are refused
+//! certificate must include codeSigning; unknown fields in the policy are refused; certificates with unknown critical extensions are refused
 //! (webpki). Laxer: the envelope's chain need not include the root when the trust store holds it.
 
 mod certs;

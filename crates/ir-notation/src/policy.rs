@@ -268,9 +268,9 @@ fn validate_statement(raw: RawStatement) -> Result<PolicyStatement, Error> {
         ));
     }
     for scope in raw.registry_scopes.iter().filter(|s| *s != "*") {
-        validate_scope(scope).map_err(|m| ctx(m))?;
+        validate_scope(scope).map_err(&ctx)?;
     }
-    let verification = parse_verification(&raw.signature_verification).map_err(|m| ctx(m))?;
+    let verification = parse_verification(&raw.signature_verification).map_err(&ctx)?;
     let (trust_stores, trusted_identities) = if verification.level == Level::Skip {
         if !raw.trust_stores.is_empty() || !raw.trusted_identities.is_empty() {
             return Err(ctx(
@@ -289,8 +289,8 @@ fn validate_statement(raw: RawStatement) -> Result<PolicyStatement, Error> {
             .iter()
             .map(|s| parse_store_ref(s))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|m| ctx(m))?;
-        let ids = parse_identities(&raw.trusted_identities).map_err(|m| ctx(m))?;
+            .map_err(&ctx)?;
+        let ids = parse_identities(&raw.trusted_identities).map_err(&ctx)?;
         (stores, ids)
     };
     Ok(PolicyStatement {

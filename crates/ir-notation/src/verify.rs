@@ -138,7 +138,7 @@ pub fn verify_at(
         .chain
         .iter()
         .map(|der| match X509Certificate::from_der(der) {
-            Ok((rest, cert)) if rest.is_empty() => Ok(cert),
+            Ok(([], cert)) => Ok(cert),
             _ => Err(Error::MalformedEnvelope(
                 "certificate chain holds something that is not one DER certificate".into(),
             )),

@@ -202,8 +202,8 @@ fn trust_store_layout() {
 
     // A file that is not a certificate, a signing (non-CA) certificate, a symlink, a
     // subdirectory: each refuses the store, as notation does.
-    type Spoil = Box<dyn Fn(&std::path::Path)>;
-    let cases: [(&str, Spoil); 4] = [
+    type Spoil<'a> = Box<dyn Fn(&std::path::Path) + 'a>;
+    let cases: [(&str, Spoil<'_>); 4] = [
         (
             "junk",
             Box::new(|d| std::fs::write(d.join("junk.pem"), "not a cert").unwrap()),

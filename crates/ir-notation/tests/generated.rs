@@ -293,3 +293,53 @@ fn malformed_envelopes_never_panic() {
         }
     }
 }
+
+#[test]
+fn rsa_pss_signature_is_accepted() {
+    let s = signer_with("signer", Leaf::Good, true);
+    let (_d, store) = store("roots", &[&s.root_der]);
+    let p = policy("strict", r#""*""#, IDENTITY);
+    let t = target();
+    let h = Headers {
+        alg: "PS256",
+        ..Headers::default()
+    };
+    for (mt, make) in FORMATS {
+        let env = make(&s, &payload(&t), &h);
+        verify_at(&p, &store, SCOPE, &t, mt, &env, NOW).unwrap();
+        // The same key cannot claim ECDSA.
+        let env = make(&s, &payload(&t), &Headers::default());
+        let err = verify_at(&p, &store, SCOPE, &t, mt, &env, NOW).unwrap_err();
+        assert!(matches!(err, Error::UnsupportedAlgorithm(_)), "{mt}: {err}");
+    }
+}
+
+#[test]
+fn signing_authority_scheme_uses_signing_authority_stores() {
+    // A certificate expired now but valid at the authentic signing time is accepted.
+    let s = signer("signer", Leaf::ExpiredBeforeNow);
+    let (_d, store) = store("roots", &[&s.root_der]);
+    let sa = ir_notation::TrustPolicy::from_json(
+        br#"{"version":"1.0","trustPolicies":[{"name":"sa","registryScopes":["*"],
+            "signatureVerification":{"level":"strict"},"trustStores":["signingAuthority:roots"],
+            "trustedIdentities":["*"]}]}"#,
+    )
+    .unwrap();
+    let ca = policy("strict", r#""*""#, r#""*""#);
+    let t = target();
+    let h = Headers {
+        signing_authority: true,
+        ..Headers::default()
+    };
+    for (mt, make) in FORMATS {
+        let env = make(&s, &payload(&t), &h);
+        let v = verify_at(&sa, &store, SCOPE, &t, mt, &env, NOW).unwrap();
+        assert_eq!(
+            v.signing_scheme,
+            Some(ir_notation::SigningScheme::X509SigningAuthority)
+        );
+        // A policy with only `ca` stores does not trust signing authority signatures.
+        let err = verify_at(&ca, &store, SCOPE, &t, mt, &env, NOW).unwrap_err();
+        assert!(matches!(err, Error::UntrustedChain(_)), "{mt}: {err}");
+    }
+}

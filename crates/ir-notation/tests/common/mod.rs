@@ -7,7 +7,7 @@ use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use ciborium::Value;
-use coset::{iana, CborSerializable, CoseSign1Builder, HeaderBuilder, TaggedCborSerializable};
+use coset::{iana, CoseSign1Builder, HeaderBuilder, TaggedCborSerializable};
 use ir_notation::{Target, TrustPolicy, TrustStore};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -21,8 +21,41 @@ pub const SIGNED_AT: i64 = 1_704_067_200;
 pub const NOW: i64 = 1_735_689_600;
 pub const DAY: i64 = 86_400;
 
+pub enum Key {
+    Ec(EcdsaKeyPair),
+    Rsa(aws_lc_rs::signature::RsaKeyPair),
+}
+
+impl Key {
+    pub fn sign(&self, msg: &[u8]) -> Vec<u8> {
+        let rng = SystemRandom::new();
+        match self {
+            Key::Ec(k) => k.sign(&rng, msg).unwrap().as_ref().to_vec(),
+            Key::Rsa(k) => {
+                let mut sig = vec![0; k.public_modulus_len()];
+                k.sign(&aws_lc_rs::signature::RSA_PSS_SHA256, &rng, msg, &mut sig)
+                    .unwrap();
+                sig
+            }
+        }
+    }
+}
+
+/// An RSA 2048 key for aws-lc-rs and the same key for rcgen.
+pub fn rsa2048() -> (aws_lc_rs::signature::RsaKeyPair, KeyPair) {
+    use aws_lc_rs::encoding::AsDer;
+    let key = aws_lc_rs::signature::RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+    let pkcs8 = key.as_der().unwrap();
+    let rc = KeyPair::from_pkcs8_der_and_sign_algo(
+        &rustls_pki_types::PrivatePkcs8KeyDer::from(pkcs8.as_ref()),
+        &rcgen::PKCS_RSA_SHA256,
+    )
+    .unwrap();
+    (key, rc)
+}
+
 pub struct Signer {
-    pub key: EcdsaKeyPair,
+    pub key: Key,
     /// DER chain, signing certificate first.
     pub chain: Vec<Vec<u8>>,
     pub root_der: Vec<u8>,
@@ -65,6 +98,11 @@ pub enum Leaf {
 
 /// root → intermediate → leaf (CN=`cn`), all P-256.
 pub fn signer(cn: &str, leaf: Leaf) -> Signer {
+    signer_with(cn, leaf, false)
+}
+
+/// As [`signer`], with an RSA 2048 signing key when `rsa`.
+pub fn signer_with(cn: &str, leaf: Leaf, rsa: bool) -> Signer {
     let (_, root_key) = p256();
     let mut rp = CertificateParams::new(Vec::<String>::new()).unwrap();
     dn(&mut rp, "Test Root");
@@ -85,7 +123,13 @@ pub fn signer(cn: &str, leaf: Leaf) -> Signer {
     let int = ip.signed_by(&int_key, &root_issuer).unwrap();
     let int_issuer = Issuer::new(ip, int_key);
 
-    let (key, leaf_rc) = p256();
+    let (key, leaf_rc) = if rsa {
+        let (k, rc) = rsa2048();
+        (Key::Rsa(k), rc)
+    } else {
+        let (k, rc) = p256();
+        (Key::Ec(k), rc)
+    };
     let mut lp = CertificateParams::new(Vec::<String>::new()).unwrap();
     dn(&mut lp, cn);
     lp.is_ca = IsCa::ExplicitNoCa;
@@ -135,6 +179,8 @@ pub struct Headers {
     pub signing_time: i64,
     pub expiry: Option<i64>,
     pub extra_crit: Option<&'static str>,
+    /// `notary.x509.signingAuthority` with `authenticSigningTime`.
+    pub signing_authority: bool,
 }
 
 impl Default for Headers {
@@ -144,6 +190,7 @@ impl Default for Headers {
             signing_time: SIGNED_AT,
             expiry: None,
             extra_crit: None,
+            signing_authority: false,
         }
     }
 }
@@ -153,9 +200,15 @@ pub fn jws(s: &Signer, payload: &[u8], h: &Headers) -> Vec<u8> {
     let mut prot = serde_json::json!({
         "alg": h.alg,
         "cty": "application/vnd.cncf.notary.payload.v1+json",
-        "io.cncf.notary.signingScheme": "notary.x509",
-        "io.cncf.notary.signingTime": rfc3339(h.signing_time),
     });
+    if h.signing_authority {
+        prot["io.cncf.notary.signingScheme"] = "notary.x509.signingAuthority".into();
+        prot["io.cncf.notary.authenticSigningTime"] = rfc3339(h.signing_time).into();
+        crit.push("io.cncf.notary.authenticSigningTime");
+    } else {
+        prot["io.cncf.notary.signingScheme"] = "notary.x509".into();
+        prot["io.cncf.notary.signingTime"] = rfc3339(h.signing_time).into();
+    }
     if let Some(e) = h.expiry {
         prot["io.cncf.notary.expiry"] = rfc3339(e).into();
         crit.push("io.cncf.notary.expiry");
@@ -168,10 +221,7 @@ pub fn jws(s: &Signer, payload: &[u8], h: &Headers) -> Vec<u8> {
     let prot_b64 = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&prot).unwrap());
     let payload_b64 = URL_SAFE_NO_PAD.encode(payload);
     let signing_input = format!("{prot_b64}.{payload_b64}");
-    let sig = s
-        .key
-        .sign(&SystemRandom::new(), signing_input.as_bytes())
-        .unwrap();
+    let sig = s.key.sign(signing_input.as_bytes());
     serde_json::to_vec(&serde_json::json!({
         "payload": payload_b64,
         "protected": prot_b64,
@@ -179,7 +229,7 @@ pub fn jws(s: &Signer, payload: &[u8], h: &Headers) -> Vec<u8> {
             "x5c": s.chain.iter().map(|c| STANDARD.encode(c)).collect::<Vec<_>>(),
             "io.cncf.notary.signingAgent": "ir-notation tests",
         },
-        "signature": URL_SAFE_NO_PAD.encode(sig.as_ref()),
+        "signature": URL_SAFE_NO_PAD.encode(&sig),
     }))
     .unwrap()
 }
@@ -194,14 +244,28 @@ pub fn cose(s: &Signer, payload: &[u8], h: &Headers) -> Vec<u8> {
     let mut b = HeaderBuilder::new()
         .algorithm(alg)
         .content_type("application/vnd.cncf.notary.payload.v1+json".into())
+        .add_critical_label(coset::RegisteredLabelWithPrivate::Text(
+            "io.cncf.notary.signingScheme".into(),
+        ));
+    b = if h.signing_authority {
+        b.text_value(
+            "io.cncf.notary.signingScheme".into(),
+            Value::Text("notary.x509.signingAuthority".into()),
+        )
         .text_value(
+            "io.cncf.notary.authenticSigningTime".into(),
+            epoch(h.signing_time),
+        )
+        .add_critical_label(coset::RegisteredLabelWithPrivate::Text(
+            "io.cncf.notary.authenticSigningTime".into(),
+        ))
+    } else {
+        b.text_value(
             "io.cncf.notary.signingScheme".into(),
             Value::Text("notary.x509".into()),
         )
         .text_value("io.cncf.notary.signingTime".into(), epoch(h.signing_time))
-        .add_critical_label(coset::RegisteredLabelWithPrivate::Text(
-            "io.cncf.notary.signingScheme".into(),
-        ));
+    };
     if let Some(e) = h.expiry {
         b = b
             .text_value("io.cncf.notary.expiry".into(), epoch(e))
@@ -224,15 +288,8 @@ pub fn cose(s: &Signer, payload: &[u8], h: &Headers) -> Vec<u8> {
         .protected(b.build())
         .unprotected(unprotected)
         .payload(payload.to_vec())
-        .create_signature(&[], |data| {
-            s.key
-                .sign(&SystemRandom::new(), data)
-                .unwrap()
-                .as_ref()
-                .to_vec()
-        })
+        .create_signature(&[], |data| s.key.sign(data))
         .build();
-    let _ = sign1.clone().to_vec();
     sign1.to_tagged_vec().unwrap()
 }
 

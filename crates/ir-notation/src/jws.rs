@@ -5,7 +5,9 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::envelope::{self, malformed, names, Algorithm, Decoded, Protected, MAX_CHAIN_LEN};
+use crate::envelope::{
+    self, malformed, names, Algorithm, Decoded, Protected, MAX_CHAIN_LEN, MAX_HEADERS,
+};
 use crate::Error;
 
 #[derive(Deserialize)]
@@ -22,6 +24,40 @@ struct Flattened {
 #[derive(Deserialize)]
 struct Unprotected {
     x5c: Vec<String>,
+}
+
+/// A JSON object whose keys are unique: with a repeated header name, two parsers could each
+/// see a different value, so the protected header refuses them (serde_json keeps the last).
+struct UniqueMap(Map<String, Value>);
+
+impl<'de> Deserialize<'de> for UniqueMap {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = UniqueMap;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<UniqueMap, A::Error> {
+                let mut map = Map::new();
+                while let Some((k, v)) = a.next_entry::<String, Value>()? {
+                    if map.len() >= MAX_HEADERS {
+                        return Err(serde::de::Error::custom("too many header parameters"));
+                    }
+                    if map.insert(k.clone(), v).is_some() {
+                        return Err(serde::de::Error::custom(format!(
+                            "header {k:?} is repeated"
+                        )));
+                    }
+                }
+                Ok(UniqueMap(map))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
 }
 
 fn b64url(field: &str, s: &str) -> Result<Vec<u8>, Error> {
@@ -43,7 +79,7 @@ fn rfc3339(name: &str, v: &Value) -> Result<i64, Error> {
 pub fn decode(bytes: &[u8]) -> Result<Decoded, Error> {
     let env: Flattened = serde_json::from_slice(bytes).map_err(|e| malformed(e.to_string()))?;
     let header_bytes = b64url("protected", &env.protected)?;
-    let header: Map<String, Value> =
+    let UniqueMap(header) =
         serde_json::from_slice(&header_bytes).map_err(|e| malformed(format!("protected: {e}")))?;
     let str_field = |k: &str| -> Result<Option<String>, Error> {
         match header.get(k) {

@@ -163,7 +163,8 @@ fn invalid(msg: impl Into<String>) -> Error {
 
 impl TrustPolicy {
     /// Reads and validates a `trustpolicy.json` file (regular file, at most 1 MiB).
-    pub fn load(path: &Path) -> Result<Self, Error> {
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let path = path.as_ref();
         let meta = std::fs::symlink_metadata(path)
             .map_err(|e| invalid(format!("{}: {e}", path.display())))?;
         if !meta.is_file() {

@@ -33,7 +33,8 @@ impl TrustStore {
     /// requires), and a `ca` or `signingAuthority` store only CA or self-signed certificates.
     /// Directory entries whose names are not valid store names are ignored: no policy can
     /// name them.
-    pub fn load(dir: &Path) -> Result<Self, Error> {
+    pub fn load(dir: impl AsRef<Path>) -> Result<Self, Error> {
+        let dir = dir.as_ref();
         let mut stores = BTreeMap::new();
         for kind in [StoreKind::Ca, StoreKind::SigningAuthority, StoreKind::Tsa] {
             let kind_dir = dir.join("x509").join(kind.as_str());

@@ -343,3 +343,55 @@ fn signing_authority_scheme_uses_signing_authority_stores() {
         assert!(matches!(err, Error::UntrustedChain(_)), "{mt}: {err}");
     }
 }
+
+#[test]
+fn protected_header_rules_are_enforced() {
+    let s = signer("signer", Leaf::Good);
+    let (_d, store) = store("roots", &[&s.root_der]);
+    let p = policy("strict", r#""*""#, IDENTITY);
+    let t = target();
+    let base = r#""alg":"ES256","cty":"application/vnd.cncf.notary.payload.v1+json","io.cncf.notary.signingScheme":"notary.x509","io.cncf.notary.signingTime":"2024-01-01T00:00:00Z""#;
+    let ok = format!(r#"{{{base},"crit":["io.cncf.notary.signingScheme"]}}"#);
+    let env = jws_raw(&s, &payload(&t), &ok);
+    verify_at(&p, &store, SCOPE, &t, MEDIA_TYPE_JWS, &env, NOW).unwrap();
+    let cases = [
+        // A repeated header name.
+        format!(r#"{{{base},"crit":["io.cncf.notary.signingScheme"],"alg":"ES256"}}"#),
+        // signingScheme not critical.
+        format!(r#"{{{base},"crit":[]}}"#),
+        // Expiry present but not critical.
+        format!(
+            r#"{{{base},"crit":["io.cncf.notary.signingScheme"],"io.cncf.notary.expiry":"2030-01-01T00:00:00Z"}}"#
+        ),
+        // A critical header that is absent.
+        format!(r#"{{{base},"crit":["io.cncf.notary.signingScheme","io.cncf.notary.expiry"]}}"#),
+        // Another content type.
+        format!(
+            r#"{{{},"crit":["io.cncf.notary.signingScheme"]}}"#,
+            base.replace("vnd.cncf.notary.payload.v1+json", "json")
+        ),
+        // An unknown signing scheme.
+        format!(
+            r#"{{{},"crit":["io.cncf.notary.signingScheme"]}}"#,
+            base.replace("\"notary.x509\"", "\"notary.x509.tsa\"")
+        ),
+        // A signing time that is not RFC 3339.
+        format!(
+            r#"{{{},"crit":["io.cncf.notary.signingScheme"]}}"#,
+            base.replace("2024-01-01T00:00:00Z", "yesterday")
+        ),
+    ];
+    for c in cases {
+        let env = jws_raw(&s, &payload(&t), &c);
+        let err = verify_at(&p, &store, SCOPE, &t, MEDIA_TYPE_JWS, &env, NOW).unwrap_err();
+        assert!(matches!(err, Error::MalformedEnvelope(_)), "{c}: {err}");
+    }
+    let none = base.replace("\"ES256\"", "\"none\"");
+    let env = jws_raw(
+        &s,
+        &payload(&t),
+        &format!(r#"{{{none},"crit":["io.cncf.notary.signingScheme"]}}"#),
+    );
+    let err = verify_at(&p, &store, SCOPE, &t, MEDIA_TYPE_JWS, &env, NOW).unwrap_err();
+    assert!(matches!(err, Error::UnsupportedAlgorithm(_)), "{err}");
+}

@@ -318,3 +318,17 @@ pub fn policy(level: &str, scopes: &str, identities: &str) -> TrustPolicy {
 
 pub const SCOPE: &str = "registry.example/app";
 pub const IDENTITY: &str = r#""x509.subject: C=US, ST=WA, O=Example, CN=signer""#;
+
+/// A JWS envelope with `protected` as the exact protected header text.
+pub fn jws_raw(s: &Signer, payload: &[u8], protected: &str) -> Vec<u8> {
+    let prot_b64 = URL_SAFE_NO_PAD.encode(protected);
+    let payload_b64 = URL_SAFE_NO_PAD.encode(payload);
+    let sig = s.key.sign(format!("{prot_b64}.{payload_b64}").as_bytes());
+    serde_json::to_vec(&serde_json::json!({
+        "payload": payload_b64,
+        "protected": prot_b64,
+        "header": {"x5c": s.chain.iter().map(|c| STANDARD.encode(c)).collect::<Vec<_>>()},
+        "signature": URL_SAFE_NO_PAD.encode(&sig),
+    }))
+    .unwrap()
+}

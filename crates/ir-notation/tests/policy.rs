@@ -270,7 +270,7 @@ fn policy_file_is_loaded_from_disk() {
     )
     .unwrap();
     TrustPolicy::load(&path).unwrap();
-    let err = TrustPolicy::load(&dir.path().join("absent.json")).unwrap_err();
+    let err = TrustPolicy::load(dir.path().join("absent.json")).unwrap_err();
     assert!(matches!(err, Error::InvalidPolicy(_)));
     let err = TrustPolicy::load(dir.path()).unwrap_err();
     assert!(

@@ -395,3 +395,46 @@ fn protected_header_rules_are_enforced() {
     let err = verify_at(&p, &store, SCOPE, &t, MEDIA_TYPE_JWS, &env, NOW).unwrap_err();
     assert!(matches!(err, Error::UnsupportedAlgorithm(_)), "{err}");
 }
+
+#[test]
+fn cose_must_be_tagged_sign1() {
+    let s = signer("signer", Leaf::Good);
+    let (_d, store) = store("roots", &[&s.root_der]);
+    let p = policy("strict", r#""*""#, IDENTITY);
+    let t = target();
+    let env = cose(&s, &payload(&t), &Headers::default());
+    assert_eq!(env[0], 0xd2, "tag 18");
+    let err = verify_at(&p, &store, SCOPE, &t, MEDIA_TYPE_COSE, &env[1..], NOW).unwrap_err();
+    assert!(matches!(err, Error::MalformedEnvelope(_)), "{err}");
+    // A JWS is not a COSE envelope, and the other way round.
+    let jws_env = jws(&s, &payload(&t), &Headers::default());
+    let err = verify_at(&p, &store, SCOPE, &t, MEDIA_TYPE_COSE, &jws_env, NOW).unwrap_err();
+    assert!(matches!(err, Error::MalformedEnvelope(_)), "{err}");
+    let err = verify_at(&p, &store, SCOPE, &t, MEDIA_TYPE_JWS, &env, NOW).unwrap_err();
+    assert!(matches!(err, Error::MalformedEnvelope(_)), "{err}");
+}
+
+#[test]
+fn chain_length_is_bounded() {
+    let s = signer("signer", Leaf::Good);
+    let (_d, store) = store("roots", &[&s.root_der]);
+    let p = policy("strict", r#""*""#, IDENTITY);
+    let t = target();
+    let env = jws(&s, &payload(&t), &Headers::default());
+    let mut v: serde_json::Value = serde_json::from_slice(&env).unwrap();
+    let first = v["header"]["x5c"][0].clone();
+    v["header"]["x5c"] = serde_json::Value::Array(vec![first; ir_notation::MAX_CHAIN_LEN + 1]);
+    let env = serde_json::to_vec(&v).unwrap();
+    let err = verify_at(&p, &store, SCOPE, &t, MEDIA_TYPE_JWS, &env, NOW).unwrap_err();
+    assert!(
+        matches!(&err, Error::MalformedEnvelope(m) if m.contains("x5c")),
+        "{err}"
+    );
+    v["header"]["x5c"] = serde_json::json!([]);
+    let env = serde_json::to_vec(&v).unwrap();
+    let err = verify_at(&p, &store, SCOPE, &t, MEDIA_TYPE_JWS, &env, NOW).unwrap_err();
+    assert!(
+        matches!(&err, Error::MalformedEnvelope(m) if m.contains("x5c")),
+        "{err}"
+    );
+}

@@ -2,8 +2,7 @@
 
 use ciborium::Value;
 use coset::{
-    iana, CborSerializable, CoseSign1, Label, RegisteredLabel, RegisteredLabelWithPrivate,
-    TaggedCborSerializable,
+    iana, CoseSign1, Label, RegisteredLabel, RegisteredLabelWithPrivate, TaggedCborSerializable,
 };
 
 use crate::envelope::{
@@ -37,12 +36,7 @@ fn epoch(name: &str, v: &Value) -> Result<i64, Error> {
 /// Decodes a COSE_Sign1 envelope; no signature or certificate is checked here.
 pub fn decode(bytes: &[u8]) -> Result<Decoded, Error> {
     let sign1 = CoseSign1::from_tagged_slice(bytes)
-        .or_else(|_| {
-            // Say which rule failed: untagged input parses, tagged input does not.
-            CoseSign1::from_slice(bytes)
-                .and(Err(coset::CoseError::UnexpectedItem("untagged", "tag 18")))
-        })
-        .map_err(|e| malformed(format!("not a COSE_Sign1: {e:?}")))?;
+        .map_err(|e| malformed(format!("not a tagged COSE_Sign1 (tag 18): {e}")))?;
     let h = &sign1.protected.header;
     if h.rest.len() > MAX_HEADERS || sign1.unprotected.rest.len() > MAX_HEADERS {
         return Err(malformed("too many header parameters"));

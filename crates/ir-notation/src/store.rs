@@ -115,7 +115,8 @@ fn load_named_store(dir: &Path, kind: StoreKind) -> Result<Vec<CertificateDer<'s
 /// PEM (one or more `CERTIFICATE` blocks) or DER (one or more concatenated certificates).
 pub(crate) fn parse_certificates(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
     let mut out = Vec::new();
-    if bytes.starts_with(b"-----") || bytes.iter().take(64).all(|b| b.is_ascii()) {
+    // A DER certificate starts with a SEQUENCE tag; anything else is read as PEM.
+    if bytes.first() != Some(&0x30) {
         for pem in Pem::iter_from_buffer(bytes) {
             let pem = pem.map_err(|e| format!("bad PEM: {e}"))?;
             if pem.label != "CERTIFICATE" {

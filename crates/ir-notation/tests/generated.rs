@@ -1,9 +1,7 @@
 //! Envelopes signed here (rcgen chains, aws-lc-rs keys), one per refusal reason, in both
 //! envelope formats.
 
-mod common;
-
-use common::*;
+use crate::util::*;
 use ir_notation::{
     verify_at, Error, Level, Verified, MAX_ENVELOPE_BYTES, MEDIA_TYPE_COSE, MEDIA_TYPE_JWS,
 };

@@ -1,7 +1,5 @@
 //! Trust policy parsing and notation's validation rules; trust store layout rules.
 
-mod common;
-
 use ir_notation::{Action, Error, Level, StoreKind, TrustPolicy, TrustStore, TrustedIdentities};
 
 fn statement(name: &str, scopes: &str, verification: &str, rest: &str) -> String {
@@ -179,7 +177,7 @@ fn notation_validation_rules() {
 
 #[test]
 fn trust_store_layout() {
-    let s = common::signer("signer", common::Leaf::Good);
+    let s = crate::util::signer("signer", crate::util::Leaf::Good);
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("x509/ca/roots");
     std::fs::create_dir_all(&ca).unwrap();
@@ -240,18 +238,22 @@ fn trust_store_layout() {
 
 #[test]
 fn missing_named_store_is_an_untrusted_chain() {
-    let s = common::signer("signer", common::Leaf::Good);
-    let p = common::policy("strict", r#""*""#, r#""*""#);
-    let t = common::target();
-    let env = common::jws(&s, &common::payload(&t), &common::Headers::default());
+    let s = crate::util::signer("signer", crate::util::Leaf::Good);
+    let p = crate::util::policy("strict", r#""*""#, r#""*""#);
+    let t = crate::util::target();
+    let env = crate::util::jws(
+        &s,
+        &crate::util::payload(&t),
+        &crate::util::Headers::default(),
+    );
     let err = ir_notation::verify_at(
         &p,
         &TrustStore::default(),
-        common::SCOPE,
+        crate::util::SCOPE,
         &t,
         ir_notation::MEDIA_TYPE_JWS,
         &env,
-        common::NOW,
+        crate::util::NOW,
     )
     .unwrap_err();
     assert!(

@@ -1,6 +1,5 @@
 //! Generated PKI and envelopes for the tests: rcgen certificates, aws-lc-rs signatures,
 //! JWS and COSE envelopes written the way notation writes them.
-#![allow(dead_code)]
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};

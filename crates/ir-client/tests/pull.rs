@@ -254,7 +254,7 @@ fn lying_routes(
     layer_served: &[u8],
     layer_claimed: &[u8],
 ) -> (HashMap<String, (String, Vec<u8>)>, String) {
-    let sha = |b: &[u8]| ir_client::digest::Algorithm::Sha256.digest(b).to_string();
+    let sha = |b: &[u8]| ir_oci::Digest::of_bytes(ir_oci::Algorithm::Sha256, b).to_string();
     let config =
         br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
     let manifest = serde_json::to_vec(&json!({
@@ -323,7 +323,7 @@ async fn content_that_does_not_match_its_digest_is_refused_and_not_written() {
     // A manifest pulled by digest that is not that digest.
     let (routes, _) = lying_routes(b"x", b"x");
     let manifest = routes["/v2/app/manifests/latest"].clone();
-    let wrong = ir_client::digest::Algorithm::Sha256.digest(b"something else");
+    let wrong = ir_oci::Digest::of_bytes(ir_oci::Algorithm::Sha256, b"something else");
     let mut routes2 = HashMap::new();
     routes2.insert(format!("/v2/app/manifests/{wrong}"), manifest);
     let server = lying_registry(routes2).await;

@@ -51,14 +51,21 @@ fn next_link(headers: &header::HeaderMap) -> Option<String> {
 impl Client {
     /// GETs a JSON list, following `Link` pages; `field` names the array
     /// collected from each page.
-    async fn paginated(&self, base: &str, first: String, field: &str) -> Result<Vec<String>, Error> {
+    async fn paginated(
+        &self,
+        base: &str,
+        first: String,
+        field: &str,
+    ) -> Result<Vec<String>, Error> {
         let mut out = Vec::new();
         let mut path = Some(first);
         let mut pages = 0;
         while let Some(p) = path.take() {
             pages += 1;
             if pages > MAX_PAGES {
-                return Err(Error::Manifest(format!("{base}: more than {MAX_PAGES} pages")));
+                return Err(Error::Manifest(format!(
+                    "{base}: more than {MAX_PAGES} pages"
+                )));
             }
             let url = format!("{base}{p}");
             let resp = self.http.get(&url, Some("application/json"), 0).await?;
@@ -67,15 +74,11 @@ impl Client {
             let v: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
                 .map_err(|e| Error::Manifest(format!("{url}: not a JSON object: {e}")))?;
             match v.get(field) {
-                Some(serde_json::Value::Array(items)) => out.extend(
-                    items
-                        .iter()
-                        .filter_map(|i| i.as_str().map(str::to_string)),
-                ),
-                Some(serde_json::Value::Null) | None => {}
-                Some(_) => {
-                    return Err(Error::Manifest(format!("{url}: {field} is not a list")))
+                Some(serde_json::Value::Array(items)) => {
+                    out.extend(items.iter().filter_map(|i| i.as_str().map(str::to_string)))
                 }
+                Some(serde_json::Value::Null) | None => {}
+                Some(_) => return Err(Error::Manifest(format!("{url}: {field} is not a list"))),
             }
         }
         Ok(out)
@@ -158,7 +161,10 @@ impl Client {
             url.push_str("?artifactType=");
             url.push_str(&t.replace('+', "%2B").replace('/', "%2F"));
         }
-        let resp = self.http.get(&url, Some(crate::layout::OCI_INDEX), 0).await?;
+        let resp = self
+            .http
+            .get(&url, Some(crate::layout::OCI_INDEX), 0)
+            .await?;
         let body = self.read_bounded(&url, resp, MAX_LIST_PAGE).await?;
         let index: ImageIndex = serde_json::from_slice(&body)
             .map_err(|e| Error::Manifest(format!("{url}: not an image index: {e}")))?;
@@ -232,10 +238,18 @@ mod tests {
         let mut h = header::HeaderMap::new();
         h.insert(
             header::LINK,
-            "</v2/app/tags/list?n=2&last=b>; rel=\"next\"".parse().unwrap(),
+            "</v2/app/tags/list?n=2&last=b>; rel=\"next\""
+                .parse()
+                .unwrap(),
         );
-        assert_eq!(next_link(&h).as_deref(), Some("/v2/app/tags/list?n=2&last=b"));
-        h.insert(header::LINK, "<https://elsewhere/v2/x>; rel=\"next\"".parse().unwrap());
+        assert_eq!(
+            next_link(&h).as_deref(),
+            Some("/v2/app/tags/list?n=2&last=b")
+        );
+        h.insert(
+            header::LINK,
+            "<https://elsewhere/v2/x>; rel=\"next\"".parse().unwrap(),
+        );
         assert_eq!(next_link(&h), None);
         h.insert(header::LINK, "</v2/x>; rel=\"prev\"".parse().unwrap());
         assert_eq!(next_link(&h), None);

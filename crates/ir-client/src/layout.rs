@@ -4,9 +4,9 @@
 //! only when its digest and size are right; a failing blob leaves nothing
 //! behind. `index.json` is replaced atomically too.
 
+use crate::Error;
 use ir_oci::Digest;
 use oci_spec::image::Descriptor;
-use crate::Error;
 use serde_json::{json, Value};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};

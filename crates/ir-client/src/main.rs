@@ -4,9 +4,9 @@
 //! 5 attestation failed; the reason is one line on stderr.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use ir_client::emulated::{self, Export};
 use ir_client::ratls::{KeyAlg, RaTlsOptions, TokenSource};
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use ir_client::{
     Client, ClientOptions, Digest, Error, HttpOptions, Platform, Progress, Reference, RegistryUrl,
     Scheme, Transport,
@@ -14,8 +14,8 @@ use ir_client::{
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -291,7 +291,10 @@ fn reference(text: &str) -> Result<Reference, Error> {
 }
 
 fn print_json(v: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(v).expect("JSON serializes"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).expect("JSON serializes")
+    );
 }
 
 async fn pull(p: PullArgs, progress: Arc<dyn Progress>) -> Result<(), Error> {
@@ -426,7 +429,9 @@ fn short(d: &Digest) -> String {
 
 impl Progress for Bars {
     fn start(&self, digest: &Digest, size: u64) {
-        let bar = self.multi.insert_before(&self.total, ProgressBar::new(size));
+        let bar = self
+            .multi
+            .insert_before(&self.total, ProgressBar::new(size));
         bar.set_style(
             ProgressStyle::with_template("{prefix} [{bar:30}] {bytes}/{total_bytes}")
                 .expect("template")
@@ -446,7 +451,8 @@ impl Progress for Bars {
         if let Some(b) = self.bars.lock().unwrap().get(digest) {
             let done = b.position();
             b.set_position(offset);
-            self.total.set_position(self.total.position() - (done - offset.min(done)));
+            self.total
+                .set_position(self.total.position() - (done - offset.min(done)));
             b.println(format!("{digest}: resuming at {offset}: {why}"));
         }
     }
@@ -455,7 +461,8 @@ impl Progress for Bars {
             b.finish_and_clear();
         }
         let how = if downloaded { "pulled" } else { "present" };
-        self.multi.suspend(|| eprintln!("{how} {digest} ({size} bytes)"));
+        self.multi
+            .suspend(|| eprintln!("{how} {digest} ({size} bytes)"));
     }
 }
 
@@ -498,7 +505,11 @@ fn realm(r: RealmArgs) -> Result<(), Error> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.verbose > 0 {
-        let filter = if cli.verbose > 1 { "debug" } else { "ir_client=debug" };
+        let filter = if cli.verbose > 1 {
+            "debug"
+        } else {
+            "ir_client=debug"
+        };
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
             .with_writer(std::io::stderr)

@@ -413,7 +413,11 @@ impl Client {
         })
     }
 
-    fn pick_platform(&self, index_digest: &Digest, index: &ImageIndex) -> Result<Descriptor, Error> {
+    fn pick_platform(
+        &self,
+        index_digest: &Digest,
+        index: &ImageIndex,
+    ) -> Result<Descriptor, Error> {
         let wanted = &self.options.platform;
         let mut available = Vec::new();
         for e in index.manifests() {
@@ -587,8 +591,7 @@ fn parse_manifest(
         config: Option<serde::de::IgnoredAny>,
     }
     let bad = |why: String| Error::Manifest(format!("{digest}: {why}"));
-    let probe: Probe =
-        serde_json::from_slice(bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let probe: Probe = serde_json::from_slice(bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
     if probe.schema_version != Some(2) {
         return Err(bad("schemaVersion is not 2".into()));
     }

@@ -158,8 +158,9 @@ pub struct RegistryUrl {
 impl RegistryUrl {
     /// Parses `<scheme>://<host>[:<port>][/]`.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let r = Reference::parse(&format!("{}/x", text.trim_end_matches('/')))
-            .map_err(|_| format!("registry {text:?}: expected <http|https|ra-tls>://<host>[:<port>]"))?;
+        let r = Reference::parse(&format!("{}/x", text.trim_end_matches('/'))).map_err(|_| {
+            format!("registry {text:?}: expected <http|https|ra-tls>://<host>[:<port>]")
+        })?;
         if r.name != "x" {
             return Err(format!("registry {text:?}: expected no repository name"));
         }

@@ -93,7 +93,10 @@ async fn browse_commands() {
     let stored = std::fs::read(f.root.path().join("app").join(f.image.manifest.file())).unwrap();
     assert_eq!(m.stdout, stored);
     let by_digest = run(
-        &["manifest", &format!("{base}/app@{}", f.image.manifest.digest_str())],
+        &[
+            "manifest",
+            &format!("{base}/app@{}", f.image.manifest.digest_str()),
+        ],
         &[],
     )
     .await;
@@ -123,7 +126,11 @@ async fn browse_commands() {
 
     // blob: the layer's bytes on stdout; a tag is a usage error.
     let layer = &f.image.layers[1];
-    let b = run(&["blob", &format!("{base}/app@{}", layer.digest_str())], &[]).await;
+    let b = run(
+        &["blob", &format!("{base}/app@{}", layer.digest_str())],
+        &[],
+    )
+    .await;
     ok(&b);
     assert_eq!(b.stdout, vec![7u8; 300_000]);
     let bad = run(&["blob", &format!("{base}/app:latest")], &[]).await;
@@ -156,34 +163,57 @@ async fn flags_from_the_environment() {
     let j: Value = serde_json::from_str(&ok(&o)).unwrap();
     assert_eq!(j["digest"], f.arm64.manifest.digest_str());
     assert_eq!(j["index"], f.index.digest_str());
-    assert!(o.stderr.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 
     // Without -q and not on a terminal: one line per finished blob.
     let again = tempfile::TempDir::new().unwrap();
-    let o = run(
-        &["pull", &url, "--platform", "linux/amd64", "--out"],
-        &[],
-    )
-    .await;
+    let o = run(&["pull", &url, "--platform", "linux/amd64", "--out"], &[]).await;
     assert_eq!(o.status.code(), Some(2), "--out needs a value");
     let o = run(
-        &["pull", &url, "--platform", "linux/amd64", "--out", again.path().to_str().unwrap()],
+        &[
+            "pull",
+            &url,
+            "--platform",
+            "linux/amd64",
+            "--out",
+            again.path().to_str().unwrap(),
+        ],
         &[],
     )
     .await;
     ok(&o);
     let err = String::from_utf8(o.stderr).unwrap();
-    assert_eq!(err.lines().filter(|l| l.starts_with("pulled sha256:")).count(), 2, "{err}");
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.starts_with("pulled sha256:"))
+            .count(),
+        2,
+        "{err}"
+    );
 
     // A platform the index lacks: the platforms it has, exit 4.
     let o = run(
-        &["pull", &url, "--platform", "linux/s390x", "--out", again.path().to_str().unwrap()],
+        &[
+            "pull",
+            &url,
+            "--platform",
+            "linux/s390x",
+            "--out",
+            again.path().to_str().unwrap(),
+        ],
         &[],
     )
     .await;
     assert_eq!(o.status.code(), Some(4));
     let err = String::from_utf8(o.stderr).unwrap();
-    assert!(err.contains("available: linux/amd64, linux/arm64/v8"), "{err}");
+    assert!(
+        err.contains("available: linux/amd64, linux/arm64/v8"),
+        "{err}"
+    );
     server.stop().await;
 }
 
@@ -330,7 +360,11 @@ async fn a_cut_blob_is_resumed_with_a_range_request() {
     let whole: u64 = f.image.manifest.size()
         + f.image.config.size()
         + f.image.layers.iter().map(|l| l.size()).sum::<u64>();
-    assert!(report.bytes >= whole && report.bytes < whole + 1000, "{}", report.bytes);
+    assert!(
+        report.bytes >= whole && report.bytes < whole + 1000,
+        "{}",
+        report.bytes
+    );
     server.stop().await;
 }
 
@@ -348,10 +382,23 @@ async fn skopeo_and_umoci_read_the_layout() {
     let out = tempfile::TempDir::new().unwrap();
     let dir = out.path().to_str().unwrap().to_string();
     let base = format!("http://127.0.0.1:{}", server.port());
-    ok(&run(&["pull", &format!("{base}/app:latest"), "--out", &dir, "-q"], &[]).await);
+    ok(&run(
+        &["pull", &format!("{base}/app:latest"), "--out", &dir, "-q"],
+        &[],
+    )
+    .await);
     // Into the same layout: a second tag, blobs reused.
     let o = run(
-        &["pull", &format!("{base}/app:multi"), "--all-platforms", "--out", &dir, "-q", "--format", "json"],
+        &[
+            "pull",
+            &format!("{base}/app:multi"),
+            "--all-platforms",
+            "--out",
+            &dir,
+            "-q",
+            "--format",
+            "json",
+        ],
         &[],
     )
     .await;
@@ -362,20 +409,32 @@ async fn skopeo_and_umoci_read_the_layout() {
         .args(["inspect", "--raw", &format!("oci:{dir}:latest")])
         .output()
         .unwrap();
-    assert!(inspect.status.success(), "{}", String::from_utf8_lossy(&inspect.stderr));
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
     let stored = std::fs::read(f.root.path().join("app").join(f.image.manifest.file())).unwrap();
     assert_eq!(inspect.stdout, stored);
     let inspect = Command::new("skopeo")
         .args(["inspect", "--raw", &format!("oci:{dir}:multi")])
         .output()
         .unwrap();
-    assert!(inspect.status.success(), "{}", String::from_utf8_lossy(&inspect.stderr));
+    assert!(
+        inspect.status.success(),
+        "{}",
+        String::from_utf8_lossy(&inspect.stderr)
+    );
 
     let ls = Command::new("umoci")
         .args(["ls", "--layout", &dir])
         .output()
         .unwrap();
-    assert!(ls.status.success(), "{}", String::from_utf8_lossy(&ls.stderr));
+    assert!(
+        ls.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ls.stderr)
+    );
     let mut tags: Vec<String> = String::from_utf8(ls.stdout)
         .unwrap()
         .lines()
@@ -384,4 +443,48 @@ async fn skopeo_and_umoci_read_the_layout() {
     tags.sort();
     assert_eq!(tags, ["latest", "multi"]);
     server.stop().await;
+}
+
+/// A registry that answers 503 (then 429) before answering the catalog.
+async fn flaky_registry() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 4096];
+            let _ = tcp.read(&mut buf).await;
+            let (status, body) = match c.fetch_add(1, Ordering::SeqCst) % 3 {
+                0 => (
+                    "503 Service Unavailable",
+                    r#"{"errors":[{"code":"UNAVAILABLE","message":"busy"}]}"#,
+                ),
+                1 => (
+                    "429 Too Many Requests",
+                    r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#,
+                ),
+                _ => ("200 OK", r#"{"repositories":["app"]}"#),
+            };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\nretry-after: 0\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = tcp.write_all(resp.as_bytes()).await;
+        }
+    });
+    (addr, count)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn busy_answers_are_retried() {
+    let (addr, count) = flaky_registry().await;
+    let base = format!("http://{addr}");
+    assert_eq!(ok(&run(&["catalog", &base], &[]).await).trim(), "app");
+    assert_eq!(count.load(Ordering::SeqCst), 3);
+    // Without retries: the status and OCI code in one line, exit 3.
+    let o = run(&["catalog", &base, "--retries", "0"], &[]).await;
+    assert_eq!(o.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("HTTP 503: UNAVAILABLE: busy"), "{err}");
 }

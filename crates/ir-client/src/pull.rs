@@ -296,8 +296,15 @@ impl Client {
                 .map(|m| m.bytes.len() as u64)
                 .sum(),
         };
-        let downloads: Vec<Option<u64>> = stream::iter(resolved.blobs.iter())
+        // The futures are made first (they do nothing until polled), so
+        // that the stream's type has no closure over borrowed items: a
+        // pull stays a `Send` future for any caller's `tokio::spawn`.
+        let fetches: Vec<_> = resolved
+            .blobs
+            .iter()
             .map(|(digest, size)| self.blob_into(reference, layout, digest, *size, &*progress))
+            .collect();
+        let downloads: Vec<Option<u64>> = stream::iter(fetches)
             .buffer_unordered(self.options.concurrency.max(1))
             .try_collect()
             .await?;

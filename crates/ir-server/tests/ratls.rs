@@ -116,7 +116,10 @@ impl Harness {
         Client::with_options(
             transport,
             ClientOptions {
-                ra_tls,
+                http: ir_client::HttpOptions {
+                    ra_tls,
+                    ..Default::default()
+                },
                 ..ClientOptions::default()
             },
         )

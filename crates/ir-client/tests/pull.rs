@@ -155,6 +155,21 @@ async fn picks_a_platform_or_pulls_them_all() {
         .unwrap();
     assert_eq!(r.digest, f.arm64.manifest.digest_str());
 
+    // No --platform: the host's.
+    let out = tempfile::TempDir::new().unwrap();
+    let r = Client::new(Transport::Plain)
+        .unwrap()
+        .pull(&url, out.path())
+        .await
+        .unwrap();
+    let host = Platform::host().to_string();
+    let want = match host.as_str() {
+        "linux/amd64" => f.amd64.manifest.digest_str(),
+        "linux/arm64/v8" => f.arm64.manifest.digest_str(),
+        other => panic!("no fixture image for host platform {other}"),
+    };
+    assert_eq!(r.digest, want);
+
     // No such platform: a clear error, no tag written.
     let out = tempfile::TempDir::new().unwrap();
     let e = with("linux/s390x", false)
@@ -173,7 +188,8 @@ async fn picks_a_platform_or_pulls_them_all() {
         .unwrap();
     assert_eq!(r.digest, f.index.digest_str());
     assert_eq!(r.manifests, 3);
-    assert_eq!(r.blobs, 7);
+    // The two images share their config: 6 distinct blobs.
+    assert_eq!(r.blobs, 6);
     assert_eq!(load_back(&out, "app", "multi"), f.index.digest_str());
     server.stop().await;
 }

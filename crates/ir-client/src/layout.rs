@@ -13,8 +13,7 @@ use std::path::{Path, PathBuf};
 
 /// The annotation that carries a tag in `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
-/// The OCI image index media type.
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub use ir_oci::media_type::OCI_INDEX;
 /// Largest `index.json` read back from an existing layout.
 const MAX_INDEX_JSON: u64 = 16 * 1024 * 1024;
 

@@ -6,6 +6,7 @@
 #
 # Usage: tests/e2e/clients.sh   (needs: skopeo podman containerd jq curl)
 # Env:   IR_SERVER_BIN  server binary (default target/debug/ir-server)
+#        IR_CLIENT_BIN  client binary (default target/debug/ir-client)
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 . "$ROOT/tests/e2e/lib.sh"
@@ -43,6 +44,20 @@ check "skopeo copy keeps the artifact digest" \
 check "referrers API lists the artifact for its subject" \
   bash -c "curl -fsS http://$HOST/v2/multi/referrers/$SUBJECT | jq -e --arg d $ARTIFACT '.manifests | map(.digest) | index(\$d) != null'"
 
+# ir-client writes layouts that skopeo, umoci and podman use ---------------
+CLIENT=${IR_CLIENT_BIN:-$ROOT/target/debug/ir-client}
+IRC=$WORK/irc-layout
+check "ir-client pull hello into a layout" "$CLIENT" pull "http://$HOST/hello:latest" --out "$IRC" -q
+check "ir-client pull multi, all platforms, into the same layout as tag multi" \
+  "$CLIENT" pull "http://$HOST/multi:latest" --all-platforms --tag multi --out "$IRC" -q
+irc_tag() { jq -r --arg t "$1" '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"]==$t) | .digest' "$IRC/index.json"; }
+check "ir-client's layout holds both tags, at the source digests" \
+  test "$(irc_tag latest) $(irc_tag multi)" = "$HELLO $MULTI"
+check "skopeo copy oci: of ir-client's layout keeps the digest" \
+  bash -c "skopeo copy -q oci:$IRC:latest oci:$WORK/irc-copy:latest && [ \"\$(skopeo inspect --raw oci:$WORK/irc-copy:latest | sha256sum | cut -d' ' -f1)\" = \"\$(skopeo inspect --raw oci:$IRC:latest | sha256sum | cut -d' ' -f1)\" ]"
+check "umoci unpacks ir-client's layout" \
+  bash -c "umoci unpack --rootless --image $IRC:latest $WORK/irc-bundle >/dev/null && [ -d $WORK/irc-bundle/rootfs ]"
+
 # podman -----------------------------------------------------------------
 PM=(podman --root "$WORK/podman" --runroot "$WORK/podman-run" --storage-driver vfs)
 RUN=(run --rm --runtime runc --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --network none --cgroup-manager cgroupfs)
@@ -54,6 +69,9 @@ check "podman run prints the greeting" \
 check "podman pull multi-arch index (amd64)" "${PM[@]}" pull --tls-verify=false "$HOST/multi:latest"
 check "podman run of the multi-arch image" \
   bash -c "${PM[*]} ${RUN[*]} $HOST/multi:latest | grep -q Hello"
+# A relative path: podman names the image after it, and $WORK has capitals.
+check "podman runs the image ir-client pulled (oci: layout)" \
+  bash -c "cd $WORK && ${PM[*]} ${RUN[*]} oci:irc-layout:latest | grep -q Hello && ${PM[*]} ${RUN[*]} oci:irc-layout:multi | grep -q Hello"
 # podman 4.3 fetches the artifact's manifest, then refuses on its own side
 # to store a non-image; that client-side refusal is what we expect.
 check "podman fetches the artifact and refuses it client-side" \

@@ -33,7 +33,13 @@ pull() { # OUT URL [ARGS...]
   "$CLIENT" pull "$url" --out "$out" --ca "$CERTS/ca.crt" "$@"
 }
 export -f pull
-export CLIENT CERTS
+realm() { # COMMAND ARGS...: any ir-client command as the attested realm
+  local cmd=$1
+  shift
+  "$CLIENT" "$cmd" "$@" --ca "$CERTS/ca.crt" --emulate-realm --realm-keys "$WORK/realm" 2>/dev/null
+}
+export -f realm
+export CLIENT CERTS WORK
 
 # --- local CPAK mode ------------------------------------------------------
 PORT=$(free_port)
@@ -56,6 +62,16 @@ check "a realm pulls while 20 silent connections from its address are open" \
   bash -c "for i in \$(seq 1 20); do exec {fd}<>/dev/tcp/127.0.0.1/$PORT; done; pull $WORK/out-silent ra-tls://localhost:$PORT/hello:latest --emulate-realm --realm-keys $WORK/realm"
 check "a namespaced application allowed by team/*" \
   pull "$WORK/out-tools" "ra-tls://localhost:$PORT/team/tools:latest" --emulate-realm --realm-keys "$WORK/realm"
+check "ls lists hello's tags over RA-TLS" \
+  bash -c "realm ls ra-tls://localhost:$PORT/hello | grep -qx latest"
+check "manifest prints the manifest the layout holds, digest checked" \
+  bash -c "[ \"sha256:\$(realm manifest ra-tls://localhost:$PORT/hello:latest | sha256sum | cut -d' ' -f1)\" = \"\$(jq -r .manifests[0].digest $REG/hello/index.json)\" ]"
+check "blob copies the config to stdout, digest checked" \
+  bash -c "cfg=\$(jq -r .config.digest $WORK/out-hello/blobs/sha256/\$(jq -r .manifests[0].digest $WORK/out-hello/index.json | cut -d: -f2)); [ \"sha256:\$(realm blob ra-tls://localhost:$PORT/hello@\$cfg | sha256sum | cut -d' ' -f1)\" = \"\$cfg\" ]"
+check "discover answers over RA-TLS (JSON)" \
+  bash -c "realm discover ra-tls://localhost:$PORT/hello:latest --format json | jq -e '.manifests | type == \"array\"' >/dev/null"
+check "catalog lists only what the realm may pull" \
+  bash -c "out=\$(realm catalog ra-tls://localhost:$PORT); grep -qx hello <<<\"\$out\" && ! grep -qx multi <<<\"\$out\""
 check "an application outside the realm's list is NAME_UNKNOWN" \
   bash -c "out=\$(pull $WORK/out-multi ra-tls://localhost:$PORT/multi:latest --emulate-realm --realm-keys $WORK/realm 2>&1); echo \"\$out\"; grep -q NAME_UNKNOWN <<<\"\$out\""
 check "an untrusted realm is refused" \

@@ -4,16 +4,16 @@
 //! only when its digest and size are right; a failing blob leaves nothing
 //! behind. `index.json` is replaced atomically too.
 
-use crate::digest::Digest;
 use crate::Error;
+use ir_oci::Digest;
+use oci_spec::image::Descriptor;
 use serde_json::{json, Value};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 /// The annotation that carries a tag in `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
-/// The OCI image index media type.
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub use ir_oci::media_type::OCI_INDEX;
 /// Largest `index.json` read back from an existing layout.
 const MAX_INDEX_JSON: u64 = 16 * 1024 * 1024;
 
@@ -120,7 +120,10 @@ impl LayoutWriter {
 
     /// Points the tag `ref_name` at `descriptor` in `index.json`: entries
     /// with the same tag are replaced, other entries are kept.
-    pub fn set_tag(&self, descriptor: &Value, ref_name: Option<&str>) -> Result<(), Error> {
+    pub fn set_tag(&self, descriptor: &Descriptor, ref_name: Option<&str>) -> Result<(), Error> {
+        let mut descriptor = descriptor.clone();
+        descriptor.set_annotations(None);
+        let descriptor = serde_json::to_value(&descriptor).expect("a descriptor serializes");
         let path = self.root.join("index.json");
         let mut index = match std::fs::metadata(&path) {
             Ok(meta) if meta.len() > MAX_INDEX_JSON => {
@@ -162,7 +165,7 @@ impl LayoutWriter {
 /// without [`finish`](Self::finish) removes the temporary file.
 pub struct BlobWriter {
     file: std::io::BufWriter<tempfile::NamedTempFile>,
-    hasher: crate::digest::Hasher,
+    hasher: ir_oci::digest::Hasher,
     expected: Digest,
     size: u64,
     written: u64,
@@ -184,6 +187,17 @@ impl BlobWriter {
         self.file.write_all(bytes).map_err(io(&self.path))
     }
 
+    /// Drops what was written, to start again from byte 0.
+    pub fn reset(&mut self) -> Result<(), Error> {
+        self.file.flush().map_err(io(&self.path))?;
+        let f = self.file.get_mut().as_file_mut();
+        f.set_len(0).map_err(io(&self.path))?;
+        f.rewind().map_err(io(&self.path))?;
+        self.hasher = self.expected.algorithm().hasher();
+        self.written = 0;
+        Ok(())
+    }
+
     /// Bytes written so far.
     pub fn written(&self) -> u64 {
         self.written
@@ -201,6 +215,7 @@ impl BlobWriter {
         let found = self.hasher.finish();
         if found != self.expected {
             return Err(Error::DigestMismatch {
+                what: "blob".into(),
                 expected: self.expected.to_string(),
                 found: found.to_string(),
             });
@@ -230,13 +245,13 @@ fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::Algorithm;
+    use ir_oci::Algorithm;
 
     #[test]
     fn bad_blobs_leave_nothing() {
         let dir = tempfile::TempDir::new().unwrap();
         let layout = LayoutWriter::open(dir.path()).unwrap();
-        let d = Algorithm::Sha256.digest(b"hello");
+        let d = Digest::of_bytes(Algorithm::Sha256, b"hello");
 
         // Wrong content, right size.
         let mut w = layout.begin_blob(&d, 5).unwrap();
@@ -262,8 +277,11 @@ mod tests {
     fn tags_replace_entries() {
         let dir = tempfile::TempDir::new().unwrap();
         let layout = LayoutWriter::open(dir.path()).unwrap();
-        let a = json!({"mediaType": "m", "digest": "sha256:aa", "size": 1});
-        let b = json!({"mediaType": "m", "digest": "sha256:bb", "size": 1});
+        let desc = |c: &[u8]| {
+            let d = Digest::of_bytes(Algorithm::Sha256, c).to_string();
+            Descriptor::new("m".into(), 1, oci_spec::image::Digest::try_from(d).unwrap())
+        };
+        let (a, b) = (desc(b"a"), desc(b"b"));
         layout.set_tag(&a, Some("v1")).unwrap();
         layout.set_tag(&a, Some("v2")).unwrap();
         layout.set_tag(&b, Some("v1")).unwrap();
@@ -272,7 +290,7 @@ mod tests {
         let entries = index["manifests"].as_array().unwrap();
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[0]["annotations"][REF_NAME], "v2");
-        assert_eq!(entries[1]["digest"], "sha256:bb");
+        assert_eq!(entries[1]["digest"], b.digest().to_string());
         assert_eq!(
             std::fs::read_to_string(dir.path().join("oci-layout")).unwrap(),
             r#"{"imageLayoutVersion":"1.0.0"}"#

@@ -27,22 +27,29 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
-pub mod digest;
+mod browse;
 pub mod emulated;
+mod http;
 pub mod layout;
+pub mod platform;
+pub mod progress;
 mod pull;
 pub mod ratls;
 pub mod reference;
 #[cfg(feature = "rsi")]
 pub mod rsi;
 
-pub use digest::Digest;
+pub use browse::{Blob, RawManifest};
+pub use http::{HttpOptions, Transport};
+pub use ir_oci::Digest;
+pub use platform::Platform;
+pub use progress::Progress;
 pub use pull::{
-    Client, ClientOptions, Platform, PullReport, Transport, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST,
-    MAX_MANIFEST_SIZE, OCI_MANIFEST,
+    Client, ClientOptions, Content, Fetched, PullReport, Resolved, DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST, MAX_MANIFEST_SIZE, OCI_MANIFEST,
 };
 pub use ratls::{TokenRequest, TokenSource};
-pub use reference::{Reference, Scheme};
+pub use reference::{Reference, RegistryUrl, Scheme};
 
 /// Why a pull failed. `Display` is one line.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +65,15 @@ pub enum Error {
         /// The whole cause chain, on one line.
         reason: String,
     },
+    /// The RA-TLS handshake failed because no attested certificate could
+    /// be made (the token source refused or failed).
+    #[error("{url}: RA-TLS attestation: {reason}")]
+    Attestation {
+        /// The URL requested.
+        url: String,
+        /// The step that failed, and the cause chain, on one line.
+        reason: String,
+    },
     /// The registry answered with an unexpected status.
     #[error("{url}: HTTP {status}{message}")]
     Status {
@@ -69,8 +85,10 @@ pub enum Error {
         message: String,
     },
     /// Content does not match its digest.
-    #[error("digest mismatch: expected {expected}, content has {found}")]
+    #[error("{what}: digest mismatch: expected {expected}, content has {found}")]
     DigestMismatch {
+        /// What was checked (a blob, a reference's manifest).
+        what: String,
         /// The digest asked for.
         expected: String,
         /// The digest of what arrived.
@@ -90,8 +108,10 @@ pub enum Error {
     #[error("manifest: {0}")]
     Manifest(String),
     /// No manifest of the index is for the wanted platform.
-    #[error("no manifest for platform {wanted} (available: {available})")]
+    #[error("index {index} has no manifest for platform {wanted} (available: {available})")]
     NoPlatform {
+        /// The index's digest.
+        index: String,
         /// The platform asked for.
         wanted: String,
         /// The platforms the index lists.
@@ -114,4 +134,22 @@ pub enum Error {
     /// The token source could not be set up.
     #[error("RA-TLS token: {0}")]
     Token(String),
+}
+
+impl Error {
+    /// The process exit status for this error (documented in
+    /// docs/client.md): 2 usage, 3 registry refusal, 4 verification,
+    /// 5 attestation, 1 anything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Reference(_) => 2,
+            Error::Status { .. } => 3,
+            Error::DigestMismatch { .. }
+            | Error::Size { .. }
+            | Error::Manifest(_)
+            | Error::NoPlatform { .. } => 4,
+            Error::Attestation { .. } | Error::Token(_) => 5,
+            Error::Transport { .. } | Error::Layout(_) | Error::Io { .. } | Error::Tls(_) => 1,
+        }
+    }
 }

@@ -1,22 +1,36 @@
-//! `ir-client`: pulls an OCI image into an OCI image layout over http,
-//! https or ra-tls. Exit status 0 on success, 1 with a one-line reason on
-//! failure, 2 on usage errors.
+//! `ir-client`: pulls and browses OCI images over http, https or ra-tls.
+//! Exit statuses (docs/client.md): 0 success, 1 transport or local
+//! failure, 2 usage, 3 the registry refused, 4 verification failed,
+//! 5 attestation failed; the reason is one line on stderr.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use ir_client::emulated::{self, Export};
 use ir_client::ratls::{KeyAlg, RaTlsOptions, TokenSource};
-use ir_client::{Client, ClientOptions, Error, Platform, Reference, Scheme, Transport};
+use ir_client::{
+    Client, ClientOptions, Digest, Error, HttpOptions, Platform, Progress, Reference, RegistryUrl,
+    Scheme, Transport,
+};
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
     name = "ir-client",
     version,
-    about = "Pull OCI images over http, https or RA-TLS into an OCI image layout, verifying every digest"
+    about = "Pull and browse OCI images over http, https or RA-TLS, verifying every digest"
 )]
 struct Cli {
+    /// Print no progress.
+    #[arg(long, short, global = true, env = "IR_CLIENT_QUIET")]
+    quiet: bool,
+    /// Log the HTTP exchange on stderr (-vv: also the HTTP stack's).
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -25,9 +39,68 @@ struct Cli {
 enum Command {
     /// Pull an image: `ir-client pull ra-tls://localhost:1337/app:tag --out DIR --emulate-realm`.
     Pull(PullArgs),
+    /// List a repository's tags: `ir-client ls http://host:port/app`.
+    Ls(RefArgs),
+    /// List the registry's repositories: `ir-client catalog http://host:port`.
+    Catalog(RefArgs),
+    /// Print a manifest exactly as served (digest checked).
+    Manifest(RefArgs),
+    /// List the manifests that refer to an image (signatures, SBOMs).
+    Discover(DiscoverArgs),
+    /// Copy a blob (`REPO@DIGEST`) to standard output, digest checked.
+    Blob(RefArgs),
     /// Create (or load) an emulated realm's keys and export what a server
     /// needs to trust it. NOT SECURE: for testing and demos.
     EmulatedRealm(RealmArgs),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+/// How to reach the registry: common to every command that does.
+#[derive(Args)]
+struct ConnArgs {
+    /// PEM file with the CA certificate(s) the server's certificate must
+    /// chain to (https, ra-tls); default: the platform's roots.
+    #[arg(long, env = "IR_CLIENT_CA")]
+    ca: Option<PathBuf>,
+    /// Connection timeout in seconds.
+    #[arg(long, default_value_t = 30, env = "IR_CLIENT_CONNECT_TIMEOUT")]
+    connect_timeout: u64,
+    /// Retries on connection errors, 5xx and 429 answers and cut
+    /// transfers (with backoff).
+    #[arg(long, default_value_t = 3, env = "IR_CLIENT_RETRIES")]
+    retries: u32,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text, env = "IR_CLIENT_FORMAT")]
+    format: Format,
+    #[command(flatten)]
+    source: SourceArgs,
+    #[command(flatten)]
+    realm: MeasurementArgs,
+}
+
+#[derive(Args)]
+struct RefArgs {
+    /// `<http|https|ra-tls>://<host>[:<port>]/<name>[:<tag>|@<digest>]`
+    /// (for `catalog`: `<scheme>://<host>[:<port>]`).
+    reference: String,
+    #[command(flatten)]
+    conn: ConnArgs,
+}
+
+#[derive(Args)]
+struct DiscoverArgs {
+    /// `<http|https|ra-tls>://<host>[:<port>]/<name>[:<tag>|@<digest>]`.
+    reference: String,
+    /// Only referrers of this artifact type.
+    #[arg(long, env = "IR_CLIENT_ARTIFACT_TYPE")]
+    artifact_type: Option<String>,
+    #[command(flatten)]
+    conn: ConnArgs,
 }
 
 #[derive(Args)]
@@ -35,29 +108,23 @@ struct PullArgs {
     /// `<http|https|ra-tls>://<host>[:<port>]/<name>[:<tag>|@<digest>]`.
     reference: String,
     /// The OCI layout directory to write (created if missing; other tags
-    /// in it are kept).
-    #[arg(long, short)]
+    /// and blobs in it are kept and reused).
+    #[arg(long, short, env = "IR_CLIENT_OUT")]
     out: PathBuf,
-    /// PEM file with the CA certificate(s) the server's certificate must
-    /// chain to (https, ra-tls); default: the platform's roots.
-    #[arg(long)]
-    ca: Option<PathBuf>,
-    /// The platform to pick from an index.
-    #[arg(long, default_value = "linux/amd64", conflicts_with = "all_platforms")]
-    platform: Platform,
+    /// The platform to pick from an index (default: the host's).
+    #[arg(long, conflicts_with = "all_platforms", env = "IR_CLIENT_PLATFORM")]
+    platform: Option<Platform>,
     /// Pull every platform of an index and tag the index.
-    #[arg(long)]
+    #[arg(long, env = "IR_CLIENT_ALL_PLATFORMS")]
     all_platforms: bool,
     /// The tag to write in index.json (default: the reference's tag).
-    #[arg(long)]
+    #[arg(long, env = "IR_CLIENT_TAG")]
     tag: Option<String>,
-    /// Connection timeout in seconds.
-    #[arg(long, default_value_t = 30)]
-    connect_timeout: u64,
+    /// Blobs downloaded at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64), env = "IR_CLIENT_CONCURRENCY")]
+    concurrency: u16,
     #[command(flatten)]
-    source: SourceArgs,
-    #[command(flatten)]
-    realm: MeasurementArgs,
+    conn: ConnArgs,
 }
 
 #[derive(Args)]
@@ -66,15 +133,15 @@ struct SourceArgs {
     /// RA-TLS: send this fixed token file (cannot be bound to the session:
     /// only servers built with their insecure skip-challenge feature accept
     /// it).
-    #[arg(long)]
+    #[arg(long, env = "IR_CLIENT_TOKEN")]
     token: Option<PathBuf>,
     /// RA-TLS: sign a token for each session with an emulated realm. NOT
     /// SECURE: for testing and demos.
-    #[arg(long)]
+    #[arg(long, env = "IR_CLIENT_EMULATE_REALM")]
     emulate_realm: bool,
     /// RA-TLS: get tokens from the realm firmware through /dev/rsi (needs
     /// the `rsi` build feature).
-    #[arg(long)]
+    #[arg(long, env = "IR_CLIENT_RSI")]
     rsi: bool,
 }
 
@@ -82,19 +149,19 @@ struct SourceArgs {
 struct MeasurementArgs {
     /// Emulated realm: directory with rak.pem and cpak.pem (generated
     /// there if absent); default: fresh keys for this run.
-    #[arg(long)]
+    #[arg(long, env = "IR_CLIENT_REALM_KEYS")]
     realm_keys: Option<PathBuf>,
     /// Emulated realm: RIM in hex (default: hash of "ir-attest emulated realm").
-    #[arg(long)]
+    #[arg(long, env = "IR_CLIENT_RIM")]
     rim: Option<String>,
     /// Emulated realm: a REM in hex; up to four, in order (missing ones are zero).
-    #[arg(long = "rem")]
+    #[arg(long = "rem", env = "IR_CLIENT_REM", value_delimiter = ',')]
     rems: Vec<String>,
     /// Emulated realm: measurement hash algorithm.
-    #[arg(long, default_value = "sha-256")]
+    #[arg(long, default_value = "sha-256", env = "IR_CLIENT_HASH_ALGO")]
     hash_algo: String,
     /// RA-TLS session key type.
-    #[arg(long, value_enum, default_value_t = KeyType::P256)]
+    #[arg(long, value_enum, default_value_t = KeyType::P256, env = "IR_CLIENT_KEY_TYPE")]
     key_type: KeyType,
 }
 
@@ -149,7 +216,7 @@ fn read(path: &PathBuf) -> Result<Vec<u8>, Error> {
     })
 }
 
-fn token_source(p: &PullArgs) -> Result<Option<TokenSource>, Error> {
+fn token_source(p: &ConnArgs) -> Result<Option<TokenSource>, Error> {
     let s = &p.source;
     if let Some(path) = &s.token {
         return TokenSource::file(path).map(Some);
@@ -176,11 +243,11 @@ fn token_source(p: &PullArgs) -> Result<Option<TokenSource>, Error> {
     Ok(None)
 }
 
-async fn pull(p: PullArgs) -> Result<(), Error> {
-    let reference = Reference::parse(&p.reference).map_err(Error::Reference)?;
-    let ca = p.ca.as_ref().map(read).transpose()?;
-    let has_source = p.source.token.is_some() || p.source.emulate_realm || p.source.rsi;
-    match (reference.scheme, has_source) {
+/// A client for `scheme` from the connection flags.
+fn connect(scheme: Scheme, c: &ConnArgs, options: ClientOptions) -> Result<Client, Error> {
+    let ca = c.ca.as_ref().map(read).transpose()?;
+    let has_source = c.source.token.is_some() || c.source.emulate_realm || c.source.rsi;
+    match (scheme, has_source) {
         (Scheme::RaTls, false) => {
             return Err(Error::Reference(
                 "ra-tls:// needs a token source: --token FILE, --emulate-realm or --rsi".into(),
@@ -196,36 +263,220 @@ async fn pull(p: PullArgs) -> Result<(), Error> {
         }
         _ => {}
     }
-    let transport = match (reference.scheme, token_source(&p)?) {
+    let transport = match (scheme, token_source(c)?) {
         (Scheme::RaTls, Some(token_source)) => Transport::RaTls { ca, token_source },
         (Scheme::Https, _) => Transport::Tls { ca },
         _ => Transport::Plain,
     };
     let options = ClientOptions {
-        platform: p.platform,
+        http: HttpOptions {
+            ra_tls: RaTlsOptions {
+                key_alg: match c.realm.key_type {
+                    KeyType::P256 => KeyAlg::P256,
+                    KeyType::P384 => KeyAlg::P384,
+                },
+                ..RaTlsOptions::default()
+            },
+            connect_timeout: Duration::from_secs(c.connect_timeout),
+            retries: c.retries,
+            ..HttpOptions::default()
+        },
+        ..options
+    };
+    Client::with_options(transport, options)
+}
+
+fn reference(text: &str) -> Result<Reference, Error> {
+    Reference::parse(text).map_err(Error::Reference)
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).expect("JSON serializes")
+    );
+}
+
+async fn pull(p: PullArgs, progress: Arc<dyn Progress>) -> Result<(), Error> {
+    let r = reference(&p.reference)?;
+    let options = ClientOptions {
+        platform: p.platform.unwrap_or_default(),
         all_platforms: p.all_platforms,
         tag: p.tag,
-        ra_tls: RaTlsOptions {
-            key_alg: match p.realm.key_type {
-                KeyType::P256 => KeyAlg::P256,
-                KeyType::P384 => KeyAlg::P384,
-            },
-            ..RaTlsOptions::default()
-        },
-        connect_timeout: Duration::from_secs(p.connect_timeout),
+        concurrency: p.concurrency.into(),
         ..ClientOptions::default()
     };
-    let client = Client::with_options(transport, options)?;
-    let report = client.pull_reference(&reference, &p.out).await?;
-    println!(
-        "pulled {reference} {} into {}: {} blobs ({} already present), {} bytes downloaded",
-        report.digest,
-        p.out.display(),
-        report.blobs,
-        report.reused,
-        report.bytes
-    );
+    let client = connect(r.scheme, &p.conn, options)?;
+    let report = client.pull_with_progress(&r, &p.out, progress).await?;
+    if p.conn.format == Format::Json {
+        print_json(&serde_json::json!({
+            "reference": r.to_string(),
+            "digest": report.digest,
+            "mediaType": report.media_type,
+            "index": report.index_digest,
+            "layout": p.out,
+            "manifests": report.manifests,
+            "blobs": report.blobs,
+            "reused": report.reused,
+            "bytes": report.bytes,
+        }));
+    } else {
+        println!(
+            "pulled {r} {} into {}: {} blobs ({} already present), {} bytes downloaded",
+            report.digest,
+            p.out.display(),
+            report.blobs,
+            report.reused,
+            report.bytes
+        );
+    }
     Ok(())
+}
+
+async fn browse(command: Command) -> Result<(), Error> {
+    match command {
+        Command::Ls(a) => {
+            let r = reference(&a.reference)?;
+            let tags = connect(r.scheme, &a.conn, ClientOptions::default())?
+                .tags(&r)
+                .await?;
+            match a.conn.format {
+                Format::Json => print_json(&serde_json::json!({"name": r.name, "tags": tags})),
+                Format::Text => tags.iter().for_each(|t| println!("{t}")),
+            }
+        }
+        Command::Catalog(a) => {
+            let reg = RegistryUrl::parse(&a.reference).map_err(Error::Reference)?;
+            let repos = connect(reg.scheme, &a.conn, ClientOptions::default())?
+                .catalog(&reg)
+                .await?;
+            match a.conn.format {
+                Format::Json => print_json(&serde_json::json!({"repositories": repos})),
+                Format::Text => repos.iter().for_each(|t| println!("{t}")),
+            }
+        }
+        Command::Manifest(a) => {
+            let r = reference(&a.reference)?;
+            let m = connect(r.scheme, &a.conn, ClientOptions::default())?
+                .manifest(&r)
+                .await?;
+            // The bytes as served: a JSON document already.
+            std::io::stdout()
+                .write_all(&m.bytes)
+                .map_err(|source| Error::Io {
+                    path: "standard output".into(),
+                    source,
+                })?;
+        }
+        Command::Discover(a) => {
+            let r = reference(&a.reference)?;
+            let found = connect(r.scheme, &a.conn, ClientOptions::default())?
+                .referrers(&r, a.artifact_type.as_deref())
+                .await?;
+            match a.conn.format {
+                Format::Json => print_json(&serde_json::json!({"manifests": found})),
+                Format::Text => {
+                    for d in found {
+                        let t = d.artifact_type().as_ref().map(|t| t.to_string());
+                        println!(
+                            "{} {} {}",
+                            d.digest(),
+                            t.as_deref().unwrap_or("-"),
+                            d.size()
+                        );
+                    }
+                }
+            }
+        }
+        Command::Blob(a) => {
+            let r = reference(&a.reference)?;
+            let client = connect(r.scheme, &a.conn, ClientOptions::default())?;
+            let mut out = std::io::BufWriter::with_capacity(256 * 1024, std::io::stdout());
+            client.blob(&r, &mut out).await?;
+        }
+        Command::Pull(_) | Command::EmulatedRealm(_) => unreachable!("not a browse command"),
+    }
+    Ok(())
+}
+
+/// Progress on a terminal: a bar per blob and a total.
+struct Bars {
+    multi: MultiProgress,
+    total: ProgressBar,
+    bars: Mutex<HashMap<Digest, ProgressBar>>,
+}
+
+impl Bars {
+    fn new() -> Self {
+        let multi = MultiProgress::new();
+        let total = multi.add(ProgressBar::new(0));
+        total.set_style(
+            ProgressStyle::with_template("total {bytes}/{total_bytes} {bytes_per_sec} {elapsed}")
+                .expect("template"),
+        );
+        Self {
+            multi,
+            total,
+            bars: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+fn short(d: &Digest) -> String {
+    let s = d.to_string();
+    s.chars().take(19).collect()
+}
+
+impl Progress for Bars {
+    fn start(&self, digest: &Digest, size: u64) {
+        let bar = self
+            .multi
+            .insert_before(&self.total, ProgressBar::new(size));
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:30}] {bytes}/{total_bytes}")
+                .expect("template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(short(digest));
+        self.total.inc_length(size);
+        self.bars.lock().unwrap().insert(digest.clone(), bar);
+    }
+    fn advance(&self, digest: &Digest, bytes: u64) {
+        if let Some(b) = self.bars.lock().unwrap().get(digest) {
+            b.inc(bytes);
+        }
+        self.total.inc(bytes);
+    }
+    fn restart(&self, digest: &Digest, offset: u64, why: &str) {
+        if let Some(b) = self.bars.lock().unwrap().get(digest) {
+            let done = b.position();
+            b.set_position(offset);
+            self.total
+                .set_position(self.total.position() - (done - offset.min(done)));
+            b.println(format!("{digest}: resuming at {offset}: {why}"));
+        }
+    }
+    fn finish(&self, digest: &Digest, size: u64, downloaded: bool) {
+        if let Some(b) = self.bars.lock().unwrap().remove(digest) {
+            b.finish_and_clear();
+        }
+        let how = if downloaded { "pulled" } else { "present" };
+        self.multi
+            .suspend(|| eprintln!("{how} {digest} ({size} bytes)"));
+    }
+}
+
+/// Progress elsewhere: one line per finished blob.
+struct Lines;
+
+impl Progress for Lines {
+    fn restart(&self, digest: &Digest, offset: u64, why: &str) {
+        eprintln!("{digest}: resuming at {offset}: {why}");
+    }
+    fn finish(&self, digest: &Digest, size: u64, downloaded: bool) {
+        let how = if downloaded { "pulled" } else { "present" };
+        eprintln!("{how} {digest} ({size} bytes)");
+    }
 }
 
 fn realm(r: RealmArgs) -> Result<(), Error> {
@@ -253,22 +504,44 @@ fn realm(r: RealmArgs) -> Result<(), Error> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Pull(p) => tokio::runtime::Builder::new_current_thread()
+    if cli.verbose > 0 {
+        let filter = if cli.verbose > 1 {
+            "debug"
+        } else {
+            "ir_client=debug"
+        };
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    let progress: Arc<dyn Progress> = if cli.quiet {
+        Arc::new(ir_client::progress::Silent)
+    } else if std::io::stderr().is_terminal() {
+        Arc::new(Bars::new())
+    } else {
+        Arc::new(Lines)
+    };
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
             .enable_all()
             .build()
             .map_err(|source| Error::Io {
                 path: "tokio runtime".into(),
                 source,
             })
-            .and_then(|rt| rt.block_on(pull(p))),
+    };
+    let result = match cli.command {
+        Command::Pull(p) => runtime().and_then(|rt| rt.block_on(pull(p, progress))),
         Command::EmulatedRealm(r) => realm(r),
+        other => runtime().and_then(|rt| rt.block_on(browse(other))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ir-client: {}", e.to_string().replace('\n', " "));
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -1,168 +1,61 @@
-//! The pull: manifest (or index), config and layers into an OCI layout.
+//! The registry client and the pull: resolve the manifests (index,
+//! platform manifests), then fetch config and layers in parallel, each
+//! verified before it is renamed into place, then write the manifests and
+//! the tag.
 
-use crate::digest::{Algorithm, Digest};
+use crate::http::{backoff, Http, HttpOptions, Transport};
 use crate::layout::{LayoutWriter, OCI_INDEX};
-use crate::ratls::{tls_config, CertResolver, RaTlsOptions, TokenSource};
+use crate::platform::Platform;
+use crate::progress::{Progress, Silent};
+use crate::ratls::CertResolver;
 use crate::reference::{Reference, Scheme, Target};
 use crate::Error;
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use ir_oci::{Algorithm, Digest};
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
 use reqwest::header;
-use serde_json::{json, Value};
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-/// OCI image manifest media type.
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-/// Docker schema 2 manifest media type.
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-/// Docker schema 2 manifest list media type.
-pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub use ir_oci::media_type::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_MANIFEST};
+
 /// Largest manifest or index accepted.
 pub const MAX_MANIFEST_SIZE: usize = 4 * 1024 * 1024;
 /// Deepest nesting of indexes followed.
 const MAX_DEPTH: usize = 4;
-/// Longest OCI error body read for an error message.
-const MAX_ERROR_BODY: usize = 16 * 1024;
+/// Most manifests one pull resolves (all platforms of nested indexes).
+const MAX_MANIFESTS: usize = 1024;
+/// Most attempts at one blob, progress or not (each failure without
+/// progress also counts against `retries`).
+const MAX_BLOB_ATTEMPTS: u32 = 64;
 
-const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
-
-/// How to reach the registry.
-#[derive(Debug, Clone)]
-pub enum Transport {
-    /// Plain HTTP (`http://` references).
-    Plain,
-    /// TLS (`https://` references); `ca` is a PEM file's content, `None`
-    /// for the platform's roots.
-    Tls {
-        /// Trusted CA certificates (PEM).
-        ca: Option<Vec<u8>>,
-    },
-    /// RA-TLS (`ra-tls://` references).
-    RaTls {
-        /// Trusted CA certificates (PEM) for the server.
-        ca: Option<Vec<u8>>,
-        /// Where each handshake's token comes from.
-        token_source: TokenSource,
-    },
-}
-
-impl Transport {
-    fn scheme(&self) -> Scheme {
-        match self {
-            Transport::Plain => Scheme::Http,
-            Transport::Tls { .. } => Scheme::Https,
-            Transport::RaTls { .. } => Scheme::RaTls,
-        }
-    }
-}
-
-/// A platform, `os/architecture[/variant]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Platform {
-    /// `os`, e.g. `linux`.
-    pub os: String,
-    /// `architecture`, e.g. `amd64`.
-    pub architecture: String,
-    /// `variant`, e.g. `v8`; when `None` any variant matches.
-    pub variant: Option<String>,
-}
-
-impl Default for Platform {
-    /// `linux/amd64`.
-    fn default() -> Self {
-        Self {
-            os: "linux".into(),
-            architecture: "amd64".into(),
-            variant: None,
-        }
-    }
-}
-
-impl std::str::FromStr for Platform {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let parts: Vec<&str> = s.split('/').collect();
-        let ok = |p: &&str| !p.is_empty();
-        match parts.as_slice() {
-            [os, arch] if ok(os) && ok(arch) => Ok(Self {
-                os: os.to_string(),
-                architecture: arch.to_string(),
-                variant: None,
-            }),
-            [os, arch, variant] if ok(os) && ok(arch) && ok(variant) => Ok(Self {
-                os: os.to_string(),
-                architecture: arch.to_string(),
-                variant: Some(variant.to_string()),
-            }),
-            _ => Err(format!(
-                "platform {s:?}: expected os/architecture[/variant]"
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for Platform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
-}
-
-impl Platform {
-    fn matches(&self, p: &Value) -> bool {
-        p["os"].as_str() == Some(&self.os)
-            && p["architecture"].as_str() == Some(&self.architecture)
-            && self
-                .variant
-                .as_deref()
-                .is_none_or(|v| p["variant"].as_str() == Some(v))
-    }
-
-    fn describe(p: &Value) -> String {
-        let mut s = format!(
-            "{}/{}",
-            p["os"].as_str().unwrap_or("?"),
-            p["architecture"].as_str().unwrap_or("?")
-        );
-        if let Some(v) = p["variant"].as_str() {
-            s.push('/');
-            s.push_str(v);
-        }
-        s
-    }
-}
+pub(crate) const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
 /// Settings of a [`Client`].
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
-    /// The platform picked from an index.
+    /// The platform picked from an index (default: the host's).
     pub platform: Platform,
     /// Pull every manifest of an index (the index is what gets tagged).
     pub all_platforms: bool,
     /// The tag written to `index.json` (default: the reference's tag; a
     /// digest reference gets an untagged entry).
     pub tag: Option<String>,
-    /// RA-TLS client-certificate options.
-    pub ra_tls: RaTlsOptions,
-    /// Bound on establishing a connection (TCP and TLS).
-    pub connect_timeout: Duration,
-    /// Bound on each read.
-    pub read_timeout: Duration,
+    /// Blobs downloaded at once.
+    pub concurrency: usize,
+    /// Connections, timeouts, retries, proxies.
+    pub http: HttpOptions,
 }
 
 impl Default for ClientOptions {
     fn default() -> Self {
         Self {
-            platform: Platform::default(),
+            platform: Platform::host(),
             all_platforms: false,
             tag: None,
-            ra_tls: RaTlsOptions::default(),
-            connect_timeout: Duration::from_secs(30),
-            read_timeout: Duration::from_secs(60),
+            concurrency: 4,
+            http: HttpOptions::default(),
         }
     }
 }
@@ -190,88 +83,54 @@ pub struct PullReport {
 /// A registry client. Cheap to clone; connections are pooled.
 #[derive(Debug, Clone)]
 pub struct Client {
-    http: reqwest::Client,
-    scheme: Scheme,
-    resolver: Option<Arc<CertResolver>>,
+    pub(crate) http: Http,
     options: ClientOptions,
 }
 
-/// A descriptor's essentials.
+/// A manifest or index as fetched: its digest, bytes and parsed form.
 #[derive(Debug, Clone)]
-struct Desc {
-    digest: Digest,
-    size: u64,
-    media_type: String,
-    raw: Value,
+pub struct Fetched {
+    /// The descriptor naming it (media type, digest, size; with the
+    /// platform when it was picked from an index).
+    pub descriptor: Descriptor,
+    /// Its digest, validated.
+    pub digest: Digest,
+    /// The bytes, verified against the digest.
+    pub bytes: Vec<u8>,
+    /// The parsed content.
+    pub content: Content,
 }
 
-impl Desc {
-    fn parse(v: &Value, what: &str) -> Result<Self, Error> {
-        let bad = |why: &str| Error::Manifest(format!("{what}: {why}"));
-        let digest = v["digest"]
-            .as_str()
-            .ok_or_else(|| bad("descriptor without digest"))?;
-        let digest = Digest::parse(digest).map_err(|e| bad(&e))?;
-        let size = v["size"]
-            .as_u64()
-            .ok_or_else(|| bad("descriptor without a valid size"))?;
-        let media_type = v["mediaType"].as_str().unwrap_or_default().to_string();
-        Ok(Self {
-            digest,
-            size,
-            media_type,
-            raw: v.clone(),
-        })
-    }
-
-    /// The descriptor for `index.json`: media type, digest, size, platform.
-    fn entry(&self) -> Value {
-        let mut e = json!({
-            "mediaType": self.media_type,
-            "digest": self.digest.to_string(),
-            "size": self.size,
-        });
-        if self.raw["platform"].is_object() {
-            e["platform"] = self.raw["platform"].clone();
-        }
-        e
-    }
+/// A manifest's parsed content.
+#[derive(Debug, Clone)]
+pub enum Content {
+    /// An image manifest (OCI or Docker schema 2).
+    Manifest(Box<ImageManifest>),
+    /// An index (OCI or Docker manifest list).
+    Index(Box<ImageIndex>),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Index,
-    Manifest,
+/// Everything a pull will write, resolved before any file is written:
+/// what a signature policy judges.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// What the tag will point to.
+    pub top: Fetched,
+    /// The index a platform's manifest was picked from, if any.
+    pub index: Option<Fetched>,
+    /// The image manifests (and nested indexes) to write, children first.
+    pub manifests: Vec<Fetched>,
+    /// The configs and layers to fetch, each once.
+    pub blobs: Vec<(Digest, u64)>,
 }
 
-fn kind_of(media_type: &str) -> Option<Kind> {
-    match media_type {
-        OCI_INDEX | DOCKER_MANIFEST_LIST => Some(Kind::Index),
-        OCI_MANIFEST | DOCKER_MANIFEST => Some(Kind::Manifest),
-        _ => None,
-    }
+/// A descriptor's digest, validated by ir-oci.
+pub(crate) fn digest_of(d: &Descriptor, what: &str) -> Result<Digest, Error> {
+    Digest::parse(d.digest().as_ref()).map_err(|e| Error::Manifest(format!("{what}: {e}")))
 }
 
-/// The cause chain of an error on one line.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
-}
-
-struct Pull<'a> {
-    client: &'a Client,
-    reference: &'a Reference,
-    layout: LayoutWriter,
-    report: PullReport,
+fn media_type_str(m: &MediaType) -> String {
+    m.to_string()
 }
 
 impl Client {
@@ -282,57 +141,31 @@ impl Client {
 
     /// A client with `options`.
     pub fn with_options(transport: Transport, options: ClientOptions) -> Result<Self, Error> {
-        let scheme = transport.scheme();
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("ir-client/", env!("CARGO_PKG_VERSION")))
-            .no_proxy()
-            .connect_timeout(options.connect_timeout)
-            .read_timeout(options.read_timeout);
-        builder = if scheme == Scheme::RaTls {
-            // The attested connection is to this host only.
-            builder.redirect(reqwest::redirect::Policy::none())
-        } else {
-            builder.redirect(reqwest::redirect::Policy::custom(|attempt| {
-                let first = attempt.previous().first().map(|u| u.scheme().to_string());
-                if attempt.previous().len() > 5 {
-                    attempt.error("too many redirects")
-                } else if first.as_deref() != Some(attempt.url().scheme()) {
-                    attempt.error("redirect changes the scheme")
-                } else {
-                    attempt.follow()
-                }
-            }))
-        };
-        let mut resolver = None;
-        match transport {
-            Transport::Plain => {}
-            Transport::Tls { ca } => {
-                builder = builder.tls_backend_preconfigured(tls_config(ca.as_deref(), None)?);
-            }
-            Transport::RaTls { ca, token_source } => {
-                let r = Arc::new(CertResolver::new(token_source, options.ra_tls.clone()));
-                builder =
-                    builder.tls_backend_preconfigured(tls_config(ca.as_deref(), Some(r.clone()))?);
-                resolver = Some(r);
-            }
-        }
-        let http = builder.build().map_err(|e| Error::Tls(chain(&e)))?;
         Ok(Self {
-            http,
-            scheme,
-            resolver,
+            http: Http::new(transport, &options.http)?,
             options,
         })
     }
 
     /// The RA-TLS certificate resolver (to inspect the last session).
     pub fn resolver(&self) -> Option<&Arc<CertResolver>> {
-        self.resolver.as_ref()
+        self.http.resolver.as_ref()
     }
 
     /// The underlying HTTP client (its TLS is this client's).
     pub fn http(&self) -> &reqwest::Client {
-        &self.http
+        &self.http.client
+    }
+
+    pub(crate) fn check_scheme(&self, scheme: Scheme, what: &str) -> Result<(), Error> {
+        if scheme != self.http.scheme {
+            return Err(Error::Reference(format!(
+                "{what} needs the {} transport, this client speaks {}",
+                scheme.as_str(),
+                self.http.scheme.as_str()
+            )));
+        }
+        Ok(())
     }
 
     /// Pulls `reference` (text) into the layout at `out`.
@@ -347,84 +180,154 @@ impl Client {
         reference: &Reference,
         out: &Path,
     ) -> Result<PullReport, Error> {
-        if reference.scheme != self.scheme {
-            return Err(Error::Reference(format!(
-                "reference {reference} needs the {} transport, this client speaks {}",
-                reference.scheme.as_str(),
-                self.scheme.as_str()
-            )));
-        }
+        self.pull_with_progress(reference, out, Arc::new(Silent))
+            .await
+    }
+
+    /// Pulls `reference` into the layout at `out`, reporting each blob to
+    /// `progress`.
+    pub async fn pull_with_progress(
+        &self,
+        reference: &Reference,
+        out: &Path,
+        progress: Arc<dyn Progress>,
+    ) -> Result<PullReport, Error> {
+        self.check_scheme(reference.scheme, &format!("reference {reference}"))?;
         if let Some(tag) = &self.options.tag {
             if !crate::reference::valid_tag(tag) {
                 return Err(Error::Reference(format!("invalid tag {tag:?}")));
             }
         }
-        let mut pull = Pull {
-            client: self,
-            reference,
-            layout: LayoutWriter::open(out)?,
-            report: PullReport {
-                digest: String::new(),
-                media_type: String::new(),
-                index_digest: None,
-                manifests: 0,
-                blobs: 0,
-                reused: 0,
-                bytes: 0,
-            },
-        };
+        let layout = LayoutWriter::open(out)?;
+        let resolved = self.resolve(reference).await?;
+        // A signature policy judges `resolved` here: nothing is written
+        // before this point, and a refusal returns before any file is.
+        self.write(reference, &layout, resolved, progress).await
+    }
+
+    /// Fetches the manifests a pull of `reference` needs (the index, the
+    /// host's or every platform's manifest), all verified, none written.
+    pub async fn resolve(&self, reference: &Reference) -> Result<Resolved, Error> {
         let expected = match &reference.target {
             Target::Digest(d) => Some((d.clone(), None)),
             Target::Tag(_) => None,
         };
-        let (top, bytes) = pull
-            .fetch_manifest(&reference.target.to_string(), expected)
+        let top = self
+            .fetch_manifest(reference, &reference.target.to_string(), expected)
             .await?;
-        let tag = self.options.tag.as_deref().or(reference.tag());
-        let tagged = match kind_of(&top.media_type) {
-            Some(Kind::Manifest) => {
-                pull.image(&top, &bytes).await?;
-                top
+        let mut manifests = Vec::new();
+        let (top, index) = match &top.content {
+            Content::Manifest(_) => {
+                manifests.push(top.clone());
+                (top, None)
             }
-            Some(Kind::Index) if self.options.all_platforms => {
-                pull.index_all(&top, &bytes, 0).await?;
-                top
+            Content::Index(_) if self.options.all_platforms => {
+                self.resolve_index(reference, &top, 0, &mut manifests)
+                    .await?;
+                (top, None)
             }
-            Some(Kind::Index) => {
-                let chosen = pull.pick_platform(&top, &bytes)?;
-                let (child, child_bytes) = pull
+            Content::Index(index) => {
+                let chosen = self.pick_platform(&top.digest, index)?;
+                let digest = digest_of(&chosen, "index entry")?;
+                let mut child = self
                     .fetch_manifest(
-                        &chosen.digest.to_string(),
-                        Some((chosen.digest.clone(), Some(chosen.size))),
+                        reference,
+                        &digest.to_string(),
+                        Some((digest, Some(chosen.size()))),
                     )
                     .await?;
-                if kind_of(&child.media_type) != Some(Kind::Manifest) {
+                if !matches!(child.content, Content::Manifest(_)) {
                     return Err(Error::Manifest(format!(
-                        "{}: the platform's entry is a {:?}, not an image manifest",
-                        chosen.digest, child.media_type
+                        "{}: the platform's entry is an index, not an image manifest",
+                        child.digest
                     )));
                 }
-                pull.image(&child, &child_bytes).await?;
-                pull.report.index_digest = Some(top.digest.to_string());
-                Desc {
-                    raw: chosen.raw.clone(),
-                    ..child
-                }
-            }
-            None => {
-                return Err(Error::Manifest(format!(
-                    "unsupported media type {:?}",
-                    top.media_type
-                )))
+                // The tag keeps the index entry's platform.
+                child.descriptor.set_platform(chosen.platform().clone());
+                manifests.push(child.clone());
+                (child, Some(top))
             }
         };
-        pull.layout.set_tag(&tagged.entry(), tag)?;
-        pull.report.digest = tagged.digest.to_string();
-        pull.report.media_type = tagged.media_type.clone();
-        Ok(pull.report)
+        let mut seen = HashSet::new();
+        let mut blobs = Vec::new();
+        for m in &manifests {
+            let Content::Manifest(image) = &m.content else {
+                continue;
+            };
+            let what = m.digest.to_string();
+            for (i, d) in std::iter::once(image.config())
+                .chain(image.layers())
+                .enumerate()
+            {
+                let digest = digest_of(d, &format!("{what} descriptor {i}"))?;
+                if seen.insert(digest.clone()) {
+                    blobs.push((digest, d.size()));
+                }
+            }
+        }
+        Ok(Resolved {
+            top,
+            index,
+            manifests,
+            blobs,
+        })
     }
 
-    fn url(&self, reference: &Reference, kind: &str, target: &str) -> String {
+    /// Writes what [`resolve`](Self::resolve) found: blobs in parallel,
+    /// then the manifests, then the tag.
+    pub async fn write(
+        &self,
+        reference: &Reference,
+        layout: &LayoutWriter,
+        resolved: Resolved,
+        progress: Arc<dyn Progress>,
+    ) -> Result<PullReport, Error> {
+        let mut report = PullReport {
+            digest: resolved.top.digest.to_string(),
+            media_type: media_type_str(resolved.top.descriptor.media_type()),
+            index_digest: resolved.index.as_ref().map(|i| i.digest.to_string()),
+            manifests: 0,
+            blobs: 0,
+            reused: 0,
+            bytes: resolved
+                .manifests
+                .iter()
+                .chain(resolved.index.as_ref())
+                .map(|m| m.bytes.len() as u64)
+                .sum(),
+        };
+        // The futures are made first (they do nothing until polled), so
+        // that the stream's type has no closure over borrowed items: a
+        // pull stays a `Send` future for any caller's `tokio::spawn`.
+        let fetches: Vec<_> = resolved
+            .blobs
+            .iter()
+            .map(|(digest, size)| self.blob_into(reference, layout, digest, *size, &*progress))
+            .collect();
+        let downloads: Vec<Option<u64>> = stream::iter(fetches)
+            .buffer_unordered(self.options.concurrency.max(1))
+            .try_collect()
+            .await?;
+        for d in downloads {
+            report.blobs += 1;
+            match d {
+                Some(bytes) => report.bytes += bytes,
+                None => report.reused += 1,
+            }
+        }
+        for m in &resolved.manifests {
+            if !layout.has_blob(&m.digest, m.bytes.len() as u64) {
+                layout.put_blob(&m.digest, &m.bytes)?;
+            }
+            report.manifests += 1;
+            report.blobs += 1;
+        }
+        let tag = self.options.tag.as_deref().or(reference.tag());
+        layout.set_tag(&resolved.top.descriptor, tag)?;
+        Ok(report)
+    }
+
+    pub(crate) fn url(&self, reference: &Reference, kind: &str, target: &str) -> String {
         format!(
             "{}/v2/{}/{kind}/{target}",
             reference.base_url(),
@@ -432,70 +335,17 @@ impl Client {
         )
     }
 
-    async fn get(&self, url: &str, accept: Option<&str>) -> Result<reqwest::Response, Error> {
-        let mut req = self.http.get(url);
-        if let Some(a) = accept {
-            req = req.header(header::ACCEPT, a);
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| self.transport_error(url, &e))?;
-        let status = resp.status();
-        if status != reqwest::StatusCode::OK {
-            let message = oci_error(resp).await;
-            return Err(Error::Status {
-                url: url.to_string(),
-                status: status.as_u16(),
-                message,
-            });
-        }
-        Ok(resp)
-    }
-
-    fn transport_error(&self, url: &str, e: &reqwest::Error) -> Error {
-        let mut reason = chain(e);
-        if let Some(why) = self.resolver.as_ref().and_then(|r| r.take_error()) {
-            reason = format!("RA-TLS client certificate not sent ({why}); {reason}");
-        }
-        Error::Transport {
-            url: url.to_string(),
-            reason,
-        }
-    }
-}
-
-/// `: CODE: message` from an OCI error body, if there is one.
-async fn oci_error(mut resp: reqwest::Response) -> String {
-    let mut body = Vec::new();
-    while let Ok(Some(chunk)) = resp.chunk().await {
-        body.extend_from_slice(&chunk);
-        if body.len() > MAX_ERROR_BODY {
-            return String::new();
-        }
-    }
-    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
-        return String::new();
-    };
-    let e = &v["errors"][0];
-    match (e["code"].as_str(), e["message"].as_str()) {
-        (Some(c), Some(m)) => format!(": {c}: {m}"),
-        (Some(c), None) => format!(": {c}"),
-        _ => String::new(),
-    }
-}
-
-impl Pull<'_> {
     /// Fetches a manifest or index, checks it against `expected` (digest
     /// and size, when known) and the registry's `Docker-Content-Digest`,
-    /// and writes it as a blob.
-    async fn fetch_manifest(
-        &mut self,
+    /// and parses it.
+    pub async fn fetch_manifest(
+        &self,
+        reference: &Reference,
         target: &str,
         expected: Option<(Digest, Option<u64>)>,
-    ) -> Result<(Desc, Vec<u8>), Error> {
-        let url = self.client.url(self.reference, "manifests", target);
-        let mut resp = self.client.get(&url, Some(ACCEPT)).await?;
+    ) -> Result<Fetched, Error> {
+        let url = self.url(reference, "manifests", target);
+        let mut resp = self.http.get(&url, Some(ACCEPT), 0).await?;
         if resp
             .content_length()
             .is_some_and(|n| n > MAX_MANIFEST_SIZE as u64)
@@ -520,7 +370,7 @@ impl Pull<'_> {
         while let Some(chunk) = resp
             .chunk()
             .await
-            .map_err(|e| self.client.transport_error(&url, &e))?
+            .map_err(|e| self.http.transport_error(&url, &e))?
         {
             if bytes.len() + chunk.len() > MAX_MANIFEST_SIZE {
                 return Err(Error::Manifest(format!(
@@ -529,18 +379,18 @@ impl Pull<'_> {
             }
             bytes.extend_from_slice(&chunk);
         }
-        self.report.bytes += bytes.len() as u64;
         // The digest that names the content: the one asked for, else the
         // registry's header, else SHA-256.
         let digest = match (&expected, &header_digest) {
             (Some((d, _)), _) => d.clone(),
             (None, Some(h)) => h.clone(),
-            (None, None) => Algorithm::Sha256.digest(&bytes),
+            (None, None) => Digest::of_bytes(Algorithm::Sha256, &bytes),
         };
         for want in std::iter::once(&digest).chain(header_digest.as_ref()) {
-            let found = want.algorithm().digest(&bytes);
+            let found = Digest::of_bytes(want.algorithm(), &bytes);
             if found != *want {
                 return Err(Error::DigestMismatch {
+                    what: format!("{reference} manifest"),
                     expected: want.to_string(),
                     found: found.to_string(),
                 });
@@ -555,109 +405,38 @@ impl Pull<'_> {
                 });
             }
         }
-        let value: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Manifest(format!("{digest}: not JSON: {e}")))?;
-        let media_type = match (value["mediaType"].as_str(), content_type.as_deref()) {
-            (Some(m), _) => m.to_string(),
-            (None, Some(c)) if kind_of(c).is_some() => c.to_string(),
-            (None, _) if value["manifests"].is_array() => OCI_INDEX.to_string(),
-            (None, _) if value["config"].is_object() => OCI_MANIFEST.to_string(),
-            (None, c) => {
-                return Err(Error::Manifest(format!(
-                    "{digest}: unknown media type {c:?}"
-                )))
-            }
-        };
-        if value["schemaVersion"].as_u64() != Some(2) {
-            return Err(Error::Manifest(format!("{digest}: schemaVersion is not 2")));
-        }
-        let desc = Desc {
-            raw: json!({"mediaType": media_type, "digest": digest.to_string(), "size": bytes.len()}),
+        let (media_type, content) = parse_manifest(&digest, &bytes, content_type.as_deref())?;
+        let descriptor = Descriptor::new(
+            MediaType::from(media_type.as_str()),
+            bytes.len() as u64,
+            oci_spec::image::Digest::try_from(digest.to_string())
+                .map_err(|e| Error::Manifest(format!("{digest}: {e}")))?,
+        );
+        Ok(Fetched {
+            descriptor,
             digest,
-            size: bytes.len() as u64,
-            media_type,
-        };
-        Ok((desc, bytes))
+            bytes,
+            content,
+        })
     }
 
-    fn put_manifest(&mut self, desc: &Desc, bytes: &[u8]) -> Result<(), Error> {
-        if !self.layout.has_blob(&desc.digest, desc.size) {
-            self.layout.put_blob(&desc.digest, bytes)?;
-        }
-        self.report.manifests += 1;
-        self.report.blobs += 1;
-        Ok(())
-    }
-
-    /// Pulls an image manifest's config and layers, then writes the
-    /// manifest itself.
-    async fn image(&mut self, manifest: &Desc, bytes: &[u8]) -> Result<(), Error> {
-        let value: Value = serde_json::from_slice(bytes).expect("checked JSON");
-        let what = manifest.digest.to_string();
-        let config = Desc::parse(&value["config"], &format!("{what} config"))?;
-        let layers = value["layers"]
-            .as_array()
-            .ok_or_else(|| Error::Manifest(format!("{what}: no layers array")))?;
-        let mut blobs = vec![config];
-        for (i, l) in layers.iter().enumerate() {
-            blobs.push(Desc::parse(l, &format!("{what} layer {i}"))?);
-        }
-        for b in &blobs {
-            self.blob(b).await?;
-        }
-        self.put_manifest(manifest, bytes)
-    }
-
-    /// Streams one blob into the layout, verified.
-    async fn blob(&mut self, d: &Desc) -> Result<(), Error> {
-        if self.layout.has_blob(&d.digest, d.size) {
-            self.report.reused += 1;
-            self.report.blobs += 1;
-            return Ok(());
-        }
-        let url = self
-            .client
-            .url(self.reference, "blobs", &d.digest.to_string());
-        let mut resp = self.client.get(&url, None).await?;
-        if let Some(len) = resp.content_length() {
-            if len != d.size {
-                return Err(Error::Size {
-                    digest: d.digest.to_string(),
-                    expected: d.size,
-                    found: format!("{len} (Content-Length)"),
-                });
-            }
-        }
-        let mut w = self.layout.begin_blob(&d.digest, d.size)?;
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| self.client.transport_error(&url, &e))?
-        {
-            w.write(&chunk)?;
-        }
-        self.report.bytes += w.written();
-        w.finish()?;
-        self.report.blobs += 1;
-        Ok(())
-    }
-
-    fn pick_platform(&self, index: &Desc, bytes: &[u8]) -> Result<Desc, Error> {
-        let value: Value = serde_json::from_slice(bytes).expect("checked JSON");
-        let entries = value["manifests"]
-            .as_array()
-            .ok_or_else(|| Error::Manifest(format!("{}: no manifests array", index.digest)))?;
-        let wanted = &self.client.options.platform;
+    fn pick_platform(
+        &self,
+        index_digest: &Digest,
+        index: &ImageIndex,
+    ) -> Result<Descriptor, Error> {
+        let wanted = &self.options.platform;
         let mut available = Vec::new();
-        for (i, e) in entries.iter().enumerate() {
-            if wanted.matches(&e["platform"]) {
-                return Desc::parse(e, &format!("{} entry {i}", index.digest));
-            }
-            if e["platform"].is_object() {
-                available.push(Platform::describe(&e["platform"]));
+        for e in index.manifests() {
+            if let Some(p) = e.platform() {
+                if wanted.matches(p) {
+                    return Ok(e.clone());
+                }
+                available.push(Platform::describe(p));
             }
         }
         Err(Error::NoPlatform {
+            index: index_digest.to_string(),
             wanted: wanted.to_string(),
             available: if available.is_empty() {
                 "none".into()
@@ -667,56 +446,181 @@ impl Pull<'_> {
         })
     }
 
-    /// Pulls every manifest of an index (recursively), then the index.
-    async fn index_all(&mut self, index: &Desc, bytes: &[u8], depth: usize) -> Result<(), Error> {
+    /// Every manifest of an index (recursively) into `out`, children
+    /// before the index that lists them.
+    async fn resolve_index(
+        &self,
+        reference: &Reference,
+        index: &Fetched,
+        depth: usize,
+        out: &mut Vec<Fetched>,
+    ) -> Result<(), Error> {
         if depth >= MAX_DEPTH {
             return Err(Error::Manifest(format!(
                 "{}: indexes nested deeper than {MAX_DEPTH}",
                 index.digest
             )));
         }
-        let value: Value = serde_json::from_slice(bytes).expect("checked JSON");
-        let entries = value["manifests"]
-            .as_array()
-            .ok_or_else(|| Error::Manifest(format!("{}: no manifests array", index.digest)))?;
-        for (i, e) in entries.iter().enumerate() {
-            let d = Desc::parse(e, &format!("{} entry {i}", index.digest))?;
-            let (child, child_bytes) = Box::pin(self.fetch_manifest(
-                &d.digest.to_string(),
-                Some((d.digest.clone(), Some(d.size))),
-            ))
-            .await?;
-            match kind_of(&child.media_type) {
-                Some(Kind::Manifest) => Box::pin(self.image(&child, &child_bytes)).await?,
-                Some(Kind::Index) => {
-                    Box::pin(self.index_all(&child, &child_bytes, depth + 1)).await?
-                }
-                None => {
-                    return Err(Error::Manifest(format!(
-                        "{}: unsupported media type {:?}",
-                        child.digest, child.media_type
-                    )))
-                }
+        let Content::Index(parsed) = &index.content else {
+            unreachable!("called with an index");
+        };
+        for (i, e) in parsed.manifests().iter().enumerate() {
+            if out.len() >= MAX_MANIFESTS {
+                return Err(Error::Manifest(format!(
+                    "{reference}: more than {MAX_MANIFESTS} manifests"
+                )));
+            }
+            let d = digest_of(e, &format!("{} entry {i}", index.digest))?;
+            let child = self
+                .fetch_manifest(reference, &d.to_string(), Some((d, Some(e.size()))))
+                .await?;
+            if matches!(child.content, Content::Index(_)) {
+                Box::pin(self.resolve_index(reference, &child, depth + 1, out)).await?;
+            } else {
+                out.push(child);
             }
         }
-        self.put_manifest(index, bytes)
+        out.push(index.clone());
+        Ok(())
+    }
+
+    /// Downloads one blob into the layout, resuming a cut transfer with a
+    /// Range request; `None` when it was already there.
+    async fn blob_into(
+        &self,
+        reference: &Reference,
+        layout: &LayoutWriter,
+        digest: &Digest,
+        size: u64,
+        progress: &dyn Progress,
+    ) -> Result<Option<u64>, Error> {
+        if layout.has_blob(digest, size) {
+            progress.finish(digest, size, false);
+            return Ok(None);
+        }
+        let url = self.url(reference, "blobs", &digest.to_string());
+        let mut w = layout.begin_blob(digest, size)?;
+        progress.start(digest, size);
+        let mut downloaded = 0u64;
+        let mut failures = 0u32;
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let from = w.written();
+            let mut resp = self.http.get(&url, None, from).await?;
+            let partial = resp.status() == reqwest::StatusCode::PARTIAL_CONTENT;
+            if from > 0 && !partial {
+                // The registry ignored the range: start again.
+                w.reset()?;
+                progress.restart(digest, 0, "registry sent the whole blob");
+            } else if partial {
+                let start = resp
+                    .headers()
+                    .get(header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("bytes "))
+                    .and_then(|v| v.split('-').next())
+                    .and_then(|v| v.parse::<u64>().ok());
+                if start != Some(from) {
+                    return Err(Error::Transport {
+                        url,
+                        reason: format!("asked for bytes {from}-, got Content-Range {start:?}"),
+                    });
+                }
+            }
+            let remaining = size - w.written();
+            if let Some(len) = resp.content_length() {
+                if len != remaining {
+                    return Err(Error::Size {
+                        digest: digest.to_string(),
+                        expected: size,
+                        found: format!("{} (Content-Length)", len + w.written()),
+                    });
+                }
+            }
+            let before = w.written();
+            let cut = loop {
+                match resp.chunk().await {
+                    Ok(Some(chunk)) => {
+                        w.write(&chunk)?;
+                        downloaded += chunk.len() as u64;
+                        progress.advance(digest, chunk.len() as u64);
+                    }
+                    Ok(None) => break None,
+                    Err(e) => break Some(self.http.transport_error(&url, &e)),
+                }
+            };
+            let Some(err) = cut else {
+                if w.written() == size {
+                    break;
+                }
+                // Connection closed early without an error: resume too.
+                failures += 1;
+                if failures > self.http.retries || attempts >= MAX_BLOB_ATTEMPTS {
+                    return Err(Error::Size {
+                        digest: digest.to_string(),
+                        expected: size,
+                        found: w.written().to_string(),
+                    });
+                }
+                continue;
+            };
+            if w.written() > before {
+                failures = 0;
+            }
+            failures += 1;
+            if failures > self.http.retries || attempts >= MAX_BLOB_ATTEMPTS {
+                return Err(err);
+            }
+            tracing::debug!(%digest, offset = w.written(), error = %err, "resuming");
+            progress.restart(digest, w.written(), &err.to_string());
+            tokio::time::sleep(backoff(failures)).await;
+        }
+        w.finish()?;
+        progress.finish(digest, size, true);
+        Ok(Some(downloaded))
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn platforms() {
-        let p: Platform = "linux/arm64/v8".parse().unwrap();
-        assert!(p.matches(&json!({"os": "linux", "architecture": "arm64", "variant": "v8"})));
-        assert!(!p.matches(&json!({"os": "linux", "architecture": "arm64"})));
-        let p: Platform = "linux/arm64".parse().unwrap();
-        assert!(p.matches(&json!({"os": "linux", "architecture": "arm64", "variant": "v8"})));
-        assert!(!p.matches(&json!({"os": "linux", "architecture": "amd64"})));
-        assert!("linux".parse::<Platform>().is_err());
-        assert!("linux//".parse::<Platform>().is_err());
-        assert_eq!(Platform::default().to_string(), "linux/amd64");
+/// The media type and parsed content of a manifest's bytes: the
+/// `mediaType` field, else the `Content-Type`, else its shape.
+fn parse_manifest(
+    digest: &Digest,
+    bytes: &[u8],
+    content_type: Option<&str>,
+) -> Result<(String, Content), Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Probe {
+        schema_version: Option<u64>,
+        media_type: Option<String>,
+        manifests: Option<serde::de::IgnoredAny>,
+        config: Option<serde::de::IgnoredAny>,
     }
+    let bad = |why: String| Error::Manifest(format!("{digest}: {why}"));
+    let probe: Probe = serde_json::from_slice(bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
+    if probe.schema_version != Some(2) {
+        return Err(bad("schemaVersion is not 2".into()));
+    }
+    let is_index = |m: &str| m == OCI_INDEX || m == DOCKER_MANIFEST_LIST;
+    let is_manifest = |m: &str| m == OCI_MANIFEST || m == DOCKER_MANIFEST;
+    let media_type = match (probe.media_type, content_type) {
+        (Some(m), _) => m,
+        (None, Some(c)) if is_index(c) || is_manifest(c) => c.to_string(),
+        (None, _) if probe.manifests.is_some() => OCI_INDEX.to_string(),
+        (None, _) if probe.config.is_some() => OCI_MANIFEST.to_string(),
+        (None, c) => return Err(bad(format!("unknown media type {c:?}"))),
+    };
+    let content = if is_index(&media_type) {
+        Content::Index(Box::new(
+            serde_json::from_slice(bytes).map_err(|e| bad(format!("index: {e}")))?,
+        ))
+    } else if is_manifest(&media_type) {
+        Content::Manifest(Box::new(
+            serde_json::from_slice(bytes).map_err(|e| bad(format!("manifest: {e}")))?,
+        ))
+    } else {
+        return Err(bad(format!("unsupported media type {media_type:?}")));
+    };
+    Ok((media_type, content))
 }

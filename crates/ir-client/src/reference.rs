@@ -1,6 +1,6 @@
 //! Image references: `<scheme>://<host>[:<port>]/<name>[:<tag>|@<digest>]`.
 
-use crate::digest::Digest;
+use ir_oci::Digest;
 use std::fmt;
 
 /// How the registry is reached, from the reference's scheme.
@@ -83,7 +83,7 @@ impl Reference {
         let (name, target) = if let Some((name, digest)) = path.split_once('@') {
             (
                 name,
-                Target::Digest(Digest::parse(digest).map_err(|e| bad(&e))?),
+                Target::Digest(Digest::parse(digest).map_err(|e| bad(&e.to_string()))?),
             )
         } else {
             // A tag follows the last ':' of the last path segment.
@@ -143,6 +143,40 @@ impl fmt::Display for Reference {
             self.name,
             self.target
         )
+    }
+}
+
+/// A registry without a repository: `<scheme>://<host>[:<port>][/]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryUrl {
+    /// The scheme.
+    pub scheme: Scheme,
+    /// `host[:port]`, as written.
+    pub authority: String,
+}
+
+impl RegistryUrl {
+    /// Parses `<scheme>://<host>[:<port>][/]`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let r = Reference::parse(&format!("{}/x", text.trim_end_matches('/'))).map_err(|_| {
+            format!("registry {text:?}: expected <http|https|ra-tls>://<host>[:<port>]")
+        })?;
+        if r.name != "x" {
+            return Err(format!("registry {text:?}: expected no repository name"));
+        }
+        Ok(Self {
+            scheme: r.scheme,
+            authority: r.authority,
+        })
+    }
+
+    /// The base URL (`http[s]://host:port`).
+    pub fn base_url(&self) -> String {
+        let scheme = match self.scheme {
+            Scheme::Http => "http",
+            Scheme::Https | Scheme::RaTls => "https",
+        };
+        format!("{scheme}://{}", self.authority)
     }
 }
 
@@ -209,7 +243,7 @@ mod tests {
         assert_eq!(r.target, Target::Tag("latest".into()));
         assert_eq!(r.base_url(), "http://127.0.0.1:5000");
 
-        let d = crate::digest::Algorithm::Sha256.digest(b"x");
+        let d = Digest::of_bytes(ir_oci::Algorithm::Sha256, b"x");
         let r = Reference::parse(&format!("https://reg.example/a/b@{d}")).unwrap();
         assert_eq!(r.target, Target::Digest(d));
         assert_eq!(r.tag(), None);

@@ -40,10 +40,11 @@ async fn pull_over_http_and_one_line_failures() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     assert!(text(&o.stdout).contains(f.image.manifest.digest_str()));
 
-    for (a, want) in [
+    for (a, want, code) in [
         (
             args(&["pull", "not-a-reference", "--out", dir]),
             "reference",
+            2,
         ),
         (
             args(&[
@@ -52,19 +53,22 @@ async fn pull_over_http_and_one_line_failures() {
                 "--out",
                 dir,
             ]),
-            "HTTP 404",
+            "HTTP 404: NAME_UNKNOWN",
+            3,
         ),
         (
             args(&["pull", "ra-tls://localhost:1/app", "--out", dir]),
             "needs a token source",
+            2,
         ),
         (
             args(&["pull", &url, "--out", dir, "--emulate-realm"]),
             "ra-tls",
+            2,
         ),
     ] {
         let o = run(a.clone()).await;
-        assert_eq!(o.status.code(), Some(1), "{a:?}");
+        assert_eq!(o.status.code(), Some(code), "{a:?}");
         let err = text(&o.stderr);
         assert!(err.contains(want), "{a:?}: {err}");
         assert!(

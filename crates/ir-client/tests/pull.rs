@@ -153,6 +153,21 @@ async fn picks_a_platform_or_pulls_them_all() {
         .unwrap();
     assert_eq!(r.digest, f.arm64.manifest.digest_str());
 
+    // No --platform: the host's.
+    let out = tempfile::TempDir::new().unwrap();
+    let r = Client::new(Transport::Plain)
+        .unwrap()
+        .pull(&url, out.path())
+        .await
+        .unwrap();
+    let host = Platform::host().to_string();
+    let want = match host.as_str() {
+        "linux/amd64" => f.amd64.manifest.digest_str(),
+        "linux/arm64/v8" => f.arm64.manifest.digest_str(),
+        other => panic!("no fixture image for host platform {other}"),
+    };
+    assert_eq!(r.digest, want);
+
     // No such platform: a clear error, no tag written.
     let out = tempfile::TempDir::new().unwrap();
     let e = with("linux/s390x", false)
@@ -171,7 +186,8 @@ async fn picks_a_platform_or_pulls_them_all() {
         .unwrap();
     assert_eq!(r.digest, f.index.digest_str());
     assert_eq!(r.manifests, 3);
-    assert_eq!(r.blobs, 7);
+    // The two images share their config: 6 distinct blobs.
+    assert_eq!(r.blobs, 6);
     assert_eq!(load_back(&out, "app", "multi"), f.index.digest_str());
     server.stop().await;
 }
@@ -252,7 +268,7 @@ fn lying_routes(
     layer_served: &[u8],
     layer_claimed: &[u8],
 ) -> (HashMap<String, (String, Vec<u8>)>, String) {
-    let sha = |b: &[u8]| ir_client::digest::Algorithm::Sha256.digest(b).to_string();
+    let sha = |b: &[u8]| ir_oci::Digest::of_bytes(ir_oci::Algorithm::Sha256, b).to_string();
     let config =
         br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
     let manifest = serde_json::to_vec(&json!({
@@ -321,7 +337,7 @@ async fn content_that_does_not_match_its_digest_is_refused_and_not_written() {
     // A manifest pulled by digest that is not that digest.
     let (routes, _) = lying_routes(b"x", b"x");
     let manifest = routes["/v2/app/manifests/latest"].clone();
-    let wrong = ir_client::digest::Algorithm::Sha256.digest(b"something else");
+    let wrong = ir_oci::Digest::of_bytes(ir_oci::Algorithm::Sha256, b"something else");
     let mut routes2 = HashMap::new();
     routes2.insert(format!("/v2/app/manifests/{wrong}"), manifest);
     let server = lying_registry(routes2).await;

@@ -27,7 +27,10 @@ fn client(pki: &Pki, source: TokenSource, options: RaTlsOptions) -> Client {
             token_source: source,
         },
         ClientOptions {
-            ra_tls: options,
+            http: ir_client::HttpOptions {
+                ra_tls: options,
+                ..Default::default()
+            },
             ..ClientOptions::default()
         },
     )

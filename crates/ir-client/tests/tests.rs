@@ -4,6 +4,7 @@
 
 mod util;
 
+mod browse;
 mod cli;
 mod ir_server_ratls;
 mod pull;

@@ -18,25 +18,41 @@
 //!   when the page cache is cold;
 //! - [`rule`]: the rules a layout can break, as data;
 //! - [`report`]: the human summary of a load.
+//!
+//! Everything from [`loader`] down needs the default `loader` feature;
+//! without it the crate is only the model types (digests, names,
+//! references, media types, rules), with no io_uring, no memory maps and no
+//! signal handling. [`mapped`] hashes through memory maps only once the
+//! program opted into its process-wide `SIGBUS` handler.
 #![deny(missing_docs)]
 
 pub mod digest;
 pub mod digest_map;
+#[cfg(feature = "loader")]
 mod fsx;
+#[cfg(feature = "loader")]
 pub use fsx::open_unchanged;
+#[cfg(feature = "loader")]
 pub mod listing;
+#[cfg(feature = "loader")]
 pub mod loader;
+#[cfg(feature = "loader")]
 pub mod mapped;
 pub mod media_type;
+#[cfg(feature = "loader")]
 pub mod model;
 pub mod name;
+#[cfg(feature = "loader")]
 pub mod prefetch;
+#[cfg(feature = "loader")]
 pub mod report;
 pub mod rule;
 
 pub use digest::{Algorithm, Digest};
 pub use digest_map::DigestMap;
+#[cfg(feature = "loader")]
 pub use loader::{load, load_incremental, LoadError, LoadOptions, ReadAhead};
+#[cfg(feature = "loader")]
 pub use model::{Application, Blob, FileIdentity, Manifest, Referring, Registry};
 pub use name::{Reference, RepoName, Tag};
 pub use rule::{Rejection, Rule};

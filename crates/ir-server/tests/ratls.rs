@@ -190,7 +190,12 @@ impl Harness {
         Client::with_options(
             transport,
             ClientOptions {
-                ra_tls,
+                // No retries: each refusal is one outcome to assert on.
+                http: ir_client::HttpOptions {
+                    ra_tls,
+                    retries: 0,
+                    ..Default::default()
+                },
                 ..ClientOptions::default()
             },
         )
@@ -1422,7 +1427,17 @@ async fn veraison_slot_wait_fits_in_the_handshake_timeout() {
             h.pull(&c, "app:latest").await.map(|_| ())
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The first realm holds the only Veraison slot once the mock has seen
+    // its first request (waiting on that, not on the clock, so a slow
+    // machine cannot let the second realm take the slot first).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while mock.counters().requests == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first realm never reached Veraison"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let second = h.client(TokenSource::emulated(h.realm.clone()));
     assert!(h.pull(&second, "app:latest").await.is_err());
     first.await.unwrap().unwrap();

@@ -1,0 +1,285 @@
+//! The HTTP side: one request with retries, on the transport the
+//! reference's scheme chose.
+
+use crate::ratls::{tls_config, CertResolver, RaTlsOptions, TokenSource};
+use crate::reference::Scheme;
+use crate::Error;
+use reqwest::header;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest OCI error body read for an error message.
+const MAX_ERROR_BODY: usize = 16 * 1024;
+/// Longest wait between two attempts, whatever `Retry-After` says.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// First wait between two attempts; doubled each time.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+
+/// How to reach the registry.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// Plain HTTP (`http://` references).
+    Plain,
+    /// TLS (`https://` references); `ca` is a PEM file's content, `None`
+    /// for the platform's roots.
+    Tls {
+        /// Trusted CA certificates (PEM).
+        ca: Option<Vec<u8>>,
+    },
+    /// RA-TLS (`ra-tls://` references).
+    RaTls {
+        /// Trusted CA certificates (PEM) for the server.
+        ca: Option<Vec<u8>>,
+        /// Where each handshake's token comes from.
+        token_source: TokenSource,
+    },
+}
+
+impl Transport {
+    pub(crate) fn scheme(&self) -> Scheme {
+        match self {
+            Transport::Plain => Scheme::Http,
+            Transport::Tls { .. } => Scheme::Https,
+            Transport::RaTls { .. } => Scheme::RaTls,
+        }
+    }
+}
+
+/// Connection settings.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// RA-TLS client-certificate options.
+    pub ra_tls: RaTlsOptions,
+    /// Bound on establishing a connection (TCP and TLS).
+    pub connect_timeout: Duration,
+    /// Bound on each read.
+    pub read_timeout: Duration,
+    /// Attempts after the first one, on connection errors, 5xx and 429
+    /// answers and cut transfers.
+    pub retries: u32,
+    /// Whether http and https go through `HTTPS_PROXY`/`HTTP_PROXY`
+    /// (minus `NO_PROXY`) when set. Never for ra-tls, whose handshake must
+    /// reach the server itself.
+    pub proxy_from_env: bool,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self {
+            ra_tls: RaTlsOptions::default(),
+            connect_timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(60),
+            retries: 3,
+            proxy_from_env: true,
+        }
+    }
+}
+
+/// An HTTP client for one transport. Cheap to clone; connections pooled.
+#[derive(Debug, Clone)]
+pub(crate) struct Http {
+    pub(crate) client: reqwest::Client,
+    pub(crate) scheme: Scheme,
+    pub(crate) resolver: Option<Arc<CertResolver>>,
+    pub(crate) retries: u32,
+}
+
+/// The cause chain of an error on one line.
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// The wait before attempt `attempt` (1-based): 200 ms, 400 ms, … capped.
+pub(crate) fn backoff(attempt: u32) -> Duration {
+    FIRST_BACKOFF
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(MAX_BACKOFF)
+}
+
+impl Http {
+    pub(crate) fn new(transport: Transport, options: &HttpOptions) -> Result<Self, Error> {
+        let scheme = transport.scheme();
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("ir-client/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(options.connect_timeout)
+            .read_timeout(options.read_timeout);
+        if scheme == Scheme::RaTls || !options.proxy_from_env {
+            builder = builder.no_proxy();
+        }
+        builder = if scheme == Scheme::RaTls {
+            // The attested connection is to this host only.
+            builder.redirect(reqwest::redirect::Policy::none())
+        } else {
+            builder.redirect(reqwest::redirect::Policy::custom(|attempt| {
+                let first = attempt.previous().first().map(|u| u.scheme().to_string());
+                if attempt.previous().len() > 5 {
+                    attempt.error("too many redirects")
+                } else if first.as_deref() != Some(attempt.url().scheme()) {
+                    attempt.error("redirect changes the scheme")
+                } else {
+                    attempt.follow()
+                }
+            }))
+        };
+        let mut resolver = None;
+        match transport {
+            Transport::Plain => {}
+            Transport::Tls { ca } => {
+                builder = builder.tls_backend_preconfigured(tls_config(ca.as_deref(), None)?);
+            }
+            Transport::RaTls { ca, token_source } => {
+                let r = Arc::new(CertResolver::new(token_source, options.ra_tls.clone()));
+                builder =
+                    builder.tls_backend_preconfigured(tls_config(ca.as_deref(), Some(r.clone()))?);
+                resolver = Some(r);
+            }
+        }
+        let client = builder.build().map_err(|e| Error::Tls(chain(&e)))?;
+        Ok(Self {
+            client,
+            scheme,
+            resolver,
+            retries: options.retries,
+        })
+    }
+
+    /// GET `url` (from byte `from` on, when not 0), retrying connection
+    /// errors and 5xx/429 answers with backoff. A success is 200, or 206
+    /// for a range; anything else is [`Error::Status`] with the OCI error.
+    pub(crate) async fn get(
+        &self,
+        url: &str,
+        accept: Option<&str>,
+        from: u64,
+    ) -> Result<reqwest::Response, Error> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let mut req = self.client.get(url);
+            if let Some(a) = accept {
+                req = req.header(header::ACCEPT, a);
+            }
+            if from > 0 {
+                req = req.header(header::RANGE, format!("bytes={from}-"));
+            }
+            tracing::debug!(url, from, attempt, "GET");
+            let retry_in = match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    tracing::debug!(
+                        url,
+                        status = status.as_u16(),
+                        content_type = ?resp.headers().get(header::CONTENT_TYPE),
+                        content_length = ?resp.content_length(),
+                        digest = ?resp.headers().get("docker-content-digest"),
+                        "response"
+                    );
+                    let ok = status == reqwest::StatusCode::OK
+                        || (from > 0 && status == reqwest::StatusCode::PARTIAL_CONTENT);
+                    if ok {
+                        return Ok(resp);
+                    }
+                    let transient = status.is_server_error()
+                        || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
+                    if !transient || attempt > self.retries {
+                        return Err(Error::Status {
+                            url: url.to_string(),
+                            status: status.as_u16(),
+                            message: oci_error(resp).await,
+                        });
+                    }
+                    retry_after(&resp).unwrap_or_else(|| backoff(attempt))
+                }
+                Err(e) => {
+                    let err = self.transport_error(url, &e);
+                    // A refused attestation will be refused again.
+                    if attempt > self.retries || matches!(err, Error::Attestation { .. }) {
+                        return Err(err);
+                    }
+                    tracing::debug!(url, error = %err, "retrying");
+                    backoff(attempt)
+                }
+            };
+            tokio::time::sleep(retry_in.min(MAX_BACKOFF)).await;
+        }
+    }
+
+    pub(crate) fn transport_error(&self, url: &str, e: &reqwest::Error) -> Error {
+        let reason = chain(e);
+        if let Some(why) = self.resolver.as_ref().and_then(|r| r.take_error()) {
+            return Error::Attestation {
+                url: url.to_string(),
+                reason: format!("client certificate not sent ({why}); {reason}"),
+            };
+        }
+        Error::Transport {
+            url: url.to_string(),
+            reason,
+        }
+    }
+}
+
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    let secs: u64 = resp
+        .headers()
+        .get(header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs))
+}
+
+/// `: CODE: message` from an OCI error body, if there is one.
+pub(crate) async fn oci_error(mut resp: reqwest::Response) -> String {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        errors: Vec<OciError>,
+    }
+    #[derive(serde::Deserialize)]
+    struct OciError {
+        code: String,
+        message: Option<String>,
+    }
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_ERROR_BODY {
+            return String::new();
+        }
+    }
+    let Ok(b) = serde_json::from_slice::<Body>(&body) else {
+        return String::new();
+    };
+    match b.errors.first() {
+        Some(OciError {
+            code,
+            message: Some(m),
+        }) => format!(": {code}: {}", m.replace('\n', " ")),
+        Some(OciError { code, .. }) => format!(": {code}"),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(backoff(1), Duration::from_millis(200));
+        assert_eq!(backoff(2), Duration::from_millis(400));
+        assert_eq!(backoff(100), MAX_BACKOFF);
+    }
+}

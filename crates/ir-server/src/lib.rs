@@ -14,6 +14,7 @@
 //! - [`server`]: HTTP/1.1 and HTTP/2 on a connection, limits, shutdown;
 //! - [`transport`]: accept loops per transport;
 //! - [`metrics`]: Prometheus metrics and the metrics listener;
+//! - [`probe`]: `ir-server probe URL`, the container health check;
 //! - [`app`]: wiring it all together for the binary.
 #![deny(missing_docs)]
 
@@ -25,6 +26,7 @@ pub mod cli;
 pub mod logging;
 pub mod memory;
 pub mod metrics;
+pub mod probe;
 pub mod reload;
 pub mod sd_notify;
 pub mod seal;

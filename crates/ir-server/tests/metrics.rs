@@ -500,3 +500,47 @@ fn the_binary_notifies_systemd_once_ready() {
         assert_eq!(served.unwrap(), 200);
     });
 }
+
+/// `ir-server probe URL` (the image's HEALTHCHECK): exit 0 while /readyz
+/// is 200, 1 while it is 503 or nothing listens.
+#[test]
+fn the_probe_subcommand_follows_readyz() {
+    serial(|| async {
+        let state = Arc::new(ApiState::loading(catalog::shared(Catalog::default()), false));
+        let base = metrics_listener(state.clone()).await;
+        let probe = |path: &str| {
+            let url = format!("{base}{path}");
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    std::process::Command::new(env!("CARGO_BIN_EXE_ir-server"))
+                        .args(["probe", &url, "--timeout", "5"])
+                        .output()
+                        .unwrap()
+                })
+                .await
+                .unwrap()
+            }
+        };
+        assert_eq!(probe("/healthz").await.status.code(), Some(0));
+        let not_ready = probe("/readyz").await;
+        assert_eq!(not_ready.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&not_ready.stderr).contains("status 503"));
+        state.set_ready();
+        let ready = probe("/readyz").await;
+        assert_eq!(ready.status.code(), Some(0));
+        assert!(String::from_utf8_lossy(&ready.stdout).contains("200"));
+        // Nothing listening: a failure, not a hang.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_ir-server"))
+                .args(["probe", &format!("http://127.0.0.1:{port}/readyz")])
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+    });
+}

@@ -271,6 +271,7 @@ fn serve_options(args: &Args) -> ServeOptions {
         grace: Duration::from_secs(args.shutdown_grace),
         send_timeout: Duration::from_secs(args.send_timeout.max(1)),
         idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+        proxy_protocol: args.proxy_protocol,
         ..ServeOptions::default()
     }
 }

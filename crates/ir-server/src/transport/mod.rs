@@ -7,6 +7,7 @@
 
 mod guard;
 pub mod plain;
+pub mod proxy_protocol;
 pub mod ratls;
 pub mod tls;
 
@@ -59,6 +60,9 @@ pub struct ServeOptions {
     /// Longest a connection may stay without a byte read or written
     /// (before its first request, and between requests).
     pub idle_timeout: Duration,
+    /// Every connection starts with a PROXY protocol header (v1 or v2)
+    /// naming the real client; connections without one are refused.
+    pub proxy_protocol: bool,
 }
 
 impl Default for ServeOptions {
@@ -71,6 +75,7 @@ impl Default for ServeOptions {
             grace: Duration::from_secs(30),
             send_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(60),
+            proxy_protocol: false,
         }
     }
 }
@@ -115,7 +120,7 @@ pub async fn serve<H: Handshake>(
             p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
             _ = &mut shutdown => break,
         };
-        let (tcp, peer) = tokio::select! {
+        let (mut tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
@@ -137,6 +142,7 @@ pub async fn serve<H: Handshake>(
         let timeout = options.handshake_timeout;
         let send_timeout = options.send_timeout;
         let idle_timeout = options.idle_timeout;
+        let proxy_protocol = options.proxy_protocol;
         tokio::spawn(async move {
             let _open = open;
             let attempt = async {
@@ -144,7 +150,16 @@ pub async fn serve<H: Handshake>(
                     .acquire()
                     .await
                     .map_err(|_| "shutting down".to_string())?;
-                handshake.handshake(tcp, peer).await
+                // Behind a balancer, the client it names is the peer from
+                // here on (handshake, limits, logs, metrics).
+                let client = if proxy_protocol {
+                    proxy_protocol::read_header(&mut tcp, peer)
+                        .await
+                        .map_err(|e| e.to_string())?
+                } else {
+                    peer
+                };
+                handshake.handshake(tcp, client).await
             };
             match tokio::time::timeout(timeout, attempt).await {
                 Ok(Ok((io, info))) => {

@@ -127,12 +127,13 @@ pub async fn serve(args: Args) -> ExitCode {
     }
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let draining = state.clone();
     let shutdown = async move {
         tokio::select! {
             _ = signals::shutdown() => {}
             _ = stop_rx => {}
         }
-        crate::metrics::shutting_down();
+        draining.set_draining();
     };
     let options = serve_options(&args);
     let server = match (args.tls, certs) {
@@ -165,6 +166,9 @@ pub async fn serve(args: Args) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            state
+                .status
+                .set_ratls_platform(attestor.platform().describe());
             tokio::spawn(reload_references(attestor.clone(), hangups.subscribe()));
             tracing::info!("serving the OCI pull API over RA-TLS on {local}: only attested CCA realms are served");
             let ratls = Arc::new(RaTls::new(store, attestor, args.ratls_tls12));
@@ -183,6 +187,7 @@ pub async fn serve(args: Args) -> ExitCode {
     };
 
     // The first load.
+    let load_started = std::time::Instant::now();
     let loaded = {
         let args = args.clone();
         tokio::task::spawn_blocking(move || {
@@ -192,6 +197,16 @@ pub async fn serve(args: Args) -> ExitCode {
         })
         .await
     };
+    state.status.record_load(crate::status::LoadRecord {
+        kind: crate::status::LoadKind::Start,
+        finished: std::time::SystemTime::now(),
+        elapsed: load_started.elapsed(),
+        error: match &loaded {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(e.to_string()),
+        },
+    });
     match loaded {
         Ok(Ok(registry)) => {
             let cache_budget = match args.blob_cache {
@@ -227,7 +242,10 @@ pub async fn serve(args: Args) -> ExitCode {
 
     // Reloads: SIGHUP always, file changes with --watch. Reloaded
     // snapshots share the blob cache (`Catalog::succeeded_by`).
-    let reloader = Arc::new(Reloader::new(shared, args.root_dir(), load_options(&args)));
+    let reloader = Arc::new(
+        Reloader::new(shared, args.root_dir(), load_options(&args))
+            .recording_to(state.status.clone()),
+    );
     let (trigger_tx, trigger_rx) = mpsc::channel::<()>(1);
     tokio::spawn(reloader.run(trigger_rx, WATCH_QUIET));
     let mut hup = hangups.subscribe();

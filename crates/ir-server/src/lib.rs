@@ -14,6 +14,7 @@
 //! - [`server`]: HTTP/1.1 and HTTP/2 on a connection, limits, shutdown;
 //! - [`transport`]: accept loops per transport;
 //! - [`metrics`]: Prometheus metrics and the metrics listener;
+//! - [`status`]: the `/status` document for operators;
 //! - [`probe`]: `ir-server probe URL`, the container health check;
 //! - [`app`]: wiring it all together for the binary.
 #![deny(missing_docs)]
@@ -33,6 +34,7 @@ pub mod seal;
 pub mod seals;
 pub mod server;
 pub mod signals;
+pub mod status;
 pub mod tls;
 pub mod transport;
 pub mod watch;

@@ -32,10 +32,13 @@
 //! | `ir_server_reload_duration_seconds` | histogram | |
 //! | `ir_server_reloads_total` | counter | `outcome` (`ok`, `failed`) |
 //! | `ir_server_ratls_attestations_total` | counter | `outcome`, `reason` |
+//! | `ir_server_application_downloads_total` | counter | `application`, `kind` (`manifest`, `blob`): GETs answered 200 or 206; one series per application served |
 //! | `ir_server_build_info` | info | `version` |
+//! | `process_*` | | CPU seconds, resident and virtual memory, open and maximum file descriptors, threads, start time (Linux, read from `/proc` when scraped) |
 
 pub mod histogram;
 pub mod listener;
+pub mod process;
 
 use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
@@ -51,7 +54,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
 pub use self::histogram::AtomicHistogram;
-pub use self::listener::{shutting_down, start};
+pub use self::listener::start;
 use crate::api::{ApiState, Body};
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -185,6 +188,21 @@ struct OutcomeLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DownloadLabels {
+    application: String,
+    kind: &'static str,
+}
+
+/// The download counters of one application (see [`Metrics::downloads_of`]).
+#[derive(Debug, Clone, Default)]
+pub struct DownloadCounters {
+    /// Manifests (and indexes) sent.
+    pub manifests: Counter,
+    /// Blobs sent, whole or in ranges.
+    pub blobs: Counter,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AttestationLabels {
     outcome: String,
     reason: String,
@@ -221,6 +239,8 @@ pub struct Metrics {
     reloads: Family<OutcomeLabels, Counter>,
     attestations: Family<AttestationLabels, Counter>,
     attestation_series: Mutex<HashSet<(String, String)>>,
+    downloads: Family<DownloadLabels, Counter>,
+    process: process::ProcessMetrics,
 }
 
 impl Default for Metrics {
@@ -343,6 +363,12 @@ impl Metrics {
             "RA-TLS client attestations by outcome and reason",
             attestations.clone(),
         );
+        let downloads = Family::<DownloadLabels, Counter>::default();
+        registry.register(
+            "application_downloads",
+            "Manifest and blob GETs answered 200 or 206, per application served",
+            downloads.clone(),
+        );
         registry.register(
             "build",
             "Build information",
@@ -372,6 +398,37 @@ impl Metrics {
             reloads,
             attestations,
             attestation_series: Mutex::new(HashSet::new()),
+            downloads,
+            process: process::ProcessMetrics::new(),
+        }
+    }
+
+    /// The download counters of `application`, created if new. The
+    /// catalog resolves them once per snapshot, so a request only bumps
+    /// an atomic (no label look-up, no allocation).
+    pub fn downloads_of(&self, application: &str) -> DownloadCounters {
+        let counter = |kind| {
+            self.downloads
+                .get_or_create(&DownloadLabels {
+                    application: application.to_string(),
+                    kind,
+                })
+                .clone()
+        };
+        DownloadCounters {
+            manifests: counter("manifest"),
+            blobs: counter("blob"),
+        }
+    }
+
+    /// Drops the series of an application no longer served, so that the
+    /// label set stays bounded by the applications that exist.
+    pub fn forget_application(&self, application: &str) {
+        for kind in ["manifest", "blob"] {
+            self.downloads.remove(&DownloadLabels {
+                application: application.to_string(),
+                kind,
+            });
         }
     }
 
@@ -472,9 +529,9 @@ impl Metrics {
             .inc();
     }
 
-    /// Sets the gauges that describe the served snapshot from `state`
-    /// (`draining`: shutdown was requested, so the replica is not ready).
-    pub fn observe_state(&self, state: &ApiState, draining: bool) {
+    /// Sets the gauges that describe the served snapshot from `state` (a
+    /// draining replica is not ready).
+    pub fn observe_state(&self, state: &ApiState) {
         let catalog = state.catalog.load();
         let registry = catalog.registry();
         for (name, n) in [
@@ -491,14 +548,17 @@ impl Metrics {
             .set(i64::try_from(catalog.seals().used()).unwrap_or(i64::MAX));
         self.blob_cache
             .set(i64::try_from(catalog.blob_cache().used()).unwrap_or(i64::MAX));
-        self.ready.set(i64::from(state.is_ready() && !draining));
+        self.ready
+            .set(i64::from(state.is_ready() && !state.is_draining()));
     }
 
     /// The OpenMetrics text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(8192);
         // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry);
+        self.process.encode(&mut out);
+        let _ = prometheus_client::encoding::text::encode_eof(&mut out);
         out
     }
 }

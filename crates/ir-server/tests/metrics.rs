@@ -544,3 +544,86 @@ fn the_probe_subcommand_follows_readyz() {
         assert_eq!(out.status.code(), Some(1));
     });
 }
+
+/// `/status` lists each application served or rejected (rule and file),
+/// the last load and readiness; per-application download counters follow
+/// GETs; the process metrics are there.
+#[test]
+fn status_downloads_and_process_metrics() {
+    serial(|| async {
+        ir_server::metrics::install();
+        let root = Root::new();
+        let app = root.layout("counted");
+        let image = app.image(&vec![3u8; 4096]);
+        app.set_index(&[image.tagged("latest")]);
+        let bad = root.layout("bad");
+        let broken = bad.image(b"broken layer");
+        bad.set_index(&[broken.tagged("v1")]);
+        bad.corrupt_flip(&broken.layers[0]);
+        let registry = ir_oci::load(root.path(), &LoadOptions::default()).unwrap();
+        assert_eq!(registry.rejected.len(), 1);
+        let server = TestServer::serve(registry, Default::default()).await;
+        server
+            .state
+            .status
+            .record_load(ir_server::status::LoadRecord {
+                kind: ir_server::status::LoadKind::Start,
+                finished: std::time::SystemTime::now(),
+                elapsed: Duration::from_millis(12),
+                error: None,
+            });
+        let base = metrics_listener(server.state.clone()).await;
+
+        let c = client();
+        for _ in 0..2 {
+            let r = c.get(server.url("/v2/counted/manifests/latest")).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+        }
+        let layer = format!("/v2/counted/blobs/{}", image.layers[0].digest_str());
+        let r = c.get(server.url(&layer)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap();
+        // HEAD and misses do not count.
+        c.head(server.url(&layer)).send().await.unwrap();
+        c.get(server.url("/v2/counted/manifests/nope")).send().await.unwrap();
+
+        let text = scrape(&base).await;
+        let series = |kind: &str| {
+            format!("ir_server_application_downloads_total{{application=\"counted\",kind=\"{kind}\"}}")
+        };
+        assert_eq!(value(&text, &series("manifest")), 2.0, "{text}");
+        assert_eq!(value(&text, &series("blob")), 1.0, "{text}");
+        assert!(!text.contains("application=\"bad\""), "only served applications: {text}");
+        for name in ["process_cpu_seconds_total ", "process_resident_memory_bytes ", "process_open_fds "] {
+            assert!(text.contains(name), "{name}: {text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+
+        let r = c.get(format!("{base}/status")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "application/json");
+        let doc: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(doc["ready"], true);
+        assert_eq!(doc["draining"], false);
+        assert_eq!(doc["served"], 1);
+        assert_eq!(doc["rejected"], 1);
+        assert_eq!(doc["last_load"]["outcome"], "ok");
+        assert_eq!(doc["last_load"]["kind"], "start");
+        assert!(doc["ratls_platform_check"].is_null());
+        let apps = doc["applications"].as_array().unwrap();
+        let served = apps.iter().find(|a| a["name"] == "counted").unwrap();
+        assert_eq!(served["state"], "served");
+        assert_eq!(served["tags"], 1);
+        let rejected = apps.iter().find(|a| a["name"] == "bad").unwrap();
+        assert_eq!(rejected["state"], "rejected");
+        assert!(rejected["file"].as_str().unwrap().starts_with("blobs/sha256/"), "{rejected}");
+        assert!(!rejected["reason"].as_str().unwrap().is_empty());
+
+        server.state.set_draining();
+        let doc: serde_json::Value = c.get(format!("{base}/status")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(doc["draining"], true);
+        assert_eq!(status_of(&format!("{base}/readyz")).await, 503);
+        assert_eq!(status_of(&server.url("/readyz")).await, 503);
+        server.stop().await;
+    });
+}

@@ -22,7 +22,7 @@ use ir_oci::RepoName;
 pub use body::Body;
 pub use error::{ApiError, ErrorCode};
 
-use crate::catalog::SharedCatalog;
+use crate::catalog::{Catalog, SharedCatalog};
 
 /// Header every response carries, as the Docker registry API defines it.
 pub const API_VERSION_HEADER: &str = "docker-distribution-api-version";
@@ -45,6 +45,11 @@ pub struct ApiState {
     pub access_log: bool,
     /// Set once the first load finished; until then the API answers 503.
     pub ready: AtomicBool,
+    /// Set once shutdown was requested: `/readyz` answers 503 so that
+    /// balancers take the replica out while its last requests finish.
+    pub draining: AtomicBool,
+    /// Loads, and the RA-TLS platform check, for `/status`.
+    pub status: Arc<crate::status::ServerStatus>,
 }
 
 impl ApiState {
@@ -54,6 +59,8 @@ impl ApiState {
             catalog,
             access_log,
             ready: AtomicBool::new(true),
+            draining: AtomicBool::new(false),
+            status: Arc::default(),
         }
     }
 
@@ -74,6 +81,31 @@ impl ApiState {
     /// True once the first load finished.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    /// Marks shutdown as requested (see [`ApiState::draining`]).
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// True once shutdown was requested.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// The answer to a probe path (`/healthz`, `/readyz`) as status and
+    /// text, or `None` for any other path. The one definition of both
+    /// probes, served on the API port and on the metrics listener.
+    pub fn probe(&self, path: &str) -> Option<(StatusCode, &'static str)> {
+        match path {
+            HEALTH_PATH => Some((StatusCode::OK, "ok\n")),
+            READY_PATH if self.is_draining() => {
+                Some((StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"))
+            }
+            READY_PATH if self.is_ready() => Some((StatusCode::OK, "ok\n")),
+            READY_PATH => Some((StatusCode::SERVICE_UNAVAILABLE, "not ready\n")),
+            _ => None,
+        }
     }
 }
 
@@ -167,8 +199,8 @@ fn http10_order<B>(req: &Request<B>, headers: &mut HeaderMap) {
 async fn route_request<B>(state: &ApiState, conn: &ConnInfo, req: &Request<B>) -> Response<Body> {
     use route::{Route, RouteError};
     let path = req.uri().path();
-    if path == HEALTH_PATH || path == READY_PATH {
-        return probe(path == HEALTH_PATH || state.is_ready());
+    if let Some((status, text)) = state.probe(path) {
+        return probe(status, text);
     }
     if !state.is_ready() {
         let mut r = error_response(&ApiError::new(
@@ -224,11 +256,14 @@ async fn route_request<B>(state: &ApiState, conn: &ConnInfo, req: &Request<B>) -
         Route::Base => Ok(handlers::base()),
         Route::Catalog => handlers::catalog(&catalog, conn, req),
         Route::Manifest(name, reference) => match app_of(&name) {
-            Ok(app) => handlers::manifest(&app, reference, req),
+            Ok(app) => handlers::manifest(&app, reference, req)
+                .inspect(|r| count_download(&catalog, &name, false, req, r)),
             Err(e) => Err(e),
         },
         Route::Blob(name, digest) => match app_of(&name) {
-            Ok(app) => handlers::blob(app, &catalog, digest, req).await,
+            Ok(app) => handlers::blob(app, &catalog, digest, req)
+                .await
+                .inspect(|r| count_download(&catalog, &name, true, req, r)),
             Err(e) => Err(e),
         },
         Route::Tags(name) => app_of(&name).and_then(|app| handlers::tags(&app, req)),
@@ -240,13 +275,24 @@ async fn route_request<B>(state: &ApiState, conn: &ConnInfo, req: &Request<B>) -
     result.unwrap_or_else(|e| error_response(&e))
 }
 
-/// A probe's answer: 200 `ok` or 503 `not ready`.
-fn probe(ok: bool) -> Response<Body> {
-    let (status, body) = if ok {
-        (StatusCode::OK, "ok\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-    };
+/// Counts a GET answered 200 or 206 in the application's download counters.
+fn count_download<B>(
+    catalog: &Catalog,
+    name: &RepoName,
+    blob: bool,
+    req: &Request<B>,
+    response: &Response<Body>,
+) {
+    let status = response.status();
+    if req.method() == Method::GET
+        && (status == StatusCode::OK || status == StatusCode::PARTIAL_CONTENT)
+    {
+        catalog.count_download(name, blob);
+    }
+}
+
+/// A probe's answer (see [`ApiState::probe`]).
+fn probe(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut r = Response::new(Body::full(body));
     *r.status_mut() = status;
     r.headers_mut()

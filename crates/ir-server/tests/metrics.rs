@@ -627,3 +627,80 @@ fn status_downloads_and_process_metrics() {
         server.stop().await;
     });
 }
+
+/// The access log line is written when the response ends: bytes actually
+/// sent, time to the last byte, whether it completed, the user agent.
+#[test]
+fn the_access_log_line_is_written_at_the_end_of_the_response() {
+    serial(|| async {
+        use std::io::{Read, Write};
+        let root = Root::new();
+        let app = root.layout("app");
+        let image = app.image(&vec![9u8; 16 << 20]);
+        app.set_index(&[image.tagged("latest")]);
+        let (api, metrics) = (free_addr(), free_addr());
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("log");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ir-server"))
+            .args(["-r", root.path().to_str().unwrap(), "--bind", "127.0.0.1"])
+            .args(["-p", &api.port().to_string(), "--log-format", "json"])
+            .args(["--metrics-addr", &metrics.to_string()])
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !matches!(
+            client().get(format!("http://{metrics}/readyz")).send().await,
+            Ok(r) if r.status() == 200
+        ) {
+            assert!(Instant::now() < deadline, "never ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let layer = format!("/v2/app/blobs/{}", image.layers[0].digest_str());
+        let r = client()
+            .get(format!("http://{api}{layer}"))
+            .header("user-agent", "whole-reader/1.0")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.bytes().await.unwrap().len(), 16 << 20);
+        // A client that reads the head and a little, then hangs up.
+        tokio::task::spawn_blocking(move || {
+            let mut tcp = std::net::TcpStream::connect(api).unwrap();
+            write!(
+                tcp,
+                "GET {layer} HTTP/1.1\r\nHost: x\r\nUser-Agent: quitter/2.0\r\n\r\n"
+            )
+            .unwrap();
+            let mut buf = [0u8; 4096];
+            tcp.read_exact(&mut buf).unwrap();
+        })
+        .await
+        .unwrap();
+        let lines = |agent: &str| -> Option<serde_json::Value> {
+            std::fs::read_to_string(&log_path)
+                .unwrap()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|v| v["target"] == "access" && v["user_agent"] == agent)
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (whole, quit) = loop {
+            if let (Some(w), Some(q)) = (lines("whole-reader/1.0"), lines("quitter/2.0")) {
+                break (w, q);
+            }
+            assert!(Instant::now() < deadline, "access lines missing");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(whole["status"], 200);
+        assert_eq!(whole["bytes"], 16 << 20);
+        assert_eq!(whole["completed"], true);
+        assert_eq!(whole["realm"], "-");
+        assert!(whole["micros"].as_u64().is_some());
+        assert_eq!(quit["status"], 200);
+        assert_eq!(quit["completed"], false, "{quit}");
+        assert!(quit["bytes"].as_u64().unwrap() < 16 << 20, "{quit}");
+    });
+}

@@ -5,6 +5,7 @@
 //! snapshot vouches for, checked against the identity recorded at
 //! verification.
 
+pub mod access_log;
 pub mod blob_stream;
 pub mod body;
 pub mod error;
@@ -116,6 +117,9 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// Applications this connection may see.
     pub visibility: Visibility,
+    /// RA-TLS: the name of the reference entry the client attested as
+    /// (for the access log).
+    pub realm: Option<Arc<str>>,
 }
 
 impl ConnInfo {
@@ -124,6 +128,7 @@ impl ConnInfo {
         ConnInfo {
             peer,
             visibility: None,
+            realm: None,
         }
     }
 
@@ -147,24 +152,20 @@ pub async fn handle<B>(state: &ApiState, conn: &ConnInfo, req: Request<B>) -> Re
         http10_order(&req, response.headers_mut());
     }
     crate::metrics::record_request(req.uri().path(), &method, &response, started);
-    if state.access_log {
-        let bytes = response
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
-        tracing::info!(
-            target: "access",
-            peer = %conn.peer,
-            method = %method,
-            path = %req.uri().path(),
-            status = response.status().as_u16(),
-            bytes,
-            micros = started.elapsed().as_micros() as u64,
-        );
-    }
     response
+}
+
+/// Answers one request as [`handle`] does, with the access log line (when
+/// it is on) written once the response body has ended.
+pub async fn handle_logged<B>(
+    state: &ApiState,
+    conn: &ConnInfo,
+    req: Request<B>,
+) -> Response<access_log::Logged> {
+    let entry = state
+        .access_log
+        .then(|| access_log::Entry::of(conn, &req));
+    access_log::Logged::wrap(handle(state, conn, req).await, entry)
 }
 
 /// For an HTTP/1.0 client, `Connection: keep-alive` (when it asked for

@@ -159,10 +159,18 @@ impl Handshake for RaTls {
                 tracing::info!(%peer, realm = %realm.label(), "realm attested");
                 tracing::debug!(%peer, "attested token: {}", attested.summary);
                 self.report(peer, AttestationOutcome::Accepted(realm.label()));
+                let name: Arc<str> = realm.name.as_deref().unwrap_or("unnamed realm").into();
                 let visibility: crate::api::Visibility = realm.applications.is_some().then(|| {
                     Arc::new(move |name: &ir_oci::RepoName| realm.allows(name.as_str())) as _
                 });
-                Ok((stream, ConnInfo { peer, visibility }))
+                Ok((
+                    stream,
+                    ConnInfo {
+                        peer,
+                        visibility,
+                        realm: Some(name),
+                    },
+                ))
             }
             Err(e) => Err(refused(
                 e.reason(),

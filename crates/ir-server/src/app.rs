@@ -88,6 +88,10 @@ pub fn check(args: &Args) -> ExitCode {
 /// not ready yet (`/readyz` and the API answer 503) while a large registry
 /// verifies.
 pub async fn serve(args: Args) -> ExitCode {
+    if args.client_ca.is_some() && args.tls != TlsMode::Tls {
+        tracing::error!("--client-ca needs -t tls (RA-TLS clients are identified by attestation)");
+        return ExitCode::FAILURE;
+    }
     // Certificates first: a bad pair should fail before a long verification.
     let certs = match args.tls {
         TlsMode::NoTls => None,
@@ -149,7 +153,13 @@ pub async fn serve(args: Args) -> ExitCode {
         }
         (TlsMode::Tls, Some(store)) => {
             tracing::info!("serving the OCI pull API over TLS on {local}");
-            let tls = Arc::new(Tls::new(tls::server_config(store)));
+            let tls = match tls_transport(&args, store) {
+                Ok(t) => Arc::new(t),
+                Err(e) => {
+                    tracing::error!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             tokio::spawn(transport::serve(
                 listener,
                 tls,
@@ -276,6 +286,37 @@ pub async fn serve(args: Args) -> ExitCode {
     let _ = server.await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// The TLS transport, requiring client certificates with `--client-ca`
+/// (limited per client with `--client-map`).
+fn tls_transport(
+    args: &Args,
+    store: Arc<CertStore>,
+) -> Result<Tls, crate::client_access::ClientAccessError> {
+    let Some(ca) = &args.client_ca else {
+        return Ok(Tls::new(tls::server_config(store)));
+    };
+    let config = tls::server_config_with_client_auth(store, crate::client_access::verifier(ca)?);
+    match &args.client_map {
+        None => {
+            tracing::info!(
+                "TLS: client certificates from {} required; every client sees every application",
+                ca.display()
+            );
+            Ok(Tls::new(config))
+        }
+        Some(path) => {
+            let map = crate::client_access::ClientMap::load(path)?;
+            tracing::info!(
+                "TLS: client certificates from {} required; {} client(s) mapped to applications by {}",
+                ca.display(),
+                map.len(),
+                path.display()
+            );
+            Ok(Tls::with_client_map(config, Arc::new(map)))
+        }
+    }
 }
 
 fn serve_options(args: &Args) -> ServeOptions {

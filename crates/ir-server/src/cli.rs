@@ -164,6 +164,16 @@ pub struct Args {
     #[arg(long, default_value_t = 30, env = "IR_SERVER_SHUTDOWN_GRACE")]
     pub shutdown_grace: u64,
 
+    /// TLS: require a client certificate issued by a CA in this PEM file
+    #[arg(long, value_name = "FILE", env = "IR_SERVER_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+
+    /// TLS with --client-ca: JSON mapping client certificates (subject,
+    /// common name or SAN) to the applications each may see; unmatched
+    /// clients see none (default without it: every client sees all)
+    #[arg(long, value_name = "FILE", env = "IR_SERVER_CLIENT_MAP", requires = "client_ca")]
+    pub client_map: Option<PathBuf>,
+
     /// every connection to the API port starts with a PROXY protocol header
     /// (v1 or v2, haproxy send-proxy / send-proxy-v2) naming the real
     /// client; connections without a valid one are refused

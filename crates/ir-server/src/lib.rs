@@ -6,6 +6,7 @@
 //!
 //! - [`cli`]: the command line;
 //! - [`catalog`]: the served snapshot;
+//! - [`client_access`]: client certificates for TLS (`--client-ca`, `--client-map`);
 //! - [`seal`]: per-chunk tags of verified blobs; [`seals`]: the ones
 //!   of the blobs served so far, bounded in memory;
 //! - [`blob_cache`]: sealed in-memory copies of large blobs, checked as
@@ -23,6 +24,7 @@ pub mod api;
 pub mod app;
 pub mod blob_cache;
 pub mod catalog;
+pub mod client_access;
 pub mod cli;
 pub mod logging;
 pub mod memory;

@@ -12,10 +12,12 @@ use tokio_rustls::TlsAcceptor;
 
 use super::Handshake;
 use crate::api::ConnInfo;
+use crate::client_access::ClientMap;
 
 /// The TLS transport.
 pub struct Tls {
     acceptor: TlsAcceptor,
+    clients: Option<Arc<ClientMap>>,
 }
 
 impl Tls {
@@ -23,6 +25,17 @@ impl Tls {
     pub fn new(config: Arc<rustls::ServerConfig>) -> Self {
         Tls {
             acceptor: TlsAcceptor::from(config),
+            clients: None,
+        }
+    }
+
+    /// The same, limiting each client to the applications `clients` maps
+    /// its certificate to (`config` must require client certificates:
+    /// [`crate::tls::server_config_with_client_auth`]).
+    pub fn with_client_map(config: Arc<rustls::ServerConfig>, clients: Arc<ClientMap>) -> Self {
+        Tls {
+            acceptor: TlsAcceptor::from(config),
+            clients: Some(clients),
         }
     }
 }
@@ -40,6 +53,23 @@ impl Handshake for Tls {
             .accept(tcp)
             .await
             .map_err(|e| format!("TLS handshake failed: {e}"))?;
-        Ok((stream, ConnInfo::open(peer)))
+        let mut info = ConnInfo::open(peer);
+        if let Some(clients) = &self.clients {
+            // The verifier required a certificate; no certificate here
+            // would be a bug, and sees nothing.
+            let der = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map_or(&[][..], |c| c.as_ref());
+            let (name, visibility) = clients.access(der);
+            if name.is_none() {
+                tracing::info!(%peer, "client certificate matches no --client-map entry: it sees no application");
+            }
+            info.realm = name;
+            info.visibility = visibility;
+        }
+        Ok((stream, info))
     }
 }

@@ -29,6 +29,7 @@ pub mod media_type;
 pub mod model;
 pub mod name;
 pub mod prefetch;
+pub mod progress;
 pub mod report;
 pub mod rule;
 
@@ -37,4 +38,5 @@ pub use digest_map::DigestMap;
 pub use loader::{load, load_incremental, LoadError, LoadOptions, ReadAhead};
 pub use model::{Application, Blob, FileIdentity, Manifest, Referring, Registry};
 pub use name::{Reference, RepoName, Tag};
+pub use progress::{LoadProgress, ProgressSnapshot};
 pub use rule::{Rejection, Rule};

@@ -42,9 +42,14 @@ fn load_options(args: &Args) -> LoadOptions {
 /// Loads the registry with the options the arguments ask for, logging the
 /// outcome.
 pub fn load(args: &Args) -> Result<Registry, ir_oci::LoadError> {
+    load_with(args, load_options(args))
+}
+
+/// [`load`] with `options` (e.g. with a progress reporter).
+fn load_with(args: &Args, options: LoadOptions) -> Result<Registry, ir_oci::LoadError> {
     let root = args.root_dir();
     tracing::info!(root = %root.display(), "loading registry");
-    let registry = ir_oci::load(&root, &load_options(args))?;
+    let registry = ir_oci::load(&root, &options)?;
     crate::metrics::verified(&registry);
     if !registry.orphans.is_empty() {
         tracing::info!(
@@ -198,15 +203,23 @@ pub async fn serve(args: Args) -> ExitCode {
 
     // The first load.
     let load_started = std::time::Instant::now();
+    let progress = Arc::new(ir_oci::LoadProgress::default());
+    let reporter = tokio::spawn(crate::load_progress::report(progress.clone()));
     let loaded = {
         let args = args.clone();
+        let options = LoadOptions {
+            progress: Some(progress.clone()),
+            ..load_options(&args)
+        };
         tokio::task::spawn_blocking(move || {
-            let loaded = load(&args);
+            let loaded = load_with(&args, options);
             crate::memory::release_freed();
             loaded
         })
         .await
     };
+    reporter.abort();
+    crate::metrics::load_progress(&progress.snapshot());
     state.status.record_load(crate::status::LoadRecord {
         kind: crate::status::LoadKind::Start,
         finished: std::time::SystemTime::now(),
@@ -233,7 +246,10 @@ pub async fn serve(args: Args) -> ExitCode {
                     .with_blob_cache(cache),
             ));
             state.set_ready();
-            crate::sd_notify::notify("READY=1");
+            let served = shared.load().registry().applications.len();
+            crate::sd_notify::notify(&format!(
+                "READY=1\nSTATUS=serving {served} application(s)"
+            ));
             tracing::info!("ready");
         }
         Ok(Err(e)) => {

@@ -17,6 +17,7 @@
 //! - [`metrics`]: Prometheus metrics and the metrics listener;
 //! - [`status`]: the `/status` document for operators;
 //! - [`probe`]: `ir-server probe URL`, the container health check;
+//! - [`load_progress`]: progress of a long first load (log, gauges, systemd);
 //! - [`app`]: wiring it all together for the binary.
 #![deny(missing_docs)]
 
@@ -26,6 +27,7 @@ pub mod blob_cache;
 pub mod catalog;
 pub mod client_access;
 pub mod cli;
+pub mod load_progress;
 pub mod logging;
 pub mod memory;
 pub mod metrics;

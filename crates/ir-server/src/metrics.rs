@@ -33,6 +33,8 @@
 //! | `ir_server_reloads_total` | counter | `outcome` (`ok`, `failed`) |
 //! | `ir_server_ratls_attestations_total` | counter | `outcome`, `reason` |
 //! | `ir_server_application_downloads_total` | counter | `application`, `kind` (`manifest`, `blob`): GETs answered 200 or 206; one series per application served |
+//! | `ir_server_load_applications` | gauge | `state` (`found`, `checked`): progress of the running (or last) first load |
+//! | `ir_server_load_bytes` | gauge | `state` (`found`, `checked`): large-blob bytes of that load |
 //! | `ir_server_build_info` | info | `version` |
 //! | `process_*` | | CPU seconds, resident and virtual memory, open and maximum file descriptors, threads, start time (Linux, read from `/proc` when scraped) |
 
@@ -240,6 +242,8 @@ pub struct Metrics {
     attestations: Family<AttestationLabels, Counter>,
     attestation_series: Mutex<HashSet<(String, String)>>,
     downloads: Family<DownloadLabels, Counter>,
+    load_applications: Family<StateLabels, Gauge>,
+    load_bytes: Family<StateLabels, Gauge>,
     process: process::ProcessMetrics,
 }
 
@@ -369,6 +373,19 @@ impl Metrics {
             "Manifest and blob GETs answered 200 or 206, per application served",
             downloads.clone(),
         );
+        let load_applications = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "load_applications",
+            "Applications found and checked so far by the first load (reported every few seconds while it runs)",
+            load_applications.clone(),
+        );
+        let load_bytes = Family::<StateLabels, Gauge>::default();
+        registry.register_with_unit(
+            "load",
+            "Bytes of large blobs found and checked so far by the first load",
+            Unit::Bytes,
+            load_bytes.clone(),
+        );
         registry.register(
             "build",
             "Build information",
@@ -399,6 +416,8 @@ impl Metrics {
             attestations,
             attestation_series: Mutex::new(HashSet::new()),
             downloads,
+            load_applications,
+            load_bytes,
             process: process::ProcessMetrics::new(),
         }
     }
@@ -595,6 +614,21 @@ pub fn record_request(
             bytes,
             started.elapsed(),
         );
+    }
+}
+
+/// Records how far the first load has got (see [`crate::load_progress`]).
+pub fn load_progress(p: &ir_oci::ProgressSnapshot) {
+    if let Some(m) = get() {
+        let set = |family: &Family<StateLabels, Gauge>, state, v: u64| {
+            family
+                .get_or_create(&StateLabels { state })
+                .set(i64::try_from(v).unwrap_or(i64::MAX));
+        };
+        set(&m.load_applications, "found", p.applications_total);
+        set(&m.load_applications, "checked", p.applications_done);
+        set(&m.load_bytes, "found", p.bytes_total);
+        set(&m.load_bytes, "checked", p.bytes_done);
     }
 }
 

@@ -496,7 +496,7 @@ fn the_binary_notifies_systemd_once_ready() {
         let _ = child.kill();
         let _ = child.wait();
         let n = received.expect("no notification within 20 s");
-        assert_eq!(&buf[..n], b"READY=1");
+        assert_eq!(&buf[..n], b"READY=1\nSTATUS=serving 1 application(s)");
         assert_eq!(served.unwrap(), 200);
     });
 }

@@ -247,9 +247,7 @@ pub async fn serve(args: Args) -> ExitCode {
             ));
             state.set_ready();
             let served = shared.load().registry().applications.len();
-            crate::sd_notify::notify(&format!(
-                "READY=1\nSTATUS=serving {served} application(s)"
-            ));
+            crate::sd_notify::notify(&format!("READY=1\nSTATUS=serving {served} application(s)"));
             tracing::info!("ready");
         }
         Ok(Err(e)) => {

@@ -171,7 +171,12 @@ pub struct Args {
     /// TLS with --client-ca: JSON mapping client certificates (subject,
     /// common name or SAN) to the applications each may see; unmatched
     /// clients see none (default without it: every client sees all)
-    #[arg(long, value_name = "FILE", env = "IR_SERVER_CLIENT_MAP", requires = "client_ca")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "IR_SERVER_CLIENT_MAP",
+        requires = "client_ca"
+    )]
     pub client_map: Option<PathBuf>,
 
     /// every connection to the API port starts with a PROXY protocol header

@@ -127,10 +127,7 @@ pub struct ClientMap {
 
 /// A subject as compared: RFC 4514 text without the spaces after commas.
 fn normalise_subject(s: &str) -> String {
-    s.split(',')
-        .map(str::trim)
-        .collect::<Vec<_>>()
-        .join(",")
+    s.split(',').map(str::trim).collect::<Vec<_>>().join(",")
 }
 
 impl ClientMap {
@@ -312,7 +309,11 @@ mod tests {
             br#"{"clients": [{"san": "b", "extra": 1}]}"#,
             br#"{}"#,
         ] {
-            assert!(ClientMap::from_json(doc).is_err(), "{}", String::from_utf8_lossy(doc));
+            assert!(
+                ClientMap::from_json(doc).is_err(),
+                "{}",
+                String::from_utf8_lossy(doc)
+            );
         }
     }
 }

@@ -100,7 +100,11 @@ pub fn probe(url: &str, timeout: Duration) -> Result<u16, ProbeError> {
         .next()
         .ok_or_else(|| ProbeError::Url(url.to_string()))?;
     let mut tcp = TcpStream::connect_timeout(&addr, timeout)?;
-    let remaining = || deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    let remaining = || {
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(1))
+    };
     tcp.set_write_timeout(Some(remaining()))?;
     write!(
         tcp,
@@ -180,7 +184,13 @@ mod tests {
             split_url("http://[::1]/x").unwrap(),
             ("[::1]:80".to_string(), "/x")
         );
-        for bad in ["https://a/", "a:1/", "http:///x", "http://u@h/", "http://h/a b"] {
+        for bad in [
+            "https://a/",
+            "a:1/",
+            "http:///x",
+            "http://u@h/",
+            "http://h/a b",
+        ] {
             assert!(split_url(bad).is_err(), "{bad}");
         }
     }

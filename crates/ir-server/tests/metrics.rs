@@ -506,7 +506,10 @@ fn the_binary_notifies_systemd_once_ready() {
 #[test]
 fn the_probe_subcommand_follows_readyz() {
     serial(|| async {
-        let state = Arc::new(ApiState::loading(catalog::shared(Catalog::default()), false));
+        let state = Arc::new(ApiState::loading(
+            catalog::shared(Catalog::default()),
+            false,
+        ));
         let base = metrics_listener(state.clone()).await;
         let probe = |path: &str| {
             let url = format!("{base}{path}");
@@ -576,7 +579,11 @@ fn status_downloads_and_process_metrics() {
 
         let c = client();
         for _ in 0..2 {
-            let r = c.get(server.url("/v2/counted/manifests/latest")).send().await.unwrap();
+            let r = c
+                .get(server.url("/v2/counted/manifests/latest"))
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 200);
         }
         let layer = format!("/v2/counted/blobs/{}", image.layers[0].digest_str());
@@ -585,16 +592,28 @@ fn status_downloads_and_process_metrics() {
         r.bytes().await.unwrap();
         // HEAD and misses do not count.
         c.head(server.url(&layer)).send().await.unwrap();
-        c.get(server.url("/v2/counted/manifests/nope")).send().await.unwrap();
+        c.get(server.url("/v2/counted/manifests/nope"))
+            .send()
+            .await
+            .unwrap();
 
         let text = scrape(&base).await;
         let series = |kind: &str| {
-            format!("ir_server_application_downloads_total{{application=\"counted\",kind=\"{kind}\"}}")
+            format!(
+                "ir_server_application_downloads_total{{application=\"counted\",kind=\"{kind}\"}}"
+            )
         };
         assert_eq!(value(&text, &series("manifest")), 2.0, "{text}");
         assert_eq!(value(&text, &series("blob")), 1.0, "{text}");
-        assert!(!text.contains("application=\"bad\""), "only served applications: {text}");
-        for name in ["process_cpu_seconds_total ", "process_resident_memory_bytes ", "process_open_fds "] {
+        assert!(
+            !text.contains("application=\"bad\""),
+            "only served applications: {text}"
+        );
+        for name in [
+            "process_cpu_seconds_total ",
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
+        ] {
             assert!(text.contains(name), "{name}: {text}");
         }
         assert!(text.ends_with("# EOF\n"));
@@ -616,11 +635,24 @@ fn status_downloads_and_process_metrics() {
         assert_eq!(served["tags"], 1);
         let rejected = apps.iter().find(|a| a["name"] == "bad").unwrap();
         assert_eq!(rejected["state"], "rejected");
-        assert!(rejected["file"].as_str().unwrap().starts_with("blobs/sha256/"), "{rejected}");
+        assert!(
+            rejected["file"]
+                .as_str()
+                .unwrap()
+                .starts_with("blobs/sha256/"),
+            "{rejected}"
+        );
         assert!(!rejected["reason"].as_str().unwrap().is_empty());
 
         server.state.set_draining();
-        let doc: serde_json::Value = c.get(format!("{base}/status")).send().await.unwrap().json().await.unwrap();
+        let doc: serde_json::Value = c
+            .get(format!("{base}/status"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(doc["draining"], true);
         assert_eq!(status_of(&format!("{base}/readyz")).await, 503);
         assert_eq!(status_of(&server.url("/readyz")).await, 503);

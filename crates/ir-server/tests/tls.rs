@@ -279,27 +279,64 @@ async fn client_certificates_limit_what_each_client_sees() {
     assert!(foreign.get(url("/v2/")).send().await.is_err());
 
     let ci = as_client(Some("ci-runner"));
-    let r = ci.get(url("/v2/team/one/manifests/latest")).send().await.unwrap();
+    let r = ci
+        .get(url("/v2/team/one/manifests/latest"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let r = ci.get(url("/v2/app/manifests/latest")).send().await.unwrap();
+    let r = ci
+        .get(url("/v2/app/manifests/latest"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     assert_eq!(common::error_code(r).await, "NAME_UNKNOWN");
-    let r = ci.get(url("/v2/missing/manifests/latest")).send().await.unwrap();
+    let r = ci
+        .get(url("/v2/missing/manifests/latest"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(common::error_code(r).await, "NAME_UNKNOWN");
-    let catalog: serde_json::Value =
-        ci.get(url("/v2/_catalog")).send().await.unwrap().json().await.unwrap();
+    let catalog: serde_json::Value = ci
+        .get(url("/v2/_catalog"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(catalog["repositories"], serde_json::json!(["team/one"]));
 
     let ops = as_client(Some("ops"));
-    let catalog: serde_json::Value =
-        ops.get(url("/v2/_catalog")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(catalog["repositories"], serde_json::json!(["app", "team/one"]));
+    let catalog: serde_json::Value = ops
+        .get(url("/v2/_catalog"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        catalog["repositories"],
+        serde_json::json!(["app", "team/one"])
+    );
 
     let unmapped = as_client(Some("someone-else"));
-    let r = unmapped.get(url("/v2/app/manifests/latest")).send().await.unwrap();
+    let r = unmapped
+        .get(url("/v2/app/manifests/latest"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(common::error_code(r).await, "NAME_UNKNOWN");
-    let catalog: serde_json::Value =
-        unmapped.get(url("/v2/_catalog")).send().await.unwrap().json().await.unwrap();
+    let catalog: serde_json::Value = unmapped
+        .get(url("/v2/_catalog"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(catalog["repositories"], serde_json::json!([]));
     server.stop().await;
 }

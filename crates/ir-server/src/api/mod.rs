@@ -162,9 +162,7 @@ pub async fn handle_logged<B>(
     conn: &ConnInfo,
     req: Request<B>,
 ) -> Response<access_log::Logged> {
-    let entry = state
-        .access_log
-        .then(|| access_log::Entry::of(conn, &req));
+    let entry = state.access_log.then(|| access_log::Entry::of(conn, &req));
     access_log::Logged::wrap(handle(state, conn, req).await, entry)
 }
 

@@ -109,8 +109,8 @@ pub fn answer(
             r
         }
         STATUS_PATH => {
-            let body = serde_json::to_vec_pretty(&crate::status::document(state))
-                .unwrap_or_default();
+            let body =
+                serde_json::to_vec_pretty(&crate::status::document(state)).unwrap_or_default();
             let mut r = Response::new(Full::new(Bytes::from(body)));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,

@@ -67,7 +67,11 @@ impl ProcessMetrics {
             virtual_memory.clone(),
         );
         let open_fds = Gauge::default();
-        registry.register("process_open_fds", "Open file descriptors", open_fds.clone());
+        registry.register(
+            "process_open_fds",
+            "Open file descriptors",
+            open_fds.clone(),
+        );
         let max_fds = Gauge::default();
         registry.register(
             "process_max_fds",
@@ -112,7 +116,10 @@ impl ProcessMetrics {
                 libc::sysconf(libc::_SC_PAGESIZE),
             )
         };
-        let (ticks, page) = (ticks.max(1) as u64, page.max(1) as i64);
+        // c_long is i64 or i32 depending on the target.
+        #[allow(clippy::useless_conversion)]
+        let page = i64::from(page.max(1));
+        let ticks = u64::try_from(ticks.max(1)).unwrap_or(100);
         // The counter only goes up: add what was spent since the last scrape.
         let previous = self.cpu_seen.swap(stat.cpu_ticks, Ordering::Relaxed);
         self.cpu

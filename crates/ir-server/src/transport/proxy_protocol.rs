@@ -179,13 +179,7 @@ mod tests {
                 client: Some("192.0.2.7:40000".parse().unwrap())
             }
         );
-        assert_eq!(
-            parse(&v2_tcp4(0)),
-            Parsed::Complete {
-                len,
-                client: None
-            }
-        );
+        assert_eq!(parse(&v2_tcp4(0)), Parsed::Complete { len, client: None });
         assert_eq!(parse(&v2_tcp4(1)[..20]), Parsed::Incomplete);
     }
 

@@ -115,34 +115,6 @@ impl Endpoint {
         }
     }
 
-    /// Classifies a request path by its shape alone (no allocation, no name
-    /// validation): a path with an invalid name still counts for the
-    /// endpoint it asked for, as [`crate::api::route::parse`] sees it.
-    pub fn of_path(path: &str) -> Endpoint {
-        let rest = match path {
-            "/v2" | "/v2/" => return Endpoint::Base,
-            "/v2/_catalog" => return Endpoint::Catalog,
-            p => match p.strip_prefix("/v2/") {
-                Some(rest) => rest,
-                None => return Endpoint::Other,
-            },
-        };
-        let mut segments = rest.rsplit('/');
-        let (Some(last), Some(second), Some(_name)) =
-            (segments.next(), segments.next(), segments.next())
-        else {
-            return Endpoint::Other;
-        };
-        match (second, last) {
-            ("tags", "list") => Endpoint::Tags,
-            ("manifests", _) => Endpoint::Manifest,
-            ("referrers", _) => Endpoint::Referrers,
-            ("blobs", "uploads") => Endpoint::Other,
-            ("blobs", _) => Endpoint::Blob,
-            _ => Endpoint::Other,
-        }
-    }
-
     fn index(self) -> usize {
         self as usize
     }
@@ -598,7 +570,7 @@ impl Drop for ConnectionGuard {
 /// [`crate::api::handle`]): its endpoint kind, method, status, body size
 /// (from the body's exact size, so 0 for HEAD and 304) and latency.
 pub fn record_request(
-    path: &str,
+    endpoint: Endpoint,
     method: &Method,
     response: &http::Response<Body>,
     started: Instant,
@@ -608,7 +580,7 @@ pub fn record_request(
             .exact()
             .unwrap_or(0);
         m.request(
-            Endpoint::of_path(path),
+            endpoint,
             method,
             response.status().as_u16(),
             bytes,
@@ -701,42 +673,6 @@ impl Drop for ReloadTimer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::route::{self, Route};
-
-    #[test]
-    fn endpoint_of_path_agrees_with_the_router() {
-        for (path, kind) in [
-            ("/v2/", Endpoint::Base),
-            ("/v2", Endpoint::Base),
-            ("/v2/_catalog", Endpoint::Catalog),
-            ("/v2/a/tags/list", Endpoint::Tags),
-            ("/v2/team/app/manifests/1.0", Endpoint::Manifest),
-            ("/v2/a/manifests/manifests/x", Endpoint::Manifest),
-            ("/v2/a/b/blobs/sha256:x", Endpoint::Blob),
-            ("/v2/a/referrers/d", Endpoint::Referrers),
-            ("/v2/a/blobs/uploads/", Endpoint::Other),
-            ("/v2/a/blobs/uploads/123", Endpoint::Other),
-            ("/v2/a/blobs/uploads", Endpoint::Other),
-            ("/v2/manifests/x", Endpoint::Other),
-            ("/v2/a", Endpoint::Other),
-            ("/healthz", Endpoint::Other),
-            ("/", Endpoint::Other),
-            ("/v2/A/manifests/x", Endpoint::Manifest),
-        ] {
-            assert_eq!(Endpoint::of_path(path), kind, "{path}");
-            let routed = match route::parse(path) {
-                Ok(Route::Base) => Endpoint::Base,
-                Ok(Route::Catalog) => Endpoint::Catalog,
-                Ok(Route::Manifest(..)) => Endpoint::Manifest,
-                Ok(Route::Blob(..)) => Endpoint::Blob,
-                Ok(Route::Tags(..)) => Endpoint::Tags,
-                Ok(Route::Referrers(..)) => Endpoint::Referrers,
-                Ok(Route::Upload(..)) | Err(route::RouteError::NoSuchEndpoint) => Endpoint::Other,
-                Err(route::RouteError::InvalidName(_)) => kind,
-            };
-            assert_eq!(routed, kind, "{path}");
-        }
-    }
 
     fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
         text.lines().find(|l| l.starts_with(prefix))

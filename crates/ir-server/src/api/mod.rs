@@ -141,7 +141,7 @@ impl ConnInfo {
 pub async fn handle<B>(state: &ApiState, conn: &ConnInfo, req: Request<B>) -> Response<Body> {
     let started = std::time::Instant::now();
     let method = req.method().clone();
-    let mut response = route_request(state, conn, &req).await;
+    let (mut response, endpoint) = route_request(state, conn, &req).await;
     if method == Method::HEAD {
         *response.body_mut() = Body::Empty;
     }
@@ -151,7 +151,7 @@ pub async fn handle<B>(state: &ApiState, conn: &ConnInfo, req: Request<B>) -> Re
     if req.version() == Version::HTTP_10 {
         http10_order(&req, response.headers_mut());
     }
-    crate::metrics::record_request(req.uri().path(), &method, &response, started);
+    crate::metrics::record_request(endpoint, &method, &response, started);
     response
 }
 
@@ -195,10 +195,26 @@ fn http10_order<B>(req: &Request<B>, headers: &mut HeaderMap) {
     *headers = ordered;
 }
 
-async fn route_request<B>(state: &ApiState, conn: &ConnInfo, req: &Request<B>) -> Response<Body> {
+/// Answers a request, with the endpoint kind its path was routed to (the
+/// path is parsed once, here, for both).
+async fn route_request<B>(
+    state: &ApiState,
+    conn: &ConnInfo,
+    req: &Request<B>,
+) -> (Response<Body>, crate::metrics::Endpoint) {
+    let parsed = route::parse(req.uri().path());
+    let endpoint = route::endpoint_of(&parsed);
+    (answer(state, conn, req, parsed).await, endpoint)
+}
+
+async fn answer<B>(
+    state: &ApiState,
+    conn: &ConnInfo,
+    req: &Request<B>,
+    parsed: Result<route::Route<'_>, route::RouteError>,
+) -> Response<Body> {
     use route::{Route, RouteError};
-    let path = req.uri().path();
-    if let Some((status, text)) = state.probe(path) {
+    if let Some((status, text)) = state.probe(req.uri().path()) {
         return probe(status, text);
     }
     if !state.is_ready() {
@@ -210,7 +226,7 @@ async fn route_request<B>(state: &ApiState, conn: &ConnInfo, req: &Request<B>) -
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return r;
     }
-    let route = match route::parse(path) {
+    let route = match parsed {
         Ok(r) => r,
         Err(RouteError::NoSuchEndpoint) => {
             return error_response(&ApiError::new(
@@ -218,7 +234,7 @@ async fn route_request<B>(state: &ApiState, conn: &ConnInfo, req: &Request<B>) -
                 "no such endpoint in the OCI distribution pull API",
             ))
         }
-        Err(RouteError::InvalidName(e)) => {
+        Err(RouteError::InvalidName(_, e)) => {
             return error_response(&ApiError::new(ErrorCode::NameInvalid, e.to_string()))
         }
     };

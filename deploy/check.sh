@@ -65,6 +65,9 @@ check "Dockerfile: multi-stage, non-root, ports, read-only registry path" \
   bash -c "f=$ROOT/deploy/Dockerfile; [ \$(grep -c '^FROM ' \$f) -ge 2 ] && grep -q '^USER 65532' \$f \
            && grep -q '^EXPOSE 1337 9090' \$f && grep -q 'IR_SERVER_ROOT=/registry' \$f \
            && grep -q 'cargo build --release --locked -p ir-server' \$f && ! grep -q 'ADD ' \$f"
+check "Dockerfile: HEALTHCHECK runs the binary's own probe on the metrics listener" \
+  bash -c "f=$ROOT/deploy/Dockerfile; grep -A1 '^HEALTHCHECK' \$f | grep -q '\"/usr/local/bin/ir-server\", \"probe\"' \
+           && grep -q 'IR_SERVER_METRICS_ADDR=127.0.0.1:9090' \$f && '$BIN' probe --help | grep -q IR_SERVER_METRICS_ADDR"
 check "the Dockerfile's build context keeps what the build needs" \
   bash -c "! grep -Eq '^(crates|Cargo.toml|Cargo.lock|scripts)\$' $ROOT/deploy/Dockerfile.dockerignore"
 check "the image's environment names real options" \

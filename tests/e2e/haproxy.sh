@@ -10,8 +10,12 @@
 #       ir-server, as RA-TLS needs for attestation to reach the server.
 #       Health checks use the metrics listener's /readyz, since an RA-TLS
 #       API port only talks to attested clients.
+#   (d) TCP mode with the PROXY protocol (send-proxy-v2 to a plain replica,
+#       send-proxy to a TLS one, both --proxy-protocol): pulls work, the
+#       access log names the real client, and a direct connection without
+#       a header is refused.
 #
-# In each mode: a skopeo copy through the balancer keeps the source digest;
+# In modes (a) to (c): a skopeo copy through the balancer keeps the source digest;
 # haproxy's health checks on /readyz see every replica up; a replica
 # stopped with SIGTERM during ~30 pulls fails none of them (and haproxy
 # marks it down); and a rolling reload (SIGHUP to each replica in turn)
@@ -39,23 +43,27 @@ SOURCE=$(jq -r '.manifests[] | select(.annotations["org.opencontainers.image.ref
 # Plain replicas p1..p3 (modes a and b) and TLS replicas t1..t3 (mode c),
 # each with a metrics listener. REPLICA_PID[name] is the running process.
 declare -A PORT METRICS REPLICA_PID
-for name in p1 p2 p3 t1 t2 t3; do
+for name in p1 p2 p3 t1 t2 t3 x1 x2; do
   PORT[$name]=$(free_port)
   METRICS[$name]=$(free_port)
 done
 
 start_replica() { # NAME
-  local name=$1 args=()
+  local name=$1 args=(--no-access-log)
   case $name in
-    t*) args=(-t tls -c "$CERTS/server.crt" -k "$CERTS/server.key") ;;
+    t*) args+=(-t tls -c "$CERTS/server.crt" -k "$CERTS/server.key") ;;
+    # (d) PROXY protocol replicas keep their access log: it must name the
+    # client, not haproxy. x1: plain HTTP (v2 header), x2: TLS (v1 header).
+    x1) args=(--proxy-protocol) ;;
+    x2) args=(--proxy-protocol -t tls -c "$CERTS/server.crt" -k "$CERTS/server.key") ;;
   esac
   start_server "$WORK/$name.log" "${args[@]}" -r "$REG" -p "${PORT[$name]}" --bind 127.0.0.1 \
-    --metrics-addr "127.0.0.1:${METRICS[$name]}" --no-access-log --shutdown-grace 10
+    --metrics-addr "127.0.0.1:${METRICS[$name]}" --shutdown-grace 10
   REPLICA_PID[$name]=$SERVER_PID
   wait_http "http://127.0.0.1:${METRICS[$name]}/readyz" || { cat "$WORK/$name.log"; return 1; }
 }
 
-for name in p1 p2 p3 t1 t2 t3; do
+for name in p1 p2 p3 t1 t2 t3 x1 x2; do
   start_replica "$name" || exit 1
 done
 
@@ -63,6 +71,8 @@ done
 FE_HTTP=$(free_port)
 FE_HTTPS=$(free_port)
 FE_TCP=$(free_port)
+FE_PP2=$(free_port)
+FE_PP1=$(free_port)
 SOCK=$WORK/haproxy.sock
 cat >"$WORK/haproxy.cfg" <<EOF
 global
@@ -120,6 +130,30 @@ backend be_tls
     server t1 127.0.0.1:${PORT[t1]} check port ${METRICS[t1]}
     server t2 127.0.0.1:${PORT[t2]} check port ${METRICS[t2]}
     server t3 127.0.0.1:${PORT[t3]} check port ${METRICS[t3]}
+
+# (d) TCP mode with the PROXY protocol: the replicas (--proxy-protocol)
+# see the real client. v2 to a plain replica, v1 to a TLS one.
+frontend fe_pp2
+    mode tcp
+    bind 127.0.0.1:$FE_PP2
+    default_backend be_pp2
+
+backend be_pp2
+    mode tcp
+    option httpchk GET /readyz
+    http-check expect status 200
+    server x1 127.0.0.1:${PORT[x1]} send-proxy-v2 check port ${METRICS[x1]}
+
+frontend fe_pp1
+    mode tcp
+    bind 127.0.0.1:$FE_PP1
+    default_backend be_pp1
+
+backend be_pp1
+    mode tcp
+    option httpchk GET /readyz
+    http-check expect status 200
+    server x2 127.0.0.1:${PORT[x2]} send-proxy check port ${METRICS[x2]}
 EOF
 check "haproxy accepts the generated configuration" haproxy -c -f "$WORK/haproxy.cfg"
 haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
@@ -161,6 +195,8 @@ all_up() { # BACKEND SERVERS...
 wait_http "http://127.0.0.1:$FE_HTTP/v2/" || { cat "$WORK/haproxy.log"; exit 1; }
 check "health checks on /readyz: every plain replica up" all_up be_plain p1 p2 p3
 check "health checks on the metrics port's /readyz: every TLS replica up" all_up be_tls t1 t2 t3
+check "health checks of the PROXY protocol replicas (v2): up" all_up be_pp2 x1
+check "health checks of the PROXY protocol replicas (v1): up" all_up be_pp1 x2
 
 # Pulls ------------------------------------------------------------------
 # pull MODE DIR: one skopeo copy of hello:latest through the balancer.
@@ -272,6 +308,28 @@ check "(tcp) the TLS session ends in ir-server (h2 via ALPN, issued by the dev C
   bash -c "[ \"\$(curl -fsS --http2 --cacert $CERTS/ca.crt -o /dev/null -w '%{http_version}' https://localhost:$FE_TCP/v2/)\" = 2 ]"
 stop_during_pulls tcp be_tls t3
 rolling_reload tcp t1 t2 t3
+
+# (d) PROXY protocol ---------------------------------------------------------
+# logged_client NAME PORT: the replica's access log names 127.0.0.1:PORT,
+# the port curl connected from (haproxy's own ports differ).
+logged_client() {
+  for _ in $(seq 1 50); do
+    grep 'access' "$WORK/$1.log" | grep -q "127.0.0.1:$2" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+check "(proxy v2) skopeo copy through send-proxy-v2 keeps the source digest" \
+  bash -c "rm -rf $WORK/pull-pp2; skopeo copy --quiet --src-tls-verify=false docker://127.0.0.1:$FE_PP2/hello:latest oci:$WORK/pull-pp2:latest \
+           && [ \"\$(jq -r '.manifests[0].digest' $WORK/pull-pp2/index.json)\" = $SOURCE ]"
+CLIENT_PORT=$(free_port)
+curl -fsS -o /dev/null --local-port "$CLIENT_PORT" "http://127.0.0.1:$FE_PP2/v2/hello/manifests/latest" >>"$E2E_LOG" 2>&1
+check "(proxy v2) the access log names the client's address, not haproxy's" logged_client x1 "$CLIENT_PORT"
+CLIENT_PORT=$(free_port)
+curl -fsS -o /dev/null --cacert "$CERTS/ca.crt" --local-port "$CLIENT_PORT" "https://localhost:$FE_PP1/v2/hello/tags/list" >>"$E2E_LOG" 2>&1
+check "(proxy v1, TLS) the access log names the client's address" logged_client x2 "$CLIENT_PORT"
+check "(proxy) a direct connection without a PROXY header is refused" \
+  bash -c "! curl -fsS -m 5 -o /dev/null http://127.0.0.1:${PORT[x1]}/v2/ && grep -q 'PROXY protocol' $WORK/x1.log"
 
 if [ "$E2E_FAIL" -ne 0 ]; then
   echo "--- log"; tail -n 60 "$E2E_LOG"

@@ -90,4 +90,40 @@ check "missing certificate: names the file" \
 check "missing certificate: says which command creates one" \
   startup_error "scripts/make-dev-cert.sh $WORK" -c "$WORK/none.crt" -k "$WORK/none.key"
 
+# Client certificates (--client-ca, --client-map) with curl --cert -------
+CC=$WORK/client-ca
+mkdir -p "$CC"
+"$ROOT/scripts/make-dev-cert.sh" "$CC/server" >>"$E2E_LOG"   # the pair above was broken on purpose
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=client-ca \
+  -keyout "$CC/ca.key" -out "$CC/ca.crt" 2>/dev/null
+client_cert() { # CN: writes $CC/CN.crt and $CC/CN.key
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$1" \
+    -keyout "$CC/$1.key" -out "$CC/$1.csr" 2>/dev/null
+  printf 'extendedKeyUsage=clientAuth\n' >"$CC/ext"
+  openssl x509 -req -in "$CC/$1.csr" -CA "$CC/ca.crt" -CAkey "$CC/ca.key" -CAcreateserial -days 2 \
+    -extfile "$CC/ext" -out "$CC/$1.crt" 2>/dev/null
+}
+client_cert ci-runner
+client_cert stranger
+cat >"$CC/map.json" <<'JSON'
+{"clients": [{"name": "ci", "common_name": "ci-runner", "applications": ["hello"]}]}
+JSON
+CPORT=$(free_port)
+start_server "$WORK/client-ca.log" -t tls -c "$CC/server/server.crt" -k "$CC/server/server.key" -r "$REG" -p "$CPORT" \
+  --bind 127.0.0.1 --client-ca "$CC/ca.crt" --client-map "$CC/map.json"
+CURL_CI=(--cacert "$CC/server/ca.crt" --cert "$CC/ci-runner.crt" --key "$CC/ci-runner.key")
+wait_http "https://localhost:$CPORT/readyz" "${CURL_CI[@]}" || { ls -l "$CC"; cat "$WORK/client-ca.log"; }
+check "(client cert) curl without a certificate is refused" \
+  bash -c "! curl -fsS --cacert $CC/server/ca.crt -o /dev/null https://localhost:$CPORT/v2/"
+check "(client cert) curl --cert: the mapped application is served" \
+  curl -fsS "${CURL_CI[@]}" -o /dev/null "https://localhost:$CPORT/v2/hello/manifests/latest"
+check "(client cert) curl --cert: the catalog lists only the mapped applications" \
+  bash -c "[ \"\$(curl -fsS ${CURL_CI[*]} https://localhost:$CPORT/v2/_catalog | jq -c .repositories)\" = '[\"hello\"]' ]"
+check "(client cert) curl --cert: another application is NAME_UNKNOWN" \
+  bash -c "curl -sS ${CURL_CI[*]} https://localhost:$CPORT/v2/multi/tags/list | jq -e '.errors[0].code == \"NAME_UNKNOWN\"'"
+check "(client cert) an unmapped client sees no application" \
+  bash -c "[ \"\$(curl -fsS --cacert $CC/server/ca.crt --cert $CC/stranger.crt --key $CC/stranger.key https://localhost:$CPORT/v2/_catalog | jq -c .repositories)\" = '[]' ]"
+check "(client cert) the access log names the client's map entry" \
+  bash -c "grep access $WORK/client-ca.log | grep -q 'realm=\"\\?ci'"
+
 summary "e2e tls"

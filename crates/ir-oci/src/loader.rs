@@ -76,6 +76,8 @@ pub struct LoadOptions {
     /// When to read an application's small files ahead in one batch
     /// ([`crate::prefetch`]).
     pub read_ahead: ReadAhead,
+    /// Where the load reports how far it has got, if anywhere.
+    pub progress: Option<std::sync::Arc<crate::LoadProgress>>,
 }
 
 /// Whether the loader reads an application's small files ahead in one
@@ -119,6 +121,7 @@ impl Default for LoadOptions {
             threads: None,
             io_threads: None,
             read_ahead: ReadAhead::Always,
+            progress: None,
         }
     }
 }
@@ -185,11 +188,18 @@ pub fn load_incremental(
         .build()
         .map_err(|e| LoadError::Threads(e.to_string()))?;
 
+    let progress = options.progress.as_deref();
+    if let Some(p) = progress {
+        p.start();
+    }
     let mut registry = Registry::default();
     let found = pool.install(|| discover(root, "", 0, options));
     registry.rejected.extend(found.rejected);
     registry.ignored.extend(found.ignored);
     let candidates = found.candidates;
+    if let Some(p) = progress {
+        p.discovered(candidates.len());
+    }
     tracing::debug!(candidates = candidates.len(), elapsed = ?started.elapsed(), "load: discovery done");
 
     // Phase 2, per application on the I/O threads: structure, then its
@@ -206,7 +216,13 @@ pub fn load_incremental(
     order.sort_by_key(|&i| candidates[i].ino);
     let queue = JobQueue::new(order);
     pool.broadcast(|_| {
-        queue.work(|i| read_application(&candidates[i], options, previous, &big_documents))
+        queue.work(|i| {
+            let read = read_application(&candidates[i], options, previous, &big_documents);
+            if let Some(p) = progress {
+                p.application_done();
+            }
+            read
+        })
     });
     let read = queue.into_results();
     let mut apps = Vec::with_capacity(read.len());
@@ -232,16 +248,23 @@ pub fn load_incremental(
         })
         .collect();
     jobs.sort_unstable_by_key(|j| std::cmp::Reverse(j.2));
+    if let Some(p) = progress {
+        p.large_blobs(jobs.iter().map(|j| j.2).sum());
+    }
     let results: Vec<Outcome> = hash_all(&jobs, cpu_threads, |buf, (i, digest, size)| {
         let nothing_read_ahead = &mut Prefetched::default();
-        verify_blob(
+        let outcome = verify_blob(
             &apps[*i].structure,
             digest,
             *size,
             previous,
             buf,
             nothing_read_ahead,
-        )
+        );
+        if let Some(p) = progress {
+            p.bytes_checked(*size);
+        }
+        outcome
     });
     tracing::debug!(large_blobs = jobs.len(), elapsed = ?started.elapsed(), "load: hashing done");
     for ((i, digest, _), outcome) in jobs.into_iter().zip(results) {

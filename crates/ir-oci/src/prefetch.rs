@@ -164,8 +164,17 @@ impl Prefetched {
                         })
                     }
                     Err(e) => {
-                        tracing::debug!("no io_uring, cold loads read file by file: {e}");
-                        UNAVAILABLE.store(true, Ordering::Relaxed);
+                        // Once per process, as a warning: a seccomp profile
+                        // that blocks io_uring (Docker's and containerd's
+                        // default ones do) makes cold starts slower, and an
+                        // operator should know why (docs/deployment.md).
+                        if !UNAVAILABLE.swap(true, Ordering::Relaxed) {
+                            tracing::warn!(
+                                "io_uring unavailable ({e}): the batched read-ahead is off and cold loads \
+                                 read file by file (slower on a cold page cache; see \"io_uring\" in \
+                                 docs/deployment.md)"
+                            );
+                        }
                         return;
                     }
                 }

@@ -1376,3 +1376,28 @@ fn layout_with_an_empty_index_is_served_with_nothing_in_it() {
     let a = &reg.applications[&ir_oci::RepoName::parse("empty").unwrap()];
     assert!(a.tags.is_empty() && a.manifests.is_empty() && a.blobs.is_empty());
 }
+
+/// A load reports its progress: every application found is counted as
+/// checked, and the large blobs' bytes checked reach their total.
+#[test]
+fn progress_counts_applications_and_large_blob_bytes() {
+    let root = Root::new();
+    for name in ["one", "two", "three"] {
+        root.good(name);
+    }
+    let big = root.layout("big");
+    let image = big.image(&vec![5u8; 1 << 20]);
+    big.set_index(&[image.tagged("latest")]);
+    let progress = std::sync::Arc::new(ir_oci::LoadProgress::default());
+    let options = LoadOptions {
+        progress: Some(progress.clone()),
+        ..LoadOptions::default()
+    };
+    let registry = ir_oci::load(root.path(), &options).unwrap();
+    assert_eq!(registry.applications.len(), 4);
+    let p = progress.snapshot();
+    assert_eq!(p.applications_total, 4);
+    assert_eq!(p.applications_done, 4);
+    assert_eq!(p.bytes_total, 1 << 20);
+    assert_eq!(p.bytes_done, 1 << 20);
+}

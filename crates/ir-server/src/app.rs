@@ -42,9 +42,14 @@ fn load_options(args: &Args) -> LoadOptions {
 /// Loads the registry with the options the arguments ask for, logging the
 /// outcome.
 pub fn load(args: &Args) -> Result<Registry, ir_oci::LoadError> {
+    load_with(args, load_options(args))
+}
+
+/// [`load`] with `options` (e.g. with a progress reporter).
+fn load_with(args: &Args, options: LoadOptions) -> Result<Registry, ir_oci::LoadError> {
     let root = args.root_dir();
     tracing::info!(root = %root.display(), "loading registry");
-    let registry = ir_oci::load(&root, &load_options(args))?;
+    let registry = ir_oci::load(&root, &options)?;
     crate::metrics::verified(&registry);
     if !registry.orphans.is_empty() {
         tracing::info!(
@@ -88,6 +93,10 @@ pub fn check(args: &Args) -> ExitCode {
 /// not ready yet (`/readyz` and the API answer 503) while a large registry
 /// verifies.
 pub async fn serve(args: Args) -> ExitCode {
+    if args.client_ca.is_some() && args.tls != TlsMode::Tls {
+        tracing::error!("--client-ca needs -t tls (RA-TLS clients are identified by attestation)");
+        return ExitCode::FAILURE;
+    }
     // Certificates first: a bad pair should fail before a long verification.
     let certs = match args.tls {
         TlsMode::NoTls => None,
@@ -127,12 +136,13 @@ pub async fn serve(args: Args) -> ExitCode {
     }
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let draining = state.clone();
     let shutdown = async move {
         tokio::select! {
             _ = signals::shutdown() => {}
             _ = stop_rx => {}
         }
-        crate::metrics::shutting_down();
+        draining.set_draining();
     };
     let options = serve_options(&args);
     let server = match (args.tls, certs) {
@@ -148,7 +158,13 @@ pub async fn serve(args: Args) -> ExitCode {
         }
         (TlsMode::Tls, Some(store)) => {
             tracing::info!("serving the OCI pull API over TLS on {local}");
-            let tls = Arc::new(Tls::new(cert_store::server_config(store)));
+            let tls = match tls_transport(&args, store) {
+                Ok(t) => Arc::new(t),
+                Err(e) => {
+                    tracing::error!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             tokio::spawn(transport::serve(
                 listener,
                 tls,
@@ -165,6 +181,9 @@ pub async fn serve(args: Args) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
+            state
+                .status
+                .set_ratls_platform(attestor.platform().describe());
             tokio::spawn(reload_references(attestor.clone(), hangups.subscribe()));
             tracing::info!("serving the OCI pull API over RA-TLS on {local}: only attested CCA realms are served");
             let ratls = Arc::new(
@@ -186,15 +205,34 @@ pub async fn serve(args: Args) -> ExitCode {
     };
 
     // The first load.
+    let load_started = std::time::Instant::now();
+    let progress = Arc::new(ir_oci::LoadProgress::default());
+    let reporter = tokio::spawn(crate::load_progress::report(progress.clone()));
     let loaded = {
         let args = args.clone();
+        let options = LoadOptions {
+            progress: Some(progress.clone()),
+            ..load_options(&args)
+        };
         tokio::task::spawn_blocking(move || {
-            let loaded = load(&args);
+            let loaded = load_with(&args, options);
             crate::memory::release_freed();
             loaded
         })
         .await
     };
+    reporter.abort();
+    crate::metrics::load_progress(&progress.snapshot());
+    state.status.record_load(crate::status::LoadRecord {
+        kind: crate::status::LoadKind::Start,
+        finished: std::time::SystemTime::now(),
+        elapsed: load_started.elapsed(),
+        error: match &loaded {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(e.to_string()),
+        },
+    });
     match loaded {
         Ok(Ok(registry)) => {
             let cache_budget = match args.blob_cache {
@@ -211,7 +249,8 @@ pub async fn serve(args: Args) -> ExitCode {
                     .with_blob_cache(cache),
             ));
             state.set_ready();
-            crate::sd_notify::notify("READY=1");
+            let served = shared.load().registry().applications.len();
+            crate::sd_notify::notify(&format!("READY=1\nSTATUS=serving {served} application(s)"));
             tracing::info!("ready");
         }
         Ok(Err(e)) => {
@@ -230,7 +269,10 @@ pub async fn serve(args: Args) -> ExitCode {
 
     // Reloads: SIGHUP always, file changes with --watch. Reloaded
     // snapshots share the blob cache (`Catalog::succeeded_by`).
-    let reloader = Arc::new(Reloader::new(shared, args.root_dir(), load_options(&args)));
+    let reloader = Arc::new(
+        Reloader::new(shared, args.root_dir(), load_options(&args))
+            .recording_to(state.status.clone()),
+    );
     let (trigger_tx, trigger_rx) = mpsc::channel::<()>(1);
     tokio::spawn(reloader.run(trigger_rx, WATCH_QUIET));
     let mut hup = hangups.subscribe();
@@ -263,6 +305,38 @@ pub async fn serve(args: Args) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The TLS transport, requiring client certificates with `--client-ca`
+/// (limited per client with `--client-map`).
+fn tls_transport(
+    args: &Args,
+    store: Arc<CertStore>,
+) -> Result<Tls, crate::client_access::ClientAccessError> {
+    let Some(ca) = &args.client_ca else {
+        return Ok(Tls::new(cert_store::server_config(store)));
+    };
+    let config =
+        cert_store::server_config_with_client_auth(store, crate::client_access::verifier(ca)?);
+    match &args.client_map {
+        None => {
+            tracing::info!(
+                "TLS: client certificates from {} required; every client sees every application",
+                ca.display()
+            );
+            Ok(Tls::new(config))
+        }
+        Some(path) => {
+            let map = crate::client_access::ClientMap::load(path)?;
+            tracing::info!(
+                "TLS: client certificates from {} required; {} client(s) mapped to applications by {}",
+                ca.display(),
+                map.len(),
+                path.display()
+            );
+            Ok(Tls::with_client_map(config, Arc::new(map)))
+        }
+    }
+}
+
 fn serve_options(args: &Args) -> ServeOptions {
     ServeOptions {
         limits: ConnLimits {
@@ -275,6 +349,7 @@ fn serve_options(args: &Args) -> ServeOptions {
         send_timeout: Duration::from_secs(args.send_timeout.max(1)),
         idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
         max_handshakes_per_address: args.max_handshakes_per_address as usize,
+        proxy_protocol: args.proxy_protocol,
         ..ServeOptions::default()
     }
 }

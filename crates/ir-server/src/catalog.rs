@@ -4,11 +4,14 @@
 
 use std::sync::Arc;
 
+use std::collections::HashMap;
+
 use arc_swap::ArcSwap;
 use ir_oci::{Application, Registry, RepoName};
 
 use crate::delivery::blob_cache::BlobCache;
 use crate::delivery::seals::Seals;
+use crate::metrics::DownloadCounters;
 
 /// What the HTTP layer serves from.
 #[derive(Debug, Default)]
@@ -22,6 +25,21 @@ pub struct Catalog {
     /// Verified copies of large blobs in memory, shared with the snapshots
     /// before and after this one.
     blob_cache: Arc<BlobCache>,
+    /// Download counters of each served application (empty without
+    /// metrics), resolved once per snapshot.
+    downloads: HashMap<RepoName, DownloadCounters>,
+}
+
+/// The download counters of the applications of `registry`.
+fn download_counters(registry: &Registry) -> HashMap<RepoName, DownloadCounters> {
+    match crate::metrics::get() {
+        Some(m) => registry
+            .applications
+            .keys()
+            .map(|name| (name.clone(), m.downloads_of(name.as_str())))
+            .collect(),
+        None => HashMap::new(),
+    }
 }
 
 impl Catalog {
@@ -35,6 +53,7 @@ impl Catalog {
     /// chunk seals (0: none).
     pub fn with_seal_budget(registry: Registry, seal_budget: u64) -> Self {
         Catalog {
+            downloads: download_counters(&registry),
             registry,
             kept: Vec::new(),
             seals: Arc::new(Seals::new(seal_budget)),
@@ -91,7 +110,18 @@ impl Catalog {
             }
             self.blob_cache.retain(|d| !unserved.contains(d));
         }
+        if let Some(m) = crate::metrics::get() {
+            for gone in self
+                .registry
+                .applications
+                .keys()
+                .filter(|n| !registry.applications.contains_key(*n))
+            {
+                m.forget_application(gone.as_str());
+            }
+        }
         Catalog {
+            downloads: download_counters(&registry),
             registry,
             kept,
             seals: Arc::new(Seals::new(self.seals.budget())),
@@ -122,6 +152,17 @@ impl Catalog {
     /// The verified copies of large blobs in memory.
     pub fn blob_cache(&self) -> &Arc<BlobCache> {
         &self.blob_cache
+    }
+
+    /// Counts a manifest (`blob == false`) or blob sent from `name`.
+    pub fn count_download(&self, name: &RepoName, blob: bool) {
+        if let Some(c) = self.downloads.get(name) {
+            if blob {
+                c.blobs.inc();
+            } else {
+                c.manifests.inc();
+            }
+        }
     }
 
     /// Applications kept at their last good version.

@@ -289,3 +289,19 @@ pub fn server_config(store: Arc<CertStore>) -> Arc<rustls::ServerConfig> {
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Arc::new(config)
 }
+
+/// [`server_config`] that also requires a client certificate accepted by
+/// `clients` (`--client-ca`, see [`crate::client_access`]).
+pub fn server_config_with_client_auth(
+    store: Arc<CertStore>,
+    clients: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+) -> Arc<rustls::ServerConfig> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .expect("rustls supports TLS 1.2 and 1.3")
+        .with_client_cert_verifier(clients)
+        .with_cert_resolver(store);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(config)
+}

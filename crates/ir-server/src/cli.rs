@@ -183,6 +183,27 @@ pub struct Args {
     #[arg(long, default_value_t = 30, env = "IR_SERVER_SHUTDOWN_GRACE")]
     pub shutdown_grace: u64,
 
+    /// TLS: require a client certificate issued by a CA in this PEM file
+    #[arg(long, value_name = "FILE", env = "IR_SERVER_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
+
+    /// TLS with --client-ca: JSON mapping client certificates (subject,
+    /// common name or SAN) to the applications each may see; unmatched
+    /// clients see none (default without it: every client sees all)
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "IR_SERVER_CLIENT_MAP",
+        requires = "client_ca"
+    )]
+    pub client_map: Option<PathBuf>,
+
+    /// every connection to the API port starts with a PROXY protocol header
+    /// (v1 or v2, haproxy send-proxy / send-proxy-v2) naming the real
+    /// client; connections without a valid one are refused
+    #[arg(long, env = "IR_SERVER_PROXY_PROTOCOL")]
+    pub proxy_protocol: bool,
+
     /// serve Prometheus metrics (/metrics), /healthz and /readyz on this
     /// separate address, e.g. 127.0.0.1:9090 (off by default)
     #[arg(long, value_name = "ADDR:PORT", env = "IR_SERVER_METRICS_ADDR")]

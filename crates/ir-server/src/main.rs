@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use ir_server::{app, cli::Args, logging};
+use ir_server::{app, cli::Args, logging, probe};
 
 // Allocator: jemalloc rather than glibc malloc (issue 7's soak). Under the
 // soak's mixed load glibc's memory crept up for as long as the load ran
@@ -15,7 +15,9 @@ use ir_server::{app, cli::Args, logging};
 // under that load, and gave big-blob buffers back (bench/ab.sh: 23 MB peak,
 // 14 MB after, against glibc's 29 MB kept); mimalloc (v3 and v2) used
 // 5-6 x the RSS of glibc, one heap per thread. Measurements:
-// docs/benchmarks.md, "Soak".
+// docs/benchmarks.md, "Soak". Feature `jemalloc` (default); README,
+// "Allocator", for aarch64 page sizes.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
@@ -32,6 +34,12 @@ fn max_blocking_threads() -> usize {
 }
 
 fn main() -> ExitCode {
+    // `ir-server probe URL` (the image's HEALTHCHECK). Checked before the
+    // flags are parsed so that every flags-only command line is unchanged.
+    let mut argv = std::env::args_os().skip(1);
+    if argv.next().is_some_and(|a| a == probe::SUBCOMMAND) {
+        return probe::main(argv);
+    }
     let args = Args::parse();
     logging::init(args.log_format);
     // Hash large blobs through memory maps; the handler that turns a bus

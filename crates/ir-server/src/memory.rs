@@ -14,6 +14,19 @@
 /// library's own tests): the control call then only touches jemalloc's
 /// empty state.
 pub fn release_freed() {
+    #[cfg(feature = "jemalloc")]
+    jemalloc_purge();
+    // The system allocator (feature `jemalloc` off): glibc keeps freed
+    // memory in its arenas; malloc_trim(0) gives the free pages back.
+    #[cfg(all(not(feature = "jemalloc"), target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases memory glibc holds free.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(feature = "jemalloc")]
+fn jemalloc_purge() {
     // "arena.<MALLCTL_ARENAS_ALL>.purge", MALLCTL_ARENAS_ALL being 4096 in
     // jemalloc 5.
     const PURGE_ALL: &std::ffi::CStr = c"arena.4096.purge";

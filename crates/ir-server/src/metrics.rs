@@ -32,10 +32,15 @@
 //! | `ir_server_reload_duration_seconds` | histogram | |
 //! | `ir_server_reloads_total` | counter | `outcome` (`ok`, `failed`) |
 //! | `ir_server_ratls_attestations_total` | counter | `outcome`, `reason` |
+//! | `ir_server_application_downloads_total` | counter | `application`, `kind` (`manifest`, `blob`): GETs answered 200 or 206; one series per application served |
+//! | `ir_server_load_applications` | gauge | `state` (`found`, `checked`): progress of the running (or last) first load |
+//! | `ir_server_load_bytes` | gauge | `state` (`found`, `checked`): large-blob bytes of that load |
 //! | `ir_server_build_info` | info | `version` |
+//! | `process_*` | | CPU seconds, resident and virtual memory, open and maximum file descriptors, threads, start time (Linux, read from `/proc` when scraped) |
 
 pub mod histogram;
 pub mod listener;
+pub mod process;
 
 use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
@@ -51,7 +56,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
 pub use self::histogram::AtomicHistogram;
-pub use self::listener::{shutting_down, start};
+pub use self::listener::start;
 use crate::api::{ApiState, Body};
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -110,34 +115,6 @@ impl Endpoint {
         }
     }
 
-    /// Classifies a request path by its shape alone (no allocation, no name
-    /// validation): a path with an invalid name still counts for the
-    /// endpoint it asked for, as [`crate::api::route::parse`] sees it.
-    pub fn of_path(path: &str) -> Endpoint {
-        let rest = match path {
-            "/v2" | "/v2/" => return Endpoint::Base,
-            "/v2/_catalog" => return Endpoint::Catalog,
-            p => match p.strip_prefix("/v2/") {
-                Some(rest) => rest,
-                None => return Endpoint::Other,
-            },
-        };
-        let mut segments = rest.rsplit('/');
-        let (Some(last), Some(second), Some(_name)) =
-            (segments.next(), segments.next(), segments.next())
-        else {
-            return Endpoint::Other;
-        };
-        match (second, last) {
-            ("tags", "list") => Endpoint::Tags,
-            ("manifests", _) => Endpoint::Manifest,
-            ("referrers", _) => Endpoint::Referrers,
-            ("blobs", "uploads") => Endpoint::Other,
-            ("blobs", _) => Endpoint::Blob,
-            _ => Endpoint::Other,
-        }
-    }
-
     fn index(self) -> usize {
         self as usize
     }
@@ -185,6 +162,21 @@ struct OutcomeLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DownloadLabels {
+    application: String,
+    kind: &'static str,
+}
+
+/// The download counters of one application (see [`Metrics::downloads_of`]).
+#[derive(Debug, Clone, Default)]
+pub struct DownloadCounters {
+    /// Manifests (and indexes) sent.
+    pub manifests: Counter,
+    /// Blobs sent, whole or in ranges.
+    pub blobs: Counter,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AttestationLabels {
     outcome: String,
     reason: String,
@@ -221,6 +213,10 @@ pub struct Metrics {
     reloads: Family<OutcomeLabels, Counter>,
     attestations: Family<AttestationLabels, Counter>,
     attestation_series: Mutex<HashSet<(String, String)>>,
+    downloads: Family<DownloadLabels, Counter>,
+    load_applications: Family<StateLabels, Gauge>,
+    load_bytes: Family<StateLabels, Gauge>,
+    process: process::ProcessMetrics,
 }
 
 impl Default for Metrics {
@@ -343,6 +339,25 @@ impl Metrics {
             "RA-TLS client attestations by outcome and reason",
             attestations.clone(),
         );
+        let downloads = Family::<DownloadLabels, Counter>::default();
+        registry.register(
+            "application_downloads",
+            "Manifest and blob GETs answered 200 or 206, per application served",
+            downloads.clone(),
+        );
+        let load_applications = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "load_applications",
+            "Applications found and checked so far by the first load (reported every few seconds while it runs)",
+            load_applications.clone(),
+        );
+        let load_bytes = Family::<StateLabels, Gauge>::default();
+        registry.register_with_unit(
+            "load",
+            "Bytes of large blobs found and checked so far by the first load",
+            Unit::Bytes,
+            load_bytes.clone(),
+        );
         registry.register(
             "build",
             "Build information",
@@ -372,6 +387,39 @@ impl Metrics {
             reloads,
             attestations,
             attestation_series: Mutex::new(HashSet::new()),
+            downloads,
+            load_applications,
+            load_bytes,
+            process: process::ProcessMetrics::new(),
+        }
+    }
+
+    /// The download counters of `application`, created if new. The
+    /// catalog resolves them once per snapshot, so a request only bumps
+    /// an atomic (no label look-up, no allocation).
+    pub fn downloads_of(&self, application: &str) -> DownloadCounters {
+        let counter = |kind| {
+            self.downloads
+                .get_or_create(&DownloadLabels {
+                    application: application.to_string(),
+                    kind,
+                })
+                .clone()
+        };
+        DownloadCounters {
+            manifests: counter("manifest"),
+            blobs: counter("blob"),
+        }
+    }
+
+    /// Drops the series of an application no longer served, so that the
+    /// label set stays bounded by the applications that exist.
+    pub fn forget_application(&self, application: &str) {
+        for kind in ["manifest", "blob"] {
+            self.downloads.remove(&DownloadLabels {
+                application: application.to_string(),
+                kind,
+            });
         }
     }
 
@@ -472,9 +520,9 @@ impl Metrics {
             .inc();
     }
 
-    /// Sets the gauges that describe the served snapshot from `state`
-    /// (`draining`: shutdown was requested, so the replica is not ready).
-    pub fn observe_state(&self, state: &ApiState, draining: bool) {
+    /// Sets the gauges that describe the served snapshot from `state` (a
+    /// draining replica is not ready).
+    pub fn observe_state(&self, state: &ApiState) {
         let catalog = state.catalog.load();
         let registry = catalog.registry();
         for (name, n) in [
@@ -491,14 +539,17 @@ impl Metrics {
             .set(i64::try_from(catalog.seals().used()).unwrap_or(i64::MAX));
         self.blob_cache
             .set(i64::try_from(catalog.blob_cache().used()).unwrap_or(i64::MAX));
-        self.ready.set(i64::from(state.is_ready() && !draining));
+        self.ready
+            .set(i64::from(state.is_ready() && !state.is_draining()));
     }
 
     /// The OpenMetrics text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(8192);
         // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry);
+        self.process.encode(&mut out);
+        let _ = prometheus_client::encoding::text::encode_eof(&mut out);
         out
     }
 }
@@ -519,7 +570,7 @@ impl Drop for ConnectionGuard {
 /// [`crate::api::handle`]): its endpoint kind, method, status, body size
 /// (from the body's exact size, so 0 for HEAD and 304) and latency.
 pub fn record_request(
-    path: &str,
+    endpoint: Endpoint,
     method: &Method,
     response: &http::Response<Body>,
     started: Instant,
@@ -529,12 +580,27 @@ pub fn record_request(
             .exact()
             .unwrap_or(0);
         m.request(
-            Endpoint::of_path(path),
+            endpoint,
             method,
             response.status().as_u16(),
             bytes,
             started.elapsed(),
         );
+    }
+}
+
+/// Records how far the first load has got (see [`crate::load_progress`]).
+pub fn load_progress(p: &ir_oci::ProgressSnapshot) {
+    if let Some(m) = get() {
+        let set = |family: &Family<StateLabels, Gauge>, state, v: u64| {
+            family
+                .get_or_create(&StateLabels { state })
+                .set(i64::try_from(v).unwrap_or(i64::MAX));
+        };
+        set(&m.load_applications, "found", p.applications_total);
+        set(&m.load_applications, "checked", p.applications_done);
+        set(&m.load_bytes, "found", p.bytes_total);
+        set(&m.load_bytes, "checked", p.bytes_done);
     }
 }
 
@@ -607,42 +673,6 @@ impl Drop for ReloadTimer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::route::{self, Route};
-
-    #[test]
-    fn endpoint_of_path_agrees_with_the_router() {
-        for (path, kind) in [
-            ("/v2/", Endpoint::Base),
-            ("/v2", Endpoint::Base),
-            ("/v2/_catalog", Endpoint::Catalog),
-            ("/v2/a/tags/list", Endpoint::Tags),
-            ("/v2/team/app/manifests/1.0", Endpoint::Manifest),
-            ("/v2/a/manifests/manifests/x", Endpoint::Manifest),
-            ("/v2/a/b/blobs/sha256:x", Endpoint::Blob),
-            ("/v2/a/referrers/d", Endpoint::Referrers),
-            ("/v2/a/blobs/uploads/", Endpoint::Other),
-            ("/v2/a/blobs/uploads/123", Endpoint::Other),
-            ("/v2/a/blobs/uploads", Endpoint::Other),
-            ("/v2/manifests/x", Endpoint::Other),
-            ("/v2/a", Endpoint::Other),
-            ("/healthz", Endpoint::Other),
-            ("/", Endpoint::Other),
-            ("/v2/A/manifests/x", Endpoint::Manifest),
-        ] {
-            assert_eq!(Endpoint::of_path(path), kind, "{path}");
-            let routed = match route::parse(path) {
-                Ok(Route::Base) => Endpoint::Base,
-                Ok(Route::Catalog) => Endpoint::Catalog,
-                Ok(Route::Manifest(..)) => Endpoint::Manifest,
-                Ok(Route::Blob(..)) => Endpoint::Blob,
-                Ok(Route::Tags(..)) => Endpoint::Tags,
-                Ok(Route::Referrers(..)) => Endpoint::Referrers,
-                Ok(Route::Upload(..)) | Err(route::RouteError::NoSuchEndpoint) => Endpoint::Other,
-                Err(route::RouteError::InvalidName(_)) => kind,
-            };
-            assert_eq!(routed, kind, "{path}");
-        }
-    }
 
     fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
         text.lines().find(|l| l.starts_with(prefix))

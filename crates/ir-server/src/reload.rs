@@ -11,6 +11,7 @@ use ir_oci::{LoadError, LoadOptions};
 use tokio::sync::{mpsc, Mutex};
 
 use crate::catalog::{Catalog, SharedCatalog};
+use crate::status::{LoadKind, LoadRecord, ServerStatus};
 
 /// Reloads the catalog from the root; one reload at a time.
 pub struct Reloader {
@@ -18,6 +19,7 @@ pub struct Reloader {
     root: PathBuf,
     options: LoadOptions,
     running: Mutex<()>,
+    status: Option<Arc<ServerStatus>>,
 }
 
 /// What a reload changed.
@@ -49,11 +51,33 @@ impl Reloader {
             root,
             options,
             running: Mutex::new(()),
+            status: None,
         }
     }
 
-    /// Rescans and swaps. On a root that cannot be read, nothing changes.
+    /// Also records each reload's time and outcome in `status` (`/status`).
+    pub fn recording_to(mut self, status: Arc<ServerStatus>) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// Rescans and swaps (see [`Reloader::swap`]), recording the outcome.
     pub async fn reload(&self) -> Result<ReloadSummary, LoadError> {
+        let started = Instant::now();
+        let result = self.swap().await;
+        if let Some(status) = &self.status {
+            status.record_load(LoadRecord {
+                kind: LoadKind::Reload,
+                finished: std::time::SystemTime::now(),
+                elapsed: started.elapsed(),
+                error: result.as_ref().err().map(|e| e.to_string()),
+            });
+        }
+        result
+    }
+
+    /// Rescans and swaps. On a root that cannot be read, nothing changes.
+    async fn swap(&self) -> Result<ReloadSummary, LoadError> {
         let _one_at_a_time = self.running.lock().await;
         let started = Instant::now();
         let timer = crate::metrics::ReloadTimer::start();

@@ -116,7 +116,7 @@ pub async fn serve_connection<IO>(
     let service = service_fn(move |req| {
         let state = state.clone();
         let conn = conn.clone();
-        async move { Ok::<_, Infallible>(api::handle(&state, &conn, req).await) }
+        async move { Ok::<_, Infallible>(api::handle_logged(&state, &conn, req).await) }
     });
     let connection = builder
         .serve_connection(TokioIo::new(io), service)

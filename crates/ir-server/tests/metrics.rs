@@ -494,7 +494,243 @@ fn the_binary_notifies_systemd_once_ready() {
         let _ = child.kill();
         let _ = child.wait();
         let n = received.expect("no notification within 20 s");
-        assert_eq!(&buf[..n], b"READY=1");
+        assert_eq!(&buf[..n], b"READY=1\nSTATUS=serving 1 application(s)");
         assert_eq!(served.unwrap(), 200);
+    });
+}
+
+/// `ir-server probe URL` (the image's HEALTHCHECK): exit 0 while /readyz
+/// is 200, 1 while it is 503 or nothing listens.
+#[test]
+fn the_probe_subcommand_follows_readyz() {
+    serial(|| async {
+        let state = Arc::new(ApiState::loading(
+            catalog::shared(Catalog::default()),
+            false,
+        ));
+        let base = metrics_listener(state.clone()).await;
+        let probe = |path: &str| {
+            let url = format!("{base}{path}");
+            async move {
+                tokio::task::spawn_blocking(move || {
+                    std::process::Command::new(env!("CARGO_BIN_EXE_ir-server"))
+                        .args(["probe", &url, "--timeout", "5"])
+                        .output()
+                        .unwrap()
+                })
+                .await
+                .unwrap()
+            }
+        };
+        assert_eq!(probe("/healthz").await.status.code(), Some(0));
+        let not_ready = probe("/readyz").await;
+        assert_eq!(not_ready.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&not_ready.stderr).contains("status 503"));
+        state.set_ready();
+        let ready = probe("/readyz").await;
+        assert_eq!(ready.status.code(), Some(0));
+        assert!(String::from_utf8_lossy(&ready.stdout).contains("200"));
+        // Nothing listening: a failure, not a hang.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_ir-server"))
+                .args(["probe", &format!("http://127.0.0.1:{port}/readyz")])
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+    });
+}
+
+/// `/status` lists each application served or rejected (rule and file),
+/// the last load and readiness; per-application download counters follow
+/// GETs; the process metrics are there.
+#[test]
+fn status_downloads_and_process_metrics() {
+    serial(|| async {
+        ir_server::metrics::install();
+        let root = Root::new();
+        let app = root.layout("counted");
+        let image = app.image(&vec![3u8; 4096]);
+        app.set_index(&[image.tagged("latest")]);
+        let bad = root.layout("bad");
+        let broken = bad.image(b"broken layer");
+        bad.set_index(&[broken.tagged("v1")]);
+        bad.corrupt_flip(&broken.layers[0]);
+        let registry = ir_oci::load(root.path(), &LoadOptions::default()).unwrap();
+        assert_eq!(registry.rejected.len(), 1);
+        let server = TestServer::serve(registry, Default::default()).await;
+        server
+            .state
+            .status
+            .record_load(ir_server::status::LoadRecord {
+                kind: ir_server::status::LoadKind::Start,
+                finished: std::time::SystemTime::now(),
+                elapsed: Duration::from_millis(12),
+                error: None,
+            });
+        let base = metrics_listener(server.state.clone()).await;
+
+        let c = client();
+        for _ in 0..2 {
+            let r = c
+                .get(server.url("/v2/counted/manifests/latest"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+        let layer = format!("/v2/counted/blobs/{}", image.layers[0].digest_str());
+        let r = c.get(server.url(&layer)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap();
+        // HEAD and misses do not count.
+        c.head(server.url(&layer)).send().await.unwrap();
+        c.get(server.url("/v2/counted/manifests/nope"))
+            .send()
+            .await
+            .unwrap();
+
+        let text = scrape(&base).await;
+        let series = |kind: &str| {
+            format!(
+                "ir_server_application_downloads_total{{application=\"counted\",kind=\"{kind}\"}}"
+            )
+        };
+        assert_eq!(value(&text, &series("manifest")), 2.0, "{text}");
+        assert_eq!(value(&text, &series("blob")), 1.0, "{text}");
+        assert!(
+            !text.contains("application=\"bad\""),
+            "only served applications: {text}"
+        );
+        for name in [
+            "process_cpu_seconds_total ",
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
+        ] {
+            assert!(text.contains(name), "{name}: {text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+
+        let r = c.get(format!("{base}/status")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "application/json");
+        let doc: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(doc["ready"], true);
+        assert_eq!(doc["draining"], false);
+        assert_eq!(doc["served"], 1);
+        assert_eq!(doc["rejected"], 1);
+        assert_eq!(doc["last_load"]["outcome"], "ok");
+        assert_eq!(doc["last_load"]["kind"], "start");
+        assert!(doc["ratls_platform_check"].is_null());
+        let apps = doc["applications"].as_array().unwrap();
+        let served = apps.iter().find(|a| a["name"] == "counted").unwrap();
+        assert_eq!(served["state"], "served");
+        assert_eq!(served["tags"], 1);
+        let rejected = apps.iter().find(|a| a["name"] == "bad").unwrap();
+        assert_eq!(rejected["state"], "rejected");
+        assert!(
+            rejected["file"]
+                .as_str()
+                .unwrap()
+                .starts_with("blobs/sha256/"),
+            "{rejected}"
+        );
+        assert!(!rejected["reason"].as_str().unwrap().is_empty());
+
+        server.state.set_draining();
+        let doc: serde_json::Value = c
+            .get(format!("{base}/status"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(doc["draining"], true);
+        assert_eq!(status_of(&format!("{base}/readyz")).await, 503);
+        assert_eq!(status_of(&server.url("/readyz")).await, 503);
+        server.stop().await;
+    });
+}
+
+/// The access log line is written when the response ends: bytes actually
+/// sent, time to the last byte, whether it completed, the user agent.
+#[test]
+fn the_access_log_line_is_written_at_the_end_of_the_response() {
+    serial(|| async {
+        use std::io::{Read, Write};
+        let root = Root::new();
+        let app = root.layout("app");
+        let image = app.image(&vec![9u8; 16 << 20]);
+        app.set_index(&[image.tagged("latest")]);
+        let (api, metrics) = (free_addr(), free_addr());
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("log");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ir-server"))
+            .args(["-r", root.path().to_str().unwrap(), "--bind", "127.0.0.1"])
+            .args(["-p", &api.port().to_string(), "--log-format", "json"])
+            .args(["--metrics-addr", &metrics.to_string()])
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !matches!(
+            client().get(format!("http://{metrics}/readyz")).send().await,
+            Ok(r) if r.status() == 200
+        ) {
+            assert!(Instant::now() < deadline, "never ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let layer = format!("/v2/app/blobs/{}", image.layers[0].digest_str());
+        let r = client()
+            .get(format!("http://{api}{layer}"))
+            .header("user-agent", "whole-reader/1.0")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.bytes().await.unwrap().len(), 16 << 20);
+        // A client that reads the head and a little, then hangs up.
+        tokio::task::spawn_blocking(move || {
+            let mut tcp = std::net::TcpStream::connect(api).unwrap();
+            write!(
+                tcp,
+                "GET {layer} HTTP/1.1\r\nHost: x\r\nUser-Agent: quitter/2.0\r\n\r\n"
+            )
+            .unwrap();
+            let mut buf = [0u8; 4096];
+            tcp.read_exact(&mut buf).unwrap();
+        })
+        .await
+        .unwrap();
+        let lines = |agent: &str| -> Option<serde_json::Value> {
+            std::fs::read_to_string(&log_path)
+                .unwrap()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|v| v["target"] == "access" && v["user_agent"] == agent)
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (whole, quit) = loop {
+            if let (Some(w), Some(q)) = (lines("whole-reader/1.0"), lines("quitter/2.0")) {
+                break (w, q);
+            }
+            assert!(Instant::now() < deadline, "access lines missing");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(whole["status"], 200);
+        assert_eq!(whole["bytes"], 16 << 20);
+        assert_eq!(whole["completed"], true);
+        assert_eq!(whole["realm"], "-");
+        assert!(whole["micros"].as_u64().is_some());
+        assert_eq!(quit["status"], 200);
+        assert_eq!(quit["completed"], false, "{quit}");
+        assert!(quit["bytes"].as_u64().unwrap() < 16 << 20, "{quit}");
     });
 }

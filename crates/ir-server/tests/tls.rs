@@ -226,3 +226,117 @@ async fn oci_client_pulls_over_tls_with_the_test_ca() {
     assert_eq!(image.layers.len(), 1);
     assert_eq!(image.layers[0].data.as_ref(), b"layer over tls");
 }
+
+/// `--client-ca` and `--client-map`: a client without a certificate from
+/// the client CA is refused in the handshake; a mapped client sees only
+/// its applications (404 NAME_UNKNOWN for the others, as for missing ones,
+/// and a filtered catalog); an unmapped one sees none.
+#[tokio::test]
+async fn client_certificates_limit_what_each_client_sees() {
+    use crate::util::pki::make_client;
+    use ir_server::client_access::{self, ClientMap};
+    let certs = TempDir::new().unwrap();
+    let ca = make_ca();
+    let (c, k) = make_leaf(&ca, certs.path(), 1, true);
+    let store = Arc::new(CertStore::load(&c, &k).unwrap());
+    let client_ca = make_ca();
+    let ca_file = certs.path().join("clients.pem");
+    std::fs::write(&ca_file, &client_ca.pem).unwrap();
+    let map = ClientMap::from_json(
+        br#"{"clients": [{"name": "ci", "common_name": "ci-runner", "applications": ["team/*"]},
+                         {"common_name": "ops"}]}"#,
+    )
+    .unwrap();
+    let config = cert_store::server_config_with_client_auth(
+        store,
+        client_access::verifier(&ca_file).unwrap(),
+    );
+    let root = ir_testkit::Root::new();
+    for name in ["app", "team/one"] {
+        let app = root.layout(name);
+        let image = app.image(name.as_bytes());
+        app.set_index(&[image.tagged("latest")]);
+    }
+    let registry = ir_oci::load(root.path(), &ir_oci::LoadOptions::default()).unwrap();
+    let tls = Arc::new(Tls::with_client_map(config, Arc::new(map)));
+    let server =
+        TestServer::serve_with(registry, tls, options(ConnLimits::default()), "https").await;
+    let url = |path: &str| format!("https://localhost:{}{path}", server.addr.port());
+    let as_client = |cn: Option<&str>| {
+        let mut b = https_client(&ca);
+        if let Some(cn) = cn {
+            let identity = reqwest::Identity::from_pem(make_client(&client_ca, cn).as_bytes());
+            b = b.identity(identity.unwrap());
+        }
+        b.build().unwrap()
+    };
+
+    // No certificate, or one from another CA: no TLS session.
+    assert!(as_client(None).get(url("/v2/")).send().await.is_err());
+    let stranger_ca = make_ca();
+    let foreign = reqwest::Identity::from_pem(make_client(&stranger_ca, "ops").as_bytes()).unwrap();
+    let foreign = https_client(&ca).identity(foreign).build().unwrap();
+    assert!(foreign.get(url("/v2/")).send().await.is_err());
+
+    let ci = as_client(Some("ci-runner"));
+    let r = ci
+        .get(url("/v2/team/one/manifests/latest"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = ci
+        .get(url("/v2/app/manifests/latest"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(crate::util::error_code(r).await, "NAME_UNKNOWN");
+    let r = ci
+        .get(url("/v2/missing/manifests/latest"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(crate::util::error_code(r).await, "NAME_UNKNOWN");
+    let catalog: serde_json::Value = ci
+        .get(url("/v2/_catalog"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(catalog["repositories"], serde_json::json!(["team/one"]));
+
+    let ops = as_client(Some("ops"));
+    let catalog: serde_json::Value = ops
+        .get(url("/v2/_catalog"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        catalog["repositories"],
+        serde_json::json!(["app", "team/one"])
+    );
+
+    let unmapped = as_client(Some("someone-else"));
+    let r = unmapped
+        .get(url("/v2/app/manifests/latest"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(crate::util::error_code(r).await, "NAME_UNKNOWN");
+    let catalog: serde_json::Value = unmapped
+        .get(url("/v2/_catalog"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(catalog["repositories"], serde_json::json!([]));
+    server.stop().await;
+}

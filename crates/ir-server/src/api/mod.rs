@@ -5,6 +5,7 @@
 //! snapshot vouches for, checked against the identity recorded at
 //! verification.
 
+pub mod access_log;
 pub mod body;
 pub mod error;
 mod handlers;
@@ -21,7 +22,7 @@ use ir_oci::RepoName;
 pub use body::Body;
 pub use error::{ApiError, ErrorCode};
 
-use crate::catalog::SharedCatalog;
+use crate::catalog::{Catalog, SharedCatalog};
 
 /// Header every response carries, as the Docker registry API defines it.
 pub const API_VERSION_HEADER: &str = "docker-distribution-api-version";
@@ -44,6 +45,11 @@ pub struct ApiState {
     pub access_log: bool,
     /// Set once the first load finished; until then the API answers 503.
     pub ready: AtomicBool,
+    /// Set once shutdown was requested: `/readyz` answers 503 so that
+    /// balancers take the replica out while its last requests finish.
+    pub draining: AtomicBool,
+    /// Loads, and the RA-TLS platform check, for `/status`.
+    pub status: Arc<crate::status::ServerStatus>,
 }
 
 impl ApiState {
@@ -53,6 +59,8 @@ impl ApiState {
             catalog,
             access_log,
             ready: AtomicBool::new(true),
+            draining: AtomicBool::new(false),
+            status: Arc::default(),
         }
     }
 
@@ -74,6 +82,31 @@ impl ApiState {
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
+
+    /// Marks shutdown as requested (see [`ApiState::draining`]).
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// True once shutdown was requested.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// The answer to a probe path (`/healthz`, `/readyz`) as status and
+    /// text, or `None` for any other path. The one definition of both
+    /// probes, served on the API port and on the metrics listener.
+    pub fn probe(&self, path: &str) -> Option<(StatusCode, &'static str)> {
+        match path {
+            HEALTH_PATH => Some((StatusCode::OK, "ok\n")),
+            READY_PATH if self.is_draining() => {
+                Some((StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"))
+            }
+            READY_PATH if self.is_ready() => Some((StatusCode::OK, "ok\n")),
+            READY_PATH => Some((StatusCode::SERVICE_UNAVAILABLE, "not ready\n")),
+            _ => None,
+        }
+    }
 }
 
 /// What the transport knows about the connection a request came on.
@@ -86,6 +119,9 @@ pub struct ConnInfo {
     /// Closed between requests once this old (RA-TLS: attested
     /// connections attest again).
     pub max_age: Option<std::time::Duration>,
+    /// RA-TLS: the name of the reference entry the client attested as
+    /// (for the access log).
+    pub realm: Option<Arc<str>>,
 }
 
 impl ConnInfo {
@@ -95,6 +131,7 @@ impl ConnInfo {
             peer,
             visibility: None,
             max_age: None,
+            realm: None,
         }
     }
 
@@ -107,7 +144,7 @@ impl ConnInfo {
 pub async fn handle<B>(state: &ApiState, conn: &ConnInfo, req: Request<B>) -> Response<Body> {
     let started = std::time::Instant::now();
     let method = req.method().clone();
-    let mut response = route_request(state, conn, &req).await;
+    let (mut response, endpoint) = route_request(state, conn, &req).await;
     if method == Method::HEAD {
         *response.body_mut() = Body::Empty;
     }
@@ -117,25 +154,19 @@ pub async fn handle<B>(state: &ApiState, conn: &ConnInfo, req: Request<B>) -> Re
     if req.version() == Version::HTTP_10 {
         http10_order(&req, response.headers_mut());
     }
-    crate::metrics::record_request(req.uri().path(), &method, &response, started);
-    if state.access_log {
-        let bytes = response
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
-        tracing::info!(
-            target: "access",
-            peer = %conn.peer,
-            method = %method,
-            path = %req.uri().path(),
-            status = response.status().as_u16(),
-            bytes,
-            micros = started.elapsed().as_micros() as u64,
-        );
-    }
+    crate::metrics::record_request(endpoint, &method, &response, started);
     response
+}
+
+/// Answers one request as [`handle`] does, with the access log line (when
+/// it is on) written once the response body has ended.
+pub async fn handle_logged<B>(
+    state: &ApiState,
+    conn: &ConnInfo,
+    req: Request<B>,
+) -> Response<access_log::Logged> {
+    let entry = state.access_log.then(|| access_log::Entry::of(conn, &req));
+    access_log::Logged::wrap(handle(state, conn, req).await, entry)
 }
 
 /// For an HTTP/1.0 client, `Connection: keep-alive` (when it asked for
@@ -167,11 +198,27 @@ fn http10_order<B>(req: &Request<B>, headers: &mut HeaderMap) {
     *headers = ordered;
 }
 
-async fn route_request<B>(state: &ApiState, conn: &ConnInfo, req: &Request<B>) -> Response<Body> {
+/// Answers a request, with the endpoint kind its path was routed to (the
+/// path is parsed once, here, for both).
+async fn route_request<B>(
+    state: &ApiState,
+    conn: &ConnInfo,
+    req: &Request<B>,
+) -> (Response<Body>, crate::metrics::Endpoint) {
+    let parsed = route::parse(req.uri().path());
+    let endpoint = route::endpoint_of(&parsed);
+    (answer(state, conn, req, parsed).await, endpoint)
+}
+
+async fn answer<B>(
+    state: &ApiState,
+    conn: &ConnInfo,
+    req: &Request<B>,
+    parsed: Result<route::Route<'_>, route::RouteError>,
+) -> Response<Body> {
     use route::{Route, RouteError};
-    let path = req.uri().path();
-    if path == HEALTH_PATH || path == READY_PATH {
-        return probe(path == HEALTH_PATH || state.is_ready());
+    if let Some((status, text)) = state.probe(req.uri().path()) {
+        return probe(status, text);
     }
     if !state.is_ready() {
         let mut r = error_response(&ApiError::new(
@@ -182,7 +229,7 @@ async fn route_request<B>(state: &ApiState, conn: &ConnInfo, req: &Request<B>) -
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return r;
     }
-    let route = match route::parse(path) {
+    let route = match parsed {
         Ok(r) => r,
         Err(RouteError::NoSuchEndpoint) => {
             return error_response(&ApiError::new(
@@ -190,7 +237,7 @@ async fn route_request<B>(state: &ApiState, conn: &ConnInfo, req: &Request<B>) -
                 "no such endpoint in the OCI distribution pull API",
             ))
         }
-        Err(RouteError::InvalidName(e)) => {
+        Err(RouteError::InvalidName(_, e)) => {
             return error_response(&ApiError::new(ErrorCode::NameInvalid, e.to_string()))
         }
     };
@@ -227,11 +274,14 @@ async fn route_request<B>(state: &ApiState, conn: &ConnInfo, req: &Request<B>) -
         Route::Base => Ok(handlers::base()),
         Route::Catalog => handlers::catalog(&catalog, conn, req),
         Route::Manifest(name, reference) => match app_of(&name) {
-            Ok(app) => handlers::manifest(&app, reference, req),
+            Ok(app) => handlers::manifest(&app, reference, req)
+                .inspect(|r| count_download(&catalog, &name, false, req, r)),
             Err(e) => Err(e),
         },
         Route::Blob(name, digest) => match app_of(&name) {
-            Ok(app) => handlers::blob(app, &catalog, digest, req).await,
+            Ok(app) => handlers::blob(app, &catalog, digest, req)
+                .await
+                .inspect(|r| count_download(&catalog, &name, true, req, r)),
             Err(e) => Err(e),
         },
         Route::Tags(name) => app_of(&name).and_then(|app| handlers::tags(&app, req)),
@@ -243,13 +293,24 @@ async fn route_request<B>(state: &ApiState, conn: &ConnInfo, req: &Request<B>) -
     result.unwrap_or_else(|e| error_response(&e))
 }
 
-/// A probe's answer: 200 `ok` or 503 `not ready`.
-fn probe(ok: bool) -> Response<Body> {
-    let (status, body) = if ok {
-        (StatusCode::OK, "ok\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-    };
+/// Counts a GET answered 200 or 206 in the application's download counters.
+fn count_download<B>(
+    catalog: &Catalog,
+    name: &RepoName,
+    blob: bool,
+    req: &Request<B>,
+    response: &Response<Body>,
+) {
+    let status = response.status();
+    if req.method() == Method::GET
+        && (status == StatusCode::OK || status == StatusCode::PARTIAL_CONTENT)
+    {
+        catalog.count_download(name, blob);
+    }
+}
+
+/// A probe's answer (see [`ApiState::probe`]).
+fn probe(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut r = Response::new(Body::full(body));
     *r.status_mut() = status;
     r.headers_mut()

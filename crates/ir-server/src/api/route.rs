@@ -8,6 +8,8 @@
 
 use ir_oci::{name::NameError, RepoName};
 
+use crate::metrics::Endpoint;
+
 /// An endpoint, with the repository name already validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route<'a> {
@@ -32,8 +34,43 @@ pub enum Route<'a> {
 pub enum RouteError {
     /// Not a path of the pull API.
     NoSuchEndpoint,
-    /// The shape is an endpoint's, but the name is invalid.
-    InvalidName(NameError),
+    /// The shape is an endpoint's (the first field), but the name is
+    /// invalid.
+    InvalidName(Endpoint, NameError),
+}
+
+impl Route<'_> {
+    /// The endpoint kind (the metrics' `endpoint` label).
+    pub fn endpoint(&self) -> Endpoint {
+        match self {
+            Route::Base => Endpoint::Base,
+            Route::Catalog => Endpoint::Catalog,
+            Route::Manifest(..) => Endpoint::Manifest,
+            Route::Blob(..) => Endpoint::Blob,
+            Route::Upload(_) => Endpoint::Other,
+            Route::Tags(_) => Endpoint::Tags,
+            Route::Referrers(..) => Endpoint::Referrers,
+        }
+    }
+}
+
+impl RouteError {
+    /// The endpoint kind the path asked for: a path with an invalid name
+    /// still counts for the endpoint its shape names.
+    pub fn endpoint(&self) -> Endpoint {
+        match self {
+            RouteError::NoSuchEndpoint => Endpoint::Other,
+            RouteError::InvalidName(e, _) => *e,
+        }
+    }
+}
+
+/// The endpoint kind of a parse result.
+pub fn endpoint_of(parsed: &Result<Route<'_>, RouteError>) -> Endpoint {
+    match parsed {
+        Ok(r) => r.endpoint(),
+        Err(e) => e.endpoint(),
+    }
 }
 
 /// Most path segments considered; names longer than this are invalid anyway.
@@ -48,25 +85,35 @@ pub fn parse(path: &str) -> Result<Route<'_>, RouteError> {
     };
     let segments: Vec<&str> = rest.splitn(MAX_SEGMENTS, '/').collect();
     let n = segments.len();
-    let name_of = |k: usize| -> Result<RepoName, RouteError> {
+    let name_of = |k: usize, endpoint: Endpoint| -> Result<RepoName, RouteError> {
         if k == 0 {
             return Err(RouteError::NoSuchEndpoint);
         }
         // The name is the raw text before the endpoint's fixed segments.
         let len: usize = segments[..k].iter().map(|s| s.len()).sum::<usize>() + k - 1;
-        RepoName::parse(&rest[..len]).map_err(RouteError::InvalidName)
+        RepoName::parse(&rest[..len]).map_err(|e| RouteError::InvalidName(endpoint, e))
     };
     let tail = |k: usize| &segments[n.saturating_sub(k)..];
     match tail(3) {
-        [_, "tags", "list"] => return Ok(Route::Tags(name_of(n - 2)?)),
-        [_, "manifests", reference] => return Ok(Route::Manifest(name_of(n - 2)?, reference)),
-        [_, "referrers", digest] => return Ok(Route::Referrers(name_of(n - 2)?, digest)),
-        [_, "blobs", "uploads"] => return Ok(Route::Upload(name_of(n - 2)?)),
-        [_, "blobs", digest] => return Ok(Route::Blob(name_of(n - 2)?, digest)),
+        [_, "tags", "list"] => return Ok(Route::Tags(name_of(n - 2, Endpoint::Tags)?)),
+        [_, "manifests", reference] => {
+            return Ok(Route::Manifest(
+                name_of(n - 2, Endpoint::Manifest)?,
+                reference,
+            ))
+        }
+        [_, "referrers", digest] => {
+            return Ok(Route::Referrers(
+                name_of(n - 2, Endpoint::Referrers)?,
+                digest,
+            ))
+        }
+        [_, "blobs", "uploads"] => return Ok(Route::Upload(name_of(n - 2, Endpoint::Other)?)),
+        [_, "blobs", digest] => return Ok(Route::Blob(name_of(n - 2, Endpoint::Blob)?, digest)),
         _ => {}
     }
     if let [_, "blobs", "uploads", _] = tail(4) {
-        return Ok(Route::Upload(name_of(n - 3)?));
+        return Ok(Route::Upload(name_of(n - 3, Endpoint::Other)?));
     }
     Err(RouteError::NoSuchEndpoint)
 }
@@ -121,7 +168,7 @@ mod tests {
             "/v2/a\\b/manifests/x",
             "/v2/A/manifests/x",
         ] {
-            assert!(matches!(parse(p), Err(RouteError::InvalidName(_))), "{p}");
+            assert!(matches!(parse(p), Err(RouteError::InvalidName(..))), "{p}");
         }
         for p in [
             "/",
@@ -134,6 +181,32 @@ mod tests {
             "/v2/a/blobs",
         ] {
             assert_eq!(parse(p), Err(RouteError::NoSuchEndpoint), "{p}");
+        }
+    }
+
+    #[test]
+    fn endpoint_kinds() {
+        for (path, kind) in [
+            ("/v2/", Endpoint::Base),
+            ("/v2", Endpoint::Base),
+            ("/v2/_catalog", Endpoint::Catalog),
+            ("/v2/a/tags/list", Endpoint::Tags),
+            ("/v2/team/app/manifests/1.0", Endpoint::Manifest),
+            ("/v2/a/manifests/manifests/x", Endpoint::Manifest),
+            ("/v2/a/b/blobs/sha256:x", Endpoint::Blob),
+            ("/v2/a/referrers/d", Endpoint::Referrers),
+            ("/v2/a/blobs/uploads/", Endpoint::Other),
+            ("/v2/a/blobs/uploads/123", Endpoint::Other),
+            ("/v2/a/blobs/uploads", Endpoint::Other),
+            ("/v2/manifests/x", Endpoint::Other),
+            ("/v2/a", Endpoint::Other),
+            ("/healthz", Endpoint::Other),
+            ("/", Endpoint::Other),
+            // An invalid name counts for the endpoint its shape names.
+            ("/v2/A/manifests/x", Endpoint::Manifest),
+            ("/v2/A/blobs/sha256:x", Endpoint::Blob),
+        ] {
+            assert_eq!(endpoint_of(&parse(path)), kind, "{path}");
         }
     }
 

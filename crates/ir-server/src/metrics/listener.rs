@@ -5,7 +5,6 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +17,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::{install, Metrics};
-use crate::api::{ApiState, HEALTH_PATH, READY_PATH};
+use crate::api::ApiState;
+use crate::status::STATUS_PATH;
 
 /// Path of the exposition.
 pub const METRICS_PATH: &str = "/metrics";
@@ -29,16 +29,6 @@ pub const OPENMETRICS_CONTENT_TYPE: &str =
 const MAX_CONNECTIONS: usize = 32;
 /// Time a client has to send its request head.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-
-static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
-
-/// Marks the process as shutting down: from now on `/readyz` on the
-/// metrics listener answers 503, so that balancers whose health checks use
-/// this port (RA-TLS back ends, where the API port needs an attested
-/// client) take the replica out while its last requests finish.
-pub fn shutting_down() {
-    SHUTTING_DOWN.store(true, Ordering::Release);
-}
 
 /// Binds `addr`, enables the process-wide metrics ([`install`]) and serves
 /// them with the probes of `state` in a background task. Returns the bound
@@ -51,7 +41,7 @@ pub async fn start(addr: SocketAddr, state: Arc<ApiState>) -> Result<SocketAddr,
         .local_addr()
         .map_err(|e| format!("--metrics-addr: {e}"))?;
     let metrics = install();
-    tracing::info!("serving /metrics, /healthz and /readyz on http://{local}");
+    tracing::info!("serving /metrics, /status, /healthz and /readyz on http://{local}");
     tokio::spawn(serve(listener, metrics, state));
     Ok(local)
 }
@@ -77,8 +67,7 @@ pub async fn serve(listener: TcpListener, metrics: &'static Metrics, state: Arc<
         tokio::spawn(async move {
             let _permit = permit;
             let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                let draining = SHUTTING_DOWN.load(Ordering::Acquire);
-                let response = answer(metrics, &state, draining, req.method(), req.uri().path());
+                let response = answer(metrics, &state, req.method(), req.uri().path());
                 async move { Ok::<_, Infallible>(response) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
@@ -92,12 +81,10 @@ pub async fn serve(listener: TcpListener, metrics: &'static Metrics, state: Arc<
     }
 }
 
-/// The answer to one request on the metrics listener; `draining` once
-/// shutdown was requested.
+/// The answer to one request on the metrics listener.
 pub fn answer(
     metrics: &Metrics,
     state: &ApiState,
-    draining: bool,
     method: &Method,
     path: &str,
 ) -> Response<Full<Bytes>> {
@@ -107,9 +94,12 @@ pub fn answer(
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
-    let mut response = match path {
+    if let Some((status, body)) = state.probe(path) {
+        return finish(method, text(status, body));
+    }
+    let response = match path {
         METRICS_PATH => {
-            metrics.observe_state(state, draining);
+            metrics.observe_state(state);
             let body = metrics.encode();
             let mut r = Response::new(Full::new(Bytes::from(body)));
             r.headers_mut().insert(
@@ -118,15 +108,26 @@ pub fn answer(
             );
             r
         }
-        HEALTH_PATH => text(StatusCode::OK, "ok\n"),
-        READY_PATH if draining => text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"),
-        READY_PATH if state.is_ready() => text(StatusCode::OK, "ok\n"),
-        READY_PATH => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        STATUS_PATH => {
+            let body =
+                serde_json::to_vec_pretty(&crate::status::document(state)).unwrap_or_default();
+            let mut r = Response::new(Full::new(Bytes::from(body)));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            r
+        }
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /metrics, /healthz or /readyz\n",
+            "not found: try /metrics, /status, /healthz or /readyz\n",
         ),
     };
+    finish(method, response)
+}
+
+/// Adds `Cache-Control: no-store`, and drops the body of a HEAD answer.
+fn finish(method: &Method, mut response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
     response
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -150,7 +151,10 @@ mod tests {
     use crate::catalog::{self, Catalog};
 
     fn status(state: &ApiState, draining: bool, method: Method, path: &str) -> u16 {
-        answer(&Metrics::new(), state, draining, &method, path)
+        if draining {
+            state.set_draining();
+        }
+        answer(&Metrics::new(), state, &method, path)
             .status()
             .as_u16()
     }
@@ -163,20 +167,22 @@ mod tests {
         state.set_ready();
         assert_eq!(status(&state, false, Method::GET, "/readyz"), 200);
         assert_eq!(status(&state, false, Method::HEAD, "/readyz"), 200);
-        assert_eq!(status(&state, true, Method::GET, "/readyz"), 503);
-        assert_eq!(status(&state, true, Method::GET, "/healthz"), 200);
         assert_eq!(status(&state, false, Method::GET, "/metrics"), 200);
+        assert_eq!(status(&state, false, Method::GET, "/status"), 200);
         assert_eq!(status(&state, false, Method::GET, "/other"), 404);
         assert_eq!(status(&state, false, Method::PUT, "/metrics"), 405);
+        assert_eq!(status(&state, true, Method::GET, "/readyz"), 503);
+        assert_eq!(status(&state, true, Method::GET, "/healthz"), 200);
     }
 
     #[test]
     fn the_ready_gauge_drops_when_draining() {
         let state = ApiState::new(catalog::shared(Catalog::default()), false);
         let m = Metrics::new();
-        m.observe_state(&state, false);
+        m.observe_state(&state);
         assert!(m.encode().contains("ir_server_ready 1\n"));
-        m.observe_state(&state, true);
+        state.set_draining();
+        m.observe_state(&state);
         assert!(m.encode().contains("ir_server_ready 0\n"));
     }
 }

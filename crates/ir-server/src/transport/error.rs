@@ -32,6 +32,10 @@ pub enum HandshakeError {
     /// The attestation that follows the RA-TLS handshake refused the realm.
     #[error("RA-TLS attestation refused ({reason}): {0}", reason = .0.reason())]
     Attestation(#[source] Arc<AttestError>),
+    /// `--proxy-protocol`: the connection did not start with a valid
+    /// PROXY protocol header.
+    #[error(transparent)]
+    ProxyHeader(#[from] super::proxy_protocol::ProxyHeaderError),
     /// The server is shutting down.
     #[error("shutting down")]
     ShuttingDown,
@@ -81,6 +85,7 @@ impl HandshakeError {
             )) => "handshake_signature",
             HandshakeError::Tls(_) | HandshakeError::Io(_) => "handshake",
             HandshakeError::Config(_) => "tls_config",
+            HandshakeError::ProxyHeader(_) => "proxy_header",
             HandshakeError::ShuttingDown => "shutting_down",
             HandshakeError::Attestation(a) => a.reason(),
         }

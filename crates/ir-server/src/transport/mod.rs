@@ -12,6 +12,7 @@ mod error;
 mod guard;
 mod per_address;
 pub mod plain;
+pub mod proxy_protocol;
 pub mod ratls;
 mod refusals;
 pub mod tls;
@@ -87,6 +88,9 @@ pub struct ServeOptions {
     /// Longest a connection may stay without a byte read or written
     /// (before its first request, and between requests).
     pub idle_timeout: Duration,
+    /// Every connection starts with a PROXY protocol header (v1 or v2)
+    /// naming the real client; connections without one are refused.
+    pub proxy_protocol: bool,
 }
 
 impl Default for ServeOptions {
@@ -101,6 +105,7 @@ impl Default for ServeOptions {
             grace: Duration::from_secs(30),
             send_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(60),
+            proxy_protocol: false,
         }
     }
 }
@@ -154,7 +159,7 @@ pub async fn serve<H: Handshake>(
             p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
             _ = &mut shutdown => break,
         };
-        let (tcp, peer) = tokio::select! {
+        let (mut tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
@@ -179,16 +184,29 @@ pub async fn serve<H: Handshake>(
         let hello_timeout = options.hello_timeout.min(timeout);
         let send_timeout = options.send_timeout;
         let idle_timeout = options.idle_timeout;
+        let proxy_protocol = options.proxy_protocol;
         tokio::spawn(async move {
             let _open = open;
             let deadline = Instant::now() + timeout;
             // The first flight holds no handshake slot: a silent client
             // costs a connection slot for `hello_timeout` and nothing more.
-            let hello = match tokio::time::timeout(hello_timeout, handshake.hello(tcp, peer)).await
-            {
-                Ok(Ok(hello)) => hello,
-                // A TLS error (not TLS at all, say) is worth a line.
-                Ok(Err(e @ HandshakeError::Tls(_))) => return refusals.refused(peer, &e),
+            let first_flight = async {
+                // Behind a balancer, the client its PROXY header names is
+                // the peer from here on (handshake, limits, logs, metrics).
+                let peer = if proxy_protocol {
+                    proxy_protocol::read_header(&mut tcp, peer).await?
+                } else {
+                    peer
+                };
+                handshake.hello(tcp, peer).await.map(|hello| (hello, peer))
+            };
+            let (hello, peer) = match tokio::time::timeout(hello_timeout, first_flight).await {
+                Ok(Ok(first)) => first,
+                // A TLS error (not TLS at all, say) or a missing PROXY
+                // header is worth a line.
+                Ok(Err(e @ (HandshakeError::Tls(_) | HandshakeError::ProxyHeader(_)))) => {
+                    return refusals.refused(peer, &e)
+                }
                 // Closed or silent before saying anything (port scans, TCP
                 // health checks, floods): not worth a line, nor a share of
                 // the address's log lines that a refused realm needs.

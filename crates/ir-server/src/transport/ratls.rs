@@ -203,6 +203,7 @@ impl Handshake for RaTls {
                 tracing::info!(%peer, realm = %realm.label(), "realm attested");
                 tracing::debug!(%peer, "attested token: {}", attested.summary);
                 self.report(peer, AttestationOutcome::Accepted(realm.label()));
+                let name: Arc<str> = realm.name.as_deref().unwrap_or("unnamed realm").into();
                 let access = RealmAccess {
                     attestor: self.attestor.clone(),
                     claims: attested.claims,
@@ -218,6 +219,7 @@ impl Handshake for RaTls {
                         peer,
                         visibility,
                         max_age: Some(self.max_connection_age),
+                        realm: Some(name),
                     },
                 ))
             }

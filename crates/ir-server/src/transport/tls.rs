@@ -13,16 +13,31 @@ use tokio_rustls::{LazyConfigAcceptor, StartHandshake};
 
 use super::{Handshake, HandshakeError};
 use crate::api::ConnInfo;
+use crate::client_access::ClientMap;
 
 /// The TLS transport.
 pub struct Tls {
     config: Arc<rustls::ServerConfig>,
+    clients: Option<Arc<ClientMap>>,
 }
 
 impl Tls {
     /// A TLS transport with `config` (see [`crate::cert_store::server_config`]).
     pub fn new(config: Arc<rustls::ServerConfig>) -> Self {
-        Tls { config }
+        Tls {
+            config,
+            clients: None,
+        }
+    }
+
+    /// The same, limiting each client to the applications `clients` maps
+    /// its certificate to (`config` must require client certificates:
+    /// [`crate::cert_store::server_config_with_client_auth`]).
+    pub fn with_client_map(config: Arc<rustls::ServerConfig>, clients: Arc<ClientMap>) -> Self {
+        Tls {
+            config,
+            clients: Some(clients),
+        }
     }
 }
 
@@ -57,6 +72,23 @@ impl Handshake for Tls {
             .into_stream(self.config.clone())
             .await
             .map_err(HandshakeError::from_io)?;
-        Ok((stream, ConnInfo::open(peer)))
+        let mut info = ConnInfo::open(peer);
+        if let Some(clients) = &self.clients {
+            // The verifier required a certificate; no certificate here
+            // would be a bug, and sees nothing.
+            let der = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map_or(&[][..], |c| c.as_ref());
+            let (name, visibility) = clients.access(der);
+            if name.is_none() {
+                tracing::info!(%peer, "client certificate matches no --client-map entry: it sees no application");
+            }
+            info.realm = name;
+            info.visibility = visibility;
+        }
+        Ok((stream, info))
     }
 }

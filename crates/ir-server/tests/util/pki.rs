@@ -40,3 +40,17 @@ pub fn make_leaf(ca: &Ca, dir: &Path, serial: u64, valid: bool) -> (PathBuf, Pat
     std::fs::write(&k, key.serialize_pem()).unwrap();
     (c, k)
 }
+
+/// A client certificate for `cn` issued by `ca`: its PEM followed by its
+/// key's (what `reqwest::Identity::from_pem` and `curl --cert` take).
+pub fn make_client(ca: &Ca, cn: &str) -> String {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, &ca.issuer).unwrap();
+    format!("{}{}", cert.pem(), key.serialize_pem())
+}

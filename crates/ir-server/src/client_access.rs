@@ -1,0 +1,319 @@
+//! Client certificates for plain TLS (`--client-ca`, `--client-map`).
+//!
+//! With `--client-ca FILE`, TLS mode requires every client to present a
+//! certificate issued by a CA in FILE (rustls's WebPKI verifier: chain,
+//! validity, client-auth usage). With `--client-map FILE` as well, each
+//! client sees only the applications its entry lists, in the shape of the
+//! RA-TLS `applications` list:
+//!
+//! ```json
+//! { "clients": [
+//!     { "name": "ci",    "subject": "CN=ci-runner,O=Example", "applications": ["team/*"] },
+//!     { "name": "nodes", "common_name": "node-pool",          "applications": ["base", "app"] },
+//!     { "name": "ops",   "san": "ops.example.com" }
+//! ] }
+//! ```
+//!
+//! An entry matches on the whole subject (RFC 4514 text as x509-parser
+//! prints it, spaces after commas ignored), on the subject's common name,
+//! or on one DNS, e-mail or URI subject alternative name; the first entry
+//! that matches applies, and one without `applications` sees everything.
+//! A certificate that matches no entry sees nothing (fail closed). Hidden
+//! applications answer exactly like missing ones (404 `NAME_UNKNOWN`, left
+//! out of the catalog), as for realms.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use ir_attest::reference::AppPattern;
+use ir_oci::RepoName;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+use serde::Deserialize;
+use x509_parser::extensions::GeneralName;
+
+use crate::api::Visibility;
+
+/// Most entries in a client map.
+pub const MAX_CLIENTS: usize = 10_000;
+/// Largest client map file.
+const MAX_MAP_BYTES: u64 = 4 << 20;
+
+/// Why the client CA or the map could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientAccessError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The CA file holds no usable certificate.
+    #[error("--client-ca {0}: no CA certificate (PEM) found")]
+    NoCa(String),
+    /// rustls refused the CA set.
+    #[error("--client-ca {0}: {1}")]
+    Verifier(String, String),
+    /// The map is not valid.
+    #[error("--client-map {0}: {1}")]
+    Map(String, String),
+}
+
+/// The verifier that requires a certificate from the CAs in `path`.
+pub fn verifier(path: &Path) -> Result<Arc<dyn ClientCertVerifier>, ClientAccessError> {
+    let shown = path.display().to_string();
+    let pem = std::fs::read(path).map_err(|source| ClientAccessError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| ClientAccessError::Verifier(shown.clone(), e.to_string()))?;
+        roots
+            .add(cert)
+            .map_err(|e| ClientAccessError::Verifier(shown.clone(), e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(ClientAccessError::NoCa(shown));
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|e| ClientAccessError::Verifier(shown, e.to_string()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMap {
+    clients: Vec<RawEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntry {
+    name: Option<String>,
+    subject: Option<String>,
+    common_name: Option<String>,
+    san: Option<String>,
+    applications: Option<Vec<String>>,
+}
+
+/// What an entry matches on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Key {
+    Subject(String),
+    CommonName(String),
+    San(String),
+}
+
+/// One entry of the map.
+#[derive(Debug, Clone)]
+struct Entry {
+    name: Arc<str>,
+    key: Key,
+    applications: Option<Arc<[AppPattern]>>,
+}
+
+/// The client map: which applications each client certificate may see.
+#[derive(Debug, Clone)]
+pub struct ClientMap {
+    entries: Vec<Entry>,
+}
+
+/// A subject as compared: RFC 4514 text without the spaces after commas.
+fn normalise_subject(s: &str) -> String {
+    s.split(',').map(str::trim).collect::<Vec<_>>().join(",")
+}
+
+impl ClientMap {
+    /// Reads and checks the map at `path`.
+    pub fn load(path: &Path) -> Result<ClientMap, ClientAccessError> {
+        let shown = path.display().to_string();
+        let read = || -> std::io::Result<Vec<u8>> {
+            use std::io::Read;
+            let mut bytes = Vec::new();
+            std::fs::File::open(path)?
+                .take(MAX_MAP_BYTES + 1)
+                .read_to_end(&mut bytes)?;
+            Ok(bytes)
+        };
+        let bytes = read().map_err(|source| ClientAccessError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        if bytes.len() as u64 > MAX_MAP_BYTES {
+            return Err(ClientAccessError::Map(shown, "file too large".into()));
+        }
+        ClientMap::from_json(&bytes).map_err(|e| ClientAccessError::Map(shown, e))
+    }
+
+    /// Parses a map document.
+    pub fn from_json(bytes: &[u8]) -> Result<ClientMap, String> {
+        let raw: RawMap = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if raw.clients.len() > MAX_CLIENTS {
+            return Err(format!("more than {MAX_CLIENTS} clients"));
+        }
+        let mut entries = Vec::with_capacity(raw.clients.len());
+        for (i, e) in raw.clients.into_iter().enumerate() {
+            let key = match (e.subject, e.common_name, e.san) {
+                (Some(s), None, None) => Key::Subject(normalise_subject(&s)),
+                (None, Some(cn), None) => Key::CommonName(cn),
+                (None, None, Some(san)) => Key::San(san),
+                _ => {
+                    return Err(format!(
+                        "client {i}: give exactly one of \"subject\", \"common_name\", \"san\""
+                    ))
+                }
+            };
+            let applications = match e.applications {
+                None => None,
+                Some(list) => Some(
+                    list.iter()
+                        .map(|p| AppPattern::parse(p).map_err(|err| format!("client {i}: {err}")))
+                        .collect::<Result<Vec<_>, _>>()?
+                        .into(),
+                ),
+            };
+            let name = e.name.unwrap_or_else(|| match &key {
+                Key::Subject(s) | Key::CommonName(s) | Key::San(s) => s.clone(),
+            });
+            entries.push(Entry {
+                name: name.into(),
+                key,
+                applications,
+            });
+        }
+        Ok(ClientMap { entries })
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True without entries (every client then sees nothing).
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The entry's name and what a client with certificate `der` may see:
+    /// `None` for the name when no entry matches (then it sees nothing).
+    pub fn access(&self, der: &[u8]) -> (Option<Arc<str>>, Visibility) {
+        let nothing: Visibility = Some(Arc::new(|_: &RepoName| false));
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+            return (None, nothing);
+        };
+        let subject = normalise_subject(&cert.subject().to_string());
+        let cns: Vec<String> = cert
+            .subject()
+            .iter_common_name()
+            .filter_map(|cn| cn.as_str().ok().map(str::to_string))
+            .collect();
+        let sans: Vec<String> = cert
+            .subject_alternative_name()
+            .ok()
+            .flatten()
+            .map(|ext| {
+                ext.value
+                    .general_names
+                    .iter()
+                    .filter_map(|n| match n {
+                        GeneralName::DNSName(s)
+                        | GeneralName::RFC822Name(s)
+                        | GeneralName::URI(s) => Some(s.to_string()),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let found = self.entries.iter().find(|e| match &e.key {
+            Key::Subject(s) => *s == subject,
+            Key::CommonName(cn) => cns.iter().any(|c| c == cn),
+            Key::San(san) => sans.iter().any(|s| s == san),
+        });
+        match found {
+            None => (None, nothing),
+            Some(e) => {
+                let visibility: Visibility = e.applications.clone().map(|patterns| {
+                    Arc::new(move |name: &RepoName| {
+                        patterns.iter().any(|p| p.matches(name.as_str()))
+                    }) as _
+                });
+                (Some(e.name.clone()), visibility)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(cn: &str, sans: &[&str]) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Example");
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    fn sees(map: &ClientMap, der: &[u8], app: &str) -> bool {
+        let (_, v) = map.access(der);
+        v.is_none_or(|f| f(&RepoName::parse(app).unwrap()))
+    }
+
+    #[test]
+    fn entries_match_subject_common_name_or_san() {
+        let map = ClientMap::from_json(
+            br#"{"clients": [
+                {"name": "ci", "subject": "CN=ci-runner, O=Example", "applications": ["team/*"]},
+                {"common_name": "node", "applications": ["app"]},
+                {"name": "ops", "san": "ops.example.com"}
+            ]}"#,
+        )
+        .unwrap();
+        let ci = cert("ci-runner", &[]);
+        assert_eq!(map.access(&ci).0.as_deref(), Some("ci"));
+        assert!(sees(&map, &ci, "team/x"));
+        assert!(!sees(&map, &ci, "app"));
+        let node = cert("node", &["n1.example.com"]);
+        assert_eq!(map.access(&node).0.as_deref(), Some("node"));
+        assert!(sees(&map, &node, "app"));
+        assert!(!sees(&map, &node, "team/x"));
+        let ops = cert("someone", &["ops.example.com"]);
+        assert!(sees(&map, &ops, "anything"));
+        let stranger = cert("stranger", &["x.example.com"]);
+        assert_eq!(map.access(&stranger).0, None);
+        assert!(!sees(&map, &stranger, "app"));
+        assert!(!sees(&map, b"not a certificate", "app"));
+    }
+
+    #[test]
+    fn bad_maps_are_refused() {
+        for doc in [
+            &br#"{"clients": [{"applications": ["a"]}]}"#[..],
+            br#"{"clients": [{"subject": "CN=a", "san": "b"}]}"#,
+            br#"{"clients": [{"san": "b", "applications": ["a*"]}]}"#,
+            br#"{"clients": [{"san": "b", "extra": 1}]}"#,
+            br#"{}"#,
+        ] {
+            assert!(
+                ClientMap::from_json(doc).is_err(),
+                "{}",
+                String::from_utf8_lossy(doc)
+            );
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The operator's view of the server (`GET /status` on the metrics
+//! listener): each application served, kept at its last good version, or
+//! rejected with the rule and the file; the time and outcome of the last
+//! load; readiness; and the platform check in force for RA-TLS.
+
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+use crate::api::ApiState;
+
+/// Path of the status document on the metrics listener.
+pub const STATUS_PATH: &str = "/status";
+
+/// Which load a [`LoadRecord`] describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadKind {
+    /// The load at start-up.
+    Start,
+    /// A reload (SIGHUP or `--watch`).
+    Reload,
+}
+
+/// The outcome of one load.
+#[derive(Debug, Clone)]
+pub struct LoadRecord {
+    /// Start-up or reload.
+    pub kind: LoadKind,
+    /// When it finished.
+    pub finished: SystemTime,
+    /// How long it took.
+    pub elapsed: Duration,
+    /// `None` if a snapshot was swapped in; else why not (the root could
+    /// not be read; the previous content stays).
+    pub error: Option<String>,
+}
+
+/// What the status document reports beyond the served snapshot.
+#[derive(Debug, Default)]
+pub struct ServerStatus {
+    last_load: Mutex<Option<LoadRecord>>,
+    ratls_platform: OnceLock<String>,
+}
+
+impl ServerStatus {
+    /// Records a finished load.
+    pub fn record_load(&self, record: LoadRecord) {
+        *self.last_load.lock().unwrap_or_else(|e| e.into_inner()) = Some(record);
+    }
+
+    /// The last finished load, if any.
+    pub fn last_load(&self) -> Option<LoadRecord> {
+        self.last_load
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records how RA-TLS checks platforms (set once, at start-up).
+    pub fn set_ratls_platform(&self, description: String) {
+        let _ = self.ratls_platform.set(description);
+    }
+}
+
+fn unix_seconds(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The status document of `state`.
+pub fn document(state: &ApiState) -> Value {
+    let catalog = state.catalog.load();
+    let registry = catalog.registry();
+    let kept = catalog.kept();
+    let reason_of = |name: &str| {
+        registry
+            .rejected
+            .iter()
+            .find(|r| r.application == name)
+            .map(|r| (r.rule.to_string(), r.file.display().to_string()))
+    };
+    let mut applications: Vec<Value> = registry
+        .applications
+        .iter()
+        .map(|(name, app)| {
+            let mut entry = json!({
+                "name": name.as_str(),
+                "state": "served",
+                "tags": app.tags.len(),
+                "manifests": app.manifests.len(),
+            });
+            if kept.contains(name) {
+                entry["state"] = json!("kept");
+                if let Some((reason, file)) = reason_of(name.as_str()) {
+                    entry["reason"] = json!(reason);
+                    entry["file"] = json!(file);
+                }
+            }
+            entry
+        })
+        .collect();
+    applications.extend(
+        registry
+            .rejected
+            .iter()
+            .filter(|r| !kept.iter().any(|k| k.as_str() == r.application))
+            .map(|r| {
+                json!({
+                    "name": r.application,
+                    "state": "rejected",
+                    "reason": r.rule.to_string(),
+                    "file": r.file.display().to_string(),
+                })
+            }),
+    );
+    let last_load = state.status.last_load().map(|l| {
+        json!({
+            "kind": match l.kind { LoadKind::Start => "start", LoadKind::Reload => "reload" },
+            "finished_unix": unix_seconds(l.finished),
+            "seconds": l.elapsed.as_secs_f64(),
+            "outcome": if l.error.is_none() { "ok" } else { "failed" },
+            "error": l.error,
+        })
+    });
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "ready": state.is_ready(),
+        "draining": state.is_draining(),
+        "last_load": last_load,
+        "ratls_platform_check": state.status.ratls_platform.get(),
+        "served": registry.applications.len(),
+        "kept": kept.len(),
+        "rejected": registry.rejected.len() - kept.len().min(registry.rejected.len()),
+        "orphan_files": registry.orphans.len(),
+        "applications": applications,
+    })
+}

@@ -202,11 +202,14 @@ pub fn load_incremental(
     // the threads over the whole root instead; in order, a cold load of
     // 10,000 applications took 6 % less (docs/benchmarks.md, round 8).
     let big_documents = BigDocuments::new(cpu_threads);
+    let linked = fsx::Linked::default();
     let mut order: Vec<usize> = (0..candidates.len()).collect();
     order.sort_by_key(|&i| candidates[i].ino);
     let queue = JobQueue::new(order);
     pool.broadcast(|_| {
-        queue.work(|i| read_application(&candidates[i], options, previous, &big_documents))
+        queue.work(|i| {
+            read_application(&candidates[i], options, previous, &big_documents, &linked)
+        })
     });
     let read = queue.into_results();
     let mut apps = Vec::with_capacity(read.len());
@@ -241,6 +244,7 @@ pub fn load_incremental(
             previous,
             buf,
             nothing_read_ahead,
+            &linked,
         )
     });
     tracing::debug!(large_blobs = jobs.len(), elapsed = ?started.elapsed(), "load: hashing done");
@@ -265,6 +269,7 @@ pub fn load_incremental(
     registry
         .rejected
         .sort_by(|a, b| a.application.cmp(&b.application));
+    registry.blobs_linked = linked.reused();
     registry.elapsed = started.elapsed();
     Ok(registry)
 }
@@ -282,6 +287,7 @@ fn verify_blob(
     previous: Option<&Registry>,
     buf: &mut [u8],
     pre: &mut Prefetched,
+    linked: &fsx::Linked,
 ) -> Outcome {
     let path = structure.dir.join(digest.blob_path());
     let known = previous
@@ -292,7 +298,7 @@ fn verify_blob(
     if let Some(identity) = known.and_then(|b| fsx::still_same(&path, &b.identity)) {
         return Ok((identity, false));
     }
-    fsx::hash_blob(&path, digest, size, buf, pre).map(|id| (id, true))
+    fsx::hash_blob(&path, digest, size, buf, pre, linked).map(|id| (id, true))
 }
 
 /// Phase 2 for one application: its structure, then its small blobs and
@@ -302,6 +308,7 @@ fn read_application(
     options: &LoadOptions,
     previous: Option<&Registry>,
     big_documents: &BigDocuments,
+    linked: &fsx::Linked,
 ) -> Result<ReadApplication, Box<Rejection>> {
     // Cold cache: fetch the application's small files in one merged batch
     // first. What it read is used below only where the file is unchanged
@@ -317,7 +324,7 @@ fn read_application(
             .iter()
             .filter(|(_, p)| p.size <= SMALL_BLOB)
             .map(|(d, p)| {
-                let outcome = verify_blob(&structure, d, p.size, previous, buf, &mut pre);
+                let outcome = verify_blob(&structure, d, p.size, previous, buf, &mut pre, linked);
                 (d.clone(), outcome)
             })
             .collect()
@@ -811,8 +818,8 @@ impl<'a> Walker<'a> {
 
         let layout = fsx::read_limited(&self.dir.join("oci-layout"), 64 << 10, self.pre)
             .map_err(at("oci-layout"))?;
-        let layout: OciLayout = serde_json::from_slice(&layout)
-            .map_err(|e| invalid("oci-layout", e))
+        let layout: OciLayout = require_utf8("oci-layout", &layout)
+            .and_then(|text| serde_json::from_str(text).map_err(|e| invalid("oci-layout", e)))
             .map_err(at("oci-layout"))?;
         if layout.image_layout_version() != "1.0.0" {
             return Err(at("oci-layout")(Rule::LayoutVersion(
@@ -1059,7 +1066,7 @@ fn sorted(a: &Option<HashMap<String, String>>) -> Option<BTreeMap<String, String
 /// Parses an index; `expected` is the media type of the descriptor that
 /// points at it (`None` for `index.json`, which must be an OCI index).
 fn parse_index(bytes: &[u8], expected: Option<&str>) -> Result<ImageIndex, Rule> {
-    let index: ImageIndex = serde_json::from_slice(bytes)
+    let index: ImageIndex = serde_json::from_str(require_utf8("image index", bytes)?)
         .map_err(|e| digest_rule(bytes).unwrap_or_else(|| invalid("image index", e)))?;
     if index.schema_version() != 2 {
         return Err(Rule::SchemaVersion(index.schema_version()));
@@ -1075,6 +1082,16 @@ fn parse_index(bytes: &[u8], expected: Option<&str>) -> Result<ImageIndex, Rule>
         }
     }
     Ok(index)
+}
+
+/// JSON text is UTF-8 throughout (RFC 8259, section 8.1). serde_json checks
+/// only the strings it keeps: parsing from bytes skips ignored fields
+/// without validating them, so a document with invalid UTF-8 inside an
+/// unknown field would pass. The whole document is checked first instead
+/// (`from_utf8` runs at many GB/s, next to nothing beside the SHA-256
+/// every document goes through).
+fn require_utf8<'b>(what: &'static str, bytes: &'b [u8]) -> Result<&'b str, Rule> {
+    std::str::from_utf8(bytes).map_err(|e| invalid(what, format_args!("not UTF-8: {e}")))
 }
 
 /// `oci-spec` refuses a document whose descriptor digest is malformed
@@ -1099,7 +1116,7 @@ fn digest_rule(bytes: &[u8]) -> Option<Rule> {
 }
 
 fn parse_manifest(bytes: &[u8], expected: &str) -> Result<ImageManifest, Rule> {
-    let m: ImageManifest = serde_json::from_slice(bytes)
+    let m: ImageManifest = serde_json::from_str(require_utf8("image manifest", bytes)?)
         .map_err(|e| digest_rule(bytes).unwrap_or_else(|| invalid("image manifest", e)))?;
     if m.schema_version() != 2 {
         return Err(Rule::SchemaVersion(m.schema_version()));

@@ -19,10 +19,6 @@ pub enum Rule {
     /// A path component is a symbolic link; layouts must be self-contained.
     #[error("is a symbolic link (not followed)")]
     Symlink,
-    /// A blob has more than one hard link, so it may be shared with a file
-    /// outside the layout.
-    #[error("is a hard link (link count {0}); layouts must hold their own copies")]
-    HardLink(u64),
     /// Not a regular file (a directory, FIFO, socket or device).
     #[error("is not a regular file (it is a {0})")]
     NotRegularFile(&'static str),

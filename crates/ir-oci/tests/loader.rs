@@ -826,19 +826,13 @@ fn manifest_that_is_a_fifo_is_rejected_without_hanging() {
 }
 
 #[test]
-fn blob_with_a_second_hard_link_is_rejected() {
+fn blob_and_manifest_with_a_second_hard_link_are_accepted() {
     let (root, bad, image) = root_with_bad();
-    bad.hardlink(image.layers[0].file(), root.outside("second-name"));
+    bad.hardlink(image.layers[0].file(), root.outside("layer-second-name"));
+    bad.hardlink(image.manifest.file(), root.outside("manifest-second-name"));
     let reg = root.load();
-    assert_rejected(&reg, "bad", image.layers[0].file(), Rule::HardLink(2));
-}
-
-#[test]
-fn manifest_with_a_second_hard_link_is_rejected() {
-    let (root, bad, image) = root_with_bad();
-    bad.hardlink(image.manifest.file(), root.outside("second-name"));
-    let reg = root.load();
-    assert_rejected(&reg, "bad", image.manifest.file(), Rule::HardLink(2));
+    assert_clean(&reg);
+    assert_served(&reg, "bad");
 }
 
 /// Whether the permission bits of `path` (mode 000) stop this process from
@@ -1377,4 +1371,56 @@ fn layout_with_an_empty_index_is_served_with_nothing_in_it() {
     assert_clean(&reg);
     let a = &reg.applications[&ir_oci::RepoName::parse("empty").unwrap()];
     assert!(a.tags.is_empty() && a.manifests.is_empty() && a.blobs.is_empty());
+}
+
+// ---- JSON text is UTF-8 throughout -------------------------------------
+
+/// `doc` serialised, with one more field whose string holds a byte that is
+/// not UTF-8 (serde_json skips unknown fields without validating them).
+fn with_invalid_utf8_field(doc: &serde_json::Value) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec(doc).unwrap();
+    assert_eq!(bytes.pop(), Some(b'}'));
+    bytes.extend_from_slice(b",\"x-unknown\":\"caf\xe9\"}");
+    bytes
+}
+
+fn assert_invalid_json(reg: &ir_oci::Registry, file: impl AsRef<Path>, expected: &str) {
+    let rule = rejection(reg, "bad", file);
+    assert!(
+        matches!(&rule, Rule::InvalidJson { what, detail } if *what == expected && detail.contains("UTF-8")),
+        "{rule:?}"
+    );
+    assert_served(reg, "good");
+}
+
+#[test]
+fn index_json_with_invalid_utf8_in_an_unknown_field_is_rejected() {
+    let (root, bad, image) = root_with_bad();
+    let doc = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [image.tagged("latest").0]});
+    bad.write("index.json", &with_invalid_utf8_field(&doc));
+    assert_invalid_json(&root.load(), "index.json", "image index");
+}
+
+#[test]
+fn manifest_with_invalid_utf8_in_an_unknown_field_is_rejected() {
+    let (root, bad, image) = root_with_bad();
+    let doc = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": image.config.0,
+        "layers": [image.layers[0].0],
+    });
+    let manifest = bad.blob(OCI_MANIFEST, &with_invalid_utf8_field(&doc));
+    bad.set_index(&[manifest.tagged("latest")]);
+    assert_invalid_json(&root.load(), manifest.file(), "image manifest");
+}
+
+#[test]
+fn oci_layout_with_invalid_utf8_in_an_unknown_field_is_rejected() {
+    let (root, bad, _) = root_with_bad();
+    bad.write(
+        "oci-layout",
+        &with_invalid_utf8_field(&json!({"imageLayoutVersion": "1.0.0"})),
+    );
+    assert_invalid_json(&root.load(), "oci-layout", "oci-layout");
 }

@@ -76,6 +76,11 @@ pub struct LoadOptions {
     /// When to read an application's small files ahead in one batch
     /// ([`crate::prefetch`]).
     pub read_ahead: ReadAhead,
+    /// The name to serve the root under when the root is itself an OCI
+    /// layout (holds `oci-layout` or `index.json`); `None` means the root
+    /// directory's own name. Given for a root that is not a layout, the
+    /// load fails ([`LoadError::Root`]).
+    pub root_name: Option<String>,
 }
 
 /// Whether the loader reads an application's small files ahead in one
@@ -119,6 +124,7 @@ impl Default for LoadOptions {
             threads: None,
             io_threads: None,
             read_ahead: ReadAhead::Always,
+            root_name: None,
         }
     }
 }
@@ -186,7 +192,18 @@ pub fn load_incremental(
         .map_err(|e| LoadError::Threads(e.to_string()))?;
 
     let mut registry = Registry::default();
-    let found = pool.install(|| discover(root, "", 0, options));
+    let found = if is_layout_marker(&root.join("oci-layout"))
+        || is_layout_marker(&root.join("index.json"))
+    {
+        single_layout(root, &meta, options)?
+    } else if options.root_name.is_some() {
+        return Err(LoadError::Root {
+            path: root.to_path_buf(),
+            reason: "a name for the root is given, but the root is not an OCI layout (it holds no oci-layout)".into(),
+        });
+    } else {
+        pool.install(|| discover(root, "", 0, options))
+    };
     registry.rejected.extend(found.rejected);
     registry.ignored.extend(found.ignored);
     let candidates = found.candidates;
@@ -542,6 +559,43 @@ impl Found {
         self.rejected.append(&mut other.rejected);
         self.ignored.append(&mut other.ignored);
     }
+}
+
+/// A root that is itself an OCI layout: one application, named by
+/// `options.root_name` or else by the root directory's own name (so that
+/// a producer can check the one layout it just wrote).
+fn single_layout(
+    root: &Path,
+    meta: &std::fs::Metadata,
+    options: &LoadOptions,
+) -> Result<Found, LoadError> {
+    let rel = match &options.root_name {
+        Some(name) => name.clone(),
+        None => {
+            let full = root.canonicalize().map_err(|e| LoadError::Root {
+                path: root.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+            match full.file_name() {
+                Some(n) => n.to_string_lossy().into_owned(),
+                None => {
+                    return Err(LoadError::Root {
+                        path: root.to_path_buf(),
+                        reason: "is an OCI layout without a directory name to serve it as; give one"
+                            .into(),
+                    })
+                }
+            }
+        }
+    };
+    Ok(Found {
+        candidates: vec![Candidate {
+            rel,
+            dir: root.to_path_buf(),
+            ino: meta.ino(),
+        }],
+        ..Found::default()
+    })
 }
 
 /// An entry of a directory under the root, as its directory entry

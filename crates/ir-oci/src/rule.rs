@@ -147,3 +147,35 @@ impl fmt::Display for Rejection {
         }
     }
 }
+
+impl Rule {
+    /// A stable, machine-readable identifier of the rule (`snake_case`),
+    /// for reports that programs read.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rule::InvalidName(_) => "invalid_name",
+            Rule::Symlink => "symlink",
+            Rule::NotRegularFile(_) => "not_regular_file",
+            Rule::NotADirectory => "not_a_directory",
+            Rule::Missing => "missing",
+            Rule::Io(_) => "io",
+            Rule::TooLarge { .. } => "too_large",
+            Rule::InvalidJson { .. } => "invalid_json",
+            Rule::LayoutVersion(_) => "layout_version",
+            Rule::SchemaVersion(_) => "schema_version",
+            Rule::MediaTypeMismatch { .. } => "media_type_mismatch",
+            Rule::InvalidMediaType(_) => "invalid_media_type",
+            Rule::NotAManifest(_) => "not_a_manifest",
+            Rule::Digest(_) => "digest",
+            Rule::SizeOutOfRange(_) => "size_out_of_range",
+            Rule::SizeMismatch { .. } => "size_mismatch",
+            Rule::ConflictingSizes { .. } => "conflicting_sizes",
+            Rule::DigestMismatch { .. } => "digest_mismatch",
+            Rule::TooDeep(_) => "too_deep",
+            Rule::TooManyDescriptors(_) => "too_many_descriptors",
+            Rule::InvalidTag(_) => "invalid_tag",
+            Rule::DuplicateTag(_) => "duplicate_tag",
+            Rule::ChangedDuringVerification => "changed_during_verification",
+        }
+    }
+}

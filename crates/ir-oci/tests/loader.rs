@@ -111,6 +111,60 @@ fn root_that_is_a_file_is_a_root_error() {
     assert!(matches!(&err, LoadError::Root { reason, .. } if reason.contains("not a directory")));
 }
 
+#[test]
+fn root_that_is_itself_a_layout_is_served_under_its_directory_name() {
+    let root = Root::new();
+    let app = root.layout("just-written");
+    let image = app.image(b"one layout");
+    app.set_index(&[image.tagged("latest")]);
+    app.write("blobs/sha256/0000", b"orphan");
+    let reg = ir_oci::load(&root.path().join("just-written"), &LoadOptions::default()).unwrap();
+    assert_served(&reg, "just-written");
+    assert_eq!(reg.applications.len(), 1);
+    assert!(reg.rejected.is_empty(), "{:?}", reg.rejected);
+    assert_eq!(reg.orphans.len(), 1);
+    assert_eq!(reg.orphans[0].application, "just-written");
+}
+
+#[test]
+fn root_that_is_itself_a_layout_is_served_under_the_name_given() {
+    let root = Root::new();
+    let app = root.layout("Not_A_Repo_Name");
+    let image = app.image(b"one layout");
+    app.set_index(&[image.tagged("latest")]);
+    let dir = root.path().join("Not_A_Repo_Name");
+    // Its directory name is not a repository name: rejected as such.
+    let reg = ir_oci::load(&dir, &LoadOptions::default()).unwrap();
+    assert!(reg.applications.is_empty());
+    assert!(matches!(reg.rejected[0].rule, Rule::InvalidName(_)));
+    let options = LoadOptions {
+        root_name: Some("team/tool".into()),
+        ..LoadOptions::default()
+    };
+    let reg = ir_oci::load(&dir, &options).unwrap();
+    assert_served(&reg, "team/tool");
+    assert!(reg.rejected.is_empty());
+    // A broken single layout is rejected, as in a root of many.
+    app.corrupt_flip(&image.layers[0]);
+    let reg = ir_oci::load(&dir, &options).unwrap();
+    assert!(reg.applications.is_empty());
+    assert_eq!(reg.rejected[0].application, "team/tool");
+}
+
+#[test]
+fn a_root_name_for_a_root_that_is_not_a_layout_is_a_root_error() {
+    let root = root();
+    let options = LoadOptions {
+        root_name: Some("app".into()),
+        ..LoadOptions::default()
+    };
+    let err = ir_oci::load(root.path(), &options).unwrap_err();
+    assert!(
+        matches!(&err, LoadError::Root { reason, .. } if reason.contains("not an OCI layout")),
+        "{err}"
+    );
+}
+
 // ---- oci-layout --------------------------------------------------------------
 
 #[test]

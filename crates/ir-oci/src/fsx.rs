@@ -118,13 +118,16 @@ pub fn open_blob_from(path: &Path, pre: &mut Prefetched) -> Result<(Source, Meta
     open_regular_from(path, pre)
 }
 
+/// One linked file's verdict, set once by the thread that hashes it.
+type Verdict = OnceLock<Result<(), Rule>>;
+
 /// The verdicts on files with more than one link, by identity and digest,
 /// for one load: a blob that several applications share through hard links
 /// is hashed once, by whichever reaches it first, while the others wait for
 /// its verdict. Files with a single link never touch it.
 #[derive(Default)]
 pub struct Linked {
-    verdicts: Mutex<HashMap<(FileIdentity, Digest), Arc<OnceLock<Result<(), Rule>>>>>,
+    verdicts: Mutex<HashMap<(FileIdentity, Digest), Arc<Verdict>>>,
     reused: AtomicUsize,
 }
 
@@ -252,7 +255,9 @@ pub fn hash_blob(
     let before = FileIdentity::of(&meta);
     if meta.nlink() > 1 {
         return linked
-            .verdict(before, digest, || hash_open(source, before, digest, size, buf))
+            .verdict(before, digest, || {
+                hash_open(source, before, digest, size, buf)
+            })
             .map(|()| before);
     }
     hash_open(source, before, digest, size, buf).map(|()| before)

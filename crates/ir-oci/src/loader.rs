@@ -224,9 +224,7 @@ pub fn load_incremental(
     order.sort_by_key(|&i| candidates[i].ino);
     let queue = JobQueue::new(order);
     pool.broadcast(|_| {
-        queue.work(|i| {
-            read_application(&candidates[i], options, previous, &big_documents, &linked)
-        })
+        queue.work(|i| read_application(&candidates[i], options, previous, &big_documents, &linked))
     });
     let read = queue.into_results();
     let mut apps = Vec::with_capacity(read.len());
@@ -581,8 +579,9 @@ fn single_layout(
                 None => {
                     return Err(LoadError::Root {
                         path: root.to_path_buf(),
-                        reason: "is an OCI layout without a directory name to serve it as; give one"
-                            .into(),
+                        reason:
+                            "is an OCI layout without a directory name to serve it as; give one"
+                                .into(),
                     })
                 }
             }

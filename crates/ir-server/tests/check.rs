@@ -164,7 +164,15 @@ fn a_single_layout_is_served_under_the_name_given() {
     let image = app.image(b"layer");
     app.set_index(&[image.tagged("latest")]);
     let mut child = Command::new(env!("CARGO_BIN_EXE_ir-server"))
-        .args(["--bind", "127.0.0.1", "-p", "0", "--name", "team/tool", "-r"])
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "-p",
+            "0",
+            "--name",
+            "team/tool",
+            "-r",
+        ])
         .arg(root.path().join("just-built"))
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")

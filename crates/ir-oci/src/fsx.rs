@@ -1,10 +1,13 @@
 //! File access that never follows a symbolic link and never blocks on a
 //! FIFO, used for everything the loader reads from an application.
 
+use std::collections::HashMap;
 use std::fs::{File, Metadata};
 use std::io::{self, Read, Seek};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::digest::{Digest, Hasher};
 use crate::mapped;
@@ -82,13 +85,12 @@ pub fn open_regular(path: &Path) -> Result<(File, Metadata), Rule> {
     Ok((file, meta))
 }
 
-/// Opens a blob: a regular file with a single link.
+/// Opens a blob: a regular file reached without a symlink. Hard links are
+/// content like any other (`cp -al`, `rsync --link-dest`, deduplicating
+/// stores): the bytes are what is checked, and a change made later through
+/// another name changes the identity (ctime) that serving checks.
 pub fn open_blob(path: &Path) -> Result<(File, Metadata), Rule> {
-    let (file, meta) = open_regular(path)?;
-    if meta.nlink() > 1 {
-        return Err(Rule::HardLink(meta.nlink()));
-    }
-    Ok((file, meta))
+    open_regular(path)
 }
 
 /// A regular file to read: open, or already read by the read-ahead
@@ -113,11 +115,49 @@ pub fn open_regular_from(path: &Path, pre: &mut Prefetched) -> Result<(Source, M
 /// Like [`open_blob`], taking the file's bytes from `pre` when it holds
 /// them.
 pub fn open_blob_from(path: &Path, pre: &mut Prefetched) -> Result<(Source, Metadata), Rule> {
-    let (source, meta) = open_regular_from(path, pre)?;
-    if meta.nlink() > 1 {
-        return Err(Rule::HardLink(meta.nlink()));
+    open_regular_from(path, pre)
+}
+
+/// One linked file's verdict, set once by the thread that hashes it.
+type Verdict = OnceLock<Result<(), Rule>>;
+
+/// The verdicts on files with more than one link, by identity and digest,
+/// for one load: a blob that several applications share through hard links
+/// is hashed once, by whichever reaches it first, while the others wait for
+/// its verdict. Files with a single link never touch it.
+#[derive(Default)]
+pub struct Linked {
+    verdicts: Mutex<HashMap<(FileIdentity, Digest), Arc<Verdict>>>,
+    reused: AtomicUsize,
+}
+
+impl Linked {
+    /// How many times a verdict was taken from another name of the file
+    /// instead of hashing it again.
+    pub fn reused(&self) -> usize {
+        self.reused.load(Ordering::Relaxed)
     }
-    Ok((source, meta))
+
+    fn verdict(
+        &self,
+        identity: FileIdentity,
+        digest: &Digest,
+        hash: impl FnOnce() -> Result<(), Rule>,
+    ) -> Result<(), Rule> {
+        let slot = {
+            let mut map = self.verdicts.lock().unwrap_or_else(|e| e.into_inner());
+            map.entry((identity, digest.clone())).or_default().clone()
+        };
+        let mut hashed_here = false;
+        let verdict = slot.get_or_init(|| {
+            hashed_here = true;
+            hash()
+        });
+        if !hashed_here {
+            self.reused.fetch_add(1, Ordering::Relaxed);
+        }
+        verdict.clone()
+    }
 }
 
 /// Reads a whole small file, refusing anything over `limit` bytes before
@@ -194,12 +234,16 @@ fn expect_digest(actual: Digest, expected: &Digest) -> Result<(), Rule> {
 /// the bytes the read-ahead holds for it), checking size and digest, and
 /// that the file did not change meanwhile. Returns the identity that the
 /// served file must keep.
+///
+/// A file with several links is hashed once per load and identity
+/// (`linked`); its other names take that verdict.
 pub fn hash_blob(
     path: &Path,
     digest: &Digest,
     size: u64,
     buf: &mut [u8],
     pre: &mut Prefetched,
+    linked: &Linked,
 ) -> Result<FileIdentity, Rule> {
     let (source, meta) = open_blob_from(path, pre)?;
     if meta.len() != size {
@@ -209,10 +253,28 @@ pub fn hash_blob(
         });
     }
     let before = FileIdentity::of(&meta);
+    if meta.nlink() > 1 {
+        return linked
+            .verdict(before, digest, || {
+                hash_open(source, before, digest, size, buf)
+            })
+            .map(|()| before);
+    }
+    hash_open(source, before, digest, size, buf).map(|()| before)
+}
+
+/// Hashes an open blob whose metadata showed `before`.
+fn hash_open(
+    source: Source,
+    before: FileIdentity,
+    digest: &Digest,
+    size: u64,
+    buf: &mut [u8],
+) -> Result<(), Rule> {
     let mut file = match source {
         Source::File(file) => file,
         // Read whole while the file had the identity it still has.
-        Source::Read(bytes) => return check_whole(&bytes, digest, size).map(|()| before),
+        Source::Read(bytes) => return check_whole(&bytes, digest, size),
     };
     if size > buf.len() as u64 {
         // Only worth a syscall when the file takes several reads.
@@ -259,8 +321,7 @@ pub fn hash_blob(
     if total != size || FileIdentity::of(&after) != before {
         return Err(Rule::ChangedDuringVerification);
     }
-    expect_digest(hasher.finish(), digest)?;
-    Ok(before)
+    expect_digest(hasher.finish(), digest)
 }
 
 fn advise_sequential(file: &File) {
@@ -273,7 +334,7 @@ fn advise_sequential(file: &File) {
 
 /// Opens a verified blob for serving, refusing it unless it is still the
 /// very file that was verified (same device, inode, size, mtime and ctime)
-/// and still a regular, singly-linked file reached without a symlink.
+/// and still a regular file reached without a symlink.
 pub fn open_unchanged(path: &Path, expected: &FileIdentity) -> Result<File, Rule> {
     let (file, meta) = open_blob(path)?;
     if FileIdentity::of(&meta) != *expected {
@@ -283,7 +344,7 @@ pub fn open_unchanged(path: &Path, expected: &FileIdentity) -> Result<File, Rule
 }
 
 /// The file's identity if it is still exactly `expected` (reached without
-/// a symlink, a regular file with one link); `None` otherwise.
+/// a symlink, a regular file); `None` otherwise.
 pub fn still_same(path: &Path, expected: &FileIdentity) -> Option<FileIdentity> {
     let (_, meta) = open_blob(path).ok()?;
     let now = FileIdentity::of(&meta);

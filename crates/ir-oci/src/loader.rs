@@ -78,6 +78,11 @@ pub struct LoadOptions {
     pub read_ahead: ReadAhead,
     /// Where the load reports how far it has got, if anywhere.
     pub progress: Option<std::sync::Arc<crate::LoadProgress>>,
+    /// The name to serve the root under when the root is itself an OCI
+    /// layout (holds `oci-layout` or `index.json`); `None` means the root
+    /// directory's own name. Given for a root that is not a layout, the
+    /// load fails ([`LoadError::Root`]).
+    pub root_name: Option<String>,
 }
 
 /// Whether the loader reads an application's small files ahead in one
@@ -122,6 +127,7 @@ impl Default for LoadOptions {
             io_threads: None,
             read_ahead: ReadAhead::Always,
             progress: None,
+            root_name: None,
         }
     }
 }
@@ -193,7 +199,18 @@ pub fn load_incremental(
         p.start();
     }
     let mut registry = Registry::default();
-    let found = pool.install(|| discover(root, "", 0, options));
+    let found = if is_layout_marker(&root.join("oci-layout"))
+        || is_layout_marker(&root.join("index.json"))
+    {
+        single_layout(root, &meta, options)?
+    } else if options.root_name.is_some() {
+        return Err(LoadError::Root {
+            path: root.to_path_buf(),
+            reason: "a name for the root is given, but the root is not an OCI layout (it holds no oci-layout)".into(),
+        });
+    } else {
+        pool.install(|| discover(root, "", 0, options))
+    };
     registry.rejected.extend(found.rejected);
     registry.ignored.extend(found.ignored);
     let candidates = found.candidates;
@@ -212,12 +229,13 @@ pub fn load_incremental(
     // the threads over the whole root instead, and a cold load of many
     // applications was measurably slower.
     let big_documents = BigDocuments::new(cpu_threads);
+    let linked = fsx::Linked::default();
     let mut order: Vec<usize> = (0..candidates.len()).collect();
     order.sort_by_key(|&i| candidates[i].ino);
     let queue = JobQueue::new(order);
     pool.broadcast(|_| {
         queue.work(|i| {
-            let read = read_application(&candidates[i], options, previous, &big_documents);
+            let read = read_application(&candidates[i], options, previous, &big_documents, &linked);
             if let Some(p) = progress {
                 p.application_done();
             }
@@ -260,6 +278,7 @@ pub fn load_incremental(
             previous,
             buf,
             nothing_read_ahead,
+            &linked,
         );
         if let Some(p) = progress {
             p.bytes_checked(*size);
@@ -288,6 +307,7 @@ pub fn load_incremental(
     registry
         .rejected
         .sort_by(|a, b| a.application.cmp(&b.application));
+    registry.blobs_linked = linked.reused();
     registry.elapsed = started.elapsed();
     Ok(registry)
 }
@@ -305,6 +325,7 @@ fn verify_blob(
     previous: Option<&Registry>,
     buf: &mut [u8],
     pre: &mut Prefetched,
+    linked: &fsx::Linked,
 ) -> Outcome {
     let path = structure.dir.join(digest.blob_path());
     let known = previous
@@ -315,7 +336,7 @@ fn verify_blob(
     if let Some(identity) = known.and_then(|b| fsx::still_same(&path, &b.identity)) {
         return Ok((identity, false));
     }
-    fsx::hash_blob(&path, digest, size, buf, pre).map(|id| (id, true))
+    fsx::hash_blob(&path, digest, size, buf, pre, linked).map(|id| (id, true))
 }
 
 /// Phase 2 for one application: its structure, then its small blobs and
@@ -325,6 +346,7 @@ fn read_application(
     options: &LoadOptions,
     previous: Option<&Registry>,
     big_documents: &BigDocuments,
+    linked: &fsx::Linked,
 ) -> Result<ReadApplication, Box<Rejection>> {
     // Cold cache: fetch the application's small files in one merged batch
     // first. What it read is used below only where the file is unchanged
@@ -340,7 +362,7 @@ fn read_application(
             .iter()
             .filter(|(_, p)| p.size <= SMALL_BLOB)
             .map(|(d, p)| {
-                let outcome = verify_blob(&structure, d, p.size, previous, buf, &mut pre);
+                let outcome = verify_blob(&structure, d, p.size, previous, buf, &mut pre, linked);
                 (d.clone(), outcome)
             })
             .collect()
@@ -558,6 +580,44 @@ impl Found {
         self.rejected.append(&mut other.rejected);
         self.ignored.append(&mut other.ignored);
     }
+}
+
+/// A root that is itself an OCI layout: one application, named by
+/// `options.root_name` or else by the root directory's own name (so that
+/// a producer can check the one layout it just wrote).
+fn single_layout(
+    root: &Path,
+    meta: &std::fs::Metadata,
+    options: &LoadOptions,
+) -> Result<Found, LoadError> {
+    let rel = match &options.root_name {
+        Some(name) => name.clone(),
+        None => {
+            let full = root.canonicalize().map_err(|e| LoadError::Root {
+                path: root.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+            match full.file_name() {
+                Some(n) => n.to_string_lossy().into_owned(),
+                None => {
+                    return Err(LoadError::Root {
+                        path: root.to_path_buf(),
+                        reason:
+                            "is an OCI layout without a directory name to serve it as; give one"
+                                .into(),
+                    })
+                }
+            }
+        }
+    };
+    Ok(Found {
+        candidates: vec![Candidate {
+            rel,
+            dir: root.to_path_buf(),
+            ino: meta.ino(),
+        }],
+        ..Found::default()
+    })
 }
 
 /// An entry of a directory under the root, as its directory entry
@@ -834,8 +894,8 @@ impl<'a> Walker<'a> {
 
         let layout = fsx::read_limited(&self.dir.join("oci-layout"), 64 << 10, self.pre)
             .map_err(at("oci-layout"))?;
-        let layout: OciLayout = serde_json::from_slice(&layout)
-            .map_err(|e| invalid("oci-layout", e))
+        let layout: OciLayout = require_utf8("oci-layout", &layout)
+            .and_then(|text| serde_json::from_str(text).map_err(|e| invalid("oci-layout", e)))
             .map_err(at("oci-layout"))?;
         if layout.image_layout_version() != "1.0.0" {
             return Err(at("oci-layout")(Rule::LayoutVersion(
@@ -1082,7 +1142,7 @@ fn sorted(a: &Option<HashMap<String, String>>) -> Option<BTreeMap<String, String
 /// Parses an index; `expected` is the media type of the descriptor that
 /// points at it (`None` for `index.json`, which must be an OCI index).
 fn parse_index(bytes: &[u8], expected: Option<&str>) -> Result<ImageIndex, Rule> {
-    let index: ImageIndex = serde_json::from_slice(bytes)
+    let index: ImageIndex = serde_json::from_str(require_utf8("image index", bytes)?)
         .map_err(|e| digest_rule(bytes).unwrap_or_else(|| invalid("image index", e)))?;
     if index.schema_version() != 2 {
         return Err(Rule::SchemaVersion(index.schema_version()));
@@ -1098,6 +1158,16 @@ fn parse_index(bytes: &[u8], expected: Option<&str>) -> Result<ImageIndex, Rule>
         }
     }
     Ok(index)
+}
+
+/// JSON text is UTF-8 throughout (RFC 8259, section 8.1). serde_json checks
+/// only the strings it keeps: parsing from bytes skips ignored fields
+/// without validating them, so a document with invalid UTF-8 inside an
+/// unknown field would pass. The whole document is checked first instead
+/// (`from_utf8` runs at many GB/s, next to nothing beside the SHA-256
+/// every document goes through).
+fn require_utf8<'b>(what: &'static str, bytes: &'b [u8]) -> Result<&'b str, Rule> {
+    std::str::from_utf8(bytes).map_err(|e| invalid(what, format_args!("not UTF-8: {e}")))
 }
 
 /// `oci-spec` refuses a document whose descriptor digest is malformed
@@ -1122,7 +1192,7 @@ fn digest_rule(bytes: &[u8]) -> Option<Rule> {
 }
 
 fn parse_manifest(bytes: &[u8], expected: &str) -> Result<ImageManifest, Rule> {
-    let m: ImageManifest = serde_json::from_slice(bytes)
+    let m: ImageManifest = serde_json::from_str(require_utf8("image manifest", bytes)?)
         .map_err(|e| digest_rule(bytes).unwrap_or_else(|| invalid("image manifest", e)))?;
     if m.schema_version() != 2 {
         return Err(Rule::SchemaVersion(m.schema_version()));

@@ -181,6 +181,9 @@ pub struct Registry {
     /// Blobs whose earlier verification was reused because their files did
     /// not change (see [`crate::loader::load_incremental`]).
     pub blobs_reused: usize,
+    /// Blobs not hashed again because another name of the same file (a
+    /// hard link in another application) was hashed in this load.
+    pub blobs_linked: usize,
 }
 
 impl Registry {

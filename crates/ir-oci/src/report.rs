@@ -88,3 +88,206 @@ pub fn full_report(r: &Registry) -> String {
     out.push('\n');
     out
 }
+
+/// The machine-readable report of a load (`--check --format json`): one
+/// serialisable document, so that fields can be added without breaking
+/// readers that ignore what they do not know.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckReport {
+    /// The root that was loaded.
+    pub root: String,
+    /// True when at least one application is served and none was rejected
+    /// (the `--check` exit code is 0 exactly then).
+    pub ok: bool,
+    /// Why the root could not be read at all (exit code 2); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Every application found, served or rejected, sorted by name.
+    pub applications: Vec<ApplicationReport>,
+    /// Files under `blobs/` that nothing reaches (never served).
+    pub orphans: Vec<OrphanReport>,
+    /// Entries of the root skipped, with the reason.
+    pub ignored: Vec<IgnoredReport>,
+    /// Counts over the whole root.
+    pub totals: Totals,
+}
+
+/// One application in a [`CheckReport`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ApplicationReport {
+    /// Its name (for a rejected one, its path under the root).
+    pub name: String,
+    /// `served` or `rejected`.
+    pub status: &'static str,
+    /// Its tags and the manifest each names (served applications).
+    pub tags: Vec<TagReport>,
+    /// Manifests and indexes verified (served applications).
+    pub manifests: usize,
+    /// Other blobs verified (served applications).
+    pub blobs: usize,
+    /// Bytes hashed for it.
+    pub bytes_verified: u64,
+    /// The rules it broke, each with the file (rejected applications).
+    pub errors: Vec<RuleReport>,
+}
+
+/// One tag of a served application.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TagReport {
+    /// The tag.
+    pub tag: String,
+    /// The digest of the manifest or index it names.
+    pub digest: String,
+}
+
+/// One rule broken.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RuleReport {
+    /// The file, relative to the application (empty for the directory).
+    pub file: String,
+    /// A stable identifier of the rule (see [`crate::Rule::code`]).
+    pub rule: &'static str,
+    /// What was wrong, as the log line says it.
+    pub message: String,
+}
+
+/// One orphan file.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OrphanReport {
+    /// The application it lies in.
+    pub application: String,
+    /// The file, relative to the application.
+    pub file: String,
+}
+
+/// One skipped entry of the root.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IgnoredReport {
+    /// Its path.
+    pub path: String,
+    /// Why it was skipped.
+    pub reason: String,
+}
+
+/// Counts over the whole root.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Totals {
+    /// Applications served.
+    pub served: usize,
+    /// Applications rejected.
+    pub rejected: usize,
+    /// Tags served.
+    pub tags: usize,
+    /// Manifests and blobs served.
+    pub blobs: usize,
+    /// Bytes hashed.
+    pub bytes_verified: u64,
+    /// Orphan files.
+    pub orphans: usize,
+    /// Entries skipped.
+    pub ignored: usize,
+    /// Wall time of the load, in seconds.
+    pub seconds: f64,
+}
+
+impl CheckReport {
+    /// The report of a load of `root`.
+    pub fn of(root: &std::path::Path, r: &Registry) -> Self {
+        let mut applications: Vec<ApplicationReport> = r
+            .applications
+            .values()
+            .map(|app| ApplicationReport {
+                name: app.name.to_string(),
+                status: "served",
+                tags: app
+                    .tags
+                    .iter()
+                    .map(|(tag, digest)| TagReport {
+                        tag: tag.to_string(),
+                        digest: digest.to_string(),
+                    })
+                    .collect(),
+                manifests: app.manifests.len(),
+                blobs: app.blobs.len(),
+                bytes_verified: app.bytes_verified,
+                errors: Vec::new(),
+            })
+            .collect();
+        for rej in &r.rejected {
+            let error = RuleReport {
+                file: rej.file.display().to_string(),
+                rule: rej.rule.code(),
+                message: rej.to_string(),
+            };
+            match applications
+                .iter_mut()
+                .find(|a| a.status == "rejected" && a.name == rej.application)
+            {
+                Some(a) => a.errors.push(error),
+                None => applications.push(ApplicationReport {
+                    name: rej.application.clone(),
+                    status: "rejected",
+                    tags: Vec::new(),
+                    manifests: 0,
+                    blobs: 0,
+                    bytes_verified: 0,
+                    errors: vec![error],
+                }),
+            }
+        }
+        applications.sort_by(|a, b| a.name.cmp(&b.name));
+        let totals = Totals {
+            served: r.applications.len(),
+            rejected: applications
+                .iter()
+                .filter(|a| a.status == "rejected")
+                .count(),
+            tags: r.applications.values().map(|a| a.tags.len()).sum(),
+            blobs: r
+                .applications
+                .values()
+                .map(|a| a.blobs.len() + a.manifests.len())
+                .sum(),
+            bytes_verified: r.bytes_verified(),
+            orphans: r.orphans.len(),
+            ignored: r.ignored.len(),
+            seconds: r.elapsed.as_secs_f64(),
+        };
+        CheckReport {
+            root: root.display().to_string(),
+            ok: !r.applications.is_empty() && r.rejected.is_empty(),
+            error: None,
+            applications,
+            orphans: r
+                .orphans
+                .iter()
+                .map(|o| OrphanReport {
+                    application: o.application.clone(),
+                    file: o.file.display().to_string(),
+                })
+                .collect(),
+            ignored: r
+                .ignored
+                .iter()
+                .map(|(path, reason)| IgnoredReport {
+                    path: path.display().to_string(),
+                    reason: reason.clone(),
+                })
+                .collect(),
+            totals,
+        }
+    }
+
+    /// The report of a root that could not be read at all.
+    pub fn root_error(root: &std::path::Path, error: String) -> Self {
+        CheckReport {
+            root: root.display().to_string(),
+            ok: false,
+            error: Some(error),
+            applications: Vec::new(),
+            orphans: Vec::new(),
+            ignored: Vec::new(),
+            totals: Totals::default(),
+        }
+    }
+}

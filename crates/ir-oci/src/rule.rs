@@ -19,10 +19,6 @@ pub enum Rule {
     /// A path component is a symbolic link; layouts must be self-contained.
     #[error("is a symbolic link (not followed)")]
     Symlink,
-    /// A blob has more than one hard link, so it may be shared with a file
-    /// outside the layout.
-    #[error("is a hard link (link count {0}); layouts must hold their own copies")]
-    HardLink(u64),
     /// Not a regular file (a directory, FIFO, socket or device).
     #[error("is not a regular file (it is a {0})")]
     NotRegularFile(&'static str),
@@ -148,6 +144,38 @@ impl fmt::Display for Rejection {
                 self.file.display(),
                 self.rule
             )
+        }
+    }
+}
+
+impl Rule {
+    /// A stable, machine-readable identifier of the rule (`snake_case`),
+    /// for reports that programs read.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rule::InvalidName(_) => "invalid_name",
+            Rule::Symlink => "symlink",
+            Rule::NotRegularFile(_) => "not_regular_file",
+            Rule::NotADirectory => "not_a_directory",
+            Rule::Missing => "missing",
+            Rule::Io(_) => "io",
+            Rule::TooLarge { .. } => "too_large",
+            Rule::InvalidJson { .. } => "invalid_json",
+            Rule::LayoutVersion(_) => "layout_version",
+            Rule::SchemaVersion(_) => "schema_version",
+            Rule::MediaTypeMismatch { .. } => "media_type_mismatch",
+            Rule::InvalidMediaType(_) => "invalid_media_type",
+            Rule::NotAManifest(_) => "not_a_manifest",
+            Rule::Digest(_) => "digest",
+            Rule::SizeOutOfRange(_) => "size_out_of_range",
+            Rule::SizeMismatch { .. } => "size_mismatch",
+            Rule::ConflictingSizes { .. } => "conflicting_sizes",
+            Rule::DigestMismatch { .. } => "digest_mismatch",
+            Rule::TooDeep(_) => "too_deep",
+            Rule::TooManyDescriptors(_) => "too_many_descriptors",
+            Rule::InvalidTag(_) => "invalid_tag",
+            Rule::DuplicateTag(_) => "duplicate_tag",
+            Rule::ChangedDuringVerification => "changed_during_verification",
         }
     }
 }

@@ -50,30 +50,38 @@ fn c_path(path: &Path) -> std::ffi::CString {
 // ---- links out of the layout ---------------------------------------------
 
 #[test]
-fn blob_hard_linked_to_a_copy_of_etc_passwd_outside_the_root_is_rejected() {
+fn blob_hard_linked_to_a_file_outside_the_root_is_content_like_any_other() {
+    // A second name outside the layout changes nothing about what is
+    // served: the bytes verified are the blob's bytes. A later change
+    // through the other name is caught when serving (identity and seal
+    // checks: ir-server's `integrity.rs`).
     let root = root();
     let bad = root.layout("bad");
-    // The outside file: a copy of /etc/passwd beside the root (hard links
-    // cannot cross file systems, so it must live in the same temp dir).
-    let passwd =
-        std::fs::read("/etc/passwd").unwrap_or_else(|_| b"root:x:0:0::/root:/bin/sh\n".to_vec());
-    let outside = root.outside("passwd");
-    std::fs::write(&outside, &passwd).unwrap();
-    // A descriptor that matches the content exactly: only the link is wrong.
-    let layer = bad.blob(LAYER_GZIP, &passwd);
+    let outside = root.outside("copy");
+    let content = b"a layer with another name outside the root".to_vec();
+    std::fs::write(&outside, &content).unwrap();
+    let layer = bad.blob(LAYER_GZIP, &content);
     std::fs::remove_file(bad.blob_path(&layer)).unwrap();
     std::fs::hard_link(&outside, bad.blob_path(&layer)).unwrap();
     let config = bad.config();
     let m = bad.manifest(&config, std::slice::from_ref(&layer));
     bad.set_index(&[m.tagged("latest")]);
     let reg = root.load();
-    assert_rejected(&reg, "bad", layer.file(), Rule::HardLink(2));
+    assert_clean(&reg);
+    assert_served(&reg, "bad");
+
+    // Wrong content is still wrong content, whatever its other names.
+    std::fs::write(&outside, b"a layer with another name outside the ROOT").unwrap();
+    let reg = root.load();
+    assert!(matches!(
+        rejection(&reg, "bad", layer.file()),
+        Rule::DigestMismatch { .. }
+    ));
 }
 
 #[test]
-fn hard_link_between_two_applications_rejects_both() {
-    // Either name may be the one "outside"; neither application can hold
-    // the blob as its own copy, so both are rejected and `good` is served.
+fn blob_shared_by_two_applications_through_a_hard_link_is_hashed_once() {
+    // As `cp -al`, `rsync --link-dest` and deduplicating stores leave them.
     let root = root();
     let one = root.layout("one");
     let image = one.image(b"shared by a hard link");
@@ -88,16 +96,25 @@ fn hard_link_between_two_applications_rejects_both() {
     )
     .unwrap();
     let reg = root.load();
-    assert_served(&reg, "good");
+    assert_clean(&reg);
+    assert_served(&reg, "one");
+    assert_served(&reg, "two");
+    assert_eq!(reg.blobs_linked, 1, "the shared layer is hashed once");
+
+    // A broken shared blob rejects both applications, each naming it.
+    std::fs::write(one.blob_path(&image.layers[0]), b"shared by a hard LINK").unwrap();
+    let reg = root.load();
     let rejected: Vec<_> = reg
         .rejected
         .iter()
-        .map(|r| (r.application.as_str(), r.rule.clone()))
+        .map(|r| r.application.as_str())
         .collect();
-    assert_eq!(
-        rejected,
-        [("one", Rule::HardLink(2)), ("two", Rule::HardLink(2))]
-    );
+    assert_eq!(rejected, ["one", "two"]);
+    assert!(reg
+        .rejected
+        .iter()
+        .all(|r| matches!(r.rule, Rule::DigestMismatch { .. })));
+    assert_served(&reg, "good");
 }
 
 #[test]

@@ -109,6 +109,60 @@ fn root_that_is_a_file_is_a_root_error() {
     assert!(matches!(&err, LoadError::Root { reason, .. } if reason.contains("not a directory")));
 }
 
+#[test]
+fn root_that_is_itself_a_layout_is_served_under_its_directory_name() {
+    let root = Root::new();
+    let app = root.layout("just-written");
+    let image = app.image(b"one layout");
+    app.set_index(&[image.tagged("latest")]);
+    app.write("blobs/sha256/0000", b"orphan");
+    let reg = ir_oci::load(&root.path().join("just-written"), &LoadOptions::default()).unwrap();
+    assert_served(&reg, "just-written");
+    assert_eq!(reg.applications.len(), 1);
+    assert!(reg.rejected.is_empty(), "{:?}", reg.rejected);
+    assert_eq!(reg.orphans.len(), 1);
+    assert_eq!(reg.orphans[0].application, "just-written");
+}
+
+#[test]
+fn root_that_is_itself_a_layout_is_served_under_the_name_given() {
+    let root = Root::new();
+    let app = root.layout("Not_A_Repo_Name");
+    let image = app.image(b"one layout");
+    app.set_index(&[image.tagged("latest")]);
+    let dir = root.path().join("Not_A_Repo_Name");
+    // Its directory name is not a repository name: rejected as such.
+    let reg = ir_oci::load(&dir, &LoadOptions::default()).unwrap();
+    assert!(reg.applications.is_empty());
+    assert!(matches!(reg.rejected[0].rule, Rule::InvalidName(_)));
+    let options = LoadOptions {
+        root_name: Some("team/tool".into()),
+        ..LoadOptions::default()
+    };
+    let reg = ir_oci::load(&dir, &options).unwrap();
+    assert_served(&reg, "team/tool");
+    assert!(reg.rejected.is_empty());
+    // A broken single layout is rejected, as in a root of many.
+    app.corrupt_flip(&image.layers[0]);
+    let reg = ir_oci::load(&dir, &options).unwrap();
+    assert!(reg.applications.is_empty());
+    assert_eq!(reg.rejected[0].application, "team/tool");
+}
+
+#[test]
+fn a_root_name_for_a_root_that_is_not_a_layout_is_a_root_error() {
+    let root = root();
+    let options = LoadOptions {
+        root_name: Some("app".into()),
+        ..LoadOptions::default()
+    };
+    let err = ir_oci::load(root.path(), &options).unwrap_err();
+    assert!(
+        matches!(&err, LoadError::Root { reason, .. } if reason.contains("not an OCI layout")),
+        "{err}"
+    );
+}
+
 // ---- oci-layout --------------------------------------------------------------
 
 #[test]
@@ -824,19 +878,13 @@ fn manifest_that_is_a_fifo_is_rejected_without_hanging() {
 }
 
 #[test]
-fn blob_with_a_second_hard_link_is_rejected() {
+fn blob_and_manifest_with_a_second_hard_link_are_accepted() {
     let (root, bad, image) = root_with_bad();
-    bad.hardlink(image.layers[0].file(), root.outside("second-name"));
+    bad.hardlink(image.layers[0].file(), root.outside("layer-second-name"));
+    bad.hardlink(image.manifest.file(), root.outside("manifest-second-name"));
     let reg = root.load();
-    assert_rejected(&reg, "bad", image.layers[0].file(), Rule::HardLink(2));
-}
-
-#[test]
-fn manifest_with_a_second_hard_link_is_rejected() {
-    let (root, bad, image) = root_with_bad();
-    bad.hardlink(image.manifest.file(), root.outside("second-name"));
-    let reg = root.load();
-    assert_rejected(&reg, "bad", image.manifest.file(), Rule::HardLink(2));
+    assert_clean(&reg);
+    assert_served(&reg, "bad");
 }
 
 /// Whether the permission bits of `path` (mode 000) stop this process from
@@ -1400,4 +1448,56 @@ fn progress_counts_applications_and_large_blob_bytes() {
     assert_eq!(p.applications_done, 4);
     assert_eq!(p.bytes_total, 1 << 20);
     assert_eq!(p.bytes_done, 1 << 20);
+}
+
+// ---- JSON text is UTF-8 throughout -------------------------------------
+
+/// `doc` serialised, with one more field whose string holds a byte that is
+/// not UTF-8 (serde_json skips unknown fields without validating them).
+fn with_invalid_utf8_field(doc: &serde_json::Value) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec(doc).unwrap();
+    assert_eq!(bytes.pop(), Some(b'}'));
+    bytes.extend_from_slice(b",\"x-unknown\":\"caf\xe9\"}");
+    bytes
+}
+
+fn assert_invalid_json(reg: &ir_oci::Registry, file: impl AsRef<Path>, expected: &str) {
+    let rule = rejection(reg, "bad", file);
+    assert!(
+        matches!(&rule, Rule::InvalidJson { what, detail } if *what == expected && detail.contains("UTF-8")),
+        "{rule:?}"
+    );
+    assert_served(reg, "good");
+}
+
+#[test]
+fn index_json_with_invalid_utf8_in_an_unknown_field_is_rejected() {
+    let (root, bad, image) = root_with_bad();
+    let doc = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [image.tagged("latest").0]});
+    bad.write("index.json", &with_invalid_utf8_field(&doc));
+    assert_invalid_json(&root.load(), "index.json", "image index");
+}
+
+#[test]
+fn manifest_with_invalid_utf8_in_an_unknown_field_is_rejected() {
+    let (root, bad, image) = root_with_bad();
+    let doc = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": image.config.0,
+        "layers": [image.layers[0].0],
+    });
+    let manifest = bad.blob(OCI_MANIFEST, &with_invalid_utf8_field(&doc));
+    bad.set_index(&[manifest.tagged("latest")]);
+    assert_invalid_json(&root.load(), manifest.file(), "image manifest");
+}
+
+#[test]
+fn oci_layout_with_invalid_utf8_in_an_unknown_field_is_rejected() {
+    let (root, bad, _) = root_with_bad();
+    bad.write(
+        "oci-layout",
+        &with_invalid_utf8_field(&json!({"imageLayoutVersion": "1.0.0"})),
+    );
+    assert_invalid_json(&root.load(), "oci-layout", "oci-layout");
 }

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use crate::api::ApiState;
 use crate::catalog::{self, Catalog};
 use crate::cert_store::{self, CertStore};
-use crate::cli::{Args, TlsMode};
+use crate::cli::{Args, ReportFormat, TlsMode};
 use crate::reload::Reloader;
 use crate::server::ConnLimits;
 use crate::signals;
@@ -35,6 +35,7 @@ fn load_options(args: &Args) -> LoadOptions {
     LoadOptions {
         threads: args.verify_threads,
         io_threads: args.io_threads,
+        root_name: args.name.clone(),
         ..LoadOptions::default()
     }
 }
@@ -70,22 +71,47 @@ fn load_with(args: &Args, options: LoadOptions) -> Result<Registry, ir_oci::Load
     Ok(registry)
 }
 
-/// `--check`: load, print the report on stdout, and exit.
+/// `--check`: load, print the report on stdout, and exit: 0 when
+/// something is served and nothing was rejected, 1 when an application was
+/// rejected or nothing is served (an empty root, a mistyped mount), 2 when
+/// the root cannot be read.
 pub fn check(args: &Args) -> ExitCode {
+    let json = args.format == ReportFormat::Json;
     match load(args) {
         Ok(registry) => {
-            print!("{}", report::full_report(&registry));
-            if registry.rejected.is_empty() {
+            let nothing_served = registry.applications.is_empty();
+            if json {
+                let report = report::CheckReport::of(&args.root_dir(), &registry);
+                println!("{}", to_json(&report));
+            } else {
+                print!("{}", report::full_report(&registry));
+                if nothing_served {
+                    println!(
+                        "error: nothing is served from {} (no OCI layout verified)",
+                        args.root_dir().display()
+                    );
+                }
+            }
+            if registry.rejected.is_empty() && !nothing_served {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(EXIT_REJECTED)
             }
         }
         Err(e) => {
+            if json {
+                let report = report::CheckReport::root_error(&args.root_dir(), e.to_string());
+                println!("{}", to_json(&report));
+            }
             eprintln!("error: {e}");
             ExitCode::from(EXIT_ROOT)
         }
     }
+}
+
+fn to_json(report: &report::CheckReport) -> String {
+    // Plain data with string keys: serialisation cannot fail.
+    serde_json::to_string_pretty(report).unwrap_or_default()
 }
 
 /// Binds, loads and serves until SIGINT or SIGTERM. The port is bound

@@ -27,6 +27,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// The format of the `--check` report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// One line per application, orphans, and a summary.
+    Text,
+    /// One JSON document (applications, rules broken, tags, orphans, totals).
+    Json,
+}
+
 /// ir-server: a pull-only OCI registry that serves only verified content.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "ir-server", version, about, long_about = None)]
@@ -111,10 +120,20 @@ pub struct Args {
     #[arg(long, default_value_t = crate::transport::DEFAULT_MAX_HANDSHAKES_PER_ADDRESS as u32, value_parser = clap::value_parser!(u32).range(1..), env = "IR_SERVER_MAX_HANDSHAKES_PER_ADDRESS")]
     pub max_handshakes_per_address: u32,
 
-    /// load and verify the registry, print the report, and exit (0 if every
-    /// application verified, 1 otherwise) without serving
+    /// load and verify the registry, print the report, and exit without
+    /// serving: 0 if something is served and every application verified, 1
+    /// if one was rejected or none is served, 2 if the root cannot be read
     #[arg(long, env = "IR_SERVER_CHECK")]
     pub check: bool,
+
+    /// format of the --check report
+    #[arg(long, value_enum, default_value = "text", env = "IR_SERVER_FORMAT")]
+    pub format: ReportFormat,
+
+    /// name to serve the root under when the root is itself an OCI layout
+    /// (default: the root directory's name)
+    #[arg(long, env = "IR_SERVER_NAME")]
+    pub name: Option<String>,
 
     /// address to listen on
     #[arg(long, default_value = "0.0.0.0", env = "IR_SERVER_BIND")]

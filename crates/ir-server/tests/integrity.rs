@@ -296,3 +296,70 @@ async fn blob_larger_than_the_cache_streams_from_its_file() {
         assert_eq!(cache_used(&server), 0);
     }
 }
+
+/// Serves `content` as the one layer of `app`, whose file also has a
+/// second name beside the root (linked before the server verifies it).
+async fn serve_linked_blob(content: &[u8]) -> (Root, TestServer, std::path::PathBuf, String) {
+    let root = Root::new();
+    let app = root.layout("app");
+    let layer = app.blob(ir_testkit::LAYER_GZIP, content);
+    let config = app.json(ir_testkit::CONFIG, &serde_json::json!({}));
+    let m = app.manifest(&config, std::slice::from_ref(&layer));
+    app.set_index(&[m.tagged("latest")]);
+    let other = root.outside("second-name");
+    std::fs::hard_link(app.blob_path(&layer), &other).unwrap();
+    let server = TestServer::start_cached(root.path(), 0).await;
+    let url = server.url(&format!(
+        "/v2/app/blobs/{}",
+        layer["digest"].as_str().unwrap()
+    ));
+    (root, server, other, url)
+}
+
+/// A blob with a second name (a hard link, as `cp -al` or a deduplicating
+/// store leaves it) is served; bytes written through the other name after
+/// verification never are: the write changes the file's identity (ctime),
+/// so the next request withdraws the blob, and a download in flight is cut
+/// off before any changed byte.
+#[tokio::test]
+async fn blob_changed_through_a_hard_link_after_verification_is_not_served() {
+    // Between downloads: the identity check refuses it, for good.
+    for size in [100usize, 1 << 20] {
+        let content = patterned(size);
+        let (_root, _server, other, url) = serve_linked_blob(&content).await;
+        assert_eq!(get_whole(&url).await, content, "a linked blob is served");
+        overwrite_in_place(&other, 10, b"through the other name");
+        let r = client().get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 404);
+        assert_eq!(error_code(r).await, "BLOB_UNKNOWN");
+    }
+
+    // During the first download (hashed as it streams): cut off before
+    // its end, so no client gets a whole blob of changed bytes.
+    let size = 32 << 20;
+    let content = patterned(size);
+    let (_root, _server, other, url) = serve_linked_blob(&content).await;
+    let mut r = client().get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.chunk().await.unwrap().unwrap();
+    overwrite_in_place(&other, (24 << 20) + 5, &[0xEE; 10]);
+    let (_, complete) = rest_of(&mut r).await;
+    assert!(!complete, "a complete response was delivered");
+    assert_eq!(client().get(&url).send().await.unwrap().status(), 404);
+
+    // Once sealed by a whole download: no changed byte is ever sent.
+    let (_root, _server, other, url) = serve_linked_blob(&content).await;
+    assert_eq!(get_whole(&url).await.len(), size);
+    let mut r = client().get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut received = r.chunk().await.unwrap().unwrap().to_vec();
+    overwrite_in_place(&other, (24 << 20) + 5, &[0xEE; 10]);
+    let (rest, complete) = rest_of(&mut r).await;
+    received.extend_from_slice(&rest);
+    assert!(!complete, "a complete response was delivered");
+    assert!(
+        received[..] == content[..received.len()],
+        "a changed byte was sent"
+    );
+    assert_eq!(client().get(&url).send().await.unwrap().status(), 404);
+}

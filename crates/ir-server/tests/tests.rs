@@ -5,10 +5,12 @@
 mod util;
 
 mod api;
+mod check;
 mod hostile;
 mod integrity;
 mod metrics;
 mod oci_client;
 mod ratls;
+mod readme_help;
 mod reload;
 mod tls;

@@ -205,3 +205,78 @@ fn a_single_layout_is_served_under_the_name_given() {
         "{response}"
     );
 }
+
+/// Where a seccomp profile blocks io_uring (Docker's and containerd's
+/// default ones do), the load still verifies everything, reading file by
+/// file, and says so once as a warning. The child process gets a seccomp
+/// filter that fails `io_uring_setup` with EPERM, as those profiles do.
+#[test]
+fn blocked_io_uring_is_a_warning_and_the_load_still_verifies() {
+    use std::os::unix::process::CommandExt as _;
+    let root = Root::new();
+    for name in ["one", "two"] {
+        root.good(name);
+    }
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ir-server"));
+    cmd.arg("--check")
+        .arg("-r")
+        .arg(root.path())
+        .env_remove("RUST_LOG");
+    // SAFETY: only async-signal-safe calls (prctl) between fork and exec,
+    // on a filter that lives on this stack until exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            const IO_URING_SETUP: u32 = 425; // x86_64 and aarch64 alike
+            let filter = [
+                // A = the system call number (offset 0 of seccomp_data).
+                libc::sock_filter {
+                    code: 0x20,
+                    jt: 0,
+                    jf: 0,
+                    k: 0,
+                },
+                libc::sock_filter {
+                    code: 0x15,
+                    jt: 0,
+                    jf: 1,
+                    k: IO_URING_SETUP,
+                },
+                libc::sock_filter {
+                    code: 0x06,
+                    jt: 0,
+                    jf: 0,
+                    k: 0x0005_0000 | libc::EPERM as u32,
+                },
+                libc::sock_filter {
+                    code: 0x06,
+                    jt: 0,
+                    jf: 0,
+                    k: 0x7fff_0000,
+                },
+            ];
+            let program = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr() as *mut libc::sock_filter,
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &program as *const libc::sock_fprog,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let warnings: Vec<_> = stderr
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("io_uring unavailable"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+}

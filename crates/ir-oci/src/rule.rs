@@ -128,6 +128,19 @@ pub struct Rejection {
     pub rule: Rule,
 }
 
+impl Rejection {
+    /// The rejection of `application` (relative to the root) because
+    /// `file` (relative to the application; empty for the directory
+    /// itself) broke `rule`.
+    pub fn new(application: impl Into<String>, file: impl Into<PathBuf>, rule: Rule) -> Self {
+        Rejection {
+            application: application.into(),
+            file: file.into(),
+            rule,
+        }
+    }
+}
+
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.file.as_os_str().is_empty() {

@@ -1,0 +1,329 @@
+//! Reads a root directory of OCI image layouts into a verified [`Registry`].
+//!
+//! Three phases:
+//! 1. discovery: find layouts (directories with an `oci-layout` file) and
+//!    namespaces (directories holding layouts) under the root, examining
+//!    the entries of each directory in parallel;
+//! 2. per application in parallel, on many I/O threads (with a cold cache,
+//!    small files are bound by the disk's latency, not the CPU): parse
+//!    `oci-layout` and `index.json`, walk every reachable descriptor, read,
+//!    hash and parse every manifest and index, collect tags and the set of
+//!    blobs; then hash its small blobs and look for orphans while its
+//!    directory is fresh in the cache;
+//! 3. the large blobs of all applications at once, one worker per core
+//!    (hashing is CPU-bound), largest first, streaming with a fixed buffer
+//!    per worker.
+//!
+//! An application that breaks any rule is rejected as a whole; the others
+//! are served.
+//!
+//! One file per phase: `discovery` (phase 1), `walk` (the walk of one
+//! layout in phase 2), `schedule` (running phases 2 and 3 on the thread
+//! pools, hashing), `orphans` (the end of phase 2). This file holds the
+//! options, the errors, and [`load`] and [`load_incremental`] (a reload
+//! that reuses what an earlier load verified), which run the phases.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, OciLayout};
+use rayon::prelude::*;
+
+use crate::digest::{Algorithm, Digest};
+use crate::fsx;
+use crate::listing::Listing;
+use crate::media_type::{self, ContentKind};
+use crate::model::{
+    Application, Blob, DigestMap, FileIdentity, Manifest, Orphan, Referring, Registry,
+};
+use crate::name::{RepoName, Tag};
+use crate::prefetch::Prefetched;
+use crate::rule::{Rejection, Rule};
+
+mod discovery;
+mod orphans;
+mod schedule;
+mod walk;
+
+use discovery::*;
+use orphans::*;
+use schedule::*;
+use walk::*;
+
+/// The annotation from which tags are read.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// Largest JSON number that is exact in every JSON implementation.
+pub const MAX_SAFE_SIZE: u64 = (1 << 53) - 1;
+
+/// Bounds and knobs for loading. The defaults suit production.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Deepest nesting of indexes below `index.json` (which is level 0):
+    /// an index listed in `index.json` is at level 1, so the default of 16
+    /// accepts a chain of 16 nested indexes (whose innermost lists
+    /// manifests at level 17) and rejects 17.
+    pub max_depth: usize,
+    /// Largest `index.json` accepted.
+    pub max_index_json: u64,
+    /// Largest manifest or nested index accepted (the distribution spec
+    /// asks registries to accept at least 4 MiB).
+    pub max_manifest: u64,
+    /// Most descriptors reachable in one application.
+    pub max_descriptors: usize,
+    /// Deepest namespace directory nesting under the root.
+    pub max_namespace_depth: usize,
+    /// Most directory entries read from one directory (root, namespace or
+    /// `blobs/<alg>/`).
+    pub max_dir_entries: usize,
+    /// Worker threads for hashing large blobs (CPU-bound); `None` means
+    /// one per core.
+    pub threads: Option<usize>,
+    /// Threads for everything that waits on the disk rather than the CPU:
+    /// discovery, reading manifests, hashing small blobs, listing `blobs/`.
+    /// With a cold page cache, loading many small files is bound by I/O
+    /// latency, and only many reads in flight keep the disk busy. `None`
+    /// means [`DEFAULT_IO_THREADS_PER_CORE`] per core, at most
+    /// [`MAX_DEFAULT_IO_THREADS`] (and never fewer than `threads`).
+    pub io_threads: Option<usize>,
+    /// When to read an application's small files ahead in one batch
+    /// ([`crate::prefetch`]).
+    pub read_ahead: ReadAhead,
+    /// Where the load reports how far it has got, if anywhere.
+    pub progress: Option<std::sync::Arc<crate::LoadProgress>>,
+    /// The name to serve the root under when the root is itself an OCI
+    /// layout (holds `oci-layout` or `index.json`); `None` means the root
+    /// directory's own name. Given for a root that is not a layout, the
+    /// load fails ([`LoadError::Root`]).
+    pub root_name: Option<String>,
+}
+
+/// Whether the loader reads an application's small files ahead in one
+/// `io_uring` batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadAhead {
+    /// Always (the default). With a cold cache it merges the reads of an
+    /// application's files into a few block requests; with a warm one it
+    /// still costs less than reading file by file (measured with
+    /// `bench/compare.sh`'s start-up part).
+    #[default]
+    Always,
+    /// Never: every file is read by the loader itself.
+    Never,
+}
+
+/// Default I/O threads per core (see [`LoadOptions::io_threads`]). Measured
+/// with 10,000 applications and a cold page cache on a 2-core VM, before
+/// small blobs moved to these threads: 1 per core 13 s, 4 per core 6.4 s,
+/// 16 per core 5.0 s; 32 per core was no better (docs/benchmarks.md).
+pub const DEFAULT_IO_THREADS_PER_CORE: usize = 16;
+
+/// Cap of the default I/O threads: enough reads in flight for any disk,
+/// without a thousand threads on a large machine.
+pub const MAX_DEFAULT_IO_THREADS: usize = 64;
+
+/// Blobs up to this size are hashed by the I/O threads right after their
+/// application's structure is read, with a small buffer: reading them
+/// costs more waiting than hashing. Larger ones go to one worker per core.
+pub const SMALL_BLOB: u64 = 256 << 10;
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            max_depth: 16,
+            max_index_json: 16 << 20,
+            max_manifest: 4 << 20,
+            max_descriptors: 1_000_000,
+            max_namespace_depth: 8,
+            max_dir_entries: 1_000_000,
+            threads: None,
+            io_threads: None,
+            read_ahead: ReadAhead::Always,
+            progress: None,
+            root_name: None,
+        }
+    }
+}
+
+/// The root could not be read at all (a different thing from rejecting an
+/// application in it).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Missing, not a directory, or unreadable.
+    #[error("registry root {path}: {reason}")]
+    Root {
+        /// The root given.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The worker pool could not be built.
+    #[error("cannot start verification threads: {0}")]
+    Threads(String),
+}
+
+/// Loads and verifies every application under `root`.
+pub fn load(root: &Path, options: &LoadOptions) -> Result<Registry, LoadError> {
+    load_incremental(root, options, None)
+}
+
+/// Like [`load`], reusing the verification of `previous` where nothing
+/// changed: a blob of the same application with the same digest whose file
+/// still has the identity recorded when it was hashed (device, inode, size,
+/// mtime, ctime) is not hashed again. Manifests and indexes are small and
+/// are always re-read and re-hashed.
+pub fn load_incremental(
+    root: &Path,
+    options: &LoadOptions,
+    previous: Option<&Registry>,
+) -> Result<Registry, LoadError> {
+    let started = Instant::now();
+    let meta = std::fs::metadata(root).map_err(|e| LoadError::Root {
+        path: root.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    if !meta.is_dir() {
+        return Err(LoadError::Root {
+            path: root.to_path_buf(),
+            reason: "not a directory".into(),
+        });
+    }
+    std::fs::read_dir(root).map_err(|e| LoadError::Root {
+        path: root.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+
+    let cpu_threads = options
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let io_threads = options
+        .io_threads
+        .unwrap_or((cpu_threads * DEFAULT_IO_THREADS_PER_CORE).min(MAX_DEFAULT_IO_THREADS))
+        .max(cpu_threads);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("load-io-{i}"))
+        .num_threads(io_threads)
+        .build()
+        .map_err(|e| LoadError::Threads(e.to_string()))?;
+
+    let progress = options.progress.as_deref();
+    if let Some(p) = progress {
+        p.start();
+    }
+    let mut registry = Registry::default();
+    let found = if is_layout_marker(&root.join("oci-layout"))
+        || is_layout_marker(&root.join("index.json"))
+    {
+        single_layout(root, &meta, options)?
+    } else if options.root_name.is_some() {
+        return Err(LoadError::Root {
+            path: root.to_path_buf(),
+            reason: "a name for the root is given, but the root is not an OCI layout (it holds no oci-layout)".into(),
+        });
+    } else {
+        pool.install(|| discover(root, "", 0, options))
+    };
+    registry.rejected.extend(found.rejected);
+    registry.ignored.extend(found.ignored);
+    let candidates = found.candidates;
+    if let Some(p) = progress {
+        p.discovered(candidates.len());
+    }
+    tracing::debug!(candidates = candidates.len(), elapsed = ?started.elapsed(), "load: discovery done");
+
+    // Phase 2, per application on the I/O threads: structure, then its
+    // small blobs and its orphans while its directory is fresh in the cache.
+    // Applications are taken one at a time, in the order of their
+    // directories' inode numbers, by whichever I/O thread is free: the reads
+    // in flight at once are then of neighbouring applications, whose inodes
+    // and blocks lie close together (a file system allocates those of
+    // directories made together near each other). rayon's halving spread
+    // the threads over the whole root instead, and a cold load of many
+    // applications was measurably slower.
+    let big_documents = BigDocuments::new(cpu_threads);
+    let linked = fsx::Linked::default();
+    let mut order: Vec<usize> = (0..candidates.len()).collect();
+    order.sort_by_key(|&i| candidates[i].ino);
+    let queue = JobQueue::new(order);
+    pool.broadcast(|_| {
+        queue.work(|i| {
+            let read = read_application(&candidates[i], options, previous, &big_documents, &linked);
+            if let Some(p) = progress {
+                p.application_done();
+            }
+            read
+        })
+    });
+    let read = queue.into_results();
+    let mut apps = Vec::with_capacity(read.len());
+    for r in read {
+        match r {
+            Ok(app) => apps.push(app),
+            Err(rejection) => registry.rejected.push(*rejection),
+        }
+    }
+    tracing::debug!(elapsed = ?started.elapsed(), "load: structure, small blobs and orphans done");
+
+    // Phase 3: the large blobs of all applications at once, one worker per
+    // core, largest first so that big files do not end up alone at the tail.
+    let mut jobs: Vec<(usize, Digest, u64)> = apps
+        .iter()
+        .enumerate()
+        .flat_map(|(i, a)| {
+            a.structure
+                .blobs
+                .iter()
+                .filter(|(_, p)| p.size > SMALL_BLOB)
+                .map(move |(d, p)| (i, d.clone(), p.size))
+        })
+        .collect();
+    jobs.sort_unstable_by_key(|j| std::cmp::Reverse(j.2));
+    if let Some(p) = progress {
+        p.large_blobs(jobs.iter().map(|j| j.2).sum());
+    }
+    let results: Vec<Outcome> = hash_all(&jobs, cpu_threads, |buf, (i, digest, size)| {
+        let nothing_read_ahead = &mut Prefetched::default();
+        let outcome = verify_blob(
+            &apps[*i].structure,
+            digest,
+            *size,
+            previous,
+            buf,
+            nothing_read_ahead,
+            &linked,
+        );
+        if let Some(p) = progress {
+            p.bytes_checked(*size);
+        }
+        outcome
+    });
+    tracing::debug!(large_blobs = jobs.len(), elapsed = ?started.elapsed(), "load: hashing done");
+    for ((i, digest, _), outcome) in jobs.into_iter().zip(results) {
+        apps[i].record(digest, outcome);
+    }
+
+    for app in apps {
+        registry.blobs_reused += app.reused;
+        if let Some(rejection) = app.failed {
+            registry.rejected.push(rejection);
+            continue;
+        }
+        registry.orphans.extend(app.orphans);
+        let app = app
+            .structure
+            .into_application(app.verified.into_iter().collect());
+        registry
+            .applications
+            .insert(app.name.clone(), Arc::new(app));
+    }
+    registry
+        .rejected
+        .sort_by(|a, b| a.application.cmp(&b.application));
+    registry.blobs_linked = linked.reused();
+    registry.elapsed = started.elapsed();
+    Ok(registry)
+}

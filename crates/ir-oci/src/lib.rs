@@ -44,6 +44,7 @@ pub mod model;
 pub mod name;
 #[cfg(feature = "loader")]
 pub mod prefetch;
+#[cfg(feature = "loader")]
 pub mod progress;
 #[cfg(feature = "loader")]
 pub mod report;
@@ -56,5 +57,6 @@ pub use loader::{load, load_incremental, LoadError, LoadOptions, ReadAhead};
 #[cfg(feature = "loader")]
 pub use model::{Application, Blob, FileIdentity, Manifest, Referring, Registry};
 pub use name::{Reference, RepoName, Tag};
+#[cfg(feature = "loader")]
 pub use progress::{LoadProgress, ProgressSnapshot};
 pub use rule::{Rejection, Rule};

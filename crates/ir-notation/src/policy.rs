@@ -438,36 +438,12 @@ fn validate_scope(scope: &str) -> Result<(), String> {
     if !host.split('.').all(label_ok) {
         return Err(err());
     }
-    if !repo.split('/').all(is_path_component) {
+    // The repository part follows the distribution spec's grammar, as
+    // ir-oci parses it for every name the registry serves.
+    if ir_oci::RepoName::parse(repo).is_err() {
         return Err(err());
     }
     Ok(())
-}
-
-/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
-fn is_path_component(c: &str) -> bool {
-    let b = c.as_bytes();
-    let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
-    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
-        return false;
-    }
-    let mut i = 0;
-    while i < b.len() {
-        if alnum(b[i]) {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < b.len() && !alnum(b[i]) {
-            i += 1;
-        }
-        let sep = &c[start..i];
-        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-');
-        if !ok {
-            return false;
-        }
-    }
-    true
 }
 
 #[cfg(test)]

@@ -135,7 +135,7 @@ pub async fn serve(args: Args) -> ExitCode {
         },
     };
     let addr = SocketAddr::new(args.bind, args.port);
-    let listener = match transport::bind(addr, args.backlog.max(1)) {
+    let listener = match transport::bind(addr, args.backlog) {
         Ok(l) => l,
         Err(e) => {
             tracing::error!("cannot listen on {addr}: {e}");
@@ -174,13 +174,7 @@ pub async fn serve(args: Args) -> ExitCode {
     let server = match (args.tls, certs) {
         (TlsMode::NoTls, _) => {
             tracing::info!("serving the OCI pull API over plain HTTP on {local}");
-            tokio::spawn(transport::serve(
-                listener,
-                Arc::new(Plain),
-                state.clone(),
-                options,
-                shutdown,
-            ))
+            start(listener, Arc::new(Plain), &state, options, shutdown)
         }
         (TlsMode::Tls, Some(store)) => {
             tracing::info!("serving the OCI pull API over TLS on {local}");
@@ -191,13 +185,7 @@ pub async fn serve(args: Args) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            tokio::spawn(transport::serve(
-                listener,
-                tls,
-                state.clone(),
-                options,
-                shutdown,
-            ))
+            start(listener, tls, &state, options, shutdown)
         }
         (TlsMode::RaTls, Some(store)) => {
             let attestor = match build_attestor(&args) {
@@ -216,13 +204,7 @@ pub async fn serve(args: Args) -> ExitCode {
                 RaTls::new(store, attestor, args.ratls_tls12)
                     .with_max_connection_age(Duration::from_secs(args.max_connection_age)),
             );
-            tokio::spawn(transport::serve(
-                listener,
-                ratls,
-                state.clone(),
-                options,
-                shutdown,
-            ))
+            start(listener, ratls, &state, options, shutdown)
         }
         (mode, _) => {
             tracing::error!("transport {mode:?} needs a server certificate");
@@ -331,6 +313,24 @@ pub async fn serve(args: Args) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Serves `handshake`'s transport on `listener` until `shutdown`: the one
+/// path every transport starts through.
+fn start<H: transport::Handshake>(
+    listener: tokio::net::TcpListener,
+    handshake: Arc<H>,
+    state: &Arc<ApiState>,
+    options: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(transport::serve(
+        listener,
+        handshake,
+        state.clone(),
+        options,
+        shutdown,
+    ))
+}
+
 /// The TLS transport, requiring client certificates with `--client-ca`
 /// (limited per client with `--client-map`).
 fn tls_transport(
@@ -366,14 +366,14 @@ fn tls_transport(
 fn serve_options(args: &Args) -> ServeOptions {
     ServeOptions {
         limits: ConnLimits {
-            header_read_timeout: Duration::from_secs(args.header_timeout.max(1)),
+            header_read_timeout: Duration::from_secs(args.header_timeout),
             ..ConnLimits::default()
         },
-        max_connections: args.max_connections.max(1),
-        handshake_timeout: Duration::from_secs(args.handshake_timeout.max(1)),
+        max_connections: args.max_connections,
+        handshake_timeout: Duration::from_secs(args.handshake_timeout),
         grace: Duration::from_secs(args.shutdown_grace),
-        send_timeout: Duration::from_secs(args.send_timeout.max(1)),
-        idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+        send_timeout: Duration::from_secs(args.send_timeout),
+        idle_timeout: Duration::from_secs(args.idle_timeout),
         max_handshakes_per_address: args.max_handshakes_per_address as usize,
         proxy_protocol: args.proxy_protocol,
         ..ServeOptions::default()
@@ -401,25 +401,28 @@ fn load_certificates(args: &Args) -> Result<Arc<CertStore>, String> {
 /// The RA-TLS attestor from `-j`, and `--cpak` (local platform keys),
 /// `-u`/`-v` (Veraison), or both when both are given; says at start-up
 /// which is in force.
-fn build_attestor(args: &Args) -> Result<Arc<Attestor>, String> {
-    let veraison = || -> Result<(VeraisonClient, EarVerifier), String> {
+fn build_attestor(args: &Args) -> Result<Arc<Attestor>, StartupError> {
+    let veraison = || -> Result<(VeraisonClient, EarVerifier), StartupError> {
         let url = args.veraison_url();
         let mut config = VeraisonConfig::new(url.clone());
-        config.timeout = Duration::from_secs(args.veraison_timeout.max(1));
+        config.timeout = Duration::from_secs(args.veraison_timeout);
         if let Some(ca) = &args.veraison_ca {
             config.extra_root_pem = Some(
-                read_small_file(ca).map_err(|e| format!("--veraison-ca {}: {e}", ca.display()))?,
+                read_small_file(ca)
+                    .map_err(|e| StartupError::new("--veraison-ca", ca.display(), e))?,
             );
         }
-        let client = VeraisonClient::new(config).map_err(|e| format!("-u {url}: {e}"))?;
+        let client = VeraisonClient::new(config).map_err(|e| StartupError::new("-u", &url, e))?;
         let key = args.veraison_pubkey_path();
-        let ear = EarVerifier::load(&key).map_err(|e| format!("-v {}: {e}", key.display()))?;
+        let ear = EarVerifier::load(&key).map_err(|e| StartupError::new("-v", key.display(), e))?;
         Ok((client, ear))
     };
     let local = args
         .cpak
         .as_ref()
-        .map(|path| PlatformKeys::load(path).map_err(|e| format!("--cpak {}: {e}", path.display())))
+        .map(|path| {
+            PlatformKeys::load(path).map_err(|e| StartupError::new("--cpak", path.display(), e))
+        })
         .transpose()?;
     let platform = match (local, args.veraison_url.is_some()) {
         (Some(keys), false) => PlatformCheck::Local(keys),
@@ -434,7 +437,7 @@ fn build_attestor(args: &Args) -> Result<Arc<Attestor>, String> {
     };
     let references = args.reference_json_path();
     let mut attestor = Attestor::new(&references, platform, args.max_attestations)
-        .map_err(|e| format!("-j {}: {e}", references.display()))?;
+        .map_err(|e| StartupError::new("-j", references.display(), e))?;
     // The insecure path is a run-time choice that only some builds offer:
     // a feature unified into this build by another crate cannot turn it on.
     tracing::info!(
@@ -443,7 +446,7 @@ fn build_attestor(args: &Args) -> Result<Arc<Attestor>, String> {
     );
     attestor
         .set_insecure_skip_challenge(args.insecure_skip_challenge)
-        .map_err(|e| format!("--insecure-skip-challenge: {e}"))?;
+        .map_err(|e| StartupError::new("--insecure-skip-challenge", "", e))?;
     tracing::info!(
         "RA-TLS: platforms verified by {}; {} realm(s) in the reference values from {}",
         attestor.platform().describe(),
@@ -470,13 +473,37 @@ fn build_attestor(args: &Args) -> Result<Arc<Attestor>, String> {
 }
 
 /// Reads a small trusted file (a CA certificate), at most 1 MiB.
-fn read_small_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
+fn read_small_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
     const LIMIT: u64 = 1 << 20;
-    let len = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
-    if len > LIMIT {
-        return Err(format!("larger than {LIMIT} bytes"));
+    if std::fs::metadata(path)?.len() > LIMIT {
+        return Err(std::io::Error::other(format!("larger than {LIMIT} bytes")));
     }
-    std::fs::read(path).map_err(|e| e.to_string())
+    std::fs::read(path)
+}
+
+/// A start-up setting that cannot be used: the flag, the value or file it
+/// names, and why (the error it caused, kept as the source).
+#[derive(Debug, thiserror::Error)]
+#[error("{flag}{}{value}: {source}", if value.is_empty() { "" } else { " " })]
+pub struct StartupError {
+    flag: &'static str,
+    value: String,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl StartupError {
+    fn new(
+        flag: &'static str,
+        value: impl std::fmt::Display,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        StartupError {
+            flag,
+            value: value.to_string(),
+            source: source.into(),
+        }
+    }
 }
 
 /// Reloads reference values on SIGHUP; a broken file keeps the old ones.

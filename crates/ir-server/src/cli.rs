@@ -99,11 +99,11 @@ pub struct Args {
     pub insecure_skip_challenge: bool,
 
     /// RA-TLS: seconds a Veraison appraisal may take
-    #[arg(long, default_value_t = 5, env = "IR_SERVER_VERAISON_TIMEOUT")]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..), env = "IR_SERVER_VERAISON_TIMEOUT")]
     pub veraison_timeout: u64,
 
     /// RA-TLS: most Veraison appraisals in flight at once
-    #[arg(long, default_value_t = 32, env = "IR_SERVER_MAX_ATTESTATIONS")]
+    #[arg(long, default_value_t = 32, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), env = "IR_SERVER_MAX_ATTESTATIONS")]
     pub max_attestations: usize,
 
     /// RA-TLS: also accept TLS 1.2 (default: TLS 1.3 only)
@@ -174,28 +174,28 @@ pub struct Args {
     pub watch: bool,
 
     /// length of the accept queue (capped by net.core.somaxconn)
-    #[arg(long, default_value_t = crate::transport::DEFAULT_BACKLOG, env = "IR_SERVER_BACKLOG")]
+    #[arg(long, default_value_t = crate::transport::DEFAULT_BACKLOG, value_parser = clap::value_parser!(u32).range(1..), env = "IR_SERVER_BACKLOG")]
     pub backlog: u32,
 
     /// most connections open at once; more wait in the accept backlog
-    #[arg(long, default_value_t = 10_000, env = "IR_SERVER_MAX_CONNECTIONS")]
+    #[arg(long, default_value_t = 10_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), env = "IR_SERVER_MAX_CONNECTIONS")]
     pub max_connections: usize,
 
     /// seconds a client has to complete the TLS handshake
-    #[arg(long, default_value_t = 10, env = "IR_SERVER_HANDSHAKE_TIMEOUT")]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..), env = "IR_SERVER_HANDSHAKE_TIMEOUT")]
     pub handshake_timeout: u64,
 
     /// seconds a client has to send a request's headers
-    #[arg(long, default_value_t = 20, env = "IR_SERVER_HEADER_TIMEOUT")]
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..), env = "IR_SERVER_HEADER_TIMEOUT")]
     pub header_timeout: u64,
 
     /// seconds a response may wait for a client that stopped reading
-    #[arg(long, default_value_t = 60, env = "IR_SERVER_SEND_TIMEOUT")]
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..), env = "IR_SERVER_SEND_TIMEOUT")]
     pub send_timeout: u64,
 
     /// seconds a connection may stay without traffic (before its first
     /// request and between requests)
-    #[arg(long, default_value_t = 60, env = "IR_SERVER_IDLE_TIMEOUT")]
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..), env = "IR_SERVER_IDLE_TIMEOUT")]
     pub idle_timeout: u64,
 
     /// seconds requests in flight get to finish on SIGTERM/SIGINT
@@ -282,5 +282,33 @@ impl Args {
         self.reference_json
             .clone()
             .unwrap_or_else(|| crate_root().join("ratls/example.json"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Limits that cannot be 0 are refused when parsed, with clap's error
+    /// naming the flag, rather than silently raised to 1 later.
+    #[test]
+    fn zero_limits_are_refused_when_parsed() {
+        for flag in [
+            "--handshake-timeout",
+            "--header-timeout",
+            "--send-timeout",
+            "--idle-timeout",
+            "--veraison-timeout",
+            "--max-attestations",
+            "--max-connections",
+            "--backlog",
+            "--max-connection-age",
+            "--max-handshakes-per-address",
+        ] {
+            let e = Args::try_parse_from(["ir-server", flag, "0"]).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{flag}");
+            assert!(e.to_string().contains(flag), "{flag}: {e}");
+            Args::try_parse_from(["ir-server", flag, "1"]).unwrap();
+        }
     }
 }

@@ -206,7 +206,12 @@ pull() {
   case $mode in
     http) skopeo copy --quiet --src-tls-verify=false "docker://127.0.0.1:$FE_HTTP/hello:latest" "oci:$dir:latest" ;;
     https) skopeo copy --quiet --src-cert-dir "$WORK/skopeo-certs" "docker://localhost:$FE_HTTPS/hello:latest" "oci:$dir:latest" ;;
-    tcp) skopeo copy --quiet --src-cert-dir "$WORK/skopeo-certs" "docker://localhost:$FE_TCP/hello:latest" "oci:$dir:latest" ;;
+    # TCP pass-through: haproxy cannot retry a connection that a stopping
+    # replica's kernel had already accepted into its backlog when the
+    # replica closed its listener; that one connection is reset, and the
+    # client retries it once (HTTP and TLS-terminating modes need no retry:
+    # haproxy redispatches those itself).
+    tcp) skopeo copy --quiet --retry-times 1 --src-cert-dir "$WORK/skopeo-certs" "docker://localhost:$FE_TCP/hello:latest" "oci:$dir:latest" ;;
   esac
 }
 same_digest() { # DIR

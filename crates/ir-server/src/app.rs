@@ -382,20 +382,34 @@ fn serve_options(args: &Args) -> ServeOptions {
 
 /// Loads `-c`/`-k`; when they are missing, says how to make a development
 /// pair.
-fn load_certificates(args: &Args) -> Result<Arc<CertStore>, String> {
+fn load_certificates(args: &Args) -> Result<Arc<CertStore>, CertificatesError> {
     let (cert, key) = (args.cert_path(), args.key_path());
-    CertStore::load(&cert, &key).map(Arc::new).map_err(|e| {
-        if !cert.exists() || !key.exists() {
-            let dir = cert.parent().unwrap_or(&cert);
-            format!(
-                "{e}\n  To create a development certificate: scripts/make-dev-cert.sh {} \
+    CertStore::load(&cert, &key)
+        .map(Arc::new)
+        .map_err(|source| {
+            let hint = (!cert.exists() || !key.exists()).then(|| {
+                let dir = cert.parent().unwrap_or(&cert);
+                format!(
+                    "\n  To create a development certificate: scripts/make-dev-cert.sh {} \
                  (writes server.crt and server.key there)",
-                dir.display()
-            )
-        } else {
-            e.to_string()
-        }
-    })
+                    dir.display()
+                )
+            });
+            CertificatesError {
+                source,
+                hint: hint.unwrap_or_default(),
+            }
+        })
+}
+
+/// The server's certificate pair could not be loaded; `hint` says how to
+/// make a development pair when the files are missing.
+#[derive(Debug, thiserror::Error)]
+#[error("{source}{hint}")]
+pub struct CertificatesError {
+    #[source]
+    source: crate::cert_store::CertError,
+    hint: String,
 }
 
 /// The RA-TLS attestor from `-j`, and `--cpak` (local platform keys),

@@ -10,6 +10,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+// The helpers of the main test binary; this one uses two of them.
+#[allow(dead_code)]
+mod util;
+
 use crate::util::{client, TestServer};
 use ir_oci::LoadOptions;
 use ir_server::api::ApiState;

@@ -33,17 +33,28 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Binds `addr`, enables the process-wide metrics ([`install`]) and serves
 /// them with the probes of `state` in a background task. Returns the bound
 /// address (useful with port 0).
-pub async fn start(addr: SocketAddr, state: Arc<ApiState>) -> Result<SocketAddr, String> {
+pub async fn start(addr: SocketAddr, state: Arc<ApiState>) -> Result<SocketAddr, ListenError> {
     let listener = TcpListener::bind(addr)
         .await
-        .map_err(|e| format!("--metrics-addr: cannot listen on {addr}: {e}"))?;
+        .map_err(|source| ListenError { addr, source })?;
     let local = listener
         .local_addr()
-        .map_err(|e| format!("--metrics-addr: {e}"))?;
+        .map_err(|source| ListenError { addr, source })?;
     let metrics = install();
     tracing::info!("serving /metrics, /status, /healthz and /readyz on http://{local}");
     tokio::spawn(serve(listener, metrics, state));
     Ok(local)
+}
+
+/// The metrics listener could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("--metrics-addr: cannot listen on {addr}: {source}")]
+pub struct ListenError {
+    /// The address asked for.
+    pub addr: SocketAddr,
+    /// What the system said.
+    #[source]
+    pub source: std::io::Error,
 }
 
 /// Serves `metrics` and the probes of `state` on `listener`, forever.

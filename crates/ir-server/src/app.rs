@@ -18,8 +18,10 @@ use crate::reload::Reloader;
 use crate::server::ConnLimits;
 use crate::signals;
 use crate::transport::{self, plain::Plain, ratls::RaTls, tls::Tls, ServeOptions};
+use crate::trust::{Gate, TrustConfig, TrustError};
 use ir_attest::attestor::{Attestor, PlatformCheck};
 use ir_attest::{EarVerifier, PlatformKeys, VeraisonClient, VeraisonConfig};
+use ir_trust::enforce::Judgement;
 
 /// Exit code when the root cannot be read at all.
 pub const EXIT_ROOT: u8 = 2;
@@ -41,17 +43,40 @@ fn load_options(args: &Args) -> LoadOptions {
 }
 
 /// Loads the registry with the options the arguments ask for, logging the
-/// outcome.
+/// outcome (no signature policy applied).
 pub fn load(args: &Args) -> Result<Registry, ir_oci::LoadError> {
-    load_with(args, load_options(args))
+    load_with(args, load_options(args), None).map(|(r, _)| r)
 }
 
-/// [`load`] with `options` (e.g. with a progress reporter).
-fn load_with(args: &Args, options: LoadOptions) -> Result<Registry, ir_oci::LoadError> {
+/// The signature policy the arguments ask for (`None`: no policy), read
+/// once; an error is a start-up error.
+pub fn trust_gate(args: &Args) -> Result<Option<Arc<Gate>>, TrustError> {
+    match TrustConfig::from_args(args)? {
+        Some(config) => Ok(Some(Arc::new(Gate::new(config)?))),
+        None => Ok(None),
+    }
+}
+
+/// [`load`] with `options` (e.g. with a progress reporter), then the
+/// signature policy of `gate` applied: what it refuses is not in the
+/// registry returned, and the judgements say why.
+fn load_with(
+    args: &Args,
+    options: LoadOptions,
+    gate: Option<&Gate>,
+) -> Result<(Registry, Vec<Judgement>), ir_oci::LoadError> {
     let root = args.root_dir();
     tracing::info!(root = %root.display(), "loading registry");
     let registry = ir_oci::load(&root, &options)?;
     crate::metrics::verified(&registry);
+    let (registry, judgements) = match gate {
+        Some(g) => {
+            let (registry, judgements) = g.apply(registry);
+            g.record(&judgements);
+            (registry, judgements)
+        }
+        None => (registry, Vec::new()),
+    };
     if !registry.orphans.is_empty() {
         tracing::info!(
             "{} orphan files under blobs/ are not reachable and will not be served",
@@ -68,7 +93,7 @@ fn load_with(args: &Args, options: LoadOptions) -> Result<Registry, ir_oci::Load
         tracing::warn!(root = %root.display(), "no application verified: nothing will be served");
     }
     tracing::info!("{}", report::summary_line(&registry));
-    Ok(registry)
+    Ok((registry, judgements))
 }
 
 /// `--check`: load, print the report on stdout, and exit: 0 when
@@ -77,13 +102,29 @@ fn load_with(args: &Args, options: LoadOptions) -> Result<Registry, ir_oci::Load
 /// the root cannot be read.
 pub fn check(args: &Args) -> ExitCode {
     let json = args.format == ReportFormat::Json;
-    match load(args) {
-        Ok(registry) => {
-            let nothing_served = registry.applications.is_empty();
+    let gate = match trust_gate(args) {
+        Ok(g) => g,
+        Err(e) => {
             if json {
-                let report = report::CheckReport::of(&args.root_dir(), &registry);
+                let report = report::CheckReport::root_error(&args.root_dir(), e.to_string());
+                println!("{}", to_json(&report));
+            }
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_ROOT);
+        }
+    };
+    crate::trust::announce(gate.as_deref());
+    match load_with(args, load_options(args), gate.as_deref()) {
+        Ok((registry, judgements)) => {
+            let nothing_served = registry.applications.is_empty();
+            let refused = crate::trust::any_refused(&judgements);
+            if json {
+                let mut report = report::CheckReport::of(&args.root_dir(), &registry);
+                crate::trust::annotate(&mut report, &judgements);
+                report.ok &= !refused;
                 println!("{}", to_json(&report));
             } else {
+                print!("{}", crate::trust::text_report(&judgements));
                 print!("{}", report::full_report(&registry));
                 if nothing_served {
                     println!(
@@ -92,7 +133,7 @@ pub fn check(args: &Args) -> ExitCode {
                     );
                 }
             }
-            if registry.rejected.is_empty() && !nothing_served {
+            if registry.rejected.is_empty() && !nothing_served && !refused {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(EXIT_REJECTED)
@@ -134,6 +175,16 @@ pub async fn serve(args: Args) -> ExitCode {
             }
         },
     };
+    // The signature policy next: a policy that cannot be used is a
+    // start-up error, never a silent "accept everything".
+    let gate = match trust_gate(&args) {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    crate::trust::announce(gate.as_deref());
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = match transport::bind(addr, args.backlog) {
         Ok(l) => l,
@@ -222,8 +273,9 @@ pub async fn serve(args: Args) -> ExitCode {
             progress: Some(progress.clone()),
             ..load_options(&args)
         };
+        let gate = gate.clone();
         tokio::task::spawn_blocking(move || {
-            let loaded = load_with(&args, options);
+            let loaded = load_with(&args, options, gate.as_deref()).map(|(r, _)| r);
             crate::memory::release_freed();
             loaded
         })
@@ -279,7 +331,8 @@ pub async fn serve(args: Args) -> ExitCode {
     // snapshots share the blob cache (`Catalog::succeeded_by`).
     let reloader = Arc::new(
         Reloader::new(shared, args.root_dir(), load_options(&args))
-            .recording_to(state.status.clone()),
+            .recording_to(state.status.clone())
+            .with_trust(gate),
     );
     let (trigger_tx, trigger_rx) = mpsc::channel::<()>(1);
     tokio::spawn(reloader.run(trigger_rx, WATCH_QUIET));

@@ -61,6 +61,34 @@ impl Catalog {
         }
     }
 
+    /// The same snapshot with the applications kept at their last good
+    /// version judged again by `gate`'s policy (they were judged by the
+    /// policy in force when they were loaded).
+    pub fn judged_again(
+        mut self,
+        gate: &crate::trust::Gate,
+    ) -> (Self, Vec<ir_trust::enforce::Judgement>) {
+        if self.kept.is_empty() {
+            return (self, Vec::new());
+        }
+        let kept = Registry {
+            applications: self
+                .kept
+                .iter()
+                .filter_map(|n| {
+                    self.registry
+                        .applications
+                        .get(n)
+                        .map(|a| (n.clone(), a.clone()))
+                })
+                .collect(),
+            ..Registry::default()
+        };
+        let (judged, judgements) = gate.apply(kept);
+        self.registry.applications.extend(judged.applications);
+        (self, judgements)
+    }
+
     /// The same snapshot, serving large blobs from `cache` once they are
     /// in it.
     pub fn with_blob_cache(mut self, cache: Arc<BlobCache>) -> Self {

@@ -18,10 +18,9 @@ use crate::reload::Reloader;
 use crate::server::ConnLimits;
 use crate::signals;
 use crate::transport::{self, plain::Plain, ratls::RaTls, tls::Tls, ServeOptions};
-use crate::trust::{Gate, TrustConfig, TrustError};
+use crate::trust::{Gate, Judged, TrustConfig, TrustError};
 use ir_attest::attestor::{Attestor, PlatformCheck};
 use ir_attest::{EarVerifier, PlatformKeys, VeraisonClient, VeraisonConfig};
-use ir_trust::enforce::Judgement;
 
 /// Exit code when the root cannot be read at all.
 pub const EXIT_ROOT: u8 = 2;
@@ -45,7 +44,7 @@ fn load_options(args: &Args) -> LoadOptions {
 /// Loads the registry with the options the arguments ask for, logging the
 /// outcome (no signature policy applied).
 pub fn load(args: &Args) -> Result<Registry, ir_oci::LoadError> {
-    load_with(args, load_options(args), None).map(|(r, _)| r)
+    load_with(args, load_options(args), None).map(|j| j.registry)
 }
 
 /// The signature policy the arguments ask for (`None`: no policy), read
@@ -64,19 +63,24 @@ fn load_with(
     args: &Args,
     options: LoadOptions,
     gate: Option<&Gate>,
-) -> Result<(Registry, Vec<Judgement>), ir_oci::LoadError> {
+) -> Result<Judged, ir_oci::LoadError> {
     let root = args.root_dir();
     tracing::info!(root = %root.display(), "loading registry");
     let registry = ir_oci::load(&root, &options)?;
     crate::metrics::verified(&registry);
-    let (registry, judgements) = match gate {
+    let judged = match gate {
         Some(g) => {
-            let (registry, judgements) = g.apply(registry);
-            g.record(&judgements);
-            (registry, judgements)
+            let judged = g.apply(registry);
+            g.record(&judged.judgements);
+            judged
         }
-        None => (registry, Vec::new()),
+        None => Judged {
+            registry,
+            views: Default::default(),
+            judgements: Vec::new(),
+        },
     };
+    let registry = &judged.registry;
     if !registry.orphans.is_empty() {
         tracing::info!(
             "{} orphan files under blobs/ are not reachable and will not be served",
@@ -92,8 +96,8 @@ fn load_with(
     if registry.applications.is_empty() {
         tracing::warn!(root = %root.display(), "no application verified: nothing will be served");
     }
-    tracing::info!("{}", report::summary_line(&registry));
-    Ok((registry, judgements))
+    tracing::info!("{}", report::summary_line(registry));
+    Ok(judged)
 }
 
 /// `--check`: load, print the report on stdout, and exit: 0 when
@@ -115,7 +119,11 @@ pub fn check(args: &Args) -> ExitCode {
     };
     crate::trust::announce(gate.as_deref());
     match load_with(args, load_options(args), gate.as_deref()) {
-        Ok((registry, judgements)) => {
+        Ok(Judged {
+            registry,
+            judgements,
+            ..
+        }) => {
             let nothing_served = registry.applications.is_empty();
             let refused = crate::trust::any_refused(&judgements);
             if json {
@@ -185,6 +193,9 @@ pub async fn serve(args: Args) -> ExitCode {
         }
     };
     crate::trust::announce(gate.as_deref());
+    // Content reloads: SIGHUP, --watch, and a change of the realms'
+    // policy scopes.
+    let (trigger_tx, trigger_rx) = mpsc::channel::<()>(1);
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = match transport::bind(addr, args.backlog) {
         Ok(l) => l,
@@ -249,7 +260,21 @@ pub async fn serve(args: Args) -> ExitCode {
             state
                 .status
                 .set_ratls_platform(attestor.platform().describe());
-            tokio::spawn(reload_references(attestor.clone(), hangups.subscribe()));
+            if let Some(g) = &gate {
+                g.set_scopes(policy_scopes(&attestor));
+            } else if attestor
+                .references()
+                .realms()
+                .iter()
+                .any(|r| r.policy_scope.is_some())
+            {
+                tracing::warn!("RA-TLS: a reference entry names a policy-scope, but no signature policy is in force (--policy): it changes nothing");
+            }
+            tokio::spawn(reload_references(
+                attestor.clone(),
+                hangups.subscribe(),
+                gate.clone().map(|g| (g, trigger_tx.clone())),
+            ));
             tracing::info!("serving the OCI pull API over RA-TLS on {local}: only attested CCA realms are served");
             let ratls = Arc::new(
                 RaTls::new(store, attestor, args.ratls_tls12)
@@ -275,7 +300,7 @@ pub async fn serve(args: Args) -> ExitCode {
         };
         let gate = gate.clone();
         tokio::task::spawn_blocking(move || {
-            let loaded = load_with(&args, options, gate.as_deref()).map(|(r, _)| r);
+            let loaded = load_with(&args, options, gate.as_deref());
             crate::memory::release_freed();
             loaded
         })
@@ -294,7 +319,7 @@ pub async fn serve(args: Args) -> ExitCode {
         },
     });
     match loaded {
-        Ok(Ok(registry)) => {
+        Ok(Ok(judged)) => {
             let cache_budget = match args.blob_cache {
                 Some(mib) => mib.saturating_mul(1 << 20),
                 None => crate::delivery::blob_cache::default_budget(),
@@ -305,8 +330,12 @@ pub async fn serve(args: Args) -> ExitCode {
                 tokio::spawn(unmap_idle_blob_copies(cache.clone()));
             }
             shared.store(Arc::new(
-                Catalog::with_seal_budget(registry, args.seal_memory.saturating_mul(1 << 20))
-                    .with_blob_cache(cache),
+                Catalog::with_seal_budget(
+                    judged.registry,
+                    args.seal_memory.saturating_mul(1 << 20),
+                )
+                .with_blob_cache(cache)
+                .with_views(gate.as_ref().map(|g| (g.host().to_owned(), judged.views))),
             ));
             state.set_ready();
             let served = shared.load().registry().applications.len();
@@ -334,7 +363,6 @@ pub async fn serve(args: Args) -> ExitCode {
             .recording_to(state.status.clone())
             .with_trust(gate),
     );
-    let (trigger_tx, trigger_rx) = mpsc::channel::<()>(1);
     tokio::spawn(reloader.run(trigger_rx, WATCH_QUIET));
     let mut hup = hangups.subscribe();
     let hup_trigger = trigger_tx.clone();
@@ -574,9 +602,24 @@ impl StartupError {
 }
 
 /// Reloads reference values on SIGHUP; a broken file keeps the old ones.
+/// The policy scopes the realms of the reference values name.
+fn policy_scopes(attestor: &Attestor) -> Vec<String> {
+    attestor
+        .references()
+        .realms()
+        .iter()
+        .filter_map(|r| r.policy_scope.clone())
+        .collect()
+}
+
+/// Reloads the reference values on SIGHUP. With a signature policy, a
+/// change in the realms' policy scopes triggers a content reload, which
+/// judges the content under the new scopes (until it ends, a realm with a
+/// new scope sees nothing).
 async fn reload_references(
     attestor: Arc<Attestor>,
     mut hangups: tokio::sync::broadcast::Receiver<()>,
+    gate: Option<(Arc<Gate>, mpsc::Sender<()>)>,
 ) {
     while !matches!(
         hangups.recv().await,
@@ -584,7 +627,14 @@ async fn reload_references(
     ) {
         let a = attestor.clone();
         match tokio::task::spawn_blocking(move || a.reload_references()).await {
-            Ok(Ok(n)) => tracing::info!("RA-TLS: reference values reloaded ({n} realm(s))"),
+            Ok(Ok(n)) => {
+                tracing::info!("RA-TLS: reference values reloaded ({n} realm(s))");
+                if let Some((gate, reload)) = &gate {
+                    if gate.set_scopes(policy_scopes(&attestor)) {
+                        let _ = reload.try_send(());
+                    }
+                }
+            }
             Ok(Err(e)) => tracing::error!(
                 "RA-TLS: reference values not reloaded, the previous ones stay: {e}"
             ),

@@ -105,8 +105,12 @@ impl Reloader {
             // applications kept at their last good version are judged
             // again too, so that a withdrawn key withdraws them as well.
             gate.refresh();
-            let (loaded, mut judgements) = gate.apply(loaded);
-            let (next, kept) = previous.succeeded_by(loaded).judged_again(&gate);
+            let judged = gate.apply(loaded);
+            let mut judgements = judged.judgements;
+            let (next, kept) = previous
+                .succeeded_by(judged.registry)
+                .with_views(Some((gate.host().to_owned(), judged.views)))
+                .judged_again(&gate);
             judgements.extend(kept);
             gate.record(&judgements);
             Ok::<_, LoadError>((next, hashed))

@@ -4,10 +4,11 @@
 //! previous policy in force), and applied to every loaded registry before
 //! it is served.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use ir_oci::Registry;
+use ir_oci::{Application, Registry, RepoName};
 use ir_trust::enforce::Judgement;
 use ir_trust::{NotationTrust, Reason, Trust};
 
@@ -99,11 +100,28 @@ impl TrustConfig {
     }
 }
 
+/// The applications as the policy judges them under other registry hosts
+/// (RA-TLS realms' `policy-scope`), by host.
+pub type Views = HashMap<String, BTreeMap<RepoName, Arc<Application>>>;
+
+/// A registry after the policy: what is served by default, the views of
+/// the other policy scopes, and the verdicts.
+pub struct Judged {
+    /// The registry judged under `--registry-host`.
+    pub registry: Registry,
+    /// The applications judged under each realm's policy scope.
+    pub views: Views,
+    /// The verdicts under `--registry-host`.
+    pub judgements: Vec<Judgement>,
+}
+
 /// The policy in force and where to read it again.
 #[derive(Debug)]
 pub struct Gate {
     config: TrustConfig,
     current: Mutex<Arc<Trust>>,
+    /// Registry hosts that RA-TLS realms are judged under, besides ours.
+    scopes: Mutex<BTreeSet<String>>,
 }
 
 impl Gate {
@@ -120,6 +138,7 @@ impl Gate {
         Ok(Gate {
             config,
             current: Mutex::new(Arc::new(trust)),
+            scopes: Mutex::default(),
         })
     }
 
@@ -147,13 +166,43 @@ impl Gate {
         &self.config.host
     }
 
-    /// `registry` minus what the policy refuses, logging one line per
-    /// refused tag.
-    pub fn apply(&self, registry: Registry) -> (Registry, Vec<Judgement>) {
+    /// Sets the policy scopes of the RA-TLS realms; true when they
+    /// changed (the content must then be judged again).
+    pub fn set_scopes(&self, scopes: impl IntoIterator<Item = String>) -> bool {
+        let new: BTreeSet<String> = scopes.into_iter().filter(|s| s != self.host()).collect();
+        let mut current = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = *current != new;
+        *current = new;
+        changed
+    }
+
+    /// `registry` minus what the policy refuses (logging one line per
+    /// refused tag), and the views of the realms' policy scopes.
+    pub fn apply(&self, registry: Registry) -> Judged {
         let trust = self.trust();
+        let scopes = self
+            .scopes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut views = Views::new();
+        for scope in scopes {
+            let unfiltered = Registry {
+                applications: registry.applications.clone(),
+                ..Registry::default()
+            };
+            let (view, judgements) = ir_trust::enforce::enforce(&trust, &scope, unfiltered);
+            let refused: usize = judgements.iter().map(|j| j.refused().count()).sum();
+            tracing::info!("signature policy scope {scope}: {refused} tag(s) refused");
+            views.insert(scope, view.applications);
+        }
         let (registry, judgements) = ir_trust::enforce::enforce(&trust, self.host(), registry);
         log(&judgements);
-        (registry, judgements)
+        Judged {
+            registry,
+            views,
+            judgements,
+        }
     }
 
     /// Sets the refusal metrics from every judgement of one load.

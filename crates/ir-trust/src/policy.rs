@@ -256,10 +256,16 @@ fn validate_scope(scope: &str) -> Result<(), String> {
         };
     }
     if !scope.contains('/') {
-        return if valid_host(scope) {
+        // As in a reference, a first component without '.' or ':' that is
+        // not localhost is a Docker Hub repository, not a host.
+        let host_like = scope.contains('.') || scope.contains(':') || scope == "localhost";
+        return if valid_host(scope) && host_like {
             Ok(())
         } else {
-            Err("not a registry host".into())
+            Err(
+                "not a registry host (a Docker Hub repository is written docker.io/library/NAME)"
+                    .into(),
+            )
         };
     }
     match DockerReference::parse(scope) {

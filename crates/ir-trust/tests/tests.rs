@@ -1,1 +1,4 @@
+mod judge;
+mod notation;
 mod policy;
+mod util;

@@ -48,6 +48,16 @@ pub struct TrustConfig {
 }
 
 impl TrustConfig {
+    /// A containers policy file (and notation's trust policy and store)
+    /// judging images named under `host`.
+    pub fn new(policy: Option<PathBuf>, notation: Option<(PathBuf, PathBuf)>, host: &str) -> Self {
+        TrustConfig {
+            policy,
+            notation,
+            host: host.to_owned(),
+        }
+    }
+
     /// The configuration the arguments give, or `None` when no signature
     /// policy is asked for.
     pub fn from_args(args: &Args) -> Result<Option<Self>, TrustError> {

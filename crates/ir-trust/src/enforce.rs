@@ -336,6 +336,10 @@ fn cover_children(app: &Application, accepted: &mut HashSet<Digest>) {
         let Some(m) = app.manifests.get(&digest) else {
             continue;
         };
+        // Only indexes list manifests (their media type was checked at load).
+        if ir_oci::media_type::kind_of(&m.media_type) != ir_oci::media_type::ContentKind::Index {
+            continue;
+        }
         let Some(r) = refs(&m.bytes) else {
             continue;
         };

@@ -138,6 +138,11 @@ pub enum ArtifactKind {
 /// The kind of signature artifact `manifest` is, or `None` for anything
 /// else. A cosign artifact has only simple-signing layers.
 pub fn artifact_kind(manifest: &[u8]) -> Option<ArtifactKind> {
+    parse_artifact(manifest).map(|(kind, _)| kind)
+}
+
+/// [`artifact_kind`] and the parsed manifest, in one parse.
+fn parse_artifact(manifest: &[u8]) -> Option<(ArtifactKind, SignatureManifest)> {
     if manifest.len() > MAX_SIGNATURE_MANIFEST_BYTES {
         return None;
     }
@@ -146,14 +151,15 @@ pub fn artifact_kind(manifest: &[u8]) -> Option<ArtifactKind> {
         .artifact_type
         .as_deref()
         .or(m.config.as_ref().map(|c| c.media_type.as_str()));
-    match kind {
-        Some(NOTATION_ARTIFACT) => Some(ArtifactKind::Notation),
-        Some(k) if SIGSTORE_BUNDLES.contains(&k) => Some(ArtifactKind::Bundle),
+    let kind = match kind {
+        Some(NOTATION_ARTIFACT) => ArtifactKind::Notation,
+        Some(k) if SIGSTORE_BUNDLES.contains(&k) => ArtifactKind::Bundle,
         _ if !m.layers.is_empty() && m.layers.iter().all(|l| l.media_type == SIMPLE_SIGNING) => {
-            Some(ArtifactKind::Cosign)
+            ArtifactKind::Cosign
         }
-        _ => None,
-    }
+        _ => return None,
+    };
+    Some((kind, m))
 }
 
 /// Every signature of `digest` in `source`, at most [`MAX_SIGNATURES`]:
@@ -178,11 +184,8 @@ fn read_artifact(source: &dyn ArtifactSource, digest: &Digest, origin: &str, out
     let Some((_, bytes)) = source.manifest(digest) else {
         return;
     };
-    let Some(kind) = artifact_kind(bytes) else {
+    let Some((kind, m)) = parse_artifact(bytes) else {
         return; // Another kind of referrer (an SBOM, an attestation).
-    };
-    let Ok(m) = serde_json::from_slice::<SignatureManifest>(bytes) else {
-        return;
     };
     for (i, layer) in m.layers.iter().enumerate() {
         if out.len() >= MAX_SIGNATURES {

@@ -43,6 +43,9 @@ struct Setup {
     veraison_timeout: Duration,
     max_connection_age: Option<Duration>,
     allow_tls12: bool,
+    /// A signature policy (containers-policy.json) the content is judged
+    /// by, under `registry.test`, with the realms' policy scopes.
+    policy: Option<Value>,
 }
 
 impl Default for Setup {
@@ -53,6 +56,7 @@ impl Default for Setup {
             veraison_timeout: Duration::from_secs(5),
             max_connection_age: None,
             allow_tls12: false,
+            policy: None,
         }
     }
 }
@@ -164,7 +168,30 @@ async fn harness_with(
     if let Some(age) = setup.max_connection_age {
         ratls = ratls.with_max_connection_age(age);
     }
-    let server = TestServer::serve_with(registry, Arc::new(ratls), setup.options, "https").await;
+    let catalog = match &setup.policy {
+        None => ir_server::catalog::Catalog::new(registry),
+        Some(policy) => {
+            let file = dir.path().join("policy.json");
+            std::fs::write(&file, serde_json::to_vec(policy).unwrap()).unwrap();
+            let gate = ir_server::trust::Gate::new(ir_server::trust::TrustConfig::new(
+                Some(file),
+                None,
+                "registry.test",
+            ))
+            .unwrap();
+            gate.set_scopes(
+                attestor
+                    .references()
+                    .realms()
+                    .iter()
+                    .filter_map(|r| r.policy_scope.clone()),
+            );
+            let judged = gate.apply(registry);
+            ir_server::catalog::Catalog::new(judged.registry)
+                .with_views(Some((gate.host().to_owned(), judged.views)))
+        }
+    };
+    let server = TestServer::serve_catalog(catalog, Arc::new(ratls), setup.options, "https").await;
     Harness {
         _root: root,
         _dir: dir,
@@ -489,6 +516,46 @@ async fn a_realm_sees_only_its_applications() {
         .await
         .unwrap();
     assert_eq!(v["repositories"], serde_json::json!(["app", "team/tools"]));
+}
+
+#[tokio::test]
+async fn a_realm_is_held_to_its_policy_scope() {
+    // Production (the server's own name) takes nothing unsigned; the
+    // scope test realms are held to takes anything.
+    let policy = serde_json::json!({
+        "default": [{"type": "reject"}],
+        "transports": {"docker": {"test.registry": [{"type": "insecureAcceptAnything"}]}},
+    });
+    let production = harness_with(
+        Platform::OwnCpak,
+        |_| {},
+        Setup {
+            policy: Some(policy.clone()),
+            ..Setup::default()
+        },
+    )
+    .await;
+    let c = production.client(TokenSource::emulated(production.realm.clone()));
+    match production.pull(&c, "app:latest").await.unwrap_err() {
+        ir_client::Error::Status {
+            status, message, ..
+        } => {
+            assert_eq!(status, 404);
+            assert!(message.contains("MANIFEST_UNKNOWN"), "{message}");
+        }
+        e => panic!("{e}"),
+    }
+    let test = harness_with(
+        Platform::OwnCpak,
+        |refs| refs["realm"]["policy-scope"] = "test.registry".into(),
+        Setup {
+            policy: Some(policy),
+            ..Setup::default()
+        },
+    )
+    .await;
+    let c = test.client(TokenSource::emulated(test.realm.clone()));
+    test.pull(&c, "app:latest").await.unwrap();
 }
 
 #[tokio::test]

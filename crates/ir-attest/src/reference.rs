@@ -23,6 +23,15 @@
 //! means none. Patterns: `name` matches exactly; `prefix/*` matches every
 //! name under `prefix/` (at any depth, not `prefix` itself); `*` matches
 //! everything. No other use of `*` is allowed.
+//!
+//! ## Signature policy scope
+//!
+//! `realm.policy-scope` (`"HOST[:PORT]"`) names the registry host the
+//! realm's images are judged under by the server's signature policy
+//! (`--policy`): the realm sees `HOST/APPLICATION:TAG` as the policy
+//! judges it, instead of the server's `--registry-host`. One policy file
+//! can so hold production realms to signed images and let test realms pull
+//! anything. No `policy-scope` means the server's own name.
 
 use crate::hash::HashAlg;
 use crate::token::RealmClaims;
@@ -246,6 +255,9 @@ pub struct RealmReference {
     pub source: String,
     /// The applications it may pull; `None` means all.
     pub applications: Option<Vec<AppPattern>>,
+    /// The registry host its images are judged under by the signature
+    /// policy (`realm.policy-scope`); `None`: the server's.
+    pub policy_scope: Option<String>,
     /// The reference values.
     pub values: ReferenceValues,
 }
@@ -306,6 +318,8 @@ struct RawRealm {
     reference_values: RawValues,
     #[serde(default)]
     applications: Option<Vec<String>>,
+    #[serde(default, rename = "policy-scope")]
+    policy_scope: Option<String>,
     #[serde(default, rename = "release-timestamp")]
     _release_timestamp: Option<serde::de::IgnoredAny>,
     #[serde(default, rename = "attestation-protocol")]
@@ -600,12 +614,20 @@ fn convert(raw: RawDoc, label: &str) -> Result<RealmReference, ReferenceError> {
         }
         (None, None) => None,
     };
+    if let Some(scope) = &raw.realm.policy_scope {
+        if !is_host(scope) {
+            return Err(invalid(format!(
+                "policy-scope {scope:?} is not a registry host (HOST[:PORT])"
+            )));
+        }
+    }
     Ok(RealmReference {
         name: raw.realm.name,
         uuid: raw.realm.uuid,
         version: raw.realm.version,
         source: label.to_string(),
         applications,
+        policy_scope: raw.realm.policy_scope,
         values: ReferenceValues {
             rim,
             rems,
@@ -613,6 +635,25 @@ fn convert(raw: RawDoc, label: &str) -> Result<RealmReference, ReferenceError> {
             personalization,
         },
     })
+}
+
+/// `HOST[:PORT]`: DNS labels (or an IPv4 address) and an optional port.
+fn is_host(s: &str) -> bool {
+    let (name, port) = match s.rsplit_once(':') {
+        Some((n, p)) => (n, Some(p)),
+        None => (s, None),
+    };
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|c| c.is_ascii_digit()))
+        && !name.is_empty()
+        && name.len() <= 255
+        && name.split('.').all(label)
 }
 
 #[cfg(test)]
@@ -666,6 +707,31 @@ mod tests {
             ReferenceSet::from_json(both.as_bytes(), "t"),
             Err(ReferenceError::Invalid { .. })
         ));
+    }
+
+    #[test]
+    fn policy_scope_is_a_host() {
+        let none = ReferenceSet::from_json(doc("", "").as_bytes(), "t").unwrap();
+        assert_eq!(none.realms()[0].policy_scope, None);
+        let test = ReferenceSet::from_json(
+            doc("", r#""policy-scope": "test.registry:5000","#).as_bytes(),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            test.realms()[0].policy_scope.as_deref(),
+            Some("test.registry:5000")
+        );
+        for bad in ["", "a/b", "-x", "x:port", "x y"] {
+            let d = doc("", &format!(r#""policy-scope": "{bad}","#));
+            assert!(
+                matches!(
+                    ReferenceSet::from_json(d.as_bytes(), "t"),
+                    Err(ReferenceError::Invalid { .. })
+                ),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -38,6 +38,7 @@ pub mod ratls;
 pub mod reference;
 #[cfg(feature = "rsi")]
 pub mod rsi;
+pub mod signatures;
 
 pub use browse::{Blob, RawManifest};
 pub use http::{HttpOptions, Transport};
@@ -134,15 +135,27 @@ pub enum Error {
     /// The token source could not be set up.
     #[error("RA-TLS token: {0}")]
     Token(String),
+    /// The signature policy refuses the image (nothing was written).
+    #[error("{image}: refused by the signature policy: {reason}")]
+    Refused {
+        /// The image as the policy named it (`host/name:tag`).
+        image: String,
+        /// The requirement, the reason code and the detail.
+        reason: String,
+    },
+    /// The signature policy could not be read.
+    #[error("{0}")]
+    Policy(String),
 }
 
 impl Error {
     /// The process exit status for this error (documented in
     /// docs/client.md): 2 usage, 3 registry refusal, 4 verification,
-    /// 5 attestation, 1 anything else.
+    /// 5 attestation, 6 signature policy refusal, 1 anything else.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Reference(_) => 2,
+            Error::Reference(_) | Error::Policy(_) => 2,
+            Error::Refused { .. } => 6,
             Error::Status { .. } => 3,
             Error::DigestMismatch { .. }
             | Error::Size { .. }

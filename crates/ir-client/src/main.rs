@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use ir_client::emulated::{self, Export};
 use ir_client::ratls::{KeyAlg, RaTlsOptions, TokenSource};
+use ir_client::signatures::SignaturePolicy;
 use ir_client::{
     Client, ClientOptions, Digest, Error, HttpOptions, Platform, Progress, Reference, RegistryUrl,
     Scheme, Transport,
@@ -124,7 +125,68 @@ struct PullArgs {
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64), env = "IR_CLIENT_CONCURRENCY")]
     concurrency: u16,
     #[command(flatten)]
+    trust: TrustArgs,
+    #[command(flatten)]
     conn: ConnArgs,
+}
+
+/// The signature policy a pull is judged by (the files the server reads).
+#[derive(Args)]
+struct TrustArgs {
+    /// Signature policy (containers-policy.json): write the image only if
+    /// the policy accepts it (sigstore/cosign keys; see docs/signatures.md).
+    #[arg(long, value_name = "FILE", env = "IR_CLIENT_POLICY")]
+    policy: Option<PathBuf>,
+    /// The registry name images are judged under, HOST[:PORT] (default:
+    /// the reference's host).
+    #[arg(long, value_name = "HOST", env = "IR_CLIENT_REGISTRY_HOST")]
+    registry_host: Option<String>,
+    /// Notation trust policy (trustpolicy.json): the image must also pass it.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "IR_CLIENT_NOTATION_TRUST_POLICY",
+        requires = "notation_trust_store"
+    )]
+    notation_trust_policy: Option<PathBuf>,
+    /// Notation trust store directory.
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "IR_CLIENT_NOTATION_TRUST_STORE",
+        requires = "notation_trust_policy"
+    )]
+    notation_trust_store: Option<PathBuf>,
+}
+
+impl TrustArgs {
+    /// The policy asked for, read and checked (`None`: none asked for).
+    fn load(&self) -> Result<Option<SignaturePolicy>, Error> {
+        let policy = match &self.policy {
+            Some(p) => Some(
+                ir_trust::Policy::load(p).map_err(|e| Error::Policy(format!("--policy {e}")))?,
+            ),
+            None => None,
+        };
+        let notation = match (&self.notation_trust_policy, &self.notation_trust_store) {
+            (Some(p), Some(s)) => Some(ir_trust::NotationTrust {
+                policy: ir_notation::TrustPolicy::load(p).map_err(|e| {
+                    Error::Policy(format!("--notation-trust-policy {}: {e}", p.display()))
+                })?,
+                store: ir_notation::TrustStore::load(s).map_err(|e| {
+                    Error::Policy(format!("--notation-trust-store {}: {e}", s.display()))
+                })?,
+            }),
+            _ => None,
+        };
+        if policy.is_none() && notation.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(SignaturePolicy {
+            trust: Arc::new(ir_trust::Trust { policy, notation }),
+            registry_host: self.registry_host.clone(),
+        }))
+    }
 }
 
 #[derive(Args)]
@@ -304,6 +366,7 @@ async fn pull(p: PullArgs, progress: Arc<dyn Progress>) -> Result<(), Error> {
         all_platforms: p.all_platforms,
         tag: p.tag,
         concurrency: p.concurrency.into(),
+        signature_policy: p.trust.load()?,
         ..ClientOptions::default()
     };
     let client = connect(r.scheme, &p.conn, options)?;
@@ -319,6 +382,7 @@ async fn pull(p: PullArgs, progress: Arc<dyn Progress>) -> Result<(), Error> {
             "blobs": report.blobs,
             "reused": report.reused,
             "bytes": report.bytes,
+            "signers": report.signers,
         }));
     } else {
         println!(
@@ -329,6 +393,9 @@ async fn pull(p: PullArgs, progress: Arc<dyn Progress>) -> Result<(), Error> {
             report.reused,
             report.bytes
         );
+        if !report.signers.is_empty() {
+            println!("signed by {}", report.signers.join(", "));
+        }
     }
     Ok(())
 }

@@ -46,6 +46,9 @@ pub struct ClientOptions {
     pub concurrency: usize,
     /// Connections, timeouts, retries, proxies.
     pub http: HttpOptions,
+    /// Judge each pulled image by this signature policy before writing
+    /// anything (`None`: no signature is required).
+    pub signature_policy: Option<crate::signatures::SignaturePolicy>,
 }
 
 impl Default for ClientOptions {
@@ -56,6 +59,7 @@ impl Default for ClientOptions {
             tag: None,
             concurrency: 4,
             http: HttpOptions::default(),
+            signature_policy: None,
         }
     }
 }
@@ -78,6 +82,9 @@ pub struct PullReport {
     pub reused: usize,
     /// Bytes downloaded (blobs and manifests).
     pub bytes: u64,
+    /// Who signed the image, as far as the signature policy required a
+    /// signature (empty without a policy).
+    pub signers: Vec<String>,
 }
 
 /// A registry client. Cheap to clone; connections are pooled.
@@ -200,9 +207,18 @@ impl Client {
         }
         let layout = LayoutWriter::open(out)?;
         let resolved = self.resolve(reference).await?;
-        // A signature policy judges `resolved` here: nothing is written
-        // before this point, and a refusal returns before any file is.
-        self.write(reference, &layout, resolved, progress).await
+        // The signature policy judges what the reference names before
+        // anything is written: a refusal returns before any file is.
+        let signers = match &self.options.signature_policy {
+            Some(policy) => {
+                let named = resolved.index.as_ref().unwrap_or(&resolved.top);
+                self.judge(reference, named, policy).await?
+            }
+            None => Vec::new(),
+        };
+        let mut report = self.write(reference, &layout, resolved, progress).await?;
+        report.signers = signers;
+        Ok(report)
     }
 
     /// Fetches the manifests a pull of `reference` needs (the index, the
@@ -295,6 +311,7 @@ impl Client {
                 .chain(resolved.index.as_ref())
                 .map(|m| m.bytes.len() as u64)
                 .sum(),
+            signers: Vec::new(),
         };
         // The futures are made first (they do nothing until polled), so
         // that the stream's type has no closure over borrowed items: a

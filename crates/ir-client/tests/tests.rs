@@ -9,3 +9,4 @@ mod cli;
 mod ir_server_ratls;
 mod pull;
 mod ratls;
+mod signatures;

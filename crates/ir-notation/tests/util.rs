@@ -140,7 +140,7 @@ pub fn signer_with(cn: &str, leaf: Leaf, rsa: bool) -> Signer {
     (lp.not_before, lp.not_after) = match leaf {
         Leaf::ExpiredBeforeSigning => (t(SIGNED_AT - 20 * DAY), t(SIGNED_AT - 10 * DAY)),
         Leaf::ExpiredBeforeNow => (t(SIGNED_AT - DAY), t(SIGNED_AT + DAY)),
-        _ => (t(SIGNED_AT - DAY), t(NOW + 365 * DAY)),
+        _ => (t(SIGNED_AT - DAY), t(NOW + 20 * 365 * DAY)),
     };
     let leaf_cert = lp.signed_by(&leaf_rc, &int_issuer).unwrap();
     Signer {

@@ -138,6 +138,28 @@ pub struct TagReport {
     pub tag: String,
     /// The digest of the manifest or index it names.
     pub digest: String,
+    /// The signature policy's verdict, when a policy is in force.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignatureReport>,
+}
+
+/// A tag's verdict under the signature policy.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SignatureReport {
+    /// `accepted` (served) or `refused` (not served).
+    pub verdict: &'static str,
+    /// Key fingerprints and certificate subjects whose signatures the
+    /// policy accepted (empty when it required none).
+    pub signers: Vec<String>,
+    /// Refused: the requirement that failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requirement: Option<String>,
+    /// Refused: the reason code (`no_signature`, `untrusted_key`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Refused: what exactly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// One rule broken.
@@ -205,6 +227,7 @@ impl CheckReport {
                     .map(|(tag, digest)| TagReport {
                         tag: tag.to_string(),
                         digest: digest.to_string(),
+                        signature: None,
                     })
                     .collect(),
                 manifests: app.manifests.len(),

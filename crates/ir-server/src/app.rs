@@ -18,6 +18,7 @@ use crate::reload::Reloader;
 use crate::server::ConnLimits;
 use crate::signals;
 use crate::transport::{self, plain::Plain, ratls::RaTls, tls::Tls, ServeOptions};
+use crate::trust::{Gate, Judged, TrustConfig, TrustError};
 use ir_attest::attestor::{Attestor, PlatformCheck};
 use ir_attest::{EarVerifier, PlatformKeys, VeraisonClient, VeraisonConfig};
 
@@ -41,17 +42,45 @@ fn load_options(args: &Args) -> LoadOptions {
 }
 
 /// Loads the registry with the options the arguments ask for, logging the
-/// outcome.
+/// outcome (no signature policy applied).
 pub fn load(args: &Args) -> Result<Registry, ir_oci::LoadError> {
-    load_with(args, load_options(args))
+    load_with(args, load_options(args), None).map(|j| j.registry)
 }
 
-/// [`load`] with `options` (e.g. with a progress reporter).
-fn load_with(args: &Args, options: LoadOptions) -> Result<Registry, ir_oci::LoadError> {
+/// The signature policy the arguments ask for (`None`: no policy), read
+/// once; an error is a start-up error.
+pub fn trust_gate(args: &Args) -> Result<Option<Arc<Gate>>, TrustError> {
+    match TrustConfig::from_args(args)? {
+        Some(config) => Ok(Some(Arc::new(Gate::new(config)?))),
+        None => Ok(None),
+    }
+}
+
+/// [`load`] with `options` (e.g. with a progress reporter), then the
+/// signature policy of `gate` applied: what it refuses is not in the
+/// registry returned, and the judgements say why.
+fn load_with(
+    args: &Args,
+    options: LoadOptions,
+    gate: Option<&Gate>,
+) -> Result<Judged, ir_oci::LoadError> {
     let root = args.root_dir();
     tracing::info!(root = %root.display(), "loading registry");
     let registry = ir_oci::load(&root, &options)?;
     crate::metrics::verified(&registry);
+    let judged = match gate {
+        Some(g) => {
+            let judged = g.apply(registry);
+            g.record(&judged.judgements);
+            judged
+        }
+        None => Judged {
+            registry,
+            views: Default::default(),
+            judgements: Vec::new(),
+        },
+    };
+    let registry = &judged.registry;
     if !registry.orphans.is_empty() {
         tracing::info!(
             "{} orphan files under blobs/ are not reachable and will not be served",
@@ -67,8 +96,8 @@ fn load_with(args: &Args, options: LoadOptions) -> Result<Registry, ir_oci::Load
     if registry.applications.is_empty() {
         tracing::warn!(root = %root.display(), "no application verified: nothing will be served");
     }
-    tracing::info!("{}", report::summary_line(&registry));
-    Ok(registry)
+    tracing::info!("{}", report::summary_line(registry));
+    Ok(judged)
 }
 
 /// `--check`: load, print the report on stdout, and exit: 0 when
@@ -77,13 +106,33 @@ fn load_with(args: &Args, options: LoadOptions) -> Result<Registry, ir_oci::Load
 /// the root cannot be read.
 pub fn check(args: &Args) -> ExitCode {
     let json = args.format == ReportFormat::Json;
-    match load(args) {
-        Ok(registry) => {
-            let nothing_served = registry.applications.is_empty();
+    let gate = match trust_gate(args) {
+        Ok(g) => g,
+        Err(e) => {
             if json {
-                let report = report::CheckReport::of(&args.root_dir(), &registry);
+                let report = report::CheckReport::root_error(&args.root_dir(), e.to_string());
+                println!("{}", to_json(&report));
+            }
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_ROOT);
+        }
+    };
+    crate::trust::announce(gate.as_deref());
+    match load_with(args, load_options(args), gate.as_deref()) {
+        Ok(Judged {
+            registry,
+            judgements,
+            ..
+        }) => {
+            let nothing_served = registry.applications.is_empty();
+            let refused = crate::trust::any_refused(&judgements);
+            if json {
+                let mut report = report::CheckReport::of(&args.root_dir(), &registry);
+                crate::trust::annotate(&mut report, &judgements);
+                report.ok &= !refused;
                 println!("{}", to_json(&report));
             } else {
+                print!("{}", crate::trust::text_report(&judgements));
                 print!("{}", report::full_report(&registry));
                 if nothing_served {
                     println!(
@@ -92,7 +141,7 @@ pub fn check(args: &Args) -> ExitCode {
                     );
                 }
             }
-            if registry.rejected.is_empty() && !nothing_served {
+            if registry.rejected.is_empty() && !nothing_served && !refused {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(EXIT_REJECTED)
@@ -134,6 +183,19 @@ pub async fn serve(args: Args) -> ExitCode {
             }
         },
     };
+    // The signature policy next: a policy that cannot be used is a
+    // start-up error, never a silent "accept everything".
+    let gate = match trust_gate(&args) {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    crate::trust::announce(gate.as_deref());
+    // Content reloads: SIGHUP, --watch, and a change of the realms'
+    // policy scopes.
+    let (trigger_tx, trigger_rx) = mpsc::channel::<()>(1);
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = match transport::bind(addr, args.backlog) {
         Ok(l) => l,
@@ -198,7 +260,21 @@ pub async fn serve(args: Args) -> ExitCode {
             state
                 .status
                 .set_ratls_platform(attestor.platform().describe());
-            tokio::spawn(reload_references(attestor.clone(), hangups.subscribe()));
+            if let Some(g) = &gate {
+                g.set_scopes(policy_scopes(&attestor));
+            } else if attestor
+                .references()
+                .realms()
+                .iter()
+                .any(|r| r.policy_scope.is_some())
+            {
+                tracing::warn!("RA-TLS: a reference entry names a policy-scope, but no signature policy is in force (--policy): it changes nothing");
+            }
+            tokio::spawn(reload_references(
+                attestor.clone(),
+                hangups.subscribe(),
+                gate.clone().map(|g| (g, trigger_tx.clone())),
+            ));
             tracing::info!("serving the OCI pull API over RA-TLS on {local}: only attested CCA realms are served");
             let ratls = Arc::new(
                 RaTls::new(store, attestor, args.ratls_tls12)
@@ -222,8 +298,9 @@ pub async fn serve(args: Args) -> ExitCode {
             progress: Some(progress.clone()),
             ..load_options(&args)
         };
+        let gate = gate.clone();
         tokio::task::spawn_blocking(move || {
-            let loaded = load_with(&args, options);
+            let loaded = load_with(&args, options, gate.as_deref());
             crate::memory::release_freed();
             loaded
         })
@@ -242,7 +319,7 @@ pub async fn serve(args: Args) -> ExitCode {
         },
     });
     match loaded {
-        Ok(Ok(registry)) => {
+        Ok(Ok(judged)) => {
             let cache_budget = match args.blob_cache {
                 Some(mib) => mib.saturating_mul(1 << 20),
                 None => crate::delivery::blob_cache::default_budget(),
@@ -253,8 +330,12 @@ pub async fn serve(args: Args) -> ExitCode {
                 tokio::spawn(unmap_idle_blob_copies(cache.clone()));
             }
             shared.store(Arc::new(
-                Catalog::with_seal_budget(registry, args.seal_memory.saturating_mul(1 << 20))
-                    .with_blob_cache(cache),
+                Catalog::with_seal_budget(
+                    judged.registry,
+                    args.seal_memory.saturating_mul(1 << 20),
+                )
+                .with_blob_cache(cache)
+                .with_views(gate.as_ref().map(|g| (g.host().to_owned(), judged.views))),
             ));
             state.set_ready();
             let served = shared.load().registry().applications.len();
@@ -279,9 +360,9 @@ pub async fn serve(args: Args) -> ExitCode {
     // snapshots share the blob cache (`Catalog::succeeded_by`).
     let reloader = Arc::new(
         Reloader::new(shared, args.root_dir(), load_options(&args))
-            .recording_to(state.status.clone()),
+            .recording_to(state.status.clone())
+            .with_trust(gate),
     );
-    let (trigger_tx, trigger_rx) = mpsc::channel::<()>(1);
     tokio::spawn(reloader.run(trigger_rx, WATCH_QUIET));
     let mut hup = hangups.subscribe();
     let hup_trigger = trigger_tx.clone();
@@ -521,9 +602,24 @@ impl StartupError {
 }
 
 /// Reloads reference values on SIGHUP; a broken file keeps the old ones.
+/// The policy scopes the realms of the reference values name.
+fn policy_scopes(attestor: &Attestor) -> Vec<String> {
+    attestor
+        .references()
+        .realms()
+        .iter()
+        .filter_map(|r| r.policy_scope.clone())
+        .collect()
+}
+
+/// Reloads the reference values on SIGHUP. With a signature policy, a
+/// change in the realms' policy scopes triggers a content reload, which
+/// judges the content under the new scopes (until it ends, a realm with a
+/// new scope sees nothing).
 async fn reload_references(
     attestor: Arc<Attestor>,
     mut hangups: tokio::sync::broadcast::Receiver<()>,
+    gate: Option<(Arc<Gate>, mpsc::Sender<()>)>,
 ) {
     while !matches!(
         hangups.recv().await,
@@ -531,7 +627,14 @@ async fn reload_references(
     ) {
         let a = attestor.clone();
         match tokio::task::spawn_blocking(move || a.reload_references()).await {
-            Ok(Ok(n)) => tracing::info!("RA-TLS: reference values reloaded ({n} realm(s))"),
+            Ok(Ok(n)) => {
+                tracing::info!("RA-TLS: reference values reloaded ({n} realm(s))");
+                if let Some((gate, reload)) = &gate {
+                    if gate.set_scopes(policy_scopes(&attestor)) {
+                        let _ = reload.try_send(());
+                    }
+                }
+            }
             Ok(Err(e)) => tracing::error!(
                 "RA-TLS: reference values not reloaded, the previous ones stay: {e}"
             ),

@@ -17,6 +17,10 @@ use crate::metrics::DownloadCounters;
 #[derive(Debug, Default)]
 pub struct Catalog {
     registry: Registry,
+    /// With a signature policy: the registry host `registry` was judged
+    /// under, and the applications as judged under the other policy scopes
+    /// of RA-TLS realms. `None`: no policy (a scope changes nothing).
+    views: Option<(String, Arc<crate::trust::Views>)>,
     /// Applications served at their last good version because their
     /// current version failed verification.
     kept: Vec<RepoName>,
@@ -55,10 +59,49 @@ impl Catalog {
         Catalog {
             downloads: download_counters(&registry),
             registry,
+            views: None,
             kept: Vec::new(),
             seals: Arc::new(Seals::new(seal_budget)),
             blob_cache: BlobCache::new(0),
         }
+    }
+
+    /// The same snapshot with the applications kept at their last good
+    /// version judged again by `gate`'s policy (they were judged by the
+    /// policy in force when they were loaded).
+    pub fn judged_again(
+        mut self,
+        gate: &crate::trust::Gate,
+    ) -> (Self, Vec<ir_trust::enforce::Judgement>) {
+        if self.kept.is_empty() {
+            return (self, Vec::new());
+        }
+        let before = self.views.take();
+        let kept = Registry {
+            applications: self
+                .kept
+                .iter()
+                .filter_map(|n| {
+                    self.registry
+                        .applications
+                        .get(n)
+                        .map(|a| (n.clone(), a.clone()))
+                })
+                .collect(),
+            ..Registry::default()
+        };
+        let judged = gate.apply(kept);
+        self.registry
+            .applications
+            .extend(judged.registry.applications);
+        if let Some((host, views)) = before {
+            let mut views = Arc::unwrap_or_clone(views);
+            for (scope, apps) in judged.views {
+                views.entry(scope).or_default().extend(apps);
+            }
+            self.views = Some((host, Arc::new(views)));
+        }
+        (self, judged.judgements)
     }
 
     /// The same snapshot, serving large blobs from `cache` once they are
@@ -123,15 +166,41 @@ impl Catalog {
         Catalog {
             downloads: download_counters(&registry),
             registry,
+            views: None,
             kept,
             seals: Arc::new(Seals::new(self.seals.budget())),
             blob_cache: self.blob_cache.clone(),
         }
     }
 
+    /// The same snapshot with the signature policy's views: `host` is
+    /// the registry host the snapshot was judged under, `views` the
+    /// applications judged under other hosts (`None`: no policy).
+    pub fn with_views(mut self, views: Option<(String, crate::trust::Views)>) -> Self {
+        self.views = views.map(|(host, v)| (host, Arc::new(v)));
+        self
+    }
+
     /// An application by name.
     pub fn application(&self, name: &RepoName) -> Option<&Arc<Application>> {
         self.registry.applications.get(name)
+    }
+
+    /// An application by name as a client held to the signature policy
+    /// scope `scope` sees it (an RA-TLS realm's `policy-scope`). A scope
+    /// with no view (the realm's entry was added since the last load) sees
+    /// nothing: fail closed until the next load.
+    pub fn application_in(
+        &self,
+        scope: Option<&str>,
+        name: &RepoName,
+    ) -> Option<&Arc<Application>> {
+        match (scope, &self.views) {
+            (Some(scope), Some((host, views))) if scope != host => {
+                views.get(scope).and_then(|v| v.get(name))
+            }
+            _ => self.application(name),
+        }
     }
 
     /// All served application names, in byte order.

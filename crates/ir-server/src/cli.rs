@@ -217,6 +217,36 @@ pub struct Args {
     )]
     pub client_map: Option<PathBuf>,
 
+    /// signature policy (containers-policy.json): serve only images it
+    /// accepts (sigstore/cosign keys; see docs/signatures.md). Without it,
+    /// every verified image is served
+    #[arg(long, value_name = "FILE", env = "IR_SERVER_POLICY")]
+    pub policy: Option<PathBuf>,
+
+    /// the name clients use for this server, HOST[:PORT]: images are named
+    /// HOST/APPLICATION:TAG for policy scopes and signed identities
+    /// (default: localhost:PORT)
+    #[arg(long, value_name = "HOST", env = "IR_SERVER_REGISTRY_HOST")]
+    pub registry_host: Option<String>,
+
+    /// notation trust policy (trustpolicy.json): images must also pass it
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "IR_SERVER_NOTATION_TRUST_POLICY",
+        requires = "notation_trust_store"
+    )]
+    pub notation_trust_policy: Option<PathBuf>,
+
+    /// notation trust store directory (x509/ca/NAME/*.pem, ...)
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "IR_SERVER_NOTATION_TRUST_STORE",
+        requires = "notation_trust_policy"
+    )]
+    pub notation_trust_store: Option<PathBuf>,
+
     /// every connection to the API port starts with a PROXY protocol header
     /// (v1 or v2, haproxy send-proxy / send-proxy-v2) naming the real
     /// client; connections without a valid one are refused

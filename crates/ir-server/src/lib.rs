@@ -38,4 +38,5 @@ pub mod server;
 pub mod signals;
 pub mod status;
 pub mod transport;
+pub mod trust;
 pub mod watch;

@@ -157,6 +157,11 @@ struct StateLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
 }
@@ -216,6 +221,7 @@ pub struct Metrics {
     downloads: Family<DownloadLabels, Counter>,
     load_applications: Family<StateLabels, Gauge>,
     load_bytes: Family<StateLabels, Gauge>,
+    images_refused: Family<ReasonLabels, Gauge>,
     process: process::ProcessMetrics,
 }
 
@@ -358,6 +364,12 @@ impl Metrics {
             Unit::Bytes,
             load_bytes.clone(),
         );
+        let images_refused = Family::<ReasonLabels, Gauge>::default();
+        registry.register(
+            "images_refused",
+            "Tags not served because the signature policy refuses their image, by reason, as of the last load",
+            images_refused.clone(),
+        );
         registry.register(
             "build",
             "Build information",
@@ -390,6 +402,7 @@ impl Metrics {
             downloads,
             load_applications,
             load_bytes,
+            images_refused,
             process: process::ProcessMetrics::new(),
         }
     }
@@ -586,6 +599,18 @@ pub fn record_request(
             bytes,
             started.elapsed(),
         );
+    }
+}
+
+/// Sets the number of tags the signature policy refuses, by reason (every
+/// reason is reported, 0 included, once a policy is in force).
+pub fn images_refused(by_reason: &[(&'static str, u64)]) {
+    if let Some(m) = get() {
+        for (reason, n) in by_reason {
+            m.images_refused
+                .get_or_create(&ReasonLabels { reason })
+                .set(i64::try_from(*n).unwrap_or(i64::MAX));
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, Mutex};
 
 use crate::catalog::{Catalog, SharedCatalog};
 use crate::status::{LoadKind, LoadRecord, ServerStatus};
+use crate::trust::Gate;
 
 /// Reloads the catalog from the root; one reload at a time.
 pub struct Reloader {
@@ -20,6 +21,7 @@ pub struct Reloader {
     options: LoadOptions,
     running: Mutex<()>,
     status: Option<Arc<ServerStatus>>,
+    trust: Option<Arc<Gate>>,
 }
 
 /// What a reload changed.
@@ -52,7 +54,15 @@ impl Reloader {
             options,
             running: Mutex::new(()),
             status: None,
+            trust: None,
         }
+    }
+
+    /// Applies the signature policy of `gate` (read again at each reload)
+    /// to every reloaded registry.
+    pub fn with_trust(mut self, gate: Option<Arc<Gate>>) -> Self {
+        self.trust = gate;
+        self
     }
 
     /// Also records each reload's time and outcome in `status` (`/status`).
@@ -83,14 +93,31 @@ impl Reloader {
         let timer = crate::metrics::ReloadTimer::start();
         let old = self.catalog.load_full();
         let (root, options, previous) = (self.root.clone(), self.options.clone(), old.clone());
-        let loaded = tokio::task::spawn_blocking(move || {
-            ir_oci::load_incremental(&root, &options, Some(previous.registry()))
+        let gate = self.trust.clone();
+        let new = tokio::task::spawn_blocking(move || {
+            let loaded = ir_oci::load_incremental(&root, &options, Some(previous.registry()))?;
+            crate::metrics::verified(&loaded);
+            let hashed = loaded.bytes_verified();
+            let Some(gate) = gate else {
+                return Ok((previous.succeeded_by(loaded), hashed));
+            };
+            // The policy and its keys are read again with the content; the
+            // applications kept at their last good version are judged
+            // again too, so that a withdrawn key withdraws them as well.
+            gate.refresh();
+            let judged = gate.apply(loaded);
+            let mut judgements = judged.judgements;
+            let (next, kept) = previous
+                .succeeded_by(judged.registry)
+                .with_views(Some((gate.host().to_owned(), judged.views)))
+                .judged_again(&gate);
+            judgements.extend(kept);
+            gate.record(&judgements);
+            Ok::<_, LoadError>((next, hashed))
         })
         .await
         .map_err(|e| LoadError::Threads(e.to_string()))??;
-        let hashed = loaded.bytes_verified();
-        crate::metrics::verified(&loaded);
-        let new = old.succeeded_by(loaded);
+        let (new, hashed) = new;
         let summary = summarise(&old, &new, hashed);
         self.catalog.store(Arc::new(new));
         drop(old);

@@ -12,6 +12,7 @@ mod oci_client;
 mod ratls;
 mod readme_help;
 mod reload;
+mod signatures;
 mod tls;
 
 // `metrics.rs` is a test binary of its own: it asserts on the process-wide

@@ -26,6 +26,7 @@
 //! with knobs for statuses, latency and failures.
 #![deny(missing_docs)]
 
+pub mod cosign;
 pub mod veraison_mock;
 
 use std::fs;

@@ -122,6 +122,9 @@ pub struct ConnInfo {
     /// RA-TLS: the name of the reference entry the client attested as
     /// (for the access log).
     pub realm: Option<Arc<str>>,
+    /// RA-TLS: the signature policy scope the realm is held to (its
+    /// entry's `policy-scope`); `None`: the server's `--registry-host`.
+    pub policy_scope: Option<Arc<str>>,
 }
 
 impl ConnInfo {
@@ -132,6 +135,7 @@ impl ConnInfo {
             visibility: None,
             max_age: None,
             realm: None,
+            policy_scope: None,
         }
     }
 
@@ -259,7 +263,7 @@ async fn answer<B>(
     let catalog = state.catalog.load();
     let app_of = |name: &RepoName| {
         catalog
-            .application(name)
+            .application_in(conn.policy_scope.as_deref(), name)
             .filter(|_| conn.may_see(name))
             .cloned()
             .ok_or_else(|| {

@@ -204,6 +204,7 @@ impl Handshake for RaTls {
                 tracing::debug!(%peer, "attested token: {}", attested.summary);
                 self.report(peer, AttestationOutcome::Accepted(realm.label()));
                 let name: Arc<str> = realm.name.as_deref().unwrap_or("unnamed realm").into();
+                let policy_scope: Option<Arc<str>> = realm.policy_scope.as_deref().map(Into::into);
                 let access = RealmAccess {
                     attestor: self.attestor.clone(),
                     claims: attested.claims,
@@ -220,6 +221,7 @@ impl Handshake for RaTls {
                         visibility,
                         max_age: Some(self.max_connection_age),
                         realm: Some(name),
+                        policy_scope,
                     },
                 ))
             }

@@ -1,0 +1,348 @@
+//! The signature policy in force (`--policy`, `--notation-trust-policy`,
+//! `--notation-trust-store`, `--registry-host`): read at start (an error
+//! stops the server), read again at every reload (an error keeps the
+//! previous policy in force), and applied to every loaded registry before
+//! it is served.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use ir_oci::{Application, Registry, RepoName};
+use ir_trust::enforce::Judgement;
+use ir_trust::{NotationTrust, Reason, Trust};
+
+use crate::cli::Args;
+
+/// Why the signature policy cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    /// `--policy` does not parse or names an unusable key or requirement.
+    #[error("--policy {0}")]
+    Policy(#[from] ir_trust::PolicyError),
+    /// Notation's trust policy or store is unusable.
+    #[error("{flag} {path}: {source}")]
+    Notation {
+        /// The flag.
+        flag: &'static str,
+        /// Its value.
+        path: String,
+        /// Why.
+        source: ir_notation::Error,
+    },
+    /// One notation flag without the other.
+    #[error("--notation-trust-policy and --notation-trust-store go together")]
+    NotationIncomplete,
+    /// `--registry-host` is not a host.
+    #[error("--registry-host {0:?} is not HOST[:PORT]")]
+    Host(String),
+}
+
+/// Where the policy comes from.
+#[derive(Debug, Clone)]
+pub struct TrustConfig {
+    policy: Option<PathBuf>,
+    notation: Option<(PathBuf, PathBuf)>,
+    /// The name clients use for this server (`HOST[:PORT]`).
+    pub host: String,
+}
+
+impl TrustConfig {
+    /// A containers policy file (and notation's trust policy and store)
+    /// judging images named under `host`.
+    pub fn new(policy: Option<PathBuf>, notation: Option<(PathBuf, PathBuf)>, host: &str) -> Self {
+        TrustConfig {
+            policy,
+            notation,
+            host: host.to_owned(),
+        }
+    }
+
+    /// The configuration the arguments give, or `None` when no signature
+    /// policy is asked for.
+    pub fn from_args(args: &Args) -> Result<Option<Self>, TrustError> {
+        let notation = match (&args.notation_trust_policy, &args.notation_trust_store) {
+            (Some(p), Some(s)) => Some((p.clone(), s.clone())),
+            (None, None) => None,
+            _ => return Err(TrustError::NotationIncomplete),
+        };
+        if args.policy.is_none() && notation.is_none() {
+            return Ok(None);
+        }
+        let host = args
+            .registry_host
+            .clone()
+            .unwrap_or_else(|| format!("localhost:{}", args.port));
+        if ir_trust::DockerReference::parse(&format!("{host}/x")).map(|r| r.host().to_owned())
+            != Ok(host.clone())
+        {
+            return Err(TrustError::Host(host));
+        }
+        Ok(Some(TrustConfig {
+            policy: args.policy.clone(),
+            notation,
+            host,
+        }))
+    }
+
+    /// Reads the policy files and keys.
+    pub fn read(&self) -> Result<Trust, TrustError> {
+        let policy = match &self.policy {
+            Some(p) => Some(ir_trust::Policy::load(p)?),
+            None => None,
+        };
+        let notation = match &self.notation {
+            Some((policy, store)) => {
+                let err = |flag, path: &PathBuf| {
+                    let path = path.display().to_string();
+                    move |source| TrustError::Notation { flag, path, source }
+                };
+                Some(NotationTrust {
+                    policy: ir_notation::TrustPolicy::load(policy)
+                        .map_err(err("--notation-trust-policy", policy))?,
+                    store: ir_notation::TrustStore::load(store)
+                        .map_err(err("--notation-trust-store", store))?,
+                })
+            }
+            None => None,
+        };
+        Ok(Trust { policy, notation })
+    }
+}
+
+/// The applications as the policy judges them under other registry hosts
+/// (RA-TLS realms' `policy-scope`), by host.
+pub type Views = HashMap<String, BTreeMap<RepoName, Arc<Application>>>;
+
+/// A registry after the policy: what is served by default, the views of
+/// the other policy scopes, and the verdicts.
+pub struct Judged {
+    /// The registry judged under `--registry-host`.
+    pub registry: Registry,
+    /// The applications judged under each realm's policy scope.
+    pub views: Views,
+    /// The verdicts under `--registry-host`.
+    pub judgements: Vec<Judgement>,
+}
+
+/// The policy in force and where to read it again.
+#[derive(Debug)]
+pub struct Gate {
+    config: TrustConfig,
+    current: Mutex<Arc<Trust>>,
+    /// Registry hosts that RA-TLS realms are judged under, besides ours.
+    scopes: Mutex<BTreeSet<String>>,
+}
+
+impl Gate {
+    /// Reads the policy; an error here is a start-up error.
+    pub fn new(config: TrustConfig) -> Result<Self, TrustError> {
+        let trust = config.read()?;
+        if let Some(p) = &trust.policy {
+            for t in p.ignored_transports() {
+                tracing::info!(
+                    "signature policy: transport {t:?} does not apply to a registry and is ignored"
+                );
+            }
+        }
+        Ok(Gate {
+            config,
+            current: Mutex::new(Arc::new(trust)),
+            scopes: Mutex::default(),
+        })
+    }
+
+    /// Reads the policy again (at a reload). A policy that cannot be used
+    /// leaves the previous one in force.
+    pub fn refresh(&self) {
+        match self.config.read() {
+            Ok(t) => *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(t),
+            Err(e) => tracing::error!(
+                "signature policy not reloaded, the previous one stays in force: {e}"
+            ),
+        }
+    }
+
+    /// The policy in force.
+    pub fn trust(&self) -> Arc<Trust> {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The name clients use for this server.
+    pub fn host(&self) -> &str {
+        &self.config.host
+    }
+
+    /// Sets the policy scopes of the RA-TLS realms; true when they
+    /// changed (the content must then be judged again).
+    pub fn set_scopes(&self, scopes: impl IntoIterator<Item = String>) -> bool {
+        let new: BTreeSet<String> = scopes.into_iter().filter(|s| s != self.host()).collect();
+        let mut current = self.scopes.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = *current != new;
+        *current = new;
+        changed
+    }
+
+    /// `registry` minus what the policy refuses (logging one line per
+    /// refused tag), and the views of the realms' policy scopes.
+    pub fn apply(&self, registry: Registry) -> Judged {
+        let trust = self.trust();
+        let scopes = self
+            .scopes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut views = Views::new();
+        for scope in scopes {
+            let unfiltered = Registry {
+                applications: registry.applications.clone(),
+                ..Registry::default()
+            };
+            let (view, judgements) = ir_trust::enforce::enforce(&trust, &scope, unfiltered);
+            let refused: usize = judgements.iter().map(|j| j.refused().count()).sum();
+            tracing::info!("signature policy scope {scope}: {refused} tag(s) refused");
+            views.insert(scope, view.applications);
+        }
+        let (registry, judgements) = ir_trust::enforce::enforce(&trust, self.host(), registry);
+        log(&judgements);
+        Judged {
+            registry,
+            views,
+            judgements,
+        }
+    }
+
+    /// Sets the refusal metrics from every judgement of one load.
+    pub fn record(&self, judgements: &[Judgement]) {
+        let mut counts: Vec<(&'static str, u64)> =
+            Reason::ALL.iter().map(|r| (r.code(), 0)).collect();
+        for j in judgements {
+            for (_, refusal) in j.refused() {
+                if let Some(c) = counts
+                    .iter_mut()
+                    .find(|(code, _)| *code == refusal.reason.code())
+                {
+                    c.1 += 1;
+                }
+            }
+        }
+        crate::metrics::images_refused(&counts);
+    }
+}
+
+/// One line per refused tag, one per application with withdrawn content.
+fn log(judgements: &[Judgement]) {
+    let (mut accepted, mut refused) = (0usize, 0usize);
+    for j in judgements {
+        for (tag, refusal) in j.refused() {
+            refused += 1;
+            tracing::warn!("{}:{tag}: not served: {refusal}", j.application);
+        }
+        accepted += j.tags.len() - j.refused().count();
+        if j.manifests_withdrawn > 0 {
+            tracing::info!(
+                "{}: {} manifest(s) and {} blob(s) withdrawn: only images the signature policy refuses reach them",
+                j.application,
+                j.manifests_withdrawn,
+                j.blobs_withdrawn
+            );
+        }
+    }
+    tracing::info!("signature policy: {accepted} tag(s) accepted, {refused} refused");
+}
+
+/// Says at start what the policy is, or that there is none.
+pub fn announce(gate: Option<&Gate>) {
+    match gate {
+        None => tracing::warn!(
+            "no signature policy in force (--policy): every verified image is served, whoever signed it"
+        ),
+        Some(g) => {
+            let t = g.trust();
+            let keys = t.policy.as_ref().map_or(0, |p| p.key_count());
+            tracing::info!(
+                "signature policy in force for images named {}/APPLICATION: containers policy {}, notation {}, {keys} key(s)",
+                g.host(),
+                if t.policy.is_some() { "yes" } else { "no" },
+                if t.notation.is_some() { "yes" } else { "no" },
+            );
+        }
+    }
+}
+
+/// Adds each tag's verdict to a `--check --format json` report (refused
+/// tags are not in the served model, so they are added here).
+pub fn annotate(report: &mut ir_oci::report::CheckReport, judgements: &[Judgement]) {
+    use ir_oci::report::{SignatureReport, TagReport};
+    use ir_trust::Verdict;
+    for j in judgements {
+        let Some(app) = report
+            .applications
+            .iter_mut()
+            .find(|a| a.status == "served" && a.name == j.application.as_str())
+        else {
+            continue;
+        };
+        for (tag, (digest, verdict)) in &j.tags {
+            let signature = match verdict {
+                Verdict::Accepted { signers } => SignatureReport {
+                    verdict: "accepted",
+                    signers: signers.clone(),
+                    requirement: None,
+                    reason: None,
+                    detail: None,
+                },
+                Verdict::Refused(r) => SignatureReport {
+                    verdict: "refused",
+                    signers: Vec::new(),
+                    requirement: Some(r.requirement.clone()),
+                    reason: Some(r.reason.code().to_owned()),
+                    detail: Some(r.detail.clone()),
+                },
+            };
+            match app.tags.iter_mut().find(|t| t.tag == tag.as_str()) {
+                Some(t) => t.signature = Some(signature),
+                None => app.tags.push(TagReport {
+                    tag: tag.to_string(),
+                    digest: digest.to_string(),
+                    signature: Some(signature),
+                }),
+            }
+        }
+        app.tags.sort_by(|a, b| a.tag.cmp(&b.tag));
+    }
+}
+
+/// The `--check` text lines of the verdicts: one per judged tag.
+pub fn text_report(judgements: &[Judgement]) -> String {
+    use ir_trust::Verdict;
+    let mut out = String::new();
+    for j in judgements {
+        for (tag, (_, verdict)) in &j.tags {
+            let line = match verdict {
+                Verdict::Accepted { signers } if signers.is_empty() => {
+                    format!(
+                        "accepted  {}:{tag} (the policy requires no signature)\n",
+                        j.application
+                    )
+                }
+                Verdict::Accepted { signers } => format!(
+                    "accepted  {}:{tag} signed by {}\n",
+                    j.application,
+                    signers.join(", ")
+                ),
+                Verdict::Refused(r) => format!("refused   {}:{tag}: {r}\n", j.application),
+            };
+            out.push_str(&line);
+        }
+    }
+    out
+}
+
+/// True when some tag was refused.
+pub fn any_refused(judgements: &[Judgement]) -> bool {
+    judgements.iter().any(|j| j.refused().next().is_some())
+}

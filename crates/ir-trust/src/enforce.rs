@@ -1,0 +1,351 @@
+//! Applying a [`Trust`] to a loaded [`Registry`]: what the policy refuses is
+//! taken out of the model before anything is served.
+//!
+//! Per application:
+//!
+//! * **signature artifacts** are served as they are, so clients can verify
+//!   again: a `sha256-<hex>.sig` tag whose manifest has only
+//!   simple-signing layers and signs a manifest of the application, and a
+//!   referrer whose artifact type is a cosign signature, a sigstore bundle
+//!   or a notation signature.
+//! * every other **tag** is judged under `HOST/APP:TAG`; a tag whose image
+//!   is refused is not served.
+//! * every other **manifest** is served when a served tag names it, when
+//!   it is judged acceptable under `HOST/APP@DIGEST`, or when an accepted
+//!   index reaches it (the index's digest covers its children).
+//! * a **blob** is served when a served manifest references it.
+//!
+//! The application's other content keeps being served; an application
+//! whose every image is refused stays in the catalog with no tags.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use ir_oci::{Application, Blob, Digest, DigestMap, Manifest, Registry, RepoName, Tag};
+use rayon::prelude::*;
+use serde::Deserialize;
+
+use crate::reference::DockerReference;
+use crate::signatures::{self, ArtifactKind, ArtifactSource};
+use crate::verdict::{Evidence, Reason, Subject, Trust, Verdict};
+
+/// Deepest chain of indexes followed when covering an index's children.
+const MAX_INDEX_DEPTH: usize = 8;
+
+/// The verdicts of one application.
+#[derive(Debug, Clone)]
+pub struct Judgement {
+    /// The application.
+    pub application: RepoName,
+    /// Each judged tag with its digest and verdict, by tag.
+    pub tags: BTreeMap<Tag, (Digest, Verdict)>,
+    /// Manifests refused (not reachable by digest).
+    pub manifests_withdrawn: usize,
+    /// Blobs no longer served because only refused images reach them.
+    pub blobs_withdrawn: usize,
+    /// Signature artifacts served.
+    pub signature_artifacts: usize,
+}
+
+impl Judgement {
+    /// Refused tags, with their reasons.
+    pub fn refused(&self) -> impl Iterator<Item = (&Tag, &crate::Refusal)> {
+        self.tags.iter().filter_map(|(t, (_, v))| match v {
+            Verdict::Refused(r) => Some((t, r)),
+            Verdict::Accepted { .. } => None,
+        })
+    }
+}
+
+/// `registry` with what `trust` refuses taken out, and every
+/// application's verdicts. Images are named under `host` (the name clients
+/// use for this server).
+pub fn enforce(trust: &Trust, host: &str, mut registry: Registry) -> (Registry, Vec<Judgement>) {
+    let judged: Vec<(RepoName, Option<Arc<Application>>, Judgement)> = registry
+        .applications
+        .par_iter()
+        .map(|(name, app)| {
+            let (filtered, judgement) = enforce_application(trust, host, app);
+            (name.clone(), filtered, judgement)
+        })
+        .collect();
+    let mut judgements = Vec::with_capacity(judged.len());
+    for (name, filtered, judgement) in judged {
+        if let Some(app) = filtered {
+            registry.applications.insert(name, app);
+        }
+        judgements.push(judgement);
+    }
+    (registry, judgements)
+}
+
+/// An application as an [`ArtifactSource`]: its verified manifests, tags
+/// and referrers, and its blobs read from disk and hashed again.
+pub struct ApplicationSource<'a>(pub &'a Application);
+
+impl ArtifactSource for ApplicationSource<'_> {
+    fn manifest(&self, digest: &Digest) -> Option<(&str, &[u8])> {
+        self.0
+            .manifests
+            .get(digest)
+            .map(|m| (&*m.media_type, m.bytes.as_ref()))
+    }
+
+    fn tagged(&self, tag: &str) -> Option<Digest> {
+        let tag = Tag::parse(tag).ok()?;
+        self.0.tags.get(&tag).cloned()
+    }
+
+    fn referrers(&self, digest: &Digest) -> Vec<Digest> {
+        self.0.referrers.get(digest).cloned().unwrap_or_default()
+    }
+
+    fn blob(&self, digest: &Digest, limit: u64) -> Result<Vec<u8>, String> {
+        let Some(blob) = self.0.blobs.get(digest) else {
+            return Err(format!("blob {digest} is not in the layout"));
+        };
+        if blob.size() > limit {
+            return Err(format!(
+                "blob {digest} has {} bytes, more than {limit}",
+                blob.size()
+            ));
+        }
+        let bytes =
+            std::fs::read(self.0.blob_path(digest)).map_err(|e| format!("blob {digest}: {e}"))?;
+        // Verified at load; hashed again because the file may have changed.
+        if Digest::of_bytes(digest.algorithm(), &bytes) != *digest {
+            return Err(format!("blob {digest} changed since it was verified"));
+        }
+        Ok(bytes)
+    }
+}
+
+fn enforce_application(
+    trust: &Trust,
+    host: &str,
+    app: &Arc<Application>,
+) -> (Option<Arc<Application>>, Judgement) {
+    let mut judgement = Judgement {
+        application: app.name.clone(),
+        tags: BTreeMap::new(),
+        manifests_withdrawn: 0,
+        blobs_withdrawn: 0,
+        signature_artifacts: 0,
+    };
+    let source = ApplicationSource(app);
+    let Ok(base) = DockerReference::of_repository(host, &app.name) else {
+        // Unreachable for a valid host (checked at start-up): refuse all.
+        return (Some(Arc::new(emptied(app))), judgement);
+    };
+
+    let artifacts = signature_artifacts(app);
+    judgement.signature_artifacts = artifacts.len();
+    let mut evidence: HashMap<Digest, Evidence> = HashMap::new();
+    let mut judge = |reference: &DockerReference, digest: &Digest| -> Verdict {
+        let Some(m) = app.manifests.get(digest) else {
+            return Verdict::Refused(crate::Refusal {
+                requirement: "layout".into(),
+                reason: Reason::NoSignature,
+                detail: format!("{digest} is not a manifest of the layout"),
+            });
+        };
+        let ev = evidence.entry(digest.clone()).or_default();
+        let subject = Subject {
+            digest,
+            media_type: &m.media_type,
+            size: m.bytes.len() as u64,
+        };
+        trust.judge(reference, &subject, &source, ev)
+    };
+
+    let mut accepted: HashSet<Digest> = HashSet::new();
+    let mut served_tags: BTreeMap<Tag, Digest> = BTreeMap::new();
+    for (tag, digest) in &app.tags {
+        if artifacts.contains(digest) && signatures::cosign_tag_target(tag.as_str()).is_some() {
+            served_tags.insert(tag.clone(), digest.clone());
+            continue;
+        }
+        let verdict = judge(&base.with_tag(tag), digest);
+        if verdict.is_accepted() {
+            accepted.insert(digest.clone());
+            served_tags.insert(tag.clone(), digest.clone());
+        }
+        judgement
+            .tags
+            .insert(tag.clone(), (digest.clone(), verdict));
+    }
+    cover_children(app, &mut accepted);
+    let rest: Vec<Digest> = app
+        .manifests
+        .keys()
+        .filter(|d| !accepted.contains(*d) && !artifacts.contains(*d))
+        .cloned()
+        .collect();
+    let mut newly = false;
+    for digest in rest {
+        if judge(&base.with_digest(&digest), &digest).is_accepted() {
+            accepted.insert(digest);
+            newly = true;
+        }
+    }
+    if newly {
+        cover_children(app, &mut accepted);
+    }
+
+    let served: HashSet<&Digest> = accepted.iter().chain(artifacts.iter()).collect();
+    if served.len() == app.manifests.len() {
+        return (None, judgement);
+    }
+    let mut blobs: HashSet<Digest> = HashSet::new();
+    for d in &served {
+        if let Some(m) = app.manifests.get(d) {
+            blobs.extend(referenced_blobs(&m.bytes));
+        }
+    }
+    let manifests: DigestMap<Manifest> = app
+        .manifests
+        .iter()
+        .filter(|(d, _)| served.contains(d))
+        .map(|(d, m)| (d.clone(), m.clone()))
+        .collect();
+    let kept_blobs: DigestMap<Blob> = app
+        .blobs
+        .iter()
+        .filter(|(d, _)| blobs.contains(*d))
+        .map(|(d, b)| (d.clone(), copy_blob(b)))
+        .collect();
+    let referrers = app
+        .referrers
+        .iter()
+        .filter(|(subject, _)| served.contains(subject))
+        .map(|(subject, list)| {
+            let list: Vec<Digest> = list
+                .iter()
+                .filter(|d| served.contains(d))
+                .cloned()
+                .collect();
+            (subject.clone(), list)
+        })
+        .filter(|(_, list)| !list.is_empty())
+        .collect();
+    judgement.manifests_withdrawn = app.manifests.len() - manifests.len();
+    judgement.blobs_withdrawn = app.blobs.len() - kept_blobs.len();
+    let filtered = Application {
+        name: app.name.clone(),
+        dir: app.dir.clone(),
+        tags: served_tags,
+        manifests,
+        blobs: kept_blobs,
+        referrers,
+        bytes_verified: app.bytes_verified,
+    };
+    (Some(Arc::new(filtered)), judgement)
+}
+
+/// The same application with nothing in it.
+fn emptied(app: &Application) -> Application {
+    Application {
+        name: app.name.clone(),
+        dir: app.dir.clone(),
+        tags: BTreeMap::new(),
+        manifests: DigestMap::default(),
+        blobs: DigestMap::default(),
+        referrers: HashMap::new(),
+        bytes_verified: app.bytes_verified,
+    }
+}
+
+fn copy_blob(b: &Blob) -> Blob {
+    let copy = Blob::new(b.identity);
+    if b.is_withdrawn() {
+        copy.withdraw();
+    }
+    copy
+}
+
+/// Manifests of `app` that are signature artifacts of another manifest of
+/// `app` (see the module documentation).
+fn signature_artifacts(app: &Application) -> HashSet<Digest> {
+    let mut out = HashSet::new();
+    for (tag, digest) in &app.tags {
+        let Some(target) = signatures::cosign_tag_target(tag.as_str()) else {
+            continue;
+        };
+        if !app.manifests.contains_key(&target) {
+            continue;
+        }
+        if let Some(m) = app.manifests.get(digest) {
+            if signatures::artifact_kind(&m.bytes) == Some(ArtifactKind::Cosign) {
+                out.insert(digest.clone());
+            }
+        }
+    }
+    for (digest, m) in &app.manifests {
+        if let Some(subject) = m.subject() {
+            if app.manifests.contains_key(subject) && signatures::artifact_kind(&m.bytes).is_some()
+            {
+                out.insert(digest.clone());
+            }
+        }
+    }
+    out
+}
+
+#[derive(Deserialize)]
+struct Refs {
+    #[serde(default)]
+    config: Option<Ref>,
+    #[serde(default)]
+    layers: Vec<Ref>,
+    #[serde(default)]
+    manifests: Vec<Ref>,
+    #[serde(default)]
+    blobs: Vec<Ref>,
+}
+
+#[derive(Deserialize)]
+struct Ref {
+    digest: String,
+}
+
+fn refs(bytes: &[u8]) -> Option<Refs> {
+    serde_json::from_slice(bytes).ok()
+}
+
+/// Digests of the blobs a manifest references (config, layers, and an
+/// artifact manifest's blobs).
+fn referenced_blobs(bytes: &[u8]) -> Vec<Digest> {
+    let Some(r) = refs(bytes) else {
+        return Vec::new();
+    };
+    r.config
+        .iter()
+        .chain(r.layers.iter())
+        .chain(r.blobs.iter())
+        .filter_map(|d| Digest::parse(&d.digest).ok())
+        .collect()
+}
+
+/// Adds to `accepted` every manifest an accepted index reaches.
+fn cover_children(app: &Application, accepted: &mut HashSet<Digest>) {
+    let mut frontier: Vec<(Digest, usize)> = accepted.iter().map(|d| (d.clone(), 0)).collect();
+    while let Some((digest, depth)) = frontier.pop() {
+        if depth >= MAX_INDEX_DEPTH {
+            continue;
+        }
+        let Some(m) = app.manifests.get(&digest) else {
+            continue;
+        };
+        let Some(r) = refs(&m.bytes) else {
+            continue;
+        };
+        for child in r.manifests {
+            let Ok(child) = Digest::parse(&child.digest) else {
+                continue;
+            };
+            if app.manifests.contains_key(&child) && accepted.insert(child.clone()) {
+                frontier.push((child, depth + 1));
+            }
+        }
+    }
+}

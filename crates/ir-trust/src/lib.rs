@@ -1,0 +1,36 @@
+//! Signature policy for ir-server and ir-client: which images may be
+//! served (or pulled), decided offline from signatures that travel with the
+//! images.
+//!
+//! * [`Policy`]: containers-policy.json(5), the file podman, skopeo, CRI-O
+//!   and the confidential-containers agent read; `insecureAcceptAnything`,
+//!   `reject` and key-based `sigstoreSigned` with every `signedIdentity`.
+//! * [`signatures`]: where signatures are found (cosign's `sha256-<hex>.sig`
+//!   tag, OCI 1.1 referrers: cosign, sigstore bundles, notation) through
+//!   an [`ArtifactSource`].
+//! * [`Trust::judge`]: the verdict for one image name and manifest, with
+//!   notation's trust policy as a second, independent gate
+//!   ([`ir_notation`]).
+//! * `enforce` (feature `registry`): a loaded ir-oci registry minus what the
+//!   policy refuses, with per-tag verdicts.
+//!
+//! The policy and its keys are operator input; everything found in the
+//! served root (signature manifests, payloads, bundles, envelopes) is
+//! untrusted and bounded.
+
+#[cfg(feature = "registry")]
+pub mod enforce;
+pub mod identity;
+pub mod key;
+pub mod payload;
+pub mod policy;
+pub mod reference;
+pub mod signatures;
+pub mod verdict;
+
+pub use identity::SignedIdentity;
+pub use key::{KeyError, PublicKey};
+pub use policy::{Policy, PolicyError, Requirement};
+pub use reference::{DockerReference, ReferenceError};
+pub use signatures::ArtifactSource;
+pub use verdict::{Evidence, NotationTrust, Reason, Refusal, Subject, Trust, Verdict};

@@ -1,0 +1,334 @@
+//! Finding the signatures of a manifest in a repository: cosign's tag
+//! scheme (`sha256-<hex>.sig`), cosign's OCI 1.1 referrers mode, sigstore
+//! bundles and notation signatures attached as referrers.
+//!
+//! Everything read here comes from the served root and is untrusted: sizes
+//! and counts are bounded, and anything malformed becomes a
+//! [`Signature::Malformed`] with its reason rather than an error that
+//! stops the judgement.
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use ir_oci::Digest;
+use serde::Deserialize;
+
+/// Media type of a cosign simple-signing payload layer.
+pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+/// Annotation of a simple-signing layer that holds the base64 signature.
+pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
+/// Artifact type of a cosign signature in OCI 1.1 referrers mode.
+pub const COSIGN_ARTIFACT: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
+/// Sigstore bundle media types (artifact type and layer).
+pub const SIGSTORE_BUNDLES: [&str; 3] = [
+    "application/vnd.dev.sigstore.bundle.v0.3+json",
+    "application/vnd.dev.sigstore.bundle+json;version=0.3",
+    "application/vnd.dev.sigstore.bundle+json;version=0.2",
+];
+/// Artifact type of a notation signature.
+pub const NOTATION_ARTIFACT: &str = "application/vnd.cncf.notary.signature";
+
+/// Most signatures read for one manifest (over every place they are found).
+pub const MAX_SIGNATURES: usize = 32;
+/// Largest simple-signing payload read.
+pub const MAX_PAYLOAD_BYTES: u64 = 64 * 1024;
+/// Largest sigstore bundle read.
+pub const MAX_BUNDLE_BYTES: u64 = 1 << 20;
+/// Largest signature manifest parsed.
+const MAX_SIGNATURE_MANIFEST_BYTES: usize = 256 * 1024;
+/// Longest base64 signature text (RSA-8192 is 1,366 characters).
+const MAX_SIGNATURE_TEXT: usize = 4096;
+
+/// Read access to one repository's verified content.
+pub trait ArtifactSource {
+    /// The manifest with this digest: its media type and exact bytes.
+    fn manifest(&self, digest: &Digest) -> Option<(&str, &[u8])>;
+    /// The digest a tag names.
+    fn tagged(&self, tag: &str) -> Option<Digest>;
+    /// Digests of the manifests whose `subject` is `digest`.
+    fn referrers(&self, digest: &Digest) -> Vec<Digest>;
+    /// A blob's bytes, at most `limit` of them (larger is an error), its
+    /// digest checked.
+    fn blob(&self, digest: &Digest, limit: u64) -> Result<Vec<u8>, String>;
+}
+
+/// One signature found for a manifest.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// Where it was found, for messages (`tag sha256-….sig layer 0`).
+    pub origin: String,
+    /// The signature.
+    pub signature: Signature,
+}
+
+/// The signature material of one [`Found`].
+#[derive(Debug, Clone)]
+pub enum Signature {
+    /// A cosign signature over a simple-signing payload.
+    Simple {
+        /// The payload bytes (signed as they are).
+        payload: Vec<u8>,
+        /// The decoded signature.
+        signature: Vec<u8>,
+    },
+    /// A sigstore bundle's DSSE envelope.
+    Dsse {
+        /// `payloadType`.
+        payload_type: String,
+        /// The decoded payload.
+        payload: Vec<u8>,
+        /// The decoded signatures (any one may verify).
+        signatures: Vec<Vec<u8>>,
+    },
+    /// A notation signature envelope.
+    Notation {
+        /// `application/jose+json` or `application/cose`.
+        media_type: String,
+        /// The envelope bytes.
+        envelope: Vec<u8>,
+    },
+    /// Something in a signature's place that is not a usable signature.
+    Malformed(String),
+}
+
+/// The cosign signature tag of a manifest digest (`sha256-<hex>.sig`).
+pub fn cosign_tag(digest: &Digest) -> String {
+    format!("{}-{}.sig", digest.algorithm(), digest.hex())
+}
+
+/// The manifest digest a cosign signature tag names, if `tag` is one.
+pub fn cosign_tag_target(tag: &str) -> Option<Digest> {
+    let stem = tag.strip_suffix(".sig")?;
+    let (alg, hex) = stem.split_once('-')?;
+    Digest::parse(&format!("{alg}:{hex}")).ok()
+}
+
+#[derive(Deserialize)]
+struct SignatureManifest {
+    #[serde(rename = "artifactType", default)]
+    artifact_type: Option<String>,
+    #[serde(default)]
+    config: Option<Descriptor>,
+    #[serde(default)]
+    layers: Vec<Descriptor>,
+}
+
+#[derive(Deserialize)]
+struct Descriptor {
+    #[serde(rename = "mediaType", default)]
+    media_type: String,
+    digest: String,
+    #[serde(default)]
+    size: u64,
+    #[serde(default)]
+    annotations: HashMap<String, String>,
+}
+
+/// What kind of signature artifact a manifest is, from its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArtifactKind {
+    /// Cosign simple-signing layers (tag scheme or referrers mode).
+    Cosign,
+    /// A sigstore bundle.
+    Bundle,
+    /// A notation signature.
+    Notation,
+}
+
+/// The kind of signature artifact `manifest` is, or `None` for anything
+/// else. A cosign artifact has only simple-signing layers.
+pub fn artifact_kind(manifest: &[u8]) -> Option<ArtifactKind> {
+    if manifest.len() > MAX_SIGNATURE_MANIFEST_BYTES {
+        return None;
+    }
+    let m: SignatureManifest = serde_json::from_slice(manifest).ok()?;
+    let kind = m
+        .artifact_type
+        .as_deref()
+        .or(m.config.as_ref().map(|c| c.media_type.as_str()));
+    match kind {
+        Some(NOTATION_ARTIFACT) => Some(ArtifactKind::Notation),
+        Some(k) if SIGSTORE_BUNDLES.contains(&k) => Some(ArtifactKind::Bundle),
+        _ if !m.layers.is_empty() && m.layers.iter().all(|l| l.media_type == SIMPLE_SIGNING) => {
+            Some(ArtifactKind::Cosign)
+        }
+        _ => None,
+    }
+}
+
+/// Every signature of `digest` in `source`, at most [`MAX_SIGNATURES`]:
+/// the cosign tag's layers first, then each referrer's.
+pub fn find(source: &dyn ArtifactSource, digest: &Digest) -> Vec<Found> {
+    let mut out = Vec::new();
+    let tag = cosign_tag(digest);
+    if let Some(sig) = source.tagged(&tag) {
+        read_artifact(source, &sig, &format!("tag {tag}"), &mut out);
+    }
+    for referrer in source.referrers(digest) {
+        if out.len() >= MAX_SIGNATURES {
+            break;
+        }
+        read_artifact(source, &referrer, &format!("referrer {referrer}"), &mut out);
+    }
+    out.truncate(MAX_SIGNATURES);
+    out
+}
+
+fn read_artifact(source: &dyn ArtifactSource, digest: &Digest, origin: &str, out: &mut Vec<Found>) {
+    let Some((_, bytes)) = source.manifest(digest) else {
+        return;
+    };
+    let Some(kind) = artifact_kind(bytes) else {
+        return; // Another kind of referrer (an SBOM, an attestation).
+    };
+    let Ok(m) = serde_json::from_slice::<SignatureManifest>(bytes) else {
+        return;
+    };
+    for (i, layer) in m.layers.iter().enumerate() {
+        if out.len() >= MAX_SIGNATURES {
+            return;
+        }
+        let origin = format!("{origin} layer {i}");
+        let signature = match kind {
+            ArtifactKind::Cosign => simple(source, layer),
+            ArtifactKind::Bundle => bundle(source, layer),
+            ArtifactKind::Notation => notation(source, layer),
+        };
+        out.push(Found {
+            origin,
+            signature: signature.unwrap_or_else(Signature::Malformed),
+        });
+    }
+}
+
+fn layer_bytes(
+    source: &dyn ArtifactSource,
+    layer: &Descriptor,
+    limit: u64,
+) -> Result<Vec<u8>, String> {
+    if layer.size > limit {
+        return Err(format!(
+            "{} bytes, more than the limit of {limit}",
+            layer.size
+        ));
+    }
+    let digest = Digest::parse(&layer.digest).map_err(|e| format!("layer digest: {e}"))?;
+    source.blob(&digest, limit)
+}
+
+fn decode_b64(text: &str) -> Result<Vec<u8>, String> {
+    if text.len() > MAX_SIGNATURE_TEXT {
+        return Err("signature text too long".into());
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|e| format!("signature is not base64: {e}"))
+}
+
+fn simple(source: &dyn ArtifactSource, layer: &Descriptor) -> Result<Signature, String> {
+    let text = layer
+        .annotations
+        .get(SIGNATURE_ANNOTATION)
+        .ok_or_else(|| format!("no {SIGNATURE_ANNOTATION} annotation"))?;
+    let signature = decode_b64(text)?;
+    let payload = layer_bytes(source, layer, MAX_PAYLOAD_BYTES)?;
+    Ok(Signature::Simple { payload, signature })
+}
+
+#[derive(Deserialize)]
+struct Bundle {
+    #[serde(rename = "dsseEnvelope", default)]
+    dsse: Option<Envelope>,
+    #[serde(rename = "messageSignature", default)]
+    message_signature: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    payload: String,
+    #[serde(rename = "payloadType")]
+    payload_type: String,
+    signatures: Vec<EnvelopeSignature>,
+}
+
+#[derive(Deserialize)]
+struct EnvelopeSignature {
+    sig: String,
+}
+
+fn bundle(source: &dyn ArtifactSource, layer: &Descriptor) -> Result<Signature, String> {
+    let bytes = layer_bytes(source, layer, MAX_BUNDLE_BYTES)?;
+    let b: Bundle = serde_json::from_slice(&bytes).map_err(|e| format!("bundle: {e}"))?;
+    let Some(env) = b.dsse else {
+        return Err(if b.message_signature.is_some() {
+            "bundle holds a messageSignature (a blob signature), not a DSSE image signature".into()
+        } else {
+            "bundle holds no dsseEnvelope".into()
+        });
+    };
+    if env.signatures.is_empty() || env.signatures.len() > MAX_SIGNATURES {
+        return Err(format!(
+            "DSSE envelope with {} signatures",
+            env.signatures.len()
+        ));
+    }
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(&env.payload)
+        .map_err(|e| format!("DSSE payload is not base64: {e}"))?;
+    let signatures = env
+        .signatures
+        .iter()
+        .map(|s| decode_b64(&s.sig))
+        .collect::<Result<_, _>>()?;
+    Ok(Signature::Dsse {
+        payload_type: env.payload_type,
+        payload,
+        signatures,
+    })
+}
+
+fn notation(source: &dyn ArtifactSource, layer: &Descriptor) -> Result<Signature, String> {
+    let envelope = layer_bytes(source, layer, ir_notation::MAX_ENVELOPE_BYTES as u64)?;
+    Ok(Signature::Notation {
+        media_type: layer.media_type.clone(),
+        envelope,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cosign_tags_round_trip() {
+        let d = Digest::parse(&format!("sha256:{}", "ab".repeat(32))).unwrap();
+        let tag = cosign_tag(&d);
+        assert_eq!(tag, format!("sha256-{}.sig", "ab".repeat(32)));
+        assert_eq!(cosign_tag_target(&tag), Some(d));
+        assert_eq!(cosign_tag_target("latest"), None);
+        assert_eq!(cosign_tag_target("sha256-zz.sig"), None);
+    }
+
+    #[test]
+    fn artifact_kinds() {
+        let cosign = format!(
+            r#"{{"layers":[{{"mediaType":"{SIMPLE_SIGNING}","digest":"sha256:00","size":1}}]}}"#
+        );
+        assert_eq!(artifact_kind(cosign.as_bytes()), Some(ArtifactKind::Cosign));
+        let notation = format!(r#"{{"artifactType":"{NOTATION_ARTIFACT}","layers":[]}}"#);
+        assert_eq!(
+            artifact_kind(notation.as_bytes()),
+            Some(ArtifactKind::Notation)
+        );
+        let bundle = format!(
+            r#"{{"artifactType":"{}","layers":[]}}"#,
+            SIGSTORE_BUNDLES[0]
+        );
+        assert_eq!(artifact_kind(bundle.as_bytes()), Some(ArtifactKind::Bundle));
+        let mixed = format!(
+            r#"{{"layers":[{{"mediaType":"{SIMPLE_SIGNING}","digest":"sha256:00"}},{{"mediaType":"x","digest":"sha256:00"}}]}}"#
+        );
+        assert_eq!(artifact_kind(mixed.as_bytes()), None);
+        assert_eq!(artifact_kind(b"{}"), None);
+    }
+}

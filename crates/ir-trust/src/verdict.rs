@@ -1,0 +1,517 @@
+//! Judging one image: the containers policy's requirements for its name,
+//! then (when configured) notation's trust policy, against the signatures
+//! found for its digest.
+
+use std::fmt;
+
+use ir_notation::{Level, Target, TrustPolicy, TrustStore};
+use ir_oci::Digest;
+
+use crate::identity::SignedIdentity;
+use crate::key::PublicKey;
+use crate::payload::{self, Claim};
+use crate::policy::{Policy, Requirement};
+use crate::reference::DockerReference;
+use crate::signatures::{self, ArtifactSource, Found, Signature};
+
+/// Why an image was refused. [`Reason::code`] is the metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    /// A `reject` requirement applies.
+    Rejected,
+    /// No signature was found where the requirement looks.
+    NoSignature,
+    /// A signature is malformed, or its payload is.
+    BadSignature,
+    /// No signature verifies with a trusted key (a signature by another
+    /// key and an altered signature cannot be told apart).
+    UntrustedKey,
+    /// A signature verifies but signs another manifest.
+    WrongDigest,
+    /// A signature verifies for this digest but names an identity the
+    /// policy does not accept.
+    WrongIdentity,
+}
+
+impl Reason {
+    /// Every reason, for metrics that list them all.
+    pub const ALL: [Reason; 6] = [
+        Reason::Rejected,
+        Reason::NoSignature,
+        Reason::BadSignature,
+        Reason::UntrustedKey,
+        Reason::WrongDigest,
+        Reason::WrongIdentity,
+    ];
+
+    /// A stable snake_case label.
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::Rejected => "rejected",
+            Reason::NoSignature => "no_signature",
+            Reason::BadSignature => "bad_signature",
+            Reason::UntrustedKey => "untrusted_key",
+            Reason::WrongDigest => "wrong_digest",
+            Reason::WrongIdentity => "wrong_identity",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// Why one image is refused: which requirement, the reason, and detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The requirement that failed (`transports.docker["r.io"][0]
+    /// sigstoreSigned`, or `notation statement "prod"`).
+    pub requirement: String,
+    /// The reason.
+    pub reason: Reason,
+    /// What exactly (bounded: at most [`MAX_DETAIL`] bytes).
+    pub detail: String,
+}
+
+/// Longest [`Refusal::detail`].
+pub const MAX_DETAIL: usize = 300;
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.requirement, self.reason, self.detail)
+    }
+}
+
+/// The outcome for one image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Served. `signers` names the keys (fingerprints) and certificate
+    /// subjects whose signatures satisfied the policy; empty when the
+    /// policy accepts anything.
+    Accepted {
+        /// Who signed it, as far as the policy required a signature.
+        signers: Vec<String>,
+    },
+    /// Not served.
+    Refused(Refusal),
+}
+
+impl Verdict {
+    /// True for [`Verdict::Accepted`].
+    pub fn is_accepted(&self) -> bool {
+        matches!(self, Verdict::Accepted { .. })
+    }
+}
+
+/// Notation's trust policy and trust store.
+#[derive(Debug)]
+pub struct NotationTrust {
+    /// `trustpolicy.json`.
+    pub policy: TrustPolicy,
+    /// The trust store directory's certificates.
+    pub store: TrustStore,
+}
+
+/// Everything an image is judged by: a containers policy, notation's
+/// trust policy, or both (both must accept).
+#[derive(Debug, Default)]
+pub struct Trust {
+    /// `--policy`.
+    pub policy: Option<Policy>,
+    /// `--notation-trust-policy` and `--notation-trust-store`.
+    pub notation: Option<NotationTrust>,
+}
+
+/// The manifest being judged.
+#[derive(Debug, Clone)]
+pub struct Subject<'a> {
+    /// Its digest.
+    pub digest: &'a Digest,
+    /// Its media type.
+    pub media_type: &'a str,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// The signatures of one manifest and the work already done on them,
+/// shared by every name the manifest is judged under. Read from the
+/// source only when a requirement needs signatures.
+#[derive(Default)]
+pub struct Evidence {
+    found: Option<Vec<Found>>,
+    /// Per signature: the keys tried and whether each verified (a
+    /// signature is checked once per key however many names are judged).
+    /// Keys are told apart by address: they live in the policy, which
+    /// outlives the evidence.
+    checked: Vec<Vec<(usize, bool)>>,
+}
+
+impl Evidence {
+    /// Evidence not read yet.
+    pub fn new() -> Self {
+        Evidence::default()
+    }
+
+    /// The signatures of `digest`, read from `source` the first time.
+    fn load(&mut self, source: &dyn ArtifactSource, digest: &Digest) {
+        if self.found.is_none() {
+            let found = signatures::find(source, digest);
+            self.checked = vec![Vec::new(); found.len()];
+            self.found = Some(found);
+        }
+    }
+
+    fn found(&self) -> &[Found] {
+        self.found.as_deref().unwrap_or_default()
+    }
+
+    fn verifies(&mut self, index: usize, key: &PublicKey, message: &[u8], sig: &[u8]) -> bool {
+        let id = key as *const PublicKey as usize;
+        if let Some((_, ok)) = self.checked[index].iter().find(|(k, _)| *k == id) {
+            return *ok;
+        }
+        let ok = key.verifies(message, sig);
+        self.checked[index].push((id, ok));
+        ok
+    }
+}
+
+impl Trust {
+    /// True when neither policy is configured (everything is accepted).
+    pub fn is_empty(&self) -> bool {
+        self.policy.is_none() && self.notation.is_none()
+    }
+
+    /// Judges the image named `image` whose manifest is `subject`, with
+    /// the signatures in `evidence`.
+    pub fn judge(
+        &self,
+        image: &DockerReference,
+        subject: &Subject<'_>,
+        source: &dyn ArtifactSource,
+        evidence: &mut Evidence,
+    ) -> Verdict {
+        let mut signers = Vec::new();
+        if let Some(policy) = &self.policy {
+            let reqs = policy.requirements_for(image);
+            for (i, req) in reqs.list.iter().enumerate() {
+                let name = format!("{}[{i}] {}", reqs.scope, req.kind());
+                if matches!(req, Requirement::SigstoreSigned { .. }) {
+                    evidence.load(source, subject.digest);
+                }
+                match judge_requirement(req, image, subject.digest, evidence) {
+                    Ok(Some(signer)) => signers.push(signer),
+                    Ok(None) => {}
+                    Err((reason, detail)) => {
+                        return Verdict::Refused(refusal(name, reason, detail));
+                    }
+                }
+            }
+        }
+        if let Some(notation) = &self.notation {
+            evidence.load(source, subject.digest);
+            match judge_notation(notation, image, subject, evidence) {
+                Ok(Some(signer)) => signers.push(signer),
+                Ok(None) => {}
+                Err(r) => return Verdict::Refused(r),
+            }
+        }
+        signers.sort();
+        signers.dedup();
+        Verdict::Accepted { signers }
+    }
+}
+
+fn refusal(requirement: String, reason: Reason, mut detail: String) -> Refusal {
+    if detail.len() > MAX_DETAIL {
+        let mut end = MAX_DETAIL;
+        while !detail.is_char_boundary(end) {
+            end -= 1;
+        }
+        detail.truncate(end);
+        detail.push('…');
+    }
+    Refusal {
+        requirement,
+        reason,
+        detail,
+    }
+}
+
+type Failure = (Reason, String);
+
+/// `Ok(Some(signer))` when satisfied by a signature, `Ok(None)` when
+/// satisfied without one.
+fn judge_requirement(
+    req: &Requirement,
+    image: &DockerReference,
+    digest: &Digest,
+    evidence: &mut Evidence,
+) -> Result<Option<String>, Failure> {
+    match req {
+        Requirement::InsecureAcceptAnything => Ok(None),
+        Requirement::Reject => Err((Reason::Rejected, "the policy rejects this image".into())),
+        Requirement::SigstoreSigned { keys, identity } => {
+            sigstore_signed(keys, identity, image, digest, evidence).map(Some)
+        }
+    }
+}
+
+/// The first signature that satisfies the requirement names its key; when
+/// none does, the failure that got furthest explains why.
+fn sigstore_signed(
+    keys: &[std::sync::Arc<PublicKey>],
+    identity: &SignedIdentity,
+    image: &DockerReference,
+    digest: &Digest,
+    evidence: &mut Evidence,
+) -> Result<String, Failure> {
+    let mut best: Option<Failure> = None;
+    let mut seen = 0;
+    let wanted = digest.to_string();
+    for i in 0..evidence.found().len() {
+        let origin = evidence.found()[i].origin.clone();
+        let outcome = match evidence.found()[i].signature.clone() {
+            Signature::Notation { .. } => continue,
+            Signature::Malformed(why) => Err((Reason::BadSignature, why)),
+            Signature::Simple { payload, signature } => {
+                seen += 1;
+                match trusted_key(evidence, i, keys, &payload, &signature) {
+                    Err(f) => Err(f),
+                    Ok(key) => payload::simple_signing(&payload)
+                        .map_err(|e| (Reason::BadSignature, e))
+                        .and_then(|claim| check_claim(&[claim], &wanted, identity, image))
+                        .map(|()| key),
+                }
+            }
+            Signature::Dsse {
+                payload_type,
+                payload,
+                signatures,
+            } => {
+                seen += 1;
+                if payload_type != payload::IN_TOTO_PAYLOAD_TYPE {
+                    Err((
+                        Reason::BadSignature,
+                        format!("DSSE payload type {payload_type:?} is not in-toto"),
+                    ))
+                } else {
+                    let pae = payload::dsse_pae(&payload_type, &payload);
+                    let mut outcome = Err((Reason::UntrustedKey, String::new()));
+                    for sig in &signatures {
+                        outcome = trusted_key(evidence, i, keys, &pae, sig);
+                        if outcome.is_ok() {
+                            break;
+                        }
+                    }
+                    outcome.and_then(|key| {
+                        payload::in_toto(&payload)
+                            .map_err(|e| (Reason::BadSignature, e))
+                            .and_then(|claims| check_claim(&claims, &wanted, identity, image))
+                            .map(|()| key)
+                    })
+                }
+            }
+        };
+        match outcome {
+            Ok(key) => return Ok(key),
+            Err((reason, why)) => {
+                let failure = (reason, format!("{origin}: {why}"));
+                if best.as_ref().is_none_or(|b| rank(reason) >= rank(b.0)) {
+                    best = Some(failure);
+                }
+            }
+        }
+    }
+    Err(best.unwrap_or_else(|| {
+        (
+            Reason::NoSignature,
+            if seen == 0 {
+                format!(
+                    "no sigstore signature (no tag {} and no signature referrer)",
+                    signatures::cosign_tag(digest)
+                )
+            } else {
+                "no usable sigstore signature".into()
+            },
+        )
+    }))
+}
+
+/// How far a signature got before it failed: later failures explain a
+/// refusal better.
+fn rank(reason: Reason) -> u8 {
+    match reason {
+        Reason::Rejected | Reason::NoSignature => 0,
+        Reason::BadSignature => 1,
+        Reason::UntrustedKey => 2,
+        Reason::WrongDigest => 3,
+        Reason::WrongIdentity => 4,
+    }
+}
+
+fn trusted_key(
+    evidence: &mut Evidence,
+    index: usize,
+    keys: &[std::sync::Arc<PublicKey>],
+    message: &[u8],
+    signature: &[u8],
+) -> Result<String, Failure> {
+    for key in keys {
+        if evidence.verifies(index, key, message, signature) {
+            return Ok(key.fingerprint().to_owned());
+        }
+    }
+    if !plausible_signature(signature) {
+        return Err((
+            Reason::BadSignature,
+            "the signature is not a well-formed signature value".into(),
+        ));
+    }
+    Err((
+        Reason::UntrustedKey,
+        format!(
+            "the signature verifies with none of the {} trusted key(s)",
+            keys.len()
+        ),
+    ))
+}
+
+/// True for a DER ECDSA signature (SEQUENCE of two INTEGERs), or a value of
+/// an Ed25519 or RSA signature's size: a signature that is none of these is
+/// damaged, not merely by another key.
+fn plausible_signature(sig: &[u8]) -> bool {
+    use x509_parser::der_parser::ber::BerObjectContent;
+    use x509_parser::der_parser::der::parse_der;
+    if let Ok((rest, obj)) = parse_der(sig) {
+        if rest.is_empty() {
+            if let BerObjectContent::Sequence(items) = &obj.content {
+                return items.len() == 2
+                    && items
+                        .iter()
+                        .all(|i| matches!(i.content, BerObjectContent::Integer(_)));
+            }
+        }
+    }
+    sig.len() == 64 || (256..=1024).contains(&sig.len())
+}
+
+fn check_claim(
+    claims: &[Claim],
+    wanted: &str,
+    identity: &SignedIdentity,
+    image: &DockerReference,
+) -> Result<(), Failure> {
+    let Some(first) = claims.first() else {
+        return Err((Reason::BadSignature, "the statement has no subject".into()));
+    };
+    let for_us: Vec<&Claim> = claims.iter().filter(|c| c.digest == wanted).collect();
+    if for_us.is_empty() {
+        return Err((
+            Reason::WrongDigest,
+            format!("signs {}, not {wanted}", first.digest),
+        ));
+    }
+    let mut last = String::new();
+    for claim in for_us {
+        let Some(text) = &claim.reference else {
+            last = "the signature names no docker reference".into();
+            continue;
+        };
+        match DockerReference::parse(text) {
+            Ok(signed) if identity.matches(image, &signed) => return Ok(()),
+            Ok(signed) => {
+                last = format!(
+                    "signed identity {signed} does not satisfy {} for {image}",
+                    identity.kind()
+                )
+            }
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err((Reason::WrongIdentity, last))
+}
+
+fn judge_notation(
+    trust: &NotationTrust,
+    image: &DockerReference,
+    subject: &Subject<'_>,
+    evidence: &Evidence,
+) -> Result<Option<String>, Refusal> {
+    let scope = image.name();
+    let statement = match trust.policy.statement_for(&scope) {
+        Ok(s) => s,
+        Err(e) => {
+            return Err(refusal(
+                "notation trust policy".into(),
+                Reason::Rejected,
+                e.to_string(),
+            ))
+        }
+    };
+    let requirement = format!("notation statement {:?}", statement.name);
+    if statement.verification.level == Level::Skip {
+        return Ok(None);
+    }
+    let target = Target {
+        media_type: subject.media_type.to_owned(),
+        digest: subject.digest.to_string(),
+        size: subject.size,
+    };
+    let mut last: Option<Failure> = None;
+    for found in evidence.found() {
+        let Signature::Notation {
+            media_type,
+            envelope,
+        } = &found.signature
+        else {
+            if let Signature::Malformed(why) = &found.signature {
+                if last.is_none() {
+                    last = Some((Reason::BadSignature, format!("{}: {why}", found.origin)));
+                }
+            }
+            continue;
+        };
+        match ir_notation::verify(
+            &trust.policy,
+            &trust.store,
+            &scope,
+            &target,
+            media_type,
+            envelope,
+        ) {
+            Ok(v) => {
+                return Ok(Some(if v.signer_subject.is_empty() {
+                    format!("notation {}", v.policy_name)
+                } else {
+                    v.signer_subject
+                }))
+            }
+            Err(e) => last = Some((notation_reason(&e), format!("{}: {e}", found.origin))),
+        }
+    }
+    let (reason, detail) = last.unwrap_or((
+        Reason::NoSignature,
+        "no notation signature among the referrers".into(),
+    ));
+    Err(refusal(requirement, reason, detail))
+}
+
+fn notation_reason(e: &ir_notation::Error) -> Reason {
+    use ir_notation::Error as E;
+    match e {
+        E::TargetMismatch(_) => Reason::WrongDigest,
+        E::BadSignature
+        | E::MalformedEnvelope(_)
+        | E::EnvelopeTooLarge { .. }
+        | E::UnsupportedEnvelope(_)
+        | E::UnsupportedAlgorithm(_)
+        | E::UnknownCriticalHeader(_) => Reason::BadSignature,
+        E::Expired(_) => Reason::BadSignature,
+        E::IdentityNotTrusted(_) => Reason::WrongIdentity,
+        E::NoApplicablePolicy(_) => Reason::Rejected,
+        _ => Reason::UntrustedKey,
+    }
+}

@@ -1,0 +1,4 @@
+mod judge;
+mod notation;
+mod policy;
+mod util;

@@ -67,6 +67,7 @@ check "docker-registry lists both tags" \
 
 # The served root, written by skopeo from docker-registry ------------------
 SROOT=$WORK/root
+mkdir -p "$SROOT"
 check "skopeo copy app:1 into the root as signed:1" \
   "${SK[@]}" copy -q --preserve-digests --src-tls-verify=false "docker://$DIST/app:1" "oci:$SROOT/signed:1"
 check "skopeo copy the .sig tag into the root beside it" \
@@ -99,11 +100,11 @@ for app in signed referrers-signed bundle-signed; do
 done
 check "--check refuses unsigned:1 (no_signature)" grep -Eq "^refused +unsigned:1: .*no_signature" "$WORK/check.txt"
 "$BIN" --check -r "$SROOT" --policy "$WORK/policy.json" --registry-host "$HOST" --format json >"$WORK/check.json" 2>>"$E2E_LOG"
-check "--check JSON: signed:1 accepted, unsigned:1 refused" \
+check "--check JSON: the tags carry signature verdicts, accepted and refused" \
   bash -c "jq -e '[.. | objects | select(has(\"signature\")) | .signature.verdict] | (index(\"accepted\") != null) and (index(\"refused\") != null)' $WORK/check.json"
 
 # Served and pulled --------------------------------------------------------
-start_server "$WORK/server.log" -r "$SROOT" -p "$PORT" --bind 127.0.0.1 --policy "$WORK/policy.json" --registry-host "$HOST" no-tls
+start_server "$WORK/server.log" -r "$SROOT" -p "$PORT" --bind 127.0.0.1 --policy "$WORK/policy.json" --registry-host "$HOST" -t no-tls
 wait_http "http://$HOST/v2/" || { cat "$WORK/server.log"; exit 1; }
 PULLED=$WORK/pulled
 check "skopeo copy signed:1 from ir-server" \
@@ -148,7 +149,7 @@ for app in signed referrers-signed bundle-signed; do
   check "--check with another key refuses $app:1 (untrusted_key)" grep -Eq "^refused +$app:1: .*untrusted_key" "$WORK/other-check.txt"
 done
 OTHER_PORT=$(free_port)
-start_server "$WORK/other-server.log" -r "$SROOT" -p "$OTHER_PORT" --bind 127.0.0.1 --policy "$WORK/other-policy.json" --registry-host "$HOST" no-tls
+start_server "$WORK/other-server.log" -r "$SROOT" -p "$OTHER_PORT" --bind 127.0.0.1 --policy "$WORK/other-policy.json" --registry-host "$HOST" -t no-tls
 wait_http "http://127.0.0.1:$OTHER_PORT/v2/" || { cat "$WORK/other-server.log"; exit 1; }
 for app in signed referrers-signed bundle-signed; do
   check "with another key, $app:1 answers 404" \

@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Signature policy end to end, with a signer and verifier that are not
+# ir-server's (ir-sign, on sigstore-rs): an image pushed to a local CNCF
+# reference registry (docker-registry) is signed in cosign's tag form, its
+# .sig tag pushed next to it, and both copied into the served root with
+# skopeo; an unsigned copy sits beside it. ir-server with a
+# containers-policy.json serves the signed image (pulled and verified again
+# by ir-sign with the .sig tag pulled too) and not the unsigned one;
+# images signed in cosign's referrers form and as sigstore bundles are
+# served and verify after a pull; a policy with another key refuses all.
+#
+# Usage: tests/e2e/signatures.sh   (needs: docker-registry skopeo jq curl)
+# Env:   IR_SERVER_BIN  server binary (default target/debug/ir-server)
+#        IR_SIGN_BIN    signer binary (default target/debug/ir-sign)
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+. "$ROOT/tests/e2e/lib.sh"
+SIGN=${IR_SIGN_BIN:-$ROOT/target/debug/ir-sign}
+SK=(skopeo --override-os linux --override-arch amd64)
+export COSIGN_PASSWORD=e2e-password
+
+# Keys: the trusted one and another.
+"$SIGN" generate-key-pair --output-dir "$WORK/keys" >>"$E2E_LOG" 2>&1 || { echo "ir-sign generate-key-pair failed"; exit 1; }
+"$SIGN" generate-key-pair --output-dir "$WORK/other-keys" >>"$E2E_LOG" 2>&1 || exit 1
+
+# ir-server's port is chosen first: the signatures name HOST/APP:TAG.
+PORT=$(free_port)
+HOST=127.0.0.1:$PORT
+
+# A local reference registry holding the image ---------------------------
+REG_PORT=$(free_port)
+DIST=127.0.0.1:$REG_PORT
+mkdir -p "$WORK/distribution"
+cat >"$WORK/distribution.yml" <<YAML
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $WORK/distribution
+  delete:
+    enabled: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: $DIST
+YAML
+docker-registry serve "$WORK/distribution.yml" >"$WORK/distribution.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://$DIST/v2/" || { cat "$WORK/distribution.log"; exit 1; }
+
+check "skopeo copy the example image into docker-registry as app:1" \
+  "${SK[@]}" copy -q --preserve-digests --dest-tls-verify=false "oci:$REG/hello:latest" "docker://$DIST/app:1"
+DIGEST=$(jq -r --arg t latest '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"]==$t) | .digest' "$REG/hello/index.json" | head -1)
+SIG_TAG=sha256-${DIGEST#sha256:}.sig
+
+# Signed in cosign's tag form in a scratch layout, the .sig tag pushed.
+check "skopeo copy app:1 from docker-registry into a scratch layout" \
+  "${SK[@]}" copy -q --preserve-digests --src-tls-verify=false "docker://$DIST/app:1" "oci:$WORK/scratch:1"
+check "ir-sign signs the image (tag form) for $HOST/signed:1" \
+  "$SIGN" sign --key "$WORK/keys/cosign.key" --layout "$WORK/scratch" --tag 1 --reference "$HOST/signed:1" --mode tag
+check "skopeo copy the .sig tag into docker-registry" \
+  "${SK[@]}" copy -q --preserve-digests --dest-tls-verify=false "oci:$WORK/scratch:$SIG_TAG" "docker://$DIST/app:$SIG_TAG"
+check "docker-registry lists both tags" \
+  bash -c "curl -fsS http://$DIST/v2/app/tags/list | jq -e --arg s $SIG_TAG '.tags | index(\"1\") != null and index(\$s) != null'"
+
+# The served root, written by skopeo from docker-registry ------------------
+SROOT=$WORK/root
+mkdir -p "$SROOT"
+check "skopeo copy app:1 into the root as signed:1" \
+  "${SK[@]}" copy -q --preserve-digests --src-tls-verify=false "docker://$DIST/app:1" "oci:$SROOT/signed:1"
+check "skopeo copy the .sig tag into the root beside it" \
+  "${SK[@]}" copy -q --preserve-digests --src-tls-verify=false "docker://$DIST/app:$SIG_TAG" "oci:$SROOT/signed:$SIG_TAG"
+check "skopeo copy app:1 into the root as unsigned:1" \
+  "${SK[@]}" copy -q --preserve-digests --src-tls-verify=false "docker://$DIST/app:1" "oci:$SROOT/unsigned:1"
+# The referrers form and the sigstore bundle, signed in the root directly.
+for form in referrers bundle; do
+  check "skopeo copy app:1 into the root as $form-signed:1" \
+    "${SK[@]}" copy -q --preserve-digests --src-tls-verify=false "docker://$DIST/app:1" "oci:$SROOT/$form-signed:1"
+  check "ir-sign signs $form-signed:1 ($form form)" \
+    "$SIGN" sign --key "$WORK/keys/cosign.key" --layout "$SROOT/$form-signed" --tag 1 --reference "$HOST/$form-signed:1" --mode "$form"
+done
+
+policy() { # policy FILE KEY
+  cat >"$1" <<JSON
+{"default":[{"type":"reject"}],"transports":{"docker":{"$HOST":[{"type":"sigstoreSigned","keyPath":"$2"}]}}}
+JSON
+}
+policy "$WORK/policy.json" "$WORK/keys/cosign.pub"
+policy "$WORK/other-policy.json" "$WORK/other-keys/cosign.pub"
+
+# --check ----------------------------------------------------------------
+"$BIN" --check -r "$SROOT" --policy "$WORK/policy.json" --registry-host "$HOST" >"$WORK/check.txt" 2>&1
+CHECK_RC=$?
+cat "$WORK/check.txt" >>"$E2E_LOG"
+check "--check exits 1 (a tag is refused)" test "$CHECK_RC" -eq 1
+for app in signed referrers-signed bundle-signed; do
+  check "--check accepts $app:1" grep -Eq "^accepted +$app:1 signed by sha256:" "$WORK/check.txt"
+done
+check "--check refuses unsigned:1 (no_signature)" grep -Eq "^refused +unsigned:1: .*no_signature" "$WORK/check.txt"
+"$BIN" --check -r "$SROOT" --policy "$WORK/policy.json" --registry-host "$HOST" --format json >"$WORK/check.json" 2>>"$E2E_LOG"
+check "--check JSON: the tags carry signature verdicts, accepted and refused" \
+  bash -c "jq -e '[.. | objects | select(has(\"signature\")) | .signature.verdict] | (index(\"accepted\") != null) and (index(\"refused\") != null)' $WORK/check.json"
+
+# Served and pulled --------------------------------------------------------
+start_server "$WORK/server.log" -r "$SROOT" -p "$PORT" --bind 127.0.0.1 --policy "$WORK/policy.json" --registry-host "$HOST" -t no-tls
+wait_http "http://$HOST/v2/" || { cat "$WORK/server.log"; exit 1; }
+PULLED=$WORK/pulled
+check "skopeo copy signed:1 from ir-server" \
+  "${SK[@]}" copy -q --preserve-digests --src-tls-verify=false "docker://$HOST/signed:1" "oci:$PULLED:1"
+check "skopeo copy its .sig tag from ir-server" \
+  "${SK[@]}" copy -q --preserve-digests --src-tls-verify=false "docker://$HOST/signed:$SIG_TAG" "oci:$PULLED:$SIG_TAG"
+check "the pulled image has the signed digest" \
+  bash -c "[ \"\$(jq -r '.manifests[] | select(.annotations[\"org.opencontainers.image.ref.name\"]==\"1\") | .digest' $PULLED/index.json)\" = $DIGEST ]"
+check "ir-sign verifies the pulled image (tag form)" \
+  "$SIGN" verify --key "$WORK/keys/cosign.pub" --layout "$PULLED" --tag 1 --reference "$HOST/signed:1" --mode tag
+check "ir-sign refuses it for another reference" \
+  bash -c "! $SIGN verify --key $WORK/keys/cosign.pub --layout $PULLED --tag 1 --reference $HOST/unsigned:1"
+check "ir-sign refuses it with another key" \
+  bash -c "! $SIGN verify --key $WORK/other-keys/cosign.pub --layout $PULLED --tag 1 --reference $HOST/signed:1"
+check "skopeo inspect of unsigned:1 fails (manifest unknown)" \
+  bash -c "out=\$(${SK[*]} inspect --tls-verify=false docker://$HOST/unsigned:1 2>&1); rc=\$?; echo \"\$out\"; [ \$rc -ne 0 ] && grep -Eiq 'manifest unknown|not found|404' <<<\"\$out\""
+check "unsigned:1 answers 404 MANIFEST_UNKNOWN" \
+  bash -c "[ \"\$(curl -s -o $WORK/unsigned.json -w '%{http_code}' http://$HOST/v2/unsigned/manifests/1)\" = 404 ] && jq -e '.errors[0].code == \"MANIFEST_UNKNOWN\"' $WORK/unsigned.json"
+check "unsigned is not in the catalog's tags" \
+  bash -c "! curl -fsS http://$HOST/v2/unsigned/tags/list | jq -e '(.tags // []) | index(\"1\") != null'"
+
+for form in referrers bundle; do
+  app=$form-signed
+  out=$WORK/pulled-$form
+  check "skopeo copy $app:1 from ir-server" \
+    "${SK[@]}" copy -q --preserve-digests --src-tls-verify=false "docker://$HOST/$app:1" "oci:$out:1"
+  REFERRER=$(curl -fsS "http://$HOST/v2/$app/referrers/$DIGEST" | jq -r '.manifests[0].digest // empty')
+  check "the referrers API lists the $form signature" test -n "$REFERRER"
+  check "skopeo copy the $form signature by digest from ir-server" \
+    "${SK[@]}" copy -q --preserve-digests --src-tls-verify=false "docker://$HOST/$app@$REFERRER" "oci:$out:signature"
+  check "ir-sign verifies the pulled $app:1 ($form form)" \
+    "$SIGN" verify --key "$WORK/keys/cosign.pub" --layout "$out" --tag 1 --reference "$HOST/$app:1" --mode "$form"
+done
+
+# A policy with another key refuses all ------------------------------------
+"$BIN" --check -r "$SROOT" --policy "$WORK/other-policy.json" --registry-host "$HOST" >"$WORK/other-check.txt" 2>&1
+OTHER_RC=$?
+cat "$WORK/other-check.txt" >>"$E2E_LOG"
+check "--check with another key exits 1" test "$OTHER_RC" -eq 1
+check "--check with another key accepts nothing" bash -c "! grep -Eq '^accepted ' $WORK/other-check.txt"
+for app in signed referrers-signed bundle-signed; do
+  check "--check with another key refuses $app:1 (untrusted_key)" grep -Eq "^refused +$app:1: .*untrusted_key" "$WORK/other-check.txt"
+done
+OTHER_PORT=$(free_port)
+start_server "$WORK/other-server.log" -r "$SROOT" -p "$OTHER_PORT" --bind 127.0.0.1 --policy "$WORK/other-policy.json" --registry-host "$HOST" -t no-tls
+wait_http "http://127.0.0.1:$OTHER_PORT/v2/" || { cat "$WORK/other-server.log"; exit 1; }
+for app in signed referrers-signed bundle-signed; do
+  check "with another key, $app:1 answers 404" \
+    bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$OTHER_PORT/v2/$app/manifests/1)\" = 404 ]"
+done
+
+summary "e2e signatures"

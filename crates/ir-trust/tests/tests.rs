@@ -1,3 +1,4 @@
+mod independent;
 mod judge;
 mod notation;
 mod policy;

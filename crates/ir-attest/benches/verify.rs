@@ -50,7 +50,7 @@ fn ear_verify(bencher: divan::Bencher) {
     let signer = EarSigner::generate();
     let jwt = signer.sign(&EarSpec::affirming_for(&token));
     let verifier = signer.verifier();
-    let nonce = token.realm.claims.challenge.clone();
+    let nonce = token.realm.claims.challenge;
     bencher.bench(|| {
         let ear = verifier
             .verify(black_box(&jwt), &nonce, SystemTime::now())

@@ -8,8 +8,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use ir_client::emulated::{self, Export};
 use ir_client::ratls::{KeyAlg, RaTlsOptions, TokenSource};
 use ir_client::{
-    Client, ClientOptions, Digest, Error, HttpOptions, Platform, Progress, Reference, RegistryUrl,
-    Scheme, Transport,
+    Client, ClientOptions, Digest, Error, HttpOptions, Platform, Progress, Reference,
+    ReferenceError, RegistryUrl, Scheme, TokenError, Transport,
 };
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -226,9 +226,7 @@ fn token_source(p: &ConnArgs) -> Result<Option<TokenSource>, Error> {
         let m = emulated::measurements(&p.realm.hash_algo, p.realm.rim.as_deref(), &p.realm.rems)?;
         let realm = match &p.realm.realm_keys {
             Some(dir) => emulated::load_or_generate(dir, m)?,
-            None => {
-                ir_attest::EmulatedRealm::generate(m).map_err(|e| Error::Token(e.to_string()))?
-            }
+            None => ir_attest::EmulatedRealm::generate(m).map_err(TokenError::from)?,
         };
         return Ok(Some(TokenSource::emulated(realm)));
     }
@@ -236,9 +234,7 @@ fn token_source(p: &ConnArgs) -> Result<Option<TokenSource>, Error> {
         #[cfg(feature = "rsi")]
         return Ok(Some(TokenSource::rsi()));
         #[cfg(not(feature = "rsi"))]
-        return Err(Error::Token(
-            "--rsi needs ir-client built with the `rsi` feature".into(),
-        ));
+        return Err(TokenError::RsiNotBuilt.into());
     }
     Ok(None)
 }
@@ -249,17 +245,19 @@ fn connect(scheme: Scheme, c: &ConnArgs, options: ClientOptions) -> Result<Clien
     let has_source = c.source.token.is_some() || c.source.emulate_realm || c.source.rsi;
     match (scheme, has_source) {
         (Scheme::RaTls, false) => {
-            return Err(Error::Reference(
-                "ra-tls:// needs a token source: --token FILE, --emulate-realm or --rsi".into(),
-            ))
+            return Err(ReferenceError::Flags(
+                "ra-tls:// needs a token source: --token FILE, --emulate-realm or --rsi",
+            )
+            .into())
         }
         (Scheme::Http | Scheme::Https, true) => {
-            return Err(Error::Reference(
-                "--token, --emulate-realm and --rsi are for ra-tls:// references".into(),
-            ))
+            return Err(ReferenceError::Flags(
+                "--token, --emulate-realm and --rsi are for ra-tls:// references",
+            )
+            .into())
         }
         (Scheme::Http, false) if ca.is_some() => {
-            return Err(Error::Reference("http:// takes no --ca".into()))
+            return Err(ReferenceError::Flags("http:// takes no --ca").into())
         }
         _ => {}
     }
@@ -287,7 +285,7 @@ fn connect(scheme: Scheme, c: &ConnArgs, options: ClientOptions) -> Result<Clien
 }
 
 fn reference(text: &str) -> Result<Reference, Error> {
-    Reference::parse(text).map_err(Error::Reference)
+    Ok(Reference::parse(text)?)
 }
 
 fn print_json(v: &serde_json::Value) {
@@ -346,7 +344,7 @@ async fn browse(command: Command) -> Result<(), Error> {
             }
         }
         Command::Catalog(a) => {
-            let reg = RegistryUrl::parse(&a.reference).map_err(Error::Reference)?;
+            let reg = RegistryUrl::parse(&a.reference)?;
             let repos = connect(reg.scheme, &a.conn, ClientOptions::default())?
                 .catalog(&reg)
                 .await?;

@@ -3,8 +3,9 @@
 //! over the `Signature1` Sig_structure with empty external AAD).
 
 use crate::keys::PublicKey;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::EcdsaKeyPair;
 use coset::{iana, CoseSign1, RegisteredLabelWithPrivate};
-use p256::ecdsa::signature::Verifier as _;
 use std::fmt;
 
 /// A COSE signature algorithm this crate verifies.
@@ -162,45 +163,36 @@ pub fn verify_raw(key: &PublicKey, alg: CoseAlg, msg: &[u8], sig: &[u8]) -> Resu
             found: sig.len(),
         });
     }
-    let bad = CoseError::BadSignature { alg };
-    match (key, alg) {
-        (PublicKey::P256(k), CoseAlg::Es256) => {
-            let s = p256::ecdsa::Signature::from_slice(sig).map_err(|_| bad.clone())?;
-            k.verify(msg, &s).map_err(|_| bad)
-        }
-        (PublicKey::P384(k), CoseAlg::Es384) => {
-            let s = p384::ecdsa::Signature::from_slice(sig).map_err(|_| bad.clone())?;
-            k.verify(msg, &s).map_err(|_| bad)
-        }
-        (PublicKey::P521(k), CoseAlg::Es512) => {
-            let s = p521::ecdsa::Signature::from_slice(sig).map_err(|_| bad.clone())?;
-            k.verify(msg, &s).map_err(|_| bad)
-        }
-        _ => Err(CoseError::AlgKeyMismatch {
+    if alg != key.cose_alg() {
+        return Err(CoseError::AlgKeyMismatch {
             alg,
             curve: key.curve_name(),
-        }),
+        });
+    }
+    if key.verify_fixed(msg, sig) {
+        Ok(())
+    } else {
+        Err(CoseError::BadSignature { alg })
     }
 }
 
 /// Signs `payload` as a tagged COSE_Sign1 with ES384 (used by the
-/// emulated realm). Returns the CBOR bytes.
-pub(crate) fn sign1_es384(
-    key: &p384::ecdsa::SigningKey,
-    payload: Vec<u8>,
-) -> Result<Vec<u8>, coset::CoseError> {
+/// emulated realm); `key` must be a P-384 key made for
+/// `ECDSA_P384_SHA384_FIXED_SIGNING` (the `r || s` form COSE uses).
+/// Returns the CBOR bytes.
+pub(crate) fn sign1_es384(key: &EcdsaKeyPair, payload: Vec<u8>) -> Result<Vec<u8>, String> {
     use coset::TaggedCborSerializable as _;
-    use p384::ecdsa::signature::Signer as _;
     let protected = coset::HeaderBuilder::new()
         .algorithm(iana::Algorithm::ES384)
         .build();
     let sign1 = coset::CoseSign1Builder::new()
         .protected(protected)
         .payload(payload)
-        .create_signature(b"", |data| {
-            let sig: p384::ecdsa::Signature = key.sign(data);
-            sig.to_bytes().to_vec()
-        })
+        .try_create_signature(b"", |data| {
+            key.sign(&SystemRandom::new(), data)
+                .map(|sig| sig.as_ref().to_vec())
+                .map_err(|_| "ES384 signing failed".to_string())
+        })?
         .build();
-    sign1.to_tagged_vec()
+    sign1.to_tagged_vec().map_err(|e| e.to_string())
 }

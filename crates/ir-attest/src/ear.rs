@@ -1,7 +1,7 @@
 //! Verification of Veraison's EAR (EAT Attestation Result): a JWT signed
 //! ES256.
 //!
-//! The JWT is verified by hand with `p256` and `serde_json` rather than with
+//! The JWT is verified by hand with aws-lc-rs and `serde_json` rather than with
 //! `jsonwebtoken`: ES256 JWS is small (base64url `header.payload`, raw
 //! `r || s` signature over those ASCII bytes), the hand-made check accepts
 //! exactly one algorithm (no `alg` confusion, no `none`), and it keeps the
@@ -27,9 +27,8 @@
 //! EAR that Veraison issued for another token with the same nonce would
 //! vouch for a forged one.
 
-use crate::keys::{b64url_decode_lenient, KeyError, PublicKey};
+use crate::keys::{b64url_decode_lenient, Curve, KeyError, PublicKey};
 use base64::Engine as _;
-use p256::ecdsa::signature::Verifier as _;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -257,7 +256,8 @@ fn json_bytes(v: &serde_json::Value) -> Option<Vec<u8>> {
 /// Verifies EARs with Veraison's ES256 public key.
 #[derive(Debug, Clone)]
 pub struct EarVerifier {
-    key: p256::ecdsa::VerifyingKey,
+    /// A P-256 key.
+    key: PublicKey,
     /// Maximum age of `iat`.
     pub max_age: Duration,
     /// Clock-skew allowance, applied on both sides of the window.
@@ -267,15 +267,15 @@ pub struct EarVerifier {
 impl EarVerifier {
     /// A verifier for a P-256 key, with the default max age and skew.
     pub fn new(key: &PublicKey) -> Result<Self, EarError> {
-        match key {
-            PublicKey::P256(k) => Ok(Self {
-                key: *k,
+        match key.curve() {
+            Curve::P256 => Ok(Self {
+                key: key.clone(),
                 max_age: DEFAULT_MAX_AGE,
                 clock_skew: DEFAULT_CLOCK_SKEW,
             }),
-            other => Err(EarError::Key(format!(
+            _ => Err(EarError::Key(format!(
                 "EAR key must be P-256 (ES256), found {}",
-                other.curve_name()
+                key.curve_name()
             ))),
         }
     }
@@ -350,11 +350,11 @@ impl EarVerifier {
         let sig = b64
             .decode(s64)
             .map_err(|e| EarError::Malformed(format!("signature is not base64url: {e}")))?;
-        let sig = p256::ecdsa::Signature::from_slice(&sig).map_err(|_| EarError::BadSignature)?;
         let signed = &jwt[..h64.len() + 1 + p64.len()];
-        self.key
-            .verify(signed.as_bytes(), &sig)
-            .map_err(|_| EarError::BadSignature)?;
+        // ES256 JWS signatures are the fixed 64-byte `r || s` (RFC 7518).
+        if !self.key.verify_fixed(signed.as_bytes(), &sig) {
+            return Err(EarError::BadSignature);
+        }
         let payload = b64
             .decode(p64)
             .map_err(|e| EarError::Malformed(format!("payload is not base64url: {e}")))?;
@@ -500,7 +500,8 @@ fn status_name(v: &serde_json::Value) -> String {
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util {
     use super::*;
-    use p256::ecdsa::signature::Signer as _;
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING};
 
     /// What to put in a minted EAR.
     #[derive(Debug, Clone)]
@@ -641,7 +642,7 @@ pub mod test_util {
     /// An ES256 key that signs EARs.
     #[derive(Clone)]
     pub struct EarSigner {
-        key: p256::ecdsa::SigningKey,
+        key: EcdsaKeyPair,
     }
 
     impl std::fmt::Debug for EarSigner {
@@ -654,30 +655,33 @@ pub mod test_util {
         /// A fresh random key.
         pub fn generate() -> Self {
             Self {
-                key: p256::ecdsa::SigningKey::random(&mut rand_core::OsRng),
+                key: EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
+                    .expect("P-256 key generation"),
             }
         }
 
         /// The public key as a JWK (the form of Veraison's `-v` file).
         pub fn public_jwk(&self) -> String {
-            let point = self.key.verifying_key().to_encoded_point(false);
+            // The uncompressed point: 0x04 || x (32 bytes) || y (32 bytes).
+            let point = self.key.public_key().as_ref();
             let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-            let coord = |c: Option<&p256::FieldBytes>| c.map(|c| b64.encode(c)).unwrap_or_default();
             serde_json::json!({
-                "kty": "EC", "crv": "P-256", "x": coord(point.x()), "y": coord(point.y()),
+                "kty": "EC", "crv": "P-256",
+                "x": b64.encode(&point[1..33]), "y": b64.encode(&point[33..]),
             })
             .to_string()
         }
 
         /// The public key.
         pub fn public_key(&self) -> PublicKey {
-            PublicKey::P256(*self.key.verifying_key())
+            PublicKey::from_sec1(self.key.public_key().as_ref())
+                .expect("aws-lc-rs made a P-256 point")
         }
 
         /// A verifier for this key, with default settings.
         pub fn verifier(&self) -> EarVerifier {
             EarVerifier {
-                key: *self.key.verifying_key(),
+                key: self.public_key(),
                 max_age: DEFAULT_MAX_AGE,
                 clock_skew: DEFAULT_CLOCK_SKEW,
             }
@@ -689,8 +693,11 @@ pub mod test_util {
             let header = b64.encode(br#"{"alg":"ES256","typ":"JWT"}"#);
             let payload = b64.encode(claims.to_string());
             let signed = format!("{header}.{payload}");
-            let sig: p256::ecdsa::Signature = self.key.sign(signed.as_bytes());
-            format!("{signed}.{}", b64.encode(sig.to_bytes()))
+            let sig = self
+                .key
+                .sign(&SystemRandom::new(), signed.as_bytes())
+                .expect("ES256 signing");
+            format!("{signed}.{}", b64.encode(sig.as_ref()))
         }
 
         /// Signs the EAR described by `spec`.

@@ -17,8 +17,9 @@ use crate::hash::HashAlg;
 use crate::token::{
     platform_keys as pk, realm_keys as rk, CCA_TOKEN_TAG, KEY_PLATFORM_TOKEN, KEY_REALM_TOKEN,
 };
+use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P384_SHA384_FIXED_SIGNING};
+use base64::Engine as _;
 use ciborium::value::Value;
-use p384::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
 use std::path::Path;
 
 /// The platform profile emulated tokens carry.
@@ -91,8 +92,8 @@ impl Measurements {
 /// NOT SECURE: see the module docs.
 #[derive(Clone)]
 pub struct EmulatedRealm {
-    rak: p384::ecdsa::SigningKey,
-    cpak: p384::ecdsa::SigningKey,
+    rak: EcdsaKeyPair,
+    cpak: EcdsaKeyPair,
     measurements: Measurements,
     /// The realm personalization value (44235); zero by default.
     pub personalization: [u8; 64],
@@ -110,15 +111,24 @@ impl std::fmt::Debug for EmulatedRealm {
     }
 }
 
-fn secret_from_pem(text: &str, what: &str) -> Result<p384::ecdsa::SigningKey, EmulateError> {
-    let secret = p384::SecretKey::from_pkcs8_pem(text)
-        .or_else(|_| p384::SecretKey::from_sec1_pem(text))
-        .map_err(|_| {
-            EmulateError::Key(format!(
-                "{what}: not a P-384 private key in PKCS#8 or SEC1 PEM"
-            ))
-        })?;
-    Ok(p384::ecdsa::SigningKey::from(secret))
+fn secret_from_pem(text: &str, what: &str) -> Result<EcdsaKeyPair, EmulateError> {
+    let invalid = || {
+        EmulateError::Key(format!(
+            "{what}: not a P-384 private key in PKCS#8 or SEC1 PEM"
+        ))
+    };
+    let (_, pem) = x509_parser::pem::parse_x509_pem(text.as_bytes()).map_err(|_| invalid())?;
+    if !matches!(pem.label.as_str(), "PRIVATE KEY" | "EC PRIVATE KEY") {
+        return Err(invalid());
+    }
+    // Reads PKCS#8 and SEC1 (RFC 5915) DER alike, and refuses other curves.
+    EcdsaKeyPair::from_private_key_der(&ECDSA_P384_SHA384_FIXED_SIGNING, &pem.contents)
+        .map_err(|_| invalid())
+}
+
+fn generate_key() -> Result<EcdsaKeyPair, EmulateError> {
+    EcdsaKeyPair::generate(&ECDSA_P384_SHA384_FIXED_SIGNING)
+        .map_err(|_| EmulateError::Key("P-384 key generation failed".into()))
 }
 
 fn read_bounded(path: &Path) -> Result<String, EmulateError> {
@@ -141,8 +151,8 @@ impl EmulatedRealm {
     pub fn generate(measurements: Measurements) -> Result<Self, EmulateError> {
         measurements.validate()?;
         Ok(Self {
-            rak: p384::ecdsa::SigningKey::random(&mut rand_core::OsRng),
-            cpak: p384::ecdsa::SigningKey::random(&mut rand_core::OsRng),
+            rak: generate_key()?,
+            cpak: generate_key()?,
             measurements,
             personalization: [0; 64],
             lifecycle: 0x3000,
@@ -195,21 +205,13 @@ impl EmulatedRealm {
 
     /// The RAK public key as a raw SEC1 point (the 44237 claim bytes).
     pub fn rak_public_sec1(&self) -> Vec<u8> {
-        self.rak
-            .verifying_key()
-            .to_encoded_point(false)
-            .as_bytes()
-            .to_vec()
+        self.rak.public_key().as_ref().to_vec()
     }
 
     /// The CPAK public key as a raw uncompressed SEC1 point (97 bytes), the
     /// format of `cpak-ab.pub`: a platform key file for local CPAK mode.
     pub fn cpak_public_sec1(&self) -> Vec<u8> {
-        self.cpak
-            .verifying_key()
-            .to_encoded_point(false)
-            .as_bytes()
-            .to_vec()
+        self.cpak.public_key().as_ref().to_vec()
     }
 
     /// The platform instance ID: `0x01 || SHA-256(CPAK SEC1)`, as in the
@@ -307,11 +309,10 @@ impl EmulatedRealm {
             ),
             (int(pk::HASH_ALG), Value::Text("sha-256".into())),
         ]);
-        let sign =
-            |key: &p384::ecdsa::SigningKey, claims: &Value| -> Result<Vec<u8>, EmulateError> {
-                let payload = encode(claims).map_err(EmulateError::Encode)?;
-                sign1_es384(key, payload).map_err(|e| EmulateError::Encode(e.to_string()))
-            };
+        let sign = |key: &EcdsaKeyPair, claims: &Value| -> Result<Vec<u8>, EmulateError> {
+            let payload = encode(claims).map_err(EmulateError::Encode)?;
+            sign1_es384(key, payload).map_err(EmulateError::Encode)
+        };
         let platform = sign(&self.cpak, &platform_claims)?;
         let realm = sign(&self.rak, &realm_claims)?;
         // Platform first: islet verifiers read the map by position.
@@ -339,10 +340,19 @@ impl EmulatedRealm {
     }
 }
 
-fn pem_of(key: &p384::ecdsa::SigningKey) -> Result<String, EmulateError> {
-    let secret = p384::SecretKey::from(key);
-    secret
-        .to_pkcs8_pem(p384::pkcs8::LineEnding::LF)
-        .map(|s| s.to_string())
-        .map_err(|e| EmulateError::Key(e.to_string()))
+/// PKCS#8 PEM of a key. Written here because the PEM framing is a few
+/// lines (RFC 7468: base64 in 64-character lines between the labels) and
+/// aws-lc-rs gives the DER.
+fn pem_of(key: &EcdsaKeyPair) -> Result<String, EmulateError> {
+    let der = key
+        .to_pkcs8v1()
+        .map_err(|_| EmulateError::Key("PKCS#8 encoding failed".into()))?;
+    let body = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for line in body.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+        pem.push('\n');
+    }
+    pem.push_str("-----END PRIVATE KEY-----\n");
+    Ok(pem)
 }

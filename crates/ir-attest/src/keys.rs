@@ -4,9 +4,9 @@
 //! (RAK), whose encoding depends on the token's profiles.
 
 use crate::cose::CoseAlg;
+use aws_lc_rs::signature::{self, EcdsaVerificationAlgorithm, ParsedPublicKey};
 use base64::Engine as _;
 use ciborium::value::Value;
-use p256::pkcs8::DecodePublicKey as _;
 use std::fmt;
 
 /// The realm profile under which the RAK is a COSE_Key.
@@ -51,20 +51,82 @@ pub enum KeyError {
     },
 }
 
-/// An EC public key on one of the curves COSE ES256/384/512 use.
+/// A NIST curve that COSE ES256/384/512 use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Curve {
+    /// P-256 (ES256).
+    P256,
+    /// P-384 (ES384).
+    P384,
+    /// P-521 (ES512).
+    P521,
+}
+
+impl Curve {
+    /// The curve name (`P-256`, `P-384`, `P-521`), as JWK's `crv` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::P256 => "P-256",
+            Self::P384 => "P-384",
+            Self::P521 => "P-521",
+        }
+    }
+
+    /// The curve a JWK `crv` names.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "P-256" => Some(Self::P256),
+            "P-384" => Some(Self::P384),
+            "P-521" => Some(Self::P521),
+            _ => None,
+        }
+    }
+
+    /// Length of one affine coordinate in bytes.
+    pub fn coordinate_len(self) -> usize {
+        match self {
+            Self::P256 => 32,
+            Self::P384 => 48,
+            Self::P521 => 66,
+        }
+    }
+
+    /// Length of the uncompressed SEC1 point (`0x04 || x || y`).
+    pub fn sec1_len(self) -> usize {
+        1 + 2 * self.coordinate_len()
+    }
+
+    /// The curve whose uncompressed SEC1 point has `len` bytes.
+    fn of_sec1_len(len: usize) -> Option<Self> {
+        [Self::P256, Self::P384, Self::P521]
+            .into_iter()
+            .find(|c| c.sec1_len() == len)
+    }
+
+    /// aws-lc-rs's verification algorithm for this curve: ECDSA with the
+    /// curve's hash and the fixed-length `r || s` signature COSE and JWS use.
+    fn verification(self) -> &'static EcdsaVerificationAlgorithm {
+        match self {
+            Self::P256 => &signature::ECDSA_P256_SHA256_FIXED,
+            Self::P384 => &signature::ECDSA_P384_SHA384_FIXED,
+            Self::P521 => &signature::ECDSA_P521_SHA512_FIXED,
+        }
+    }
+}
+
+/// An EC public key on one of the curves COSE ES256/384/512 use, checked to
+/// be a point on its curve when it was made.
 #[derive(Clone)]
-pub enum PublicKey {
-    /// A P-256 key (ES256).
-    P256(p256::ecdsa::VerifyingKey),
-    /// A P-384 key (ES384).
-    P384(p384::ecdsa::VerifyingKey),
-    /// A P-521 key (ES512).
-    P521(p521::ecdsa::VerifyingKey),
+pub struct PublicKey {
+    curve: Curve,
+    /// Parsed once (aws-lc-rs): verifying does not decode the point again.
+    /// Always made from the uncompressed SEC1 point, which `as_ref` returns.
+    key: ParsedPublicKey,
 }
 
 impl PartialEq for PublicKey {
     fn eq(&self, other: &Self) -> bool {
-        self.to_sec1() == other.to_sec1()
+        self.curve == other.curve && self.sec1() == other.sec1()
     }
 }
 
@@ -76,7 +138,7 @@ impl fmt::Debug for PublicKey {
             f,
             "PublicKey({}, {})",
             self.curve_name(),
-            hex::encode(self.to_sec1())
+            hex::encode(self.sec1())
         )
     }
 }
@@ -100,29 +162,19 @@ impl PublicKey {
                 "not an uncompressed point (first byte is not 0x04)",
             ));
         }
-        match len {
-            65 => p256::ecdsa::VerifyingKey::from_sec1_bytes(bytes)
-                .map(Self::P256)
-                .map_err(|_| point_err(len, "not a point on P-256")),
-            97 => p384::ecdsa::VerifyingKey::from_sec1_bytes(bytes)
-                .map(Self::P384)
-                .map_err(|_| point_err(len, "not a point on P-384")),
-            133 => p521::ecdsa::VerifyingKey::from_sec1_bytes(bytes)
-                .map(Self::P521)
-                .map_err(|_| point_err(len, "not a point on P-521")),
-            _ => Err(point_err(len, "length is not 65, 97 or 133")),
-        }
+        let curve =
+            Curve::of_sec1_len(len).ok_or_else(|| point_err(len, "length is not 65, 97 or 133"))?;
+        let key = ParsedPublicKey::new(curve.verification(), bytes)
+            .map_err(|_| point_err(len, format!("not a point on {}", curve.name())))?;
+        Ok(Self { curve, key })
     }
 
     /// Builds a key from affine coordinates on the named curve
     /// (`P-256`, `P-384`, `P-521`), checking the point is on the curve.
     pub fn from_coordinates(curve: &str, x: &[u8], y: &[u8]) -> Result<Self, KeyError> {
-        let size = match curve {
-            "P-256" => 32,
-            "P-384" => 48,
-            "P-521" => 66,
-            other => return Err(KeyError::UnsupportedCurve(other.to_string())),
-        };
+        let named =
+            Curve::from_name(curve).ok_or_else(|| KeyError::UnsupportedCurve(curve.to_string()))?;
+        let size = named.coordinate_len();
         if x.len() != size || y.len() != size {
             return Err(point_err(
                 1 + x.len() + y.len(),
@@ -133,7 +185,7 @@ impl PublicKey {
                 ),
             ));
         }
-        let mut sec1 = Vec::with_capacity(1 + 2 * size);
+        let mut sec1 = Vec::with_capacity(named.sec1_len());
         sec1.push(0x04);
         sec1.extend_from_slice(x);
         sec1.extend_from_slice(y);
@@ -251,74 +303,97 @@ impl PublicKey {
                 limit: MAX_KEY_TEXT,
             });
         }
-        if let Ok(k) = p256::ecdsa::VerifyingKey::from_public_key_pem(text) {
-            return Ok(Self::P256(k));
+        let not_pem = || {
+            KeyError::InvalidPem(
+                "not a PEM SubjectPublicKeyInfo for an EC key on P-256, P-384 or P-521".into(),
+            )
+        };
+        let (_, pem) = x509_parser::pem::parse_x509_pem(text.as_bytes()).map_err(|_| not_pem())?;
+        if pem.label != "PUBLIC KEY" {
+            return Err(not_pem());
         }
-        if let Ok(k) = p384::ecdsa::VerifyingKey::from_public_key_pem(text) {
-            return Ok(Self::P384(k));
-        }
-        if let Ok(k) = p521::PublicKey::from_public_key_pem(text) {
-            return p521_from_public(&k);
-        }
-        Err(KeyError::InvalidPem(
-            "not a PEM SubjectPublicKeyInfo for an EC key on P-256, P-384 or P-521".into(),
-        ))
+        Self::from_spki_der(&pem.contents).map_err(|_| not_pem())
     }
 
-    /// Decodes a DER SubjectPublicKeyInfo on a supported curve.
+    /// Decodes a DER SubjectPublicKeyInfo on a supported curve: algorithm
+    /// id-ecPublicKey with a named curve, and the point that curve's length.
     pub fn from_spki_der(der: &[u8]) -> Result<Self, KeyError> {
+        use x509_parser::oid_registry::{
+            OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_NIST_EC_P521,
+        };
+        use x509_parser::prelude::FromDer as _;
         if der.len() > MAX_KEY_TEXT {
             return Err(KeyError::TooLarge {
                 len: der.len(),
                 limit: MAX_KEY_TEXT,
             });
         }
-        if let Ok(k) = p256::ecdsa::VerifyingKey::from_public_key_der(der) {
-            return Ok(Self::P256(k));
+        let not_ec = || {
+            KeyError::InvalidPem(
+                "not a DER SubjectPublicKeyInfo for an EC key on P-256, P-384 or P-521".into(),
+            )
+        };
+        let (rest, spki) =
+            x509_parser::x509::SubjectPublicKeyInfo::from_der(der).map_err(|_| not_ec())?;
+        if !rest.is_empty() || spki.algorithm.algorithm != OID_KEY_TYPE_EC_PUBLIC_KEY {
+            return Err(not_ec());
         }
-        if let Ok(k) = p384::ecdsa::VerifyingKey::from_public_key_der(der) {
-            return Ok(Self::P384(k));
+        let named = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok())
+            .ok_or_else(not_ec)?;
+        let curve = if named == OID_EC_P256 {
+            Curve::P256
+        } else if named == OID_NIST_EC_P384 {
+            Curve::P384
+        } else if named == OID_NIST_EC_P521 {
+            Curve::P521
+        } else {
+            return Err(not_ec());
+        };
+        let key = Self::from_sec1(&spki.subject_public_key.data).map_err(|_| not_ec())?;
+        if key.curve != curve {
+            return Err(not_ec());
         }
-        if let Ok(k) = p521::PublicKey::from_public_key_der(der) {
-            return p521_from_public(&k);
-        }
-        Err(KeyError::InvalidPem(
-            "not a DER SubjectPublicKeyInfo for an EC key on P-256, P-384 or P-521".into(),
-        ))
+        Ok(key)
     }
 
     /// The uncompressed SEC1 encoding (`0x04 || x || y`).
     pub fn to_sec1(&self) -> Vec<u8> {
-        match self {
-            Self::P256(k) => k.to_encoded_point(false).as_bytes().to_vec(),
-            Self::P384(k) => k.to_encoded_point(false).as_bytes().to_vec(),
-            Self::P521(k) => k.to_encoded_point(false).as_bytes().to_vec(),
-        }
+        self.sec1().to_vec()
+    }
+
+    fn sec1(&self) -> &[u8] {
+        self.key.as_ref()
+    }
+
+    /// The curve.
+    pub fn curve(&self) -> Curve {
+        self.curve
     }
 
     /// The curve name (`P-256`, `P-384`, `P-521`).
     pub fn curve_name(&self) -> &'static str {
-        match self {
-            Self::P256(_) => "P-256",
-            Self::P384(_) => "P-384",
-            Self::P521(_) => "P-521",
-        }
+        self.curve.name()
     }
 
     /// The COSE algorithm that goes with this key's curve.
     pub fn cose_alg(&self) -> CoseAlg {
-        match self {
-            Self::P256(_) => CoseAlg::Es256,
-            Self::P384(_) => CoseAlg::Es384,
-            Self::P521(_) => CoseAlg::Es512,
+        match self.curve {
+            Curve::P256 => CoseAlg::Es256,
+            Curve::P384 => CoseAlg::Es384,
+            Curve::P521 => CoseAlg::Es512,
         }
     }
-}
 
-fn p521_from_public(k: &p521::PublicKey) -> Result<PublicKey, KeyError> {
-    p521::ecdsa::VerifyingKey::from_affine(*k.as_affine())
-        .map(PublicKey::P521)
-        .map_err(|_| KeyError::InvalidPem("invalid P-521 point".into()))
+    /// Verifies a fixed-length `r || s` ECDSA signature over `msg`, hashed
+    /// with the curve's hash (SHA-256, SHA-384, SHA-512). The caller checks
+    /// that the algorithm it was asked for goes with this curve.
+    pub(crate) fn verify_fixed(&self, msg: &[u8], sig: &[u8]) -> bool {
+        self.key.verify_sig(msg, sig).is_ok()
+    }
 }
 
 /// Which encoding the realm token's RAK claim (44237) uses.
@@ -411,6 +486,36 @@ mod tests {
         assert!(matches!(
             PublicKey::from_coordinates("P-192", &[0; 24], &[0; 24]),
             Err(KeyError::UnsupportedCurve(_))
+        ));
+    }
+
+    #[test]
+    fn spki_der_and_pem_import_the_same_point() {
+        use aws_lc_rs::encoding::AsDer as _;
+        use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair as _};
+        for (alg, curve) in [
+            (&signature::ECDSA_P256_SHA256_FIXED_SIGNING, Curve::P256),
+            (&signature::ECDSA_P384_SHA384_FIXED_SIGNING, Curve::P384),
+            (&signature::ECDSA_P521_SHA512_FIXED_SIGNING, Curve::P521),
+        ] {
+            let pair = EcdsaKeyPair::generate(alg).unwrap();
+            let sec1 = pair.public_key().as_ref().to_vec();
+            let der = pair.public_key().as_der().unwrap();
+            let from_der = PublicKey::from_spki_der(der.as_ref()).unwrap();
+            assert_eq!(from_der.curve(), curve);
+            assert_eq!(from_der.to_sec1(), sec1);
+            let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+            let pem = format!("-----BEGIN PUBLIC KEY-----\n{b64}\n-----END PUBLIC KEY-----\n");
+            assert_eq!(PublicKey::from_spki_pem(&pem).unwrap(), from_der);
+            let wrong_label = pem.replace("PUBLIC KEY", "CERTIFICATE");
+            assert!(matches!(
+                PublicKey::from_spki_pem(&wrong_label),
+                Err(KeyError::InvalidPem(_))
+            ));
+        }
+        assert!(matches!(
+            PublicKey::from_spki_der(b"not der"),
+            Err(KeyError::InvalidPem(_))
         ));
     }
 

@@ -19,7 +19,6 @@
 use std::sync::Arc;
 
 use base64::Engine as _;
-use rand_core::RngCore;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, UnixTime};
@@ -53,10 +52,12 @@ pub fn attest_error(e: &rustls::Error) -> Option<&AttestError> {
 /// Largest client certificate accepted (a token is at most 64 KiB).
 pub const MAX_CLIENT_CERT: usize = 96 << 10;
 
-/// A fresh random challenge from the operating system's generator.
+/// A fresh random challenge from aws-lc-rs's generator (seeded by the
+/// operating system).
 pub fn new_challenge() -> [u8; 64] {
     let mut c = [0u8; 64];
-    rand_core::OsRng.fill_bytes(&mut c);
+    // AWS-LC's RAND_bytes aborts rather than fail; this never fires.
+    aws_lc_rs::rand::fill(&mut c).expect("system random generator");
     c
 }
 

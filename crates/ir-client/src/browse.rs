@@ -4,7 +4,7 @@
 
 use crate::pull::{Client, Fetched};
 use crate::reference::{Reference, RegistryUrl, Target};
-use crate::Error;
+use crate::{Error, ManifestError, ReferenceError};
 use ir_oci::Digest;
 use oci_spec::image::{Descriptor, ImageIndex};
 use reqwest::header;
@@ -63,22 +63,33 @@ impl Client {
         while let Some(p) = path.take() {
             pages += 1;
             if pages > MAX_PAGES {
-                return Err(Error::Manifest(format!(
-                    "{base}: more than {MAX_PAGES} pages"
-                )));
+                return Err(ManifestError::TooManyPages {
+                    url: base.to_string(),
+                    limit: MAX_PAGES,
+                }
+                .into());
             }
             let url = format!("{base}{p}");
             let resp = self.http.get(&url, Some("application/json"), 0).await?;
             path = next_link(resp.headers());
             let body = self.read_bounded(&url, resp, MAX_LIST_PAGE).await?;
             let v: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
-                .map_err(|e| Error::Manifest(format!("{url}: not a JSON object: {e}")))?;
+                .map_err(|source| ManifestError::NotJsonObject {
+                    url: url.clone(),
+                    source,
+                })?;
             match v.get(field) {
                 Some(serde_json::Value::Array(items)) => {
                     out.extend(items.iter().filter_map(|i| i.as_str().map(str::to_string)))
                 }
                 Some(serde_json::Value::Null) | None => {}
-                Some(_) => return Err(Error::Manifest(format!("{url}: {field} is not a list"))),
+                Some(_) => {
+                    return Err(ManifestError::NotAList {
+                        url,
+                        field: field.to_string(),
+                    }
+                    .into())
+                }
             }
         }
         Ok(out)
@@ -94,10 +105,14 @@ impl Client {
         while let Some(chunk) = resp
             .chunk()
             .await
-            .map_err(|e| self.http.transport_error(url, &e))?
+            .map_err(|e| self.http.transport_error(url, e))?
         {
             if body.len() + chunk.len() > max {
-                return Err(Error::Manifest(format!("{url}: larger than {max} bytes")));
+                return Err(ManifestError::TooLarge {
+                    url: url.to_string(),
+                    limit: max,
+                }
+                .into());
             }
             body.extend_from_slice(&chunk);
         }
@@ -166,8 +181,11 @@ impl Client {
             .get(&url, Some(crate::layout::OCI_INDEX), 0)
             .await?;
         let body = self.read_bounded(&url, resp, MAX_LIST_PAGE).await?;
-        let index: ImageIndex = serde_json::from_slice(&body)
-            .map_err(|e| Error::Manifest(format!("{url}: not an image index: {e}")))?;
+        let index: ImageIndex =
+            serde_json::from_slice(&body).map_err(|source| ManifestError::NotAnIndex {
+                url: url.clone(),
+                source,
+            })?;
         Ok(index
             .manifests()
             .iter()
@@ -190,9 +208,10 @@ impl Client {
     ) -> Result<Blob, Error> {
         self.check_scheme(reference.scheme, &format!("reference {reference}"))?;
         let Target::Digest(digest) = &reference.target else {
-            return Err(Error::Reference(format!(
-                "reference {reference}: a blob is named by digest (NAME@sha256:…)"
-            )));
+            return Err(ReferenceError::BlobByTag {
+                reference: reference.to_string(),
+            }
+            .into());
         };
         let url = self.url(reference, "blobs", &digest.to_string());
         let mut resp = self.http.get(&url, None, 0).await?;
@@ -201,7 +220,7 @@ impl Client {
         while let Some(chunk) = resp
             .chunk()
             .await
-            .map_err(|e| self.http.transport_error(&url, &e))?
+            .map_err(|e| self.http.transport_error(&url, e))?
         {
             hasher.update(&chunk);
             size += chunk.len() as u64;

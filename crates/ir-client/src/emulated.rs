@@ -2,7 +2,7 @@
 //! from command-line style inputs, and exporting what a server needs to
 //! trust it: the CPAK public key and matching reference values.
 
-use crate::Error;
+use crate::{Error, TokenError};
 use base64::Engine as _;
 use ir_attest::emulate::{EmulatedRealm, EMULATED_IMPLEMENTATION_ID};
 use ir_attest::{HashAlg, Measurements};
@@ -16,13 +16,18 @@ pub const RAK_FILE: &str = "rak.pem";
 pub const CPAK_FILE: &str = "cpak.pem";
 
 fn parse_hex(what: &str, text: &str, len: usize) -> Result<Vec<u8>, Error> {
-    let bytes = hex::decode(text.trim())
-        .map_err(|e| Error::Token(format!("{what} {text:?} is not hex: {e}")))?;
+    let bytes = hex::decode(text.trim()).map_err(|source| TokenError::NotHex {
+        what: what.to_string(),
+        text: text.to_string(),
+        source,
+    })?;
     if bytes.len() != len {
-        return Err(Error::Token(format!(
-            "{what} has {} bytes, the hash algorithm needs {len}",
-            bytes.len()
-        )));
+        return Err(TokenError::MeasurementLength {
+            what: what.to_string(),
+            found: bytes.len(),
+            expected: len,
+        }
+        .into());
     }
     Ok(bytes)
 }
@@ -36,17 +41,11 @@ pub fn measurements(
     rim: Option<&str>,
     rems: &[String],
 ) -> Result<Measurements, Error> {
-    let alg = HashAlg::from_name(hash_algo).ok_or_else(|| {
-        Error::Token(format!(
-            "hash algorithm {hash_algo:?}: expected sha-256, sha-384 or sha-512"
-        ))
-    })?;
+    let alg = HashAlg::from_name(hash_algo)
+        .ok_or_else(|| TokenError::HashAlgorithm(hash_algo.to_string()))?;
     let n = alg.output_len();
     if rems.len() > 4 {
-        return Err(Error::Token(format!(
-            "a realm has 4 REMs, {} given",
-            rems.len()
-        )));
+        return Err(TokenError::TooManyRems(rems.len()).into());
     }
     let rim = match rim {
         Some(text) => parse_hex("RIM", text, n)?,
@@ -69,25 +68,24 @@ pub fn load_or_generate(dir: &Path, measurements: Measurements) -> Result<Emulat
     let (rak, cpak) = (dir.join(RAK_FILE), dir.join(CPAK_FILE));
     match (rak.exists(), cpak.exists()) {
         (true, true) => {
-            EmulatedRealm::load(&rak, &cpak, measurements).map_err(|e| Error::Token(e.to_string()))
+            Ok(EmulatedRealm::load(&rak, &cpak, measurements).map_err(TokenError::from)?)
         }
         (false, false) => {
-            let realm =
-                EmulatedRealm::generate(measurements).map_err(|e| Error::Token(e.to_string()))?;
+            let realm = EmulatedRealm::generate(measurements).map_err(TokenError::from)?;
             std::fs::create_dir_all(dir).map_err(|source| Error::Io {
                 path: dir.display().to_string(),
                 source,
             })?;
-            let rak_pem = realm.rak_pem().map_err(|e| Error::Token(e.to_string()))?;
-            let cpak_pem = realm.cpak_pem().map_err(|e| Error::Token(e.to_string()))?;
+            let rak_pem = realm.rak_pem().map_err(TokenError::from)?;
+            let cpak_pem = realm.cpak_pem().map_err(TokenError::from)?;
             write_private(&rak, rak_pem.as_bytes())?;
             write_private(&cpak, cpak_pem.as_bytes())?;
             Ok(realm)
         }
-        _ => Err(Error::Token(format!(
-            "{}: has only one of {RAK_FILE} and {CPAK_FILE}",
-            dir.display()
-        ))),
+        _ => Err(TokenError::HalfKeys {
+            dir: dir.to_path_buf(),
+        }
+        .into()),
     }
 }
 

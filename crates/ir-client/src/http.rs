@@ -3,7 +3,7 @@
 
 use crate::ratls::{tls_config, CertResolver, RaTlsOptions, TokenSource};
 use crate::reference::Scheme;
-use crate::Error;
+use crate::{Error, TlsError};
 use reqwest::header;
 use std::sync::Arc;
 use std::time::Duration;
@@ -144,7 +144,10 @@ impl Http {
                 resolver = Some(r);
             }
         }
-        let client = builder.build().map_err(|e| Error::Tls(chain(&e)))?;
+        let client = builder.build().map_err(|source| TlsError::Client {
+            chain: chain(&source),
+            source,
+        })?;
         Ok(Self {
             client,
             scheme,
@@ -201,7 +204,7 @@ impl Http {
                     retry_after(&resp).unwrap_or_else(|| backoff(attempt))
                 }
                 Err(e) => {
-                    let err = self.transport_error(url, &e);
+                    let err = self.transport_error(url, e);
                     // A refused attestation will be refused again.
                     if attempt > self.retries || matches!(err, Error::Attestation { .. }) {
                         return Err(err);
@@ -214,17 +217,19 @@ impl Http {
         }
     }
 
-    pub(crate) fn transport_error(&self, url: &str, e: &reqwest::Error) -> Error {
-        let reason = chain(e);
+    pub(crate) fn transport_error(&self, url: &str, e: reqwest::Error) -> Error {
+        let reason = chain(&e);
         if let Some(why) = self.resolver.as_ref().and_then(|r| r.take_error()) {
             return Error::Attestation {
                 url: url.to_string(),
                 reason: format!("client certificate not sent ({why}); {reason}"),
+                source: e,
             };
         }
         Error::Transport {
             url: url.to_string(),
             reason,
+            source: Some(e),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! only when its digest and size are right; a failing blob leaves nothing
 //! behind. `index.json` is replaced atomically too.
 
-use crate::Error;
+use crate::{Error, LayoutError};
 use ir_oci::Digest;
 use oci_spec::image::Descriptor;
 use serde_json::{json, Value};
@@ -38,13 +38,13 @@ impl LayoutWriter {
         let marker = root.join("oci-layout");
         match std::fs::read(&marker) {
             Ok(bytes) => {
-                let v: Value = serde_json::from_slice(&bytes)
-                    .map_err(|e| Error::Layout(format!("{}: not JSON: {e}", marker.display())))?;
+                let v: Value =
+                    serde_json::from_slice(&bytes).map_err(|source| LayoutError::NotJson {
+                        path: marker.clone(),
+                        source,
+                    })?;
                 if v["imageLayoutVersion"] != "1.0.0" {
-                    return Err(Error::Layout(format!(
-                        "{}: imageLayoutVersion is not 1.0.0",
-                        marker.display()
-                    )));
+                    return Err(LayoutError::Version { path: marker }.into());
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -127,12 +127,14 @@ impl LayoutWriter {
         let path = self.root.join("index.json");
         let mut index = match std::fs::metadata(&path) {
             Ok(meta) if meta.len() > MAX_INDEX_JSON => {
-                return Err(Error::Layout(format!("{}: too large", path.display())))
+                return Err(LayoutError::TooLarge { path }.into())
             }
             Ok(_) => {
                 let bytes = std::fs::read(&path).map_err(io(&path))?;
-                serde_json::from_slice::<Value>(&bytes)
-                    .map_err(|e| Error::Layout(format!("{}: not JSON: {e}", path.display())))?
+                serde_json::from_slice::<Value>(&bytes).map_err(|source| LayoutError::NotJson {
+                    path: path.clone(),
+                    source,
+                })?
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []})
@@ -140,10 +142,7 @@ impl LayoutWriter {
             Err(e) => return Err(io(&path)(e)),
         };
         let Some(manifests) = index.get_mut("manifests").and_then(Value::as_array_mut) else {
-            return Err(Error::Layout(format!(
-                "{}: no manifests array",
-                path.display()
-            )));
+            return Err(LayoutError::NoManifests { path }.into());
         };
         let mut entry = descriptor.clone();
         match ref_name {

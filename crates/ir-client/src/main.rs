@@ -9,8 +9,8 @@ use ir_client::emulated::{self, Export};
 use ir_client::ratls::{KeyAlg, RaTlsOptions, TokenSource};
 use ir_client::signatures::SignaturePolicy;
 use ir_client::{
-    Client, ClientOptions, Digest, Error, HttpOptions, Platform, Progress, Reference, RegistryUrl,
-    Scheme, Transport,
+    Client, ClientOptions, Digest, Error, HttpOptions, Platform, Progress, Reference,
+    ReferenceError, RegistryUrl, Scheme, TokenError, Transport,
 };
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -163,18 +163,21 @@ impl TrustArgs {
     /// The policy asked for, read and checked (`None`: none asked for).
     fn load(&self) -> Result<Option<SignaturePolicy>, Error> {
         let policy = match &self.policy {
-            Some(p) => Some(
-                ir_trust::Policy::load(p).map_err(|e| Error::Policy(format!("--policy {e}")))?,
-            ),
+            Some(p) => Some(ir_trust::Policy::load(p).map_err(|e| Error::Policy {
+                what: "--policy".into(),
+                source: Box::new(e),
+            })?),
             None => None,
         };
         let notation = match (&self.notation_trust_policy, &self.notation_trust_store) {
             (Some(p), Some(s)) => Some(ir_trust::NotationTrust {
-                policy: ir_notation::TrustPolicy::load(p).map_err(|e| {
-                    Error::Policy(format!("--notation-trust-policy {}: {e}", p.display()))
+                policy: ir_notation::TrustPolicy::load(p).map_err(|e| Error::Policy {
+                    what: format!("--notation-trust-policy {}", p.display()),
+                    source: Box::new(e),
                 })?,
-                store: ir_notation::TrustStore::load(s).map_err(|e| {
-                    Error::Policy(format!("--notation-trust-store {}: {e}", s.display()))
+                store: ir_notation::TrustStore::load(s).map_err(|e| Error::Policy {
+                    what: format!("--notation-trust-store {}", s.display()),
+                    source: Box::new(e),
                 })?,
             }),
             _ => None,
@@ -288,9 +291,7 @@ fn token_source(p: &ConnArgs) -> Result<Option<TokenSource>, Error> {
         let m = emulated::measurements(&p.realm.hash_algo, p.realm.rim.as_deref(), &p.realm.rems)?;
         let realm = match &p.realm.realm_keys {
             Some(dir) => emulated::load_or_generate(dir, m)?,
-            None => {
-                ir_attest::EmulatedRealm::generate(m).map_err(|e| Error::Token(e.to_string()))?
-            }
+            None => ir_attest::EmulatedRealm::generate(m).map_err(TokenError::from)?,
         };
         return Ok(Some(TokenSource::emulated(realm)));
     }
@@ -298,9 +299,7 @@ fn token_source(p: &ConnArgs) -> Result<Option<TokenSource>, Error> {
         #[cfg(feature = "rsi")]
         return Ok(Some(TokenSource::rsi()));
         #[cfg(not(feature = "rsi"))]
-        return Err(Error::Token(
-            "--rsi needs ir-client built with the `rsi` feature".into(),
-        ));
+        return Err(TokenError::RsiNotBuilt.into());
     }
     Ok(None)
 }
@@ -311,17 +310,19 @@ fn connect(scheme: Scheme, c: &ConnArgs, options: ClientOptions) -> Result<Clien
     let has_source = c.source.token.is_some() || c.source.emulate_realm || c.source.rsi;
     match (scheme, has_source) {
         (Scheme::RaTls, false) => {
-            return Err(Error::Reference(
-                "ra-tls:// needs a token source: --token FILE, --emulate-realm or --rsi".into(),
-            ))
+            return Err(ReferenceError::Flags(
+                "ra-tls:// needs a token source: --token FILE, --emulate-realm or --rsi",
+            )
+            .into())
         }
         (Scheme::Http | Scheme::Https, true) => {
-            return Err(Error::Reference(
-                "--token, --emulate-realm and --rsi are for ra-tls:// references".into(),
-            ))
+            return Err(ReferenceError::Flags(
+                "--token, --emulate-realm and --rsi are for ra-tls:// references",
+            )
+            .into())
         }
         (Scheme::Http, false) if ca.is_some() => {
-            return Err(Error::Reference("http:// takes no --ca".into()))
+            return Err(ReferenceError::Flags("http:// takes no --ca").into())
         }
         _ => {}
     }
@@ -349,7 +350,7 @@ fn connect(scheme: Scheme, c: &ConnArgs, options: ClientOptions) -> Result<Clien
 }
 
 fn reference(text: &str) -> Result<Reference, Error> {
-    Reference::parse(text).map_err(Error::Reference)
+    Ok(Reference::parse(text)?)
 }
 
 fn print_json(v: &serde_json::Value) {
@@ -413,7 +414,7 @@ async fn browse(command: Command) -> Result<(), Error> {
             }
         }
         Command::Catalog(a) => {
-            let reg = RegistryUrl::parse(&a.reference).map_err(Error::Reference)?;
+            let reg = RegistryUrl::parse(&a.reference)?;
             let repos = connect(reg.scheme, &a.conn, ClientOptions::default())?
                 .catalog(&reg)
                 .await?;

@@ -9,7 +9,7 @@ use crate::platform::Platform;
 use crate::progress::{Progress, Silent};
 use crate::ratls::CertResolver;
 use crate::reference::{Reference, Scheme, Target};
-use crate::Error;
+use crate::{Error, ManifestError, ReferenceError};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use ir_oci::{Algorithm, Digest};
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
@@ -133,7 +133,13 @@ pub struct Resolved {
 
 /// A descriptor's digest, validated by ir-oci.
 pub(crate) fn digest_of(d: &Descriptor, what: &str) -> Result<Digest, Error> {
-    Digest::parse(d.digest().as_ref()).map_err(|e| Error::Manifest(format!("{what}: {e}")))
+    Digest::parse(d.digest().as_ref()).map_err(|source| {
+        ManifestError::Digest {
+            what: what.to_string(),
+            source,
+        }
+        .into()
+    })
 }
 
 fn media_type_str(m: &MediaType) -> String {
@@ -166,18 +172,19 @@ impl Client {
 
     pub(crate) fn check_scheme(&self, scheme: Scheme, what: &str) -> Result<(), Error> {
         if scheme != self.http.scheme {
-            return Err(Error::Reference(format!(
-                "{what} needs the {} transport, this client speaks {}",
-                scheme.as_str(),
-                self.http.scheme.as_str()
-            )));
+            return Err(ReferenceError::WrongTransport {
+                what: what.to_string(),
+                wanted: scheme,
+                speaks: self.http.scheme,
+            }
+            .into());
         }
         Ok(())
     }
 
     /// Pulls `reference` (text) into the layout at `out`.
     pub async fn pull(&self, reference: &str, out: &Path) -> Result<PullReport, Error> {
-        let reference = Reference::parse(reference).map_err(Error::Reference)?;
+        let reference = Reference::parse(reference)?;
         self.pull_reference(&reference, out).await
     }
 
@@ -201,9 +208,10 @@ impl Client {
     ) -> Result<PullReport, Error> {
         self.check_scheme(reference.scheme, &format!("reference {reference}"))?;
         if let Some(tag) = &self.options.tag {
-            if !crate::reference::valid_tag(tag) {
-                return Err(Error::Reference(format!("invalid tag {tag:?}")));
-            }
+            ir_oci::Tag::parse(tag).map_err(|source| ReferenceError::Tag {
+                tag: tag.clone(),
+                source,
+            })?;
         }
         let layout = LayoutWriter::open(out)?;
         let resolved = self.resolve(reference).await?;
@@ -253,10 +261,10 @@ impl Client {
                     )
                     .await?;
                 if !matches!(child.content, Content::Manifest(_)) {
-                    return Err(Error::Manifest(format!(
-                        "{}: the platform's entry is an index, not an image manifest",
-                        child.digest
-                    )));
+                    return Err(ManifestError::PlatformEntryIsIndex {
+                        digest: child.digest,
+                    }
+                    .into());
                 }
                 // The tag keeps the index entry's platform.
                 child.descriptor.set_platform(chosen.platform().clone());
@@ -367,9 +375,11 @@ impl Client {
             .content_length()
             .is_some_and(|n| n > MAX_MANIFEST_SIZE as u64)
         {
-            return Err(Error::Manifest(format!(
-                "{url}: larger than {MAX_MANIFEST_SIZE} bytes"
-            )));
+            return Err(ManifestError::TooLarge {
+                url,
+                limit: MAX_MANIFEST_SIZE,
+            }
+            .into());
         }
         let header_digest = resp
             .headers()
@@ -377,7 +387,10 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .map(|s| Digest::parse(s.trim()))
             .transpose()
-            .map_err(|e| Error::Manifest(format!("{url}: Docker-Content-Digest: {e}")))?;
+            .map_err(|source| ManifestError::Digest {
+                what: format!("{url}: Docker-Content-Digest"),
+                source,
+            })?;
         let content_type = resp
             .headers()
             .get(header::CONTENT_TYPE)
@@ -387,12 +400,14 @@ impl Client {
         while let Some(chunk) = resp
             .chunk()
             .await
-            .map_err(|e| self.http.transport_error(&url, &e))?
+            .map_err(|e| self.http.transport_error(&url, e))?
         {
             if bytes.len() + chunk.len() > MAX_MANIFEST_SIZE {
-                return Err(Error::Manifest(format!(
-                    "{url}: larger than {MAX_MANIFEST_SIZE} bytes"
-                )));
+                return Err(ManifestError::TooLarge {
+                    url,
+                    limit: MAX_MANIFEST_SIZE,
+                }
+                .into());
             }
             bytes.extend_from_slice(&chunk);
         }
@@ -426,8 +441,12 @@ impl Client {
         let descriptor = Descriptor::new(
             MediaType::from(media_type.as_str()),
             bytes.len() as u64,
-            oci_spec::image::Digest::try_from(digest.to_string())
-                .map_err(|e| Error::Manifest(format!("{digest}: {e}")))?,
+            oci_spec::image::Digest::try_from(digest.to_string()).map_err(|source| {
+                ManifestError::Descriptor {
+                    digest: digest.clone(),
+                    source,
+                }
+            })?,
         );
         Ok(Fetched {
             descriptor,
@@ -473,19 +492,22 @@ impl Client {
         out: &mut Vec<Fetched>,
     ) -> Result<(), Error> {
         if depth >= MAX_DEPTH {
-            return Err(Error::Manifest(format!(
-                "{}: indexes nested deeper than {MAX_DEPTH}",
-                index.digest
-            )));
+            return Err(ManifestError::TooDeep {
+                digest: index.digest.clone(),
+                limit: MAX_DEPTH,
+            }
+            .into());
         }
         let Content::Index(parsed) = &index.content else {
             unreachable!("called with an index");
         };
         for (i, e) in parsed.manifests().iter().enumerate() {
             if out.len() >= MAX_MANIFESTS {
-                return Err(Error::Manifest(format!(
-                    "{reference}: more than {MAX_MANIFESTS} manifests"
-                )));
+                return Err(ManifestError::TooManyManifests {
+                    reference: reference.to_string(),
+                    limit: MAX_MANIFESTS,
+                }
+                .into());
             }
             let d = digest_of(e, &format!("{} entry {i}", index.digest))?;
             let child = self
@@ -542,6 +564,7 @@ impl Client {
                     return Err(Error::Transport {
                         url,
                         reason: format!("asked for bytes {from}-, got Content-Range {start:?}"),
+                        source: None,
                     });
                 }
             }
@@ -564,7 +587,7 @@ impl Client {
                         progress.advance(digest, chunk.len() as u64);
                     }
                     Ok(None) => break None,
-                    Err(e) => break Some(self.http.transport_error(&url, &e)),
+                    Err(e) => break Some(self.http.transport_error(&url, e)),
                 }
             };
             let Some(err) = cut else {
@@ -614,10 +637,13 @@ fn parse_manifest(
         manifests: Option<serde::de::IgnoredAny>,
         config: Option<serde::de::IgnoredAny>,
     }
-    let bad = |why: String| Error::Manifest(format!("{digest}: {why}"));
-    let probe: Probe = serde_json::from_slice(bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let digest = digest.clone();
+    let probe: Probe = serde_json::from_slice(bytes).map_err(|source| ManifestError::NotJson {
+        digest: digest.clone(),
+        source,
+    })?;
     if probe.schema_version != Some(2) {
-        return Err(bad("schemaVersion is not 2".into()));
+        return Err(ManifestError::SchemaVersion { digest }.into());
     }
     let is_index = |m: &str| m == OCI_INDEX || m == DOCKER_MANIFEST_LIST;
     let is_manifest = |m: &str| m == OCI_MANIFEST || m == DOCKER_MANIFEST;
@@ -626,18 +652,26 @@ fn parse_manifest(
         (None, Some(c)) if is_index(c) || is_manifest(c) => c.to_string(),
         (None, _) if probe.manifests.is_some() => OCI_INDEX.to_string(),
         (None, _) if probe.config.is_some() => OCI_MANIFEST.to_string(),
-        (None, c) => return Err(bad(format!("unknown media type {c:?}"))),
+        (None, c) => {
+            return Err(ManifestError::UnknownMediaType {
+                digest,
+                content_type: c.map(str::to_string),
+            }
+            .into())
+        }
     };
     let content = if is_index(&media_type) {
         Content::Index(Box::new(
-            serde_json::from_slice(bytes).map_err(|e| bad(format!("index: {e}")))?,
+            serde_json::from_slice(bytes)
+                .map_err(|source| ManifestError::Index { digest, source })?,
         ))
     } else if is_manifest(&media_type) {
         Content::Manifest(Box::new(
-            serde_json::from_slice(bytes).map_err(|e| bad(format!("manifest: {e}")))?,
+            serde_json::from_slice(bytes)
+                .map_err(|source| ManifestError::Manifest { digest, source })?,
         ))
     } else {
-        return Err(bad(format!("unsupported media type {media_type:?}")));
+        return Err(ManifestError::UnsupportedMediaType { digest, media_type }.into());
     };
     Ok((media_type, content))
 }

@@ -18,7 +18,7 @@
 //! certificate (the server refuses the handshake) and keeps the reason,
 //! which [`crate::Client`] reports.
 
-use crate::Error;
+use crate::{Error, TlsError, TokenError};
 use base64::Engine as _;
 use ir_attest::emulate::EmulatedRealm;
 use ir_attest::RATLS_TOKEN_EXTENSION_ARCS;
@@ -88,10 +88,11 @@ impl TokenSource {
         };
         let len = std::fs::metadata(path).map_err(io)?.len();
         if len == 0 || len > MAX_TOKEN_FILE {
-            return Err(Error::Token(format!(
-                "{}: a token file has 1 to {MAX_TOKEN_FILE} bytes, found {len}",
-                path.display()
-            )));
+            return Err(TokenError::FileSize {
+                path: path.to_path_buf(),
+                len,
+            }
+            .into());
         }
         Ok(Self::Fixed(Arc::new(std::fs::read(path).map_err(io)?)))
     }
@@ -333,13 +334,11 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 pub fn root_store(ca_pem: &[u8]) -> Result<rustls::RootCertStore, Error> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem) {
-        let cert = cert.map_err(|e| Error::Tls(format!("CA file: {e}")))?;
-        roots
-            .add(cert)
-            .map_err(|e| Error::Tls(format!("CA certificate: {e}")))?;
+        let cert = cert.map_err(TlsError::CaFile)?;
+        roots.add(cert).map_err(TlsError::CaCertificate)?;
     }
     if roots.is_empty() {
-        return Err(Error::Tls("CA file holds no PEM certificate".into()));
+        return Err(TlsError::NoCaCertificate.into());
     }
     Ok(roots)
 }
@@ -353,14 +352,14 @@ pub fn tls_config(
 ) -> Result<rustls::ClientConfig, Error> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Tls(e.to_string()))?;
+        .map_err(TlsError::Config)?;
     let builder = match ca_pem {
         Some(pem) => builder.with_root_certificates(root_store(pem)?),
         None => {
             use rustls_platform_verifier::BuilderVerifierExt as _;
             builder
                 .with_platform_verifier()
-                .map_err(|e| Error::Tls(format!("platform roots: {e}")))?
+                .map_err(TlsError::PlatformRoots)?
         }
     };
     let mut config = match resolver {

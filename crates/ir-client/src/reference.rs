@@ -1,6 +1,7 @@
 //! Image references: `<scheme>://<host>[:<port>]/<name>[:<tag>|@<digest>]`.
 
-use ir_oci::Digest;
+use crate::ReferenceError;
+use ir_oci::{Digest, RepoName, Tag};
 use std::fmt;
 
 /// How the registry is reached, from the reference's scheme.
@@ -58,8 +59,15 @@ pub struct Reference {
 
 impl Reference {
     /// Parses a reference; the tag defaults to `latest`.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let bad = |why: &str| format!("reference {text:?}: {why}");
+    pub fn parse(text: &str) -> Result<Self, ReferenceError> {
+        let bad = |why: &'static str| ReferenceError::Syntax {
+            text: text.to_string(),
+            why,
+        };
+        let name_err = |source| ReferenceError::Name {
+            text: text.to_string(),
+            source,
+        };
         let (scheme, rest) = text.split_once("://").ok_or_else(|| {
             bad("expected <http|https|ra-tls>://<host>[:<port>]/<name>[:<tag>|@<digest>]")
         })?;
@@ -67,7 +75,12 @@ impl Reference {
             "http" => Scheme::Http,
             "https" => Scheme::Https,
             "ra-tls" => Scheme::RaTls,
-            other => return Err(bad(&format!("unknown scheme {other:?}"))),
+            other => {
+                return Err(ReferenceError::UnknownScheme {
+                    text: text.to_string(),
+                    scheme: other.to_string(),
+                })
+            }
         };
         let (authority, path) = rest
             .split_once('/')
@@ -83,25 +96,25 @@ impl Reference {
         let (name, target) = if let Some((name, digest)) = path.split_once('@') {
             (
                 name,
-                Target::Digest(Digest::parse(digest).map_err(|e| bad(&e.to_string()))?),
+                Target::Digest(
+                    Digest::parse(digest).map_err(|source| ReferenceError::Digest {
+                        text: text.to_string(),
+                        source,
+                    })?,
+                ),
             )
         } else {
             // A tag follows the last ':' of the last path segment.
             let last = path.rfind('/').map_or(0, |i| i + 1);
             match path[last..].rfind(':') {
                 Some(i) => {
-                    let tag = &path[last + i + 1..];
-                    if !valid_tag(tag) {
-                        return Err(bad(&format!("invalid tag {tag:?}")));
-                    }
-                    (&path[..last + i], Target::Tag(tag.to_string()))
+                    let tag = Tag::parse(&path[last + i + 1..]).map_err(name_err)?;
+                    (&path[..last + i], Target::Tag(tag.as_str().to_string()))
                 }
                 None => (path, Target::Tag("latest".into())),
             }
         };
-        if !valid_name(name) {
-            return Err(bad(&format!("invalid repository name {name:?}")));
-        }
+        RepoName::parse(name).map_err(name_err)?;
         Ok(Self {
             scheme,
             authority: authority.to_string(),
@@ -157,12 +170,15 @@ pub struct RegistryUrl {
 
 impl RegistryUrl {
     /// Parses `<scheme>://<host>[:<port>][/]`.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let r = Reference::parse(&format!("{}/x", text.trim_end_matches('/'))).map_err(|_| {
-            format!("registry {text:?}: expected <http|https|ra-tls>://<host>[:<port>]")
-        })?;
+    pub fn parse(text: &str) -> Result<Self, ReferenceError> {
+        let bad = |why| ReferenceError::Registry {
+            text: text.to_string(),
+            why,
+        };
+        let r = Reference::parse(&format!("{}/x", text.trim_end_matches('/')))
+            .map_err(|_| bad("expected <http|https|ra-tls>://<host>[:<port>]"))?;
         if r.name != "x" {
-            return Err(format!("registry {text:?}: expected no repository name"));
+            return Err(bad("expected no repository name"));
         }
         Ok(Self {
             scheme: r.scheme,
@@ -180,49 +196,16 @@ impl RegistryUrl {
     }
 }
 
-/// The distribution spec's tag grammar: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
+/// The distribution spec's tag grammar: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`
+/// (ir-oci's parser).
 pub fn valid_tag(tag: &str) -> bool {
-    let b = tag.as_bytes();
-    !b.is_empty()
-        && b.len() <= 128
-        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(c))
+    Tag::parse(tag).is_ok()
 }
 
 /// The distribution spec's name grammar: lowercase components separated
-/// by `/`, each `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
+/// by `/`, each `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*` (ir-oci's parser).
 pub fn valid_name(name: &str) -> bool {
-    if name.is_empty() || name.len() > 255 {
-        return false;
-    }
-    name.split('/').all(|component| {
-        let b = component.as_bytes();
-        if b.is_empty() || !is_alnum(b[0]) || !is_alnum(b[b.len() - 1]) {
-            return false;
-        }
-        let mut i = 0;
-        while i < b.len() {
-            if is_alnum(b[i]) {
-                i += 1;
-                continue;
-            }
-            // A separator: '.', '_', '__' or one or more '-'.
-            let start = i;
-            while i < b.len() && !is_alnum(b[i]) {
-                i += 1;
-            }
-            let sep = &component[start..i];
-            if !(sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|c| c == b'-')) {
-                return false;
-            }
-        }
-        true
-    })
-}
-
-fn is_alnum(c: u8) -> bool {
-    c.is_ascii_lowercase() || c.is_ascii_digit()
+    RepoName::parse(name).is_ok()
 }
 
 #[cfg(test)]

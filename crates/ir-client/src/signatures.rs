@@ -107,14 +107,25 @@ impl Client {
             .registry_host
             .clone()
             .unwrap_or_else(|| reference.authority.clone());
-        let name = RepoName::parse(&reference.name)
-            .map_err(|e| Error::Reference(format!("reference {reference}: {e}")))?;
-        let base = DockerReference::of_repository(&host, &name)
-            .map_err(|e| Error::Reference(format!("--registry-host {host}: {e}")))?;
+        let name = RepoName::parse(&reference.name).map_err(|source| {
+            Error::Reference(crate::ReferenceError::Name {
+                text: reference.to_string(),
+                source,
+            })
+        })?;
+        let base = DockerReference::of_repository(&host, &name).map_err(|e| Error::Policy {
+            what: format!("--registry-host {host}"),
+            source: Box::new(e),
+        })?;
         let image = match &reference.target {
             Target::Tag(t) => match ir_oci::Tag::parse(t) {
                 Ok(tag) => base.with_tag(&tag),
-                Err(e) => return Err(Error::Reference(format!("reference {reference}: {e}"))),
+                Err(source) => {
+                    return Err(Error::Reference(crate::ReferenceError::Name {
+                        text: reference.to_string(),
+                        source,
+                    }))
+                }
             },
             Target::Digest(_) => base.with_digest(&subject.digest),
         };

@@ -172,7 +172,9 @@ impl<'a> Walker<'a> {
         self.admit(meta.len().min(self.options.max_index_json));
         let bytes = fsx::read_open_limited(file, &meta, self.options.max_index_json)
             .map_err(at("index.json"))?;
-        let index = parse_index(&bytes, None).map_err(at("index.json"))?;
+        // index.json itself must be an OCI index.
+        let index: ImageIndex =
+            parse_document(&bytes, media_type::OCI_INDEX).map_err(at("index.json"))?;
 
         let index_path = PathBuf::from("index.json");
         let mut tags = BTreeMap::new();
@@ -343,31 +345,19 @@ impl<'a> Walker<'a> {
         .map_err(at)?;
         self.bytes_verified += size;
 
+        // What differs between the two is which descriptors they list and
+        // what those must be; the rest is read alike (`parse_document`,
+        // `finish_document`).
         let manifest = match kind {
             ContentKind::Index => {
-                let index = parse_index(&bytes, Some(media_type)).map_err(at)?;
+                let index: ImageIndex = parse_document(&bytes, media_type).map_err(at)?;
                 for d in index.manifests() {
                     self.visit_listed(d, &file, depth + 1)?;
                 }
-                if let Some(subject) = index.subject() {
-                    self.visit_subject(subject, &file, depth + 1)?;
-                }
-                let referring = subject_digest(index.subject()).map(|subject| Referring {
-                    subject,
-                    artifact_type: index
-                        .artifact_type()
-                        .as_ref()
-                        .map(|t| self.intern(t.as_ref())),
-                    annotations: sorted(index.annotations()),
-                });
-                Manifest {
-                    media_type: self.intern(media_type),
-                    bytes: bytes.into(),
-                    referring: referring.map(Box::new),
-                }
+                self.finish_document(&index, media_type, bytes, &file, depth)?
             }
             ContentKind::Manifest => {
-                let m = parse_manifest(&bytes, media_type).map_err(at)?;
+                let m: ImageManifest = parse_document(&bytes, media_type).map_err(at)?;
                 let (config, _) = self.check_descriptor(m.config(), &file)?;
                 self.add_blob(config, m.config().size(), &file)?;
                 for layer in m.layers() {
@@ -380,26 +370,7 @@ impl<'a> Walker<'a> {
                     }
                     self.add_blob(digest, size, &file)?;
                 }
-                if let Some(subject) = m.subject() {
-                    self.visit_subject(subject, &file, depth + 1)?;
-                }
-                let referring = subject_digest(m.subject()).map(|subject| {
-                    let artifact_type = m
-                        .artifact_type()
-                        .as_ref()
-                        .map(|t| t.to_string())
-                        .unwrap_or_else(|| m.config().media_type().to_string());
-                    Referring {
-                        subject,
-                        artifact_type: Some(self.intern(&artifact_type)),
-                        annotations: sorted(m.annotations()),
-                    }
-                });
-                Manifest {
-                    media_type: self.intern(media_type),
-                    bytes: bytes.into(),
-                    referring: referring.map(Box::new),
-                }
+                self.finish_document(&m, media_type, bytes, &file, depth)?
             }
             ContentKind::Blob => unreachable!("documents are manifests or indexes"),
         };
@@ -407,6 +378,33 @@ impl<'a> Walker<'a> {
         // Its parse tree is gone; its bytes stay as part of the model.
         self.held -= size;
         Ok(())
+    }
+
+    /// The end of a document's walk, alike for indexes and manifests (after
+    /// their listed descriptors): its `subject`, one level down, then the
+    /// model entry, with what the referrers API lists it under when it
+    /// has a subject.
+    fn finish_document<D: Document>(
+        &mut self,
+        doc: &D,
+        media_type: &str,
+        bytes: Vec<u8>,
+        file: &Path,
+        depth: usize,
+    ) -> Result<Manifest, Broken> {
+        if let Some(subject) = doc.subject() {
+            self.visit_subject(subject, file, depth + 1)?;
+        }
+        let referring = subject_digest(doc.subject()).map(|subject| Referring {
+            subject,
+            artifact_type: doc.referrer_artifact_type().map(|t| self.intern(&t)),
+            annotations: sorted(doc.annotations()),
+        });
+        Ok(Manifest {
+            media_type: self.intern(media_type),
+            bytes: bytes.into(),
+            referring: referring.map(Box::new),
+        })
     }
 }
 
@@ -421,17 +419,80 @@ pub(super) fn sorted(a: &Option<HashMap<String, String>>) -> Option<BTreeMap<Str
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
 }
 
-/// Parses an index; `expected` is the media type of the descriptor that
-/// points at it (`None` for `index.json`, which must be an OCI index).
-pub(super) fn parse_index(bytes: &[u8], expected: Option<&str>) -> Result<ImageIndex, Rule> {
-    let index: ImageIndex = serde_json::from_str(require_utf8("image index", bytes)?)
-        .map_err(|e| digest_rule(bytes).unwrap_or_else(|| invalid("image index", e)))?;
-    if index.schema_version() != 2 {
-        return Err(Rule::SchemaVersion(index.schema_version()));
+/// What the walk reads alike in image indexes and image manifests.
+pub(super) trait Document: serde::de::DeserializeOwned {
+    /// How rejections name the document (`image index`, `image manifest`).
+    const WHAT: &'static str;
+    /// `schemaVersion`.
+    fn schema_version(&self) -> u32;
+    /// The document's own `mediaType`, if it states one.
+    fn own_media_type(&self) -> Option<String>;
+    /// `subject`.
+    fn subject(&self) -> &Option<Descriptor>;
+    /// `annotations`.
+    fn annotations(&self) -> &Option<HashMap<String, String>>;
+    /// The artifact type the referrers API lists it under: `artifactType`;
+    /// for a manifest without one, its config's media type (image spec).
+    fn referrer_artifact_type(&self) -> Option<String>;
+}
+
+impl Document for ImageIndex {
+    const WHAT: &'static str = "image index";
+    fn schema_version(&self) -> u32 {
+        ImageIndex::schema_version(self)
     }
-    if let Some(own) = index.media_type() {
-        let own = own.to_string();
-        let expected = expected.unwrap_or(media_type::OCI_INDEX);
+    fn own_media_type(&self) -> Option<String> {
+        ImageIndex::media_type(self).as_ref().map(|m| m.to_string())
+    }
+    fn subject(&self) -> &Option<Descriptor> {
+        ImageIndex::subject(self)
+    }
+    fn annotations(&self) -> &Option<HashMap<String, String>> {
+        ImageIndex::annotations(self)
+    }
+    fn referrer_artifact_type(&self) -> Option<String> {
+        self.artifact_type().as_ref().map(|t| t.to_string())
+    }
+}
+
+impl Document for ImageManifest {
+    const WHAT: &'static str = "image manifest";
+    fn schema_version(&self) -> u32 {
+        ImageManifest::schema_version(self)
+    }
+    fn own_media_type(&self) -> Option<String> {
+        ImageManifest::media_type(self)
+            .as_ref()
+            .map(|m| m.to_string())
+    }
+    fn subject(&self) -> &Option<Descriptor> {
+        ImageManifest::subject(self)
+    }
+    fn annotations(&self) -> &Option<HashMap<String, String>> {
+        ImageManifest::annotations(self)
+    }
+    fn referrer_artifact_type(&self) -> Option<String> {
+        Some(
+            self.artifact_type()
+                .as_ref()
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| self.config().media_type().to_string()),
+        )
+    }
+}
+
+/// Parses an index or a manifest and checks what they share: UTF-8 text,
+/// the typed shape (a malformed descriptor digest named as such),
+/// `schemaVersion` 2, and the document's own `mediaType`, when present,
+/// equal to `expected` (the media type of the descriptor that points at
+/// it).
+pub(super) fn parse_document<D: Document>(bytes: &[u8], expected: &str) -> Result<D, Rule> {
+    let doc: D = serde_json::from_str(require_utf8(D::WHAT, bytes)?)
+        .map_err(|e| digest_rule(bytes).unwrap_or_else(|| invalid(D::WHAT, e)))?;
+    if doc.schema_version() != 2 {
+        return Err(Rule::SchemaVersion(doc.schema_version()));
+    }
+    if let Some(own) = doc.own_media_type() {
         if own != expected {
             return Err(Rule::MediaTypeMismatch {
                 expected: expected.into(),
@@ -439,7 +500,7 @@ pub(super) fn parse_index(bytes: &[u8], expected: Option<&str>) -> Result<ImageI
             });
         }
     }
-    Ok(index)
+    Ok(doc)
 }
 
 /// JSON text is UTF-8 throughout (RFC 8259, section 8.1). serde_json checks
@@ -471,22 +532,4 @@ pub(super) fn digest_rule(bytes: &[u8]) -> Option<Rule> {
         .filter_map(|d| d.get("digest")?.as_str())
         .find_map(|s| Digest::parse(s).err())
         .map(Rule::Digest)
-}
-
-pub(super) fn parse_manifest(bytes: &[u8], expected: &str) -> Result<ImageManifest, Rule> {
-    let m: ImageManifest = serde_json::from_str(require_utf8("image manifest", bytes)?)
-        .map_err(|e| digest_rule(bytes).unwrap_or_else(|| invalid("image manifest", e)))?;
-    if m.schema_version() != 2 {
-        return Err(Rule::SchemaVersion(m.schema_version()));
-    }
-    if let Some(own) = m.media_type() {
-        let own = own.to_string();
-        if own != expected {
-            return Err(Rule::MediaTypeMismatch {
-                expected: expected.into(),
-                found: own,
-            });
-        }
-    }
-    Ok(m)
 }

@@ -1,0 +1,508 @@
+//! The client's errors. [`Error`] is what a call returns; its `Display`
+//! is one line naming what failed (the command line prints it), and the
+//! variants that wrap a detail type keep the cause as data: the detail
+//! enum says which rule failed, and its `source()` is the underlying
+//! error (ir-oci's name or digest error, serde_json, rustls, ir-attest)
+//! where there is one. The exit status comes from the variant
+//! ([`Error::exit_code`], documented in docs/client.md).
+
+use crate::ratls::MAX_TOKEN_FILE;
+use crate::Digest;
+use std::path::PathBuf;
+
+/// Why a pull failed. `Display` is one line.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The reference does not parse, or does not fit the transport.
+    #[error("{0}")]
+    Reference(#[from] ReferenceError),
+    /// The request could not be sent or its answer not read.
+    #[error("{url}: {reason}")]
+    Transport {
+        /// The URL requested.
+        url: String,
+        /// The whole cause chain, on one line.
+        reason: String,
+        /// reqwest's error, when the request failed in reqwest (not when
+        /// an answer broke the protocol).
+        #[source]
+        source: Option<reqwest::Error>,
+    },
+    /// The RA-TLS handshake failed because no attested certificate could
+    /// be made (the token source refused or failed).
+    #[error("{url}: RA-TLS attestation: {reason}")]
+    Attestation {
+        /// The URL requested.
+        url: String,
+        /// The step that failed, and the cause chain, on one line.
+        reason: String,
+        /// reqwest's error for the failed request.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The registry answered with an unexpected status.
+    #[error("{url}: HTTP {status}{message}")]
+    Status {
+        /// The URL requested.
+        url: String,
+        /// The status.
+        status: u16,
+        /// The OCI error code and message, if any (with a leading `: `).
+        message: String,
+    },
+    /// Content does not match its digest.
+    #[error("{what}: digest mismatch: expected {expected}, content has {found}")]
+    DigestMismatch {
+        /// What was checked (a blob, a reference's manifest).
+        what: String,
+        /// The digest asked for.
+        expected: String,
+        /// The digest of what arrived.
+        found: String,
+    },
+    /// Content does not have the size its descriptor says.
+    #[error("size mismatch for {digest}: expected {expected} bytes, got {found}")]
+    Size {
+        /// The blob.
+        digest: String,
+        /// The descriptor's size.
+        expected: u64,
+        /// What arrived.
+        found: String,
+    },
+    /// A manifest or index is malformed or unsupported.
+    #[error("manifest: {0}")]
+    Manifest(#[from] ManifestError),
+    /// No manifest of the index is for the wanted platform.
+    #[error("index {index} has no manifest for platform {wanted} (available: {available})")]
+    NoPlatform {
+        /// The index's digest.
+        index: String,
+        /// The platform asked for.
+        wanted: String,
+        /// The platforms the index lists.
+        available: String,
+    },
+    /// The output layout is unusable.
+    #[error("layout: {0}")]
+    Layout(#[from] LayoutError),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// TLS could not be configured.
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    /// The token source could not be set up.
+    #[error("RA-TLS token: {0}")]
+    Token(#[from] TokenError),
+    /// The signature policy refuses the image (nothing was written).
+    #[error("{image}: refused by the signature policy: {reason}")]
+    Refused {
+        /// The image as the policy named it (`host/name:tag`).
+        image: String,
+        /// The requirement, the reason code and the detail.
+        reason: String,
+    },
+    /// The signature policy or a name it judges by cannot be used.
+    #[error("{what}: {source}")]
+    Policy {
+        /// The flag and its value.
+        what: String,
+        /// Why (ir-trust's or ir-notation's error).
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl Error {
+    /// The process exit status for this error (documented in
+    /// docs/client.md): 2 usage, 3 registry refusal, 4 verification,
+    /// 5 attestation, 6 signature policy refusal, 1 anything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Reference(_) | Error::Policy { .. } => 2,
+            Error::Refused { .. } => 6,
+            Error::Status { .. } => 3,
+            Error::DigestMismatch { .. }
+            | Error::Size { .. }
+            | Error::Manifest(_)
+            | Error::NoPlatform { .. } => 4,
+            Error::Attestation { .. } | Error::Token(_) => 5,
+            Error::Transport { .. } | Error::Layout(_) | Error::Io { .. } | Error::Tls(_) => 1,
+        }
+    }
+}
+
+/// Why a reference, or the flags that go with it, cannot be used (exit
+/// status 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ReferenceError {
+    /// The text does not have the reference's shape.
+    #[error("reference {text:?}: {why}")]
+    Syntax {
+        /// The reference as given.
+        text: String,
+        /// Which part is wrong.
+        why: &'static str,
+    },
+    /// The scheme is not `http`, `https` or `ra-tls`.
+    #[error("reference {text:?}: unknown scheme {scheme:?}")]
+    UnknownScheme {
+        /// The reference as given.
+        text: String,
+        /// The scheme.
+        scheme: String,
+    },
+    /// The repository name or the tag breaks the distribution grammar.
+    #[error("reference {text:?}: {source}")]
+    Name {
+        /// The reference as given.
+        text: String,
+        /// ir-oci's verdict on the name or tag.
+        #[source]
+        source: ir_oci::name::NameError,
+    },
+    /// The digest after `@` is invalid.
+    #[error("reference {text:?}: {source}")]
+    Digest {
+        /// The reference as given.
+        text: String,
+        /// ir-oci's verdict on the digest.
+        #[source]
+        source: ir_oci::digest::DigestError,
+    },
+    /// A registry URL is not `<scheme>://<host>[:<port>][/]`.
+    #[error("registry {text:?}: {why}")]
+    Registry {
+        /// The URL as given.
+        text: String,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// The tag to write into the layout (`--tag`) is invalid.
+    #[error("invalid tag {tag:?}")]
+    Tag {
+        /// The tag as given.
+        tag: String,
+        /// ir-oci's verdict.
+        #[source]
+        source: ir_oci::name::NameError,
+    },
+    /// The reference's scheme is not the one this client was made for.
+    #[error("{what} needs the {} transport, this client speaks {}", wanted.as_str(), speaks.as_str())]
+    WrongTransport {
+        /// What was asked for (`reference …`, `registry …`).
+        what: String,
+        /// The reference's scheme.
+        wanted: crate::Scheme,
+        /// The client's.
+        speaks: crate::Scheme,
+    },
+    /// A blob was asked for by tag.
+    #[error("reference {reference}: a blob is named by digest (NAME@sha256:…)")]
+    BlobByTag {
+        /// The reference.
+        reference: String,
+    },
+    /// The connection flags do not fit the reference's scheme.
+    #[error("{0}")]
+    Flags(&'static str),
+}
+
+/// Why a manifest, index or listing is refused (exit status 4).
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The answer is larger than the limit for it.
+    #[error("{url}: larger than {limit} bytes")]
+    TooLarge {
+        /// The URL.
+        url: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// A paginated listing has more pages than followed.
+    #[error("{url}: more than {limit} pages")]
+    TooManyPages {
+        /// The listing's first URL.
+        url: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// A listing page is not a JSON object.
+    #[error("{url}: not a JSON object: {source}")]
+    NotJsonObject {
+        /// The page's URL.
+        url: String,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A listing's member is not a list.
+    #[error("{url}: {field} is not a list")]
+    NotAList {
+        /// The page's URL.
+        url: String,
+        /// The member.
+        field: String,
+    },
+    /// A referrers answer is not an image index.
+    #[error("{url}: not an image index: {source}")]
+    NotAnIndex {
+        /// The URL.
+        url: String,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A digest (in a descriptor or a header) is invalid.
+    #[error("{what}: {source}")]
+    Digest {
+        /// Where the digest was.
+        what: String,
+        /// ir-oci's verdict.
+        #[source]
+        source: ir_oci::digest::DigestError,
+    },
+    /// oci-spec refused a digest ir-oci accepted.
+    #[error("{digest}: {source}")]
+    Descriptor {
+        /// The digest.
+        digest: Digest,
+        /// oci-spec's error.
+        #[source]
+        source: oci_spec::OciSpecError,
+    },
+    /// The document is not JSON.
+    #[error("{digest}: not JSON: {source}")]
+    NotJson {
+        /// The document's digest.
+        digest: Digest,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// `schemaVersion` is not 2.
+    #[error("{digest}: schemaVersion is not 2")]
+    SchemaVersion {
+        /// The document's digest.
+        digest: Digest,
+    },
+    /// Neither the document nor the answer says what it is.
+    #[error("{digest}: unknown media type {content_type:?}")]
+    UnknownMediaType {
+        /// The document's digest.
+        digest: Digest,
+        /// The answer's Content-Type.
+        content_type: Option<String>,
+    },
+    /// The media type is neither an index nor an image manifest.
+    #[error("{digest}: unsupported media type {media_type:?}")]
+    UnsupportedMediaType {
+        /// The document's digest.
+        digest: Digest,
+        /// The media type.
+        media_type: String,
+    },
+    /// The document does not parse as the index it says it is.
+    #[error("{digest}: index: {source}")]
+    Index {
+        /// The document's digest.
+        digest: Digest,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The document does not parse as the image manifest it says it is.
+    #[error("{digest}: manifest: {source}")]
+    Manifest {
+        /// The document's digest.
+        digest: Digest,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The entry chosen for the platform is an index.
+    #[error("{digest}: the platform's entry is an index, not an image manifest")]
+    PlatformEntryIsIndex {
+        /// The entry's digest.
+        digest: Digest,
+    },
+    /// Indexes nest deeper than followed.
+    #[error("{digest}: indexes nested deeper than {limit}")]
+    TooDeep {
+        /// The index at the limit.
+        digest: Digest,
+        /// The limit.
+        limit: usize,
+    },
+    /// More manifests than one pull takes.
+    #[error("{reference}: more than {limit} manifests")]
+    TooManyManifests {
+        /// The reference pulled.
+        reference: String,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// Why the output layout is unusable (exit status 1).
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    /// A layout file is not JSON.
+    #[error("{}: not JSON: {source}", path.display())]
+    NotJson {
+        /// The file.
+        path: PathBuf,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// `oci-layout` names another version.
+    #[error("{}: imageLayoutVersion is not 1.0.0", path.display())]
+    Version {
+        /// The `oci-layout` file.
+        path: PathBuf,
+    },
+    /// `index.json` is larger than read.
+    #[error("{}: too large", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+    },
+    /// `index.json` has no `manifests` array.
+    #[error("{}: no manifests array", path.display())]
+    NoManifests {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// Why TLS could not be configured (exit status 1).
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The CA file is not PEM.
+    #[error("CA file: {0}")]
+    CaFile(#[source] rustls::pki_types::pem::Error),
+    /// A CA certificate is refused.
+    #[error("CA certificate: {0}")]
+    CaCertificate(#[source] rustls::Error),
+    /// The CA file has no certificate.
+    #[error("CA file holds no PEM certificate")]
+    NoCaCertificate,
+    /// The platform's roots could not be loaded.
+    #[error("platform roots: {0}")]
+    PlatformRoots(#[source] rustls::Error),
+    /// rustls refused the configuration.
+    #[error("{0}")]
+    Config(#[source] rustls::Error),
+    /// The HTTP client could not be built with it.
+    #[error("{chain}")]
+    Client {
+        /// The cause chain on one line.
+        chain: String,
+        /// reqwest's error.
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
+/// Why the token source could not be set up (exit status 5).
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// A measurement is not hex.
+    #[error("{what} {text:?} is not hex: {source}")]
+    NotHex {
+        /// Which measurement.
+        what: String,
+        /// The text given.
+        text: String,
+        /// The decoding error.
+        #[source]
+        source: hex::FromHexError,
+    },
+    /// A measurement's length does not fit the hash algorithm.
+    #[error("{what} has {found} bytes, the hash algorithm needs {expected}")]
+    MeasurementLength {
+        /// Which measurement.
+        what: String,
+        /// Its length.
+        found: usize,
+        /// The hash's output length.
+        expected: usize,
+    },
+    /// The hash algorithm is not one a realm uses.
+    #[error("hash algorithm {0:?}: expected sha-256, sha-384 or sha-512")]
+    HashAlgorithm(String),
+    /// More than four REMs.
+    #[error("a realm has 4 REMs, {0} given")]
+    TooManyRems(usize),
+    /// The emulated realm could not be made, loaded or saved.
+    #[error("{0}")]
+    Emulate(#[from] ir_attest::emulate::EmulateError),
+    /// A realm-keys directory with one key of two.
+    #[error("{}: has only one of {} and {}", dir.display(), crate::emulated::RAK_FILE, crate::emulated::CPAK_FILE)]
+    HalfKeys {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// A token file is empty or too large.
+    #[error("{}: a token file has 1 to {MAX_TOKEN_FILE} bytes, found {len}", path.display())]
+    FileSize {
+        /// The file.
+        path: PathBuf,
+        /// Its length.
+        len: u64,
+    },
+    /// `--rsi` without the `rsi` feature.
+    #[error("--rsi needs ir-client built with the `rsi` feature")]
+    RsiNotBuilt,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn causes_are_kept_as_data_under_a_one_line_display() {
+        let e: Error = crate::Reference::parse("http://host/App")
+            .unwrap_err()
+            .into();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().starts_with("reference \"http://host/App\": "));
+        let detail = e.source().unwrap();
+        assert!(detail.is::<ReferenceError>());
+        let name = detail.source().unwrap().downcast_ref();
+        assert!(
+            matches!(name, Some(ir_oci::name::NameError::InvalidName(n)) if n == "App"),
+            "{e}"
+        );
+
+        let e = crate::emulated::measurements("sha-256", Some("zz"), &[]).unwrap_err();
+        assert_eq!(e.exit_code(), 5);
+        assert!(e
+            .to_string()
+            .starts_with("RA-TLS token: RIM \"zz\" is not hex"));
+        let detail = e.source().unwrap();
+        assert!(matches!(
+            detail.downcast_ref(),
+            Some(TokenError::NotHex { .. })
+        ));
+        assert!(detail.source().unwrap().is::<hex::FromHexError>());
+
+        let e = crate::ratls::root_store(b"-----BEGIN CERTIFICATE-----\n!!\n").unwrap_err();
+        assert_eq!(e.exit_code(), 1);
+        assert!(e.to_string().starts_with("TLS: CA file: "), "{e}");
+        assert!(e
+            .source()
+            .and_then(|s| s.source())
+            .unwrap()
+            .is::<rustls::pki_types::pem::Error>());
+        assert!(!e.to_string().contains('\n'));
+    }
+}

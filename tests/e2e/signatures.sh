@@ -12,6 +12,7 @@
 # Usage: tests/e2e/signatures.sh   (needs: docker-registry skopeo jq curl)
 # Env:   IR_SERVER_BIN  server binary (default target/debug/ir-server)
 #        IR_SIGN_BIN    signer binary (default target/debug/ir-sign)
+#        IR_CLIENT_BIN  client binary (default target/debug/ir-client)
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 . "$ROOT/tests/e2e/lib.sh"
@@ -138,6 +139,20 @@ for form in referrers bundle; do
   check "ir-sign verifies the pulled $app:1 ($form form)" \
     "$SIGN" verify --key "$WORK/keys/cosign.pub" --layout "$out" --tag 1 --reference "$HOST/$app:1" --mode "$form"
 done
+
+# ir-client judges pulls by the same policy file --------------------------
+CLIENT=${IR_CLIENT_BIN:-$ROOT/target/debug/ir-client}
+for app in signed referrers-signed bundle-signed; do
+  check "ir-client pull --policy accepts $app:1 (signed by the trusted key)" \
+    bash -c "$CLIENT pull -q --policy $WORK/policy.json --registry-host $HOST -o $WORK/client-$app http://$HOST/$app:1 | grep -q 'signed by sha256:'"
+done
+"$CLIENT" pull -q --policy "$WORK/other-policy.json" --registry-host "$HOST" -o "$WORK/client-refused" "http://$HOST/signed:1" \
+  >"$WORK/client-refused.txt" 2>&1
+CLIENT_RC=$?
+cat "$WORK/client-refused.txt" >>"$E2E_LOG"
+check "ir-client pull --policy with another key exits 6" test "$CLIENT_RC" -eq 6
+check "ir-client names the image and the reason" grep -q "$HOST/signed:1: refused by the signature policy: .*untrusted_key" "$WORK/client-refused.txt"
+check "ir-client wrote nothing for the refused image" test ! -e "$WORK/client-refused/index.json"
 
 # A policy with another key refuses all ------------------------------------
 "$BIN" --check -r "$SROOT" --policy "$WORK/other-policy.json" --registry-host "$HOST" >"$WORK/other-check.txt" 2>&1

@@ -402,6 +402,65 @@ fn reloads_and_verification_are_counted() {
     });
 }
 
+#[test]
+fn refused_images_are_counted_by_reason() {
+    serial(|| async {
+        use ir_testkit::cosign::{cosign_sign, Key};
+        let root = Root::new();
+        let key = Key::p256();
+        let signed = root.layout("signed");
+        let image = signed.image(b"signed");
+        let sig = cosign_sign(&signed, &image.manifest, "registry.test/signed:1", &key);
+        signed.set_index(&[image.tagged("1"), sig]);
+        let unsigned = root.layout("unsigned");
+        let a = unsigned.image(b"a");
+        let b = unsigned.image(b"b");
+        unsigned.set_index(&[a.tagged("1"), b.tagged("2")]);
+        let dir = root.outside("trust");
+        std::fs::create_dir_all(&dir).unwrap();
+        let key_path = key.write_public(&dir, "cosign.pub");
+        let policy = dir.join("policy.json");
+        std::fs::write(
+            &policy,
+            serde_json::to_vec(&serde_json::json!({
+                "default": [{"type": "reject"}],
+                "transports": {"docker": {"registry.test": [
+                    {"type": "sigstoreSigned", "keyPath": key_path}
+                ]}},
+            }))
+            .unwrap(),
+        )
+        .unwrap();
+        let gate = Arc::new(
+            ir_server::trust::Gate::new(ir_server::trust::TrustConfig::new(
+                Some(policy),
+                None,
+                "registry.test",
+            ))
+            .unwrap(),
+        );
+        let server = TestServer::start(root.path()).await;
+        let base = metrics_listener(server.state.clone()).await;
+        Reloader::new(
+            server.state.catalog.clone(),
+            root.path().to_path_buf(),
+            LoadOptions::default(),
+        )
+        .with_trust(Some(gate))
+        .reload()
+        .await
+        .unwrap();
+        let text = scrape(&base).await;
+        let refused = |reason: &str| {
+            value(&text, &format!("ir_server_images_refused{{reason=\"{reason}\"}}"))
+        };
+        assert_eq!(refused("no_signature"), 2.0, "{text}");
+        assert_eq!(refused("untrusted_key"), 0.0);
+        assert!(text.contains("ir_server_images_refused{reason=\"wrong_identity\"} 0"), "{text}");
+        server.stop().await;
+    });
+}
+
 /// A free port on 127.0.0.1 (bound and released; the server binds it next).
 fn free_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -452,11 +452,17 @@ fn refused_images_are_counted_by_reason() {
         .unwrap();
         let text = scrape(&base).await;
         let refused = |reason: &str| {
-            value(&text, &format!("ir_server_images_refused{{reason=\"{reason}\"}}"))
+            value(
+                &text,
+                &format!("ir_server_images_refused{{reason=\"{reason}\"}}"),
+            )
         };
         assert_eq!(refused("no_signature"), 2.0, "{text}");
         assert_eq!(refused("untrusted_key"), 0.0);
-        assert!(text.contains("ir_server_images_refused{reason=\"wrong_identity\"} 0"), "{text}");
+        assert!(
+            text.contains("ir_server_images_refused{reason=\"wrong_identity\"} 0"),
+            "{text}"
+        );
         server.stop().await;
     });
 }

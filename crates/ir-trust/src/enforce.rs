@@ -110,9 +110,14 @@ impl ArtifactSource for ApplicationSource<'_> {
                 blob.size()
             ));
         }
-        let bytes =
-            std::fs::read(self.0.blob_path(digest)).map_err(|e| format!("blob {digest}: {e}"))?;
-        // Verified at load; hashed again because the file may have changed.
+        // The very file that was verified (no symlink, not a device, same
+        // identity), read no further than its verified size.
+        let file = ir_oci::open_unchanged(&self.0.blob_path(digest), &blob.identity)
+            .map_err(|rule| format!("blob {digest}: {rule}"))?;
+        let mut bytes = Vec::with_capacity(blob.size() as usize);
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, blob.size() + 1), &mut bytes)
+            .map_err(|e| format!("blob {digest}: {e}"))?;
+        // Hashed again: the file may have changed in place since.
         if Digest::of_bytes(digest.algorithm(), &bytes) != *digest {
             return Err(format!("blob {digest} changed since it was verified"));
         }

@@ -159,6 +159,17 @@ fn parse_artifact(manifest: &[u8]) -> Option<(ArtifactKind, SignatureManifest)> 
         }
         _ => return None,
     };
+    // A signature artifact is served without a verdict of its own, so it
+    // may not carry more than signatures: no layer is larger than what it
+    // holds may be.
+    let limit = match kind {
+        ArtifactKind::Cosign => MAX_PAYLOAD_BYTES,
+        ArtifactKind::Bundle => MAX_BUNDLE_BYTES,
+        ArtifactKind::Notation => ir_notation::MAX_ENVELOPE_BYTES as u64,
+    };
+    if m.layers.iter().any(|l| l.size > limit) {
+        return None;
+    }
     Some((kind, m))
 }
 

@@ -330,3 +330,50 @@ fn signed_identity_forms_against_real_signatures() {
         }
     }
 }
+
+#[test]
+fn a_signature_tag_cannot_smuggle_large_blobs() {
+    // A ".sig" manifest whose "payload" layer is larger than any payload:
+    // not a signature artifact, so it needs a verdict of its own (and gets
+    // none), and its large layer is not served.
+    let root = Root::new();
+    let key = Key::p256();
+    let pubkey = key.write_public(root.path().parent().unwrap(), "k.pub");
+    let app = root.layout("app");
+    let i = app.image(b"x");
+    let big = app.blob(SIMPLE_SIGNING, &vec![b' '; 100 * 1024]);
+    let sig = sig_tag(&app, &i.manifest, &[big.clone()]);
+    app.set_index(&[i.tagged("1"), sig.clone()]);
+    let (registry, j) = judge(&root, &signed_by(&pubkey, None));
+    assert_eq!(reason(&j, "app", "1"), "no_signature");
+    let served = &registry.applications[&ir_oci::RepoName::parse("app").unwrap()];
+    assert!(!served.manifests.contains_key(&digest(&sig)));
+    assert!(!served.blobs.contains_key(&digest(&big)));
+}
+
+#[test]
+fn a_payload_replaced_by_a_symlink_after_the_load_is_not_read() {
+    let root = Root::new();
+    let key = Key::p256();
+    let pubkey = key.write_public(root.path().parent().unwrap(), "k.pub");
+    let app = root.layout("app");
+    let i = app.image(b"x");
+    let p = payload(i.manifest.digest_str(), &format!("{HOST}/app:1"));
+    let layer = signature_layer(&app, &p, &key.sign(&p));
+    app.set_index(&[i.tagged("1"), sig_tag(&app, &i.manifest, &[layer.clone()])]);
+    let registry = ir_oci::load(root.path(), &ir_oci::LoadOptions::default()).unwrap();
+    // After verification, the payload becomes a link to an endless device.
+    let path = app.blob_path(&layer);
+    std::fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+    let dir = root.outside("policy");
+    std::fs::create_dir_all(&dir).unwrap();
+    let trust = ir_trust::Trust {
+        policy: Some(
+            ir_trust::Policy::load(&policy_file(&dir, &signed_by(&pubkey, None))).unwrap(),
+        ),
+        notation: None,
+    };
+    let (_, j) = ir_trust::enforce::enforce(&trust, HOST, registry);
+    assert_eq!(reason(&j, "app", "1"), "bad_signature");
+}

@@ -637,7 +637,9 @@ fn convert(raw: RawDoc, label: &str) -> Result<RealmReference, ReferenceError> {
     })
 }
 
-/// `HOST[:PORT]`: DNS labels (or an IPv4 address) and an optional port.
+/// `HOST[:PORT]`: DNS labels (or an IPv4 address) and an optional port,
+/// the grammar of `ir_oci::name::is_registry_host` without IPv6 (ir-attest
+/// does not depend on ir-oci; the server checks scopes again with it).
 fn is_host(s: &str) -> bool {
     let (name, port) = match s.rsplit_once(':') {
         Some((n, p)) => (n, Some(p)),

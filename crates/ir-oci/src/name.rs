@@ -159,16 +159,34 @@ fn is_repository_reference(s: &str) -> bool {
         Some((first, rest))
             if first.contains('.') || first.contains(':') || first == "localhost" =>
         {
-            is_domain(first) && RepoName::parse(rest).is_ok()
+            is_registry_host(first) && RepoName::parse(rest).is_ok()
         }
         _ => RepoName::parse(s).is_ok(),
     }
 }
 
-fn is_domain(s: &str) -> bool {
-    let (host, port) = match s.rsplit_once(':') {
-        Some((h, p)) => (h, Some(p)),
-        None => (s, None),
+/// A registry host as references name it: DNS labels (or an IPv4
+/// address), or a bracketed IPv6 address, with an optional port.
+pub fn is_registry_host(s: &str) -> bool {
+    let (name, port) = if let Some(rest) = s.strip_prefix('[') {
+        let Some((addr, after)) = rest.split_once(']') else {
+            return false;
+        };
+        if addr.is_empty() || !addr.chars().all(|c| c.is_ascii_hexdigit() || c == ':') {
+            return false;
+        }
+        match after {
+            "" => return true,
+            p => match p.strip_prefix(':') {
+                Some(port) => ("x", Some(port)),
+                None => return false,
+            },
+        }
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        }
     };
     let port_ok =
         port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|c| c.is_ascii_digit()));
@@ -180,7 +198,7 @@ fn is_domain(s: &str) -> bool {
             && b[b.len() - 1].is_ascii_alphanumeric()
             && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-')
     };
-    port_ok && !host.is_empty() && host.split('.').all(label_ok)
+    port_ok && !name.is_empty() && name.len() <= 255 && name.split('.').all(label_ok)
 }
 
 impl fmt::Display for Tag {

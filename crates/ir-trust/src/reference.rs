@@ -162,40 +162,10 @@ impl fmt::Display for DockerReference {
     }
 }
 
-/// A registry host: DNS labels or an IPv4 address, or a bracketed IPv6
-/// address, with an optional port.
+/// A registry host (ir-oci's grammar: DNS labels or an IPv4 address, or a
+/// bracketed IPv6 address, with an optional port).
 pub(crate) fn valid_host(host: &str) -> bool {
-    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
-        let Some((addr, after)) = rest.split_once(']') else {
-            return false;
-        };
-        if addr.is_empty() || !addr.chars().all(|c| c.is_ascii_hexdigit() || c == ':') {
-            return false;
-        }
-        match after {
-            "" => return true,
-            p => match p.strip_prefix(':') {
-                Some(port) => ("x", Some(port)),
-                None => return false,
-            },
-        }
-    } else {
-        match host.rsplit_once(':') {
-            Some((n, p)) => (n, Some(p)),
-            None => (host, None),
-        }
-    };
-    let port_ok =
-        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
-    let label_ok = |l: &str| {
-        let b = l.as_bytes();
-        !b.is_empty()
-            && b.len() <= 63
-            && b[0].is_ascii_alphanumeric()
-            && b[b.len() - 1].is_ascii_alphanumeric()
-            && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-')
-    };
-    port_ok && !name.is_empty() && name.len() <= 255 && name.split('.').all(label_ok)
+    ir_oci::name::is_registry_host(host)
 }
 
 #[cfg(test)]

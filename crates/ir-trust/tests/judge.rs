@@ -342,7 +342,7 @@ fn a_signature_tag_cannot_smuggle_large_blobs() {
     let app = root.layout("app");
     let i = app.image(b"x");
     let big = app.blob(SIMPLE_SIGNING, &vec![b' '; 100 * 1024]);
-    let sig = sig_tag(&app, &i.manifest, &[big.clone()]);
+    let sig = sig_tag(&app, &i.manifest, std::slice::from_ref(&big));
     app.set_index(&[i.tagged("1"), sig.clone()]);
     let (registry, j) = judge(&root, &signed_by(&pubkey, None));
     assert_eq!(reason(&j, "app", "1"), "no_signature");
@@ -360,7 +360,10 @@ fn a_payload_replaced_by_a_symlink_after_the_load_is_not_read() {
     let i = app.image(b"x");
     let p = payload(i.manifest.digest_str(), &format!("{HOST}/app:1"));
     let layer = signature_layer(&app, &p, &key.sign(&p));
-    app.set_index(&[i.tagged("1"), sig_tag(&app, &i.manifest, &[layer.clone()])]);
+    app.set_index(&[
+        i.tagged("1"),
+        sig_tag(&app, &i.manifest, std::slice::from_ref(&layer)),
+    ]);
     let registry = ir_oci::load(root.path(), &ir_oci::LoadOptions::default()).unwrap();
     // After verification, the payload becomes a link to an endless device.
     let path = app.blob_path(&layer);

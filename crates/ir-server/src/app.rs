@@ -14,11 +14,11 @@ use crate::api::ApiState;
 use crate::catalog::{self, Catalog};
 use crate::cert_store::{self, CertStore};
 use crate::cli::{Args, ReportFormat, TlsMode};
+use crate::config::Config;
 use crate::reload::Reloader;
-use crate::server::ConnLimits;
 use crate::signals;
 use crate::transport::{self, plain::Plain, ratls::RaTls, tls::Tls, ServeOptions};
-use crate::trust::{Gate, Judged, TrustConfig, TrustError};
+use crate::trust::{Gate, Judged, TrustError};
 use ir_attest::attestor::{Attestor, PlatformCheck};
 use ir_attest::{EarVerifier, PlatformKeys, VeraisonClient, VeraisonConfig};
 
@@ -32,26 +32,17 @@ const CERT_POLL: Duration = Duration::from_secs(2);
 /// Quiet period that ends a burst of file events before a `--watch` reload.
 const WATCH_QUIET: Duration = Duration::from_millis(500);
 
-fn load_options(args: &Args) -> LoadOptions {
-    LoadOptions {
-        threads: args.verify_threads,
-        io_threads: args.io_threads,
-        root_name: args.name.clone(),
-        ..LoadOptions::default()
-    }
+/// Loads the registry as the configuration asks, logging the outcome (no
+/// signature policy applied).
+pub fn load(config: &Config) -> Result<Registry, ir_oci::LoadError> {
+    load_with(config, config.load.clone(), None).map(|j| j.registry)
 }
 
-/// Loads the registry with the options the arguments ask for, logging the
-/// outcome (no signature policy applied).
-pub fn load(args: &Args) -> Result<Registry, ir_oci::LoadError> {
-    load_with(args, load_options(args), None).map(|j| j.registry)
-}
-
-/// The signature policy the arguments ask for (`None`: no policy), read
+/// The signature policy the configuration names (`None`: no policy), read
 /// once; an error is a start-up error.
-pub fn trust_gate(args: &Args) -> Result<Option<Arc<Gate>>, TrustError> {
-    match TrustConfig::from_args(args)? {
-        Some(config) => Ok(Some(Arc::new(Gate::new(config)?))),
+pub fn trust_gate(config: &Config) -> Result<Option<Arc<Gate>>, TrustError> {
+    match &config.trust {
+        Some(trust) => Ok(Some(Arc::new(Gate::new(trust.clone())?))),
         None => Ok(None),
     }
 }
@@ -60,13 +51,13 @@ pub fn trust_gate(args: &Args) -> Result<Option<Arc<Gate>>, TrustError> {
 /// signature policy of `gate` applied: what it refuses is not in the
 /// registry returned, and the judgements say why.
 fn load_with(
-    args: &Args,
+    config: &Config,
     options: LoadOptions,
     gate: Option<&Gate>,
 ) -> Result<Judged, ir_oci::LoadError> {
-    let root = args.root_dir();
+    let root = &config.root;
     tracing::info!(root = %root.display(), "loading registry");
-    let registry = ir_oci::load(&root, &options)?;
+    let registry = ir_oci::load(root, &options)?;
     crate::metrics::verified(&registry);
     let judged = match gate {
         Some(g) => {
@@ -106,19 +97,29 @@ fn load_with(
 /// the root cannot be read.
 pub fn check(args: &Args) -> ExitCode {
     let json = args.format == ReportFormat::Json;
-    let gate = match trust_gate(args) {
-        Ok(g) => g,
+    let refuse = |e: &dyn std::fmt::Display, root: &std::path::Path| {
+        if json {
+            let report = report::CheckReport::root_error(root, e.to_string());
+            println!("{}", to_json(&report));
+        }
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_ROOT)
+    };
+    let config = match Config::from_args(args) {
+        Ok(c) => c,
         Err(e) => {
-            if json {
-                let report = report::CheckReport::root_error(&args.root_dir(), e.to_string());
-                println!("{}", to_json(&report));
-            }
-            eprintln!("error: {e}");
-            return ExitCode::from(EXIT_ROOT);
+            return refuse(
+                &e,
+                args.root.as_deref().unwrap_or(std::path::Path::new(".")),
+            )
         }
     };
+    let gate = match trust_gate(&config) {
+        Ok(g) => g,
+        Err(e) => return refuse(&e, &config.root),
+    };
     crate::trust::announce(gate.as_deref());
-    match load_with(args, load_options(args), gate.as_deref()) {
+    match load_with(&config, config.load.clone(), gate.as_deref()) {
         Ok(Judged {
             registry,
             judgements,
@@ -127,7 +128,7 @@ pub fn check(args: &Args) -> ExitCode {
             let nothing_served = registry.applications.is_empty();
             let refused = crate::trust::any_refused(&judgements);
             if json {
-                let mut report = report::CheckReport::of(&args.root_dir(), &registry);
+                let mut report = report::CheckReport::of(&config.root, &registry);
                 crate::trust::annotate(&mut report, &judgements);
                 report.ok &= !refused;
                 println!("{}", to_json(&report));
@@ -137,7 +138,7 @@ pub fn check(args: &Args) -> ExitCode {
                 if nothing_served {
                     println!(
                         "error: nothing is served from {} (no OCI layout verified)",
-                        args.root_dir().display()
+                        config.root.display()
                     );
                 }
             }
@@ -149,7 +150,7 @@ pub fn check(args: &Args) -> ExitCode {
         }
         Err(e) => {
             if json {
-                let report = report::CheckReport::root_error(&args.root_dir(), e.to_string());
+                let report = report::CheckReport::root_error(&config.root, e.to_string());
                 println!("{}", to_json(&report));
             }
             eprintln!("error: {e}");
@@ -168,14 +169,17 @@ fn to_json(report: &report::CheckReport) -> String {
 /// not ready yet (`/readyz` and the API answer 503) while a large registry
 /// verifies.
 pub async fn serve(args: Args) -> ExitCode {
-    if args.client_ca.is_some() && args.tls != TlsMode::Tls {
-        tracing::error!("--client-ca needs -t tls (RA-TLS clients are identified by attestation)");
-        return ExitCode::FAILURE;
-    }
+    let config = match Config::from_args(&args) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     // Certificates first: a bad pair should fail before a long verification.
     let certs = match args.tls {
         TlsMode::NoTls => None,
-        TlsMode::Tls | TlsMode::RaTls => match load_certificates(&args) {
+        TlsMode::Tls | TlsMode::RaTls => match load_certificates(&config) {
             Ok(store) => Some(store),
             Err(e) => {
                 tracing::error!("{e}");
@@ -185,7 +189,7 @@ pub async fn serve(args: Args) -> ExitCode {
     };
     // The signature policy next: a policy that cannot be used is a
     // start-up error, never a silent "accept everything".
-    let gate = match trust_gate(&args) {
+    let gate = match trust_gate(&config) {
         Ok(g) => g,
         Err(e) => {
             tracing::error!("{e}");
@@ -232,7 +236,7 @@ pub async fn serve(args: Args) -> ExitCode {
         }
         draining.set_draining();
     };
-    let options = serve_options(&args);
+    let options = config.serve.clone();
     let server = match (args.tls, certs) {
         (TlsMode::NoTls, _) => {
             tracing::info!("serving the OCI pull API over plain HTTP on {local}");
@@ -250,7 +254,7 @@ pub async fn serve(args: Args) -> ExitCode {
             start(listener, tls, &state, options, shutdown)
         }
         (TlsMode::RaTls, Some(store)) => {
-            let attestor = match build_attestor(&args) {
+            let attestor = match build_attestor(&config) {
                 Ok(a) => a,
                 Err(e) => {
                     tracing::error!("RA-TLS: {e}");
@@ -293,14 +297,14 @@ pub async fn serve(args: Args) -> ExitCode {
     let progress = Arc::new(ir_oci::LoadProgress::default());
     let reporter = tokio::spawn(crate::load_progress::report(progress.clone()));
     let loaded = {
-        let args = args.clone();
+        let config = config.clone();
         let options = LoadOptions {
             progress: Some(progress.clone()),
-            ..load_options(&args)
+            ..config.load.clone()
         };
         let gate = gate.clone();
         tokio::task::spawn_blocking(move || {
-            let loaded = load_with(&args, options, gate.as_deref());
+            let loaded = load_with(&config, options, gate.as_deref());
             crate::memory::release_freed();
             loaded
         })
@@ -320,22 +324,18 @@ pub async fn serve(args: Args) -> ExitCode {
     });
     match loaded {
         Ok(Ok(judged)) => {
-            let cache_budget = match args.blob_cache {
-                Some(mib) => mib.saturating_mul(1 << 20),
-                None => crate::delivery::blob_cache::default_budget(),
-            };
+            let cache_budget = config
+                .blob_cache
+                .unwrap_or_else(crate::delivery::blob_cache::default_budget);
             tracing::debug!(bytes = cache_budget, "blob cache budget");
             let cache = crate::delivery::blob_cache::BlobCache::new(cache_budget);
             if cache_budget > 0 {
                 tokio::spawn(unmap_idle_blob_copies(cache.clone()));
             }
             shared.store(Arc::new(
-                Catalog::with_seal_budget(
-                    judged.registry,
-                    args.seal_memory.saturating_mul(1 << 20),
-                )
-                .with_blob_cache(cache)
-                .with_views(gate.as_ref().map(|g| (g.host().to_owned(), judged.views))),
+                Catalog::with_seal_budget(judged.registry, config.seal_budget)
+                    .with_blob_cache(cache)
+                    .with_views(gate.as_ref().map(|g| (g.host().to_owned(), judged.views))),
             ));
             state.set_ready();
             let served = shared.load().registry().applications.len();
@@ -359,7 +359,7 @@ pub async fn serve(args: Args) -> ExitCode {
     // Reloads: SIGHUP always, file changes with --watch. Reloaded
     // snapshots share the blob cache (`Catalog::succeeded_by`).
     let reloader = Arc::new(
-        Reloader::new(shared, args.root_dir(), load_options(&args))
+        Reloader::new(shared, config.root.clone(), config.load.clone())
             .recording_to(state.status.clone())
             .with_trust(gate),
     );
@@ -372,15 +372,15 @@ pub async fn serve(args: Args) -> ExitCode {
         }
     });
     let _watcher = if args.watch {
-        match crate::watch::watch_root(&args.root_dir(), trigger_tx) {
+        match crate::watch::watch_root(&config.root, trigger_tx) {
             Ok(w) => {
-                tracing::info!("watching {} for changes", args.root_dir().display());
+                tracing::info!("watching {} for changes", config.root.display());
                 Some(w)
             }
             Err(e) => {
                 tracing::error!(
                     "--watch: cannot watch {}: {e}; reload with SIGHUP instead",
-                    args.root_dir().display()
+                    config.root.display()
                 );
                 None
             }
@@ -444,43 +444,24 @@ fn tls_transport(
     }
 }
 
-fn serve_options(args: &Args) -> ServeOptions {
-    ServeOptions {
-        limits: ConnLimits {
-            header_read_timeout: Duration::from_secs(args.header_timeout),
-            ..ConnLimits::default()
-        },
-        max_connections: args.max_connections,
-        handshake_timeout: Duration::from_secs(args.handshake_timeout),
-        grace: Duration::from_secs(args.shutdown_grace),
-        send_timeout: Duration::from_secs(args.send_timeout),
-        idle_timeout: Duration::from_secs(args.idle_timeout),
-        max_handshakes_per_address: args.max_handshakes_per_address as usize,
-        proxy_protocol: args.proxy_protocol,
-        ..ServeOptions::default()
-    }
-}
-
 /// Loads `-c`/`-k`; when they are missing, says how to make a development
 /// pair.
-fn load_certificates(args: &Args) -> Result<Arc<CertStore>, CertificatesError> {
-    let (cert, key) = (args.cert_path(), args.key_path());
-    CertStore::load(&cert, &key)
-        .map(Arc::new)
-        .map_err(|source| {
-            let hint = (!cert.exists() || !key.exists()).then(|| {
-                let dir = cert.parent().unwrap_or(&cert);
-                format!(
-                    "\n  To create a development certificate: scripts/make-dev-cert.sh {} \
+fn load_certificates(config: &Config) -> Result<Arc<CertStore>, CertificatesError> {
+    let (cert, key) = (&config.cert, &config.key);
+    CertStore::load(cert, key).map(Arc::new).map_err(|source| {
+        let hint = (!cert.exists() || !key.exists()).then(|| {
+            let dir = cert.parent().unwrap_or(cert);
+            format!(
+                "\n  To create a development certificate: scripts/make-dev-cert.sh {} \
                  (writes server.crt and server.key there)",
-                    dir.display()
-                )
-            });
-            CertificatesError {
-                source,
-                hint: hint.unwrap_or_default(),
-            }
-        })
+                dir.display()
+            )
+        });
+        CertificatesError {
+            source,
+            hint: hint.unwrap_or_default(),
+        }
+    })
 }
 
 /// The server's certificate pair could not be loaded; `hint` says how to
@@ -496,20 +477,22 @@ pub struct CertificatesError {
 /// The RA-TLS attestor from `-j`, and `--cpak` (local platform keys),
 /// `-u`/`-v` (Veraison), or both when both are given; says at start-up
 /// which is in force.
-fn build_attestor(args: &Args) -> Result<Arc<Attestor>, StartupError> {
+fn build_attestor(config: &Config) -> Result<Arc<Attestor>, StartupError> {
+    let args = &config.flags;
     let veraison = || -> Result<(VeraisonClient, EarVerifier), StartupError> {
-        let url = args.veraison_url();
-        let mut config = VeraisonConfig::new(url.clone());
-        config.timeout = Duration::from_secs(args.veraison_timeout);
+        let url = config.veraison_url.clone();
+        let mut veraison_config = VeraisonConfig::new(url.clone());
+        veraison_config.timeout = Duration::from_secs(args.veraison_timeout);
         if let Some(ca) = &args.veraison_ca {
-            config.extra_root_pem = Some(
+            veraison_config.extra_root_pem = Some(
                 read_small_file(ca)
                     .map_err(|e| StartupError::new("--veraison-ca", ca.display(), e))?,
             );
         }
-        let client = VeraisonClient::new(config).map_err(|e| StartupError::new("-u", &url, e))?;
-        let key = args.veraison_pubkey_path();
-        let ear = EarVerifier::load(&key).map_err(|e| StartupError::new("-v", key.display(), e))?;
+        let client =
+            VeraisonClient::new(veraison_config).map_err(|e| StartupError::new("-u", &url, e))?;
+        let key = &config.veraison_pubkey;
+        let ear = EarVerifier::load(key).map_err(|e| StartupError::new("-v", key.display(), e))?;
         Ok((client, ear))
     };
     let local = args
@@ -530,8 +513,8 @@ fn build_attestor(args: &Args) -> Result<Arc<Attestor>, StartupError> {
             PlatformCheck::Veraison { client, ear }
         }
     };
-    let references = args.reference_json_path();
-    let mut attestor = Attestor::new(&references, platform, args.max_attestations)
+    let references = &config.references;
+    let mut attestor = Attestor::new(references, platform, args.max_attestations)
         .map_err(|e| StartupError::new("-j", references.display(), e))?;
     // The insecure path is a run-time choice that only some builds offer:
     // a feature unified into this build by another crate cannot turn it on.

@@ -271,50 +271,6 @@ pub fn crate_root() -> PathBuf {
     root.canonicalize().unwrap_or(root)
 }
 
-impl Args {
-    /// The registry root, resolved against the crate root if not given.
-    pub fn root_dir(&self) -> PathBuf {
-        self.root
-            .clone()
-            .unwrap_or_else(|| crate_root().join("registry"))
-    }
-
-    /// The server certificate path.
-    pub fn cert_path(&self) -> PathBuf {
-        self.cert
-            .clone()
-            .unwrap_or_else(|| crate_root().join("certs/server.crt"))
-    }
-
-    /// The server private key path.
-    pub fn key_path(&self) -> PathBuf {
-        self.key
-            .clone()
-            .unwrap_or_else(|| crate_root().join("certs/server.key"))
-    }
-
-    /// Veraison's base URL (`-u`), or the seed's default.
-    pub fn veraison_url(&self) -> String {
-        self.veraison_url
-            .clone()
-            .unwrap_or_else(|| DEFAULT_VERAISON_URL.to_string())
-    }
-
-    /// Veraison's EAR public key (JWK).
-    pub fn veraison_pubkey_path(&self) -> PathBuf {
-        self.veraison_pubkey
-            .clone()
-            .unwrap_or_else(|| crate_root().join("ratls/pkey.jwk"))
-    }
-
-    /// Reference values.
-    pub fn reference_json_path(&self) -> PathBuf {
-        self.reference_json
-            .clone()
-            .unwrap_or_else(|| crate_root().join("ratls/example.json"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

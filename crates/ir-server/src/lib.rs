@@ -26,6 +26,7 @@ pub mod catalog;
 pub mod cert_store;
 pub mod cli;
 pub mod client_access;
+pub mod config;
 pub mod delivery;
 pub mod load_progress;
 pub mod logging;

@@ -1,0 +1,171 @@
+//! The validated configuration: [`crate::cli`] parses the command line
+//! (with clap's range parsers for limits), [`Config::from_args`] checks
+//! what spans several flags and derives everything the server uses once:
+//! paths resolved against the crate root, sizes in bytes, the loader's and
+//! the transports' options, the signature policy's sources. Nothing after
+//! start-up reads a raw flag to derive a value again (the `lowargs` /
+//! `hiargs` split of ripgrep).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ir_oci::LoadOptions;
+
+use crate::cli::{crate_root, Args, TlsMode, DEFAULT_VERAISON_URL};
+use crate::server::ConnLimits;
+use crate::transport::ServeOptions;
+use crate::trust::{TrustConfig, TrustError};
+
+/// Why the flags cannot be used together.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `--client-ca` without `-t tls`.
+    #[error("--client-ca needs -t tls (RA-TLS clients are identified by attestation)")]
+    ClientCaNeedsTls,
+    /// The signature policy flags (`--policy`, `--registry-host`,
+    /// `--notation-trust-*`) do not fit together.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+}
+
+/// Everything the server runs with, derived once from [`Args`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The flags as given, for the plain values that need no derivation.
+    pub flags: Args,
+    /// The registry root (`-r`, default `{crate_root}/registry`).
+    pub root: PathBuf,
+    /// The server certificate (`-c`).
+    pub cert: PathBuf,
+    /// The server private key (`-k`).
+    pub key: PathBuf,
+    /// Veraison's base URL (`-u`, default the seed's).
+    pub veraison_url: String,
+    /// Veraison's EAR public key (`-v`).
+    pub veraison_pubkey: PathBuf,
+    /// The RA-TLS reference values (`-j`).
+    pub references: PathBuf,
+    /// Memory for chunk seals, in bytes (`--seal-memory` MiB).
+    pub seal_budget: u64,
+    /// Memory for verified blob copies, in bytes (`--blob-cache` MiB;
+    /// `None`: the default budget).
+    pub blob_cache: Option<u64>,
+    /// How the loader reads and verifies the root.
+    pub load: LoadOptions,
+    /// The transports' limits and timeouts.
+    pub serve: ServeOptions,
+    /// Where the signature policy comes from (`None`: no policy).
+    pub trust: Option<TrustConfig>,
+}
+
+const MIB: u64 = 1 << 20;
+
+impl Config {
+    /// Checks `args` and derives the configuration.
+    pub fn from_args(args: &Args) -> Result<Self, ConfigError> {
+        if args.client_ca.is_some() && args.tls != TlsMode::Tls {
+            return Err(ConfigError::ClientCaNeedsTls);
+        }
+        let or_root = |given: &Option<PathBuf>, default: &str| {
+            given.clone().unwrap_or_else(|| crate_root().join(default))
+        };
+        Ok(Config {
+            root: or_root(&args.root, "registry"),
+            cert: or_root(&args.cert, "certs/server.crt"),
+            key: or_root(&args.key, "certs/server.key"),
+            veraison_url: args
+                .veraison_url
+                .clone()
+                .unwrap_or_else(|| DEFAULT_VERAISON_URL.to_string()),
+            veraison_pubkey: or_root(&args.veraison_pubkey, "ratls/pkey.jwk"),
+            references: or_root(&args.reference_json, "ratls/example.json"),
+            seal_budget: args.seal_memory.saturating_mul(MIB),
+            blob_cache: args.blob_cache.map(|mib| mib.saturating_mul(MIB)),
+            load: LoadOptions {
+                threads: args.verify_threads,
+                io_threads: args.io_threads,
+                root_name: args.name.clone(),
+                ..LoadOptions::default()
+            },
+            serve: ServeOptions {
+                limits: ConnLimits {
+                    header_read_timeout: Duration::from_secs(args.header_timeout),
+                    ..ConnLimits::default()
+                },
+                max_connections: args.max_connections,
+                handshake_timeout: Duration::from_secs(args.handshake_timeout),
+                grace: Duration::from_secs(args.shutdown_grace),
+                send_timeout: Duration::from_secs(args.send_timeout),
+                idle_timeout: Duration::from_secs(args.idle_timeout),
+                max_handshakes_per_address: args.max_handshakes_per_address as usize,
+                proxy_protocol: args.proxy_protocol,
+                ..ServeOptions::default()
+            },
+            trust: TrustConfig::from_args(args)?,
+            flags: args.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn config(argv: &[&str]) -> Result<Config, ConfigError> {
+        let mut all = vec!["ir-server"];
+        all.extend_from_slice(argv);
+        Config::from_args(&Args::try_parse_from(all).unwrap())
+    }
+
+    #[test]
+    fn defaults_are_resolved_once_against_the_crate_root() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.root, crate_root().join("registry"));
+        assert_eq!(c.cert, crate_root().join("certs/server.crt"));
+        assert_eq!(c.references, crate_root().join("ratls/example.json"));
+        assert_eq!(c.veraison_url, DEFAULT_VERAISON_URL);
+        assert!(c.trust.is_none());
+        assert_eq!(c.blob_cache, None);
+        let c = config(&["-r", "/srv/r", "-u", "https://v.example"]).unwrap();
+        assert_eq!(c.root, PathBuf::from("/srv/r"));
+        assert_eq!(c.veraison_url, "https://v.example");
+    }
+
+    #[test]
+    fn sizes_are_in_bytes() {
+        let c = config(&["--seal-memory", "3", "--blob-cache", "2"]).unwrap();
+        assert_eq!(c.seal_budget, 3 << 20);
+        assert_eq!(c.blob_cache, Some(2 << 20));
+        let c = config(&["--blob-cache", "0"]).unwrap();
+        assert_eq!(c.blob_cache, Some(0), "0 turns the cache off");
+    }
+
+    #[test]
+    fn limits_reach_the_options() {
+        let c = config(&[
+            "--max-connections",
+            "7",
+            "--header-timeout",
+            "3",
+            "--verify-threads",
+            "2",
+        ])
+        .unwrap();
+        assert_eq!(c.serve.max_connections, 7);
+        assert_eq!(c.serve.limits.header_read_timeout, Duration::from_secs(3));
+        assert_eq!(c.load.threads, Some(2));
+    }
+
+    #[test]
+    fn flags_that_do_not_fit_together_name_themselves() {
+        let e = config(&["--client-ca", "/ca.pem"]).unwrap_err();
+        assert!(matches!(e, ConfigError::ClientCaNeedsTls));
+        assert!(e.to_string().starts_with("--client-ca needs -t tls"));
+        config(&["--client-ca", "/ca.pem", "-t", "tls"]).unwrap();
+        let e = config(&["--policy", "/p.json", "--registry-host", "not a host"]).unwrap_err();
+        assert!(e.to_string().contains("--registry-host"), "{e}");
+        let c = config(&["--policy", "/p.json", "-p", "5000"]).unwrap();
+        assert_eq!(c.trust.unwrap().host, "localhost:5000");
+    }
+}

@@ -231,6 +231,15 @@ fn object<'a>(v: &'a Value, at: &str) -> Result<&'a Map<String, Value>, Fail> {
         .ok_or_else(|| fail(at, "must be a JSON object"))
 }
 
+/// An object with its `"type"` (requirements and identities).
+fn typed_object<'a>(v: &'a Value, at: &str) -> Result<(&'a Map<String, Value>, &'a str), Fail> {
+    let m = object(v, at)?;
+    let kind = m
+        .get("type")
+        .ok_or_else(|| fail(at, "\"type\" is missing"))?;
+    Ok((m, string(kind, at)?))
+}
+
 fn string<'a>(v: &'a Value, at: &str) -> Result<&'a str, Fail> {
     v.as_str().ok_or_else(|| fail(at, "must be a string"))
 }
@@ -300,12 +309,7 @@ fn requirements(v: &Value, at: &str) -> Result<Requirements, Fail> {
 }
 
 fn requirement(v: &Value, at: &str) -> Result<Requirement, Fail> {
-    let m = object(v, at)?;
-    let kind = string(
-        m.get("type")
-            .ok_or_else(|| fail(at, "\"type\" is missing"))?,
-        at,
-    )?;
+    let (m, kind) = typed_object(v, at)?;
     match kind {
         "insecureAcceptAnything" => {
             known_keys(m, at, &["type"])?;
@@ -416,12 +420,7 @@ fn read_key(path: &Path) -> Result<PublicKey, String> {
 }
 
 fn signed_identity(v: &Value, at: &str) -> Result<SignedIdentity, Fail> {
-    let m = object(v, at)?;
-    let kind = string(
-        m.get("type")
-            .ok_or_else(|| fail(at, "\"type\" is missing"))?,
-        at,
-    )?;
+    let (m, kind) = typed_object(v, at)?;
     let reference = |field: &str| -> Result<DockerReference, Fail> {
         let text = string(
             m.get(field)

@@ -63,6 +63,7 @@ fn load_with(
         Some(g) => {
             let judged = g.apply(registry);
             g.record(&judged.judgements);
+            g.remember();
             judged
         }
         None => Judged {

@@ -229,6 +229,17 @@ pub struct Args {
     #[arg(long, value_name = "HOST", env = "IR_SERVER_REGISTRY_HOST")]
     pub registry_host: Option<String>,
 
+    /// remember verified signatures in FILE across restarts, so a start
+    /// verifies only signatures it has not seen (trusted like the policy:
+    /// only the server may write the file and its directory)
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "IR_SERVER_SIGNATURE_CACHE",
+        requires = "policy"
+    )]
+    pub signature_cache: Option<PathBuf>,
+
     /// notation trust policy (trustpolicy.json): images must also pass it
     #[arg(
         long,

@@ -113,6 +113,7 @@ impl Reloader {
                 .judged_again(&gate);
             judgements.extend(kept);
             gate.record(&judgements);
+            gate.remember();
             Ok::<_, LoadError>((next, hashed))
         })
         .await

@@ -6,11 +6,11 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use ir_oci::{Application, Registry, RepoName};
 use ir_trust::enforce::Judgement;
-use ir_trust::{NotationTrust, Reason, Trust};
+use ir_trust::{Memo, NotationTrust, Reason, Trust};
 
 use crate::cli::Args;
 
@@ -45,6 +45,8 @@ pub struct TrustConfig {
     notation: Option<(PathBuf, PathBuf)>,
     /// The name clients use for this server (`HOST[:PORT]`).
     pub host: String,
+    /// `--signature-cache`: where verified signatures are remembered.
+    pub memo: Option<PathBuf>,
 }
 
 impl TrustConfig {
@@ -55,7 +57,14 @@ impl TrustConfig {
             policy,
             notation,
             host: host.to_owned(),
+            memo: None,
         }
+    }
+
+    /// The same, remembering verified signatures in `file`.
+    pub fn with_memo(mut self, file: PathBuf) -> Self {
+        self.memo = Some(file);
+        self
     }
 
     /// The configuration the arguments give, or `None` when no signature
@@ -82,6 +91,7 @@ impl TrustConfig {
             policy: args.policy.clone(),
             notation,
             host,
+            memo: args.signature_cache.clone(),
         }))
     }
 
@@ -110,6 +120,25 @@ impl TrustConfig {
     }
 }
 
+/// `--signature-cache`, or an empty memo (every signature is verified)
+/// when it cannot be used.
+fn read_memo(file: &std::path::Path) -> Memo {
+    match Memo::load(file) {
+        Ok(memo) => {
+            tracing::info!(
+                "signature cache {}: {} signature artifact(s) remembered",
+                file.display(),
+                memo.len()
+            );
+            memo
+        }
+        Err(e) => {
+            tracing::warn!("signature cache not used, every signature is verified: {e}");
+            Memo::new()
+        }
+    }
+}
+
 /// The applications as the policy judges them under other registry hosts
 /// (RA-TLS realms' `policy-scope`), by host.
 pub type Views = HashMap<String, BTreeMap<RepoName, Arc<Application>>>;
@@ -130,6 +159,12 @@ pub struct Judged {
 pub struct Gate {
     config: TrustConfig,
     current: Mutex<Arc<Trust>>,
+    /// What judging learned of each signature artifact (see
+    /// [`ir_trust::memo`]), kept across reloads and, with
+    /// `--signature-cache`, across restarts.
+    memo: OnceLock<Memo>,
+    /// The thread reading `--signature-cache` at start.
+    pending: Mutex<Option<std::thread::JoinHandle<Memo>>>,
     /// Registry hosts that RA-TLS realms are judged under, besides ours.
     scopes: Mutex<BTreeSet<String>>,
 }
@@ -145,10 +180,33 @@ impl Gate {
                 );
             }
         }
+        // Read beside the content's load (which waits on the disk), and
+        // joined when the first judgement needs it.
+        let file = config.memo.clone();
+        let pending = std::thread::Builder::new()
+            .name("signature-cache".into())
+            .spawn(move || file.as_deref().map(read_memo).unwrap_or_default())
+            .ok();
         Ok(Gate {
             config,
             current: Mutex::new(Arc::new(trust)),
+            memo: OnceLock::new(),
+            pending: Mutex::new(pending),
             scopes: Mutex::default(),
+        })
+    }
+
+    /// The memo, once read.
+    fn memo(&self) -> &Memo {
+        self.memo.get_or_init(|| {
+            let pending = self
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            pending
+                .and_then(|thread| thread.join().ok())
+                .unwrap_or_default()
         })
     }
 
@@ -190,6 +248,9 @@ impl Gate {
     /// refused tag), and the views of the realms' policy scopes.
     pub fn apply(&self, registry: Registry) -> Judged {
         let trust = self.trust();
+        let memo = self.memo();
+        let started = std::time::Instant::now();
+        memo.next_generation();
         let scopes = self
             .scopes
             .lock()
@@ -201,17 +262,37 @@ impl Gate {
                 applications: registry.applications.clone(),
                 ..Registry::default()
             };
-            let (view, judgements) = ir_trust::enforce::enforce(&trust, &scope, unfiltered);
+            let (view, judgements) = ir_trust::enforce::enforce(&trust, memo, &scope, unfiltered);
             let refused: usize = judgements.iter().map(|j| j.refused().count()).sum();
             tracing::info!("signature policy scope {scope}: {refused} tag(s) refused");
             views.insert(scope, view.applications);
         }
-        let (registry, judgements) = ir_trust::enforce::enforce(&trust, self.host(), registry);
-        log(&judgements);
+        let (registry, judgements) =
+            ir_trust::enforce::enforce(&trust, memo, self.host(), registry);
+        log(&judgements, started.elapsed());
         Judged {
             registry,
             views,
             judgements,
+        }
+    }
+
+    /// Ends one load's judgements: what no judgement of this load or the
+    /// one before used is forgotten, and `--signature-cache` is written
+    /// when it changed (an error is logged; the server goes on).
+    pub fn remember(&self) {
+        let memo = self.memo();
+        memo.forget_unused();
+        if let Some(file) = &self.config.memo {
+            match memo.save(file) {
+                Ok(true) => tracing::info!(
+                    "signature cache {}: {} signature artifact(s) written",
+                    file.display(),
+                    memo.len()
+                ),
+                Ok(false) => {}
+                Err(e) => tracing::warn!("signature cache not written: {e}"),
+            }
         }
     }
 
@@ -234,7 +315,7 @@ impl Gate {
 }
 
 /// One line per refused tag, one per application with withdrawn content.
-fn log(judgements: &[Judgement]) {
+fn log(judgements: &[Judgement], took: std::time::Duration) {
     let (mut accepted, mut refused) = (0usize, 0usize);
     for j in judgements {
         for (tag, refusal) in j.refused() {
@@ -251,7 +332,10 @@ fn log(judgements: &[Judgement]) {
             );
         }
     }
-    tracing::info!("signature policy: {accepted} tag(s) accepted, {refused} refused");
+    tracing::info!(
+        "signature policy: {accepted} tag(s) accepted, {refused} refused, in {:.2}s",
+        took.as_secs_f64()
+    );
 }
 
 /// Says at start what the policy is, or that there is none.

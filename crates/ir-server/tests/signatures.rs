@@ -273,3 +273,75 @@ fn check_reports_each_verdict_and_signer() {
         "{err}"
     );
 }
+
+#[test]
+fn a_signature_cache_is_remembered_across_runs_and_never_trusted_blindly() {
+    use std::os::unix::fs::PermissionsExt;
+    let key = Key::p256();
+    let f = fixture(&key);
+    let policy = f.policy.to_str().unwrap();
+    let dir = f.root.outside("state");
+    std::fs::create_dir_all(&dir).unwrap();
+    let cache = dir.join("signatures.json");
+    let args = [
+        "--policy",
+        policy,
+        "--signature-cache",
+        cache.to_str().unwrap(),
+    ];
+
+    // The verdict lines (the summary line says how long the load took).
+    let verdicts = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("accepted") || l.starts_with("refused"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let (code, first, err) = check(f.root.path(), &args);
+    assert_eq!(code, 1, "{first}");
+    let first = verdicts(&first);
+    assert_eq!(first.len(), 2, "{first:?}");
+    assert!(err.contains("1 signature artifact(s) written"), "{err}");
+    assert!(cache.is_file());
+    assert_eq!(
+        std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // The next run recalls it, writes nothing, and judges the same.
+    let (code, again, err) = check(f.root.path(), &args);
+    assert_eq!((code, verdicts(&again)), (1, first.clone()));
+    assert!(err.contains("1 signature artifact(s) remembered"), "{err}");
+    assert!(!err.contains("written"), "{err}");
+
+    // Another key: the remembered signature does not verify with it.
+    let other = Key::p256();
+    let other_path = other.write_public(&f.root.outside("trust"), "other.pub");
+    write_policy(&f.policy, &[&other_path]);
+    let (code, text, err) = check(f.root.path(), &args);
+    assert_eq!(code, 1);
+    assert!(
+        text.contains("refused   signed:1: transports.docker[\"registry.test\"][0] sigstoreSigned: untrusted_key"),
+        "{text}"
+    );
+    assert!(
+        err.contains("written"),
+        "the other key's result is new: {err}"
+    );
+
+    // A cache others may write is not used at all: everything is verified.
+    write_policy(&f.policy, &[&f.key_path]);
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (code, text, err) = check(f.root.path(), &args);
+    assert_eq!((code, verdicts(&text)), (1, first.clone()));
+    assert!(
+        err.contains("signature cache not used, every signature is verified")
+            && err.contains("writable by group or others"),
+        "{err}"
+    );
+    // Nor is one that does not parse.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(&cache, b"{ not json").unwrap();
+    let (code, text, err) = check(f.root.path(), &args);
+    assert_eq!((code, verdicts(&text)), (1, first));
+    assert!(err.contains("signature cache not used"), "{err}");
+}

@@ -25,6 +25,7 @@ use ir_oci::{Application, Blob, Digest, DigestMap, Manifest, Registry, RepoName,
 use rayon::prelude::*;
 use serde::Deserialize;
 
+use crate::memo::Memo;
 use crate::reference::DockerReference;
 use crate::signatures::{self, ArtifactKind, ArtifactSource};
 use crate::verdict::{Evidence, Reason, Subject, Trust, Verdict};
@@ -59,13 +60,19 @@ impl Judgement {
 
 /// `registry` with what `trust` refuses taken out, and every
 /// application's verdicts. Images are named under `host` (the name clients
-/// use for this server).
-pub fn enforce(trust: &Trust, host: &str, mut registry: Registry) -> (Registry, Vec<Judgement>) {
+/// use for this server). Signature artifacts are recalled from and
+/// recorded in `memo`.
+pub fn enforce(
+    trust: &Trust,
+    memo: &Memo,
+    host: &str,
+    mut registry: Registry,
+) -> (Registry, Vec<Judgement>) {
     let judged: Vec<(RepoName, Option<Arc<Application>>, Judgement)> = registry
         .applications
         .par_iter()
         .map(|(name, app)| {
-            let (filtered, judgement) = enforce_application(trust, host, app);
+            let (filtered, judgement) = enforce_application(trust, memo, host, app);
             (name.clone(), filtered, judgement)
         })
         .collect();
@@ -81,11 +88,33 @@ pub fn enforce(trust: &Trust, host: &str, mut registry: Registry) -> (Registry, 
 
 /// An application as an [`ArtifactSource`]: its verified manifests, tags
 /// and referrers, and its blobs read from disk and hashed again.
-pub struct ApplicationSource<'a>(pub &'a Application);
+pub struct ApplicationSource<'a> {
+    app: &'a Application,
+    /// Cosign signature tags by the digest they sign.
+    cosign_tags: HashMap<Digest, Digest>,
+}
+
+impl<'a> ApplicationSource<'a> {
+    /// The source of `app`.
+    pub fn new(app: &'a Application) -> Self {
+        let cosign_tags = app
+            .tags
+            .iter()
+            .filter_map(|(tag, digest)| {
+                signatures::cosign_tag_target(tag.as_str()).map(|t| (t, digest.clone()))
+            })
+            .collect();
+        ApplicationSource { app, cosign_tags }
+    }
+}
 
 impl ArtifactSource for ApplicationSource<'_> {
+    fn cosign_signature(&self, digest: &Digest) -> Option<Digest> {
+        self.cosign_tags.get(digest).cloned()
+    }
+
     fn manifest(&self, digest: &Digest) -> Option<(&str, &[u8])> {
-        self.0
+        self.app
             .manifests
             .get(digest)
             .map(|m| (&*m.media_type, m.bytes.as_ref()))
@@ -93,15 +122,15 @@ impl ArtifactSource for ApplicationSource<'_> {
 
     fn tagged(&self, tag: &str) -> Option<Digest> {
         let tag = Tag::parse(tag).ok()?;
-        self.0.tags.get(&tag).cloned()
+        self.app.tags.get(&tag).cloned()
     }
 
     fn referrers(&self, digest: &Digest) -> Vec<Digest> {
-        self.0.referrers.get(digest).cloned().unwrap_or_default()
+        self.app.referrers.get(digest).cloned().unwrap_or_default()
     }
 
     fn blob(&self, digest: &Digest, limit: u64) -> Result<Vec<u8>, String> {
-        let Some(blob) = self.0.blobs.get(digest) else {
+        let Some(blob) = self.app.blobs.get(digest) else {
             return Err(format!("blob {digest} is not in the layout"));
         };
         if blob.size() > limit {
@@ -112,7 +141,7 @@ impl ArtifactSource for ApplicationSource<'_> {
         }
         // The very file that was verified (no symlink, not a device, same
         // identity), read no further than its verified size.
-        let file = ir_oci::open_unchanged(&self.0.blob_path(digest), &blob.identity)
+        let file = ir_oci::open_unchanged(&self.app.blob_path(digest), &blob.identity)
             .map_err(|rule| format!("blob {digest}: {rule}"))?;
         let mut bytes = Vec::with_capacity(blob.size() as usize);
         std::io::Read::read_to_end(&mut std::io::Read::take(file, blob.size() + 1), &mut bytes)
@@ -127,6 +156,7 @@ impl ArtifactSource for ApplicationSource<'_> {
 
 fn enforce_application(
     trust: &Trust,
+    memo: &Memo,
     host: &str,
     app: &Arc<Application>,
 ) -> (Option<Arc<Application>>, Judgement) {
@@ -137,15 +167,15 @@ fn enforce_application(
         blobs_withdrawn: 0,
         signature_artifacts: 0,
     };
-    let source = ApplicationSource(app);
+    let source = ApplicationSource::new(app);
     let Ok(base) = DockerReference::of_repository(host, &app.name) else {
         // Unreachable for a valid host (checked at start-up): refuse all.
         return (Some(Arc::new(emptied(app))), judgement);
     };
 
-    let artifacts = signature_artifacts(app);
+    let artifacts = signature_artifacts(app, &source, memo);
     judgement.signature_artifacts = artifacts.len();
-    let mut evidence: HashMap<Digest, Evidence> = HashMap::new();
+    let mut evidence: HashMap<Digest, Evidence> = HashMap::with_capacity(app.tags.len());
     let mut judge = |reference: &DockerReference, digest: &Digest| -> Verdict {
         let Some(m) = app.manifests.get(digest) else {
             return Verdict::Refused(crate::Refusal {
@@ -154,7 +184,9 @@ fn enforce_application(
                 detail: format!("{digest} is not a manifest of the layout"),
             });
         };
-        let ev = evidence.entry(digest.clone()).or_default();
+        let ev = evidence
+            .entry(digest.clone())
+            .or_insert_with(|| Evidence::with_memo(memo));
         let subject = Subject {
             digest,
             media_type: &m.media_type,
@@ -270,25 +302,29 @@ fn copy_blob(b: &Blob) -> Blob {
 
 /// Manifests of `app` that are signature artifacts of another manifest of
 /// `app` (see the module documentation).
-fn signature_artifacts(app: &Application) -> HashSet<Digest> {
+fn signature_artifacts(
+    app: &Application,
+    source: &ApplicationSource<'_>,
+    memo: &Memo,
+) -> HashSet<Digest> {
+    let kind = |digest: &Digest, m: &Manifest| {
+        memo.kind(digest)
+            .or_else(|| signatures::artifact_kind(&m.bytes))
+    };
     let mut out = HashSet::new();
-    for (tag, digest) in &app.tags {
-        let Some(target) = signatures::cosign_tag_target(tag.as_str()) else {
-            continue;
-        };
-        if !app.manifests.contains_key(&target) {
+    for (target, digest) in &source.cosign_tags {
+        if !app.manifests.contains_key(target) {
             continue;
         }
         if let Some(m) = app.manifests.get(digest) {
-            if signatures::artifact_kind(&m.bytes) == Some(ArtifactKind::Cosign) {
+            if kind(digest, m) == Some(ArtifactKind::Cosign) {
                 out.insert(digest.clone());
             }
         }
     }
     for (digest, m) in &app.manifests {
         if let Some(subject) = m.subject() {
-            if app.manifests.contains_key(subject) && signatures::artifact_kind(&m.bytes).is_some()
-            {
+            if app.manifests.contains_key(subject) && kind(digest, m).is_some() {
                 out.insert(digest.clone());
             }
         }

@@ -11,6 +11,9 @@
 //! * [`Trust::judge`]: the verdict for one image name and manifest, with
 //!   notation's trust policy as a second, independent gate
 //!   ([`ir_notation`]).
+//! * [`Memo`]: what was read and verified of each signature artifact,
+//!   recalled by reloads, other policy scopes and (from a file) the next
+//!   start instead of verifying again.
 //! * `enforce` (feature `registry`): a loaded ir-oci registry minus what the
 //!   policy refuses, with per-tag verdicts.
 //!
@@ -20,8 +23,10 @@
 
 #[cfg(feature = "registry")]
 pub mod enforce;
+mod evidence;
 pub mod identity;
 pub mod key;
+pub mod memo;
 pub mod payload;
 pub mod policy;
 pub mod reference;
@@ -30,6 +35,7 @@ pub mod verdict;
 
 pub use identity::SignedIdentity;
 pub use key::{KeyError, PublicKey};
+pub use memo::{Memo, MemoError};
 pub use policy::{Policy, PolicyError, Requirement};
 pub use reference::{DockerReference, ReferenceError};
 pub use signatures::ArtifactSource;

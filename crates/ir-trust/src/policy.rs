@@ -35,6 +35,9 @@ pub const MAX_SCOPES: usize = 10_000;
 pub struct Policy {
     default: Requirements,
     docker: BTreeMap<String, Requirements>,
+    /// Whether a scope names a tag or digest (else no image's full
+    /// reference needs looking up).
+    reference_scopes: bool,
     ignored_transports: Vec<String>,
 }
 
@@ -132,9 +135,16 @@ impl Policy {
     /// each parent namespace, the host, `*.domain` wildcards), then the
     /// transport's `""`, then `default`.
     pub fn requirements_for(&self, image: &DockerReference) -> &Requirements {
-        scopes_of(image)
-            .iter()
-            .find_map(|s| self.docker.get(s))
+        if self.docker.is_empty() {
+            return &self.default;
+        }
+        // Most specific first, stopping at the first scope configured.
+        let mut found = None;
+        for_each_scope(image, self.reference_scopes, |scope| {
+            found = self.docker.get(scope);
+            found.is_some()
+        });
+        found
             .or_else(|| self.docker.get(""))
             .unwrap_or(&self.default)
     }
@@ -162,21 +172,42 @@ impl Policy {
 /// `PolicyConfigurationIdentity` and `...Namespaces` of the docker
 /// transport).
 pub fn scopes_of(image: &DockerReference) -> Vec<String> {
-    let mut out = vec![image.to_string()];
+    let mut out = Vec::new();
+    for_each_scope(image, true, |scope| {
+        out.push(scope.to_owned());
+        false
+    });
+    out
+}
+
+/// Calls `visit` with each scope of [`scopes_of`], in order, until it
+/// returns true (without the image's full reference unless `reference`).
+fn for_each_scope(image: &DockerReference, reference: bool, mut visit: impl FnMut(&str) -> bool) {
+    if reference && visit(&image.to_string()) {
+        return;
+    }
     let mut name = image.name();
     loop {
-        out.push(name.clone());
+        if visit(&name) {
+            return;
+        }
         match name.rfind('/') {
             Some(i) => name.truncate(i),
             None => break,
         }
     }
-    let mut host = name.split(':').next().unwrap_or_default().to_owned();
-    while let Some(i) = host.find('.') {
-        host = host[i + 1..].to_owned();
-        out.push(format!("*.{host}"));
+    let host = name.split(':').next().unwrap_or_default();
+    let mut rest = host;
+    let mut scope = String::with_capacity(host.len() + 2);
+    while let Some(i) = rest.find('.') {
+        rest = &rest[i + 1..];
+        scope.clear();
+        scope.push_str("*.");
+        scope.push_str(rest);
+        if visit(&scope) {
+            return;
+        }
     }
-    out
 }
 
 fn parse(bytes: &[u8]) -> Result<Policy, Fail> {
@@ -219,9 +250,17 @@ fn parse(bytes: &[u8]) -> Result<Policy, Fail> {
             }
         }
     }
+    let reference_scopes = docker.keys().any(|scope| {
+        scope.contains('@')
+            || scope
+                .rsplit('/')
+                .next()
+                .is_some_and(|last| last.contains(':'))
+    });
     Ok(Policy {
         default,
         docker,
+        reference_scopes,
         ignored_transports,
     })
 }

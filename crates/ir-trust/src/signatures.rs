@@ -45,6 +45,12 @@ pub trait ArtifactSource {
     fn manifest(&self, digest: &Digest) -> Option<(&str, &[u8])>;
     /// The digest a tag names.
     fn tagged(&self, tag: &str) -> Option<Digest>;
+    /// The manifest cosign's signature tag of `digest` names
+    /// ([`cosign_tag`]). A source that has indexed those tags answers
+    /// without building and parsing the tag.
+    fn cosign_signature(&self, digest: &Digest) -> Option<Digest> {
+        self.tagged(&cosign_tag(digest))
+    }
     /// Digests of the manifests whose `subject` is `digest`.
     fn referrers(&self, digest: &Digest) -> Vec<Digest>;
     /// A blob's bytes, at most `limit` of them (larger is an error), its
@@ -89,6 +95,10 @@ pub enum Signature {
     },
     /// Something in a signature's place that is not a usable signature.
     Malformed(String),
+    /// A signature whose bytes could not be read now (a file changed or
+    /// went away since it was verified): judged as malformed, but not a
+    /// property of the artifact, so never remembered.
+    Unavailable(String),
 }
 
 /// The cosign signature tag of a manifest digest (`sha256-<hex>.sig`).
@@ -100,7 +110,16 @@ pub fn cosign_tag(digest: &Digest) -> String {
 pub fn cosign_tag_target(tag: &str) -> Option<Digest> {
     let stem = tag.strip_suffix(".sig")?;
     let (alg, hex) = stem.split_once('-')?;
-    Digest::parse(&format!("{alg}:{hex}")).ok()
+    // "alg:hex" built on the stack: this runs for every tag of a registry.
+    let mut buf = [0u8; 160];
+    let len = alg.len() + 1 + hex.len();
+    if len > buf.len() {
+        return None;
+    }
+    buf[..alg.len()].copy_from_slice(alg.as_bytes());
+    buf[alg.len()] = b':';
+    buf[alg.len() + 1..len].copy_from_slice(hex.as_bytes());
+    Digest::parse(std::str::from_utf8(&buf[..len]).ok()?).ok()
 }
 
 #[derive(Deserialize)]
@@ -173,61 +192,108 @@ fn parse_artifact(manifest: &[u8]) -> Option<(ArtifactKind, SignatureManifest)> 
     Some((kind, m))
 }
 
+/// A manifest that may hold signatures of another, and where it was found.
+#[derive(Debug, Clone)]
+pub struct ArtifactAt {
+    /// The artifact manifest's digest.
+    pub digest: Digest,
+    /// Found by cosign's signature tag of this digest (the one signed), or
+    /// `None` for a referrer.
+    pub by_tag_of: Option<Digest>,
+}
+
+impl ArtifactAt {
+    /// Where it was found, for messages (`tag sha256-….sig`,
+    /// `referrer sha256:…`).
+    pub fn origin(&self) -> String {
+        match &self.by_tag_of {
+            Some(signed) => format!("tag {}", cosign_tag(signed)),
+            None => format!("referrer {}", self.digest),
+        }
+    }
+}
+
+/// The manifests that may hold signatures of `digest`: the cosign tag's
+/// first, then each referrer. Which of them are signature artifacts is
+/// decided by reading them ([`read_artifact`]).
+pub fn artifacts(source: &dyn ArtifactSource, digest: &Digest) -> Vec<ArtifactAt> {
+    let mut out = Vec::new();
+    if let Some(sig) = source.cosign_signature(digest) {
+        out.push(ArtifactAt {
+            digest: sig,
+            by_tag_of: Some(digest.clone()),
+        });
+    }
+    for referrer in source.referrers(digest) {
+        out.push(ArtifactAt {
+            digest: referrer,
+            by_tag_of: None,
+        });
+    }
+    out
+}
+
+/// The signatures in one artifact manifest, layer by layer (at most
+/// [`MAX_SIGNATURES`]), or `None` when it is not a signature artifact (an
+/// SBOM, an attestation, anything else).
+pub fn read_artifact(
+    source: &dyn ArtifactSource,
+    digest: &Digest,
+) -> Option<(ArtifactKind, Vec<Signature>)> {
+    let (_, bytes) = source.manifest(digest)?;
+    let (kind, m) = parse_artifact(bytes)?;
+    let layers = m
+        .layers
+        .iter()
+        .take(MAX_SIGNATURES)
+        .map(|layer| {
+            match kind {
+                ArtifactKind::Cosign => simple(source, layer),
+                ArtifactKind::Bundle => bundle(source, layer),
+                ArtifactKind::Notation => notation(source, layer),
+            }
+            .unwrap_or_else(|e| e)
+        })
+        .collect();
+    Some((kind, layers))
+}
+
 /// Every signature of `digest` in `source`, at most [`MAX_SIGNATURES`]:
 /// the cosign tag's layers first, then each referrer's.
 pub fn find(source: &dyn ArtifactSource, digest: &Digest) -> Vec<Found> {
     let mut out = Vec::new();
-    let tag = cosign_tag(digest);
-    if let Some(sig) = source.tagged(&tag) {
-        read_artifact(source, &sig, &format!("tag {tag}"), &mut out);
-    }
-    for referrer in source.referrers(digest) {
+    for at in artifacts(source, digest) {
         if out.len() >= MAX_SIGNATURES {
             break;
         }
-        read_artifact(source, &referrer, &format!("referrer {referrer}"), &mut out);
+        let Some((_, layers)) = read_artifact(source, &at.digest) else {
+            continue;
+        };
+        for (i, signature) in layers.into_iter().enumerate() {
+            out.push(Found {
+                origin: format!("{} layer {i}", at.origin()),
+                signature,
+            });
+        }
     }
     out.truncate(MAX_SIGNATURES);
     out
-}
-
-fn read_artifact(source: &dyn ArtifactSource, digest: &Digest, origin: &str, out: &mut Vec<Found>) {
-    let Some((_, bytes)) = source.manifest(digest) else {
-        return;
-    };
-    let Some((kind, m)) = parse_artifact(bytes) else {
-        return; // Another kind of referrer (an SBOM, an attestation).
-    };
-    for (i, layer) in m.layers.iter().enumerate() {
-        if out.len() >= MAX_SIGNATURES {
-            return;
-        }
-        let origin = format!("{origin} layer {i}");
-        let signature = match kind {
-            ArtifactKind::Cosign => simple(source, layer),
-            ArtifactKind::Bundle => bundle(source, layer),
-            ArtifactKind::Notation => notation(source, layer),
-        };
-        out.push(Found {
-            origin,
-            signature: signature.unwrap_or_else(Signature::Malformed),
-        });
-    }
 }
 
 fn layer_bytes(
     source: &dyn ArtifactSource,
     layer: &Descriptor,
     limit: u64,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, Signature> {
     if layer.size > limit {
-        return Err(format!(
+        return Err(Signature::Malformed(format!(
             "{} bytes, more than the limit of {limit}",
             layer.size
-        ));
+        )));
     }
-    let digest = Digest::parse(&layer.digest).map_err(|e| format!("layer digest: {e}"))?;
-    source.blob(&digest, limit)
+    let digest = Digest::parse(&layer.digest)
+        .map_err(|e| Signature::Malformed(format!("layer digest: {e}")))?;
+    source.blob(&digest, limit).map_err(Signature::Unavailable)
 }
 
 fn decode_b64(text: &str) -> Result<Vec<u8>, String> {
@@ -239,12 +305,15 @@ fn decode_b64(text: &str) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("signature is not base64: {e}"))
 }
 
-fn simple(source: &dyn ArtifactSource, layer: &Descriptor) -> Result<Signature, String> {
+/// A layer's signature, or (as the error) why it is none.
+type LayerResult = Result<Signature, Signature>;
+
+fn simple(source: &dyn ArtifactSource, layer: &Descriptor) -> LayerResult {
     let text = layer
         .annotations
         .get(SIGNATURE_ANNOTATION)
-        .ok_or_else(|| format!("no {SIGNATURE_ANNOTATION} annotation"))?;
-    let signature = decode_b64(text)?;
+        .ok_or_else(|| Signature::Malformed(format!("no {SIGNATURE_ANNOTATION} annotation")))?;
+    let signature = decode_b64(text).map_err(Signature::Malformed)?;
     let payload = layer_bytes(source, layer, MAX_PAYLOAD_BYTES)?;
     Ok(Signature::Simple { payload, signature })
 }
@@ -270,9 +339,13 @@ struct EnvelopeSignature {
     sig: String,
 }
 
-fn bundle(source: &dyn ArtifactSource, layer: &Descriptor) -> Result<Signature, String> {
+fn bundle(source: &dyn ArtifactSource, layer: &Descriptor) -> LayerResult {
     let bytes = layer_bytes(source, layer, MAX_BUNDLE_BYTES)?;
-    let b: Bundle = serde_json::from_slice(&bytes).map_err(|e| format!("bundle: {e}"))?;
+    parse_bundle(&bytes).map_err(Signature::Malformed)
+}
+
+fn parse_bundle(bytes: &[u8]) -> Result<Signature, String> {
+    let b: Bundle = serde_json::from_slice(bytes).map_err(|e| format!("bundle: {e}"))?;
     let Some(env) = b.dsse else {
         return Err(if b.message_signature.is_some() {
             "bundle holds a messageSignature (a blob signature), not a DSSE image signature".into()
@@ -301,7 +374,7 @@ fn bundle(source: &dyn ArtifactSource, layer: &Descriptor) -> Result<Signature, 
     })
 }
 
-fn notation(source: &dyn ArtifactSource, layer: &Descriptor) -> Result<Signature, String> {
+fn notation(source: &dyn ArtifactSource, layer: &Descriptor) -> LayerResult {
     let envelope = layer_bytes(source, layer, ir_notation::MAX_ENVELOPE_BYTES as u64)?;
     Ok(Signature::Notation {
         media_type: layer.media_type.clone(),

@@ -3,16 +3,19 @@
 //! found for its digest.
 
 use std::fmt;
+use std::sync::Arc;
 
 use ir_notation::{Level, Target, TrustPolicy, TrustStore};
 use ir_oci::Digest;
 
+use crate::evidence::EntryKind;
+pub use crate::evidence::Evidence;
 use crate::identity::SignedIdentity;
 use crate::key::PublicKey;
-use crate::payload::{self, Claim};
+use crate::payload::Claim;
 use crate::policy::{Policy, Requirement};
 use crate::reference::DockerReference;
-use crate::signatures::{self, ArtifactSource, Found, Signature};
+use crate::signatures::{self, ArtifactSource};
 
 /// Why an image was refused. [`Reason::code`] is the metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -135,49 +138,6 @@ pub struct Subject<'a> {
     pub size: u64,
 }
 
-/// The signatures of one manifest and the work already done on them,
-/// shared by every name the manifest is judged under. Read from the
-/// source only when a requirement needs signatures.
-#[derive(Default)]
-pub struct Evidence {
-    found: Option<Vec<Found>>,
-    /// Per signature: the keys tried and whether each verified (a
-    /// signature is checked once per key however many names are judged).
-    /// Keys are told apart by address: they live in the policy, which
-    /// outlives the evidence.
-    checked: Vec<Vec<(usize, bool)>>,
-}
-
-impl Evidence {
-    /// Evidence not read yet.
-    pub fn new() -> Self {
-        Evidence::default()
-    }
-
-    /// The signatures of `digest`, read from `source` the first time.
-    fn load(&mut self, source: &dyn ArtifactSource, digest: &Digest) {
-        if self.found.is_none() {
-            let found = signatures::find(source, digest);
-            self.checked = vec![Vec::new(); found.len()];
-            self.found = Some(found);
-        }
-    }
-
-    fn found(&self) -> &[Found] {
-        self.found.as_deref().unwrap_or_default()
-    }
-
-    fn verifies(&mut self, index: usize, key: &PublicKey, message: &[u8], sig: &[u8]) -> bool {
-        let id = key as *const PublicKey as usize;
-        if let Some((_, ok)) = self.checked[index].iter().find(|(k, _)| *k == id) {
-            return *ok;
-        }
-        let ok = key.verifies(message, sig);
-        self.checked[index].push((id, ok));
-        ok
-    }
-}
-
 impl Trust {
     /// True when neither policy is configured (everything is accepted).
     pub fn is_empty(&self) -> bool {
@@ -191,20 +151,20 @@ impl Trust {
         image: &DockerReference,
         subject: &Subject<'_>,
         source: &dyn ArtifactSource,
-        evidence: &mut Evidence,
+        evidence: &mut Evidence<'_>,
     ) -> Verdict {
         let mut signers = Vec::new();
         if let Some(policy) = &self.policy {
             let reqs = policy.requirements_for(image);
             for (i, req) in reqs.list.iter().enumerate() {
-                let name = format!("{}[{i}] {}", reqs.scope, req.kind());
                 if matches!(req, Requirement::SigstoreSigned { .. }) {
                     evidence.load(source, subject.digest);
                 }
-                match judge_requirement(req, image, subject.digest, evidence) {
+                match judge_requirement(req, image, subject.digest, source, evidence) {
                     Ok(Some(signer)) => signers.push(signer),
                     Ok(None) => {}
                     Err((reason, detail)) => {
+                        let name = format!("{}[{i}] {}", reqs.scope, req.kind());
                         return Verdict::Refused(refusal(name, reason, detail));
                     }
                 }
@@ -248,13 +208,14 @@ fn judge_requirement(
     req: &Requirement,
     image: &DockerReference,
     digest: &Digest,
-    evidence: &mut Evidence,
+    source: &dyn ArtifactSource,
+    evidence: &mut Evidence<'_>,
 ) -> Result<Option<String>, Failure> {
     match req {
         Requirement::InsecureAcceptAnything => Ok(None),
         Requirement::Reject => Err((Reason::Rejected, "the policy rejects this image".into())),
         Requirement::SigstoreSigned { keys, identity } => {
-            sigstore_signed(keys, identity, image, digest, evidence).map(Some)
+            sigstore_signed(keys, identity, image, digest, source, evidence).map(Some)
         }
     }
 }
@@ -262,63 +223,45 @@ fn judge_requirement(
 /// The first signature that satisfies the requirement names its key; when
 /// none does, the failure that got furthest explains why.
 fn sigstore_signed(
-    keys: &[std::sync::Arc<PublicKey>],
+    keys: &[Arc<PublicKey>],
     identity: &SignedIdentity,
     image: &DockerReference,
     digest: &Digest,
-    evidence: &mut Evidence,
+    source: &dyn ArtifactSource,
+    evidence: &mut Evidence<'_>,
 ) -> Result<String, Failure> {
     let mut best: Option<Failure> = None;
     let mut seen = 0;
-    let wanted = digest.to_string();
-    for i in 0..evidence.found().len() {
-        let origin = evidence.found()[i].origin.clone();
-        let outcome = match evidence.found()[i].signature.clone() {
-            Signature::Notation { .. } => continue,
-            Signature::Malformed(why) => Err((Reason::BadSignature, why)),
-            Signature::Simple { payload, signature } => {
+    let text = digest.text();
+    let wanted = text.as_str();
+    for i in 0..evidence.entries().len() {
+        let outcome = match &evidence.entries()[i].kind {
+            EntryKind::Notation { .. } => continue,
+            EntryKind::Malformed(why) => Err((Reason::BadSignature, why.clone())),
+            EntryKind::Signed { record, .. } => {
                 seen += 1;
-                match trusted_key(evidence, i, keys, &payload, &signature) {
-                    Err(f) => Err(f),
-                    Ok(key) => payload::simple_signing(&payload)
-                        .map_err(|e| (Reason::BadSignature, e))
-                        .and_then(|claim| check_claim(&[claim], &wanted, identity, image))
-                        .map(|()| key),
-                }
-            }
-            Signature::Dsse {
-                payload_type,
-                payload,
-                signatures,
-            } => {
-                seen += 1;
-                if payload_type != payload::IN_TOTO_PAYLOAD_TYPE {
-                    Err((
-                        Reason::BadSignature,
-                        format!("DSSE payload type {payload_type:?} is not in-toto"),
-                    ))
+                if let Some(why) = &record.unusable {
+                    Err((Reason::BadSignature, why.clone()))
                 } else {
-                    let pae = payload::dsse_pae(&payload_type, &payload);
-                    let mut outcome = Err((Reason::UntrustedKey, String::new()));
-                    for sig in &signatures {
-                        outcome = trusted_key(evidence, i, keys, &pae, sig);
-                        if outcome.is_ok() {
-                            break;
-                        }
+                    let plausible = record.plausible;
+                    match trusted_key(evidence, source, i, keys, plausible) {
+                        Err(f) => Err(f),
+                        Ok(key) => match &evidence.entries()[i].kind {
+                            EntryKind::Signed { record, .. } => match &record.claims {
+                                Ok(claims) => check_claim(claims, wanted, identity, image),
+                                Err(e) => Err((Reason::BadSignature, e.clone())),
+                            }
+                            .map(|()| key),
+                            _ => unreachable!("entry kinds do not change"),
+                        },
                     }
-                    outcome.and_then(|key| {
-                        payload::in_toto(&payload)
-                            .map_err(|e| (Reason::BadSignature, e))
-                            .and_then(|claims| check_claim(&claims, &wanted, identity, image))
-                            .map(|()| key)
-                    })
                 }
             }
         };
         match outcome {
             Ok(key) => return Ok(key),
             Err((reason, why)) => {
-                let failure = (reason, format!("{origin}: {why}"));
+                let failure = (reason, format!("{}: {why}", evidence.entries()[i].origin()));
                 if best.as_ref().is_none_or(|b| rank(reason) >= rank(b.0)) {
                     best = Some(failure);
                 }
@@ -353,18 +296,18 @@ fn rank(reason: Reason) -> u8 {
 }
 
 fn trusted_key(
-    evidence: &mut Evidence,
+    evidence: &mut Evidence<'_>,
+    source: &dyn ArtifactSource,
     index: usize,
-    keys: &[std::sync::Arc<PublicKey>],
-    message: &[u8],
-    signature: &[u8],
+    keys: &[Arc<PublicKey>],
+    plausible: bool,
 ) -> Result<String, Failure> {
     for key in keys {
-        if evidence.verifies(index, key, message, signature) {
+        if evidence.verifies(source, index, key) {
             return Ok(key.fingerprint().to_owned());
         }
     }
-    if !plausible_signature(signature) {
+    if !plausible {
         return Err((
             Reason::BadSignature,
             "the signature is not a well-formed signature value".into(),
@@ -377,25 +320,6 @@ fn trusted_key(
             keys.len()
         ),
     ))
-}
-
-/// True for a DER ECDSA signature (SEQUENCE of two INTEGERs), or a value of
-/// an Ed25519 or RSA signature's size: a signature that is none of these is
-/// damaged, not merely by another key.
-fn plausible_signature(sig: &[u8]) -> bool {
-    use x509_parser::der_parser::ber::BerObjectContent;
-    use x509_parser::der_parser::der::parse_der;
-    if let Ok((rest, obj)) = parse_der(sig) {
-        if rest.is_empty() {
-            if let BerObjectContent::Sequence(items) = &obj.content {
-                return items.len() == 2
-                    && items
-                        .iter()
-                        .all(|i| matches!(i.content, BerObjectContent::Integer(_)));
-            }
-        }
-    }
-    sig.len() == 64 || (256..=1024).contains(&sig.len())
 }
 
 fn check_claim(
@@ -438,7 +362,7 @@ fn judge_notation(
     trust: &NotationTrust,
     image: &DockerReference,
     subject: &Subject<'_>,
-    evidence: &Evidence,
+    evidence: &Evidence<'_>,
 ) -> Result<Option<String>, Refusal> {
     let scope = image.name();
     let statement = match trust.policy.statement_for(&scope) {
@@ -461,15 +385,15 @@ fn judge_notation(
         size: subject.size,
     };
     let mut last: Option<Failure> = None;
-    for found in evidence.found() {
-        let Signature::Notation {
+    for found in evidence.entries() {
+        let EntryKind::Notation {
             media_type,
             envelope,
-        } = &found.signature
+        } = &found.kind
         else {
-            if let Signature::Malformed(why) = &found.signature {
+            if let EntryKind::Malformed(why) = &found.kind {
                 if last.is_none() {
-                    last = Some((Reason::BadSignature, format!("{}: {why}", found.origin)));
+                    last = Some((Reason::BadSignature, format!("{}: {why}", found.origin())));
                 }
             }
             continue;
@@ -489,7 +413,7 @@ fn judge_notation(
                     v.signer_subject
                 }))
             }
-            Err(e) => last = Some((notation_reason(&e), format!("{}: {e}", found.origin))),
+            Err(e) => last = Some((notation_reason(&e), format!("{}: {e}", found.origin()))),
         }
     }
     let (reason, detail) = last.unwrap_or((

@@ -377,6 +377,44 @@ fn a_payload_replaced_by_a_symlink_after_the_load_is_not_read() {
         ),
         notation: None,
     };
-    let (_, j) = ir_trust::enforce::enforce(&trust, HOST, registry);
+    let memo = ir_trust::Memo::new();
+    let (_, j) = ir_trust::enforce::enforce(&trust, &memo, HOST, registry);
     assert_eq!(reason(&j, "app", "1"), "bad_signature");
+    // Unreadable now is not a property of the artifact: not remembered.
+    assert!(memo.is_empty(), "{memo:?}");
+}
+
+#[test]
+fn a_memo_recalls_verdicts_and_tries_a_new_key_on_the_signature_bytes() {
+    let root = Root::new();
+    let outside = root.path().parent().unwrap();
+    let (key, other) = (Key::p256(), Key::p256());
+    let pubkey = key.write_public(outside, "k.pub");
+    let other_pub = other.write_public(outside, "other.pub");
+    let app = root.layout("app");
+    let i = app.image(b"x");
+    let sig = cosign_sign(&app, &i.manifest, &format!("{HOST}/app:1"), &key);
+    app.set_index(&[i.tagged("1"), sig]);
+    let dir = root.outside("policy");
+    std::fs::create_dir_all(&dir).unwrap();
+    let trust = |pubkey: &std::path::Path| ir_trust::Trust {
+        policy: Some(ir_trust::Policy::load(&policy_file(&dir, &signed_by(pubkey, None))).unwrap()),
+        notation: None,
+    };
+    let load = || ir_oci::load(root.path(), &ir_oci::LoadOptions::default()).unwrap();
+    // Judged under another key first: the memo records that it fails.
+    let memo = ir_trust::Memo::new();
+    let (_, j) = ir_trust::enforce::enforce(&trust(&other_pub), &memo, HOST, load());
+    assert_eq!(reason(&j, "app", "1"), "untrusted_key");
+    let file = root.outside("memo.json");
+    memo.save(&file).unwrap();
+    // Then under the signing key, from the file: that key was never
+    // tried, so the signature is read and verified now, and recorded.
+    let read = ir_trust::Memo::load(&file).unwrap();
+    let (_, j) = ir_trust::enforce::enforce(&trust(&pubkey), &read, HOST, load());
+    assert!(verdict(&j, "app", "1").is_accepted(), "{j:?}");
+    assert!(read.save(&file).unwrap(), "the new key's result is new");
+    // A memo cannot make a bad signature good: the other key still fails.
+    let (_, j) = ir_trust::enforce::enforce(&trust(&other_pub), &read, HOST, load());
+    assert_eq!(reason(&j, "app", "1"), "untrusted_key");
 }

@@ -7,7 +7,7 @@ use ir_oci::Registry;
 pub use ir_testkit::cosign::*;
 use ir_testkit::Root;
 use ir_trust::enforce::Judgement;
-use ir_trust::{Policy, Trust, Verdict};
+use ir_trust::{Memo, Policy, Trust, Verdict};
 use serde_json::{json, Value};
 
 /// The registry host images are judged under.
@@ -41,11 +41,37 @@ pub fn judge(root: &Root, policy: &Value) -> (Registry, Vec<Judgement>) {
     judge_with(root, &trust)
 }
 
-/// Loads `root` and applies `trust` under [`HOST`].
+/// Loads `root` and applies `trust` under [`HOST`]. Every judgement is
+/// made three times, and must come out the same each time: reading every
+/// signature, recalling every artifact from the memo the first made, and
+/// recalling it from that memo's file.
 pub fn judge_with(root: &Root, trust: &Trust) -> (Registry, Vec<Judgement>) {
-    let registry = ir_oci::load(root.path(), &ir_oci::LoadOptions::default()).unwrap();
-    assert!(registry.rejected.is_empty(), "{:?}", registry.rejected);
-    ir_trust::enforce::enforce(trust, HOST, registry)
+    let load = || {
+        let registry = ir_oci::load(root.path(), &ir_oci::LoadOptions::default()).unwrap();
+        assert!(registry.rejected.is_empty(), "{:?}", registry.rejected);
+        registry
+    };
+    let memo = Memo::new();
+    let (registry, judgements) = ir_trust::enforce::enforce(trust, &memo, HOST, load());
+    let (_, recalled) = ir_trust::enforce::enforce(trust, &memo, HOST, load());
+    assert_eq!(
+        format!("{recalled:?}"),
+        format!("{judgements:?}"),
+        "recalled"
+    );
+    let dir = root.outside("memo");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("memo.json");
+    let _ = std::fs::remove_file(&file);
+    memo.save(&file).unwrap();
+    let (_, from_file) =
+        ir_trust::enforce::enforce(trust, &Memo::load(&file).unwrap(), HOST, load());
+    assert_eq!(
+        format!("{from_file:?}"),
+        format!("{judgements:?}"),
+        "from file"
+    );
+    (registry, judgements)
 }
 
 /// The verdict of `app:tag`.

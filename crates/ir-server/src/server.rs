@@ -132,7 +132,10 @@ pub async fn serve_connection<IO>(
     let mut rx = watcher.rx;
     let mut closing = false;
     let result = loop {
+        // Biased: the connection, polled on every wakeup, comes first and
+        // no random branch order is drawn per poll.
         tokio::select! {
+            biased;
             r = connection.as_mut() => break r,
             _ = rx.changed(), if !closing => {
                 closing = true;

@@ -6,8 +6,10 @@
 //!
 //! The line's fields travel with the body ([`Logged`]): the request's
 //! method, URI and user agent are cheap clones (hyper keeps them in shared
-//! buffers), so logging adds no allocation per request; with the access
-//! log off the wrapper holds nothing.
+//! buffers), in one boxed [`Entry`] per request. Boxed because hyper moves
+//! the body by value several times per response: inline, the entry's
+//! ~240 bytes were copied each time even with the access log off
+//! (measured with callgrind: 5 % more instructions per small GET).
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -38,8 +40,8 @@ pub struct Entry {
 
 impl Entry {
     /// The fields of `req` on `conn`, timed from now.
-    pub fn of<B>(conn: &ConnInfo, req: &Request<B>) -> Entry {
-        Entry {
+    pub fn of<B>(conn: &ConnInfo, req: &Request<B>) -> Box<Entry> {
+        Box::new(Entry {
             peer: conn.peer,
             realm: conn.realm.clone(),
             method: req.method().clone(),
@@ -49,7 +51,7 @@ impl Entry {
             status: 0,
             sent: 0,
             failed: false,
-        }
+        })
     }
 }
 
@@ -58,13 +60,13 @@ impl Entry {
 #[derive(Debug)]
 pub struct Logged {
     inner: Body,
-    entry: Option<Entry>,
+    entry: Option<Box<Entry>>,
 }
 
 impl Logged {
     /// `response` with its line written at its end (`entry`: `None` when
     /// the access log is off).
-    pub fn wrap(response: Response<Body>, mut entry: Option<Entry>) -> Response<Logged> {
+    pub fn wrap(response: Response<Body>, mut entry: Option<Box<Entry>>) -> Response<Logged> {
         if let Some(e) = entry.as_mut() {
             e.status = response.status().as_u16();
         }

@@ -7,7 +7,8 @@
 # containers-policy.json serves the signed image (pulled and verified again
 # by ir-sign with the .sig tag pulled too) and not the unsigned one;
 # images signed in cosign's referrers form and as sigstore bundles are
-# served and verify after a pull; a policy with another key refuses all.
+# served and verify after a pull; a policy with another key refuses all;
+# a restart with --signature-cache recalls the signatures it verified.
 #
 # Usage: tests/e2e/signatures.sh   (needs: docker-registry skopeo jq curl)
 # Env:   IR_SERVER_BIN  server binary (default target/debug/ir-server)
@@ -170,5 +171,28 @@ for app in signed referrers-signed bundle-signed; do
   check "with another key, $app:1 answers 404" \
     bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$OTHER_PORT/v2/$app/manifests/1)\" = 404 ]"
 done
+
+# A restart remembers what it verified (--signature-cache) ---------------
+STATE=$WORK/state
+mkdir -m 700 "$STATE"
+CACHE_PORT=$(free_port)
+for run in first restart; do
+  when=$([ "$run" = first ] && echo "first start" || echo "restart")
+  start_server "$WORK/cache-$run.log" -r "$SROOT" -p "$CACHE_PORT" --bind 127.0.0.1 --policy "$WORK/policy.json" \
+    --registry-host "$HOST" --signature-cache "$STATE/signatures" -t no-tls
+  wait_http "http://127.0.0.1:$CACHE_PORT/v2/" || { cat "$WORK/cache-$run.log"; exit 1; }
+  check "$when with --signature-cache: skopeo copy signed:1" \
+    "${SK[@]}" copy -q --preserve-digests --src-tls-verify=false "docker://127.0.0.1:$CACHE_PORT/signed:1" "oci:$WORK/cache-$run:1"
+  check "$when with --signature-cache: the pulled image has the signed digest" \
+    bash -c "[ \"\$(jq -r '.manifests[0].digest' $WORK/cache-$run/index.json)\" = $DIGEST ]"
+  check "$when with --signature-cache: unsigned:1 answers 404" \
+    bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$CACHE_PORT/v2/unsigned/manifests/1)\" = 404 ]"
+  kill "$SERVER_PID"
+  wait "$SERVER_PID" 2>/dev/null
+done
+check "the first start wrote the signature cache, readable by its owner only" \
+  bash -c "grep -q 'signature artifact(s) written' $WORK/cache-first.log && [ \"\$(stat -c %a $STATE/signatures)\" = 600 ]"
+check "the restart remembered the three signature artifacts and wrote nothing" \
+  bash -c "grep -q '3 signature artifact(s) remembered' $WORK/cache-restart.log && ! grep -q 'artifact(s) written' $WORK/cache-restart.log"
 
 summary "e2e signatures"

@@ -266,12 +266,21 @@ impl Memo {
             return Err(MemoError::TooLarge(path.to_owned()));
         }
         let bytes = std::fs::read(path).map_err(io)?;
-        File::decode(&bytes)
-            .and_then(File::into_memo)
-            .map_err(|why| MemoError::Malformed {
-                path: path.to_owned(),
-                why,
-            })
+        Memo::from_bytes(&bytes).map_err(|why| MemoError::Malformed {
+            path: path.to_owned(),
+            why,
+        })
+    }
+
+    /// A memo from the bytes of its file, or why they are not one (all or
+    /// nothing: a file with one bad record is not used at all).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Memo, String> {
+        File::decode(bytes).and_then(File::into_memo)
+    }
+
+    /// The bytes of its file.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        File::of(self).encode()
     }
 
     /// Writes the memo to `path` (a new file renamed over the old one,
@@ -285,7 +294,7 @@ impl Memo {
             path: path.to_owned(),
             source,
         };
-        let bytes = File::of(self).encode();
+        let bytes = self.to_bytes();
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(format!(".{}.tmp", std::process::id()));
         let tmp = PathBuf::from(tmp);

@@ -167,6 +167,13 @@ impl Digest {
         let (alg, hex) = s
             .split_once(':')
             .ok_or_else(|| DigestError::MissingSeparator(truncate(s)))?;
+        Digest::parse_parts(alg, hex)
+    }
+
+    /// Parses and validates a digest given as its algorithm name and its
+    /// hex apart (as in cosign's `sha256-<hex>.sig` tags), without joining
+    /// them first.
+    pub fn parse_parts(alg: &str, hex: &str) -> Result<Self, DigestError> {
         let algorithm = Algorithm::from_name(alg)
             .ok_or_else(|| DigestError::UnsupportedAlgorithm(truncate(alg)))?;
         if hex.len() != algorithm.hex_len() {

@@ -61,12 +61,6 @@ impl TrustConfig {
         }
     }
 
-    /// The same, remembering verified signatures in `file`.
-    pub fn with_memo(mut self, file: PathBuf) -> Self {
-        self.memo = Some(file);
-        self
-    }
-
     /// The configuration the arguments give, or `None` when no signature
     /// policy is asked for.
     pub fn from_args(args: &Args) -> Result<Option<Self>, TrustError> {

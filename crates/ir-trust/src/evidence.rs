@@ -8,7 +8,7 @@ use ir_oci::Digest;
 
 use crate::key::PublicKey;
 use crate::memo::{ArtifactRecord, LayerRecord, Memo, SignedRecord};
-use crate::payload;
+use crate::payload::{self, Claim};
 use crate::signatures::{self, ArtifactAt, ArtifactSource, Signature, MAX_SIGNATURES};
 
 /// The signatures of one manifest and the work already done on them,
@@ -83,30 +83,26 @@ impl<'m> Evidence<'m> {
             if entries.len() >= MAX_SIGNATURES {
                 break;
             }
-            let recalled = self.memo.and_then(|m| m.get(&at.digest));
-            let layers: Vec<(EntryKind, Option<LayerRecord>)> = match recalled {
-                Some(record) => record
-                    .layers
-                    .iter()
-                    .map(|l| (recalled_entry(l.clone()), None))
-                    .collect(),
+            let layers: Vec<EntryKind> = match self.memo.and_then(|m| m.get(&at.digest)) {
+                Some(record) => record.layers.iter().cloned().map(recalled_entry).collect(),
                 None => {
                     let Some((kind, layers)) = signatures::read_artifact(source, &at.digest) else {
                         continue;
                     };
-                    let read: Vec<(EntryKind, Option<LayerRecord>)> =
-                        layers.into_iter().map(read_entry).collect();
-                    if let Some(memo) = self.memo {
-                        if let Some(layers) = read.iter().map(|(_, r)| r.clone()).collect() {
-                            let layers = Arc::new(layers);
-                            memo.put(at.digest.clone(), ArtifactRecord { kind, layers });
-                        }
+                    let (layers, records): (Vec<EntryKind>, Vec<Option<LayerRecord>>) =
+                        layers.into_iter().map(read_entry).unzip();
+                    // Recorded only when every layer is a property of the
+                    // artifact (see `read_entry`).
+                    let records: Option<Vec<LayerRecord>> = records.into_iter().collect();
+                    if let (Some(memo), Some(records)) = (self.memo, records) {
+                        let layers = Arc::new(records);
+                        memo.put(at.digest.clone(), ArtifactRecord { kind, layers });
                     }
-                    read
+                    layers
                 }
             };
             let found_at = Arc::new(at);
-            for (layer, (kind, _)) in layers.into_iter().enumerate() {
+            for (layer, kind) in layers.into_iter().enumerate() {
                 entries.push(Entry {
                     found_at: found_at.clone(),
                     layer,
@@ -120,6 +116,15 @@ impl<'m> Evidence<'m> {
 
     pub(crate) fn entries(&self) -> &[Entry] {
         self.entries.as_deref().unwrap_or_default()
+    }
+
+    /// What signature `index`'s payload claims, if it is a sigstore
+    /// signature.
+    pub(crate) fn claims(&self, index: usize) -> Option<&Result<Vec<Claim>, String>> {
+        match &self.entries().get(index)?.kind {
+            EntryKind::Signed { record, .. } => Some(&record.claims),
+            _ => None,
+        }
     }
 
     /// Whether signature `index` verifies with `key`: recorded, or checked

@@ -58,16 +58,7 @@ pub trait ArtifactSource {
     fn blob(&self, digest: &Digest, limit: u64) -> Result<Vec<u8>, String>;
 }
 
-/// One signature found for a manifest.
-#[derive(Debug, Clone)]
-pub struct Found {
-    /// Where it was found, for messages (`tag sha256-….sig layer 0`).
-    pub origin: String,
-    /// The signature.
-    pub signature: Signature,
-}
-
-/// The signature material of one [`Found`].
+/// The signature material of one layer of a signature artifact.
 #[derive(Debug, Clone)]
 pub enum Signature {
     /// A cosign signature over a simple-signing payload.
@@ -110,16 +101,7 @@ pub fn cosign_tag(digest: &Digest) -> String {
 pub fn cosign_tag_target(tag: &str) -> Option<Digest> {
     let stem = tag.strip_suffix(".sig")?;
     let (alg, hex) = stem.split_once('-')?;
-    // "alg:hex" built on the stack: this runs for every tag of a registry.
-    let mut buf = [0u8; 160];
-    let len = alg.len() + 1 + hex.len();
-    if len > buf.len() {
-        return None;
-    }
-    buf[..alg.len()].copy_from_slice(alg.as_bytes());
-    buf[alg.len()] = b':';
-    buf[alg.len() + 1..len].copy_from_slice(hex.as_bytes());
-    Digest::parse(std::str::from_utf8(&buf[..len]).ok()?).ok()
+    Digest::parse_parts(alg, hex).ok()
 }
 
 #[derive(Deserialize)]
@@ -256,28 +238,6 @@ pub fn read_artifact(
         })
         .collect();
     Some((kind, layers))
-}
-
-/// Every signature of `digest` in `source`, at most [`MAX_SIGNATURES`]:
-/// the cosign tag's layers first, then each referrer's.
-pub fn find(source: &dyn ArtifactSource, digest: &Digest) -> Vec<Found> {
-    let mut out = Vec::new();
-    for at in artifacts(source, digest) {
-        if out.len() >= MAX_SIGNATURES {
-            break;
-        }
-        let Some((_, layers)) = read_artifact(source, &at.digest) else {
-            continue;
-        };
-        for (i, signature) in layers.into_iter().enumerate() {
-            out.push(Found {
-                origin: format!("{} layer {i}", at.origin()),
-                signature,
-            });
-        }
-    }
-    out.truncate(MAX_SIGNATURES);
-    out
 }
 
 fn layer_bytes(

@@ -244,17 +244,14 @@ fn sigstore_signed(
                     Err((Reason::BadSignature, why.clone()))
                 } else {
                     let plausible = record.plausible;
-                    match trusted_key(evidence, source, i, keys, plausible) {
-                        Err(f) => Err(f),
-                        Ok(key) => match &evidence.entries()[i].kind {
-                            EntryKind::Signed { record, .. } => match &record.claims {
-                                Ok(claims) => check_claim(claims, wanted, identity, image),
-                                Err(e) => Err((Reason::BadSignature, e.clone())),
-                            }
-                            .map(|()| key),
-                            _ => unreachable!("entry kinds do not change"),
-                        },
-                    }
+                    trusted_key(evidence, source, i, keys, plausible).and_then(|key| {
+                        match evidence.claims(i) {
+                            Some(Ok(claims)) => check_claim(claims, wanted, identity, image),
+                            Some(Err(e)) => Err((Reason::BadSignature, e.clone())),
+                            None => Err((Reason::BadSignature, "no signature".into())),
+                        }
+                        .map(|()| key)
+                    })
                 }
             }
         };

@@ -369,14 +369,7 @@ fn a_payload_replaced_by_a_symlink_after_the_load_is_not_read() {
     let path = app.blob_path(&layer);
     std::fs::remove_file(&path).unwrap();
     std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
-    let dir = root.outside("policy");
-    std::fs::create_dir_all(&dir).unwrap();
-    let trust = ir_trust::Trust {
-        policy: Some(
-            ir_trust::Policy::load(&policy_file(&dir, &signed_by(&pubkey, None))).unwrap(),
-        ),
-        notation: None,
-    };
+    let trust = trust_of(&root, &signed_by(&pubkey, None));
     let memo = ir_trust::Memo::new();
     let (_, j) = ir_trust::enforce::enforce(&trust, &memo, HOST, registry);
     assert_eq!(reason(&j, "app", "1"), "bad_signature");
@@ -395,12 +388,7 @@ fn a_memo_recalls_verdicts_and_tries_a_new_key_on_the_signature_bytes() {
     let i = app.image(b"x");
     let sig = cosign_sign(&app, &i.manifest, &format!("{HOST}/app:1"), &key);
     app.set_index(&[i.tagged("1"), sig]);
-    let dir = root.outside("policy");
-    std::fs::create_dir_all(&dir).unwrap();
-    let trust = |pubkey: &std::path::Path| ir_trust::Trust {
-        policy: Some(ir_trust::Policy::load(&policy_file(&dir, &signed_by(pubkey, None))).unwrap()),
-        notation: None,
-    };
+    let trust = |pubkey: &std::path::Path| trust_of(&root, &signed_by(pubkey, None));
     let load = || ir_oci::load(root.path(), &ir_oci::LoadOptions::default()).unwrap();
     // Judged under another key first: the memo records that it fails.
     let memo = ir_trust::Memo::new();

@@ -29,16 +29,19 @@ pub fn signed_by(key: &Path, identity: Option<Value>) -> Value {
     json!({"default": [{"type": "reject"}], "transports": {"docker": {HOST: [req]}}})
 }
 
-/// Loads `root` and applies the policy in `policy` under [`HOST`].
-pub fn judge(root: &Root, policy: &Value) -> (Registry, Vec<Judgement>) {
+/// The containers policy `policy` (written beside `root`) as a [`Trust`].
+pub fn trust_of(root: &Root, policy: &Value) -> Trust {
     let dir = root.outside("policy");
     std::fs::create_dir_all(&dir).unwrap();
-    let file = policy_file(&dir, policy);
-    let trust = Trust {
-        policy: Some(Policy::load(&file).unwrap()),
+    Trust {
+        policy: Some(Policy::load(&policy_file(&dir, policy)).unwrap()),
         notation: None,
-    };
-    judge_with(root, &trust)
+    }
+}
+
+/// Loads `root` and applies the policy in `policy` under [`HOST`].
+pub fn judge(root: &Root, policy: &Value) -> (Registry, Vec<Judgement>) {
+    judge_with(root, &trust_of(root, policy))
 }
 
 /// Loads `root` and applies `trust` under [`HOST`]. Every judgement is

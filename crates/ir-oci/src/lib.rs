@@ -6,6 +6,7 @@
 //! - [`digest_map`]: the frozen digest-keyed maps of the model;
 //! - [`name`]: repository names, tags and references;
 //! - [`media_type`]: which media types are manifests, indexes or blobs;
+//! - [`json`]: JSON for trusted inputs, refusing repeated keys;
 //! - [`loader`]: reads a root of OCI image layouts and verifies every
 //!   reachable byte, producing a [`model::Registry`];
 //! - [`mapped`]: hashing large files through memory maps, a bus error
@@ -38,6 +39,7 @@ pub mod listing;
 pub mod loader;
 #[cfg(feature = "loader")]
 pub mod mapped;
+pub mod json;
 pub mod media_type;
 #[cfg(feature = "loader")]
 pub mod model;

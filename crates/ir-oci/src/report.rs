@@ -21,30 +21,42 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// Counts of what the served applications hold, each kind apart: the same
+/// numbers per application ([`full_report`]) and in total.
+fn served_counts(r: &Registry) -> (usize, usize, usize) {
+    r.applications.values().fold((0, 0, 0), |(t, m, b), a| {
+        (t + a.tags.len(), m + a.manifests.len(), b + a.blobs.len())
+    })
+}
+
+/// A verification rate with a unit that fits it (`"412 MiB/s"`,
+/// `"3.1 KiB/s"`), or `None` for a load too quick to time.
+fn rate(bytes: u64, secs: f64) -> Option<String> {
+    if secs <= 0.0 || bytes == 0 {
+        return None;
+    }
+    let per_sec = (bytes as f64 / secs).min(u64::MAX as f64) as u64;
+    Some(format!("{}/s", human_bytes(per_sec)))
+}
+
 /// One line: served, rejected, orphans, bytes, time and rate.
 pub fn summary_line(r: &Registry) -> String {
-    let tags: usize = r.applications.values().map(|a| a.tags.len()).sum();
-    let blobs: usize = r
-        .applications
-        .values()
-        .map(|a| a.blobs.len() + a.manifests.len())
-        .sum();
+    let (tags, manifests, blobs) = served_counts(r);
     let bytes = r.bytes_verified();
     let secs = r.elapsed.as_secs_f64();
-    let rate = if secs > 0.0 {
-        bytes as f64 / secs / (1 << 20) as f64
-    } else {
-        0.0
-    };
+    let rate = rate(bytes, secs)
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
     let reused = if r.blobs_reused > 0 {
         format!(", {} blobs unchanged since the last load", r.blobs_reused)
     } else {
         String::new()
     };
     format!(
-        "registry loaded: {} applications served ({} tags, {} blobs, {} verified{}), {} rejected, {} orphan files, in {:.2}s ({:.0} MiB/s)",
+        "registry loaded: {} applications served ({} tags, {} manifests, {} blobs, {} verified{}), {} rejected, {} orphan files, in {:.2}s{}",
         r.applications.len(),
         tags,
+        manifests,
         blobs,
         human_bytes(bytes),
         reused,
@@ -200,7 +212,9 @@ pub struct Totals {
     pub rejected: usize,
     /// Tags served.
     pub tags: usize,
-    /// Manifests and blobs served.
+    /// Manifests and indexes served (the sum of the applications' `manifests`).
+    pub manifests: usize,
+    /// Other blobs served: configs and layers (the sum of the applications' `blobs`).
     pub blobs: usize,
     /// Bytes hashed.
     pub bytes_verified: u64,
@@ -259,18 +273,16 @@ impl CheckReport {
             }
         }
         applications.sort_by(|a, b| a.name.cmp(&b.name));
+        let (tags, manifests, blobs) = served_counts(r);
         let totals = Totals {
             served: r.applications.len(),
             rejected: applications
                 .iter()
                 .filter(|a| a.status == "rejected")
                 .count(),
-            tags: r.applications.values().map(|a| a.tags.len()).sum(),
-            blobs: r
-                .applications
-                .values()
-                .map(|a| a.blobs.len() + a.manifests.len())
-                .sum(),
+            tags,
+            manifests,
+            blobs,
             bytes_verified: r.bytes_verified(),
             orphans: r.orphans.len(),
             ignored: r.ignored.len(),
@@ -312,5 +324,19 @@ impl CheckReport {
             ignored: Vec::new(),
             totals: Totals::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_take_the_unit_that_shows_them() {
+        assert_eq!(rate(3 * 1024, 1.0).as_deref(), Some("3.0 KiB/s"));
+        assert_eq!(rate(512 << 20, 0.5).as_deref(), Some("1.0 GiB/s"));
+        assert_eq!(rate(100, 2.0).as_deref(), Some("50 B/s"));
+        assert_eq!(rate(0, 1.0), None);
+        assert_eq!(rate(10, 0.0), None);
     }
 }

@@ -75,8 +75,29 @@ fn json_report_of_a_clean_root_exits_0_with_tags_and_digests() {
     assert_eq!(doc["totals"]["served"], 1);
     assert_eq!(doc["totals"]["rejected"], 0);
     assert_eq!(doc["totals"]["tags"], 2);
-    assert_eq!(doc["totals"]["blobs"], 3);
+    // Each kind counted apart, the same in the totals as per application.
+    assert_eq!(doc["totals"]["manifests"], 1);
+    assert_eq!(doc["totals"]["blobs"], 2);
     assert_eq!(doc["orphans"], serde_json::json!([]));
+}
+
+#[test]
+fn text_report_counts_each_kind_the_same_per_application_and_in_total() {
+    let root = Root::new();
+    root.good("team/app");
+    let (code, out) = check(root.path(), &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("served    team/app  (1 tags, 1 manifests, 2 blobs,"),
+        "{out}"
+    );
+    let summary = out.lines().last().unwrap();
+    assert!(
+        summary.contains("(1 tags, 1 manifests, 2 blobs,"),
+        "{summary}"
+    );
+    // A small root's rate is given in a unit that shows it, never "0 MiB/s".
+    assert!(!summary.contains("(0 MiB/s)"), "{summary}");
 }
 
 #[test]

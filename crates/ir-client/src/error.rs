@@ -40,6 +40,18 @@ pub enum Error {
         #[source]
         source: reqwest::Error,
     },
+    /// The server closed the connection right after an RA-TLS handshake
+    /// in which this client presented its attested certificate: it
+    /// refused the attestation. Never retried: the same evidence would be
+    /// refused again.
+    #[error("{url}: the server refused this realm's attestation (it closed the connection right after the RA-TLS handshake); the reason is in the server's log, on its \"RA-TLS attestation refused\" line")]
+    AttestationRefused {
+        /// The URL requested.
+        url: String,
+        /// reqwest's error for the failed request.
+        #[source]
+        source: reqwest::Error,
+    },
     /// The registry answered with an unexpected status.
     #[error("{url}: HTTP {status}{message}")]
     Status {
@@ -132,7 +144,7 @@ impl Error {
             | Error::Size { .. }
             | Error::Manifest(_)
             | Error::NoPlatform { .. } => 4,
-            Error::Attestation { .. } | Error::Token(_) => 5,
+            Error::Attestation { .. } | Error::AttestationRefused { .. } | Error::Token(_) => 5,
             Error::Transport { .. } | Error::Layout(_) | Error::Io { .. } | Error::Tls(_) => 1,
         }
     }

@@ -176,6 +176,7 @@ impl Http {
                 req = req.header(header::RANGE, format!("bytes={from}-"));
             }
             tracing::debug!(url, from, attempt, "GET");
+            let presented = self.resolver.as_ref().map(|r| r.presented());
             let retry_in = match req.send().await {
                 Ok(resp) => {
                     let status = resp.status();
@@ -204,9 +205,14 @@ impl Http {
                     retry_after(&resp).unwrap_or_else(|| backoff(attempt))
                 }
                 Err(e) => {
-                    let err = self.transport_error(url, e);
+                    let err = self.attempt_error(url, e, presented);
                     // A refused attestation will be refused again.
-                    if attempt > self.retries || matches!(err, Error::Attestation { .. }) {
+                    if attempt > self.retries
+                        || matches!(
+                            err,
+                            Error::Attestation { .. } | Error::AttestationRefused { .. }
+                        )
+                    {
                         return Err(err);
                     }
                     tracing::debug!(url, error = %err, "retrying");
@@ -215,6 +221,24 @@ impl Http {
             };
             tokio::time::sleep(retry_in.min(MAX_BACKOFF)).await;
         }
+    }
+
+    /// The error of one attempt: as [`Http::transport_error`], and a
+    /// connection the server closed right after a handshake in which this
+    /// attempt presented an attested certificate (`presented` is the
+    /// resolver's count before the attempt) is a refused attestation.
+    fn attempt_error(&self, url: &str, e: reqwest::Error, presented: Option<u64>) -> Error {
+        let handshaken = match (&self.resolver, presented) {
+            (Some(r), Some(before)) => r.presented() > before,
+            _ => false,
+        };
+        if handshaken && refused_after_handshake(&e) {
+            return Error::AttestationRefused {
+                url: url.to_string(),
+                source: e,
+            };
+        }
+        self.transport_error(url, e)
     }
 
     pub(crate) fn transport_error(&self, url: &str, e: reqwest::Error) -> Error {
@@ -226,12 +250,58 @@ impl Http {
                 source: e,
             };
         }
+        let reason = match self.scheme {
+            Scheme::Https | Scheme::RaTls if answered_plain_http(&e) => format!(
+                "the server answered plain HTTP, not TLS: use an http:// reference, or check the port ({reason})"
+            ),
+            _ => reason,
+        };
         Error::Transport {
             url: url.to_string(),
             reason,
             source: Some(e),
         }
     }
+}
+
+/// Whether the server ended the connection before an answer: a TLS alert
+/// it sent, or the connection closed or reset. A TLS error of the
+/// client's own (the server's certificate refused) is not that. rustls
+/// errors reach here boxed inside io and hyper errors, so they are told
+/// by their text, which rustls keeps stable.
+fn refused_after_handshake(e: &reqwest::Error) -> bool {
+    let text = chain(e);
+    if text.contains("received fatal alert") {
+        return true;
+    }
+    if text.contains("invalid peer certificate") || text.contains("corrupt message") {
+        return false;
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            if matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | UnexpectedEof | BrokenPipe
+            ) {
+                return true;
+            }
+        }
+        if let Some(h) = c.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() || h.is_closed() || h.is_canceled() {
+                return true;
+            }
+        }
+        cur = c.source();
+    }
+    false
+}
+
+/// Whether rustls read a record that is not TLS: the first bytes of a
+/// plain HTTP answer (`HTTP/1.1 400`) on a TLS connection.
+fn answered_plain_http(e: &reqwest::Error) -> bool {
+    chain(e).contains("received corrupt message of type InvalidContentType")
 }
 
 fn retry_after(resp: &reqwest::Response) -> Option<Duration> {

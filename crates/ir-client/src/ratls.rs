@@ -28,6 +28,7 @@ use rustls::SignatureScheme;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Length of the server's challenge and of the realm challenge.
@@ -191,6 +192,8 @@ pub struct CertResolver {
     provider: Arc<rustls::crypto::CryptoProvider>,
     last: Mutex<Option<SessionRecord>>,
     last_error: Mutex<Option<String>>,
+    /// Attested certificates presented so far (one per handshake).
+    presented: AtomicU64,
 }
 
 impl CertResolver {
@@ -202,7 +205,14 @@ impl CertResolver {
             provider: provider(),
             last: Mutex::new(None),
             last_error: Mutex::new(None),
+            presented: AtomicU64::new(0),
         }
+    }
+
+    /// How many attested certificates this resolver has presented: one
+    /// per RA-TLS handshake that reached the client's certificate.
+    pub fn presented(&self) -> u64 {
+        self.presented.load(Ordering::Relaxed)
     }
 
     /// The last successful handshake's record.
@@ -314,6 +324,7 @@ impl ResolvesClientCert for CertResolver {
         match self.certify(challenge) {
             Ok((key, record)) => {
                 *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(record);
+                self.presented.fetch_add(1, Ordering::Relaxed);
                 Some(Arc::new(key))
             }
             Err(e) => self.fail(e),

@@ -90,7 +90,7 @@ async fn local_cpak_mode_accepts_the_realm_for_its_applications_only() {
         )
         .await
         .unwrap_err();
-    assert!(matches!(e, Error::Transport { .. }), "{e}");
+    assert!(matches!(e, Error::AttestationRefused { .. }), "{e}");
     server.stop().await;
 }
 
@@ -125,6 +125,6 @@ async fn veraison_mode_with_the_mock() {
         .pull(&url, tempfile::TempDir::new().unwrap().path())
         .await
         .unwrap_err();
-    assert!(matches!(e, Error::Transport { .. }), "{e}");
+    assert!(matches!(e, Error::AttestationRefused { .. }), "{e}");
     server.stop().await;
 }

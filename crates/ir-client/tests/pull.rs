@@ -253,6 +253,26 @@ async fn pulls_over_tls_with_the_ca() {
     assert!(e.to_string().contains("certificate"), "{e}");
     assert_eq!(files(out.path()), vec!["oci-layout".to_string()]);
 
+    // https:// against a plain HTTP port says so, instead of rustls's
+    // "received corrupt message of type InvalidContentType".
+    let plain = serve(f.root.path(), Arc::new(Plain)).await;
+    let e = Client::new(Transport::Tls {
+        ca: Some(pki.ca_pem.clone().into_bytes()),
+    })
+    .unwrap()
+    .pull(
+        &format!("https://localhost:{}/app:latest", plain.port()),
+        tempfile::TempDir::new().unwrap().path(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("the server answered plain HTTP, not TLS: use an http:// reference"),
+        "{e}"
+    );
+    plain.stop().await;
+
     // A CA file without certificates is a configuration error.
     assert!(matches!(
         Client::new(Transport::Tls {

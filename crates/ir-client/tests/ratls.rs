@@ -121,8 +121,17 @@ async fn a_replayed_token_is_refused() {
         TokenSource::Fixed(Arc::new(recorded)),
         RaTlsOptions::default(),
     );
+    let before = server_side.outcomes().len();
     let e = c.pull(&url, out.path()).await.unwrap_err();
-    assert!(matches!(e, Error::Transport { .. }), "{e}");
+    assert!(matches!(e, Error::AttestationRefused { .. }), "{e}");
+    assert!(
+        e.to_string()
+            .contains("the server refused this realm's attestation"),
+        "{e}"
+    );
+    assert_eq!(e.exit_code(), 5);
+    // Refused once, never retried: the same token would be refused again.
+    assert_eq!(server_side.outcomes().len(), before + 1);
     let last = server_side.outcomes().pop().unwrap();
     assert!(
         last.result
@@ -147,11 +156,13 @@ async fn wrong_realms_platforms_and_certificates_are_refused() {
         let (pki, url, server_side) = (&pki, url.clone(), server_side.clone());
         async move {
             let out = tempfile::TempDir::new().unwrap();
+            let before = server_side.outcomes().len();
             let e = client(pki, source, options)
                 .pull(&url, out.path())
                 .await
                 .unwrap_err();
-            assert!(matches!(e, Error::Transport { .. }), "{why}: {e}");
+            assert!(matches!(e, Error::AttestationRefused { .. }), "{why}: {e}");
+            assert_eq!(server_side.outcomes().len(), before + 1, "{why}: retried");
             let last = server_side.outcomes().pop().unwrap();
             let reason = last.result.unwrap_err();
             assert!(

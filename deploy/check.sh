@@ -2,7 +2,9 @@
 # Static checks of the deployment files (no Docker engine or cluster needed):
 # the systemd unit with systemd-analyze, the Kubernetes manifests with a
 # YAML parser and consistency checks (probes, ports, read-only registry,
-# grace periods), and the Dockerfile for the conventions it must keep.
+# grace periods), the Dockerfile for the conventions it must keep, and
+# the seccomp profile, with the binary run under it in a container when
+# podman and runc are installed.
 #
 # Usage: deploy/check.sh   (needs: python3 with PyYAML; systemd-analyze optional)
 # Env:   IR_SERVER_BIN  binary standing in for /usr/local/bin/ir-server
@@ -59,12 +61,63 @@ sc = c["securityContext"]
 assert sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"] and sc["capabilities"]["drop"] == ["ALL"]
 assert pod["securityContext"]["runAsNonRoot"]
 assert pdb["spec"]["minAvailable"] < spec["replicas"]
+# The image is a parameter of the kustomization, named once.
+images = {i["name"]: i for i in k["images"]}
+assert c["image"] in images and ":" not in c["image"], c["image"]
+# The io_uring component swaps RuntimeDefault for the shipped profile.
+comp = yaml.safe_load(open(os.path.join(d, "components/io-uring/kustomization.yaml")))
+assert comp["kind"] == "Component"
+patch = yaml.safe_load(comp["patches"][0]["patch"])
+prof = patch["spec"]["template"]["spec"]["securityContext"]["seccompProfile"]
+assert prof == {"type": "Localhost", "localhostProfile": "profiles/ir-server.json"}, prof
 PY
 
 check "Dockerfile: multi-stage, non-root, ports, read-only registry path" \
   bash -c "f=$ROOT/deploy/Dockerfile; [ \$(grep -c '^FROM ' \$f) -ge 2 ] && grep -q '^USER 65532' \$f \
            && grep -q '^EXPOSE 1337 9090' \$f && grep -q 'IR_SERVER_ROOT=/registry' \$f \
            && grep -q 'cargo build --release --locked -p ir-server' \$f && ! grep -q 'ADD ' \$f"
+check "Dockerfile: the image ships a stripped binary, its debug info in the stage debug-info" \
+  bash -c "f=$ROOT/deploy/Dockerfile; grep -q 'objcopy --only-keep-debug' \$f && grep -q -- '--add-gnu-debuglink' \$f \
+           && grep -q '^FROM scratch AS debug-info' \$f && [ \"\$(grep '^FROM ' \$f | tail -1)\" = 'FROM \${RUNTIME_IMAGE}' ] \
+           && ! grep -q 'COPY --from=build /out/ir-server.debug /usr' \$f"
+check "the Dockerfile's strip step keeps a working binary, smaller, that points at its debug info" \
+  bash -c "objcopy --only-keep-debug '$BIN' $WORK/ir-server.debug \
+           && objcopy --strip-debug --strip-unneeded --add-gnu-debuglink=$WORK/ir-server.debug '$BIN' $WORK/ir-server-stripped \
+           && $WORK/ir-server-stripped --version && [ \$(stat -c %s $WORK/ir-server-stripped) -lt \$(( \$(stat -c %s '$BIN') / 2 )) ] \
+           && readelf --string-dump=.gnu_debuglink $WORK/ir-server-stripped | grep -q ir-server.debug"
+check "seccomp profile: errno by default, io_uring allowed, no mount, ptrace, namespaces or reboot" python3 - "$ROOT/deploy/seccomp/ir-server.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["defaultAction"] == "SCMP_ACT_ERRNO"
+allowed = {n for s in d["syscalls"] if s["action"] == "SCMP_ACT_ALLOW" and not s.get("args") and not s.get("includes") for n in s["names"]}
+assert {"io_uring_setup", "io_uring_enter", "io_uring_register"} <= allowed
+for risky in ("bpf", "kexec_load", "init_module", "ptrace", "mount", "umount2", "reboot", "setns", "unshare", "chroot"):
+    assert risky not in allowed, risky  # ir-server needs none of these
+PY
+if command -v podman >/dev/null && command -v runc >/dev/null; then
+  # A minimal root file system holding the binary and its libraries.
+  RFS=$WORK/rootfs
+  mkdir -p "$RFS/bin" "$RFS/registry"
+  cp "$BIN" "$RFS/bin/ir-server"
+  for l in $(ldd "$BIN" | grep -o '/[^ ]*'); do mkdir -p "$RFS$(dirname "$l")"; cp -L "$l" "$RFS$l"; done
+  cp -a "$ROOT/registry/." "$RFS/registry/"
+  PODMAN=(podman run --rm --runtime runc --cgroup-manager cgroupfs --ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
+  check "under the shipped seccomp profile the loader gets io_uring (no fallback warning)" \
+    bash -c "out=\$(${PODMAN[*]} --network none --security-opt seccomp=$ROOT/deploy/seccomp/ir-server.json --rootfs $RFS /bin/ir-server --check -r /registry 2>&1) \
+             && grep -q '3 applications served' <<<\"\$out\" && ! grep -q 'io_uring unavailable' <<<\"\$out\""
+  check "under the container runtime's default profile io_uring is refused and the load still verifies" \
+    bash -c "out=\$(${PODMAN[*]} --network none --rootfs $RFS /bin/ir-server --check -r /registry 2>&1) \
+             && grep -q '3 applications served' <<<\"\$out\" && grep -q 'io_uring unavailable' <<<\"\$out\""
+  SPORT=$(free_port)
+  "${PODMAN[@]}" --network host --name "ir-seccomp-$SPORT" --security-opt seccomp="$ROOT/deploy/seccomp/ir-server.json" \
+    --rootfs "$RFS" /bin/ir-server -r /registry --bind 127.0.0.1 -p "$SPORT" >"$WORK/seccomp.log" 2>&1 &
+  check "the server serves under the shipped seccomp profile" \
+    bash -c "for i in \$(seq 1 100); do curl -sf 127.0.0.1:$SPORT/v2/_catalog | grep -q hello && exit 0; sleep 0.1; done; exit 1"
+  podman stop -t 5 "ir-seccomp-$SPORT" >/dev/null 2>&1
+  wait
+else
+  echo "skip running under the seccomp profile (podman or runc not installed)"
+fi
 check "Dockerfile: HEALTHCHECK runs the binary's own probe on the metrics listener" \
   bash -c "f=$ROOT/deploy/Dockerfile; grep -A1 '^HEALTHCHECK' \$f | grep -q '\"/usr/local/bin/ir-server\", \"probe\"' \
            && grep -q 'IR_SERVER_METRICS_ADDR=127.0.0.1:9090' \$f && '$BIN' probe --help | grep -q IR_SERVER_METRICS_ADDR"

@@ -48,7 +48,13 @@ server serves `<dir relative to registry/>` as the repository name):
 
 - `team/tools`: a namespaced application (served as `team/tools`), a
   two-layer linux/amd64 image: the `hello` layer plus a layer holding
-  `/etc/motd`. Tags `latest` and `1.0`.
+  `/etc/motd`. Tags `latest` and `1.0`. Tag `zstd`: the same image with
+  both layers zstd-compressed (`tar+zstd`), to show that the server serves
+  layer types it never opens. The zstd frames use raw (stored) blocks, the
+  one zstd encoding the standard library can write deterministically; any
+  zstd reader decodes them. Encrypted layers (ocicrypt) are random by
+  construction, so they are not in the example: tests/e2e/clients.sh
+  encrypts an image with skopeo and serves it.
 
 Everything is far under 1 MiB.
 """
@@ -71,6 +77,7 @@ DEFAULT_OUT = os.path.join(REPO, "registry")
 HELLO_C = os.path.join(REPO, "scripts", "hello.c")
 
 EPOCH = 1704067200  # 2024-01-01T00:00:00Z
+OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 CREATED = "2024-01-01T00:00:00Z"
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -169,6 +176,28 @@ def gzip_of(data):
     with gzip.GzipFile(filename="", mode="wb", fileobj=buf, compresslevel=9, mtime=0) as gz:
         gz.write(data)
     return buf.getvalue()
+
+
+def zstd_of(data):
+    """A zstd frame of `data` in raw blocks (RFC 8878): single segment, the
+    content size in the header, no checksum."""
+    out = bytearray(b"\x28\xb5\x2f\xfd")  # magic 0xFD2FB528, little-endian
+    out.append(0xA0)  # 4-byte Frame_Content_Size, Single_Segment
+    out += len(data).to_bytes(4, "little")
+    max_block = 128 * 1024
+    chunks = [data[i : i + max_block] for i in range(0, len(data), max_block)] or [b""]
+    for i, chunk in enumerate(chunks):
+        last = 1 if i == len(chunks) - 1 else 0
+        header = last | (0 << 1) | (len(chunk) << 3)  # Block_Type 0: Raw
+        out += header.to_bytes(3, "little") + chunk
+    return bytes(out)
+
+
+def zstd_layer(layout, files):
+    """Writes a zstd layer; returns (descriptor, diff_id)."""
+    tar = tar_of(files)
+    diff_id = "sha256:" + hashlib.sha256(tar).hexdigest()
+    return layout.blob(OCI_LAYER_ZSTD, zstd_of(tar)), diff_id
 
 
 def layer(layout, files):
@@ -318,6 +347,14 @@ def generate(out, hello):
     )
     app.list(m, "latest")
     app.list(m, "1.0")
+    m = image(
+        app,
+        "amd64",
+        [zstd_layer(app, hello_files), zstd_layer(app, {"etc/motd": (0o644, motd)})],
+        hello_config,
+        title("team/tools (zstd layers)"),
+    )
+    app.list(m, "zstd")
     app.finish()
 
 

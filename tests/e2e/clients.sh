@@ -77,6 +77,44 @@ check "podman runs the image ir-client pulled (oci: layout)" \
 check "podman fetches the artifact and refuses it client-side" \
   bash -c "out=\$(${PM[*]} pull --tls-verify=false $HOST/multi@$ARTIFACT 2>&1); rc=\$?; echo \"\$out\"; [ \$rc -ne 0 ] && grep -q 'operation on artifact' <<<\"\$out\""
 
+# Layers the server never opens: zstd and encrypted ---------------------
+# Served as stored, byte for byte; only the client decompresses or decrypts.
+ZSTD=$(src_digest team/tools zstd)
+check "skopeo copy of the zstd image keeps its digest" \
+  bash -c "${SK[*]} copy --preserve-digests --src-tls-verify=false docker://$HOST/team/tools:zstd oci:$WORK/sk-zstd:zstd \
+           && [ \"\$(jq -r .manifests[0].digest $WORK/sk-zstd/index.json)\" = $ZSTD ]"
+check "the zstd layers arrived as stored (tar+zstd, byte-identical)" \
+  bash -c "m=$WORK/sk-zstd/blobs/sha256/${ZSTD#sha256:}; [ \"\$(jq -r '[.layers[].mediaType] | unique | .[]' \$m)\" = application/vnd.oci.image.layer.v1.tar+zstd ] \
+           && for d in \$(jq -r '.layers[].digest | sub(\"sha256:\"; \"\")' \$m); do cmp -s $WORK/sk-zstd/blobs/sha256/\$d $REG/team/tools/blobs/sha256/\$d || exit 1; done"
+check "podman runs the zstd image" \
+  bash -c "${PM[*]} ${RUN[*]} --tls-verify=false $HOST/team/tools:zstd | grep -q 'Hello from the ir-server example registry'"
+
+# An image encrypted with skopeo (ocicrypt JWE, a key pair made here),
+# served from its own root, pulled encrypted and pulled decrypted.
+ENC=$WORK/enc-root
+mkdir -p "$ENC"
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$WORK/enc.key" 2>/dev/null
+openssl pkey -in "$WORK/enc.key" -pubout -out "$WORK/enc.pub"
+check "skopeo encrypts the hello image into a root" \
+  skopeo copy --encryption-key "jwe:$WORK/enc.pub" "oci:$REG/hello:latest" "oci:$ENC/hello-enc:latest"
+ENC_PORT=$(free_port)
+start_server "$WORK/enc-server.log" -r "$ENC" -p "$ENC_PORT" --bind 127.0.0.1
+wait_http "http://127.0.0.1:$ENC_PORT/v2/" || { cat "$WORK/enc-server.log"; exit 1; }
+ENC_HOST=127.0.0.1:$ENC_PORT
+HELLO_LAYER=$(jq -r '.layers[0].digest' "$REG/hello/blobs/sha256/${HELLO#sha256:}")
+check "the server verified and serves the encrypted image" \
+  bash -c "curl -fsS http://$ENC_HOST/v2/hello-enc/manifests/latest -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+           | jq -e '.layers[0].mediaType == \"application/vnd.oci.image.layer.v1.tar+gzip+encrypted\"'"
+check "without the key, skopeo receives the layer still encrypted" \
+  bash -c "${SK[*]} copy --preserve-digests --src-tls-verify=false docker://$ENC_HOST/hello-enc:latest oci:$WORK/enc-raw:latest \
+           && [ ! -e $WORK/enc-raw/blobs/sha256/${HELLO_LAYER#sha256:} ]"
+check "skopeo --decryption-key pulls and decrypts it to the original layer" \
+  bash -c "${SK[*]} copy --src-tls-verify=false --decryption-key $WORK/enc.key docker://$ENC_HOST/hello-enc:latest oci:$WORK/enc-dec:latest \
+           && cmp -s $WORK/enc-dec/blobs/sha256/${HELLO_LAYER#sha256:} $REG/hello/blobs/sha256/${HELLO_LAYER#sha256:}"
+check "a wrong key cannot decrypt it" \
+  bash -c "openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out $WORK/other.key 2>/dev/null; \
+           ! ${SK[*]} copy --src-tls-verify=false --decryption-key $WORK/other.key docker://$ENC_HOST/hello-enc:latest oci:$WORK/enc-bad:latest"
+
 # containerd ---------------------------------------------------------------
 CT=$WORK/containerd
 mkdir -p "$CT"

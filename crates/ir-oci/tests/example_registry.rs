@@ -108,7 +108,33 @@ fn multi_has_tags_over_a_multi_platform_index_and_an_sbom_referrer() {
 #[test]
 fn team_tools_is_served_under_its_namespace() {
     let reg = example();
-    assert_eq!(tags(&reg, "team/tools"), ["1.0", "latest"]);
+    assert_eq!(tags(&reg, "team/tools"), ["1.0", "latest", "zstd"]);
     let app = &reg.applications[&RepoName::parse("team/tools").unwrap()];
-    assert_eq!(app.blobs.len(), 3); // config and two layers
+    // One config, two gzip layers, the same two layers in zstd.
+    assert_eq!(app.blobs.len(), 5);
+}
+
+#[test]
+fn team_tools_zstd_is_the_same_image_with_zstd_layers() {
+    let reg = example();
+    let app = &reg.applications[&RepoName::parse("team/tools").unwrap()];
+    let manifest = |tag: &str| -> serde_json::Value {
+        let digest = &app.tags[&ir_oci::Tag::parse(tag).unwrap()];
+        serde_json::from_slice(&app.manifests[digest].bytes).unwrap()
+    };
+    let (gzip, zstd) = (manifest("latest"), manifest("zstd"));
+    assert_eq!(gzip["config"], zstd["config"], "same config, same diff_ids");
+    let types: Vec<_> = zstd["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["mediaType"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["application/vnd.oci.image.layer.v1.tar+zstd"; 2]);
+    // Each layer is a zstd frame (magic 0xFD2FB528), served as stored.
+    for l in zstd["layers"].as_array().unwrap() {
+        let d = ir_oci::Digest::parse(l["digest"].as_str().unwrap()).unwrap();
+        let bytes = std::fs::read(app.blob_path(&d)).unwrap();
+        assert_eq!(&bytes[..4], &[0x28, 0xb5, 0x2f, 0xfd]);
+    }
 }

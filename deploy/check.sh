@@ -28,7 +28,7 @@ check "systemd unit: Type=notify, no capabilities, read-only registry" \
            && grep -qx 'ReadOnlyPaths=/srv/registry' \$f"
 
 check "Kubernetes manifests parse and agree with each other" python3 - "$ROOT/deploy/k8s" <<'PY'
-import glob, os, sys, yaml
+import glob, os, sys, tomllib, yaml
 d = sys.argv[1]
 kinds = {}
 for f in sorted(glob.glob(os.path.join(d, "*.yaml"))):
@@ -53,9 +53,12 @@ assert mounts["registry"]["readOnly"] is True
 assert vols["registry"]["persistentVolumeClaim"]["readOnly"] is True
 assert vols["registry"]["persistentVolumeClaim"]["claimName"] == kinds["PersistentVolumeClaim"]["metadata"]["name"]
 env = {e["name"]: e["value"] for e in c["env"]}
-assert env["IR_SERVER_ROOT"] == mounts["registry"]["mountPath"]
+conf = tomllib.load(open(os.path.join(d, k["configMapGenerator"][0]["files"][0]), "rb"))
+assert env["IR_SERVER_CONFIG"] == os.path.join(mounts["config"]["mountPath"], "ir-server.toml")
+assert vols["config"]["configMap"]["name"] == k["configMapGenerator"][0]["name"]
+assert conf["registry"]["root"] == mounts["registry"]["mountPath"]
 assert env["IR_SERVER_METRICS_ADDR"].endswith(":%d" % ports["metrics"])
-grace = int(env["IR_SERVER_SHUTDOWN_GRACE"]) + c["lifecycle"]["preStop"]["sleep"]["seconds"]
+grace = conf["listener"]["shutdown-grace"] + c["lifecycle"]["preStop"]["sleep"]["seconds"]
 assert pod["terminationGracePeriodSeconds"] > grace
 sc = c["securityContext"]
 assert sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"] and sc["capabilities"]["drop"] == ["ALL"]
@@ -74,7 +77,8 @@ PY
 
 check "Dockerfile: multi-stage, non-root, ports, read-only registry path" \
   bash -c "f=$ROOT/deploy/Dockerfile; [ \$(grep -c '^FROM ' \$f) -ge 2 ] && grep -q '^USER 65532' \$f \
-           && grep -q '^EXPOSE 1337 9090' \$f && grep -q 'IR_SERVER_ROOT=/registry' \$f \
+           && grep -q '^EXPOSE 1337 9090' \$f && grep -qx 'root = \"/registry\"' $ROOT/deploy/container.toml \
+           && grep -q 'COPY deploy/container.toml /etc/ir-server/ir-server.toml' \$f && grep -q 'IR_SERVER_CONFIG=/etc/ir-server/ir-server.toml' \$f \
            && grep -q 'cargo build --release --locked -p ir-server' \$f && ! grep -q 'ADD ' \$f"
 check "Dockerfile: the image ships a stripped binary, its debug info in the stage debug-info" \
   bash -c "f=$ROOT/deploy/Dockerfile; grep -q 'objcopy --only-keep-debug' \$f && grep -q -- '--add-gnu-debuglink' \$f \
@@ -123,6 +127,12 @@ check "Dockerfile: HEALTHCHECK runs the binary's own probe on the metrics listen
            && grep -q 'IR_SERVER_METRICS_ADDR=127.0.0.1:9090' \$f && '$BIN' probe --help | grep -q IR_SERVER_METRICS_ADDR"
 check "the Dockerfile's build context keeps what the build needs" \
   bash -c "! grep -Eq '^(crates|Cargo.toml|Cargo.lock|scripts)\$' $ROOT/deploy/Dockerfile.dockerignore"
+for conf in deploy/ir-server.toml deploy/container.toml deploy/k8s/ir-server.toml; do
+  check "$conf is a configuration the binary reads" \
+    bash -c "env -u IR_SERVER_CONFIG '$BIN' --config '$ROOT/$conf' --print-config >/dev/null"
+done
+check "the systemd unit reads its configuration file" \
+  grep -qx 'ExecStart=/usr/local/bin/ir-server --config /etc/ir-server/ir-server.toml' "$ROOT/deploy/ir-server.service"
 check "the image's environment names real options" \
   bash -c "for v in \$(grep -o 'IR_SERVER_[A-Z_]*' $ROOT/deploy/Dockerfile $ROOT/deploy/ir-server.service $ROOT/deploy/k8s/*.yaml | cut -d: -f2 | sort -u); do
              '$BIN' --help | grep -q \"env: \$v\" || { echo \"unknown \$v\"; exit 1; }; done"

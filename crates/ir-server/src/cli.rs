@@ -268,6 +268,17 @@ pub struct Args {
     /// separate address, e.g. 127.0.0.1:9090 (off by default)
     #[arg(long, value_name = "ADDR:PORT", env = "IR_SERVER_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+
+    /// read options from this TOML file: each long option is a key of the
+    /// same name in the table of its heading here (`[listener] port =
+    /// 8080`); flags and the environment take precedence over it
+    #[arg(long, value_name = "FILE", env = "IR_SERVER_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// print the effective configuration as a file that --config reads,
+    /// and exit (paths of secrets, never their contents)
+    #[arg(long, env = "IR_SERVER_PRINT_CONFIG")]
+    pub print_config: bool,
 }
 
 /// Veraison's URL when `-u` is not given (the seed's default).

@@ -27,6 +27,7 @@ pub mod cert_store;
 pub mod cli;
 pub mod client_access;
 pub mod config;
+pub mod config_file;
 pub mod delivery;
 pub mod load_progress;
 pub mod logging;

@@ -1,7 +1,6 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-use ir_server::{app, cli::Args, logging, probe};
+use ir_server::{app, config_file, logging, probe};
 
 // Allocator: jemalloc rather than glibc malloc (issue 7's soak). Under the
 // soak's mixed load glibc's memory crept up for as long as the load ran
@@ -40,7 +39,19 @@ fn main() -> ExitCode {
     if argv.next().is_some_and(|a| a == probe::SUBCOMMAND) {
         return probe::main(argv);
     }
-    let args = Args::parse();
+    let parsed = match config_file::parse(std::env::args_os()) {
+        Ok(p) => p,
+        Err(config_file::CliError::Flags(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if parsed.args.print_config {
+        print!("{}", config_file::print(&parsed.matches));
+        return ExitCode::SUCCESS;
+    }
+    let args = parsed.args;
     logging::init(args.log_format);
     // Hash large blobs through memory maps; the handler that turns a bus
     // error (a blob truncated while hashed) into a rejection is

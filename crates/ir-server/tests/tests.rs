@@ -6,6 +6,7 @@ mod util;
 
 mod api;
 mod check;
+mod config_file;
 mod hostile;
 mod integrity;
 mod oci_client;

@@ -11,6 +11,9 @@
 #     manifest GET by tag and by digest, tags/list, catalog; HEAD blob with
 #     `ab -k -i` (wrk hangs on HEAD responses with a Content-Length);
 #     requests/s and p99 latency;
+#   - the ceiling: the same manifest GET against bench/ceiling, a minimal
+#     hyper server answering the manifest's bytes from memory, and
+#     ir-server's rate as a fraction of it (how close to the stack's limit);
 #   - a BIG_MIB MiB blob: 1 stream and 4 parallel streams (curl), MiB/s;
 #     1 MiB Range requests from its middle (wrk, 4 connections);
 #   - the same over TLS (ir-server -t tls against nginx with ssl and http2,
@@ -54,6 +57,7 @@ repo=$(cd "$here/.." && pwd)
 : "${BENCH_TMP:=/var/tmp}" "${PORT_BASE:=18080}"
 IR_PORT=$PORT_BASE NG_PORT=$((PORT_BASE + 1)) RG_PORT=$((PORT_BASE + 2))
 IRS_PORT=$((PORT_BASE + 3)) NGS_PORT=$((PORT_BASE + 4)) IRX_PORT=$((PORT_BASE + 5))
+CEIL_PORT=$((PORT_BASE + 6))
 
 # ---- prerequisites ----------------------------------------------------------
 need=()
@@ -89,6 +93,9 @@ else
     (cd "$repo" && cargo build --release -p ir-server --quiet)
     bin=$repo/target/release/ir-server
 fi
+log "building: bench/ceiling"
+cargo build --release --quiet --manifest-path "$here/ceiling/Cargo.toml" --target-dir "$repo/target"
+ceiling_bin=$repo/target/release/ceiling
 rev=${BENCH_REV:-$(git -C "$repo" describe --always --dirty 2>/dev/null || echo unknown)}
 
 # ---- content ----------------------------------------------------------------
@@ -135,7 +142,7 @@ wait_http() { # URL [curl args]: until it answers 200 (30 s)
     return 1
 }
 
-ports_free "$IR_PORT" "$NG_PORT" "$RG_PORT" "$IRS_PORT" "$NGS_PORT" "$IRX_PORT"
+ports_free "$IR_PORT" "$NG_PORT" "$RG_PORT" "$IRS_PORT" "$NGS_PORT" "$IRX_PORT" "$CEIL_PORT"
 log "starting ir-server (plain :$IR_PORT, TLS :$IRS_PORT)"
 "$bin" -r "$root" --bind 127.0.0.1 -p "$IR_PORT" --no-access-log 2>"$work/ir.log" &
 IR_PID=$!
@@ -144,6 +151,10 @@ pids+=("$IR_PID")
     --no-access-log 2>"$work/irs.log" &
 IRS_PID=$!
 pids+=("$IRS_PID")
+log "starting the ceiling (:$CEIL_PORT)"
+"$ceiling_bin" "$root/$NAME/blobs/sha256/${MANIFEST#sha256:}" "$CEIL_PORT" 2>"$work/ceiling.log" &
+pids+=($!)
+URL_CEILING=http://127.0.0.1:$CEIL_PORT
 
 log "starting nginx (plain :$NG_PORT, TLS :$NGS_PORT)"
 mkdir -p "$work/nginx-tmp"
@@ -420,6 +431,8 @@ for r in $(seq 1 "$ROUNDS"); do
     round_stat=$(head -1 /proc/stat)
     for s in $order; do reset_hwm "${PID[$s]}"; done
     for s in $order; do wrk_run "manifest by tag" "$s" "/v2/$NAME/manifests/$TAG" "$CONNS" "$ACCEPT"; done
+    URL[ceiling]=$URL_CEILING
+    for s in $(rotate $((r - 1)) ir ceiling); do wrk_run "manifest GET, ir-server against the ceiling" "$s" "/v2/$NAME/manifests/$TAG" "$CONNS" "$ACCEPT"; done
     for s in $order; do wrk_run "manifest by digest" "$s" "/v2/$NAME/manifests/$MANIFEST" "$CONNS" "$ACCEPT"; done
     for s in $order; do wrk_run "tags/list" "$s" "/v2/$NAME/tags/list" "$CONNS"; done
     for s in $order; do wrk_run "catalog" "$s" "/v2/_catalog" "$CONNS"; done
@@ -608,6 +621,7 @@ echo "| peak RSS MiB (whole run), ir-server TLS | $(cell "peak RSS MiB (whole ru
 echo "| verified blob copies in memory (memfd, outside RSS when idle), MiB | $(cell "blob copies in memory MiB (after the rounds)" ir) | | | TLS: $(cell "blob copies in memory MiB (after the rounds)" ir-tls); bounded by --blob-cache |"
 echo "| first $BIG_MIB MiB download after start (SHA-256, seal, copy to memory), MiB/s | $(cell "first $BIG_MIB MiB download after start (SHA-256, seal, copy to memory) MiB/s" ir) | | | once per blob and start; TLS: $(cell "first $BIG_MIB MiB download after start (SHA-256, seal, copy to memory) MiB/s" ir-tls) |"
 
+echo "| manifest GET by tag, ir-server as a fraction of a minimal hyper server answering the same bytes from memory (bench/ceiling), req/s | $(cell "manifest GET, ir-server against the ceiling" ir) | ceiling: $(cell "manifest GET, ir-server against the ceiling" ceiling) | | $(ratio_cells "manifest GET, ir-server against the ceiling" ir ceiling); goal >= 0.9 |"
 echo "| host steal (CPU time the hypervisor gave elsewhere), % per round | $(median "${ROUND_STEAL[@]}") | | | per round: ${ROUND_STEAL[*]}; the same for every server of a round |"
 
 if ((${#startup_rows[@]})); then

@@ -1,0 +1,601 @@
+//! Keyless signatures (`sigstoreSigned` with `fulcio` and
+//! `rekorPublicKey*`): a real signature published with containers/image's
+//! fixtures, and signatures made here with a test Fulcio CA and Rekor key,
+//! one for every refusal, judged on loaded layouts (what is served).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use ir_oci::{Digest, Registry};
+use ir_testkit::{Desc, Layout, Root};
+use ir_trust::{ArtifactSource, DockerReference, Evidence, Policy, Subject, Trust, Verdict};
+use rcgen::{
+    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SigningKey,
+};
+use serde_json::{json, Value};
+
+use crate::util::*;
+
+const EMAIL: &str = "ci@example.com";
+const ISSUER: &str = "https://token.actions.example.com";
+/// The integrated time of the test signatures (2023-11-14T22:13:20Z).
+const T: i64 = 1_700_000_000;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/keyless")
+        .join(name)
+}
+
+/// A keyless policy for `HOST`: Fulcio CA file, Rekor key file, identity.
+fn keyless_policy(ca: &Path, rekor: &Path, issuer: &str, email: &str) -> Value {
+    json!({"default": [{"type": "reject"}], "transports": {"docker": {HOST: [{
+        "type": "sigstoreSigned",
+        "fulcio": {"caPath": ca, "oidcIssuer": issuer, "subjectEmail": email},
+        "rekorPublicKeyPath": rekor,
+    }]}}})
+}
+
+// ---------------------------------------------------------------------------
+// The real signature.
+
+/// The fixture's signature manifest and image manifest in memory (its
+/// layers are not in the fixture, so it cannot be a loaded layout).
+struct Published {
+    manifests: HashMap<Digest, (String, Vec<u8>)>,
+    blobs: HashMap<Digest, Vec<u8>>,
+    tags: HashMap<String, Digest>,
+    image: Digest,
+}
+
+fn sha256(bytes: &[u8]) -> Digest {
+    Digest::parse(&format!(
+        "sha256:{}",
+        hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes))
+    ))
+    .unwrap()
+}
+
+impl Published {
+    /// With `annotations` changed by `edit` before the signature manifest
+    /// is made.
+    fn new(edit: impl FnOnce(&mut serde_json::Map<String, Value>)) -> Self {
+        let manifest = std::fs::read(fixture("manifest.json")).unwrap();
+        let signature = std::fs::read(fixture("signature-1")).unwrap();
+        let prefix = b"\0sigstore-json\n";
+        assert!(signature.starts_with(prefix));
+        let sig: Value = serde_json::from_slice(&signature[prefix.len()..]).unwrap();
+        let payload = STANDARD.decode(sig["payload"].as_str().unwrap()).unwrap();
+        let mut annotations = sig["annotations"].as_object().unwrap().clone();
+        edit(&mut annotations);
+        let config =
+            br#"{"architecture":"","os":"","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let sig_manifest = serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": sha256(config).to_string(), "size": config.len()},
+            "layers": [{"mediaType": SIMPLE_SIGNING, "digest": sha256(&payload).to_string(),
+                "size": payload.len(), "annotations": annotations}],
+        }))
+        .unwrap();
+        let image = sha256(&manifest);
+        let sig_digest = sha256(&sig_manifest);
+        let mut tags = HashMap::new();
+        tags.insert("fulcio-rekor-1".to_owned(), image.clone());
+        tags.insert(ir_trust::signatures::cosign_tag(&image), sig_digest.clone());
+        let mut manifests = HashMap::new();
+        manifests.insert(
+            image.clone(),
+            (
+                "application/vnd.docker.distribution.manifest.v2+json".to_owned(),
+                manifest,
+            ),
+        );
+        manifests.insert(
+            sig_digest,
+            (
+                "application/vnd.oci.image.manifest.v1+json".to_owned(),
+                sig_manifest,
+            ),
+        );
+        let mut blobs = HashMap::new();
+        blobs.insert(sha256(&payload), payload);
+        blobs.insert(sha256(config), config.to_vec());
+        Published {
+            manifests,
+            blobs,
+            tags,
+            image,
+        }
+    }
+
+    fn judge(&self, policy: &Value, name: &str) -> Verdict {
+        let dir = tempfile::tempdir().unwrap();
+        let trust = Trust {
+            policy: Some(Policy::load(&policy_file(dir.path(), policy)).unwrap()),
+            notation: None,
+        };
+        let (media_type, bytes) = &self.manifests[&self.image];
+        let subject = Subject {
+            digest: &self.image,
+            media_type,
+            size: bytes.len() as u64,
+        };
+        let image = DockerReference::parse(name).unwrap();
+        trust.judge(&image, &subject, self, &mut Evidence::new())
+    }
+}
+
+impl ArtifactSource for Published {
+    fn manifest(&self, digest: &Digest) -> Option<(&str, &[u8])> {
+        self.manifests
+            .get(digest)
+            .map(|(m, b)| (m.as_str(), b.as_slice()))
+    }
+    fn tagged(&self, tag: &str) -> Option<Digest> {
+        self.tags.get(tag).cloned()
+    }
+    fn referrers(&self, _: &Digest) -> Vec<Digest> {
+        Vec::new()
+    }
+    fn blob(&self, digest: &Digest, limit: u64) -> Result<Vec<u8>, String> {
+        match self.blobs.get(digest) {
+            Some(b) if b.len() as u64 <= limit => Ok(b.clone()),
+            Some(_) => Err("too large".into()),
+            None => Err("no such blob".into()),
+        }
+    }
+}
+
+const PUBLISHED_NAME: &str = "192.168.64.2:5000/cosign-signed/fulcio-rekor-1";
+const PUBLISHED_EMAIL: &str = "mitr@redhat.com";
+const PUBLISHED_ISSUER: &str = "https://github.com/login/oauth";
+
+/// The real policy, `transports.docker` for the published name's host.
+fn published_policy(issuer: &str, email: &str) -> Value {
+    json!({"default": [{"type": "reject"}], "transports": {"docker": {"192.168.64.2:5000": [{
+        "type": "sigstoreSigned",
+        "fulcio": {"caPath": fixture("fulcio_v1.crt.pem"), "oidcIssuer": issuer, "subjectEmail": email},
+        "rekorPublicKeyPath": fixture("rekor.pub"),
+        // The signature names the repository without a tag.
+        "signedIdentity": {"type": "matchRepository"},
+    }]}}})
+}
+
+fn refusal(v: &Verdict) -> (&'static str, String) {
+    match v {
+        Verdict::Refused(r) => (r.reason.code(), r.detail.clone()),
+        Verdict::Accepted { .. } => panic!("accepted"),
+    }
+}
+
+#[test]
+fn published_keyless_signature_is_accepted() {
+    let p = Published::new(|_| {});
+    match p.judge(
+        &published_policy(PUBLISHED_ISSUER, PUBLISHED_EMAIL),
+        &format!("{PUBLISHED_NAME}:fulcio-rekor-1"),
+    ) {
+        Verdict::Accepted { signers } => {
+            assert_eq!(
+                signers,
+                vec![format!("{PUBLISHED_EMAIL} ({PUBLISHED_ISSUER})")]
+            )
+        }
+        v => panic!("{v:?}"),
+    }
+}
+
+#[test]
+fn published_keyless_signature_refusals() {
+    let p = Published::new(|_| {});
+    let name = format!("{PUBLISHED_NAME}:fulcio-rekor-1");
+    let (code, detail) = refusal(&p.judge(
+        &published_policy(PUBLISHED_ISSUER, "someone@example.com"),
+        &name,
+    ));
+    assert_eq!(code, "untrusted_key");
+    assert!(detail.contains("mitr@redhat.com"), "{detail}");
+    let (code, detail) = refusal(&p.judge(
+        &published_policy("https://accounts.google.com", PUBLISHED_EMAIL),
+        &name,
+    ));
+    assert_eq!(code, "untrusted_key");
+    assert!(detail.contains("OIDC issuer"), "{detail}");
+    // Another repository: the signature names cosign-signed/fulcio-rekor-1.
+    let (code, _) = refusal(&p.judge(
+        &published_policy(PUBLISHED_ISSUER, PUBLISHED_EMAIL),
+        "192.168.64.2:5000/other:fulcio-rekor-1",
+    ));
+    assert_eq!(code, "wrong_identity");
+
+    // The SET altered (one bit of its signature), or without it.
+    let flipped = Published::new(|a| {
+        let mut set: Value = serde_json::from_str(a[BUNDLE].as_str().unwrap()).unwrap();
+        let mut sig = STANDARD
+            .decode(set["SignedEntryTimestamp"].as_str().unwrap())
+            .unwrap();
+        let last = sig.len() - 1;
+        sig[last] ^= 1;
+        set["SignedEntryTimestamp"] = json!(STANDARD.encode(sig));
+        a.insert(BUNDLE.into(), json!(set.to_string()));
+    });
+    let policy = published_policy(PUBLISHED_ISSUER, PUBLISHED_EMAIL);
+    let (code, detail) = refusal(&flipped.judge(&policy, &name));
+    assert_eq!(code, "bad_signature");
+    assert!(detail.contains("Rekor"), "{detail}");
+    let missing = Published::new(|a| {
+        a.remove(BUNDLE);
+    });
+    let (code, detail) = refusal(&missing.judge(&policy, &name));
+    assert_eq!(code, "bad_signature");
+    assert!(detail.contains("signed entry timestamp"), "{detail}");
+    // The intermediate missing: no chain to the root.
+    let no_chain = Published::new(|a| {
+        a.remove(CHAIN);
+    });
+    let (code, _) = refusal(&no_chain.judge(&policy, &name));
+    assert_eq!(code, "untrusted_key");
+}
+
+// ---------------------------------------------------------------------------
+// The test kit's Fulcio and Rekor.
+
+const BUNDLE: &str = "dev.sigstore.cosign/bundle";
+const CHAIN: &str = "dev.sigstore.cosign/chain";
+const CERT: &str = "dev.sigstore.cosign/certificate";
+
+fn at(t: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(t).unwrap()
+}
+
+/// A Fulcio-like CA.
+struct Fulcio {
+    params: CertificateParams,
+    key: KeyPair,
+    pem: String,
+}
+
+impl Fulcio {
+    fn new(name: &str) -> Self {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.not_before = at(T - 86_400 * 365);
+        params.not_after = at(T + 86_400 * 365);
+        let pem = params.self_signed(&key).unwrap().pem();
+        Fulcio { params, key, pem }
+    }
+
+    fn write(&self, dir: &Path, name: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, &self.pem).unwrap();
+        p
+    }
+
+    /// A code-signing certificate for `email` from `issuer`, valid
+    /// `from..until`, and its key.
+    fn issue(&self, email: &str, issuer: &str, from: i64, until: i64) -> (KeyPair, String) {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = DistinguishedName::new();
+        params.subject_alt_names = vec![SanType::Rfc822Name(email.try_into().unwrap())];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
+        params.custom_extensions = vec![CustomExtension::from_oid_content(
+            &[1, 3, 6, 1, 4, 1, 57264, 1, 1],
+            issuer.as_bytes().to_vec(),
+        )];
+        params.not_before = at(from);
+        params.not_after = at(until);
+        let issuer = Issuer::from_params(&self.params, &self.key);
+        let pem = params.signed_by(&key, &issuer).unwrap().pem();
+        (key, pem)
+    }
+}
+
+/// A Rekor-like log key.
+struct Rekor(Key);
+
+impl Rekor {
+    fn log_id(&self) -> String {
+        let key = ir_trust::PublicKey::from_pem(self.0.public_pem().as_bytes()).unwrap();
+        key.fingerprint().trim_start_matches("sha256:").to_owned()
+    }
+
+    /// The SET (cosign's bundle annotation) of a hashedrekord entry for
+    /// this certificate, signature and payload, integrated at `t`.
+    fn set(&self, cert_pem: &str, signature: &[u8], payload: &[u8], t: i64) -> String {
+        let hash = hex::encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            payload,
+        ));
+        let body = json!({"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": {
+            "data": {"hash": {"algorithm": "sha256", "value": hash}},
+            "signature": {"content": STANDARD.encode(signature),
+                "publicKey": {"content": STANDARD.encode(cert_pem)}}}});
+        let body = STANDARD.encode(serde_json::to_vec(&body).unwrap());
+        let log_id = self.log_id();
+        let canonical =
+            format!(r#"{{"body":"{body}","integratedTime":{t},"logID":"{log_id}","logIndex":7}}"#);
+        let set = self.0.sign(canonical.as_bytes());
+        json!({"SignedEntryTimestamp": STANDARD.encode(set),
+            "Payload": {"body": body, "integratedTime": t, "logIndex": 7, "logID": log_id}})
+        .to_string()
+    }
+}
+
+/// What to do to a keyless signature before it is written.
+#[derive(Default)]
+struct Sign<'a> {
+    email: Option<&'a str>,
+    issuer: Option<&'a str>,
+    ca: Option<&'a Fulcio>,
+    /// The certificate's validity (default: T-60 .. T+540).
+    validity: Option<(i64, i64)>,
+    /// The SET's signature altered.
+    bad_set: bool,
+    /// No SET.
+    no_set: bool,
+    /// A SET of another signature's entry.
+    other_entry: bool,
+}
+
+/// A keyless cosign signature of `signed` for `reference` in `layout`, as
+/// the `.sig` tag's descriptor.
+fn keyless_sign(
+    layout: &Layout,
+    signed: &Desc,
+    reference: &str,
+    fulcio: &Fulcio,
+    rekor: &Rekor,
+    how: Sign<'_>,
+) -> Desc {
+    let ca = how.ca.unwrap_or(fulcio);
+    let (from, until) = how.validity.unwrap_or((T - 60, T + 540));
+    let (key, cert) = ca.issue(
+        how.email.unwrap_or(EMAIL),
+        how.issuer.unwrap_or(ISSUER),
+        from,
+        until,
+    );
+    let p = payload(signed.digest_str(), reference);
+    let sig = key.sign(&p).unwrap();
+    let mut set = if how.other_entry {
+        let other = payload(signed.digest_str(), "registry.test/other:1");
+        rekor.set(&cert, &key.sign(&other).unwrap(), &other, T)
+    } else {
+        rekor.set(&cert, &sig, &p, T)
+    };
+    if how.bad_set {
+        let mut v: Value = serde_json::from_str(&set).unwrap();
+        let mut s = STANDARD
+            .decode(v["SignedEntryTimestamp"].as_str().unwrap())
+            .unwrap();
+        let last = s.len() - 1;
+        s[last] ^= 1;
+        v["SignedEntryTimestamp"] = json!(STANDARD.encode(s));
+        set = v.to_string();
+    }
+    let mut annotations = json!({
+        "dev.cosignproject.cosign/signature": STANDARD.encode(&sig),
+        CERT: cert,
+        CHAIN: ca.pem,
+    });
+    if !how.no_set {
+        annotations[BUNDLE] = json!(set);
+    }
+    let layer = layout
+        .blob(SIMPLE_SIGNING, &p)
+        .with("annotations", annotations);
+    sig_tag(layout, signed, &[layer])
+}
+
+/// The tags served for `app` (none when the application is withdrawn).
+fn served_tags(registry: &Registry, app: &str) -> Vec<String> {
+    registry
+        .applications
+        .get(&ir_oci::RepoName::parse(app).unwrap())
+        .map(|a| a.tags.keys().map(|t| t.as_str().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn keyless_signatures_are_served_and_every_refusal_is_withdrawn() {
+    let root = Root::new();
+    let dir = root.outside("keys");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fulcio = Fulcio::new("test fulcio");
+    let other_ca = Fulcio::new("other fulcio");
+    let rekor = Rekor(Key::p256());
+    let ca_path = fulcio.write(&dir, "fulcio.pem");
+    let rekor_path = rekor.0.write_public(&dir, "rekor.pub");
+
+    // Each case: the application, how it is signed, and the reason and a
+    // fragment of the detail when refused.
+    let cases: Vec<(&str, Sign<'_>, Option<(&str, &str)>)> = vec![
+        ("good", Sign::default(), None),
+        (
+            "otherissuer",
+            Sign {
+                issuer: Some("https://evil.example"),
+                ..Default::default()
+            },
+            Some(("untrusted_key", "OIDC issuer is \"https://evil.example\"")),
+        ),
+        (
+            "otheremail",
+            Sign {
+                email: Some("mallory@example.com"),
+                ..Default::default()
+            },
+            Some(("untrusted_key", "issued to [\"mallory@example.com\"]")),
+        ),
+        (
+            "expired",
+            Sign {
+                validity: Some((T - 1200, T - 600)),
+                ..Default::default()
+            },
+            Some(("untrusted_key", "not valid at the Rekor integrated time")),
+        ),
+        (
+            "notyetvalid",
+            Sign {
+                validity: Some((T + 60, T + 660)),
+                ..Default::default()
+            },
+            Some(("untrusted_key", "CertNotValidYet")),
+        ),
+        (
+            "badset",
+            Sign {
+                bad_set: true,
+                ..Default::default()
+            },
+            Some(("bad_signature", "verifies with no trusted Rekor key")),
+        ),
+        (
+            "noset",
+            Sign {
+                no_set: true,
+                ..Default::default()
+            },
+            Some(("bad_signature", "no Rekor signed entry timestamp")),
+        ),
+        (
+            "otherentry",
+            Sign {
+                other_entry: true,
+                ..Default::default()
+            },
+            Some(("bad_signature", "logs another signature")),
+        ),
+        (
+            "otherca",
+            Sign {
+                ca: Some(&other_ca),
+                ..Default::default()
+            },
+            Some(("untrusted_key", "does not chain to a trusted Fulcio CA")),
+        ),
+    ];
+    let mut expected = Vec::new();
+    for (name, how, reason) in cases {
+        let app = root.layout(name);
+        let image = app.image(name.as_bytes());
+        let sig = keyless_sign(
+            &app,
+            &image.manifest,
+            &format!("{HOST}/{name}:1"),
+            &fulcio,
+            &rekor,
+            how,
+        );
+        app.set_index(&[image.tagged("1"), sig]);
+        expected.push((name, reason));
+    }
+    // A key-based signature is not a keyless one.
+    let keyed = root.layout("keyed");
+    let image = keyed.image(b"keyed");
+    let sig = cosign_sign(
+        &keyed,
+        &image.manifest,
+        &format!("{HOST}/keyed:1"),
+        &Key::p256(),
+    );
+    keyed.set_index(&[image.tagged("1"), sig]);
+    expected.push(("keyed", Some(("untrusted_key", "not a keyless signature"))));
+
+    let policy = keyless_policy(&ca_path, &rekor_path, ISSUER, EMAIL);
+    let (registry, j) = judge(&root, &policy);
+    for (name, reason) in expected {
+        match reason {
+            None => {
+                match verdict(&j, name, "1") {
+                    Verdict::Accepted { signers } => {
+                        assert_eq!(signers, &vec![format!("{EMAIL} ({ISSUER})")])
+                    }
+                    v => panic!("{name}: {v:?}"),
+                }
+                assert!(served_tags(&registry, name).contains(&"1".to_owned()));
+            }
+            Some((reason, detail)) => {
+                let Verdict::Refused(r) = verdict(&j, name, "1") else {
+                    panic!("{name} is accepted")
+                };
+                assert_eq!(r.reason.code(), reason, "{name}: {r}");
+                assert!(r.detail.contains(detail), "{name}: {r}");
+                assert!(
+                    !served_tags(&registry, name).contains(&"1".to_owned()),
+                    "{name} is served"
+                );
+            }
+        }
+    }
+    // The same signatures with the other CA trusted: only `otherca` is.
+    let other_path = other_ca.write(&dir, "other.pem");
+    let (registry, _) = judge(
+        &root,
+        &keyless_policy(&other_path, &rekor_path, ISSUER, EMAIL),
+    );
+    assert!(served_tags(&registry, "otherca").contains(&"1".to_owned()));
+    assert!(!served_tags(&registry, "good").contains(&"1".to_owned()));
+}
+
+#[test]
+fn keyless_policies_are_checked_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let fulcio = Fulcio::new("test fulcio");
+    let ca = fulcio.write(dir.path(), "fulcio.pem");
+    let rekor = Key::p256().write_public(dir.path(), "rekor.pub");
+    let load = |req: Value| {
+        let body = json!({"default": [req]});
+        Policy::load(&policy_file(dir.path(), &body)).map(|_| ())
+    };
+    let ok = json!({"type": "sigstoreSigned",
+        "fulcio": {"caPath": ca, "oidcIssuer": ISSUER, "subjectEmail": EMAIL},
+        "rekorPublicKeyPath": rekor});
+    load(ok.clone()).unwrap();
+    let ca_data = STANDARD.encode(&fulcio.pem);
+    let rekor_data = STANDARD.encode(std::fs::read(&rekor).unwrap());
+    load(json!({"type": "sigstoreSigned",
+        "fulcio": {"caData": ca_data, "oidcIssuer": ISSUER, "subjectEmail": EMAIL},
+        "rekorPublicKeyDatas": [rekor_data]}))
+    .unwrap();
+    let refused = |req: Value, what: &str| {
+        let e = load(req).unwrap_err().to_string();
+        assert!(e.contains(what), "{e}");
+    };
+    let mut no_rekor = ok.clone();
+    no_rekor
+        .as_object_mut()
+        .unwrap()
+        .remove("rekorPublicKeyPath");
+    refused(no_rekor, "rekorPublicKey");
+    let mut no_email = ok.clone();
+    no_email["fulcio"]
+        .as_object_mut()
+        .unwrap()
+        .remove("subjectEmail");
+    refused(no_email, "subjectEmail");
+    let mut both = ok.clone();
+    both["keyPath"] = json!(rekor);
+    refused(both, "exclusive");
+    let mut unknown = ok.clone();
+    unknown["fulcio"]["subjectURI"] = json!("x");
+    refused(unknown, "unknown field");
+    let mut bad_ca = ok.clone();
+    bad_ca["fulcio"]["caPath"] = json!(rekor);
+    refused(bad_ca, "no PEM CERTIFICATE");
+    let keyed_rekor =
+        json!({"type": "sigstoreSigned", "keyPath": rekor, "rekorPublicKeyPath": rekor});
+    refused(keyed_rekor, "rekorPublicKeyPath");
+}

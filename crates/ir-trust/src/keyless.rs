@@ -506,7 +506,7 @@ fn verify_certificate(
         )));
     }
     let emails = emails(&cert)?;
-    if !emails.iter().any(|e| *e == keyless.subject_email) {
+    if !emails.contains(&keyless.subject_email) {
         return Err(untrusted(format!(
             "the Fulcio certificate is issued to {emails:?}, not {:?}",
             keyless.subject_email
@@ -529,7 +529,7 @@ fn oidc_issuer(cert: &X509Certificate<'_>) -> Result<String, Failure> {
             }
         } else if oid == OID_ISSUER_V2 {
             let text = match x509_parser::der_parser::der::parse_der_utf8string(ext.value) {
-                Ok((rest, obj)) if rest.is_empty() => obj
+                Ok((&[], obj)) => obj
                     .as_str()
                     .map_err(|_| bad("OIDC issuer (v2) extension is not a UTF8String"))?
                     .to_owned(),

@@ -398,6 +398,9 @@ fn keyless_sign(
     sig_tag(layout, signed, &[layer])
 }
 
+/// A refusal's reason code and a fragment of its detail (`None`: accepted).
+type Refused = Option<(&'static str, &'static str)>;
+
 /// The tags served for `app` (none when the application is withdrawn).
 fn served_tags(registry: &Registry, app: &str) -> Vec<String> {
     registry
@@ -420,7 +423,7 @@ fn keyless_signatures_are_served_and_every_refusal_is_withdrawn() {
 
     // Each case: the application, how it is signed, and the reason and a
     // fragment of the detail when refused.
-    let cases: Vec<(&str, Sign<'_>, Option<(&str, &str)>)> = vec![
+    let cases: Vec<(&str, Sign<'_>, Refused)> = vec![
         ("good", Sign::default(), None),
         (
             "otherissuer",

@@ -9,12 +9,9 @@ use std::path::{Path, PathBuf};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use ir_oci::{Digest, Registry};
-use ir_testkit::{Desc, Layout, Root};
+use ir_testkit::keyless::{keyless_sign, Fulcio, Rekor, Sign, BUNDLE, CHAIN};
+use ir_testkit::Root;
 use ir_trust::{ArtifactSource, DockerReference, Evidence, Policy, Subject, Trust, Verdict};
-use rcgen::{
-    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SigningKey,
-};
 use serde_json::{json, Value};
 
 use crate::util::*;
@@ -245,159 +242,6 @@ fn published_keyless_signature_refusals() {
 // ---------------------------------------------------------------------------
 // The test kit's Fulcio and Rekor.
 
-const BUNDLE: &str = "dev.sigstore.cosign/bundle";
-const CHAIN: &str = "dev.sigstore.cosign/chain";
-const CERT: &str = "dev.sigstore.cosign/certificate";
-
-fn at(t: i64) -> time::OffsetDateTime {
-    time::OffsetDateTime::from_unix_timestamp(t).unwrap()
-}
-
-/// A Fulcio-like CA.
-struct Fulcio {
-    params: CertificateParams,
-    key: KeyPair,
-    pem: String,
-}
-
-impl Fulcio {
-    fn new(name: &str) -> Self {
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params.not_before = at(T - 86_400 * 365);
-        params.not_after = at(T + 86_400 * 365);
-        let pem = params.self_signed(&key).unwrap().pem();
-        Fulcio { params, key, pem }
-    }
-
-    fn write(&self, dir: &Path, name: &str) -> PathBuf {
-        let p = dir.join(name);
-        std::fs::write(&p, &self.pem).unwrap();
-        p
-    }
-
-    /// A code-signing certificate for `email` from `issuer`, valid
-    /// `from..until`, and its key.
-    fn issue(&self, email: &str, issuer: &str, from: i64, until: i64) -> (KeyPair, String) {
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name = DistinguishedName::new();
-        params.subject_alt_names = vec![SanType::Rfc822Name(email.try_into().unwrap())];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
-        params.custom_extensions = vec![CustomExtension::from_oid_content(
-            &[1, 3, 6, 1, 4, 1, 57264, 1, 1],
-            issuer.as_bytes().to_vec(),
-        )];
-        params.not_before = at(from);
-        params.not_after = at(until);
-        let issuer = Issuer::from_params(&self.params, &self.key);
-        let pem = params.signed_by(&key, &issuer).unwrap().pem();
-        (key, pem)
-    }
-}
-
-/// A Rekor-like log key.
-struct Rekor(Key);
-
-impl Rekor {
-    fn log_id(&self) -> String {
-        let key = ir_trust::PublicKey::from_pem(self.0.public_pem().as_bytes()).unwrap();
-        key.fingerprint().trim_start_matches("sha256:").to_owned()
-    }
-
-    /// The SET (cosign's bundle annotation) of a hashedrekord entry for
-    /// this certificate, signature and payload, integrated at `t`.
-    fn set(&self, cert_pem: &str, signature: &[u8], payload: &[u8], t: i64) -> String {
-        let hash = hex::encode(aws_lc_rs::digest::digest(
-            &aws_lc_rs::digest::SHA256,
-            payload,
-        ));
-        let body = json!({"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": {
-            "data": {"hash": {"algorithm": "sha256", "value": hash}},
-            "signature": {"content": STANDARD.encode(signature),
-                "publicKey": {"content": STANDARD.encode(cert_pem)}}}});
-        let body = STANDARD.encode(serde_json::to_vec(&body).unwrap());
-        let log_id = self.log_id();
-        let canonical =
-            format!(r#"{{"body":"{body}","integratedTime":{t},"logID":"{log_id}","logIndex":7}}"#);
-        let set = self.0.sign(canonical.as_bytes());
-        json!({"SignedEntryTimestamp": STANDARD.encode(set),
-            "Payload": {"body": body, "integratedTime": t, "logIndex": 7, "logID": log_id}})
-        .to_string()
-    }
-}
-
-/// What to do to a keyless signature before it is written.
-#[derive(Default)]
-struct Sign<'a> {
-    email: Option<&'a str>,
-    issuer: Option<&'a str>,
-    ca: Option<&'a Fulcio>,
-    /// The certificate's validity (default: T-60 .. T+540).
-    validity: Option<(i64, i64)>,
-    /// The SET's signature altered.
-    bad_set: bool,
-    /// No SET.
-    no_set: bool,
-    /// A SET of another signature's entry.
-    other_entry: bool,
-}
-
-/// A keyless cosign signature of `signed` for `reference` in `layout`, as
-/// the `.sig` tag's descriptor.
-fn keyless_sign(
-    layout: &Layout,
-    signed: &Desc,
-    reference: &str,
-    fulcio: &Fulcio,
-    rekor: &Rekor,
-    how: Sign<'_>,
-) -> Desc {
-    let ca = how.ca.unwrap_or(fulcio);
-    let (from, until) = how.validity.unwrap_or((T - 60, T + 540));
-    let (key, cert) = ca.issue(
-        how.email.unwrap_or(EMAIL),
-        how.issuer.unwrap_or(ISSUER),
-        from,
-        until,
-    );
-    let p = payload(signed.digest_str(), reference);
-    let sig = key.sign(&p).unwrap();
-    let mut set = if how.other_entry {
-        let other = payload(signed.digest_str(), "registry.test/other:1");
-        rekor.set(&cert, &key.sign(&other).unwrap(), &other, T)
-    } else {
-        rekor.set(&cert, &sig, &p, T)
-    };
-    if how.bad_set {
-        let mut v: Value = serde_json::from_str(&set).unwrap();
-        let mut s = STANDARD
-            .decode(v["SignedEntryTimestamp"].as_str().unwrap())
-            .unwrap();
-        let last = s.len() - 1;
-        s[last] ^= 1;
-        v["SignedEntryTimestamp"] = json!(STANDARD.encode(s));
-        set = v.to_string();
-    }
-    let mut annotations = json!({
-        "dev.cosignproject.cosign/signature": STANDARD.encode(&sig),
-        CERT: cert,
-        CHAIN: ca.pem,
-    });
-    if !how.no_set {
-        annotations[BUNDLE] = json!(set);
-    }
-    let layer = layout
-        .blob(SIMPLE_SIGNING, &p)
-        .with("annotations", annotations);
-    sig_tag(layout, signed, &[layer])
-}
-
 /// A refusal's reason code and a fragment of its detail (`None`: accepted).
 type Refused = Option<(&'static str, &'static str)>;
 
@@ -415,29 +259,29 @@ fn keyless_signatures_are_served_and_every_refusal_is_withdrawn() {
     let root = Root::new();
     let dir = root.outside("keys");
     std::fs::create_dir_all(&dir).unwrap();
-    let fulcio = Fulcio::new("test fulcio");
-    let other_ca = Fulcio::new("other fulcio");
-    let rekor = Rekor(Key::p256());
+    let fulcio = Fulcio::new("test fulcio", T);
+    let other_ca = Fulcio::new("other fulcio", T);
+    let rekor = Rekor::new();
     let ca_path = fulcio.write(&dir, "fulcio.pem");
     let rekor_path = rekor.0.write_public(&dir, "rekor.pub");
 
     // Each case: the application, how it is signed, and the reason and a
     // fragment of the detail when refused.
     let cases: Vec<(&str, Sign<'_>, Refused)> = vec![
-        ("good", Sign::default(), None),
+        ("good", Sign::new(EMAIL, ISSUER, T), None),
         (
             "otherissuer",
             Sign {
-                issuer: Some("https://evil.example"),
-                ..Default::default()
+                issuer: "https://evil.example",
+                ..Sign::new(EMAIL, ISSUER, T)
             },
             Some(("untrusted_key", "OIDC issuer is \"https://evil.example\"")),
         ),
         (
             "otheremail",
             Sign {
-                email: Some("mallory@example.com"),
-                ..Default::default()
+                email: "mallory@example.com",
+                ..Sign::new(EMAIL, ISSUER, T)
             },
             Some(("untrusted_key", "issued to [\"mallory@example.com\"]")),
         ),
@@ -445,7 +289,7 @@ fn keyless_signatures_are_served_and_every_refusal_is_withdrawn() {
             "expired",
             Sign {
                 validity: Some((T - 1200, T - 600)),
-                ..Default::default()
+                ..Sign::new(EMAIL, ISSUER, T)
             },
             Some(("untrusted_key", "not valid at the Rekor integrated time")),
         ),
@@ -453,7 +297,7 @@ fn keyless_signatures_are_served_and_every_refusal_is_withdrawn() {
             "notyetvalid",
             Sign {
                 validity: Some((T + 60, T + 660)),
-                ..Default::default()
+                ..Sign::new(EMAIL, ISSUER, T)
             },
             Some(("untrusted_key", "CertNotValidYet")),
         ),
@@ -461,7 +305,7 @@ fn keyless_signatures_are_served_and_every_refusal_is_withdrawn() {
             "badset",
             Sign {
                 bad_set: true,
-                ..Default::default()
+                ..Sign::new(EMAIL, ISSUER, T)
             },
             Some(("bad_signature", "verifies with no trusted Rekor key")),
         ),
@@ -469,7 +313,7 @@ fn keyless_signatures_are_served_and_every_refusal_is_withdrawn() {
             "noset",
             Sign {
                 no_set: true,
-                ..Default::default()
+                ..Sign::new(EMAIL, ISSUER, T)
             },
             Some(("bad_signature", "no Rekor signed entry timestamp")),
         ),
@@ -477,7 +321,7 @@ fn keyless_signatures_are_served_and_every_refusal_is_withdrawn() {
             "otherentry",
             Sign {
                 other_entry: true,
-                ..Default::default()
+                ..Sign::new(EMAIL, ISSUER, T)
             },
             Some(("bad_signature", "logs another signature")),
         ),
@@ -485,7 +329,7 @@ fn keyless_signatures_are_served_and_every_refusal_is_withdrawn() {
             "otherca",
             Sign {
                 ca: Some(&other_ca),
-                ..Default::default()
+                ..Sign::new(EMAIL, ISSUER, T)
             },
             Some(("untrusted_key", "does not chain to a trusted Fulcio CA")),
         ),
@@ -500,7 +344,7 @@ fn keyless_signatures_are_served_and_every_refusal_is_withdrawn() {
             &format!("{HOST}/{name}:1"),
             &fulcio,
             &rekor,
-            how,
+            &how,
         );
         app.set_index(&[image.tagged("1"), sig]);
         expected.push((name, reason));
@@ -556,7 +400,7 @@ fn keyless_signatures_are_served_and_every_refusal_is_withdrawn() {
 #[test]
 fn keyless_policies_are_checked_at_load() {
     let dir = tempfile::tempdir().unwrap();
-    let fulcio = Fulcio::new("test fulcio");
+    let fulcio = Fulcio::new("test fulcio", T);
     let ca = fulcio.write(dir.path(), "fulcio.pem");
     let rekor = Key::p256().write_public(dir.path(), "rekor.pub");
     let load = |req: Value| {

@@ -1,0 +1,210 @@
+//! Keyless cosign signatures made with a test Fulcio CA and a test Rekor
+//! key: a code-signing certificate for an e-mail and OIDC issuer, the
+//! simple-signing layer with cosign's certificate, chain and Rekor SET
+//! (`dev.sigstore.cosign/bundle`) annotations, and the broken variants a
+//! verifier must refuse.
+
+use std::path::{Path, PathBuf};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use rcgen::{
+    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SigningKey,
+};
+use serde_json::{json, Value};
+
+use crate::cosign::{payload, sig_tag, Key, SIMPLE_SIGNING};
+use crate::{Desc, Layout};
+
+/// Annotation with the Fulcio certificate.
+pub const CERT: &str = "dev.sigstore.cosign/certificate";
+/// Annotation with the certificate chain.
+pub const CHAIN: &str = "dev.sigstore.cosign/chain";
+/// Annotation with the Rekor SET.
+pub const BUNDLE: &str = "dev.sigstore.cosign/bundle";
+
+fn at(t: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(t).expect("a time")
+}
+
+/// A Fulcio-like CA (P-384, valid a year either side of `around`).
+pub struct Fulcio {
+    params: CertificateParams,
+    key: KeyPair,
+    /// Its certificate, PEM.
+    pub pem: String,
+}
+
+impl Fulcio {
+    /// A new CA named `name`, valid a year either side of `around` (Unix
+    /// seconds).
+    pub fn new(name: &str, around: i64) -> Self {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).expect("key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.distinguished_name = DistinguishedName::new();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.not_before = at(around - 86_400 * 365);
+        params.not_after = at(around + 86_400 * 365);
+        let pem = params.self_signed(&key).expect("self-signed").pem();
+        Fulcio { params, key, pem }
+    }
+
+    /// Writes the CA certificate to `dir/name`.
+    pub fn write(&self, dir: &Path, name: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, &self.pem).expect("write the CA");
+        p
+    }
+
+    /// A code-signing certificate for `email` from OIDC `issuer`, valid
+    /// `from..until` (Unix seconds), and its key.
+    pub fn issue(&self, email: &str, issuer: &str, from: i64, until: i64) -> (KeyPair, String) {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.distinguished_name = DistinguishedName::new();
+        params.subject_alt_names = vec![SanType::Rfc822Name(email.try_into().expect("email"))];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
+        params.custom_extensions = vec![CustomExtension::from_oid_content(
+            &[1, 3, 6, 1, 4, 1, 57264, 1, 1],
+            issuer.as_bytes().to_vec(),
+        )];
+        params.not_before = at(from);
+        params.not_after = at(until);
+        let issuer = Issuer::from_params(&self.params, &self.key);
+        let pem = params.signed_by(&key, &issuer).expect("issue").pem();
+        (key, pem)
+    }
+}
+
+/// A Rekor-like log key (P-256).
+pub struct Rekor(pub Key);
+
+impl Rekor {
+    /// A new log key.
+    pub fn new() -> Self {
+        Rekor(Key::p256())
+    }
+
+    /// The log ID: the hex SHA-256 of the key's SubjectPublicKeyInfo.
+    pub fn log_id(&self) -> String {
+        let pem = self.0.public_pem();
+        let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = STANDARD.decode(b64).expect("PEM");
+        hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der))
+    }
+
+    /// The SET (cosign's bundle annotation) of a hashedrekord entry for
+    /// this certificate, signature and payload, integrated at `t`.
+    pub fn set(&self, cert_pem: &str, signature: &[u8], payload: &[u8], t: i64) -> String {
+        let hash = hex::encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            payload,
+        ));
+        let body = json!({"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": {
+            "data": {"hash": {"algorithm": "sha256", "value": hash}},
+            "signature": {"content": STANDARD.encode(signature),
+                "publicKey": {"content": STANDARD.encode(cert_pem)}}}});
+        let body = STANDARD.encode(serde_json::to_vec(&body).expect("JSON"));
+        let log_id = self.log_id();
+        let canonical =
+            format!(r#"{{"body":"{body}","integratedTime":{t},"logID":"{log_id}","logIndex":7}}"#);
+        let set = self.0.sign(canonical.as_bytes());
+        json!({"SignedEntryTimestamp": STANDARD.encode(set),
+            "Payload": {"body": body, "integratedTime": t, "logIndex": 7, "logID": log_id}})
+        .to_string()
+    }
+}
+
+impl Default for Rekor {
+    fn default() -> Self {
+        Rekor::new()
+    }
+}
+
+/// How a keyless signature is made (the default: a valid one for
+/// `email` and `issuer`, integrated at `time`).
+pub struct Sign<'a> {
+    /// The certificate's e-mail.
+    pub email: &'a str,
+    /// The certificate's OIDC issuer.
+    pub issuer: &'a str,
+    /// The integrated time (Unix seconds).
+    pub time: i64,
+    /// Another CA issues the certificate.
+    pub ca: Option<&'a Fulcio>,
+    /// The certificate's validity (default: 60 s before `time` to 9 min
+    /// after).
+    pub validity: Option<(i64, i64)>,
+    /// The SET's signature altered.
+    pub bad_set: bool,
+    /// No SET.
+    pub no_set: bool,
+    /// A SET of another signature's entry.
+    pub other_entry: bool,
+}
+
+impl<'a> Sign<'a> {
+    /// A valid signature for `email` from `issuer` integrated at `time`.
+    pub fn new(email: &'a str, issuer: &'a str, time: i64) -> Self {
+        Sign {
+            email,
+            issuer,
+            time,
+            ca: None,
+            validity: None,
+            bad_set: false,
+            no_set: false,
+            other_entry: false,
+        }
+    }
+}
+
+/// A keyless cosign signature of `signed` for `reference` in `layout`, as
+/// the `.sig` tag's descriptor.
+pub fn keyless_sign(
+    layout: &Layout,
+    signed: &Desc,
+    reference: &str,
+    fulcio: &Fulcio,
+    rekor: &Rekor,
+    how: &Sign<'_>,
+) -> Desc {
+    let ca = how.ca.unwrap_or(fulcio);
+    let t = how.time;
+    let (from, until) = how.validity.unwrap_or((t - 60, t + 540));
+    let (key, cert) = ca.issue(how.email, how.issuer, from, until);
+    let p = payload(signed.digest_str(), reference);
+    let sig = key.sign(&p).expect("sign");
+    let mut set = if how.other_entry {
+        let other = payload(signed.digest_str(), "registry.test/other:1");
+        rekor.set(&cert, &key.sign(&other).expect("sign"), &other, t)
+    } else {
+        rekor.set(&cert, &sig, &p, t)
+    };
+    if how.bad_set {
+        let mut v: Value = serde_json::from_str(&set).expect("JSON");
+        let mut s = STANDARD
+            .decode(v["SignedEntryTimestamp"].as_str().expect("SET"))
+            .expect("base64");
+        let last = s.len() - 1;
+        s[last] ^= 1;
+        v["SignedEntryTimestamp"] = json!(STANDARD.encode(s));
+        set = v.to_string();
+    }
+    let mut annotations = json!({
+        "dev.cosignproject.cosign/signature": STANDARD.encode(&sig),
+        CERT: cert,
+        CHAIN: ca.pem,
+    });
+    if !how.no_set {
+        annotations[BUNDLE] = json!(set);
+    }
+    let layer = layout
+        .blob(SIMPLE_SIGNING, &p)
+        .with("annotations", annotations);
+    sig_tag(layout, signed, &[layer])
+}

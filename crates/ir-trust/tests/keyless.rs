@@ -446,3 +446,91 @@ fn keyless_policies_are_checked_at_load() {
         json!({"type": "sigstoreSigned", "keyPath": rekor, "rekorPublicKeyPath": rekor});
     refused(keyed_rekor, "rekorPublicKeyPath");
 }
+
+/// The same fresh keyless signatures judged by sigstore-rs (through
+/// ir-sign) and by us: both accept the valid one and both refuse an
+/// altered SET and a certificate of another CA. A genuine SET of another
+/// entry (another signature by the same certificate) satisfies
+/// sigstore-rs's cosign verifier, which does not compare the logged entry
+/// with the signature; we refuse it, as containers/image does.
+/// (sigstore-rs wants the certificate valid now, so these are made now.)
+#[test]
+fn sigstore_rs_agrees_on_fresh_keyless_signatures() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let root = Root::new();
+    let dir = root.outside("keys");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fulcio = Fulcio::new("test fulcio", now);
+    let other_ca = Fulcio::new("other fulcio", now);
+    let rekor = Rekor::new();
+    let ca_path = fulcio.write(&dir, "fulcio.pem");
+    let rekor_path = rekor.0.write_public(&dir, "rekor.pub");
+    // (application, how signed, sigstore-rs accepts, we accept)
+    let cases = [
+        ("good", Sign::new(EMAIL, ISSUER, now), true, true),
+        (
+            "badset",
+            Sign {
+                bad_set: true,
+                ..Sign::new(EMAIL, ISSUER, now)
+            },
+            false,
+            false,
+        ),
+        (
+            "otherentry",
+            Sign {
+                other_entry: true,
+                ..Sign::new(EMAIL, ISSUER, now)
+            },
+            true,
+            false,
+        ),
+        (
+            "otherca",
+            Sign {
+                ca: Some(&other_ca),
+                ..Sign::new(EMAIL, ISSUER, now)
+            },
+            false,
+            false,
+        ),
+    ];
+    for (name, how, _, _) in &cases {
+        let app = root.layout(name);
+        let image = app.image(name.as_bytes());
+        let sig = keyless_sign(
+            &app,
+            &image.manifest,
+            &format!("{HOST}/{name}:1"),
+            &fulcio,
+            &rekor,
+            how,
+        );
+        app.set_index(&[image.tagged("1"), sig]);
+    }
+    let (_, j) = judge(&root, &keyless_policy(&ca_path, &rekor_path, ISSUER, EMAIL));
+    let ca_pem = std::fs::read(&ca_path).unwrap();
+    let rekor_pem = std::fs::read(&rekor_path).unwrap();
+    for (name, _, theirs_ok, ours_ok) in &cases {
+        let layout = ir_sign::layout::Layout::open(&root.path().join(name)).unwrap();
+        let digest = layout.resolve_tag("1").unwrap().digest().to_string();
+        let theirs = ir_sign::keyless::verify_keyless(
+            &layout,
+            &ca_pem,
+            &rekor_pem,
+            &digest,
+            &format!("{HOST}/{name}:1"),
+        );
+        let ours = verdict(&j, name, "1");
+        assert_eq!(
+            theirs.is_ok(),
+            *theirs_ok,
+            "sigstore-rs on {name}: {theirs:?}"
+        );
+        assert_eq!(ours.is_accepted(), *ours_ok, "ours on {name}: {ours:?}");
+    }
+}

@@ -238,6 +238,8 @@ check "ir-sign (sigstore-rs) verifies the pulled keyless image: SET, chain, sign
   "$SIGN" verify-keyless --fulcio "$WORK/keyless/fulcio.pem" --rekor-key "$WORK/keyless/rekor.pub" --layout "$WORK/keyless-pulled" --tag 1 --reference "$HOST/keyless-signed:1"
 check "ir-sign refuses it with another Rekor key" \
   bash -c "! $SIGN verify-keyless --fulcio $WORK/keyless/fulcio.pem --rekor-key $WORK/keys/cosign.pub --layout $WORK/keyless-pulled --tag 1 --reference $HOST/keyless-signed:1"
+check "ir-client pull --policy accepts keyless-signed:1 (signed by its e-mail)" \
+  bash -c "$CLIENT pull -q --policy $WORK/keyless-policy.json --registry-host $HOST -o $WORK/client-keyless http://127.0.0.1:$KPORT/keyless-signed:1 | grep -q 'signed by ci@example.com'"
 "$BIN" --check -r "$KROOT" --policy "$WORK/keyless-other-policy.json" --registry-host "$HOST" >"$WORK/keyless-other-check.txt" 2>&1
 KOTHER_RC=$?
 cat "$WORK/keyless-other-check.txt" >>"$E2E_LOG"

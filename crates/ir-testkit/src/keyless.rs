@@ -208,3 +208,93 @@ pub fn keyless_sign(
         .with("annotations", annotations);
     sig_tag(layout, signed, &[layer])
 }
+
+/// The DER of a one-certificate PEM text.
+fn pem_der(pem: &str) -> Vec<u8> {
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    STANDARD.decode(b64).expect("PEM")
+}
+
+/// A keyless sigstore bundle v0.3 (DSSE in-toto statement for `signed`
+/// naming `reference`, the certificate, and a `dsse` Rekor entry with its
+/// inclusion promise) attached to `signed` as a referrer. `how.bad_set`,
+/// `no_set`, `other_entry`, `ca`, `validity` apply as for
+/// [`keyless_sign`].
+pub fn keyless_bundle(
+    layout: &Layout,
+    signed: &Desc,
+    reference: &str,
+    fulcio: &Fulcio,
+    rekor: &Rekor,
+    how: &Sign<'_>,
+) -> Desc {
+    let ca = how.ca.unwrap_or(fulcio);
+    let t = how.time;
+    let (from, until) = how.validity.unwrap_or((t - 60, t + 540));
+    let (key, cert) = ca.issue(how.email, how.issuer, from, until);
+    let statement = |name: &str| {
+        let (alg, hex) = signed.digest_str().split_once(':').expect("digest");
+        serde_json::to_vec(&json!({
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": name, "digest": {alg: hex}}],
+            "predicateType": "https://sigstore.dev/cosign/sign/v1",
+            "predicate": {},
+        }))
+        .expect("JSON")
+    };
+    let pt = "application/vnd.in-toto+json";
+    let pae = |s: &[u8]| {
+        let mut m = format!("DSSEv1 {} {pt} {} ", pt.len(), s.len()).into_bytes();
+        m.extend_from_slice(s);
+        m
+    };
+    let payload = statement(reference);
+    let sig = key.sign(&pae(&payload)).expect("sign");
+    let (logged_payload, logged_sig) = if how.other_entry {
+        let other = statement("registry.test/other:1");
+        let s = key.sign(&pae(&other)).expect("sign");
+        (other, s)
+    } else {
+        (payload.clone(), sig.clone())
+    };
+    let sha = |b: &[u8]| hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b));
+    let body = json!({"apiVersion": "0.0.1", "kind": "dsse", "spec": {
+        "envelopeHash": {"algorithm": "sha256", "value": sha(b"envelope")},
+        "payloadHash": {"algorithm": "sha256", "value": sha(&logged_payload)},
+        "signatures": [{"signature": STANDARD.encode(&logged_sig),
+            "verifier": STANDARD.encode(&cert)}]}});
+    let body = STANDARD.encode(serde_json::to_vec(&body).expect("JSON"));
+    let log_id = rekor.log_id();
+    let canonical =
+        format!(r#"{{"body":"{body}","integratedTime":{t},"logID":"{log_id}","logIndex":7}}"#);
+    let mut set = rekor.0.sign(canonical.as_bytes());
+    if how.bad_set {
+        let last = set.len() - 1;
+        set[last] ^= 1;
+    }
+    let mut entry = json!({
+        "logIndex": "7",
+        "logId": {"keyId": STANDARD.encode(hex::decode(&log_id).expect("hex"))},
+        "kindVersion": {"kind": "dsse", "version": "0.0.1"},
+        "integratedTime": t.to_string(),
+        "canonicalizedBody": body,
+    });
+    if !how.no_set {
+        entry["inclusionPromise"] = json!({"signedEntryTimestamp": STANDARD.encode(&set)});
+    }
+    let media = "application/vnd.dev.sigstore.bundle.v0.3+json";
+    let bundle = json!({
+        "mediaType": media,
+        "verificationMaterial": {
+            "certificate": {"rawBytes": STANDARD.encode(pem_der(&cert))},
+            "tlogEntries": [entry],
+        },
+        "dsseEnvelope": {
+            "payload": STANDARD.encode(&payload),
+            "payloadType": pt,
+            "signatures": [{"sig": STANDARD.encode(&sig), "keyid": ""}],
+        },
+    });
+    let layer = layout.json(media, &bundle);
+    layout.artifact(media, &[layer], json!({"subject": signed.0}))
+}

@@ -17,6 +17,10 @@
 //! 4. the signature over the simple-signing payload verifies with the
 //!    certificate's key.
 //!
+//! A sigstore bundle is verified the same way from its verification
+//! material: the certificate, a `dsse` log entry with its inclusion
+//! promise, and the signature over the envelope's PAE.
+//!
 //! Everything comes from the signature layer; nothing is fetched. The
 //! chain is checked by webpki (rustls-webpki, already the chain verifier of
 //! the notation path): it verifies at a given time and with a required
@@ -39,7 +43,11 @@ use webpki::aws_lc_rs as algs;
 use x509_parser::prelude::*;
 
 use crate::key::PublicKey;
-use crate::signatures::{ArtifactSource, MAX_PAYLOAD_BYTES, SIGNATURE_ANNOTATION, SIMPLE_SIGNING};
+use crate::payload::{dsse_pae, IN_TOTO_PAYLOAD_TYPE};
+use crate::signatures::{
+    ArtifactSource, MAX_BUNDLE_BYTES, MAX_PAYLOAD_BYTES, SIGNATURE_ANNOTATION, SIGSTORE_BUNDLES,
+    SIMPLE_SIGNING,
+};
 use crate::verdict::Reason;
 
 /// Annotation holding the Fulcio certificate (PEM).
@@ -220,10 +228,14 @@ pub(crate) fn verify(
         .layers
         .get(layer)
         .ok_or_else(|| bad("no such signature layer"))?;
+    if SIGSTORE_BUNDLES.contains(&layer.media_type.as_str()) {
+        return verify_bundle(keyless, source, &layer.digest);
+    }
     if layer.media_type != SIMPLE_SIGNING {
-        return Err(untrusted(
-            "only cosign simple-signing signatures are verified keyless (not sigstore bundles)",
-        ));
+        return Err(bad(format!(
+            "layer type {:?} is not a signature",
+            layer.media_type
+        )));
     }
     let note = |name: &str| -> Result<Option<&str>, Failure> {
         match layer.annotations.get(name) {
@@ -268,6 +280,240 @@ pub(crate) fn verify(
         ));
     }
     Ok(signer)
+}
+
+#[derive(Deserialize)]
+struct Bundle {
+    #[serde(rename = "verificationMaterial")]
+    material: Material,
+    #[serde(rename = "dsseEnvelope")]
+    dsse: Option<Envelope>,
+}
+
+#[derive(Deserialize)]
+struct Material {
+    certificate: Option<RawCert>,
+    #[serde(rename = "x509CertificateChain")]
+    chain: Option<CertChain>,
+    #[serde(rename = "tlogEntries", default)]
+    tlog_entries: Vec<TlogEntry>,
+}
+
+#[derive(Deserialize)]
+struct RawCert {
+    #[serde(rename = "rawBytes")]
+    raw_bytes: String,
+}
+
+#[derive(Deserialize)]
+struct CertChain {
+    certificates: Vec<RawCert>,
+}
+
+#[derive(Deserialize)]
+struct TlogEntry {
+    #[serde(rename = "logIndex")]
+    log_index: String,
+    #[serde(rename = "logId")]
+    log_id: LogId,
+    #[serde(rename = "integratedTime")]
+    integrated_time: String,
+    #[serde(rename = "inclusionPromise")]
+    inclusion_promise: Option<Promise>,
+    #[serde(rename = "canonicalizedBody")]
+    canonicalized_body: String,
+}
+
+#[derive(Deserialize)]
+struct LogId {
+    #[serde(rename = "keyId")]
+    key_id: String,
+}
+
+#[derive(Deserialize)]
+struct Promise {
+    #[serde(rename = "signedEntryTimestamp")]
+    signed_entry_timestamp: String,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    payload: String,
+    #[serde(rename = "payloadType")]
+    payload_type: String,
+    signatures: Vec<EnvelopeSignature>,
+}
+
+#[derive(Deserialize)]
+struct EnvelopeSignature {
+    sig: String,
+}
+
+#[derive(Deserialize)]
+struct DsseEntry {
+    #[serde(rename = "apiVersion")]
+    api_version: String,
+    kind: String,
+    spec: DsseSpec,
+}
+
+#[derive(Deserialize)]
+struct DsseSpec {
+    #[serde(rename = "payloadHash")]
+    payload_hash: RekordHash,
+    signatures: Vec<DsseEntrySignature>,
+}
+
+#[derive(Deserialize)]
+struct DsseEntrySignature {
+    signature: String,
+    verifier: String,
+}
+
+/// Most transparency log entries looked at in a bundle.
+const MAX_TLOG_ENTRIES: usize = 8;
+
+/// A sigstore bundle (v0.1 to v0.3) with a DSSE envelope, keyless: its
+/// certificate, a `dsse` 0.0.1 log entry with an inclusion promise (the
+/// SET) for this signature, certificate and payload, the chain and
+/// identity at the integrated time, and the signature over the envelope's
+/// PAE.
+fn verify_bundle(
+    keyless: &Keyless,
+    source: &dyn ArtifactSource,
+    digest: &str,
+) -> Result<String, Failure> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let digest = Digest::parse(digest).map_err(|e| bad(format!("layer digest: {e}")))?;
+    let bytes = source.blob(&digest, MAX_BUNDLE_BYTES).map_err(bad)?;
+    let bundle: Bundle = serde_json::from_slice(&bytes).map_err(|e| bad(format!("bundle: {e}")))?;
+    let env = bundle
+        .dsse
+        .ok_or_else(|| bad("bundle holds no dsseEnvelope"))?;
+    if env.payload_type != IN_TOTO_PAYLOAD_TYPE {
+        return Err(bad(format!(
+            "DSSE payload type {:?} is not in-toto",
+            env.payload_type
+        )));
+    }
+    let [signature] = env.signatures.as_slice() else {
+        return Err(bad("a keyless DSSE envelope has exactly one signature"));
+    };
+    let signature = b64
+        .decode(&signature.sig)
+        .map_err(|e| bad(format!("DSSE signature is not base64: {e}")))?;
+    let payload = b64
+        .decode(&env.payload)
+        .map_err(|e| bad(format!("DSSE payload is not base64: {e}")))?;
+    let material = bundle.material;
+    let mut certs: Vec<&RawCert> = Vec::new();
+    if let Some(c) = &material.certificate {
+        certs.push(c);
+    } else if let Some(chain) = &material.chain {
+        certs.extend(chain.certificates.iter().take(MAX_CHAIN_CERTS + 1));
+    }
+    let mut ders = Vec::with_capacity(certs.len());
+    for c in certs {
+        ders.push(CertificateDer::from(b64.decode(&c.raw_bytes).map_err(
+            |e| bad(format!("bundle certificate is not base64: {e}")),
+        )?));
+    }
+    let Some((leaf, intermediates)) = ders.split_first() else {
+        return Err(untrusted(
+            "the bundle holds no certificate: not a keyless signature",
+        ));
+    };
+    if material.tlog_entries.is_empty() {
+        return Err(bad("the bundle holds no transparency log entry"));
+    }
+    let mut last = bad("no transparency log entry with an inclusion promise");
+    let mut integrated = None;
+    for entry in material.tlog_entries.iter().take(MAX_TLOG_ENTRIES) {
+        match verify_dsse_entry(keyless, entry, leaf, &signature, &payload) {
+            Ok(t) => {
+                integrated = Some(t);
+                break;
+            }
+            Err(e) => last = e,
+        }
+    }
+    let time = integrated.ok_or(last)?;
+    let signer = verify_certificate_chain(keyless, leaf, intermediates.to_vec(), time)?;
+    let (_, cert) = X509Certificate::from_der(leaf.as_ref())
+        .map_err(|e| bad(format!("Fulcio certificate: {e}")))?;
+    let key = PublicKey::from_spki_der(cert.public_key().raw)
+        .map_err(|e| bad(format!("Fulcio certificate key: {e}")))?;
+    if !key.verifies(&dsse_pae(&env.payload_type, &payload), &signature) {
+        return Err(bad(
+            "the DSSE signature does not verify with the Fulcio certificate's key",
+        ));
+    }
+    Ok(signer)
+}
+
+/// One bundle log entry: its SET verifies and its `dsse` body logs this
+/// signature, certificate and payload; the integrated time.
+fn verify_dsse_entry(
+    keyless: &Keyless,
+    entry: &TlogEntry,
+    leaf: &CertificateDer<'_>,
+    signature: &[u8],
+    payload: &[u8],
+) -> Result<i64, Failure> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let promise = entry
+        .inclusion_promise
+        .as_ref()
+        .ok_or_else(|| bad("the log entry has no inclusion promise (signed entry timestamp)"))?;
+    let set_signature = b64
+        .decode(&promise.signed_entry_timestamp)
+        .map_err(|e| bad(format!("signed entry timestamp is not base64: {e}")))?;
+    let log_id = b64
+        .decode(&entry.log_id.key_id)
+        .map_err(|e| bad(format!("log ID is not base64: {e}")))?;
+    let p = SetPayload {
+        body: entry.canonicalized_body.clone(),
+        integrated_time: entry
+            .integrated_time
+            .parse()
+            .map_err(|_| bad("integratedTime is not a number"))?,
+        log_index: entry
+            .log_index
+            .parse()
+            .map_err(|_| bad("logIndex is not a number"))?,
+        log_id: hex::encode(log_id),
+    };
+    let body = verify_set_payload(&keyless.rekor, &p, &set_signature)?;
+    let logged: DsseEntry = ir_oci::json::from_slice(&body)
+        .map_err(|e| bad(format!("Rekor entry is not a dsse entry: {e}")))?;
+    if logged.kind != "dsse" || logged.api_version != "0.0.1" {
+        return Err(bad(format!(
+            "Rekor entry {} {} is not a dsse 0.0.1",
+            logged.kind, logged.api_version
+        )));
+    }
+    let hash = &logged.spec.payload_hash;
+    if hash.algorithm != "sha256" || !hash.value.eq_ignore_ascii_case(&sha256_hex(payload)) {
+        return Err(bad("the Rekor entry logs another payload"));
+    }
+    let logs_us = logged
+        .spec
+        .signatures
+        .iter()
+        .take(MAX_TLOG_ENTRIES)
+        .any(|s| {
+            b64.decode(&s.signature).is_ok_and(|sig| sig == signature)
+                && b64
+                    .decode(&s.verifier)
+                    .ok()
+                    .and_then(|pem| String::from_utf8(pem).ok())
+                    .and_then(|pem| single_cert(&pem).ok())
+                    .is_some_and(|c| c.as_ref() == leaf.as_ref())
+        });
+    if !logs_us {
+        return Err(bad("the Rekor entry logs another signature or certificate"));
+    }
+    Ok(p.integrated_time)
 }
 
 /// The one certificate of a PEM text.
@@ -365,39 +611,12 @@ fn verify_set(
     let b64 = base64::engine::general_purpose::STANDARD;
     let set: Set =
         ir_oci::json::from_slice(set.as_bytes()).map_err(|e| bad(format!("Rekor SET: {e}")))?;
-    let p = &set.payload;
-    let is_b64 = |s: &str| {
-        s.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'='))
-    };
-    if !is_b64(&p.body) || !p.log_id.bytes().all(|c| c.is_ascii_hexdigit()) {
-        return Err(bad("Rekor SET: body is not base64 or logID not hex"));
-    }
-    if p.integrated_time <= 0 || p.log_index < 0 {
-        return Err(bad("Rekor SET: integratedTime or logIndex out of range"));
-    }
     let set_signature = b64.decode(&set.signed_entry_timestamp).map_err(|e| {
         bad(format!(
             "Rekor SET: SignedEntryTimestamp is not base64: {e}"
         ))
     })?;
-    let canonical = canonical_payload(p);
-    let Some(log_key) = rekor
-        .iter()
-        .find(|k| k.verifies(canonical.as_bytes(), &set_signature))
-    else {
-        return Err(bad(
-            "the Rekor signed entry timestamp verifies with no trusted Rekor key",
-        ));
-    };
-    // The log's ID is the SHA-256 of its key: an entry of another log
-    // signed with the same key is not taken for this one.
-    if log_key.fingerprint().strip_prefix("sha256:") != Some(&p.log_id.to_ascii_lowercase()) {
-        return Err(bad("Rekor SET: logID is not the Rekor key's"));
-    }
-    let body = b64
-        .decode(&p.body)
-        .map_err(|e| bad(format!("Rekor SET body is not base64: {e}")))?;
+    let body = verify_set_payload(rekor, &set.payload, &set_signature)?;
     let entry: HashedRekord = ir_oci::json::from_slice(&body)
         .map_err(|e| bad(format!("Rekor entry is not a hashedrekord: {e}")))?;
     if entry.kind != "hashedrekord" || entry.api_version != "0.0.1" {
@@ -422,14 +641,50 @@ fn verify_set(
         return Err(bad("the Rekor entry logs another certificate"));
     }
     let hash = &entry.spec.data.hash;
-    let payload_hash = hex::encode(aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        payload,
-    ));
-    if hash.algorithm != "sha256" || !hash.value.eq_ignore_ascii_case(&payload_hash) {
+    if hash.algorithm != "sha256" || !hash.value.eq_ignore_ascii_case(&sha256_hex(payload)) {
         return Err(bad("the Rekor entry logs another payload"));
     }
-    Ok(p.integrated_time)
+    Ok(set.payload.integrated_time)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes))
+}
+
+/// Verifies a SET's signature over its payload with a trusted Rekor key
+/// (whose log ID it must name); the entry's body.
+fn verify_set_payload(
+    rekor: &[Arc<PublicKey>],
+    p: &SetPayload,
+    set_signature: &[u8],
+) -> Result<Vec<u8>, Failure> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let is_b64 = |s: &str| {
+        s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'='))
+    };
+    if !is_b64(&p.body) || !p.log_id.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return Err(bad("Rekor SET: body is not base64 or logID not hex"));
+    }
+    if p.integrated_time <= 0 || p.log_index < 0 {
+        return Err(bad("Rekor SET: integratedTime or logIndex out of range"));
+    }
+    let canonical = canonical_payload(p);
+    let Some(log_key) = rekor
+        .iter()
+        .find(|k| k.verifies(canonical.as_bytes(), set_signature))
+    else {
+        return Err(bad(
+            "the Rekor signed entry timestamp verifies with no trusted Rekor key",
+        ));
+    };
+    // The log's ID is the SHA-256 of its key: an entry of another log
+    // signed with the same key is not taken for this one.
+    if log_key.fingerprint().strip_prefix("sha256:") != Some(&p.log_id.to_ascii_lowercase()) {
+        return Err(bad("Rekor SET: logID is not the Rekor key's"));
+    }
+    b64.decode(&p.body)
+        .map_err(|e| bad(format!("Rekor SET body is not base64: {e}")))
 }
 
 /// The chain of `leaf` to a trusted CA at `time`, and its identity.
@@ -439,7 +694,7 @@ fn verify_certificate(
     chain: Option<&str>,
     time: i64,
 ) -> Result<String, Failure> {
-    let mut intermediates = Vec::new();
+    let mut intermediates: Vec<CertificateDer<'static>> = Vec::new();
     if let Some(chain) = chain {
         for (i, der) in CertificateDer::pem_slice_iter(chain.as_bytes()).enumerate() {
             if i >= MAX_CHAIN_CERTS {
@@ -450,6 +705,16 @@ fn verify_certificate(
             intermediates.push(der.map_err(|e| bad(format!("certificate chain: PEM: {e}")))?);
         }
     }
+    verify_certificate_chain(keyless, leaf, intermediates, time)
+}
+
+/// [`verify_certificate`] with the intermediates parsed.
+fn verify_certificate_chain(
+    keyless: &Keyless,
+    leaf: &CertificateDer<'_>,
+    intermediates: Vec<CertificateDer<'_>>,
+    time: i64,
+) -> Result<String, Failure> {
     let at = UnixTime::since_unix_epoch(Duration::from_secs(time as u64));
     let ee = webpki::EndEntityCert::try_from(leaf)
         .map_err(|e| bad(format!("Fulcio certificate: {e}")))?;

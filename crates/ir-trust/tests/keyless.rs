@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use ir_oci::{Digest, Registry};
-use ir_testkit::keyless::{keyless_sign, Fulcio, Rekor, Sign, BUNDLE, CHAIN};
+use ir_testkit::keyless::{keyless_bundle, keyless_sign, Fulcio, Rekor, Sign, BUNDLE, CHAIN};
 use ir_testkit::Root;
 use ir_trust::{ArtifactSource, DockerReference, Evidence, Policy, Subject, Trust, Verdict};
 use serde_json::{json, Value};
@@ -339,6 +339,72 @@ fn keyless_signatures_are_served_and_every_refusal_is_withdrawn() {
         let app = root.layout(name);
         let image = app.image(name.as_bytes());
         let sig = keyless_sign(
+            &app,
+            &image.manifest,
+            &format!("{HOST}/{name}:1"),
+            &fulcio,
+            &rekor,
+            &how,
+        );
+        app.set_index(&[image.tagged("1"), sig]);
+        expected.push((name, reason));
+    }
+    // The same cases as sigstore bundles (referrers).
+    let bundle_cases = [
+        ("b-good", Sign::new(EMAIL, ISSUER, T), None),
+        (
+            "b-otheremail",
+            Sign {
+                email: "mallory@example.com",
+                ..Sign::new(EMAIL, ISSUER, T)
+            },
+            Some(("untrusted_key", "issued to [\"mallory@example.com\"]")),
+        ),
+        (
+            "b-expired",
+            Sign {
+                validity: Some((T - 1200, T - 600)),
+                ..Sign::new(EMAIL, ISSUER, T)
+            },
+            Some(("untrusted_key", "not valid at the Rekor integrated time")),
+        ),
+        (
+            "b-badset",
+            Sign {
+                bad_set: true,
+                ..Sign::new(EMAIL, ISSUER, T)
+            },
+            Some(("bad_signature", "verifies with no trusted Rekor key")),
+        ),
+        (
+            "b-noset",
+            Sign {
+                no_set: true,
+                ..Sign::new(EMAIL, ISSUER, T)
+            },
+            Some(("bad_signature", "no inclusion promise")),
+        ),
+        (
+            "b-otherentry",
+            Sign {
+                other_entry: true,
+                ..Sign::new(EMAIL, ISSUER, T)
+            },
+            Some(("bad_signature", "logs another payload")),
+        ),
+        (
+            "b-otherca",
+            Sign {
+                ca: Some(&other_ca),
+                ..Sign::new(EMAIL, ISSUER, T)
+            },
+            Some(("untrusted_key", "does not chain to a trusted Fulcio CA")),
+        ),
+    ];
+    for (name, how, reason) in bundle_cases {
+        let app = root.layout(name);
+        let image = app.image(name.as_bytes());
+        let sig = keyless_bundle(
             &app,
             &image.manifest,
             &format!("{HOST}/{name}:1"),

@@ -209,11 +209,17 @@ check "skopeo copy app:1 into a keyless root as keyless-signed:1" \
   "${SK[@]}" copy -q --preserve-digests --src-tls-verify=false "docker://$DIST/app:1" "oci:$KROOT/keyless-signed:1"
 check "keyless-sign signs keyless-signed:1 (test Fulcio CA and Rekor key)" \
   "$KEYLESS" "$KROOT/keyless-signed" 1 "$HOST/keyless-signed:1" "$WORK/keyless" ci@example.com https://token.example
+check "skopeo copy app:1 into the keyless root as keyless-bundle:1" \
+  "${SK[@]}" copy -q --preserve-digests --src-tls-verify=false "docker://$DIST/app:1" "oci:$KROOT/keyless-bundle:1"
+check "keyless-sign signs keyless-bundle:1 as a sigstore bundle (the same CA and Rekor key)" \
+  "$KEYLESS" "$KROOT/keyless-bundle" 1 "$HOST/keyless-bundle:1" "$WORK/keyless-b" ci@example.com https://token.example bundle
+cat "$WORK/keyless-b/fulcio.pem" >>"$WORK/keyless/fulcio.pem"
+cat "$WORK/keyless-b/rekor.pub" >"$WORK/keyless/rekor-b.pub"
 keyless_policy() { # keyless_policy FILE EMAIL
   cat >"$1" <<JSON
 {"default":[{"type":"reject"}],"transports":{"docker":{"$HOST":[{"type":"sigstoreSigned",
  "fulcio":{"caPath":"$WORK/keyless/fulcio.pem","oidcIssuer":"https://token.example","subjectEmail":"$2"},
- "rekorPublicKeyPath":"$WORK/keyless/rekor.pub"}]}}}
+ "rekorPublicKeyPaths":["$WORK/keyless/rekor.pub","$WORK/keyless/rekor-b.pub"]}]}}}
 JSON
 }
 keyless_policy "$WORK/keyless-policy.json" ci@example.com
@@ -222,6 +228,8 @@ keyless_policy "$WORK/keyless-other-policy.json" mallory@example.com
 cat "$WORK/keyless-check.txt" >>"$E2E_LOG"
 check "--check accepts keyless-signed:1, signed by its e-mail and issuer" \
   grep -Eq "^accepted +keyless-signed:1 signed by ci@example.com \(https://token.example\)" "$WORK/keyless-check.txt"
+check "--check accepts keyless-bundle:1 (sigstore bundle), signed by its e-mail and issuer" \
+  grep -Eq "^accepted +keyless-bundle:1 signed by ci@example.com \(https://token.example\)" "$WORK/keyless-check.txt"
 KPORT=$(free_port)
 start_server "$WORK/keyless-server.log" -r "$KROOT" -p "$KPORT" --bind 127.0.0.1 --policy "$WORK/keyless-policy.json" --registry-host "$HOST" -t no-tls
 wait_http "http://127.0.0.1:$KPORT/v2/" || { cat "$WORK/keyless-server.log"; exit 1; }
@@ -240,6 +248,11 @@ check "ir-sign refuses it with another Rekor key" \
   bash -c "! $SIGN verify-keyless --fulcio $WORK/keyless/fulcio.pem --rekor-key $WORK/keys/cosign.pub --layout $WORK/keyless-pulled --tag 1 --reference $HOST/keyless-signed:1"
 check "ir-client pull --policy accepts keyless-signed:1 (signed by its e-mail)" \
   bash -c "$CLIENT pull -q --policy $WORK/keyless-policy.json --registry-host $HOST -o $WORK/client-keyless http://127.0.0.1:$KPORT/keyless-signed:1 | grep -q 'signed by ci@example.com'"
+check "skopeo copy keyless-bundle:1 from ir-server" \
+  "${SK[@]}" copy -q --preserve-digests --src-tls-verify=false "docker://127.0.0.1:$KPORT/keyless-bundle:1" "oci:$WORK/keyless-bundle-pulled:1"
+KREF=$(curl -fsS "http://127.0.0.1:$KPORT/v2/keyless-bundle/referrers/$DIGEST" | jq -r '.manifests[0].digest // empty')
+check "the referrers API lists the keyless bundle, and skopeo copies it by digest" \
+  bash -c "[ -n '$KREF' ] && ${SK[*]} copy -q --preserve-digests --src-tls-verify=false docker://127.0.0.1:$KPORT/keyless-bundle@$KREF oci:$WORK/keyless-bundle-pulled:bundle"
 "$BIN" --check -r "$KROOT" --policy "$WORK/keyless-other-policy.json" --registry-host "$HOST" >"$WORK/keyless-other-check.txt" 2>&1
 KOTHER_RC=$?
 cat "$WORK/keyless-other-check.txt" >>"$E2E_LOG"
@@ -248,6 +261,8 @@ check "--check with another e-mail exits 1 and refuses keyless-signed:1 (untrust
 KOTHER_PORT=$(free_port)
 start_server "$WORK/keyless-other-server.log" -r "$KROOT" -p "$KOTHER_PORT" --bind 127.0.0.1 --policy "$WORK/keyless-other-policy.json" --registry-host "$HOST" -t no-tls
 wait_http "http://127.0.0.1:$KOTHER_PORT/v2/" || { cat "$WORK/keyless-other-server.log"; exit 1; }
+check "with another e-mail, keyless-bundle:1 answers 404" \
+  bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$KOTHER_PORT/v2/keyless-bundle/manifests/1)\" = 404 ]"
 check "with another e-mail, keyless-signed:1 answers 404" \
   bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$KOTHER_PORT/v2/keyless-signed/manifests/1)\" = 404 ]"
 check "with another e-mail, skopeo cannot pull keyless-signed:1" \

@@ -45,8 +45,8 @@ use x509_parser::prelude::*;
 use crate::key::PublicKey;
 use crate::payload::{dsse_pae, IN_TOTO_PAYLOAD_TYPE};
 use crate::signatures::{
-    ArtifactSource, MAX_BUNDLE_BYTES, MAX_PAYLOAD_BYTES, SIGNATURE_ANNOTATION, SIGSTORE_BUNDLES,
-    SIMPLE_SIGNING,
+    artifact_kind, ArtifactKind, ArtifactSource, MAX_BUNDLE_BYTES, MAX_PAYLOAD_BYTES,
+    SIGNATURE_ANNOTATION, SIMPLE_SIGNING,
 };
 use crate::verdict::Reason;
 
@@ -222,14 +222,20 @@ pub(crate) fn verify(
     if bytes.len() > MAX_MANIFEST_BYTES {
         return Err(bad("signature manifest too large"));
     }
+    // The artifact is read as the judgement read it (`signatures`): a
+    // bundle artifact's layers are bundles, a cosign artifact's are
+    // simple-signing payloads, whatever else a layer claims to be.
+    let kind = artifact_kind(bytes);
     let m: Manifest =
         serde_json::from_slice(bytes).map_err(|e| bad(format!("signature manifest: {e}")))?;
     let layer = m
         .layers
         .get(layer)
         .ok_or_else(|| bad("no such signature layer"))?;
-    if SIGSTORE_BUNDLES.contains(&layer.media_type.as_str()) {
-        return verify_bundle(keyless, source, &layer.digest);
+    match kind {
+        Some(ArtifactKind::Bundle) => return verify_bundle(keyless, source, &layer.digest),
+        Some(ArtifactKind::Cosign) => {}
+        _ => return Err(bad("not a sigstore signature artifact")),
     }
     if layer.media_type != SIMPLE_SIGNING {
         return Err(bad(format!(

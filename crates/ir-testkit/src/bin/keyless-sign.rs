@@ -1,22 +1,27 @@
 //! Signs one tag of an OCI layout keyless, the way `cosign sign` does with
 //! a Fulcio certificate and a Rekor entry, but with a new test CA and a new
 //! test Rekor key (written to OUT_DIR/fulcio.pem and OUT_DIR/rekor.pub):
-//! the `sha256-<hex>.sig` tag is added to the layout. For end-to-end tests.
+//! the `sha256-<hex>.sig` tag (or, with `bundle`, a sigstore bundle
+//! referrer) is added to the layout. For end-to-end tests.
 //!
-//!     keyless-sign LAYOUT TAG REFERENCE OUT_DIR EMAIL ISSUER
+//!     keyless-sign LAYOUT TAG REFERENCE OUT_DIR EMAIL ISSUER [tag|bundle]
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ir_testkit::keyless::{keyless_sign, Fulcio, Rekor, Sign};
+use ir_testkit::keyless::{keyless_bundle, keyless_sign, Fulcio, Rekor, Sign};
 use ir_testkit::{Alg, Desc, Layout};
 use serde_json::Value;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let [_, dir, tag, reference, out, email, issuer] = args.as_slice() else {
-        eprintln!("usage: keyless-sign LAYOUT TAG REFERENCE OUT_DIR EMAIL ISSUER");
-        std::process::exit(2);
+    let (dir, tag, reference, out, email, issuer, form) = match args.as_slice() {
+        [_, d, t, r, o, e, i] => (d, t, r, o, e, i, "tag"),
+        [_, d, t, r, o, e, i, f] if f == "tag" || f == "bundle" => (d, t, r, o, e, i, f.as_str()),
+        _ => {
+            eprintln!("usage: keyless-sign LAYOUT TAG REFERENCE OUT_DIR EMAIL ISSUER [tag|bundle]");
+            std::process::exit(2);
+        }
     };
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -46,7 +51,12 @@ fn main() {
             eprintln!("keyless-sign: no tag {tag} in {dir}");
             std::process::exit(1);
         });
-    let sig = keyless_sign(
+    let sign = if form == "bundle" {
+        keyless_bundle
+    } else {
+        keyless_sign
+    };
+    let sig = sign(
         &layout,
         &Desc(entry),
         reference,

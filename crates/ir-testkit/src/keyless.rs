@@ -173,17 +173,30 @@ pub fn keyless_sign(
     rekor: &Rekor,
     how: &Sign<'_>,
 ) -> Desc {
+    let p = payload(signed.digest_str(), reference);
+    let layer = keyless_layer(layout, &p, fulcio, rekor, how);
+    sig_tag(layout, signed, &[layer])
+}
+
+/// A simple-signing layer holding `p` (whatever it is), signed keyless:
+/// cosign's signature, certificate, chain and SET annotations.
+pub fn keyless_layer(
+    layout: &Layout,
+    p: &[u8],
+    fulcio: &Fulcio,
+    rekor: &Rekor,
+    how: &Sign<'_>,
+) -> Desc {
     let ca = how.ca.unwrap_or(fulcio);
     let t = how.time;
     let (from, until) = how.validity.unwrap_or((t - 60, t + 540));
     let (key, cert) = ca.issue(how.email, how.issuer, from, until);
-    let p = payload(signed.digest_str(), reference);
-    let sig = key.sign(&p).expect("sign");
+    let sig = key.sign(p).expect("sign");
     let mut set = if how.other_entry {
-        let other = payload(signed.digest_str(), "registry.test/other:1");
+        let other = payload("sha256:0", "registry.test/other:1");
         rekor.set(&cert, &key.sign(&other).expect("sign"), &other, t)
     } else {
-        rekor.set(&cert, &sig, &p, t)
+        rekor.set(&cert, &sig, p, t)
     };
     if how.bad_set {
         let mut v: Value = serde_json::from_str(&set).expect("JSON");
@@ -203,10 +216,9 @@ pub fn keyless_sign(
     if !how.no_set {
         annotations[BUNDLE] = json!(set);
     }
-    let layer = layout
-        .blob(SIMPLE_SIGNING, &p)
-        .with("annotations", annotations);
-    sig_tag(layout, signed, &[layer])
+    layout
+        .blob(SIMPLE_SIGNING, p)
+        .with("annotations", annotations)
 }
 
 /// The DER of a one-certificate PEM text.

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use ir_oci::{Digest, Registry};
-use ir_testkit::keyless::{keyless_bundle, keyless_sign, Fulcio, Rekor, Sign, BUNDLE, CHAIN};
+use ir_testkit::keyless::{
+    keyless_bundle, keyless_layer, keyless_sign, Fulcio, Rekor, Sign, BUNDLE, CHAIN,
+};
 use ir_testkit::Root;
 use ir_trust::{ArtifactSource, DockerReference, Evidence, Policy, Subject, Trust, Verdict};
 use serde_json::{json, Value};
@@ -415,6 +417,42 @@ fn keyless_signatures_are_served_and_every_refusal_is_withdrawn() {
         app.set_index(&[image.tagged("1"), sig]);
         expected.push((name, reason));
     }
+    // A bundle artifact whose layer calls itself a simple-signing payload,
+    // signed keyless as one: the judgement reads the layer as a bundle (its
+    // DSSE statement names this image, its signature is junk), so keyless
+    // verification must read it as a bundle too, not as a signed payload.
+    let confused = root.layout("confused");
+    let image = confused.image(b"confused");
+    let (alg, hex) = image.manifest.digest_str().split_once(':').unwrap();
+    let statement = serde_json::to_vec(&json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": format!("{HOST}/confused:1"), "digest": {alg: hex}}],
+        "predicateType": "https://sigstore.dev/cosign/sign/v1",
+        "predicate": {},
+    }))
+    .unwrap();
+    let bundle = serde_json::to_vec(&json!({
+        "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+        "verificationMaterial": {"publicKey": {"hint": "none"}},
+        "dsseEnvelope": {"payload": STANDARD.encode(&statement),
+            "payloadType": "application/vnd.in-toto+json",
+            "signatures": [{"sig": STANDARD.encode([0x30, 0x06, 2, 1, 1, 2, 1, 1]), "keyid": ""}]},
+    }))
+    .unwrap();
+    let layer = keyless_layer(
+        &confused,
+        &bundle,
+        &fulcio,
+        &rekor,
+        &Sign::new(EMAIL, ISSUER, T),
+    );
+    let media = "application/vnd.dev.sigstore.bundle.v0.3+json";
+    let sig = confused.artifact(media, &[layer], json!({"subject": image.manifest.0}));
+    confused.set_index(&[image.tagged("1"), sig]);
+    expected.push((
+        "confused",
+        Some(("untrusted_key", "the bundle holds no certificate")),
+    ));
     // A key-based signature is not a keyless one.
     let keyed = root.layout("keyed");
     let image = keyed.image(b"keyed");

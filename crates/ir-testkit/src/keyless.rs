@@ -62,22 +62,52 @@ impl Fulcio {
     /// A code-signing certificate for `email` from OIDC `issuer`, valid
     /// `from..until` (Unix seconds), and its key.
     pub fn issue(&self, email: &str, issuer: &str, from: i64, until: i64) -> (KeyPair, String) {
+        self.issue_with(email, &[IssuerExt::V1(issuer)], from, until)
+    }
+
+    /// [`Fulcio::issue`] with these OIDC issuer extensions.
+    pub fn issue_with(
+        &self,
+        email: &str,
+        issuers: &[IssuerExt<'_>],
+        from: i64,
+        until: i64,
+    ) -> (KeyPair, String) {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
         params.distinguished_name = DistinguishedName::new();
         params.subject_alt_names = vec![SanType::Rfc822Name(email.try_into().expect("email"))];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::CodeSigning];
-        params.custom_extensions = vec![CustomExtension::from_oid_content(
-            &[1, 3, 6, 1, 4, 1, 57264, 1, 1],
-            issuer.as_bytes().to_vec(),
-        )];
+        params.custom_extensions = issuers
+            .iter()
+            .map(|i| match i {
+                IssuerExt::V1(text) => CustomExtension::from_oid_content(
+                    &[1, 3, 6, 1, 4, 1, 57264, 1, 1],
+                    text.as_bytes().to_vec(),
+                ),
+                IssuerExt::V2(text) => {
+                    // A DER UTF8String (short form: under 128 bytes).
+                    let mut der = vec![0x0c, text.len() as u8];
+                    der.extend_from_slice(text.as_bytes());
+                    CustomExtension::from_oid_content(&[1, 3, 6, 1, 4, 1, 57264, 1, 8], der)
+                }
+            })
+            .collect();
         params.not_before = at(from);
         params.not_after = at(until);
         let issuer = Issuer::from_params(&self.params, &self.key);
         let pem = params.signed_by(&key, &issuer).expect("issue").pem();
         (key, pem)
     }
+}
+
+/// A Fulcio OIDC issuer extension.
+pub enum IssuerExt<'a> {
+    /// 1.3.6.1.4.1.57264.1.1: the issuer's raw bytes.
+    V1(&'a str),
+    /// 1.3.6.1.4.1.57264.1.8: a DER UTF8String.
+    V2(&'a str),
 }
 
 /// A Rekor-like log key (P-256).
@@ -145,6 +175,8 @@ pub struct Sign<'a> {
     pub no_set: bool,
     /// A SET of another signature's entry.
     pub other_entry: bool,
+    /// The certificate's issuer extensions instead of a v1 one of `issuer`.
+    pub issuer_exts: Option<&'a [IssuerExt<'a>]>,
 }
 
 impl<'a> Sign<'a> {
@@ -159,6 +191,7 @@ impl<'a> Sign<'a> {
             bad_set: false,
             no_set: false,
             other_entry: false,
+            issuer_exts: None,
         }
     }
 }
@@ -190,7 +223,8 @@ pub fn keyless_layer(
     let ca = how.ca.unwrap_or(fulcio);
     let t = how.time;
     let (from, until) = how.validity.unwrap_or((t - 60, t + 540));
-    let (key, cert) = ca.issue(how.email, how.issuer, from, until);
+    let v1 = [IssuerExt::V1(how.issuer)];
+    let (key, cert) = ca.issue_with(how.email, how.issuer_exts.unwrap_or(&v1), from, until);
     let sig = key.sign(p).expect("sign");
     let mut set = if how.other_entry {
         let other = payload("sha256:0", "registry.test/other:1");
@@ -229,9 +263,8 @@ fn pem_der(pem: &str) -> Vec<u8> {
 
 /// A keyless sigstore bundle v0.3 (DSSE in-toto statement for `signed`
 /// naming `reference`, the certificate, and a `dsse` Rekor entry with its
-/// inclusion promise) attached to `signed` as a referrer. `how.bad_set`,
-/// `no_set`, `other_entry`, `ca`, `validity` apply as for
-/// [`keyless_sign`].
+/// inclusion promise) attached to `signed` as a referrer; `how` applies as
+/// for [`keyless_sign`].
 pub fn keyless_bundle(
     layout: &Layout,
     signed: &Desc,
@@ -243,7 +276,8 @@ pub fn keyless_bundle(
     let ca = how.ca.unwrap_or(fulcio);
     let t = how.time;
     let (from, until) = how.validity.unwrap_or((t - 60, t + 540));
-    let (key, cert) = ca.issue(how.email, how.issuer, from, until);
+    let v1 = [IssuerExt::V1(how.issuer)];
+    let (key, cert) = ca.issue_with(how.email, how.issuer_exts.unwrap_or(&v1), from, until);
     let statement = |name: &str| {
         let (alg, hex) = signed.digest_str().split_once(':').expect("digest");
         serde_json::to_vec(&json!({

@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use ir_oci::{Digest, Registry};
 use ir_testkit::keyless::{
-    keyless_bundle, keyless_layer, keyless_sign, Fulcio, Rekor, Sign, BUNDLE, CHAIN,
+    keyless_bundle, keyless_layer, keyless_sign, Fulcio, IssuerExt, Rekor, Sign, BUNDLE, CHAIN,
 };
 use ir_testkit::Root;
 use ir_trust::{ArtifactSource, DockerReference, Evidence, Policy, Subject, Trust, Verdict};
@@ -269,8 +269,43 @@ fn keyless_signatures_are_served_and_every_refusal_is_withdrawn() {
 
     // Each case: the application, how it is signed, and the reason and a
     // fragment of the detail when refused.
+    let v2_only = [IssuerExt::V2(ISSUER)];
+    let both = [IssuerExt::V1(ISSUER), IssuerExt::V2(ISSUER)];
+    let disagree = [IssuerExt::V1(ISSUER), IssuerExt::V2("https://evil.example")];
     let cases: Vec<(&str, Sign<'_>, Refused)> = vec![
         ("good", Sign::new(EMAIL, ISSUER, T), None),
+        (
+            "issuerv2",
+            Sign {
+                issuer_exts: Some(&v2_only),
+                ..Sign::new(EMAIL, ISSUER, T)
+            },
+            None,
+        ),
+        (
+            "issuerboth",
+            Sign {
+                issuer_exts: Some(&both),
+                ..Sign::new(EMAIL, ISSUER, T)
+            },
+            None,
+        ),
+        (
+            "issuerdisagree",
+            Sign {
+                issuer_exts: Some(&disagree),
+                ..Sign::new(EMAIL, ISSUER, T)
+            },
+            Some(("bad_signature", "OIDC issuer extensions disagree")),
+        ),
+        (
+            "noissuer",
+            Sign {
+                issuer_exts: Some(&[]),
+                ..Sign::new(EMAIL, ISSUER, T)
+            },
+            Some(("untrusted_key", "no OIDC issuer extension")),
+        ),
         (
             "otherissuer",
             Sign {

@@ -8,10 +8,16 @@
 # by ir-sign with the .sig tag pulled too) and not the unsigned one;
 # images signed in cosign's referrers form and as sigstore bundles are
 # served and verify after a pull; a policy with another key refuses all;
-# a restart with --signature-cache recalls the signatures it verified.
+# a restart with --signature-cache recalls the signatures it verified;
+# an image signed keyless (a Fulcio certificate and a Rekor entry, from the
+# test kit's CA and log key) is served and pulled under a fulcio policy and
+# refused under one with another e-mail. (The real published keyless
+# signature of containers/image's fixtures is verified by ir-trust's tests:
+# its image's layers are not published, so it cannot be served whole.)
 #
 # Usage: tests/e2e/signatures.sh   (needs: docker-registry skopeo jq curl)
 # Env:   IR_SERVER_BIN  server binary (default target/debug/ir-server)
+#        IR_KEYLESS_BIN keyless test signer (default target/debug/keyless-sign)
 #        IR_SIGN_BIN    signer binary (default target/debug/ir-sign)
 #        IR_CLIENT_BIN  client binary (default target/debug/ir-client)
 set -uo pipefail
@@ -194,5 +200,74 @@ check "the first start wrote the signature cache, readable by its owner only" \
   bash -c "grep -q 'signature artifact(s) written' $WORK/cache-first.log && [ \"\$(stat -c %a $STATE/signatures)\" = 600 ]"
 check "the restart remembered the three signature artifacts and wrote nothing" \
   bash -c "grep -q '3 signature artifact(s) remembered' $WORK/cache-restart.log && ! grep -q 'artifact(s) written' $WORK/cache-restart.log"
+
+# Keyless: a Fulcio certificate and a Rekor entry -------------------------
+KEYLESS=${IR_KEYLESS_BIN:-$ROOT/target/debug/keyless-sign}
+KROOT=$WORK/keyless-root
+mkdir -p "$KROOT"
+check "skopeo copy app:1 into a keyless root as keyless-signed:1" \
+  "${SK[@]}" copy -q --preserve-digests --src-tls-verify=false "docker://$DIST/app:1" "oci:$KROOT/keyless-signed:1"
+check "keyless-sign signs keyless-signed:1 (test Fulcio CA and Rekor key)" \
+  "$KEYLESS" "$KROOT/keyless-signed" 1 "$HOST/keyless-signed:1" "$WORK/keyless" ci@example.com https://token.example
+check "skopeo copy app:1 into the keyless root as keyless-bundle:1" \
+  "${SK[@]}" copy -q --preserve-digests --src-tls-verify=false "docker://$DIST/app:1" "oci:$KROOT/keyless-bundle:1"
+check "keyless-sign signs keyless-bundle:1 as a sigstore bundle (the same CA and Rekor key)" \
+  "$KEYLESS" "$KROOT/keyless-bundle" 1 "$HOST/keyless-bundle:1" "$WORK/keyless-b" ci@example.com https://token.example bundle
+cat "$WORK/keyless-b/fulcio.pem" >>"$WORK/keyless/fulcio.pem"
+cat "$WORK/keyless-b/rekor.pub" >"$WORK/keyless/rekor-b.pub"
+keyless_policy() { # keyless_policy FILE EMAIL
+  cat >"$1" <<JSON
+{"default":[{"type":"reject"}],"transports":{"docker":{"$HOST":[{"type":"sigstoreSigned",
+ "fulcio":{"caPath":"$WORK/keyless/fulcio.pem","oidcIssuer":"https://token.example","subjectEmail":"$2"},
+ "rekorPublicKeyPaths":["$WORK/keyless/rekor.pub","$WORK/keyless/rekor-b.pub"]}]}}}
+JSON
+}
+keyless_policy "$WORK/keyless-policy.json" ci@example.com
+keyless_policy "$WORK/keyless-other-policy.json" mallory@example.com
+"$BIN" --check -r "$KROOT" --policy "$WORK/keyless-policy.json" --registry-host "$HOST" >"$WORK/keyless-check.txt" 2>&1
+cat "$WORK/keyless-check.txt" >>"$E2E_LOG"
+check "--check accepts keyless-signed:1, signed by its e-mail and issuer" \
+  grep -Eq "^accepted +keyless-signed:1 signed by ci@example.com \(https://token.example\)" "$WORK/keyless-check.txt"
+check "--check accepts keyless-bundle:1 (sigstore bundle), signed by its e-mail and issuer" \
+  grep -Eq "^accepted +keyless-bundle:1 signed by ci@example.com \(https://token.example\)" "$WORK/keyless-check.txt"
+KPORT=$(free_port)
+start_server "$WORK/keyless-server.log" -r "$KROOT" -p "$KPORT" --bind 127.0.0.1 --policy "$WORK/keyless-policy.json" --registry-host "$HOST" -t no-tls
+wait_http "http://127.0.0.1:$KPORT/v2/" || { cat "$WORK/keyless-server.log"; exit 1; }
+KSIG=$(jq -r '.manifests[] | .annotations["org.opencontainers.image.ref.name"] // empty' "$KROOT/keyless-signed/index.json" | grep '\.sig$')
+check "skopeo copy keyless-signed:1 from ir-server" \
+  "${SK[@]}" copy -q --preserve-digests --src-tls-verify=false "docker://127.0.0.1:$KPORT/keyless-signed:1" "oci:$WORK/keyless-pulled:1"
+check "skopeo copy its keyless .sig tag from ir-server" \
+  "${SK[@]}" copy -q --preserve-digests --src-tls-verify=false "docker://127.0.0.1:$KPORT/keyless-signed:$KSIG" "oci:$WORK/keyless-pulled:$KSIG"
+check "the pulled .sig layer carries the Fulcio certificate and the Rekor SET" \
+  bash -c "m=\$(jq -r --arg t $KSIG '.manifests[] | select(.annotations[\"org.opencontainers.image.ref.name\"]==\$t) | .digest' $WORK/keyless-pulled/index.json); jq -e '.layers[0].annotations | has(\"dev.sigstore.cosign/certificate\") and has(\"dev.sigstore.cosign/bundle\")' $WORK/keyless-pulled/blobs/sha256/\${m#sha256:}"
+check "the pulled keyless image has the signed digest" \
+  bash -c "[ \"\$(jq -r '.manifests[] | select(.annotations[\"org.opencontainers.image.ref.name\"]==\"1\") | .digest' $WORK/keyless-pulled/index.json)\" = $DIGEST ]"
+check "ir-sign (sigstore-rs) verifies the pulled keyless image: SET, chain, signature" \
+  "$SIGN" verify-keyless --fulcio "$WORK/keyless/fulcio.pem" --rekor-key "$WORK/keyless/rekor.pub" --layout "$WORK/keyless-pulled" --tag 1 --reference "$HOST/keyless-signed:1"
+check "ir-sign refuses it with another Rekor key" \
+  bash -c "! $SIGN verify-keyless --fulcio $WORK/keyless/fulcio.pem --rekor-key $WORK/keys/cosign.pub --layout $WORK/keyless-pulled --tag 1 --reference $HOST/keyless-signed:1"
+check "ir-client pull --policy accepts keyless-signed:1 (signed by its e-mail)" \
+  bash -c "$CLIENT pull -q --policy $WORK/keyless-policy.json --registry-host $HOST -o $WORK/client-keyless http://127.0.0.1:$KPORT/keyless-signed:1 | grep -q 'signed by ci@example.com'"
+check "skopeo copy keyless-bundle:1 from ir-server" \
+  "${SK[@]}" copy -q --preserve-digests --src-tls-verify=false "docker://127.0.0.1:$KPORT/keyless-bundle:1" "oci:$WORK/keyless-bundle-pulled:1"
+KREF=$(curl -fsS "http://127.0.0.1:$KPORT/v2/keyless-bundle/referrers/$DIGEST" | jq -r '.manifests[0].digest // empty')
+check "the referrers API lists the keyless bundle, and skopeo copies it by digest" \
+  bash -c "[ -n '$KREF' ] && ${SK[*]} copy -q --preserve-digests --src-tls-verify=false docker://127.0.0.1:$KPORT/keyless-bundle@$KREF oci:$WORK/keyless-bundle-pulled:bundle"
+"$BIN" --check -r "$KROOT" --policy "$WORK/keyless-other-policy.json" --registry-host "$HOST" >"$WORK/keyless-other-check.txt" 2>&1
+KOTHER_RC=$?
+cat "$WORK/keyless-other-check.txt" >>"$E2E_LOG"
+check "--check with another e-mail exits 1 and refuses keyless-signed:1 (untrusted_key)" \
+  bash -c "[ $KOTHER_RC -eq 1 ] && grep -Eq '^refused +keyless-signed:1: .*untrusted_key.*ci@example.com' $WORK/keyless-other-check.txt"
+KOTHER_PORT=$(free_port)
+start_server "$WORK/keyless-other-server.log" -r "$KROOT" -p "$KOTHER_PORT" --bind 127.0.0.1 --policy "$WORK/keyless-other-policy.json" --registry-host "$HOST" -t no-tls
+wait_http "http://127.0.0.1:$KOTHER_PORT/v2/" || { cat "$WORK/keyless-other-server.log"; exit 1; }
+check "with another e-mail, keyless-bundle:1 answers 404" \
+  bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$KOTHER_PORT/v2/keyless-bundle/manifests/1)\" = 404 ]"
+check "with another e-mail, keyless-signed:1 answers 404" \
+  bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$KOTHER_PORT/v2/keyless-signed/manifests/1)\" = 404 ]"
+check "with another e-mail, skopeo cannot pull keyless-signed:1" \
+  bash -c "! ${SK[*]} copy -q --src-tls-verify=false docker://127.0.0.1:$KOTHER_PORT/keyless-signed:1 oci:$WORK/keyless-refused:1"
+check "with another e-mail, keyless-signed is not in tags/list" \
+  bash -c "! curl -fsS http://127.0.0.1:$KOTHER_PORT/v2/keyless-signed/tags/list | jq -e '(.tags // []) | index(\"1\") != null'"
 
 summary "e2e signatures"

@@ -16,6 +16,7 @@
 
 pub mod dsse;
 pub mod error;
+pub mod keyless;
 pub mod keys;
 pub mod layout;
 pub mod sign;

@@ -67,6 +67,21 @@ enum Command {
         #[arg(long, value_enum)]
         mode: Option<Mode>,
     },
+    /// Verifies that one keyless signature (tag form) of the manifest has a
+    /// certificate from the Fulcio CA and a Rekor SET by the Rekor key.
+    VerifyKeyless {
+        /// Fulcio CA certificate PEM.
+        #[arg(long)]
+        fulcio: PathBuf,
+        /// Rekor public key PEM.
+        #[arg(long)]
+        rekor_key: PathBuf,
+        #[command(flatten)]
+        target: Target,
+        /// Image reference the signature must be for.
+        #[arg(long)]
+        reference: String,
+    },
 }
 
 #[derive(Args)]
@@ -186,6 +201,25 @@ fn run(cli: Cli) -> Result<String, Error> {
             Ok(format!(
                 "verified {digest} for {reference}: {} signature in {} (layer {})",
                 verified.mode, verified.signature_manifest, verified.layer
+            ))
+        }
+        Command::VerifyKeyless {
+            fulcio,
+            rekor_key,
+            target,
+            reference,
+        } => {
+            let (layout, digest) = target.resolve()?;
+            let verified = ir_sign::keyless::verify_keyless(
+                &layout,
+                &read(&fulcio)?,
+                &read(&rekor_key)?,
+                &digest,
+                &reference,
+            )?;
+            Ok(format!(
+                "verified {digest} for {reference}: keyless signature in {} (layer {})",
+                verified.signature_manifest, verified.layer
             ))
         }
     }

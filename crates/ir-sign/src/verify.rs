@@ -37,10 +37,10 @@ pub struct Verified {
 }
 
 /// One signature layer found for the manifest.
-struct Candidate {
-    mode: Mode,
-    manifest: String,
-    layer: Value,
+pub(crate) struct Candidate {
+    pub(crate) mode: Mode,
+    pub(crate) manifest: String,
+    pub(crate) layer: Value,
 }
 
 /// Verifies that one signature of manifest `digest` in `layout`, for image
@@ -109,7 +109,7 @@ pub fn verify(
 
 /// The signature layers of `digest`: those of its `.sig` tag, and those of
 /// every manifest in index.json whose `subject` is `digest` (referrers).
-fn find_candidates(layout: &Layout, digest: &str) -> Result<Vec<Candidate>, Error> {
+pub(crate) fn find_candidates(layout: &Layout, digest: &str) -> Result<Vec<Candidate>, Error> {
     let tag = signature_tag(digest);
     let index = layout.index()?;
     let mut out = Vec::new();
@@ -159,7 +159,7 @@ fn find_candidates(layout: &Layout, digest: &str) -> Result<Vec<Candidate>, Erro
 /// A simple-signing layer (tag or referrers mode) as sigstore-rs's
 /// `SignatureLayer`, after the checks its cosign client makes when it
 /// builds one (media type, digest, payload digest) and the identity check.
-fn simple_signing_layer(
+pub(crate) fn simple_signing_layer(
     layout: &Layout,
     candidate: &Candidate,
     digest: &str,

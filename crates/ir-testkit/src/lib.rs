@@ -27,6 +27,7 @@
 #![deny(missing_docs)]
 
 pub mod cosign;
+pub mod keyless;
 pub mod veraison_mock;
 
 use std::fs;

@@ -118,6 +118,12 @@ impl<'m> Evidence<'m> {
         self.entries.as_deref().unwrap_or_default()
     }
 
+    /// The artifact and layer signature `index` was read from.
+    pub(crate) fn location(&self, index: usize) -> Option<(&Digest, usize)> {
+        let entry = self.entries().get(index)?;
+        Some((&entry.found_at.digest, entry.layer))
+    }
+
     /// What signature `index`'s payload claims, if it is a sigstore
     /// signature.
     pub(crate) fn claims(&self, index: usize) -> Option<&Result<Vec<Claim>, String>> {

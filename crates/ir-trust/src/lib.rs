@@ -4,7 +4,8 @@
 //!
 //! * [`Policy`]: containers-policy.json(5), the file podman, skopeo, CRI-O
 //!   and the confidential-containers agent read; `insecureAcceptAnything`,
-//!   `reject` and key-based `sigstoreSigned` with every `signedIdentity`.
+//!   `reject` and `sigstoreSigned` with keys or keyless (Fulcio and Rekor,
+//!   [`keyless`]) with every `signedIdentity`.
 //! * [`signatures`]: where signatures are found (cosign's `sha256-<hex>.sig`
 //!   tag, OCI 1.1 referrers: cosign, sigstore bundles, notation) through
 //!   an [`ArtifactSource`].
@@ -26,6 +27,7 @@ pub mod enforce;
 mod evidence;
 pub mod identity;
 pub mod key;
+pub mod keyless;
 pub mod memo;
 pub mod payload;
 pub mod policy;

@@ -4,9 +4,10 @@
 //! Only `default` and `transports.docker` apply (ir-server serves a docker
 //! registry API); other transports are parsed as JSON and otherwise
 //! ignored, and [`Policy::ignored_transports`] names them. Requirements:
-//! `insecureAcceptAnything`, `reject` and key-based `sigstoreSigned`. Any
+//! `insecureAcceptAnything`, `reject` and `sigstoreSigned` with keys, or
+//! keyless with `fulcio` and `rekorPublicKey*` ([`crate::keyless`]). Any
 //! other requirement, or a `sigstoreSigned` option this verifier does not
-//! implement (`fulcio`, `pki`, `rekorPublicKey*`), is an error naming it:
+//! implement (`pki`, `rekorPublicKey*` with keys), is an error naming it:
 //! accepting the file and ignoring the requirement would fail open.
 //! Unknown fields are errors too, as in containers/image.
 
@@ -19,6 +20,7 @@ use serde_json::{Map, Value};
 
 use crate::identity::SignedIdentity;
 use crate::key::{PublicKey, MAX_KEY_FILE_BYTES};
+use crate::keyless::{Keyless, MAX_CA_FILE_BYTES};
 use crate::reference::{valid_host, DockerReference};
 
 /// The largest policy file read.
@@ -59,11 +61,14 @@ pub enum Requirement {
     /// `reject`.
     Reject,
     /// `sigstoreSigned` with keys: one signature must verify with one of
-    /// the keys, be for the image's digest and name an identity that
-    /// `identity` accepts.
+    /// the keys (or, keyless, with a Fulcio certificate logged in Rekor),
+    /// be for the image's digest and name an identity that `identity`
+    /// accepts.
     SigstoreSigned {
-        /// The trusted keys.
+        /// The trusted keys (none when keyless).
         keys: Vec<Arc<PublicKey>>,
+        /// `fulcio` and `rekorPublicKey*`, instead of keys.
+        keyless: Option<Arc<Keyless>>,
         /// What the signed docker reference must be.
         identity: SignedIdentity,
     },
@@ -371,8 +376,10 @@ fn requirement(v: &Value, at: &str) -> Result<Requirement, Fail> {
 }
 
 fn sigstore_signed(m: &Map<String, Value>, at: &str) -> Result<Requirement, Fail> {
+    if m.contains_key("fulcio") {
+        return sigstore_keyless(m, at);
+    }
     for unsupported in [
-        "fulcio",
         "pki",
         "rekorPublicKeyPath",
         "rekorPublicKeyPaths",
@@ -382,7 +389,7 @@ fn sigstore_signed(m: &Map<String, Value>, at: &str) -> Result<Requirement, Fail
         if m.contains_key(unsupported) {
             return Err(fail(
                 at,
-                format!("sigstoreSigned with {unsupported:?} is not supported: only keys (keyPath, keyPaths, keyData, keyDatas) are verified offline"),
+                format!("sigstoreSigned with {unsupported:?} is not supported: keys (keyPath, keyPaths, keyData, keyDatas) alone, or fulcio with rekorPublicKey*, are verified offline"),
             ));
         }
     }
@@ -437,11 +444,154 @@ fn sigstore_signed(m: &Map<String, Value>, at: &str) -> Result<Requirement, Fail
         };
         keys.push(Arc::new(key));
     }
-    let identity = match m.get("signedIdentity") {
-        None => SignedIdentity::MatchRepoDigestOrExact,
-        Some(v) => signed_identity(v, &format!("{at}.signedIdentity"))?,
+    let identity = requirement_identity(m, at)?;
+    Ok(Requirement::SigstoreSigned {
+        keys,
+        keyless: None,
+        identity,
+    })
+}
+
+fn requirement_identity(m: &Map<String, Value>, at: &str) -> Result<SignedIdentity, Fail> {
+    match m.get("signedIdentity") {
+        None => Ok(SignedIdentity::MatchRepoDigestOrExact),
+        Some(v) => signed_identity(v, &format!("{at}.signedIdentity")),
+    }
+}
+
+/// `sigstoreSigned` with `fulcio` (`caPath` or `caData`, `oidcIssuer`,
+/// `subjectEmail`) and exactly one of `rekorPublicKeyPath(s)` /
+/// `rekorPublicKeyData(s)`, as containers/image defines them.
+fn sigstore_keyless(m: &Map<String, Value>, at: &str) -> Result<Requirement, Fail> {
+    const REKOR: [&str; 4] = [
+        "rekorPublicKeyPath",
+        "rekorPublicKeyPaths",
+        "rekorPublicKeyData",
+        "rekorPublicKeyDatas",
+    ];
+    if m.contains_key("pki") {
+        return Err(fail(at, "sigstoreSigned with \"pki\" is not supported"));
+    }
+    known_keys(
+        m,
+        at,
+        &[
+            "type",
+            "keyPath",
+            "keyPaths",
+            "keyData",
+            "keyDatas",
+            "fulcio",
+            "rekorPublicKeyPath",
+            "rekorPublicKeyPaths",
+            "rekorPublicKeyData",
+            "rekorPublicKeyDatas",
+            "signedIdentity",
+        ],
+    )?;
+    if let Some(k) = ["keyPath", "keyPaths", "keyData", "keyDatas"]
+        .into_iter()
+        .find(|k| m.contains_key(*k))
+    {
+        return Err(fail(
+            at,
+            format!("fulcio and {k} are exclusive (exactly one of keyPath, keyPaths, keyData, keyDatas, fulcio)"),
+        ));
+    }
+    let given: Vec<&str> = REKOR.into_iter().filter(|k| m.contains_key(*k)).collect();
+    if given.len() != 1 {
+        return Err(fail(
+            at,
+            "fulcio requires exactly one of rekorPublicKeyPath, rekorPublicKeyPaths, rekorPublicKeyData, rekorPublicKeyDatas",
+        ));
+    }
+    let field = given[0];
+    let rekor_at = format!("{at}.{field}");
+    let items: Vec<&str> = match &m[field] {
+        Value::Array(list) => {
+            if !field.ends_with('s') {
+                return Err(fail(&rekor_at, "must be a string"));
+            }
+            if list.is_empty() || list.len() > MAX_KEYS_PER_REQUIREMENT {
+                return Err(fail(
+                    &rekor_at,
+                    format!("must list 1 to {MAX_KEYS_PER_REQUIREMENT} keys"),
+                ));
+            }
+            list.iter()
+                .map(|v| string(v, &rekor_at))
+                .collect::<Result<_, _>>()?
+        }
+        v if !field.ends_with('s') => vec![string(v, &rekor_at)?],
+        _ => return Err(fail(&rekor_at, "must be a list")),
     };
-    Ok(Requirement::SigstoreSigned { keys, identity })
+    let mut rekor = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let key_at = format!("{rekor_at}[{i}]");
+        let key = if field.starts_with("rekorPublicKeyPath") {
+            read_key(Path::new(item)).map_err(|why| fail(&key_at, why))?
+        } else {
+            PublicKey::from_key_data(item).map_err(|e| fail(&key_at, e.to_string()))?
+        };
+        rekor.push(Arc::new(key));
+    }
+
+    let fulcio_at = format!("{at}.fulcio");
+    let f = object(&m["fulcio"], &fulcio_at)?;
+    known_keys(
+        f,
+        &fulcio_at,
+        &["caPath", "caData", "oidcIssuer", "subjectEmail"],
+    )?;
+    let field_of = |name: &str| -> Result<&str, Fail> {
+        string(
+            f.get(name)
+                .ok_or_else(|| fail(&fulcio_at, format!("{name:?} is missing")))?,
+            &format!("{fulcio_at}.{name}"),
+        )
+    };
+    let ca = match (f.get("caPath"), f.get("caData")) {
+        (Some(_), None) => {
+            let path = Path::new(field_of("caPath")?);
+            read_bounded(path, MAX_CA_FILE_BYTES)
+                .map_err(|why| fail(format!("{fulcio_at}.caPath"), why))?
+        }
+        (None, Some(_)) => base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            field_of("caData")?.trim(),
+        )
+        .map_err(|e| fail(format!("{fulcio_at}.caData"), format!("not base64: {e}")))?,
+        _ => {
+            return Err(fail(
+                &fulcio_at,
+                "exactly one of caPath and caData is required",
+            ))
+        }
+    };
+    let keyless = Keyless::new(
+        &ca,
+        field_of("oidcIssuer")?,
+        field_of("subjectEmail")?,
+        rekor,
+    )
+    .map_err(|why| fail(&fulcio_at, why))?;
+    Ok(Requirement::SigstoreSigned {
+        keys: Vec::new(),
+        keyless: Some(Arc::new(keyless)),
+        identity: requirement_identity(m, at)?,
+    })
+}
+
+/// A file's bytes, at most `limit` of them.
+fn read_bounded(path: &Path, limit: usize) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(limit as u64 + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if bytes.len() > limit {
+        return Err(format!("{}: larger than {limit} bytes", path.display()));
+    }
+    Ok(bytes)
 }
 
 fn read_key(path: &Path) -> Result<PublicKey, String> {

@@ -12,6 +12,7 @@ use crate::evidence::EntryKind;
 pub use crate::evidence::Evidence;
 use crate::identity::SignedIdentity;
 use crate::key::PublicKey;
+use crate::keyless::Keyless;
 use crate::payload::Claim;
 use crate::policy::{Policy, Requirement};
 use crate::reference::DockerReference;
@@ -214,9 +215,20 @@ fn judge_requirement(
     match req {
         Requirement::InsecureAcceptAnything => Ok(None),
         Requirement::Reject => Err((Reason::Rejected, "the policy rejects this image".into())),
-        Requirement::SigstoreSigned { keys, identity } => {
-            sigstore_signed(keys, identity, image, digest, source, evidence).map(Some)
-        }
+        Requirement::SigstoreSigned {
+            keys,
+            keyless,
+            identity,
+        } => sigstore_signed(
+            keys,
+            keyless.as_deref(),
+            identity,
+            image,
+            digest,
+            source,
+            evidence,
+        )
+        .map(Some),
     }
 }
 
@@ -224,6 +236,7 @@ fn judge_requirement(
 /// none does, the failure that got furthest explains why.
 fn sigstore_signed(
     keys: &[Arc<PublicKey>],
+    keyless: Option<&Keyless>,
     identity: &SignedIdentity,
     image: &DockerReference,
     digest: &Digest,
@@ -244,7 +257,16 @@ fn sigstore_signed(
                     Err((Reason::BadSignature, why.clone()))
                 } else {
                     let plausible = record.plausible;
-                    trusted_key(evidence, source, i, keys, plausible).and_then(|key| {
+                    let signer = match keyless {
+                        Some(keyless) => match evidence.location(i) {
+                            Some((artifact, layer)) => {
+                                crate::keyless::verify(keyless, source, artifact, layer)
+                            }
+                            None => Err((Reason::BadSignature, "no signature".into())),
+                        },
+                        None => trusted_key(evidence, source, i, keys, plausible),
+                    };
+                    signer.and_then(|key| {
                         match evidence.claims(i) {
                             Some(Ok(claims)) => check_claim(claims, wanted, identity, image),
                             Some(Err(e)) => Err((Reason::BadSignature, e.clone())),

@@ -24,8 +24,8 @@ fn unsupported_requirements_are_start_up_errors_naming_them() {
             "signedBy",
         ),
         (
-            json!({"type": "sigstoreSigned", "fulcio": {"caPath": "/ca"}, "rekorPublicKeyPath": "/r"}),
-            "fulcio",
+            json!({"type": "sigstoreSigned", "fulcio": {"caPath": "/nonexistent/ca.pem", "oidcIssuer": "https://i", "subjectEmail": "e@x"}, "rekorPublicKeyPath": key}),
+            "fulcio.caPath: /nonexistent/ca.pem",
         ),
         (
             json!({"type": "sigstoreSigned", "keyPath": key, "rekorPublicKeyPath": "/r"}),

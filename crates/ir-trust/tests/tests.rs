@@ -1,5 +1,6 @@
 mod independent;
 mod judge;
+mod keyless;
 mod notation;
 mod policy;
 mod util;

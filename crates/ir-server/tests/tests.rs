@@ -9,6 +9,7 @@ mod check;
 mod hostile;
 mod integrity;
 mod oci_client;
+mod proxy;
 mod ratls;
 mod readme_help;
 mod reload;

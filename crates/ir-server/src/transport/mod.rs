@@ -194,6 +194,7 @@ pub async fn serve<H: Handshake>(
     let keying = AddressKeying::new(options.ipv6_prefix_len);
     let per_address = PerAddress::new(options.max_handshakes_per_address, keying);
     let refusals = Arc::new(RefusalLog::new(keying));
+    let busy = Arc::new(RefusalLog::new(keying));
     let proxy_protocol = options.proxy_protocol.clone().map(Arc::new);
     tokio::pin!(shutdown);
     loop {
@@ -222,6 +223,7 @@ pub async fn serve<H: Handshake>(
             handshakes: handshakes.clone(),
             per_address: per_address.clone(),
             refusals: refusals.clone(),
+            busy: busy.clone(),
             proxy_protocol: proxy_protocol.clone(),
             timeout: options.handshake_timeout,
             hello_timeout: options.hello_timeout.min(options.handshake_timeout),
@@ -259,6 +261,10 @@ struct Connection<H> {
     handshakes: Arc<Semaphore>,
     per_address: Arc<PerAddress>,
     refusals: Arc<RefusalLog>,
+    /// Connections closed for their address's cap: a budget of lines of
+    /// their own, so a flood from an address does not use up the lines a
+    /// refused realm at that address needs.
+    busy: Arc<RefusalLog>,
     proxy_protocol: Option<Arc<ProxySources>>,
     timeout: Duration,
     hello_timeout: Duration,
@@ -304,7 +310,7 @@ impl<H: Handshake> Connection<H> {
         // Counted from here until the handshake ends, whatever it waits for.
         let Some(_address_slot) = self.per_address.try_acquire(peer.ip()) else {
             let e = HandshakeError::AddressBusy(self.per_address.limit());
-            self.refusals.refused(peer, &e);
+            self.busy.refused(peer, &e);
             return None;
         };
         let hello =

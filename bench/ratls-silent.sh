@@ -128,7 +128,7 @@ for mode in $MODES; do
   flood >"$WORK/flood-$mode.out" 2>&1 &
   FLOOD=$!
   PIDS+=($FLOOD)
-  for _ in $(seq 1 300); do grep -q "^open" "$WORK/flood-$mode.out" && break; sleep 0.1; done
+  for _ in $(seq 1 300); do grep -qs "^open" "$WORK/flood-$mode.out" && break; sleep 0.1; done
   grep -q "^open" "$WORK/flood-$mode.out" || { echo "the flood did not start" >&2; cat "$WORK/flood-$mode.out" >&2; exit 1; }
   sleep 1
   pulls "$mode: $ADDRESSES addresses x $PER_ADDRESS stalled"

@@ -876,6 +876,19 @@ fn plain_http_veraison_off_loopback_is_a_startup_error() {
     }
 }
 
+/// `--proxy-protocol` alone would let any client name its address: the
+/// server refuses to start, and says which flag is missing.
+#[test]
+fn proxy_protocol_without_its_sources_is_a_startup_error() {
+    let dir = TempDir::new().unwrap();
+    let (ok, text) = run_server_expecting_exit(dir.path(), &["--proxy-protocol"]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("--proxy-protocol needs --proxy-protocol-from"),
+        "{text}"
+    );
+}
+
 #[test]
 fn default_build_refuses_insecure_skip_challenge() {
     if ir_attest::INSECURE_SKIP_CHALLENGE_AVAILABLE {

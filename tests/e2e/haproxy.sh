@@ -11,9 +11,10 @@
 #       Health checks use the metrics listener's /readyz, since an RA-TLS
 #       API port only talks to attested clients.
 #   (d) TCP mode with the PROXY protocol (send-proxy-v2 to a plain replica,
-#       send-proxy to a TLS one, both --proxy-protocol): pulls work, the
-#       access log names the real client, and a direct connection without
-#       a header is refused.
+#       send-proxy to a TLS one, both --proxy-protocol --proxy-protocol-from
+#       127.0.0.1): pulls work, the access log names the real client, a
+#       direct connection without a header is refused, and so is one with a
+#       header of its own from an address not listed (127.0.0.2).
 #
 # In modes (a) to (c): a skopeo copy through the balancer keeps the source digest;
 # haproxy's health checks on /readyz see every replica up; a replica
@@ -54,8 +55,8 @@ start_replica() { # NAME
     t*) args+=(-t tls -c "$CERTS/server.crt" -k "$CERTS/server.key") ;;
     # (d) PROXY protocol replicas keep their access log: it must name the
     # client, not haproxy. x1: plain HTTP (v2 header), x2: TLS (v1 header).
-    x1) args=(--proxy-protocol) ;;
-    x2) args=(--proxy-protocol -t tls -c "$CERTS/server.crt" -k "$CERTS/server.key") ;;
+    x1) args=(--proxy-protocol --proxy-protocol-from 127.0.0.1) ;;
+    x2) args=(--proxy-protocol --proxy-protocol-from 127.0.0.1/32 -t tls -c "$CERTS/server.crt" -k "$CERTS/server.key") ;;
   esac
   start_server "$WORK/$name.log" "${args[@]}" -r "$REG" -p "${PORT[$name]}" --bind 127.0.0.1 \
     --metrics-addr "127.0.0.1:${METRICS[$name]}" --shutdown-grace 10
@@ -335,6 +336,10 @@ curl -fsS -o /dev/null --cacert "$CERTS/ca.crt" --local-port "$CLIENT_PORT" "htt
 check "(proxy v1, TLS) the access log names the client's address" logged_client x2 "$CLIENT_PORT"
 check "(proxy) a direct connection without a PROXY header is refused" \
   bash -c "! curl -fsS -m 5 -o /dev/null http://127.0.0.1:${PORT[x1]}/v2/ && grep -q 'PROXY protocol' $WORK/x1.log"
+# curl --haproxy-protocol names curl's own address (127.0.0.2) in the header.
+check "(proxy) a header from an address not in --proxy-protocol-from is refused, and never logged as the client" \
+  bash -c "! curl -fsS -m 5 -o /dev/null --interface 127.0.0.2 --haproxy-protocol http://127.0.0.1:${PORT[x1]}/v2/ \
+           && grep -q 'not in --proxy-protocol-from' $WORK/x1.log && ! grep 'access' $WORK/x1.log | grep -q '127.0.0.2'"
 
 if [ "$E2E_FAIL" -ne 0 ]; then
   echo "--- log"; tail -n 60 "$E2E_LOG"

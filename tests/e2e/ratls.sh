@@ -60,8 +60,38 @@ check "same digest as the source" \
   bash -c "[ \"\$(jq -r .manifests[0].digest $WORK/out-hello/index.json)\" = \"\$(jq -r .manifests[0].digest $REG/hello/index.json)\" ]"
 check "the emulated realm says it is not secure" \
   bash -c "pull $WORK/out-x ra-tls://localhost:$PORT/hello:latest --emulate-realm --realm-keys $WORK/realm 2>&1 | grep -q 'NOT SECURE'"
-check "a realm pulls while 20 silent connections from its address are open" \
-  bash -c "for i in \$(seq 1 20); do exec {fd}<>/dev/tcp/127.0.0.1/$PORT; done; pull $WORK/out-silent ra-tls://localhost:$PORT/hello:latest --emulate-realm --realm-keys $WORK/realm"
+# hold_silent FIRST N: N TCP connections to $PORT that never send a byte,
+# from 127.0.0.FIRST, FIRST+1, ...; prints "open" once they are, and holds
+# them 30 s.
+hold_silent() {
+  python3 - "$PORT" "$1" "$2" <<'PY'
+import socket, sys, time
+port, first, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+held = [socket.create_connection(("127.0.0.1", port), source_address=("127.0.0.%d" % (first + i), 0)) for i in range(n)]
+print("open", flush=True)
+time.sleep(30)
+PY
+}
+export -f hold_silent
+export PORT
+check "a realm pulls while 20 silent connections from other addresses are open" \
+  bash -c "hold_silent 2 20 >$WORK/silent.out & sp=\$!; for i in \$(seq 1 100); do grep -q open $WORK/silent.out && break; sleep 0.1; done; pull $WORK/out-silent ra-tls://localhost:$PORT/hello:latest --emulate-realm --realm-keys $WORK/realm; rc=\$?; kill \$sp; exit \$rc"
+check "past --max-handshakes-per-address (4), a connection from that address is closed at once" \
+  bash -c "python3 -c '
+import socket, time
+held = [socket.create_connection((\"127.0.0.1\", $PORT), source_address=(\"127.0.0.50\", 0)) for _ in range(5)]
+time.sleep(1)
+closed = 0
+for s in held:
+    s.setblocking(False)
+    try:
+        closed += s.recv(1) == b\"\"
+    except BlockingIOError:
+        pass
+    except OSError:
+        closed += 1
+assert closed == 1, closed
+'"
 check "a namespaced application allowed by team/*" \
   pull "$WORK/out-tools" "ra-tls://localhost:$PORT/team/tools:latest" --emulate-realm --realm-keys "$WORK/realm"
 check "ls lists hello's tags over RA-TLS" \

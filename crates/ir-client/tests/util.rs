@@ -307,16 +307,25 @@ impl ClientCertVerifier for TestVerifier {
 impl Handshake for TestRaTls {
     type Io = tokio_rustls::server::TlsStream<TcpStream>;
     type Hello = TcpStream;
+    type Exchanged = (Self::Io, ConnInfo);
 
     async fn hello(&self, tcp: TcpStream, _peer: SocketAddr) -> Result<TcpStream, HandshakeError> {
         Ok(tcp)
+    }
+
+    async fn verify(
+        &self,
+        exchanged: (Self::Io, ConnInfo),
+        _peer: SocketAddr,
+        _deadline: tokio::time::Instant,
+    ) -> Result<(Self::Io, ConnInfo), HandshakeError> {
+        Ok(exchanged)
     }
 
     async fn handshake(
         &self,
         tcp: TcpStream,
         peer: SocketAddr,
-        _deadline: tokio::time::Instant,
     ) -> Result<(Self::Io, ConnInfo), HandshakeError> {
         let challenge = self.challenge();
         let hint = base64::engine::general_purpose::STANDARD.encode(challenge);

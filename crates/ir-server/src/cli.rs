@@ -115,10 +115,16 @@ pub struct Args {
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..), env = "IR_SERVER_MAX_CONNECTION_AGE")]
     pub max_connection_age: u64,
 
-    /// most TLS handshakes in progress at once from one source address
-    /// (more from that address wait)
+    /// most connections in a TLS handshake at once from one source address,
+    /// waiting for the client or for a slot included (more from that
+    /// address are closed at once)
     #[arg(long, default_value_t = crate::transport::DEFAULT_MAX_HANDSHAKES_PER_ADDRESS as u32, value_parser = clap::value_parser!(u32).range(1..), env = "IR_SERVER_MAX_HANDSHAKES_PER_ADDRESS")]
     pub max_handshakes_per_address: u32,
+
+    /// IPv6 addresses sharing their first LEN bits count as one source
+    /// address, for every per-address limit and log budget
+    #[arg(long, value_name = "LEN", default_value_t = crate::transport::DEFAULT_IPV6_PREFIX_LEN, value_parser = clap::value_parser!(u8).range(1..=128), env = "IR_SERVER_IPV6_PREFIX_LEN")]
+    pub ipv6_prefix_len: u8,
 
     /// load and verify the registry, print the report, and exit without
     /// serving: 0 if something is served and every application verified, 1
@@ -184,6 +190,12 @@ pub struct Args {
     /// seconds a client has to complete the TLS handshake
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..), env = "IR_SERVER_HANDSHAKE_TIMEOUT")]
     pub handshake_timeout: u64,
+
+    /// seconds a TLS client has to send its next flight once the server
+    /// answered its ClientHello (RA-TLS: its certificate and token); the
+    /// ClientHello itself has 3
+    #[arg(long, default_value_t = crate::transport::DEFAULT_FLIGHT_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..), env = "IR_SERVER_FLIGHT_TIMEOUT")]
+    pub flight_timeout: u64,
 
     /// seconds a client has to send a request's headers
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..), env = "IR_SERVER_HEADER_TIMEOUT")]
@@ -258,11 +270,24 @@ pub struct Args {
     )]
     pub notation_trust_store: Option<PathBuf>,
 
-    /// every connection to the API port starts with a PROXY protocol header
-    /// (v1 or v2, haproxy send-proxy / send-proxy-v2) naming the real
-    /// client; connections without a valid one are refused
+    /// every connection to the API port comes from a balancer in
+    /// --proxy-protocol-from (required) and starts with a PROXY protocol
+    /// header (v1 or v2, haproxy send-proxy / send-proxy-v2) naming the
+    /// real client; other connections are refused
     #[arg(long, env = "IR_SERVER_PROXY_PROTOCOL")]
     pub proxy_protocol: bool,
+
+    /// the balancers that send PROXY headers, CIDR[,CIDR...] (e.g.
+    /// 10.0.0.0/24,192.0.2.7); a connection from any other address is
+    /// closed unread
+    #[arg(
+        long,
+        value_name = "CIDR",
+        value_delimiter = ',',
+        env = "IR_SERVER_PROXY_PROTOCOL_FROM",
+        requires = "proxy_protocol"
+    )]
+    pub proxy_protocol_from: Vec<crate::transport::proxy_protocol::Cidr>,
 
     /// serve Prometheus metrics (/metrics), /healthz and /readyz on this
     /// separate address, e.g. 127.0.0.1:9090 (off by default)
@@ -312,11 +337,51 @@ mod tests {
             "--backlog",
             "--max-connection-age",
             "--max-handshakes-per-address",
+            "--flight-timeout",
+            "--ipv6-prefix-len",
         ] {
             let e = Args::try_parse_from(["ir-server", flag, "0"]).unwrap_err();
             assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{flag}");
             assert!(e.to_string().contains(flag), "{flag}: {e}");
             Args::try_parse_from(["ir-server", flag, "1"]).unwrap();
         }
+    }
+
+    #[test]
+    fn proxy_sources_are_address_blocks() {
+        let a = Args::try_parse_from([
+            "ir-server",
+            "--proxy-protocol",
+            "--proxy-protocol-from",
+            "10.0.0.0/24,192.0.2.7",
+            "--proxy-protocol-from",
+            "2001:db8::/32",
+        ])
+        .unwrap();
+        let blocks: Vec<String> = a
+            .proxy_protocol_from
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert_eq!(blocks, ["10.0.0.0/24", "192.0.2.7/32", "2001:db8::/32"]);
+        for bad in ["10.0.0.1/24", "10.0.0.0/33", "haproxy.local", ""] {
+            let e = Args::try_parse_from([
+                "ir-server",
+                "--proxy-protocol",
+                "--proxy-protocol-from",
+                bad,
+            ])
+            .unwrap_err();
+            assert!(
+                e.to_string().contains("--proxy-protocol-from"),
+                "{bad}: {e}"
+            );
+        }
+        let e =
+            Args::try_parse_from(["ir-server", "--proxy-protocol-from", "10.0.0.0/8"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        assert!(e.to_string().contains("--proxy-protocol"), "{e}");
+        let e = Args::try_parse_from(["ir-server", "--ipv6-prefix-len", "129"]).unwrap_err();
+        assert!(e.to_string().contains("--ipv6-prefix-len"), "{e}");
     }
 }

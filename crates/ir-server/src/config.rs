@@ -22,6 +22,12 @@ pub enum ConfigError {
     /// `--client-ca` without `-t tls`.
     #[error("--client-ca needs -t tls (RA-TLS clients are identified by attestation)")]
     ClientCaNeedsTls,
+    /// `--proxy-protocol` without `--proxy-protocol-from`.
+    #[error(
+        "--proxy-protocol needs --proxy-protocol-from CIDR[,CIDR...], the balancers' \
+         addresses: without it, a client reaching the port directly could name any address"
+    )]
+    ProxyProtocolNeedsSources,
     /// The signature policy flags (`--policy`, `--registry-host`,
     /// `--notation-trust-*`) do not fit together.
     #[error(transparent)]
@@ -66,6 +72,9 @@ impl Config {
         if args.client_ca.is_some() && args.tls != TlsMode::Tls {
             return Err(ConfigError::ClientCaNeedsTls);
         }
+        if args.proxy_protocol && args.proxy_protocol_from.is_empty() {
+            return Err(ConfigError::ProxyProtocolNeedsSources);
+        }
         let or_root = |given: &Option<PathBuf>, default: &str| {
             given.clone().unwrap_or_else(|| crate_root().join(default))
         };
@@ -94,11 +103,17 @@ impl Config {
                 },
                 max_connections: args.max_connections,
                 handshake_timeout: Duration::from_secs(args.handshake_timeout),
+                flight_timeout: Duration::from_secs(args.flight_timeout),
+                ipv6_prefix_len: args.ipv6_prefix_len,
                 grace: Duration::from_secs(args.shutdown_grace),
                 send_timeout: Duration::from_secs(args.send_timeout),
                 idle_timeout: Duration::from_secs(args.idle_timeout),
                 max_handshakes_per_address: args.max_handshakes_per_address as usize,
-                proxy_protocol: args.proxy_protocol,
+                proxy_protocol: args.proxy_protocol.then(|| {
+                    crate::transport::proxy_protocol::ProxySources::new(
+                        args.proxy_protocol_from.clone(),
+                    )
+                }),
                 ..ServeOptions::default()
             },
             trust: TrustConfig::from_args(args)?,
@@ -167,5 +182,24 @@ mod tests {
         assert!(e.to_string().contains("--registry-host"), "{e}");
         let c = config(&["--policy", "/p.json", "-p", "5000"]).unwrap();
         assert_eq!(c.trust.unwrap().host, "localhost:5000");
+    }
+
+    #[test]
+    fn proxy_protocol_needs_its_sources() {
+        let e = config(&["--proxy-protocol"]).unwrap_err();
+        assert!(matches!(e, ConfigError::ProxyProtocolNeedsSources));
+        assert!(
+            e.to_string()
+                .starts_with("--proxy-protocol needs --proxy-protocol-from"),
+            "{e}"
+        );
+        let c = config(&["--proxy-protocol", "--proxy-protocol-from", "10.0.0.0/8"]).unwrap();
+        let sources = c.serve.proxy_protocol.unwrap();
+        assert!(sources.contains("10.1.2.3".parse().unwrap()));
+        assert!(!sources.contains("192.0.2.1".parse().unwrap()));
+        assert!(config(&[]).unwrap().serve.proxy_protocol.is_none());
+        let c = config(&["--flight-timeout", "2", "--ipv6-prefix-len", "56"]).unwrap();
+        assert_eq!(c.serve.flight_timeout, Duration::from_secs(2));
+        assert_eq!(c.serve.ipv6_prefix_len, 56);
     }
 }

@@ -53,7 +53,10 @@ pub const GROUPS: &[(&str, &[&str])] = &[
             "send_timeout",
             "idle_timeout",
             "shutdown_grace",
+            "flight_timeout",
+            "ipv6_prefix_len",
             "proxy_protocol",
+            "proxy_protocol_from",
         ],
     ),
     ("TLS", &["tls", "cert", "key", "client_ca", "client_map"]),
@@ -289,6 +292,25 @@ fn file_flags(
                 toml::Value::Integer(i) => i.to_string(),
                 toml::Value::Float(f) => f.to_string(),
                 toml::Value::Boolean(b) => b.to_string(),
+                // A list, for an option that takes one separated by its
+                // delimiter (`proxy-protocol-from = ["10.0.0.0/8", "::1/128"]`).
+                toml::Value::Array(items) if arg.get_value_delimiter().is_some() => {
+                    let sep = arg.get_value_delimiter().unwrap_or(',').to_string();
+                    let mut parts = Vec::with_capacity(items.len());
+                    for item in items {
+                        match item {
+                            toml::Value::String(s) => parts.push(s.clone()),
+                            toml::Value::Integer(i) => parts.push(i.to_string()),
+                            _ => {
+                                return Err(invalid(
+                                    at,
+                                    format!("`{key}` must be a list of strings"),
+                                ))
+                            }
+                        }
+                    }
+                    parts.join(&sep)
+                }
                 _ => {
                     return Err(invalid(
                         at,
@@ -388,11 +410,22 @@ pub fn print(matches: &ArgMatches) -> String {
                 let _ = writeln!(body, "{long} = {on}");
                 continue;
             }
-            let Some(mut raw) = matches.get_raw(id) else {
+            let Some(raw) = matches.get_raw(id) else {
                 continue;
             };
-            let Some(value) = raw.next() else { continue };
-            let value = value.to_string_lossy();
+            let values: Vec<String> = raw.map(|v| v.to_string_lossy().into_owned()).collect();
+            if values.is_empty() {
+                continue;
+            }
+            if arg.get_value_delimiter().is_some() {
+                let list: Vec<String> = values
+                    .iter()
+                    .map(|v| toml::Value::String(v.clone()).to_string())
+                    .collect();
+                let _ = writeln!(body, "{long} = [{}]", list.join(", "));
+                continue;
+            }
+            let value = &values[0];
             let numeric = !value.is_empty()
                 && value.bytes().all(|b| b.is_ascii_digit())
                 && value.len() < 16
@@ -400,7 +433,7 @@ pub fn print(matches: &ArgMatches) -> String {
             if numeric {
                 let _ = writeln!(body, "{long} = {value}");
             } else {
-                let _ = writeln!(body, "{long} = {}", toml::Value::String(value.into_owned()));
+                let _ = writeln!(body, "{long} = {}", toml::Value::String(value.clone()));
             }
         }
         if !body.is_empty() {

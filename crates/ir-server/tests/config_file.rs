@@ -87,7 +87,7 @@ fn the_printed_configuration_reads_back_to_itself() {
     let first = dir.path().join("first.toml");
     std::fs::write(
         &first,
-        "[registry]\nroot = \"/srv/a \\\"b\\\"\"\nwatch = true\n[tls]\ntls = \"tls\"\ncert = \"/etc/ir/server.crt\"\nkey = \"/etc/ir/server.key\"\n[signatures]\npolicy = \"/etc/ir/policy.json\"\n",
+        "[registry]\nroot = \"/srv/a \\\"b\\\"\"\nwatch = true\n[tls]\ntls = \"tls\"\ncert = \"/etc/ir/server.crt\"\nkey = \"/etc/ir/server.key\"\n[signatures]\npolicy = \"/etc/ir/policy.json\"\n[listener]\nproxy-protocol = true\nproxy-protocol-from = [\"10.0.0.0/8\", \"192.0.2.7\"]\n",
     )
     .unwrap();
     let printed = print_config(&first, &[], &[]);

@@ -876,6 +876,19 @@ fn plain_http_veraison_off_loopback_is_a_startup_error() {
     }
 }
 
+/// `--proxy-protocol` alone would let any client name its address: the
+/// server refuses to start, and says which flag is missing.
+#[test]
+fn proxy_protocol_without_its_sources_is_a_startup_error() {
+    let dir = TempDir::new().unwrap();
+    let (ok, text) = run_server_expecting_exit(dir.path(), &["--proxy-protocol"]);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("--proxy-protocol needs --proxy-protocol-from"),
+        "{text}"
+    );
+}
+
 #[test]
 fn default_build_refuses_insecure_skip_challenge() {
     if ir_attest::INSECURE_SKIP_CHALLENGE_AVAILABLE {
@@ -987,14 +1000,151 @@ async fn connection_older_than_max_age_is_closed() {
 
 // ---- Handshakes cannot be starved ---------------------------------------
 
-/// 300 TCP connections that never send a byte hold no handshake slot
-/// (there are 256): a realm attests and pulls while all of them are still
-/// open and waiting (their timeouts are longer than the test).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn silent_tcp_connections_do_not_starve_handshakes() {
+/// A TLS ClientHello: the first flight of a client that then says nothing.
+fn client_hello() -> Vec<u8> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).unwrap();
+    hello
+}
+
+/// Connects from `source`, sends `first`, then nothing.
+async fn stalled(
+    server: SocketAddr,
+    source: std::net::IpAddr,
+    first: &[u8],
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(source, 0)).unwrap();
+    let mut tcp = socket.connect(server).await.unwrap();
+    tcp.write_all(first).await.unwrap();
+    tcp
+}
+
+/// Whether the server still holds `s` open (what it sent is read and
+/// dropped).
+fn still_open(s: &tokio::net::TcpStream) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.try_read(&mut buf) {
+            Ok(0) => return false,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Whether the server closes `s` within `wait`.
+async fn closed_within(s: &mut tokio::net::TcpStream, wait: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(wait, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// 40 source addresses (127.0.0.2 to .41) each hold as many stalled
+/// handshakes as they may (`--max-handshakes-per-address`, 16: 640 in all,
+/// more than the 256 verification slots), half of them after a ClientHello
+/// (the server answered and waits for their certificate), half silent from
+/// the start; the waits outlast the test. A further connection from each
+/// address is closed at once; a realm at 127.0.0.1 attests and pulls while
+/// every stalled one within the limit is still open.
+async fn realm_attests_through_stalled_handshakes(platform: Platform<'_>) {
     let mut options = options(ConnLimits::default());
-    options.handshake_timeout = Duration::from_secs(20);
-    options.hello_timeout = Duration::from_secs(20);
+    options.handshake_timeout = Duration::from_secs(60);
+    options.hello_timeout = Duration::from_secs(60);
+    options.flight_timeout = Duration::from_secs(60);
+    let per_address = options.max_handshakes_per_address;
+    assert!(40 * per_address > options.max_handshakes);
+    let h = harness_with(
+        platform,
+        |_| {},
+        Setup {
+            options,
+            ..Setup::default()
+        },
+    )
+    .await;
+    let hello = client_hello();
+    let sources: Vec<std::net::IpAddr> = (2..42u8)
+        .map(|i| std::net::Ipv4Addr::new(127, 0, 0, i).into())
+        .collect();
+    // One more than allowed from each address: whichever the server took
+    // last is closed at once.
+    let mut held = Vec::new();
+    for source in &sources {
+        let mut mine = Vec::new();
+        for i in 0..=per_address {
+            let first: &[u8] = if i % 2 == 0 { &hello } else { &[] };
+            mine.push(stalled(h.server.addr, *source, first).await);
+        }
+        held.push(mine);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for (source, mine) in sources.iter().zip(&mut held) {
+        let before = mine.len();
+        mine.retain(still_open);
+        assert_eq!(
+            before - mine.len(),
+            1,
+            "{source}: {before} connections, one over the limit"
+        );
+    }
+    let held: Vec<_> = held.into_iter().flatten().collect();
+    let c = h.client(TokenSource::emulated(h.realm.clone()));
+    tokio::time::timeout(Duration::from_secs(8), h.pull(&c, "app:latest"))
+        .await
+        .expect("the realm's pull waited behind the stalled handshakes")
+        .unwrap();
+    assert_eq!(h.accepted(), 1);
+    let open = held.iter().filter(|s| still_open(s)).count();
+    assert_eq!(
+        open,
+        held.len(),
+        "stalled connections were closed: the realm did not get past them"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_handshakes_from_many_addresses_do_not_starve_a_realm_cpak() {
+    realm_attests_through_stalled_handshakes(Platform::OwnCpak).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_handshakes_from_many_addresses_do_not_starve_a_realm_veraison() {
+    let mock = MockVeraison::start().await;
+    realm_attests_through_stalled_handshakes(Platform::Veraison(&mock)).await;
+    assert_eq!(
+        mock.counters().evidence_posts,
+        1,
+        "only the realm reached Veraison"
+    );
+}
+
+/// A client that answers the server's flight late is dropped after the
+/// flight timeout (not the whole handshake timeout), without a verdict.
+#[tokio::test]
+async fn a_client_silent_after_its_client_hello_is_dropped_after_the_flight_timeout() {
+    let mut options = options(ConnLimits::default());
+    options.handshake_timeout = Duration::from_secs(60);
+    options.flight_timeout = Duration::from_secs(1);
     let h = harness_with(
         Platform::OwnCpak,
         |_| {},
@@ -1004,22 +1154,44 @@ async fn silent_tcp_connections_do_not_starve_handshakes() {
         },
     )
     .await;
-    let mut silent = Vec::new();
-    for _ in 0..300 {
-        silent.push(tokio::net::TcpStream::connect(h.server.addr).await.unwrap());
-    }
-    // Let the server accept them all.
+    let mut s = stalled(h.server.addr, "127.0.0.1".parse().unwrap(), &client_hello()).await;
+    let started = Instant::now();
+    assert!(closed_within(&mut s, Duration::from_secs(10)).await);
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert!(h.outcomes.lock().unwrap().is_empty());
+}
+
+/// IPv6 clients (named here by PROXY headers from the listed balancer,
+/// 127.0.0.1) count by /64: two addresses of one /64 fill its share, a
+/// third is closed at once, another /64 is not affected.
+#[tokio::test]
+async fn ipv6_clients_count_by_their_64_prefix() {
+    let mut options = options(ConnLimits::default());
+    options.max_handshakes_per_address = 2;
+    options.hello_timeout = Duration::from_secs(30);
+    options.handshake_timeout = Duration::from_secs(30);
+    options.proxy_protocol = Some(ir_server::transport::proxy_protocol::ProxySources::new(
+        vec!["127.0.0.1/32".parse().unwrap()],
+    ));
+    let h = harness_with(
+        Platform::OwnCpak,
+        |_| {},
+        Setup {
+            options,
+            ..Setup::default()
+        },
+    )
+    .await;
+    let lo: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let header = |client: &str| format!("PROXY TCP6 {client} ::1 40000 443\r\n").into_bytes();
+    let a = stalled(h.server.addr, lo, &header("2001:db8::1")).await;
+    let b = stalled(h.server.addr, lo, &header("2001:db8::2:2")).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let c = h.client(TokenSource::emulated(h.realm.clone()));
-    h.pull(&c, "app:latest").await.unwrap();
-    assert_eq!(h.accepted(), 1);
-    for s in &silent {
-        let mut buf = [0u8; 1];
-        assert!(
-            matches!(s.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
-            "a silent connection was closed: the realm did not get past them"
-        );
-    }
+    let mut third = stalled(h.server.addr, lo, &header("2001:db8::ffff:3")).await;
+    assert!(closed_within(&mut third, Duration::from_secs(5)).await);
+    let other = stalled(h.server.addr, lo, &header("2001:db8:0:1::1")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(still_open(&a) && still_open(&b) && still_open(&other));
 }
 
 /// Opens an RA-TLS connection from `source` with `realm`'s tokens, and

@@ -10,6 +10,7 @@ mod config_file;
 mod hostile;
 mod integrity;
 mod oci_client;
+mod proxy;
 mod ratls;
 mod readme_help;
 mod reload;

@@ -16,6 +16,15 @@ pub enum HandshakeError {
     /// No complete TLS ClientHello arrived in time.
     #[error("no TLS ClientHello within {0:?}")]
     HelloTimeout(Duration),
+    /// The client's next flight (after the server's answer to its
+    /// ClientHello: for RA-TLS, its certificate and token) did not arrive
+    /// in time.
+    #[error("client's handshake flight not received within {0:?}")]
+    FlightTimeout(Duration),
+    /// Its source address already has as many connections in a handshake
+    /// as allowed (`--max-handshakes-per-address`).
+    #[error("{0} connections from this source address already in a handshake")]
+    AddressBusy(usize),
     /// The handshake (and attestation) did not finish in time.
     #[error("handshake not completed within {0:?}")]
     Timeout(Duration),
@@ -78,6 +87,8 @@ impl HandshakeError {
         }
         match self {
             HandshakeError::HelloTimeout(_) => "client_hello_timeout",
+            HandshakeError::FlightTimeout(_) => "client_flight_timeout",
+            HandshakeError::AddressBusy(_) => "address_busy",
             HandshakeError::Timeout(_) => "handshake_timeout",
             HandshakeError::Tls(rustls::Error::NoCertificatesPresented) => "no_certificate",
             HandshakeError::Tls(rustls::Error::InvalidCertificate(
@@ -85,6 +96,9 @@ impl HandshakeError {
             )) => "handshake_signature",
             HandshakeError::Tls(_) | HandshakeError::Io(_) => "handshake",
             HandshakeError::Config(_) => "tls_config",
+            HandshakeError::ProxyHeader(super::proxy_protocol::ProxyHeaderError::NotFromProxy) => {
+                "proxy_source"
+            }
             HandshakeError::ProxyHeader(_) => "proxy_header",
             HandshakeError::ShuttingDown => "shutting_down",
             HandshakeError::Attestation(a) => a.reason(),

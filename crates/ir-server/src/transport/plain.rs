@@ -15,6 +15,7 @@ pub struct Plain;
 impl Handshake for Plain {
     type Io = TcpStream;
     type Hello = TcpStream;
+    type Exchanged = TcpStream;
 
     async fn hello(&self, tcp: TcpStream, _peer: SocketAddr) -> Result<TcpStream, HandshakeError> {
         // Nothing to read first: HTTP's own header timeout covers silence.
@@ -22,6 +23,14 @@ impl Handshake for Plain {
     }
 
     async fn handshake(
+        &self,
+        tcp: TcpStream,
+        _peer: SocketAddr,
+    ) -> Result<TcpStream, HandshakeError> {
+        Ok(tcp)
+    }
+
+    async fn verify(
         &self,
         tcp: TcpStream,
         peer: SocketAddr,

@@ -6,11 +6,15 @@
 //! Both versions are parsed by the `ppp` crate. The header is taken off the
 //! socket with `peek` and then exactly its length is read, so the bytes
 //! after it (a TLS ClientHello, an HTTP request) stay on the socket for the
-//! transport. When the option is on, a connection without a valid header
-//! is refused: a client that could connect directly must not be able to
-//! name its own address.
+//! transport. When the option is on, only the balancers' addresses
+//! (`--proxy-protocol-from`, a list of [`Cidr`]s) may connect at all:
+//! a connection from any other address is closed before a byte is read,
+//! so a client that reaches the port directly cannot name an address of
+//! its choosing; and a connection without a valid header is refused.
 
-use std::net::SocketAddr;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
 use std::time::Duration;
 
 use ppp::{v1, v2, HeaderResult, PartialResult};
@@ -41,6 +45,117 @@ pub enum ProxyHeaderError {
     /// Reading the socket failed.
     #[error("PROXY protocol: {0}")]
     Io(#[from] std::io::Error),
+    /// The connection does not come from an address in
+    /// `--proxy-protocol-from`.
+    #[error("PROXY protocol: connection from an address not in --proxy-protocol-from")]
+    NotFromProxy,
+}
+
+/// An address block, `ADDRESS/LENGTH` or a single `ADDRESS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    len: u8,
+}
+
+/// Why a `--proxy-protocol-from` entry is not an address block.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CidrError {
+    /// Not `ADDRESS` or `ADDRESS/LENGTH`.
+    #[error("{0:?} is not an IP address or ADDRESS/LENGTH block")]
+    Syntax(String),
+    /// The prefix length is longer than the address.
+    #[error("{0:?}: the prefix length is longer than the address (32 for IPv4, 128 for IPv6)")]
+    Length(String),
+    /// Bits set after the prefix: probably a typo, refused rather than
+    /// guessed at.
+    #[error("{given:?} has bits set after its /{len} prefix (the block is {network}/{len})")]
+    HostBits {
+        /// The entry as given.
+        given: String,
+        /// The block's network address.
+        network: IpAddr,
+        /// The prefix length.
+        len: u8,
+    },
+}
+
+fn mask(ip: IpAddr, len: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let m = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            IpAddr::V4((u32::from(v4) & m).into())
+        }
+        IpAddr::V6(v6) => {
+            let m = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            IpAddr::V6((u128::from(v6) & m).into())
+        }
+    }
+}
+
+impl Cidr {
+    /// Whether `ip` is in the block (an IPv4-mapped IPv6 address counts as
+    /// its IPv4 address).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        ip.is_ipv4() == self.network.is_ipv4() && mask(ip, self.len) == self.network
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = CidrError;
+
+    fn from_str(s: &str) -> Result<Self, CidrError> {
+        let syntax = || CidrError::Syntax(s.to_string());
+        let (addr, len) = match s.split_once('/') {
+            Some((a, l)) => {
+                // Digits only: no sign, no spaces, no leading `+`.
+                if l.is_empty() || l.len() > 3 || !l.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(syntax());
+                }
+                (a, Some(l.parse::<u8>().map_err(|_| syntax())?))
+            }
+            None => (s, None),
+        };
+        let ip: IpAddr = addr.parse().map_err(|_| syntax())?;
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        let len = len.unwrap_or(max);
+        if len > max {
+            return Err(CidrError::Length(s.to_string()));
+        }
+        let network = mask(ip, len);
+        if network != ip {
+            return Err(CidrError::HostBits {
+                given: s.to_string(),
+                network,
+                len,
+            });
+        }
+        Ok(Cidr { network, len })
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.len)
+    }
+}
+
+/// The addresses allowed to send PROXY headers (`--proxy-protocol-from`);
+/// empty, none is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProxySources(Vec<Cidr>);
+
+impl ProxySources {
+    /// The balancers in `blocks`.
+    pub fn new(blocks: Vec<Cidr>) -> Self {
+        ProxySources(blocks)
+    }
+
+    /// Whether a connection from `ip` may send a header.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|c| c.contains(ip))
+    }
 }
 
 /// Reads the PROXY header at the start of `tcp` and returns the client
@@ -137,6 +252,52 @@ mod tests {
         h.extend_from_slice(&40000u16.to_be_bytes());
         h.extend_from_slice(&1337u16.to_be_bytes());
         h
+    }
+
+    #[test]
+    fn cidrs() {
+        let c: Cidr = "10.1.0.0/16".parse().unwrap();
+        assert!(c.contains("10.1.200.3".parse().unwrap()));
+        assert!(c.contains("::ffff:10.1.0.1".parse().unwrap()));
+        assert!(!c.contains("10.2.0.1".parse().unwrap()));
+        assert!(!c.contains("::a01:1".parse().unwrap()), "IPv6, not IPv4");
+        let one: Cidr = "192.0.2.7".parse().unwrap();
+        assert_eq!(one.to_string(), "192.0.2.7/32");
+        assert!(one.contains("192.0.2.7".parse().unwrap()));
+        assert!(!one.contains("192.0.2.8".parse().unwrap()));
+        let v6: Cidr = "2001:db8::/32".parse().unwrap();
+        assert!(v6.contains("2001:db8:ffff::1".parse().unwrap()));
+        assert!(!v6.contains("2001:db9::1".parse().unwrap()));
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("203.0.113.9".parse().unwrap()));
+        for bad in [
+            "",
+            "10.0.0.0/",
+            "10.0.0.0/+8",
+            "10.0.0.0/ 8",
+            "x/8",
+            "10.0.0/8",
+            "10.0.0.0/8/8",
+        ] {
+            assert!(
+                matches!(bad.parse::<Cidr>(), Err(CidrError::Syntax(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            "10.0.0.0/33".parse::<Cidr>(),
+            Err(CidrError::Length(_))
+        ));
+        assert!(matches!(
+            "::/129".parse::<Cidr>(),
+            Err(CidrError::Length(_))
+        ));
+        let e = "10.0.0.1/8".parse::<Cidr>().unwrap_err();
+        assert!(e.to_string().contains("10.0.0.0/8"), "{e}");
+        let sources = ProxySources::new(vec![c, v6]);
+        assert!(sources.contains("10.1.0.1".parse().unwrap()));
+        assert!(!sources.contains("127.0.0.1".parse().unwrap()));
+        assert!(!ProxySources::default().contains("10.1.0.1".parse().unwrap()));
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! unless `--ratls-tls12`. Inside the handshake, before the client's
 //! handshake signature is checked, the [`Attestor`]'s cheap checks run
 //! (bindings, reference values: hashing only); once the handshake
-//! completes, the [`Attestor`] judges the rest (signatures, Veraison). Only
+//! completes (holding no slot: the client's flights are waited for under
+//! their own timeouts), the [`Attestor`] judges the rest (signatures,
+//! Veraison) holding a verification slot. Only
 //! an attested realm's connection reaches HTTP, and every request on it is
 //! checked against the reference values in force *now* (a reload that
 //! removes or narrows the realm's entry applies to open connections at
@@ -160,9 +162,16 @@ impl RealmAccess {
     }
 }
 
+/// An RA-TLS handshake completed, not yet attested.
+pub struct Exchanged {
+    stream: TlsStream<TcpStream>,
+    challenge: [u8; 64],
+}
+
 impl Handshake for RaTls {
     type Io = TlsStream<TcpStream>;
     type Hello = StartHandshake<TcpStream>;
+    type Exchanged = Exchanged;
 
     async fn hello(
         &self,
@@ -176,14 +185,22 @@ impl Handshake for RaTls {
         &self,
         hello: Self::Hello,
         peer: SocketAddr,
-        deadline: Instant,
-    ) -> Result<(Self::Io, ConnInfo), HandshakeError> {
+    ) -> Result<Exchanged, HandshakeError> {
         let challenge = new_challenge();
         let config = self.config(&challenge)?;
-        let stream = match hello.into_stream(config).await {
-            Ok(s) => s,
-            Err(e) => return Err(self.refused(peer, HandshakeError::from_io(e))),
-        };
+        match hello.into_stream(config).await {
+            Ok(stream) => Ok(Exchanged { stream, challenge }),
+            Err(e) => Err(self.refused(peer, HandshakeError::from_io(e))),
+        }
+    }
+
+    async fn verify(
+        &self,
+        exchanged: Exchanged,
+        peer: SocketAddr,
+        deadline: Instant,
+    ) -> Result<(Self::Io, ConnInfo), HandshakeError> {
+        let Exchanged { stream, challenge } = exchanged;
         let Some(cert) = stream
             .get_ref()
             .1

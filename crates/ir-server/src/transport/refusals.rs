@@ -1,14 +1,16 @@
 //! Refused connections in the log: one `WARN` line each, at most
 //! [`MAX_DETAIL`] bytes of detail whatever the client sent (a token's
 //! content reaches error messages), and at most [`LINES_PER_WINDOW`] lines
-//! per source address per [`WINDOW`]; the lines held back are counted in
-//! the next line logged for that address. Metrics count every refusal.
+//! per source address per [`WINDOW`] (an IPv6 source address is its prefix,
+//! see [`AddressKeying`]); the lines held back are counted in the next line
+//! logged for that address. Metrics count every refusal.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::per_address::AddressKeying;
 use super::HandshakeError;
 
 /// Most bytes of a refusal's detail in one log line.
@@ -45,14 +47,23 @@ struct Window {
 /// The rate limiter of refusal log lines.
 #[derive(Debug, Default)]
 pub struct RefusalLog {
+    keying: AddressKeying,
     windows: Mutex<HashMap<IpAddr, Window>>,
 }
 
 impl RefusalLog {
+    /// A log whose budget is per source address as `keying` groups them.
+    pub fn new(keying: AddressKeying) -> Self {
+        RefusalLog {
+            keying,
+            windows: Mutex::default(),
+        }
+    }
+
     /// Logs that `peer`'s connection was refused for `error`, unless that
     /// address already had its lines for this window.
     pub fn refused(&self, peer: SocketAddr, error: &HandshakeError) {
-        let Some(held_back) = self.admit(peer.ip(), Instant::now()) else {
+        let Some(held_back) = self.admit(self.keying.key(peer.ip()), Instant::now()) else {
             return;
         };
         let reason = error.reason();
@@ -62,7 +73,10 @@ impl RefusalLog {
             n => format!(" ({n} more from this address not logged)"),
         };
         match error {
-            HandshakeError::HelloTimeout(_) | HandshakeError::Timeout(_) => {
+            HandshakeError::HelloTimeout(_)
+            | HandshakeError::FlightTimeout(_)
+            | HandshakeError::Timeout(_)
+            | HandshakeError::AddressBusy(_) => {
                 tracing::info!(%peer, reason, "connection dropped: {detail}{held_back}")
             }
             _ => tracing::warn!(%peer, reason, "connection refused: {detail}{held_back}"),
@@ -123,6 +137,22 @@ mod tests {
         }
         assert_eq!(log.admit(b, t), Some(0), "another address is not limited");
         assert_eq!(log.admit(a, t + WINDOW), Some(7));
+    }
+
+    #[test]
+    fn ipv6_addresses_share_their_prefix_budget() {
+        let log = RefusalLog::default();
+        let t = Instant::now();
+        let e = HandshakeError::Timeout(Duration::from_secs(1));
+        for i in 0..LINES_PER_WINDOW {
+            let peer = SocketAddr::new(format!("2001:db8::{}", i + 1).parse().unwrap(), 1);
+            log.refused(peer, &e);
+        }
+        let same_64: IpAddr = "2001:db8::ffff".parse().unwrap();
+        let key = log.keying.key(same_64);
+        assert_eq!(log.admit(key, t), None, "the /64's budget is spent");
+        let other_64: IpAddr = "2001:db8:0:1::1".parse().unwrap();
+        assert_eq!(log.admit(log.keying.key(other_64), t), Some(0));
     }
 
     #[test]

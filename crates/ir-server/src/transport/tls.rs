@@ -53,6 +53,7 @@ pub(crate) async fn read_client_hello(
 impl Handshake for Tls {
     type Io = TlsStream<TcpStream>;
     type Hello = StartHandshake<TcpStream>;
+    type Exchanged = (Self::Io, ConnInfo);
 
     async fn hello(
         &self,
@@ -62,11 +63,12 @@ impl Handshake for Tls {
         read_client_hello(tcp).await
     }
 
+    /// The whole TLS handshake (a client certificate's chain, if any, is
+    /// checked in it: a few signatures, like the handshake's own).
     async fn handshake(
         &self,
         hello: Self::Hello,
         peer: SocketAddr,
-        _deadline: Instant,
     ) -> Result<(Self::Io, ConnInfo), HandshakeError> {
         let stream = hello
             .into_stream(self.config.clone())
@@ -90,5 +92,14 @@ impl Handshake for Tls {
             info.visibility = visibility;
         }
         Ok((stream, info))
+    }
+
+    async fn verify(
+        &self,
+        exchanged: (Self::Io, ConnInfo),
+        _peer: SocketAddr,
+        _deadline: Instant,
+    ) -> Result<(Self::Io, ConnInfo), HandshakeError> {
+        Ok(exchanged)
     }
 }

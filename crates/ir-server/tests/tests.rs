@@ -10,6 +10,7 @@ mod hostile;
 mod integrity;
 mod oci_client;
 mod ratls;
+mod ratls_sighup;
 mod readme_help;
 mod reload;
 mod signatures;

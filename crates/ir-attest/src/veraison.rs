@@ -351,6 +351,8 @@ impl VeraisonClient {
             .http
             .delete(url.clone())
             .header(header::ACCEPT, SESSION_MEDIA_TYPE)
+            // Its own budget, not the exchange's (the client's default).
+            .timeout(self.config.delete_timeout)
             .send();
         match tokio::time::timeout(self.config.delete_timeout, call).await {
             Ok(Ok(resp)) if resp.status().is_success() => {

@@ -409,7 +409,8 @@ async fn slow_veraison_delete_does_not_cost_an_affirmed_appraisal() {
         Setup {
             options,
             veraison_timeout: Duration::from_secs(2),
-            veraison_delete_timeout: Some(Duration::from_secs(3)),
+            // Longer than the exchange's bound: the DELETE has its own.
+            veraison_delete_timeout: Some(Duration::from_secs(4)),
             ..Setup::default()
         },
     )
@@ -417,7 +418,7 @@ async fn slow_veraison_delete_does_not_cost_an_affirmed_appraisal() {
     let c = h.client(TokenSource::emulated(h.realm.clone()));
     assert_eq!(h.status(&c, "/v2/app/manifests/latest").await, 200);
     assert_eq!(h.accepted(), 1);
-    assert!(no_open_sessions(&mock, Duration::from_secs(5)).await);
+    assert!(no_open_sessions(&mock, Duration::from_secs(6)).await);
 }
 
 /// An appraisal dropped while its session DELETE is in flight still

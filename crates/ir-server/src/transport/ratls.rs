@@ -10,8 +10,9 @@
 //! an attested realm's connection reaches HTTP, and every request on it is
 //! checked against the reference values in force *now* (a reload that
 //! removes or narrows the realm's entry, or changes its policy scope,
-//! applies to open connections at their next request); the connection closes between requests once it is
-//! `max_connection_age` old, so the realm attests again.
+//! applies to open connections at their next request); the connection
+//! closes between requests once it is `max_connection_age` old, so the
+//! realm attests again.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

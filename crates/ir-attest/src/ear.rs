@@ -11,7 +11,9 @@
 //! The key (`-v`) is one JWK or a JWK set (`{"keys": [...]}`, at most
 //! [`MAX_KEYS`] P-256 keys, each `kid` at most once): the EAR header's
 //! `kid` picks the key, so Veraison's key can rotate without a gap (list
-//! the old and the new key, then drop the old one). An EAR without a `kid`
+//! the old and the new key, then drop the old one). A key whose `use` or
+//! `alg` says it is for something else (not `sig`, not `ES256`) is
+//! refused. An EAR without a `kid`
 //! is accepted under any key of the set; a `kid` the set does not have is
 //! refused (a single JWK without a `kid` is used whatever the header says).
 //!
@@ -345,6 +347,16 @@ impl EarVerifier {
         let value: serde_json::Value = ir_oci::json::from_slice(text)
             .map_err(|e| EarError::Key(format!("invalid JWK: {e}")))?;
         let kid_of = |jwk: &serde_json::Value| -> Result<Option<String>, EarError> {
+            // A key meant for something else is not Veraison's EAR key.
+            for (member, wanted) in [("use", "sig"), ("alg", "ES256")] {
+                if let Some(v) = jwk.get(member) {
+                    if v.as_str() != Some(wanted) {
+                        return Err(EarError::Key(format!(
+                            "\"{member}\" is {v}, an EAR key must have {wanted:?} or none"
+                        )));
+                    }
+                }
+            }
             match jwk.get("kid") {
                 None => Ok(None),
                 Some(serde_json::Value::String(k)) if !k.is_empty() && k.len() <= 256 => {
@@ -924,6 +936,16 @@ mod tests {
         let err = EarVerifier::from_jwk_json(&twice).unwrap_err().to_string();
         assert!(err.contains("kid \"k\" appears twice"), "{err}");
         assert!(EarVerifier::from_jwk_json(&jwks(&[])).is_err());
+        let mut enc = a.public_jwk_with_kid("e");
+        enc["use"] = "enc".into();
+        assert!(EarVerifier::from_jwk_json(&jwks(&[enc])).is_err());
+        let mut es384 = a.public_jwk_with_kid("e");
+        es384["alg"] = "ES384".into();
+        assert!(EarVerifier::from_jwk_json(&jwks(&[es384])).is_err());
+        let mut sig = a.public_jwk_with_kid("s");
+        sig["use"] = "sig".into();
+        sig["alg"] = "ES256".into();
+        EarVerifier::from_jwk_json(&jwks(&[sig])).unwrap();
         let many: Vec<_> = (0..=MAX_KEYS)
             .map(|i| a.public_jwk_with_kid(&i.to_string()))
             .collect();

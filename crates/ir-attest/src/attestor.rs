@@ -140,7 +140,8 @@ impl AttestError {
                 EarError::NoPlatformAppraisal | EarError::NoRealmAppraisal => "ear_submod_missing",
                 EarError::EvidenceMismatch(_) => "ear_evidence_mismatch",
                 EarError::NonceMismatch { .. } => "ear_nonce",
-                EarError::BadSignature => "ear_signature",
+                EarError::BadSignature | EarError::UnknownKid(_) => "ear_signature",
+                EarError::Profile { .. } | EarError::VerifierId { .. } => "ear_verifier",
                 EarError::Stale { .. } | EarError::FromFuture { .. } | EarError::Expired { .. } => {
                     "ear_stale"
                 }
@@ -178,7 +179,7 @@ fn local_reason(e: &VerifyError) -> &'static str {
 pub struct Attestor {
     references_path: PathBuf,
     references: RwLock<Arc<ReferenceSet>>,
-    platform: Arc<PlatformCheck>,
+    platform: RwLock<Arc<PlatformCheck>>,
     veraison_slots: Semaphore,
     skip_challenge: bool,
 }
@@ -197,7 +198,7 @@ impl Attestor {
         Ok(Attestor {
             references_path: references_path.to_path_buf(),
             references: RwLock::new(Arc::new(references)),
-            platform: Arc::new(platform),
+            platform: RwLock::new(Arc::new(platform)),
             veraison_slots: Semaphore::new(max_in_flight.max(1)),
             skip_challenge: false,
         })
@@ -229,9 +230,19 @@ impl Attestor {
             .clone()
     }
 
-    /// The platform check in force.
-    pub fn platform(&self) -> &PlatformCheck {
-        &self.platform
+    /// The platform check in force (an attestation keeps the one it
+    /// started with).
+    pub fn platform(&self) -> Arc<PlatformCheck> {
+        self.platform
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the platform check (platform keys, Veraison key reloaded);
+    /// attestations in progress finish with the previous one.
+    pub fn set_platform(&self, platform: PlatformCheck) {
+        *self.platform.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(platform);
     }
 
     /// Reloads the reference values; on error the ones in force stay.
@@ -272,8 +283,9 @@ impl Attestor {
         deadline: tokio::time::Instant,
     ) -> Result<Attested, AttestError> {
         let references = self.references();
-        let platform = self.platform.clone();
+        let platform = self.platform();
         let skip_challenge = self.skip_challenge;
+        let local_platform = platform.clone();
         let (verified, token) = tokio::task::spawn_blocking(
             move || -> Result<(verify::Verified, Vec<u8>), AttestError> {
                 let presented = ratls::read_certificate(&cert_der)?;
@@ -285,7 +297,7 @@ impl Attestor {
                     &presented.token,
                     session,
                     &references,
-                    platform.local_keys(),
+                    local_platform.local_keys(),
                     skip_challenge,
                 )?;
                 Ok((verified, presented.token))
@@ -297,7 +309,7 @@ impl Attestor {
         let summary = verified.token.summary();
         // Only a token that passed every local check (with --cpak, its
         // platform signature too) reaches Veraison.
-        if let Some((client, ear)) = self.platform.veraison() {
+        if let Some((client, ear)) = platform.veraison() {
             let wait = deadline
                 .saturating_duration_since(tokio::time::Instant::now())
                 .saturating_sub(client.timeout());

@@ -8,8 +8,19 @@
 //! dependency tree free of `ring`/`aws-lc` feature juggling that
 //! `jsonwebtoken` needs for its crypto backend.
 //!
+//! The key (`-v`) is one JWK or a JWK set (`{"keys": [...]}`, at most
+//! [`MAX_KEYS`] P-256 keys, each `kid` at most once): the EAR header's
+//! `kid` picks the key, so Veraison's key can rotate without a gap (list
+//! the old and the new key, then drop the old one). A key whose `use` or
+//! `alg` says it is for something else (not `sig`, not `ES256`) is
+//! refused. An EAR without a `kid`
+//! is accepted under any key of the set; a `kid` the set does not have is
+//! refused (a single JWK without a `kid` is used whatever the header says).
+//!
 //! Checks, in order: size, shape, header (`alg` = `ES256`, no `crit`),
-//! signature, `eat_nonce` (equal, as bytes, to the nonce sent: padded and
+//! signature, `eat_profile` (Veraison's EAR profile, [`EAR_PROFILE`]),
+//! `ear.verifier-id` (only when a developer is configured with
+//! [`EarVerifier::with_verifier_id`]), `eat_nonce` (equal, as bytes, to the nonce sent: padded and
 //! unpadded base64url both accepted), `iat` fresh (within `max_age`, with a
 //! `clock_skew` allowance either way), `exp` not passed if present, the
 //! submods Veraison's CCA scheme produces present under their names
@@ -45,6 +56,10 @@ pub const CCA_REALM_SUBMOD: &str = "CCA_REALM";
 pub const CCA_PLATFORM_SUBMOD: &str = "CCA_SSD_PLATFORM";
 /// The member of a submod that holds the claims Veraison appraised.
 pub const ANNOTATED_EVIDENCE: &str = "ear.veraison.annotated-evidence";
+/// The `eat_profile` of the EARs Veraison writes.
+pub const EAR_PROFILE: &str = "tag:github.com,2023:veraison/ear";
+/// Most keys in a `-v` JWK set.
+pub const MAX_KEYS: usize = 16;
 /// Default maximum age of an EAR.
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(60);
 /// Default allowance for clock differences with Veraison.
@@ -130,6 +145,23 @@ pub enum EarError {
     /// The verification key is not a P-256 key.
     #[error("EAR key: {0}")]
     Key(String),
+    /// The header names a `kid` that the key set does not have.
+    #[error("EAR signed with key {0:?}, which is not in the -v key set")]
+    UnknownKid(String),
+    /// `eat_profile` is not Veraison's EAR profile.
+    #[error("EAR eat_profile is {found:?}, expected {EAR_PROFILE:?}")]
+    Profile {
+        /// The EAR's `eat_profile` (`<missing>` if absent).
+        found: String,
+    },
+    /// `ear.verifier-id` does not name the configured verifier.
+    #[error("EAR ear.verifier-id developer is {found:?}, expected {expected:?}")]
+    VerifierId {
+        /// The configured developer.
+        expected: String,
+        /// The EAR's (`<missing>` if absent).
+        found: String,
+    },
 }
 
 impl From<KeyError> for EarError {
@@ -253,39 +285,104 @@ fn json_bytes(v: &serde_json::Value) -> Option<Vec<u8>> {
     }
 }
 
-/// Verifies EARs with Veraison's ES256 public key.
+/// Verifies EARs with Veraison's ES256 public key (or key set).
 #[derive(Debug, Clone)]
 pub struct EarVerifier {
-    /// A P-256 key.
-    key: PublicKey,
+    /// P-256 keys with their `kid`, if any.
+    keys: Vec<(Option<String>, PublicKey)>,
     /// Maximum age of `iat`.
     pub max_age: Duration,
     /// Clock-skew allowance, applied on both sides of the window.
     pub clock_skew: Duration,
+    /// The `ear.verifier-id` developer required, if any.
+    verifier_id: Option<String>,
 }
 
 impl EarVerifier {
     /// A verifier for a P-256 key, with the default max age and skew.
     pub fn new(key: &PublicKey) -> Result<Self, EarError> {
-        match key.curve() {
-            Curve::P256 => Ok(Self {
-                key: key.clone(),
-                max_age: DEFAULT_MAX_AGE,
-                clock_skew: DEFAULT_CLOCK_SKEW,
-            }),
-            _ => Err(EarError::Key(format!(
-                "EAR key must be P-256 (ES256), found {}",
-                key.curve_name()
-            ))),
+        Self::with_keys(vec![(None, key.clone())])
+    }
+
+    /// A verifier for a key set (`kid`, key); every key must be P-256.
+    pub fn with_keys(keys: Vec<(Option<String>, PublicKey)>) -> Result<Self, EarError> {
+        if keys.is_empty() || keys.len() > MAX_KEYS {
+            return Err(EarError::Key(format!(
+                "a key set must have 1 to {MAX_KEYS} keys, found {}",
+                keys.len()
+            )));
+        }
+        for (i, (kid, key)) in keys.iter().enumerate() {
+            if key.curve() != Curve::P256 {
+                return Err(EarError::Key(format!(
+                    "EAR key must be P-256 (ES256), found {}",
+                    key.curve_name()
+                )));
+            }
+            if kid.is_some() && keys[..i].iter().any(|(k, _)| k == kid) {
+                return Err(EarError::Key(format!(
+                    "kid {:?} appears twice in the key set",
+                    kid.as_deref().unwrap_or_default()
+                )));
+            }
+        }
+        Ok(Self {
+            keys,
+            max_age: DEFAULT_MAX_AGE,
+            clock_skew: DEFAULT_CLOCK_SKEW,
+            verifier_id: None,
+        })
+    }
+
+    /// A verifier from a JWK's or a JWK set's JSON text (the `-v` file).
+    /// Strict JSON: a key written twice is refused, naming it.
+    pub fn from_jwk_json(text: &[u8]) -> Result<Self, EarError> {
+        if text.len() > crate::keys::MAX_KEY_TEXT {
+            return Err(EarError::Key(format!(
+                "key file too large: {} bytes (limit {})",
+                text.len(),
+                crate::keys::MAX_KEY_TEXT
+            )));
+        }
+        let value: serde_json::Value = ir_oci::json::from_slice(text)
+            .map_err(|e| EarError::Key(format!("invalid JWK: {e}")))?;
+        let kid_of = |jwk: &serde_json::Value| -> Result<Option<String>, EarError> {
+            // A key meant for something else is not Veraison's EAR key.
+            for (member, wanted) in [("use", "sig"), ("alg", "ES256")] {
+                if let Some(v) = jwk.get(member) {
+                    if v.as_str() != Some(wanted) {
+                        return Err(EarError::Key(format!(
+                            "\"{member}\" is {v}, an EAR key must have {wanted:?} or none"
+                        )));
+                    }
+                }
+            }
+            match jwk.get("kid") {
+                None => Ok(None),
+                Some(serde_json::Value::String(k)) if !k.is_empty() && k.len() <= 256 => {
+                    Ok(Some(k.clone()))
+                }
+                Some(_) => Err(EarError::Key(
+                    "\"kid\" must be a string of 1 to 256 bytes".into(),
+                )),
+            }
+        };
+        match value.get("keys") {
+            Some(serde_json::Value::Array(set)) => {
+                let mut keys = Vec::with_capacity(set.len().min(MAX_KEYS));
+                for (i, jwk) in set.iter().enumerate().take(MAX_KEYS + 1) {
+                    let key = PublicKey::from_jwk(jwk)
+                        .map_err(|e| EarError::Key(format!("keys[{i}]: {e}")))?;
+                    keys.push((kid_of(jwk)?, key));
+                }
+                Self::with_keys(keys)
+            }
+            Some(_) => Err(EarError::Key("\"keys\" must be an array of JWKs".into())),
+            None => Self::with_keys(vec![(kid_of(&value)?, PublicKey::from_jwk(&value)?)]),
         }
     }
 
-    /// A verifier from a JWK's JSON text (the `-v` file).
-    pub fn from_jwk_json(text: &[u8]) -> Result<Self, EarError> {
-        Self::new(&PublicKey::from_jwk_json(text)?)
-    }
-
-    /// Reads a JWK file (bounded size).
+    /// Reads a JWK or JWK set file (bounded size); errors name the file.
     pub fn load(path: &Path) -> Result<Self, EarError> {
         let meta = std::fs::metadata(path)
             .map_err(|e| EarError::Key(format!("{}: {e}", path.display())))?;
@@ -294,7 +391,22 @@ impl EarVerifier {
         }
         let text =
             std::fs::read(path).map_err(|e| EarError::Key(format!("{}: {e}", path.display())))?;
-        Self::from_jwk_json(&text)
+        Self::from_jwk_json(&text).map_err(|e| match e {
+            EarError::Key(m) => EarError::Key(format!("{}: {m}", path.display())),
+            other => other,
+        })
+    }
+
+    /// Number of keys.
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Requires `ear.verifier-id` with this `developer` (as Veraison's
+    /// configuration names it); `None`: not checked.
+    pub fn with_verifier_id(mut self, developer: Option<String>) -> Self {
+        self.verifier_id = developer;
+        self
     }
 
     /// Sets the maximum age.
@@ -331,7 +443,7 @@ impl EarVerifier {
         let header = b64
             .decode(h64)
             .map_err(|e| EarError::Malformed(format!("header is not base64url: {e}")))?;
-        let header: serde_json::Value = serde_json::from_slice(&header)
+        let header: serde_json::Value = ir_oci::json::from_slice(&header)
             .map_err(|e| EarError::Malformed(format!("header is not JSON: {e}")))?;
         match header.get("alg").and_then(|a| a.as_str()) {
             Some("ES256") => {}
@@ -352,13 +464,34 @@ impl EarVerifier {
             .map_err(|e| EarError::Malformed(format!("signature is not base64url: {e}")))?;
         let signed = &jwt[..h64.len() + 1 + p64.len()];
         // ES256 JWS signatures are the fixed 64-byte `r || s` (RFC 7518).
-        if !self.key.verify_fixed(signed.as_bytes(), &sig) {
+        let candidates: Vec<&PublicKey> = match header.get("kid") {
+            None => self.keys.iter().map(|(_, k)| k).collect(),
+            Some(serde_json::Value::String(kid)) => {
+                match self.keys.iter().find(|(k, _)| k.as_deref() == Some(kid)) {
+                    Some((_, key)) => vec![key],
+                    // A single key without a kid: the file predates kids.
+                    None if self.keys.len() == 1 && self.keys[0].0.is_none() => {
+                        vec![&self.keys[0].1]
+                    }
+                    None => {
+                        return Err(EarError::UnknownKid(
+                            kid.chars().take(256).collect::<String>(),
+                        ))
+                    }
+                }
+            }
+            Some(_) => return Err(EarError::BadHeader("kid is not a string".into())),
+        };
+        if !candidates
+            .iter()
+            .any(|key| key.verify_fixed(signed.as_bytes(), &sig))
+        {
             return Err(EarError::BadSignature);
         }
         let payload = b64
             .decode(p64)
             .map_err(|e| EarError::Malformed(format!("payload is not base64url: {e}")))?;
-        serde_json::from_slice(&payload)
+        ir_oci::json::from_slice(&payload)
             .map_err(|e| EarError::Malformed(format!("payload is not JSON: {e}")))
     }
 
@@ -372,6 +505,30 @@ impl EarVerifier {
         now: SystemTime,
     ) -> Result<Ear, EarError> {
         let claims = self.verify_signature(jwt)?;
+        match claims.get("eat_profile").and_then(|p| p.as_str()) {
+            Some(EAR_PROFILE) => {}
+            other => {
+                return Err(EarError::Profile {
+                    found: other
+                        .map(|p| p.chars().take(256).collect())
+                        .unwrap_or_else(|| "<missing>".into()),
+                })
+            }
+        }
+        if let Some(expected) = &self.verifier_id {
+            let found = claims
+                .get("ear.verifier-id")
+                .and_then(|v| v.get("developer"))
+                .and_then(|d| d.as_str());
+            if found != Some(expected.as_str()) {
+                return Err(EarError::VerifierId {
+                    expected: expected.clone(),
+                    found: found
+                        .map(|d| d.chars().take(256).collect())
+                        .unwrap_or_else(|| "<missing>".into()),
+                });
+            }
+        }
         let nonce = match claims.get("eat_nonce") {
             Some(serde_json::Value::String(s)) => s.clone(),
             Some(serde_json::Value::Array(a)) if a.len() == 1 => a[0]
@@ -680,17 +837,34 @@ pub mod test_util {
 
         /// A verifier for this key, with default settings.
         pub fn verifier(&self) -> EarVerifier {
-            EarVerifier {
-                key: self.public_key(),
-                max_age: DEFAULT_MAX_AGE,
-                clock_skew: DEFAULT_CLOCK_SKEW,
-            }
+            EarVerifier::new(&self.public_key()).expect("a P-256 key")
+        }
+
+        /// The public key as a JWK with a `kid` (an entry of a JWK set).
+        pub fn public_jwk_with_kid(&self, kid: &str) -> serde_json::Value {
+            let mut jwk: serde_json::Value =
+                serde_json::from_str(&self.public_jwk()).expect("JWK JSON");
+            jwk["kid"] = kid.into();
+            jwk
         }
 
         /// Signs arbitrary claims as an ES256 JWT.
         pub fn sign_claims(&self, claims: &serde_json::Value) -> String {
+            self.sign_claims_with_kid(claims, None)
+        }
+
+        /// Signs arbitrary claims as an ES256 JWT whose header names `kid`.
+        pub fn sign_claims_with_kid(
+            &self,
+            claims: &serde_json::Value,
+            kid: Option<&str>,
+        ) -> String {
             let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-            let header = b64.encode(br#"{"alg":"ES256","typ":"JWT"}"#);
+            let mut header = serde_json::json!({"alg": "ES256", "typ": "JWT"});
+            if let Some(kid) = kid {
+                header["kid"] = kid.into();
+            }
+            let header = b64.encode(header.to_string());
             let payload = b64.encode(claims.to_string());
             let signed = format!("{header}.{payload}");
             let sig = self
@@ -704,5 +878,114 @@ pub mod test_util {
         pub fn sign(&self, spec: &EarSpec) -> String {
             self.sign_claims(&spec.claims())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_util::{EarSigner, EarSpec};
+    use super::*;
+
+    const NONCE: [u8; 64] = [7; 64];
+
+    fn jwks(keys: &[serde_json::Value]) -> Vec<u8> {
+        serde_json::json!({ "keys": keys }).to_string().into_bytes()
+    }
+
+    #[test]
+    fn the_kid_picks_the_key_of_a_set() {
+        let (old, new) = (EarSigner::generate(), EarSigner::generate());
+        let claims = EarSpec::affirming(&NONCE).claims();
+        let both = EarVerifier::from_jwk_json(&jwks(&[
+            old.public_jwk_with_kid("old"),
+            new.public_jwk_with_kid("new"),
+        ]))
+        .unwrap();
+        assert_eq!(both.key_count(), 2);
+        let now = SystemTime::now();
+        for (signer, kid) in [(&old, "old"), (&new, "new")] {
+            let jwt = signer.sign_claims_with_kid(&claims, Some(kid));
+            both.verify(&jwt, &NONCE, now).unwrap();
+        }
+        // No kid: any key of the set.
+        both.verify(&new.sign_claims(&claims), &NONCE, now).unwrap();
+        // The kid names the key: another key's signature under it fails.
+        let swapped = new.sign_claims_with_kid(&claims, Some("old"));
+        assert_eq!(
+            both.verify(&swapped, &NONCE, now).unwrap_err(),
+            EarError::BadSignature
+        );
+        // Before the rotation: the new kid is unknown.
+        let only_old =
+            EarVerifier::from_jwk_json(&jwks(&[old.public_jwk_with_kid("old")])).unwrap();
+        let jwt = new.sign_claims_with_kid(&claims, Some("new"));
+        assert_eq!(
+            only_old.verify(&jwt, &NONCE, now).unwrap_err(),
+            EarError::UnknownKid("new".into())
+        );
+        // A single JWK without a kid is used whatever the header names.
+        let plain = EarVerifier::from_jwk_json(old.public_jwk().as_bytes()).unwrap();
+        let jwt = old.sign_claims_with_kid(&claims, Some("any"));
+        plain.verify(&jwt, &NONCE, now).unwrap();
+    }
+
+    #[test]
+    fn key_sets_are_strict() {
+        let a = EarSigner::generate();
+        let twice = jwks(&[a.public_jwk_with_kid("k"), a.public_jwk_with_kid("k")]);
+        let err = EarVerifier::from_jwk_json(&twice).unwrap_err().to_string();
+        assert!(err.contains("kid \"k\" appears twice"), "{err}");
+        assert!(EarVerifier::from_jwk_json(&jwks(&[])).is_err());
+        let mut enc = a.public_jwk_with_kid("e");
+        enc["use"] = "enc".into();
+        assert!(EarVerifier::from_jwk_json(&jwks(&[enc])).is_err());
+        let mut es384 = a.public_jwk_with_kid("e");
+        es384["alg"] = "ES384".into();
+        assert!(EarVerifier::from_jwk_json(&jwks(&[es384])).is_err());
+        let mut sig = a.public_jwk_with_kid("s");
+        sig["use"] = "sig".into();
+        sig["alg"] = "ES256".into();
+        EarVerifier::from_jwk_json(&jwks(&[sig])).unwrap();
+        let many: Vec<_> = (0..=MAX_KEYS)
+            .map(|i| a.public_jwk_with_kid(&i.to_string()))
+            .collect();
+        assert!(EarVerifier::from_jwk_json(&jwks(&many)).is_err());
+        // A JWK naming a coordinate twice: the later one would win.
+        let jwk = a.public_jwk();
+        let dup = jwk.replacen("\"x\":", "\"x\":\"AAAA\",\"x\":", 1);
+        let err = EarVerifier::from_jwk_json(dup.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("duplicate key \"x\""), "{err}");
+    }
+
+    #[test]
+    fn eat_profile_and_verifier_id_are_checked() {
+        let s = EarSigner::generate();
+        let now = SystemTime::now();
+        let mut claims = EarSpec::affirming(&NONCE).claims();
+        claims["eat_profile"] = "tag:github.com,2022:veraison/ear".into();
+        assert!(matches!(
+            s.verifier().verify(&s.sign_claims(&claims), &NONCE, now),
+            Err(EarError::Profile { .. })
+        ));
+        claims.as_object_mut().unwrap().remove("eat_profile");
+        assert!(matches!(
+            s.verifier().verify(&s.sign_claims(&claims), &NONCE, now),
+            Err(EarError::Profile { .. })
+        ));
+        let claims = EarSpec::affirming(&NONCE).claims();
+        let jwt = s.sign_claims(&claims);
+        let developer = claims["ear.verifier-id"]["developer"].as_str().unwrap();
+        s.verifier()
+            .with_verifier_id(Some(developer.into()))
+            .verify(&jwt, &NONCE, now)
+            .unwrap();
+        let err = s
+            .verifier()
+            .with_verifier_id(Some("Veraison Project".into()))
+            .verify(&jwt, &NONCE, now)
+            .unwrap_err();
+        assert!(matches!(err, EarError::VerifierId { .. }), "{err}");
     }
 }

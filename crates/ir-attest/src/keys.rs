@@ -267,7 +267,7 @@ impl PublicKey {
             });
         }
         let value: serde_json::Value =
-            serde_json::from_slice(text).map_err(|e| KeyError::InvalidJwk(e.to_string()))?;
+            ir_oci::json::from_slice(text).map_err(|e| KeyError::InvalidJwk(e.to_string()))?;
         Self::from_jwk(&value)
     }
 

@@ -363,8 +363,9 @@ impl PlatformKeys {
 
     /// Decodes a Veraison-style trust-anchor list.
     pub fn from_trust_anchor_json(text: &[u8]) -> Result<Self, PlatformError> {
-        let value: serde_json::Value = serde_json::from_slice(text)
-            .map_err(|e| PlatformError::Format(format!("trust-anchor list is not JSON: {e}")))?;
+        // Strict: a key written twice in an entry is refused, naming it.
+        let value: serde_json::Value = ir_oci::json::from_slice(text)
+            .map_err(|e| PlatformError::Format(format!("trust-anchor list: {e}")))?;
         let serde_json::Value::Array(entries) = value else {
             return Err(PlatformError::Format(
                 "trust-anchor list must be a JSON array".into(),

@@ -7,8 +7,9 @@
 //! `*.json` files each holding one of those (bounded counts and sizes,
 //! files read in name order, other files ignored).
 //!
-//! Loading is strict: a key that is not part of the format is an error
-//! (a misspelled `aplications` must not silently mean "every
+//! Loading is strict: a key written twice in one object is an error
+//! naming it (readers disagree on which one wins), a key that is not part
+//! of the format is an error (a misspelled `aplications` must not silently mean "every
 //! application"), and two entries that could match the same token (same
 //! RIM and hash algorithm, a REM set in common, and no personalization
 //! value that tells them apart) are an error naming both.
@@ -370,11 +371,13 @@ impl ReferenceSet {
                 limit: MAX_FILE_SIZE,
             });
         }
-        let json_err = |e: serde_json::Error| ReferenceError::Json {
-            source_name: source_name.to_string(),
-            reason: e.to_string(),
-        };
-        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(json_err)?;
+        // Strict: a key written twice (`"applications"` twice, the later
+        // one wider) is refused, naming the key, instead of last-wins.
+        let value: serde_json::Value =
+            ir_oci::json::from_slice(bytes).map_err(|e| ReferenceError::Json {
+                source_name: source_name.to_string(),
+                reason: e.to_string(),
+            })?;
         let docs = match value {
             serde_json::Value::Array(items) => {
                 if items.len() > MAX_REALMS {
@@ -824,6 +827,24 @@ mod tests {
             r#""release-timestamp": "2024-09-09T05:21:31Z", "attestation-protocol": "HTTPS/RA-TLSv1.0", "port": 8088,"#,
         );
         ReferenceSet::from_json(islet.as_bytes(), "t").unwrap();
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_naming_the_key() {
+        // The later, wider list would win with a last-wins reader.
+        let text = doc("", r#""applications": ["app"], "applications": ["*"],"#);
+        let err = ReferenceSet::from_json(text.as_bytes(), "/etc/refs.json")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/etc/refs.json") && err.contains("duplicate key \"applications\""),
+            "{err}"
+        );
+        let nested = entry("r", "").replace(r#""rim":"#, r#""rim": "00", "rim":"#);
+        let err = ReferenceSet::from_json(nested.as_bytes(), "t")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("duplicate key \"rim\""), "{err}");
     }
 
     #[test]

@@ -52,7 +52,8 @@ pub struct VeraisonConfig {
     pub base_url: String,
     /// Bound on the whole exchange (new session + evidence).
     pub timeout: Duration,
-    /// Bound on the session DELETE that follows.
+    /// Bound on the session DELETE that follows (on a task of its own,
+    /// outside the exchange's bound).
     pub delete_timeout: Duration,
     /// An extra trusted CA certificate (PEM), e.g. for a Veraison with its
     /// own CA.
@@ -194,9 +195,12 @@ impl VeraisonClient {
 
     /// Runs the exchange for `token` with `nonce` (the 64-byte realm
     /// challenge) and returns the EAR JWT, unverified. The session is
-    /// deleted in every case where it was created, also when this future
-    /// is dropped before it finishes (the handshake timed out): then the
-    /// DELETE runs detached, bounded by [`VeraisonConfig::delete_timeout`].
+    /// deleted in every case where it was created, by its guard, on a task
+    /// of its own bounded by [`VeraisonConfig::delete_timeout`]: the DELETE
+    /// takes nothing from the appraisal's time (an affirmed appraisal near
+    /// the deadline is not lost to the cleanup), and dropping this future
+    /// at any point (the handshake timed out or was cancelled) still
+    /// deletes the session.
     pub async fn appraise(&self, token: &[u8], nonce: &[u8]) -> Result<String, VeraisonError> {
         let mut session = SessionGuard {
             client: self.clone(),
@@ -207,9 +211,7 @@ impl VeraisonClient {
             self.exchange(token, nonce, &mut session.url),
         )
         .await;
-        if let Some(url) = session.url.take() {
-            self.delete(url).await;
-        }
+        drop(session);
         match result {
             Ok(r) => r,
             Err(_) => Err(VeraisonError::Timeout(self.config.timeout)),
@@ -349,6 +351,8 @@ impl VeraisonClient {
             .http
             .delete(url.clone())
             .header(header::ACCEPT, SESSION_MEDIA_TYPE)
+            // Its own budget, not the exchange's (the client's default).
+            .timeout(self.config.delete_timeout)
             .send();
         match tokio::time::timeout(self.config.delete_timeout, call).await {
             Ok(Ok(resp)) if resp.status().is_success() => {
@@ -377,9 +381,10 @@ fn is_loopback(url: &Url) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// A created session not yet deleted. Dropped while still holding one (the
-/// appraisal was cancelled mid-way), it deletes it on a detached task, so
-/// a cancelled handshake does not leave sessions behind in Veraison.
+/// A created session not yet deleted. Dropped (the appraisal ended, or was
+/// cancelled mid-way), it deletes the session on a detached task bounded
+/// by the delete timeout, so no handshake waits for the cleanup and a
+/// cancelled one does not leave sessions behind in Veraison.
 struct SessionGuard {
     client: VeraisonClient,
     url: Option<Url>,

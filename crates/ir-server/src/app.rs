@@ -277,6 +277,7 @@ pub async fn serve(args: Args) -> ExitCode {
             }
             tokio::spawn(reload_references(
                 attestor.clone(),
+                config.clone(),
                 hangups.subscribe(),
                 gate.clone().map(|g| (g, trigger_tx.clone())),
             ));
@@ -480,40 +481,7 @@ pub struct CertificatesError {
 /// which is in force.
 fn build_attestor(config: &Config) -> Result<Arc<Attestor>, StartupError> {
     let args = &config.flags;
-    let veraison = || -> Result<(VeraisonClient, EarVerifier), StartupError> {
-        let url = config.veraison_url.clone();
-        let mut veraison_config = VeraisonConfig::new(url.clone());
-        veraison_config.timeout = Duration::from_secs(args.veraison_timeout);
-        if let Some(ca) = &args.veraison_ca {
-            veraison_config.extra_root_pem = Some(
-                read_small_file(ca)
-                    .map_err(|e| StartupError::new("--veraison-ca", ca.display(), e))?,
-            );
-        }
-        let client =
-            VeraisonClient::new(veraison_config).map_err(|e| StartupError::new("-u", &url, e))?;
-        let key = &config.veraison_pubkey;
-        let ear = EarVerifier::load(key).map_err(|e| StartupError::new("-v", key.display(), e))?;
-        Ok((client, ear))
-    };
-    let local = args
-        .cpak
-        .as_ref()
-        .map(|path| {
-            PlatformKeys::load(path).map_err(|e| StartupError::new("--cpak", path.display(), e))
-        })
-        .transpose()?;
-    let platform = match (local, args.veraison_url.is_some()) {
-        (Some(keys), false) => PlatformCheck::Local(keys),
-        (Some(keys), true) => {
-            let (client, ear) = veraison()?;
-            PlatformCheck::LocalAndVeraison { keys, client, ear }
-        }
-        (None, _) => {
-            let (client, ear) = veraison()?;
-            PlatformCheck::Veraison { client, ear }
-        }
-    };
+    let platform = platform_check(config)?;
     let references = &config.references;
     let mut attestor = Attestor::new(references, platform, args.max_attestations)
         .map_err(|e| StartupError::new("-j", references.display(), e))?;
@@ -549,6 +517,49 @@ fn build_attestor(config: &Config) -> Result<Arc<Attestor>, StartupError> {
         );
     }
     Ok(Arc::new(attestor))
+}
+
+/// The platform check the flags ask for: `--cpak` (local platform keys),
+/// `-u`/`-v` (Veraison), or both when both are given. Read at start-up and
+/// again on SIGHUP (the keys can rotate without a restart).
+fn platform_check(config: &Config) -> Result<PlatformCheck, StartupError> {
+    let args = &config.flags;
+    let veraison = || -> Result<(VeraisonClient, EarVerifier), StartupError> {
+        let url = config.veraison_url.clone();
+        let mut veraison_config = VeraisonConfig::new(url.clone());
+        veraison_config.timeout = Duration::from_secs(args.veraison_timeout);
+        if let Some(ca) = &args.veraison_ca {
+            veraison_config.extra_root_pem = Some(
+                read_small_file(ca)
+                    .map_err(|e| StartupError::new("--veraison-ca", ca.display(), e))?,
+            );
+        }
+        let client =
+            VeraisonClient::new(veraison_config).map_err(|e| StartupError::new("-u", &url, e))?;
+        let key = &config.veraison_pubkey;
+        let ear = EarVerifier::load(key)
+            .map_err(|e| StartupError::new("-v", key.display(), e))?
+            .with_verifier_id(args.veraison_verifier_id.clone());
+        Ok((client, ear))
+    };
+    let local = args
+        .cpak
+        .as_ref()
+        .map(|path| {
+            PlatformKeys::load(path).map_err(|e| StartupError::new("--cpak", path.display(), e))
+        })
+        .transpose()?;
+    Ok(match (local, args.veraison_url.is_some()) {
+        (Some(keys), false) => PlatformCheck::Local(keys),
+        (Some(keys), true) => {
+            let (client, ear) = veraison()?;
+            PlatformCheck::LocalAndVeraison { keys, client, ear }
+        }
+        (None, _) => {
+            let (client, ear) = veraison()?;
+            PlatformCheck::Veraison { client, ear }
+        }
+    })
 }
 
 /// Reads a small trusted file (a CA certificate), at most 1 MiB.
@@ -596,12 +607,14 @@ fn policy_scopes(attestor: &Attestor) -> Vec<String> {
         .collect()
 }
 
-/// Reloads the reference values on SIGHUP. With a signature policy, a
-/// change in the realms' policy scopes triggers a content reload, which
-/// judges the content under the new scopes (until it ends, a realm with a
-/// new scope sees nothing).
+/// Reloads the reference values, the platform keys (`--cpak`) and
+/// Veraison's key (`-v`) on SIGHUP; what fails to load keeps what is in
+/// force, with an error. With a signature policy, a change in the realms'
+/// policy scopes triggers a content reload, which judges the content under
+/// the new scopes (until it ends, a realm with a new scope sees nothing).
 async fn reload_references(
     attestor: Arc<Attestor>,
+    config: Arc<Config>,
     mut hangups: tokio::sync::broadcast::Receiver<()>,
     gate: Option<(Arc<Gate>, mpsc::Sender<()>)>,
 ) {
@@ -609,6 +622,19 @@ async fn reload_references(
         hangups.recv().await,
         Err(tokio::sync::broadcast::error::RecvError::Closed)
     ) {
+        let (a, c) = (attestor.clone(), config.clone());
+        match tokio::task::spawn_blocking(move || platform_check(&c).map(|p| a.set_platform(p)))
+            .await
+        {
+            Ok(Ok(())) => tracing::info!(
+                "RA-TLS: platform keys reloaded: {}",
+                attestor.platform().describe()
+            ),
+            Ok(Err(e)) => {
+                tracing::error!("RA-TLS: platform keys not reloaded, the previous ones stay: {e}")
+            }
+            Err(e) => tracing::error!("RA-TLS: platform key reload failed: {e}"),
+        }
         let a = attestor.clone();
         match tokio::task::spawn_blocking(move || a.reload_references()).await {
             Ok(Ok(n)) => {

@@ -81,6 +81,11 @@ pub struct Args {
     #[arg(short = 'v', long, env = "IR_SERVER_VERAISON_PUBKEY")]
     pub veraison_pubkey: Option<PathBuf>,
 
+    /// RA-TLS: require Veraison's EARs to name this developer in
+    /// ear.verifier-id (as Veraison's configuration sets it)
+    #[arg(long, value_name = "DEVELOPER", env = "IR_SERVER_VERAISON_VERIFIER_ID")]
+    pub veraison_verifier_id: Option<String>,
+
     /// RA-TLS: JSON containing reference values, none to use {crate_root}/ratls/example.json
     #[arg(short = 'j', long, env = "IR_SERVER_REFERENCE_JSON")]
     pub reference_json: Option<PathBuf>,

@@ -69,6 +69,7 @@ pub const GROUPS: &[(&str, &[&str])] = &[
             "reference_json",
             "cpak",
             "veraison_timeout",
+            "veraison_verifier_id",
             "max_attestations",
             "ratls_tls12",
             "max_connection_age",

@@ -12,6 +12,7 @@ mod integrity;
 mod oci_client;
 mod proxy;
 mod ratls;
+mod ratls_sighup;
 mod readme_help;
 mod reload;
 mod signatures;

@@ -160,6 +160,11 @@ pub struct Knobs {
     pub omit_annotated_evidence: bool,
     /// Answer newSession with this `Location` instead of `session/<id>`.
     pub location: Option<String>,
+    /// Name this `kid` in the EAR's JWS header.
+    pub kid: Option<String>,
+    /// Delay before a session DELETE removes the session (dropped, with
+    /// the session kept, if the client goes away first).
+    pub delete_latency: Duration,
 }
 
 impl Default for Knobs {
@@ -179,6 +184,8 @@ impl Default for Knobs {
             annotate_as: None,
             omit_annotated_evidence: false,
             location: None,
+            kid: None,
+            delete_latency: Duration::ZERO,
         }
     }
 }
@@ -357,6 +364,12 @@ impl MockVeraison {
     /// The EAR signer (to mint EARs by hand or build a verifier).
     pub fn signer(&self) -> &EarSigner {
         &self.inner.signer
+    }
+
+    /// The other key, the one [`Knobs::bad_signature`] signs with (also a
+    /// rotated key's stand-in).
+    pub fn other_signer(&self) -> &EarSigner {
+        &self.inner.other_signer
     }
 
     /// The knobs, locked: `mock.knobs().latency = …`. Do not hold the
@@ -603,6 +616,9 @@ async fn handle(inner: &Inner, req: Request<Incoming>) -> Response<Full<Bytes>> 
             evidence(inner, &knobs, req, &id).await
         }
         Step::Delete => {
+            if !knobs.delete_latency.is_zero() {
+                tokio::time::sleep(knobs.delete_latency).await;
+            }
             let id = rest.trim_start_matches("session/");
             let removed = id
                 .parse::<u64>()
@@ -774,7 +790,7 @@ async fn evidence(
         } else {
             &inner.signer
         };
-        body["result"] = json!(signer.sign(&spec));
+        body["result"] = json!(signer.sign_claims_with_kid(&spec.claims(), knobs.kid.as_deref()));
         inner.counters.ears_issued.fetch_add(1, Ordering::SeqCst);
     }
     respond(StatusCode::OK, SESSION_MEDIA_TYPE, body.to_string())

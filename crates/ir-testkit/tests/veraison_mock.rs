@@ -21,6 +21,18 @@ fn verifier(mock: &MockVeraison) -> EarVerifier {
     EarVerifier::from_jwk_json(mock.public_jwk_json().as_bytes()).unwrap()
 }
 
+/// Waits (at most 5 s) until `mock` has deleted `n` sessions: the client
+/// deletes them on a task of its own, after the appraisal returned.
+async fn deleted(mock: &MockVeraison, n: u64) -> u64 {
+    for _ in 0..250 {
+        if mock.counters().sessions_deleted >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    mock.counters().sessions_deleted
+}
+
 async fn verify(mock: &MockVeraison) -> Result<ir_attest::Ear, VeraisonError> {
     let nonce = [0x5a; 64];
     client(mock, Duration::from_secs(5))
@@ -34,6 +46,7 @@ async fn affirming_platform_is_accepted_and_the_session_deleted() {
     let ear = verify(&mock).await.unwrap();
     assert_eq!(ear.submods["CCA_SSD_PLATFORM"], "affirming");
     assert_eq!(ear.submods["CCA_REALM"], "warning");
+    assert_eq!(deleted(&mock, 1).await, 1);
     let c = mock.counters();
     assert_eq!(
         (
@@ -73,6 +86,7 @@ async fn platform_statuses_other_than_affirming_are_refused() {
         verify(&mock).await,
         Err(VeraisonError::Ear(EarError::NotAffirming { submod, .. })) if submod == "CCA_SSD_EXTRA"
     ));
+    assert_eq!(deleted(&mock, 4).await, 4);
     assert_eq!(mock.open_sessions(), 0);
 }
 
@@ -102,7 +116,7 @@ async fn wrong_nonce_bad_signature_stale_and_incomplete() {
         verify(&mock).await,
         Err(VeraisonError::SessionNotComplete { status }) if status == "failed"
     ));
-    assert_eq!(mock.counters().sessions_deleted, 4);
+    assert_eq!(deleted(&mock, 4).await, 4);
 }
 
 #[tokio::test]
@@ -130,7 +144,7 @@ async fn injected_http_errors_per_step() {
     ));
     // The client deletes the session after a failed upload.
     assert_eq!(mock.counters().sessions_created, 1);
-    assert_eq!(mock.counters().sessions_deleted, 1);
+    assert_eq!(deleted(&mock, 1).await, 1);
 
     // A failing DELETE does not fail the appraisal; the session stays.
     mock.knobs().fail = Some((veraison_mock::Step::Delete, 500));
@@ -149,7 +163,7 @@ async fn latency_times_out_and_does_not_serialise_clients() {
         Err(VeraisonError::Timeout(_))
     ));
     // The session was still deleted.
-    assert_eq!(mock.counters().sessions_deleted, 1);
+    assert_eq!(deleted(&mock, 1).await, 1);
 
     // Eight appraisals at once take about one latency, not eight.
     let c = client(&mock, Duration::from_secs(10));

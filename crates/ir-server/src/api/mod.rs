@@ -32,6 +32,12 @@ pub const API_VERSION_HEADER: &str = "docker-distribution-api-version";
 /// everything else answers as if those applications did not exist.
 pub type Visibility = Option<Arc<dyn Fn(&RepoName) -> bool + Send + Sync>>;
 
+/// The signature policy scope a connection is held to, asked at each
+/// request: RA-TLS realms take it from their reference entry in force, so
+/// a reload that changes it applies to open connections. `None`, or an
+/// answer of `None`: the server's `--registry-host`.
+pub type PolicyScope = Option<Arc<dyn Fn() -> Option<Arc<str>> + Send + Sync>>;
+
 /// Liveness path on the main port (outside `/v2/`, so it cannot collide).
 pub const HEALTH_PATH: &str = "/healthz";
 /// Readiness path on the main port: 200 once the first load finished.
@@ -123,8 +129,9 @@ pub struct ConnInfo {
     /// (for the access log).
     pub realm: Option<Arc<str>>,
     /// RA-TLS: the signature policy scope the realm is held to (its
-    /// entry's `policy-scope`); `None`: the server's `--registry-host`.
-    pub policy_scope: Option<Arc<str>>,
+    /// entry's `policy-scope`, read at each request); `None`: the server's
+    /// `--registry-host`.
+    pub policy_scope: PolicyScope,
 }
 
 impl ConnInfo {
@@ -137,6 +144,11 @@ impl ConnInfo {
             realm: None,
             policy_scope: None,
         }
+    }
+
+    /// The policy scope for one request.
+    fn scope(&self) -> Option<Arc<str>> {
+        self.policy_scope.as_ref().and_then(|f| f())
     }
 
     fn may_see(&self, name: &RepoName) -> bool {
@@ -261,9 +273,10 @@ async fn answer<B>(
         return read_only("GET, HEAD");
     }
     let catalog = state.catalog.load();
+    let scope = conn.scope();
     let app_of = |name: &RepoName| {
         catalog
-            .application_in(conn.policy_scope.as_deref(), name)
+            .application_in(scope.as_deref(), name)
             .filter(|_| conn.may_see(name))
             .cloned()
             .ok_or_else(|| {

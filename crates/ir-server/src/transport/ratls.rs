@@ -11,9 +11,10 @@
 //! Veraison) holding a verification slot. Only
 //! an attested realm's connection reaches HTTP, and every request on it is
 //! checked against the reference values in force *now* (a reload that
-//! removes or narrows the realm's entry applies to open connections at
-//! their next request); the connection closes between requests once it is
-//! `max_connection_age` old, so the realm attests again.
+//! removes or narrows the realm's entry, or changes its policy scope,
+//! applies to open connections at their next request); the connection
+//! closes between requests once it is `max_connection_age` old, so the
+//! realm attests again.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -142,7 +143,8 @@ impl RaTls {
 /// What an attested connection may see, judged at each request against the
 /// reference values in force: the realm's claims are matched again after a
 /// reload (once per reload, the result cached), so a removed entry sees
-/// nothing and a narrowed one sees only what it still lists.
+/// nothing, a narrowed one sees only what it still lists, and the
+/// signature policy scope is the one its entry names now.
 struct RealmAccess {
     attestor: Arc<Attestor>,
     claims: RealmClaims,
@@ -151,14 +153,24 @@ struct RealmAccess {
 }
 
 impl RealmAccess {
-    fn allows(&self, name: &str) -> bool {
+    /// Runs `f` on the realm's entry in the reference values in force
+    /// (`None`: no entry matches the realm any more).
+    fn with_entry<T>(&self, f: impl FnOnce(Option<&RealmReference>) -> T) -> T {
         let current = self.attestor.references();
         let mut matched = self.matched.lock().unwrap_or_else(|p| p.into_inner());
         if !Arc::ptr_eq(&matched.0, &current) {
             let realm = current.match_claims(&self.claims).ok().cloned();
             *matched = (current, realm);
         }
-        matched.1.as_ref().is_some_and(|realm| realm.allows(name))
+        f(matched.1.as_ref())
+    }
+
+    fn allows(&self, name: &str) -> bool {
+        self.with_entry(|realm| realm.is_some_and(|realm| realm.allows(name)))
+    }
+
+    fn policy_scope(&self) -> Option<Arc<str>> {
+        self.with_entry(|realm| realm.and_then(|r| r.policy_scope.as_deref().map(Into::into)))
     }
 }
 
@@ -221,12 +233,14 @@ impl Handshake for RaTls {
                 tracing::debug!(%peer, "attested token: {}", attested.summary);
                 self.report(peer, AttestationOutcome::Accepted(realm.label()));
                 let name: Arc<str> = realm.name.as_deref().unwrap_or("unnamed realm").into();
-                let policy_scope: Option<Arc<str>> = realm.policy_scope.as_deref().map(Into::into);
-                let access = RealmAccess {
+                let access = Arc::new(RealmAccess {
                     attestor: self.attestor.clone(),
                     claims: attested.claims,
                     matched: Mutex::new((references, Some(realm))),
-                };
+                });
+                let scope_of = access.clone();
+                let policy_scope: crate::api::PolicyScope =
+                    Some(Arc::new(move || scope_of.policy_scope()));
                 let visibility: crate::api::Visibility =
                     Some(Arc::new(move |name: &ir_oci::RepoName| {
                         access.allows(name.as_str())

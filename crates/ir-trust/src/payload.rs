@@ -14,6 +14,9 @@ pub const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
 /// (an SBOM, a provenance, a vulnerability scan) is an attestation about
 /// the image, not a signature of it.
 pub const COSIGN_SIGN_PREDICATE_TYPE: &str = "https://sigstore.dev/cosign/sign/v1";
+/// How the claims of an in-toto statement that is an attestation (another
+/// predicate type) fail: no key makes it a signature.
+pub const NOT_A_SIGNATURE: &str = "an attestation";
 /// Most subjects read from one in-toto statement.
 const MAX_SUBJECTS: usize = 64;
 
@@ -107,7 +110,7 @@ pub fn in_toto(payload: &[u8]) -> Result<Vec<Claim>, String> {
     }
     if s.predicate_type.as_deref() != Some(COSIGN_SIGN_PREDICATE_TYPE) {
         return Err(format!(
-            "an attestation (predicate type {:?}), not a signature: only {COSIGN_SIGN_PREDICATE_TYPE:?} signs an image",
+            "{NOT_A_SIGNATURE} (predicate type {:?}), not a signature: only {COSIGN_SIGN_PREDICATE_TYPE:?} signs an image",
             s.predicate_type.as_deref().unwrap_or("")
         ));
     }

@@ -438,9 +438,10 @@ async fn assert_withheld(
     }
 }
 
-/// (The images of a root share one config blob: a refused image's config
-/// stays served when a served image has it too.)
-///
+// The images of a root share one config blob: a refused image's config
+// stays served when a served image has it too, so tests of withheld
+// content name only blobs of their own.
+
 /// Asserts that `image` of `app` is served under `tag` (listed), by
 /// digest, with its blobs.
 async fn assert_served(server: &TestServer, app: &str, image: &ir_testkit::Image, tag: &str) {

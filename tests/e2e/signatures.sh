@@ -5,9 +5,10 @@
 # .sig tag pushed next to it, and both copied into the served root with
 # skopeo; an unsigned copy sits beside it. ir-server with a
 # containers-policy.json serves the signed image (pulled and verified again
-# by ir-sign with the .sig tag pulled too) and not the unsigned one;
-# images signed in cosign's referrers form and as sigstore bundles are
-# served and verify after a pull; a policy with another key refuses all;
+# by ir-sign with the .sig tag pulled too) and not the unsigned one; an
+# image signed in cosign's referrers form is served and verifies after a
+# pull; one signed as cosign v3 writes sigstore bundles (naming no image)
+# is refused, with its bundle; a policy with another key refuses all;
 # a restart with --signature-cache recalls the signatures it verified;
 # an image signed keyless (a Fulcio certificate and a Rekor entry, from the
 # test kit's CA and log key) is served and pulled under a fulcio policy and
@@ -103,9 +104,11 @@ policy "$WORK/other-policy.json" "$WORK/other-keys/cosign.pub"
 CHECK_RC=$?
 cat "$WORK/check.txt" >>"$E2E_LOG"
 check "--check exits 1 (a tag is refused)" test "$CHECK_RC" -eq 1
-for app in signed referrers-signed bundle-signed; do
+for app in signed referrers-signed; do
   check "--check accepts $app:1" grep -Eq "^accepted +$app:1 signed by sha256:" "$WORK/check.txt"
 done
+check "--check refuses bundle-signed:1 (wrong_identity: the bundle names no image)" \
+  grep -Eq "^refused +bundle-signed:1: .*wrong_identity: .*names no docker reference" "$WORK/check.txt"
 check "--check refuses unsigned:1 (no_signature)" grep -Eq "^refused +unsigned:1: .*no_signature" "$WORK/check.txt"
 "$BIN" --check -r "$SROOT" --policy "$WORK/policy.json" --registry-host "$HOST" --format json >"$WORK/check.json" 2>>"$E2E_LOG"
 check "--check JSON: the tags carry signature verdicts, accepted and refused" \
@@ -134,7 +137,9 @@ check "unsigned:1 answers 404 MANIFEST_UNKNOWN" \
 check "unsigned is not in the catalog's tags" \
   bash -c "! curl -fsS http://$HOST/v2/unsigned/tags/list | jq -e '(.tags // []) | index(\"1\") != null'"
 
-for form in referrers bundle; do
+check "bundle-signed:1 answers 404, and lists no referrer" \
+  bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' http://$HOST/v2/bundle-signed/manifests/1)\" = 404 ] && ! curl -fsS http://$HOST/v2/bundle-signed/referrers/$DIGEST | jq -e '.manifests[0]'"
+for form in referrers; do
   app=$form-signed
   out=$WORK/pulled-$form
   check "skopeo copy $app:1 from ir-server" \
@@ -149,7 +154,7 @@ done
 
 # ir-client judges pulls by the same policy file --------------------------
 CLIENT=${IR_CLIENT_BIN:-$ROOT/target/debug/ir-client}
-for app in signed referrers-signed bundle-signed; do
+for app in signed referrers-signed; do
   check "ir-client pull --policy accepts $app:1 (signed by the trusted key)" \
     bash -c "$CLIENT pull -q --policy $WORK/policy.json --registry-host $HOST -o $WORK/client-$app http://$HOST/$app:1 | grep -q 'signed by sha256:'"
 done

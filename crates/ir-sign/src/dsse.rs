@@ -44,24 +44,30 @@ pub struct Statement {
     pub predicate: serde_json::Value,
 }
 
-/// A subject of a statement: a name and its digests.
+/// A subject of a statement: its digests, and a name when it has one.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Subject {
-    /// The artifact's name (the image reference for cosign).
-    #[serde(default)]
-    pub name: String,
+    /// The artifact's name. cosign v3's `cosign sign` writes none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Algorithm → hex digest.
     pub digest: BTreeMap<String, String>,
+    /// Annotations (cosign writes its `-a` annotations here, `{}` without).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<serde_json::Value>,
 }
 
 impl Statement {
-    /// cosign's statement for a signature of image `reference` at manifest `sha256_hex`.
-    pub fn cosign_sign(reference: &str, sha256_hex: &str) -> Self {
+    /// cosign v3's statement for a signature of the manifest `sha256_hex`
+    /// (`cosign sign`, sigstore bundle): the subject is the digest alone,
+    /// with empty annotations, and names no image.
+    pub fn cosign_sign(sha256_hex: &str) -> Self {
         Statement {
             statement_type: STATEMENT_V1_TYPE.to_string(),
             subject: vec![Subject {
-                name: reference.to_string(),
+                name: None,
                 digest: BTreeMap::from([("sha256".to_string(), sha256_hex.to_string())]),
+                annotations: Some(serde_json::json!({})),
             }],
             predicate_type: COSIGN_SIGN_PREDICATE_TYPE.to_string(),
             predicate: serde_json::json!({}),

@@ -44,7 +44,8 @@ pub enum Mode {
     /// manifest whose `subject` is the signed manifest.
     Referrers,
     /// A sigstore bundle v0.3 (DSSE envelope over an in-toto statement) as
-    /// an OCI 1.1 referrer.
+    /// an OCI 1.1 referrer, exactly as cosign v3's `cosign sign` writes it
+    /// (the statement names no image).
     Bundle,
 }
 

@@ -46,7 +46,8 @@ enum Command {
         password: Password,
         #[command(flatten)]
         target: Target,
-        /// Image reference the signature is for (HOST/REPO[:TAG]), the payload's docker-reference.
+        /// Image reference the signature is for (HOST/REPO[:TAG]), the payload's docker-reference
+        /// (not written in bundle mode: cosign's bundle statement names no image).
         #[arg(long)]
         reference: String,
         /// How the signature is attached.

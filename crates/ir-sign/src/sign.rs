@@ -55,7 +55,7 @@ pub fn sign(
     match mode {
         Mode::Tag => sign_tag(layout, signer, digest, reference),
         Mode::Referrers => sign_referrer(layout, signer, subject, reference),
-        Mode::Bundle => sign_bundle(layout, signer, subject, reference),
+        Mode::Bundle => sign_bundle(layout, signer, subject),
     }
 }
 
@@ -164,14 +164,16 @@ fn sign_referrer(
     finish_referrer(layout, &manifest, digest)
 }
 
+/// As cosign v3's `cosign sign --key` writes it: the statement names no
+/// image (so `reference` is not written), the bundle is attached as
+/// `WriteAttestationNewBundleFormat` attaches it.
 fn sign_bundle(
     layout: &Layout,
     signer: SigStoreSigner,
     subject: Descriptor,
-    reference: &str,
 ) -> Result<Signed, Error> {
     let digest = subject.digest().to_string();
-    let statement = Statement::cosign_sign(reference, sha256_hex(&digest)?);
+    let statement = Statement::cosign_sign(sha256_hex(&digest)?);
     let payload = serde_json::to_vec(&statement)?;
     let signature = signer.sign(&pae(IN_TOTO_PAYLOAD_TYPE, &payload))?;
     let hint = keys::public_key_hint(&signer)?;
@@ -198,6 +200,10 @@ fn sign_bundle(
     // The annotations cosign puts on its bundle referrers.
     let annotations = HashMap::from([
         (
+            "org.opencontainers.image.created".to_string(),
+            created_now(),
+        ),
+        (
             "dev.sigstore.bundle.content".to_string(),
             "dsse-envelope".to_string(),
         ),
@@ -206,14 +212,42 @@ fn sign_bundle(
             statement.predicate_type.clone(),
         ),
     ]);
+    // cosign's config descriptor carries the artifact type too.
+    let mut config = empty_config(layout)?;
+    config.set_artifact_type(Some(MediaType::Other(BUNDLE_MEDIA_TYPE.to_string())));
     let manifest = build_manifest(
-        empty_config(layout)?,
+        config,
         vec![layer],
         Some(BUNDLE_MEDIA_TYPE),
         Some(subject),
         Some(annotations),
     )?;
     finish_referrer(layout, &manifest, digest)
+}
+
+/// Now in RFC 3339 UTC to the second, as cosign writes
+/// `org.opencontainers.image.created`.
+fn created_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60
+    )
 }
 
 fn finish_referrer(

@@ -258,13 +258,19 @@ fn bundle_layer(
         .iter()
         .find(|s| s.digest.get("sha256").map(String::as_str) == Some(hex))
         .ok_or_else(|| Error::Refused(format!("no statement subject has digest {digest}")))?;
-    check_identity(&subject.name, reference)?;
+    // cosign v3's `cosign sign` names no image; like `cosign verify`, the
+    // signature and digest are then all that is checked. (ir-server's
+    // policy refuses such a bundle: it signs no identity.)
+    let name = subject.name.clone().unwrap_or_default();
+    if let Some(signed) = &subject.name {
+        check_identity(signed, reference)?;
+    }
     Ok(SignatureLayer {
         // Synthesised from the statement, as sigstore-rs does for bundles.
         simple_signing: SimpleSigning {
             critical: Critical {
                 identity: Identity {
-                    docker_reference: subject.name.clone(),
+                    docker_reference: name,
                 },
                 image: Image {
                     docker_manifest_digest: digest.to_string(),

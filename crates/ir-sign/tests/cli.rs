@@ -95,9 +95,24 @@ fn generate_sign_verify_round_trip_with_exit_status() {
         assert_eq!(code, 0, "{mode}: {err}");
         assert!(out.contains(&format!("{mode} signature")), "{out}");
     }
-    let (code, _, err) = verify("registry.example:5000/other:latest");
-    assert_eq!(code, 1);
-    assert_eq!(err.lines().count(), 1, "{err}");
+    // The tag and referrers forms name the image (a bundle names none).
+    for mode in ["tag", "referrers"] {
+        let (code, _, err) = ir_sign(&[
+            "verify",
+            "--key",
+            &public,
+            "--layout",
+            layout,
+            "--tag",
+            "latest",
+            "--reference",
+            "registry.example:5000/other:latest",
+            "--mode",
+            mode,
+        ]);
+        assert_eq!(code, 1, "{mode}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
 }
 
 #[test]

@@ -160,7 +160,37 @@ fn bundle_carries_an_in_toto_statement_and_a_key_hint() {
         statement["predicateType"],
         "https://sigstore.dev/cosign/sign/v1"
     );
-    assert_eq!(statement["subject"][0]["name"], REFERENCE);
+    // As cosign v3 writes it: no name, empty annotations.
+    assert_eq!(
+        statement["subject"][0],
+        serde_json::json!({"digest": {"sha256": &digest["sha256:".len()..]}, "annotations": {}})
+    );
+    assert_eq!(statement["predicate"], serde_json::json!({}));
+    // Attached as cosign attaches it.
+    assert_eq!(
+        manifest["artifactType"],
+        "application/vnd.dev.sigstore.bundle.v0.3+json"
+    );
+    assert_eq!(
+        manifest["config"]["mediaType"],
+        "application/vnd.oci.empty.v1+json"
+    );
+    assert_eq!(manifest["config"]["artifactType"], manifest["artifactType"]);
+    assert_eq!(
+        manifest["annotations"]["dev.sigstore.bundle.content"],
+        "dsse-envelope"
+    );
+    assert_eq!(
+        manifest["annotations"]["dev.sigstore.bundle.predicateType"],
+        "https://sigstore.dev/cosign/sign/v1"
+    );
+    let created = manifest["annotations"]["org.opencontainers.image.created"]
+        .as_str()
+        .unwrap();
+    assert!(
+        created.len() == 20 && created.ends_with('Z') && created.as_bytes()[10] == b'T',
+        "{created}"
+    );
     assert_eq!(
         statement["subject"][0]["digest"]["sha256"],
         &digest["sha256:".len()..]
@@ -233,7 +263,15 @@ fn another_key_is_refused() {
 
 #[test]
 fn another_reference_is_refused() {
-    for mode in MODES {
+    // A bundle names no image (as cosign v3 writes it): like `cosign
+    // verify`, any reference verifies.
+    let scratch = Scratch::new();
+    let (signer, public) = key_pair(KeyType::EcdsaP256);
+    let digest = scratch.latest();
+    sign(&scratch.layout(), signer, &digest, REFERENCE, Mode::Bundle).unwrap();
+    let other = "registry.example:5000/other:latest";
+    verify(&scratch.layout(), &public, &digest, other, None).unwrap();
+    for mode in [Mode::Tag, Mode::Referrers] {
         let scratch = Scratch::new();
         let (signer, public) = key_pair(KeyType::EcdsaP256);
         let digest = scratch.latest();

@@ -140,8 +140,99 @@ pub fn cosign_referrer(layout: &Layout, signed: &Desc, reference: &str, key: &Ke
     )
 }
 
-/// A sigstore bundle v0.3 with a DSSE in-toto statement for `digest`
-/// naming `reference`, attached to `signed` as a referrer.
+/// The predicate type of a cosign image signature in a sigstore bundle.
+pub const SIGN_PREDICATE: &str = "https://sigstore.dev/cosign/sign/v1";
+/// The sigstore bundle media type cosign writes (artifact type and layer).
+pub const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+
+/// An in-toto Statement v1 about the manifest `digest` (`alg:hex`), as
+/// cosign v3's `cosign sign` writes it: the subject has the digest and
+/// (empty) annotations, and a name only when `name` is given (cosign
+/// writes none); the predicate is `{}`.
+pub fn statement(digest: &str, name: Option<&str>, predicate_type: &str) -> Vec<u8> {
+    let (alg, hex) = digest.split_once(':').unwrap();
+    let mut subject = json!({"digest": {alg: hex}, "annotations": {}});
+    if let Some(name) = name {
+        subject["name"] = json!(name);
+    }
+    serde_json::to_vec(&json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [subject],
+        "predicateType": predicate_type,
+        "predicate": {},
+    }))
+    .unwrap()
+}
+
+/// A sigstore bundle v0.3 holding `statement` in a DSSE envelope signed by
+/// `key`, as cosign writes it with a key: the public key's hint (base64 of
+/// the SHA-256 of its DER), no transparency log entry.
+pub fn bundle(statement: &[u8], key: &Key) -> serde_json::Value {
+    use sha2::Digest as _;
+    let pt = "application/vnd.in-toto+json";
+    let mut pae = format!("DSSEv1 {} {pt} {} ", pt.len(), statement.len()).into_bytes();
+    pae.extend_from_slice(statement);
+    let pem = key.public_pem();
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = STANDARD.decode(b64).unwrap();
+    json!({
+        "mediaType": BUNDLE,
+        "verificationMaterial": {
+            "publicKey": {"hint": STANDARD.encode(sha2::Sha256::digest(der))},
+        },
+        "dsseEnvelope": {
+            "payload": STANDARD.encode(statement),
+            "payloadType": pt,
+            "signatures": [{"sig": STANDARD.encode(key.sign(&pae))}],
+        },
+    })
+}
+
+/// `bundle` attached to `signed` as cosign attaches it
+/// (`WriteAttestationNewBundleFormat`): an OCI 1.1 referrer of artifact
+/// type [`BUNDLE`] whose config is the empty descriptor (carrying the
+/// artifact type too), one bundle layer, and cosign's annotations.
+pub fn attach_bundle(
+    layout: &Layout,
+    signed: &Desc,
+    bundle: &serde_json::Value,
+    predicate_type: &str,
+) -> Desc {
+    let layer = layout.json(BUNDLE, bundle);
+    let empty = layout.blob("application/vnd.oci.empty.v1+json", b"{}");
+    let subject = json!({
+        "mediaType": signed.media_type(),
+        "digest": signed.digest_str(),
+        "size": signed.size(),
+    });
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": empty.with("artifactType", json!(BUNDLE)).0,
+        "layers": [layer.0],
+        "subject": subject,
+        "annotations": {
+            "org.opencontainers.image.created": "2026-01-01T00:00:00Z",
+            "dev.sigstore.bundle.content": "dsse-envelope",
+            "dev.sigstore.bundle.predicateType": predicate_type,
+        },
+        "artifactType": BUNDLE,
+    });
+    layout
+        .json("application/vnd.oci.image.manifest.v1+json", &manifest)
+        .with("artifactType", json!(BUNDLE))
+}
+
+/// Exactly what cosign v3's `cosign sign --key` attaches to `signed`: a
+/// sigstore bundle whose statement names no image (so no docker
+/// reference).
+pub fn cosign_bundle_referrer(layout: &Layout, signed: &Desc, key: &Key) -> Desc {
+    let s = statement(signed.digest_str(), None, SIGN_PREDICATE);
+    attach_bundle(layout, signed, &bundle(&s, key), SIGN_PREDICATE)
+}
+
+/// A cosign-shaped bundle signature of `digest` whose statement names
+/// `reference` (which cosign itself does not write), attached to `signed`.
 pub fn bundle_referrer(
     layout: &Layout,
     signed: &Desc,
@@ -149,27 +240,6 @@ pub fn bundle_referrer(
     reference: &str,
     key: &Key,
 ) -> Desc {
-    let (alg, hex) = digest.split_once(':').unwrap();
-    let statement = serde_json::to_vec(&json!({
-        "_type": "https://in-toto.io/Statement/v1",
-        "subject": [{"name": reference, "digest": {alg: hex}}],
-        "predicateType": "https://sigstore.dev/cosign/sign/v1",
-        "predicate": {},
-    }))
-    .unwrap();
-    let pt = "application/vnd.in-toto+json";
-    let mut pae = format!("DSSEv1 {} {pt} {} ", pt.len(), statement.len()).into_bytes();
-    pae.extend_from_slice(&statement);
-    let bundle = json!({
-        "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
-        "verificationMaterial": {"publicKey": {"hint": "test"}},
-        "dsseEnvelope": {
-            "payload": STANDARD.encode(&statement),
-            "payloadType": pt,
-            "signatures": [{"sig": STANDARD.encode(key.sign(&pae)), "keyid": ""}],
-        },
-    });
-    let media = "application/vnd.dev.sigstore.bundle.v0.3+json";
-    let layer = layout.json(media, &bundle);
-    layout.artifact(media, &[layer], json!({"subject": signed.0}))
+    let s = statement(digest, Some(reference), SIGN_PREDICATE);
+    attach_bundle(layout, signed, &bundle(&s, key), SIGN_PREDICATE)
 }

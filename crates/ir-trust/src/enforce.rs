@@ -3,17 +3,21 @@
 //!
 //! Per application:
 //!
-//! * **signature artifacts** are served as they are, so clients can verify
-//!   again: a `sha256-<hex>.sig` tag whose manifest has only
-//!   simple-signing layers and signs a manifest of the application, and a
-//!   referrer whose artifact type is a cosign signature, a sigstore bundle
-//!   or a notation signature.
-//! * every other **tag** is judged under `HOST/APP:TAG`; a tag whose image
-//!   is refused is not served.
-//! * every other **manifest** is served when a served tag names it, when
-//!   it is judged acceptable under `HOST/APP@DIGEST`, or when an accepted
-//!   index reaches it (the index's digest covers its children).
-//! * a **blob** is served when a served manifest references it.
+//! * every **tag** is judged under `HOST/APP:TAG`; the served tags are
+//!   exactly the accepted ones (and the signature tags below), whatever
+//!   else names the same manifest.
+//! * every other **manifest** is served when an accepted tag names it,
+//!   when it is judged acceptable under `HOST/APP@DIGEST`, or when an
+//!   accepted index reaches it (the index's digest covers its children).
+//! * a **signature artifact** is served without a verdict of its own, so
+//!   clients can verify again, only when it is structurally nothing but a
+//!   signature of its kind ([`signatures::structural_kind`]), every
+//!   signature in it is well formed and (cosign, sigstore bundle) signs
+//!   the manifest it is attached to, and that manifest is served. It is
+//!   attached by its `subject` (a referrer), or by a `sha256-<hex>.sig`
+//!   tag whose hex names the manifest it signs; that tag is then served.
+//! * a **blob** is served when a served manifest lists it as its config
+//!   or a layer (as the loader does: never through an artifact's `blobs`).
 //!
 //! The application's other content keeps being served; an application
 //! whose every image is refused stays in the catalog with no tags.
@@ -174,7 +178,6 @@ fn enforce_application(
     };
 
     let artifacts = signature_artifacts(app, &source, memo);
-    judgement.signature_artifacts = artifacts.len();
     let mut evidence: HashMap<Digest, Evidence> = HashMap::with_capacity(app.tags.len());
     let mut judge = |reference: &DockerReference, digest: &Digest| -> Verdict {
         let Some(m) = app.manifests.get(digest) else {
@@ -197,10 +200,14 @@ fn enforce_application(
 
     let mut accepted: HashSet<Digest> = HashSet::new();
     let mut served_tags: BTreeMap<Tag, Digest> = BTreeMap::new();
+    // Signature tags, served when the manifest they sign is.
+    let mut signature_tags: Vec<(&Tag, &Digest, Digest)> = Vec::new();
     for (tag, digest) in &app.tags {
-        if artifacts.contains(digest) && signatures::cosign_tag_target(tag.as_str()).is_some() {
-            served_tags.insert(tag.clone(), digest.clone());
-            continue;
+        if let Some(target) = signatures::cosign_tag_target(tag.as_str()) {
+            if artifacts.get(digest).is_some_and(|t| t.contains(&target)) {
+                signature_tags.push((tag, digest, target));
+                continue;
+            }
         }
         let verdict = judge(&base.with_tag(tag), digest);
         if verdict.is_accepted() {
@@ -215,7 +222,7 @@ fn enforce_application(
     let rest: Vec<Digest> = app
         .manifests
         .keys()
-        .filter(|d| !accepted.contains(*d) && !artifacts.contains(*d))
+        .filter(|d| !accepted.contains(*d) && !artifacts.contains_key(*d))
         .cloned()
         .collect();
     let mut newly = false;
@@ -229,14 +236,38 @@ fn enforce_application(
         cover_children(app, &mut accepted);
     }
 
-    let served: HashSet<&Digest> = accepted.iter().chain(artifacts.iter()).collect();
-    if served.len() == app.manifests.len() {
+    // Signature artifacts of served manifests (and of served signature
+    // artifacts, a bounded number of levels down).
+    let mut served: HashSet<&Digest> = accepted.iter().collect();
+    let mut signatures_served = 0;
+    for _ in 0..MAX_INDEX_DEPTH {
+        let next: Vec<&Digest> = artifacts
+            .iter()
+            .filter(|(a, targets)| {
+                !served.contains(a) && targets.iter().any(|t| served.contains(t))
+            })
+            .map(|(a, _)| a)
+            .collect();
+        if next.is_empty() {
+            break;
+        }
+        signatures_served += next.len();
+        served.extend(next);
+    }
+    judgement.signature_artifacts = signatures_served;
+    for (tag, digest, target) in signature_tags {
+        if served.contains(&target) {
+            served_tags.insert(tag.clone(), digest.clone());
+        }
+    }
+
+    if served.len() == app.manifests.len() && served_tags.len() == app.tags.len() {
         return (None, judgement);
     }
     let mut blobs: HashSet<Digest> = HashSet::new();
     for d in &served {
         if let Some(m) = app.manifests.get(d) {
-            blobs.extend(referenced_blobs(&m.bytes));
+            blobs.extend(referenced_blobs(m));
         }
     }
     let manifests: DigestMap<Manifest> = app
@@ -300,36 +331,139 @@ fn copy_blob(b: &Blob) -> Blob {
     copy
 }
 
-/// Manifests of `app` that are signature artifacts of another manifest of
-/// `app` (see the module documentation).
+/// The manifests of `app` that may be served as signature artifacts, each
+/// with the manifests it is a signature of: attached by a
+/// `sha256-<hex>.sig` tag (the manifest the hex names) or by its
+/// `subject`, structurally a signature ([`signatures::structural_kind`]),
+/// and every signature in it well formed and (cosign, bundle) signing
+/// that manifest.
 fn signature_artifacts(
     app: &Application,
     source: &ApplicationSource<'_>,
     memo: &Memo,
-) -> HashSet<Digest> {
-    let kind = |digest: &Digest, m: &Manifest| {
-        memo.kind(digest)
-            .or_else(|| signatures::artifact_kind(&m.bytes))
-    };
-    let mut out = HashSet::new();
+) -> HashMap<Digest, Vec<Digest>> {
+    let mut candidates: HashMap<&Digest, Vec<&Digest>> = HashMap::new();
     for (target, digest) in &source.cosign_tags {
-        if !app.manifests.contains_key(target) {
-            continue;
-        }
-        if let Some(m) = app.manifests.get(digest) {
-            if kind(digest, m) == Some(ArtifactKind::Cosign) {
-                out.insert(digest.clone());
-            }
+        if target != digest
+            && app.manifests.contains_key(target)
+            && app.manifests.contains_key(digest)
+        {
+            candidates.entry(digest).or_default().push(target);
         }
     }
     for (digest, m) in &app.manifests {
         if let Some(subject) = m.subject() {
-            if app.manifests.contains_key(subject) && kind(digest, m).is_some() {
-                out.insert(digest.clone());
+            if subject != digest && app.manifests.contains_key(subject) {
+                let targets = candidates.entry(digest).or_default();
+                if !targets.contains(&subject) {
+                    targets.push(subject);
+                }
             }
         }
     }
+    let mut out = HashMap::new();
+    for (digest, targets) in candidates {
+        let Ok(kind) = signatures::structural_kind(source, digest) else {
+            continue;
+        };
+        let layers = signature_layers(source, memo, digest, kind);
+        let targets: Vec<Digest> = targets
+            .into_iter()
+            .filter(|t| layers.as_ref().is_some_and(|l| l.signs(kind, t)))
+            .cloned()
+            .collect();
+        if !targets.is_empty() {
+            out.insert(digest.clone(), targets);
+        }
+    }
     out
+}
+
+/// What the layers of a signature artifact sign, as far as serving it
+/// without a verdict needs to know.
+enum Layers {
+    /// The digests each (cosign or bundle) layer claims to sign.
+    Claims(Vec<Vec<String>>),
+    /// Every (notation) layer is an envelope of its media type's shape.
+    Envelopes,
+}
+
+impl Layers {
+    /// True when every layer signs `target` (notation: the artifact's
+    /// `subject` is the one target it can have).
+    fn signs(&self, kind: ArtifactKind, target: &Digest) -> bool {
+        match self {
+            Layers::Envelopes => kind == ArtifactKind::Notation,
+            Layers::Claims(layers) => {
+                let wanted = target.text();
+                !layers.is_empty()
+                    && layers
+                        .iter()
+                        .all(|claims| claims.iter().any(|c| c == wanted.as_str()))
+            }
+        }
+    }
+}
+
+/// The layers of signature artifact `digest` of `kind`, recalled from
+/// `memo` or read; `None` when one is not a well-formed signature.
+fn signature_layers(
+    source: &ApplicationSource<'_>,
+    memo: &Memo,
+    digest: &Digest,
+    kind: ArtifactKind,
+) -> Option<Layers> {
+    use crate::memo::LayerRecord;
+    use crate::signatures::Signature;
+    if kind != ArtifactKind::Notation {
+        if let Some(record) = memo.get(digest).filter(|r| r.kind == kind) {
+            return record
+                .layers
+                .iter()
+                .map(|layer| match layer {
+                    LayerRecord::Signed(r) if r.unusable.is_none() => r
+                        .claims
+                        .as_ref()
+                        .ok()
+                        .map(|c| c.iter().map(|c| c.digest.clone()).collect()),
+                    _ => None,
+                })
+                .collect::<Option<Vec<_>>>()
+                .map(Layers::Claims);
+        }
+    }
+    let (read_kind, layers) = signatures::read_artifact(source, digest)?;
+    if read_kind != kind {
+        return None;
+    }
+    if kind == ArtifactKind::Notation {
+        return layers
+            .iter()
+            .all(|l| {
+                matches!(l, Signature::Notation { media_type, envelope }
+                    if signatures::notation_envelope_shaped(media_type, envelope))
+            })
+            .then_some(Layers::Envelopes);
+    }
+    layers
+        .into_iter()
+        .map(|layer| match layer {
+            Signature::Simple { payload, .. } => crate::payload::simple_signing(&payload)
+                .ok()
+                .map(|c| vec![c.digest]),
+            Signature::Dsse {
+                payload_type,
+                payload,
+                ..
+            } if payload_type == crate::payload::IN_TOTO_PAYLOAD_TYPE => {
+                crate::payload::in_toto(&payload)
+                    .ok()
+                    .map(|c| c.into_iter().map(|c| c.digest).collect())
+            }
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()
+        .map(Layers::Claims)
 }
 
 #[derive(Deserialize)]
@@ -340,8 +474,6 @@ struct Refs {
     layers: Vec<Ref>,
     #[serde(default)]
     manifests: Vec<Ref>,
-    #[serde(default)]
-    blobs: Vec<Ref>,
 }
 
 #[derive(Deserialize)]
@@ -353,16 +485,19 @@ fn refs(bytes: &[u8]) -> Option<Refs> {
     serde_json::from_slice(bytes).ok()
 }
 
-/// Digests of the blobs a manifest references (config, layers, and an
-/// artifact manifest's blobs).
-fn referenced_blobs(bytes: &[u8]) -> Vec<Digest> {
-    let Some(r) = refs(bytes) else {
+/// Digests of the blobs the loader lists for a manifest: an image
+/// manifest's config and layers (an index lists none; no other field,
+/// such as an artifact's `blobs`, makes a blob served).
+fn referenced_blobs(m: &Manifest) -> Vec<Digest> {
+    if ir_oci::media_type::kind_of(&m.media_type) != ir_oci::media_type::ContentKind::Manifest {
+        return Vec::new();
+    }
+    let Some(r) = refs(&m.bytes) else {
         return Vec::new();
     };
     r.config
         .iter()
         .chain(r.layers.iter())
-        .chain(r.blobs.iter())
         .filter_map(|d| Digest::parse(&d.digest).ok())
         .collect()
 }

@@ -347,7 +347,7 @@ fn protected(_: &std::fs::Metadata) -> bool {
 }
 
 /// What starts every memo file (and changes with its format).
-const MAGIC: &[u8; 8] = b"irsigm\x00\x01";
+const MAGIC: &[u8; 8] = b"irsigm\x00\x02";
 
 /// The file, after [`MAGIC`], in postcard's compact binary encoding (a
 /// start recalls 100,000 artifacts in milliseconds): key fingerprints

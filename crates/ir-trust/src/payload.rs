@@ -9,6 +9,14 @@ use serde::Deserialize;
 pub const COSIGN_PAYLOAD_TYPE: &str = "cosign container image signature";
 /// The DSSE payload type of an in-toto statement.
 pub const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
+/// The predicate type of an in-toto statement that is a cosign image
+/// signature (`cosign sign` with sigstore bundles). Any other predicate
+/// (an SBOM, a provenance, a vulnerability scan) is an attestation about
+/// the image, not a signature of it.
+pub const COSIGN_SIGN_PREDICATE_TYPE: &str = "https://sigstore.dev/cosign/sign/v1";
+/// How the claims of an in-toto statement that is an attestation (another
+/// predicate type) fail: no key makes it a signature.
+pub const NOT_A_SIGNATURE: &str = "an attestation";
 /// Most subjects read from one in-toto statement.
 const MAX_SUBJECTS: usize = 64;
 
@@ -76,6 +84,8 @@ struct Statement {
     #[serde(rename = "_type")]
     kind: String,
     subject: Vec<Subject>,
+    #[serde(rename = "predicateType", default)]
+    predicate_type: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -85,8 +95,10 @@ struct Subject {
     digest: BTreeMap<String, String>,
 }
 
-/// The claims of an in-toto statement: one per subject digest in an
-/// algorithm OCI digests use.
+/// The claims of an in-toto statement that is a cosign signature
+/// ([`COSIGN_SIGN_PREDICATE_TYPE`]): one per subject digest in an
+/// algorithm OCI digests use. A statement of any other predicate type is
+/// an attestation and claims nothing.
 pub fn in_toto(payload: &[u8]) -> Result<Vec<Claim>, String> {
     let s: Statement =
         serde_json::from_slice(payload).map_err(|e| format!("in-toto statement: {e}"))?;
@@ -95,6 +107,12 @@ pub fn in_toto(payload: &[u8]) -> Result<Vec<Claim>, String> {
         "https://in-toto.io/Statement/v1" | "https://in-toto.io/Statement/v0.1"
     ) {
         return Err(format!("statement type {:?} is not in-toto's", s.kind));
+    }
+    if s.predicate_type.as_deref() != Some(COSIGN_SIGN_PREDICATE_TYPE) {
+        return Err(format!(
+            "{NOT_A_SIGNATURE} (predicate type {:?}), not a signature: only {COSIGN_SIGN_PREDICATE_TYPE:?} signs an image",
+            s.predicate_type.as_deref().unwrap_or("")
+        ));
     }
     if s.subject.len() > MAX_SUBJECTS {
         return Err(format!("more than {MAX_SUBJECTS} subjects"));
@@ -148,12 +166,33 @@ mod tests {
 
     #[test]
     fn in_toto_subjects_become_claims() {
-        let s = br#"{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"r.io/a","digest":{"sha256":"ab","md5":"x"}}],"predicateType":"p","predicate":{}}"#;
+        let s = br#"{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"r.io/a","digest":{"sha256":"ab","md5":"x"}}],"predicateType":"https://sigstore.dev/cosign/sign/v1","predicate":{}}"#;
         let c = in_toto(s).unwrap();
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].digest, "sha256:ab");
         assert_eq!(c[0].reference.as_deref(), Some("r.io/a"));
         assert!(in_toto(br#"{"_type":"x","subject":[]}"#).is_err());
+        // cosign v3's `cosign sign` names no subject: no reference.
+        let nameless = br#"{"_type":"https://in-toto.io/Statement/v1","subject":[{"digest":{"sha256":"ab"},"annotations":{}}],"predicateType":"https://sigstore.dev/cosign/sign/v1","predicate":{}}"#;
+        assert_eq!(in_toto(nameless).unwrap()[0].reference, None);
+    }
+
+    #[test]
+    fn attestations_are_not_signatures() {
+        for predicate in [
+            "https://spdx.dev/Document",
+            "https://slsa.dev/provenance/v1",
+            "https://cosign.sigstore.dev/attestation/vuln/v1",
+            "https://sigstore.dev/cosign/sign/v2",
+        ] {
+            let s = format!(
+                r#"{{"_type":"https://in-toto.io/Statement/v1","subject":[{{"name":"r.io/a","digest":{{"sha256":"ab"}}}}],"predicateType":"{predicate}","predicate":{{}}}}"#
+            );
+            let e = in_toto(s.as_bytes()).unwrap_err();
+            assert!(e.contains("attestation") && e.contains(predicate), "{e}");
+        }
+        let none = br#"{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"r.io/a","digest":{"sha256":"ab"}}]}"#;
+        assert!(in_toto(none).unwrap_err().contains("attestation"));
     }
 
     #[test]

@@ -595,6 +595,11 @@ fn read_bounded(path: &Path, limit: usize) -> Result<Vec<u8>, String> {
 }
 
 fn read_key(path: &Path) -> Result<PublicKey, String> {
+    if let Some(uri) = path.to_str().filter(|p| p.starts_with("kbs:")) {
+        return Err(format!(
+            "{uri} is a key broker (KBS) resource, which the confidential-containers agent fetches; ir-server reads keys from files: put the public key in a file and name its path"
+        ));
+    }
     let mut pem = Vec::new();
     std::fs::File::open(path)
         .and_then(|f| f.take(MAX_KEY_FILE_BYTES as u64 + 1).read_to_end(&mut pem))

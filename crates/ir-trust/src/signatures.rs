@@ -174,6 +174,181 @@ fn parse_artifact(manifest: &[u8]) -> Option<(ArtifactKind, SignatureManifest)> 
     Some((kind, m))
 }
 
+/// Largest config blob of a signature artifact served without a verdict.
+pub const MAX_SIGNATURE_CONFIG_BYTES: u64 = 16 * 1024;
+/// The OCI empty descriptor's media type (an artifact's `{}` config).
+const EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";
+/// Config media types a runtime runs an image by.
+const IMAGE_CONFIGS: [&str; 2] = [
+    "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.container.image.v1+json",
+];
+/// Media types a signature artifact's manifest may have (no index).
+const SIGNATURE_MANIFESTS: [&str; 2] = [
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+];
+/// The fields a signature artifact's manifest may have: no `blobs`, no
+/// `manifests`, nothing a client could be sent to fetch besides the config
+/// and the signature layers.
+const SIGNATURE_MANIFEST_FIELDS: [&str; 7] = [
+    "schemaVersion",
+    "mediaType",
+    "artifactType",
+    "config",
+    "layers",
+    "subject",
+    "annotations",
+];
+/// The fields its config and layer descriptors may have (no `urls`, no
+/// embedded `data`).
+const SIGNATURE_DESCRIPTOR_FIELDS: [&str; 5] =
+    ["mediaType", "digest", "size", "annotations", "artifactType"];
+
+impl ArtifactKind {
+    /// The media types its signature layers have.
+    pub fn layer_types(self) -> &'static [&'static str] {
+        match self {
+            ArtifactKind::Cosign => &[SIMPLE_SIGNING],
+            ArtifactKind::Bundle => &SIGSTORE_BUNDLES,
+            ArtifactKind::Notation => &[ir_notation::MEDIA_TYPE_JWS, ir_notation::MEDIA_TYPE_COSE],
+        }
+    }
+
+    /// How many signature layers it may have.
+    fn layer_count(self) -> std::ops::RangeInclusive<usize> {
+        match self {
+            ArtifactKind::Notation => 1..=1,
+            ArtifactKind::Cosign | ArtifactKind::Bundle => 1..=MAX_SIGNATURES,
+        }
+    }
+}
+
+/// The kind of signature artifact the manifest `digest` is, when it is
+/// structurally nothing but a signature of that kind and may therefore be
+/// served without a verdict of its own: an image manifest (not an index)
+/// with only the fields a signature has (no `blobs`, no `manifests`); a
+/// config that is the empty descriptor, a small blob of a non-image type,
+/// or (cosign's `.sig` image) a small image config that names no platform
+/// (so no runtime runs it); one to [`MAX_SIGNATURES`] layers (notation:
+/// exactly one), each of the kind's media types and within its size
+/// limit. What its layers hold is checked by the caller.
+pub fn structural_kind(
+    source: &dyn ArtifactSource,
+    digest: &Digest,
+) -> Result<ArtifactKind, String> {
+    let (media_type, bytes) = source
+        .manifest(digest)
+        .ok_or_else(|| format!("{digest} is not a manifest of the layout"))?;
+    if !SIGNATURE_MANIFESTS.contains(&media_type) {
+        return Err(format!(
+            "a signature is an image manifest, not {media_type}"
+        ));
+    }
+    if bytes.len() > MAX_SIGNATURE_MANIFEST_BYTES {
+        return Err(format!(
+            "{} bytes, more than a signature manifest's {MAX_SIGNATURE_MANIFEST_BYTES}",
+            bytes.len()
+        ));
+    }
+    let doc: serde_json::Map<String, serde_json::Value> =
+        ir_oci::json::from_slice(bytes).map_err(|e| e.to_string())?;
+    if let Some(field) = doc
+        .keys()
+        .find(|k| !SIGNATURE_MANIFEST_FIELDS.contains(&k.as_str()))
+    {
+        return Err(format!("a signature manifest has no {field:?} field"));
+    }
+    let descriptors = doc
+        .get("layers")
+        .and_then(|l| l.as_array())
+        .into_iter()
+        .flatten()
+        .chain(doc.get("config"));
+    for d in descriptors {
+        let Some(d) = d.as_object() else {
+            return Err("a descriptor is not an object".into());
+        };
+        if let Some(field) = d
+            .keys()
+            .find(|k| !SIGNATURE_DESCRIPTOR_FIELDS.contains(&k.as_str()))
+        {
+            return Err(format!("a signature's descriptor has no {field:?} field"));
+        }
+    }
+    let (kind, m) = parse_artifact(bytes).ok_or("not a signature artifact")?;
+    if !kind.layer_count().contains(&m.layers.len()) {
+        return Err(format!(
+            "{} layers; a {kind:?} signature artifact has {:?}",
+            m.layers.len(),
+            kind.layer_count()
+        ));
+    }
+    if let Some(l) = m
+        .layers
+        .iter()
+        .find(|l| !kind.layer_types().contains(&l.media_type.as_str()))
+    {
+        return Err(format!(
+            "a layer of type {:?} in a {kind:?} signature artifact",
+            l.media_type
+        ));
+    }
+    let config = m.config.as_ref().ok_or("no config")?;
+    if config.size > MAX_SIGNATURE_CONFIG_BYTES {
+        return Err(format!(
+            "a config of {} bytes, more than a signature's {MAX_SIGNATURE_CONFIG_BYTES}",
+            config.size
+        ));
+    }
+    let ty = config.media_type.as_str();
+    if ty == EMPTY_CONFIG {
+        if config.size != 2 {
+            return Err(format!("an empty config of {} bytes", config.size));
+        }
+    } else if IMAGE_CONFIGS.contains(&ty) {
+        if kind != ArtifactKind::Cosign {
+            return Err(format!(
+                "an image config ({ty}) in a {kind:?} signature artifact"
+            ));
+        }
+        let digest = Digest::parse(&config.digest).map_err(|e| format!("config: {e}"))?;
+        let bytes = source.blob(&digest, MAX_SIGNATURE_CONFIG_BYTES)?;
+        let c: serde_json::Map<String, serde_json::Value> =
+            ir_oci::json::from_slice(&bytes).map_err(|e| format!("config: {e}"))?;
+        for field in ["os", "architecture"] {
+            if c.get(field).is_some_and(|v| v.as_str() != Some("")) {
+                return Err(format!(
+                    "its image config names {field} {}: a runnable image, not a signature",
+                    c[field]
+                ));
+            }
+        }
+    }
+    Ok(kind)
+}
+
+/// True when `envelope` looks like the notation envelope its media type
+/// says (a JWS JSON object, or a tagged COSE_Sign1): what else sits in a
+/// notation layer is not served without a verdict.
+pub fn notation_envelope_shaped(media_type: &str, envelope: &[u8]) -> bool {
+    match media_type {
+        ir_notation::MEDIA_TYPE_JWS => {
+            #[derive(Deserialize)]
+            #[allow(dead_code)] // Only the shape is checked.
+            struct Jws {
+                payload: String,
+                protected: String,
+                signature: String,
+            }
+            serde_json::from_slice::<Jws>(envelope).is_ok()
+        }
+        // CBOR tag 18 (COSE_Sign1) then an array of four.
+        ir_notation::MEDIA_TYPE_COSE => envelope.starts_with(&[0xd2, 0x84]),
+        _ => false,
+    }
+}
+
 /// A manifest that may hold signatures of another, and where it was found.
 #[derive(Debug, Clone)]
 pub struct ArtifactAt {

@@ -255,6 +255,14 @@ fn sigstore_signed(
                 seen += 1;
                 if let Some(why) = &record.unusable {
                     Err((Reason::BadSignature, why.clone()))
+                } else if let Some(why) = record
+                    .claims
+                    .as_ref()
+                    .err()
+                    .filter(|e| e.starts_with(crate::payload::NOT_A_SIGNATURE))
+                {
+                    // An attestation is no signature, whoever signed it.
+                    Err((Reason::BadSignature, why.clone()))
                 } else {
                     let plausible = record.plausible;
                     let signer = match keyless {

@@ -46,13 +46,20 @@ fn sigstore_rs_signatures_are_accepted_in_every_form_and_key_type() {
         KeyType::Ed25519,
         KeyType::Rsa,
     ] {
-        for mode in [Mode::Tag, Mode::Referrers, Mode::Bundle] {
+        for mode in [Mode::Tag, Mode::Referrers] {
             let (root, key, _) = signed_root(key_type, mode, &format!("{HOST}/app:1"));
             let (_, j) = judge(&root, &signed_by(&key, None));
             match verdict(&j, "app", "1") {
                 Verdict::Accepted { signers } => assert_eq!(signers.len(), 1),
                 v => panic!("{key_type:?} {mode}: {v:?}"),
             }
+        }
+        // A bundle as cosign v3 writes it names no image: it verifies but
+        // signs no identity, under any signedIdentity.
+        let (root, key, _) = signed_root(key_type, Mode::Bundle, &format!("{HOST}/app:1"));
+        for identity in [None, Some(serde_json::json!({"type": "matchRepository"}))] {
+            let (_, j) = judge(&root, &signed_by(&key, identity));
+            assert_eq!(reason(&j, "app", "1"), "wrong_identity", "{key_type:?}");
         }
     }
 }
@@ -84,7 +91,7 @@ fn sigstore_rs_signatures_are_refused_for_the_right_reasons() {
     // cosign's usual repository-only reference: refused by the default
     // identity (a name-only reference never matches), accepted by
     // matchRepository.
-    let (root, key, _) = signed_root(KeyType::EcdsaP256, Mode::Bundle, &format!("{HOST}/app"));
+    let (root, key, _) = signed_root(KeyType::EcdsaP256, Mode::Referrers, &format!("{HOST}/app"));
     let (_, j) = judge(&root, &signed_by(&key, None));
     assert_eq!(reason(&j, "app", "1"), "wrong_identity");
     let (_, j) = judge(

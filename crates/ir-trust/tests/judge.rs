@@ -406,3 +406,55 @@ fn a_memo_recalls_verdicts_and_tries_a_new_key_on_the_signature_bytes() {
     let (_, j) = ir_trust::enforce::enforce(&trust(&other_pub), &read, HOST, load());
     assert_eq!(reason(&j, "app", "1"), "untrusted_key");
 }
+
+#[test]
+fn served_tags_and_artifacts_are_exactly_what_was_accepted() {
+    let root = Root::new();
+    let app = root.layout("app");
+    let key = Key::p256();
+    let image = app.image(b"v1");
+    let sig = cosign_sign(&app, &image.manifest, &format!("{HOST}/app:1"), &key);
+    let refused = app.image(b"refused");
+    // A cosign-shaped signature of the refused image under the signed
+    // image's `.sig` tag name cannot be: that tag is taken. A referrer of
+    // the signed image whose payload signs the refused one can be tried.
+    let p = payload(refused.manifest.digest_str(), &format!("{HOST}/app:1"));
+    let layer = signature_layer(&app, &p, &key.sign(&p));
+    let wrong = app.artifact(
+        "application/vnd.dev.cosign.artifact.sig.v1+json",
+        std::slice::from_ref(&layer),
+        json!({"subject": image.manifest.0}),
+    );
+    // A bundle-typed manifest listing the refused image's layer in `blobs`.
+    let smuggler = app.artifact(
+        "application/vnd.dev.sigstore.bundle.v0.3+json",
+        &[],
+        json!({"subject": image.manifest.0, "blobs": [refused.layers[0].0]}),
+    );
+    app.set_index(&[
+        image.tagged("1"),
+        image.tagged("evil"),
+        sig.clone(),
+        refused.tagged("r"),
+        wrong.clone(),
+        smuggler.clone(),
+    ]);
+    let pubkey = key.write_public(root.path().parent().unwrap(), "k.pub");
+    let (registry, j) = judge(&root, &signed_by(&pubkey, None));
+    assert!(verdict(&j, "app", "1").is_accepted());
+    assert!(matches!(
+        verdict(&j, "app", "evil"),
+        Verdict::Refused(r) if r.reason == ir_trust::Reason::WrongIdentity
+    ));
+    let served = &registry.applications[&ir_oci::RepoName::parse("app").unwrap()];
+    let tags: Vec<&str> = served.tags.keys().map(|t| t.as_str()).collect();
+    let sig_tag = format!("{}.sig", image.manifest.digest_str().replace(':', "-"));
+    assert_eq!(tags, vec!["1", sig_tag.as_str()]);
+    assert!(served.manifests.contains_key(&digest(&sig)));
+    for withheld in [&refused.manifest, &wrong, &smuggler] {
+        assert!(!served.manifests.contains_key(&digest(withheld)));
+    }
+    assert!(!served.blobs.contains_key(&digest(&refused.layers[0])));
+    assert!(!served.blobs.contains_key(&digest(&layer)));
+    assert_eq!(j[0].signature_artifacts, 1);
+}

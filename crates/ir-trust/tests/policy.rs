@@ -167,3 +167,35 @@ fn key_forms() {
             .contains("PUBLIC KEY")
     );
 }
+
+#[test]
+fn a_confidential_containers_policy_says_what_to_write_instead() {
+    // The agent's usual forms: a key fetched from the key broker, GPG.
+    let kbs = error(
+        json!({"default": [{"type": "reject"}], "transports": {"docker": {
+            "quay.io/confidential-containers": [{
+                "type": "sigstoreSigned",
+                "keyPath": "kbs:///default/cosign-public-key/test",
+            }],
+        }}}),
+    );
+    assert!(
+        kbs.contains("kbs:///default/cosign-public-key/test")
+            && kbs.contains("key broker")
+            && kbs.contains("put the public key in a file"),
+        "{kbs}"
+    );
+    let gpg = error(
+        json!({"default": [{"type": "reject"}], "transports": {"docker": {
+            "quay.io/confidential-containers": [{
+                "type": "signedBy",
+                "keyType": "GPGKeys",
+                "keyPath": "kbs:///default/gpg-public-config/test",
+            }],
+        }}}),
+    );
+    assert!(
+        gpg.contains("signedBy") && gpg.contains("use \"sigstoreSigned\""),
+        "{gpg}"
+    );
+}

@@ -1,3 +1,4 @@
+mod cosign_written;
 mod independent;
 mod judge;
 mod keyless;

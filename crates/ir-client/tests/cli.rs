@@ -136,7 +136,8 @@ async fn emulated_realm_export_then_ra_tls_pull() {
     assert!(text(&o.stderr).contains("NOT SECURE"));
     assert!(text(&o.stdout).contains(f.arm64.manifest.digest_str()));
 
-    // Another REM: refused by the server, exit status 1.
+    // Another REM: refused by the server, exit status 5 (attestation),
+    // saying so, with no retry.
     let o = run(args(&[
         "pull",
         &url,
@@ -149,7 +150,8 @@ async fn emulated_realm_export_then_ra_tls_pull() {
         &p("keys"),
     ]))
     .await;
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("the server refused this realm's attestation"));
     let last = server_side.outcomes().pop().unwrap();
     assert!(last.result.unwrap_err().contains("no REM set matched"));
     server.stop().await;

@@ -36,6 +36,35 @@ pub enum TrustError {
     /// `--registry-host` is not a host.
     #[error("--registry-host {0:?} is not HOST[:PORT]")]
     Host(String),
+    /// `--signature-cache` under the root: whoever writes the root would
+    /// write what the server trusts.
+    #[error("--signature-cache {cache}: inside the root {root}, which is not trusted; keep it elsewhere (e.g. /var/lib/ir-server)")]
+    CacheInRoot {
+        /// The cache file.
+        cache: String,
+        /// The root.
+        root: String,
+    },
+}
+
+/// `path` made absolute with its links resolved, as far as it exists.
+fn resolved(path: &std::path::Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    // The longest existing ancestor, resolved, and the rest as given.
+    let mut rest = Vec::new();
+    let mut at = absolute.as_path();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(at) {
+            return rest.iter().rev().fold(real, |p, c| p.join(c));
+        }
+        match (at.parent(), at.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                at = parent;
+            }
+            _ => return absolute,
+        }
+    }
 }
 
 /// Where the policy comes from.
@@ -80,6 +109,19 @@ impl TrustConfig {
             != Ok(host.clone())
         {
             return Err(TrustError::Host(host));
+        }
+        if let Some(cache) = &args.signature_cache {
+            let root = args
+                .root
+                .clone()
+                .unwrap_or_else(|| crate::cli::crate_root().join("registry"));
+            let (cache_at, root_at) = (resolved(cache), resolved(&root));
+            if cache_at.starts_with(&root_at) {
+                return Err(TrustError::CacheInRoot {
+                    cache: cache.display().to_string(),
+                    root: root.display().to_string(),
+                });
+            }
         }
         Ok(Some(TrustConfig {
             policy: args.policy.clone(),

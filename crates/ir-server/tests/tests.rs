@@ -6,6 +6,7 @@ mod util;
 
 mod api;
 mod check;
+mod fail_closed;
 mod hostile;
 mod integrity;
 mod oci_client;

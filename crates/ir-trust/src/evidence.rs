@@ -115,6 +115,12 @@ impl<'m> Evidence<'m> {
             };
             let found_at = Arc::new(at);
             for (layer, kind) in layers.into_iter().enumerate() {
+                // A repeated layer is the same signature again: nothing of
+                // its own to judge (and no reason to mask the first's).
+                if matches!(&kind, EntryKind::Malformed(why) if why.starts_with(signatures::REPEATED))
+                {
+                    continue;
+                }
                 entries.push(Entry {
                     found_at: found_at.clone(),
                     layer,

@@ -36,6 +36,10 @@ pub const MAX_PAYLOAD_BYTES: u64 = 64 * 1024;
 pub const MAX_BUNDLE_BYTES: u64 = 1 << 20;
 /// Largest signature manifest parsed.
 const MAX_SIGNATURE_MANIFEST_BYTES: usize = 256 * 1024;
+/// How a layer that repeats an earlier one of its artifact is described
+/// (followed by the earlier one's index). Such a layer is no signature of
+/// its own: judgements leave it out.
+pub(crate) const REPEATED: &str = "repeats layer ";
 /// Longest base64 signature text (RSA-8192 is 1,366 characters).
 const MAX_SIGNATURE_TEXT: usize = 4096;
 
@@ -239,7 +243,7 @@ pub fn read_artifact(
             // once per repetition (an artifact listing one large bundle
             // 32 times would read and hold it 32 times).
             if let Some(first) = m.layers[..i].iter().position(|l| same_layer(l, layer)) {
-                return Signature::Malformed(format!("repeats layer {first}"));
+                return Signature::Malformed(format!("{REPEATED}{first}"));
             }
             match kind {
                 ArtifactKind::Cosign => simple(source, layer),

@@ -1,3 +1,4 @@
+mod bounds;
 mod independent;
 mod judge;
 mod notation;

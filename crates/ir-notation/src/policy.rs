@@ -185,8 +185,9 @@ impl TrustPolicy {
         if bytes.len() as u64 > MAX_POLICY_BYTES {
             return Err(invalid("larger than 1 MiB"));
         }
+        // A repeated key is refused, never resolved to its last value.
         let doc: Document =
-            serde_json::from_slice(bytes).map_err(|e| invalid(format!("malformed: {e}")))?;
+            ir_oci::json::from_slice(bytes).map_err(|e| invalid(format!("malformed: {e}")))?;
         if doc.version != "1.0" {
             return Err(invalid(format!(
                 "version {:?} is not supported (only \"1.0\")",

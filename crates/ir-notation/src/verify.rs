@@ -170,14 +170,22 @@ pub fn verify_at(
     }
 
     let mut warnings = Vec::new();
+    // The trust store's root the chain ends at, when the envelope leaves it out (its
+    // validity is checked as the envelope's certificates are).
+    let mut anchor = None;
     apply(v.authenticity, &mut warnings, || {
-        authenticity(statement, store, &decoded, &chain)
+        anchor = authenticity(statement, store, &decoded, &chain)?;
+        Ok(())
     })?;
+    let anchor = anchor.and_then(|der| match X509Certificate::from_der(der) {
+        Ok(([], cert)) => Some(cert),
+        _ => None,
+    });
     apply(v.authentic_timestamp, &mut warnings, || {
         if decoded.scheme == SigningScheme::X509 {
             // No timestamp is verified, so the claimed signing time proves nothing: every
             // certificate must still be valid now.
-            for cert in &chain {
+            for cert in chain.iter().chain(anchor.iter()) {
                 if !certs::valid_at(cert, now) {
                     return Err(Error::Expired(format!(
                         "certificate {} is not valid now",
@@ -267,12 +275,14 @@ static CHAIN_ALGS: &[&dyn SignatureVerificationAlgorithm] = &[
     algs::ECDSA_P521_SHA512,
 ];
 
-fn authenticity(
+/// Checks the chain against the statement's trust stores and identities; returns the
+/// store's root it ends at when the envelope does not hold that root.
+fn authenticity<'s>(
     statement: &PolicyStatement,
-    store: &TrustStore,
+    store: &'s TrustStore,
     decoded: &Decoded,
     chain: &[X509Certificate<'_>],
-) -> Result<(), Error> {
+) -> Result<Option<&'s [u8]>, Error> {
     let kind = match decoded.scheme {
         SigningScheme::X509 => StoreKind::Ca,
         SigningScheme::X509SigningAuthority => StoreKind::SigningAuthority,
@@ -296,10 +306,10 @@ fn authenticity(
             kind.as_str()
         )));
     }
-    let anchors: Vec<_> = roots
+    let (anchor_certs, anchors): (Vec<&CertificateDer<'static>>, Vec<_>) = roots
         .iter()
-        .filter_map(|c| webpki::anchor_from_trusted_cert(c).ok())
-        .collect();
+        .filter_map(|c| webpki::anchor_from_trusted_cert(c).ok().map(|a| (*c, a)))
+        .unzip();
     let leaf_der = CertificateDer::from(decoded.chain[0].as_slice());
     let intermediates: Vec<CertificateDer<'_>> = decoded.chain[1..]
         .iter()
@@ -312,29 +322,54 @@ fn authenticity(
     let at = UnixTime::since_unix_epoch(Duration::from_secs(
         u64::try_from(decoded.signing_time).unwrap_or(0),
     ));
-    ee.verify_for_usage(
-        CHAIN_ALGS,
-        &anchors,
-        &intermediates,
-        at,
-        AnyPurpose,
-        None,
-        None,
-    )
-    .map_err(|e| match e {
-        webpki::Error::CertExpired { .. } | webpki::Error::CertNotValidYet { .. } => {
-            Error::Expired(format!("certificate chain at the signing time: {e}"))
+    let path = ee
+        .verify_for_usage(
+            CHAIN_ALGS,
+            &anchors,
+            &intermediates,
+            at,
+            AnyPurpose,
+            None,
+            None,
+        )
+        .map_err(|e| match e {
+            webpki::Error::CertExpired { .. } | webpki::Error::CertNotValidYet { .. } => {
+                Error::Expired(format!("certificate chain at the signing time: {e}"))
+            }
+            e => Error::UntrustedChain(e.to_string()),
+        })?;
+    // webpki takes a trust anchor as a name and a key, without its validity: when the
+    // envelope does not hold the root, the store's copy must be valid at the signing time
+    // as every certificate of the envelope must.
+    let root = anchors
+        .iter()
+        .position(|a| std::ptr::eq(a, path.anchor()))
+        .map(|i| anchor_certs[i].as_ref());
+    let root = root.filter(|der| !decoded.chain.iter().any(|c| c.as_slice() == *der));
+    if let Some(der) = root {
+        match X509Certificate::from_der(der) {
+            Ok(([], cert)) if certs::valid_at(&cert, decoded.signing_time) => {}
+            Ok(([], cert)) => {
+                return Err(Error::Expired(format!(
+                    "trust anchor {} is not valid at the signing time",
+                    cert.subject()
+                )))
+            }
+            _ => {
+                return Err(Error::UntrustedChain(
+                    "trust anchor does not parse as one certificate".into(),
+                ))
+            }
         }
-        e => Error::UntrustedChain(e.to_string()),
-    })?;
+    }
 
     match &statement.trusted_identities {
-        TrustedIdentities::Any => Ok(()),
+        TrustedIdentities::Any => Ok(root),
         TrustedIdentities::Subjects(ids) => {
             let leaf = &chain[0];
             let subject = dn::certificate_subject(leaf.subject());
             match subject {
-                Some(s) if ids.iter().any(|id| dn::is_subset(id, &s)) => Ok(()),
+                Some(s) if ids.iter().any(|id| dn::is_subset(id, &s)) => Ok(root),
                 _ => Err(Error::IdentityNotTrusted(leaf.subject().to_string())),
             }
         }

@@ -171,6 +171,33 @@ fn certificate_expired_since_signing_follows_authentic_timestamp() {
 }
 
 #[test]
+fn a_trust_anchor_left_out_of_the_envelope_must_be_valid_too() {
+    // The envelope's chain ends at the intermediate: the root comes from
+    // the trust store, and its validity counts as the envelope's do.
+    for r in strict(Leaf::RootExpiredBeforeSigning, &Headers::default()) {
+        assert!(
+            matches!(&r, Err(Error::Expired(m)) if m.contains("trust anchor")),
+            "{r:?}"
+        );
+    }
+    for r in strict(Leaf::RootExpiredBeforeNow, &Headers::default()) {
+        assert!(matches!(r, Err(Error::Expired(_))), "{r:?}");
+    }
+    let h = Headers::default();
+    for r in check(
+        Leaf::RootExpiredBeforeNow,
+        true,
+        "permissive",
+        IDENTITY,
+        &h,
+        NOW,
+    ) {
+        let v = r.unwrap();
+        assert!(matches!(v.warnings.as_slice(), [Error::Expired(_)]));
+    }
+}
+
+#[test]
 fn expired_signature_is_refused() {
     let h = Headers {
         expiry: Some(SIGNED_AT + DAY),

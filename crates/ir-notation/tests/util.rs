@@ -93,6 +93,12 @@ pub enum Leaf {
     ExpiredBeforeSigning,
     /// Valid at the signing time, expired before `NOW`.
     ExpiredBeforeNow,
+    /// A good leaf under a root (left out of the envelope, as always
+    /// here) valid only before the signing time.
+    RootExpiredBeforeSigning,
+    /// A good leaf under a root valid at the signing time, expired before
+    /// `NOW`.
+    RootExpiredBeforeNow,
 }
 
 /// root → intermediate → leaf (CN=`cn`), all P-256.
@@ -107,8 +113,11 @@ pub fn signer_with(cn: &str, leaf: Leaf, rsa: bool) -> Signer {
     dn(&mut rp, "Test Root");
     rp.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     rp.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    rp.not_before = t(SIGNED_AT - 3650 * DAY);
-    rp.not_after = t(SIGNED_AT + 3650 * DAY);
+    (rp.not_before, rp.not_after) = match leaf {
+        Leaf::RootExpiredBeforeSigning => (t(SIGNED_AT - 3650 * DAY), t(SIGNED_AT - 10 * DAY)),
+        Leaf::RootExpiredBeforeNow => (t(SIGNED_AT - 3650 * DAY), t(SIGNED_AT + DAY)),
+        _ => (t(SIGNED_AT - 3650 * DAY), t(SIGNED_AT + 3650 * DAY)),
+    };
     let root = rp.self_signed(&root_key).unwrap();
     let root_issuer = Issuer::new(rp, root_key);
 

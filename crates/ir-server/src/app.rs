@@ -70,6 +70,7 @@ fn load_with(
             registry,
             views: Default::default(),
             judgements: Vec::new(),
+            loaded: Default::default(),
         },
     };
     let registry = &judged.registry;
@@ -337,7 +338,8 @@ pub async fn serve(args: Args) -> ExitCode {
             shared.store(Arc::new(
                 Catalog::with_seal_budget(judged.registry, config.seal_budget)
                     .with_blob_cache(cache)
-                    .with_views(gate.as_ref().map(|g| (g.host().to_owned(), judged.views))),
+                    .with_views(gate.as_ref().map(|g| (g.host().to_owned(), judged.views)))
+                    .with_loaded(judged.loaded),
             ));
             state.set_ready();
             let served = shared.load().registry().applications.len();

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use arc_swap::ArcSwap;
 use ir_oci::{Application, Registry, RepoName};
@@ -24,6 +24,10 @@ pub struct Catalog {
     /// Applications served at their last good version because their
     /// current version failed verification.
     kept: Vec<RepoName>,
+    /// With a signature policy: the applications as loaded, before the
+    /// policy took anything out (what a kept application is judged again
+    /// from).
+    loaded: BTreeMap<RepoName, Arc<Application>>,
     /// Chunk seals of the blobs served so far from this snapshot.
     seals: Arc<Seals>,
     /// Verified copies of large blobs in memory, shared with the snapshots
@@ -61,6 +65,7 @@ impl Catalog {
             registry,
             views: None,
             kept: Vec::new(),
+            loaded: BTreeMap::new(),
             seals: Arc::new(Seals::new(seal_budget)),
             blob_cache: BlobCache::new(0),
         }
@@ -77,14 +82,17 @@ impl Catalog {
             return (self, Vec::new());
         }
         let before = self.views.take();
+        // Judged from the last good version as loaded: the served copy is
+        // what the host's policy left of it, which another scope's policy
+        // may judge differently.
         let kept = Registry {
             applications: self
                 .kept
                 .iter()
                 .filter_map(|n| {
-                    self.registry
-                        .applications
+                    self.loaded
                         .get(n)
+                        .or_else(|| self.registry.applications.get(n))
                         .map(|a| (n.clone(), a.clone()))
                 })
                 .collect(),
@@ -94,6 +102,7 @@ impl Catalog {
         self.registry
             .applications
             .extend(judged.registry.applications);
+        self.loaded.extend(judged.loaded);
         if let Some((host, views)) = before {
             let mut views = Arc::unwrap_or_clone(views);
             for (scope, apps) in judged.views {
@@ -130,9 +139,13 @@ impl Catalog {
                 }
             }
         }
+        let mut loaded = BTreeMap::new();
         for name in &kept {
             let old = self.registry.applications[name].clone();
             registry.applications.insert(name.clone(), old);
+            if let Some(as_loaded) = self.loaded.get(name) {
+                loaded.insert(name.clone(), as_loaded.clone());
+            }
         }
         let cached = self.blob_cache.digests();
         if !cached.is_empty() {
@@ -168,6 +181,7 @@ impl Catalog {
             registry,
             views: None,
             kept,
+            loaded,
             seals: Arc::new(Seals::new(self.seals.budget())),
             blob_cache: self.blob_cache.clone(),
         }
@@ -178,6 +192,14 @@ impl Catalog {
     /// applications judged under other hosts (`None`: no policy).
     pub fn with_views(mut self, views: Option<(String, crate::trust::Views)>) -> Self {
         self.views = views.map(|(host, v)| (host, Arc::new(v)));
+        self
+    }
+
+    /// The same snapshot, remembering the applications as loaded before
+    /// the signature policy (`Judged::loaded`), added to those of the
+    /// applications kept at their last good version.
+    pub fn with_loaded(mut self, loaded: BTreeMap<RepoName, Arc<Application>>) -> Self {
+        self.loaded.extend(loaded);
         self
     }
 

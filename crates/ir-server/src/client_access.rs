@@ -154,7 +154,7 @@ impl ClientMap {
 
     /// Parses a map document.
     pub fn from_json(bytes: &[u8]) -> Result<ClientMap, String> {
-        let raw: RawMap = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let raw: RawMap = ir_oci::json::from_slice(bytes).map_err(|e| e.to_string())?;
         if raw.clients.len() > MAX_CLIENTS {
             return Err(format!("more than {MAX_CLIENTS} clients"));
         }

@@ -110,6 +110,7 @@ impl Reloader {
             let (next, kept) = previous
                 .succeeded_by(judged.registry)
                 .with_views(Some((gate.host().to_owned(), judged.views)))
+                .with_loaded(judged.loaded)
                 .judged_again(&gate);
             judgements.extend(kept);
             gate.record(&judgements);

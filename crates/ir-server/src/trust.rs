@@ -36,6 +36,35 @@ pub enum TrustError {
     /// `--registry-host` is not a host.
     #[error("--registry-host {0:?} is not HOST[:PORT]")]
     Host(String),
+    /// `--signature-cache` under the root: whoever writes the root would
+    /// write what the server trusts.
+    #[error("--signature-cache {cache}: inside the root {root}, which is not trusted; keep it elsewhere (e.g. /var/lib/ir-server)")]
+    CacheInRoot {
+        /// The cache file.
+        cache: String,
+        /// The root.
+        root: String,
+    },
+}
+
+/// `path` made absolute with its links resolved, as far as it exists.
+fn resolved(path: &std::path::Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    // The longest existing ancestor, resolved, and the rest as given.
+    let mut rest = Vec::new();
+    let mut at = absolute.as_path();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(at) {
+            return rest.iter().rev().fold(real, |p, c| p.join(c));
+        }
+        match (at.parent(), at.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                at = parent;
+            }
+            _ => return absolute,
+        }
+    }
 }
 
 /// Where the policy comes from.
@@ -80,6 +109,19 @@ impl TrustConfig {
             != Ok(host.clone())
         {
             return Err(TrustError::Host(host));
+        }
+        if let Some(cache) = &args.signature_cache {
+            let root = args
+                .root
+                .clone()
+                .unwrap_or_else(|| crate::cli::crate_root().join("registry"));
+            let (cache_at, root_at) = (resolved(cache), resolved(&root));
+            if cache_at.starts_with(&root_at) {
+                return Err(TrustError::CacheInRoot {
+                    cache: cache.display().to_string(),
+                    root: root.display().to_string(),
+                });
+            }
         }
         Ok(Some(TrustConfig {
             policy: args.policy.clone(),
@@ -146,6 +188,11 @@ pub struct Judged {
     pub views: Views,
     /// The verdicts under `--registry-host`.
     pub judgements: Vec<Judgement>,
+    /// The applications as loaded, before the policy: what an application
+    /// kept at its last good version is judged again from, under every
+    /// scope (a realm's view is never judged from the host's filtered
+    /// copy).
+    pub loaded: BTreeMap<RepoName, Arc<Application>>,
 }
 
 /// The policy in force and where to read it again.
@@ -205,13 +252,23 @@ impl Gate {
     }
 
     /// Reads the policy again (at a reload). A policy that cannot be used
-    /// leaves the previous one in force.
+    /// leaves the previous one in force, minus every key whose file no
+    /// longer holds it: a key taken away stops accepting now.
     pub fn refresh(&self) {
         match self.config.read() {
             Ok(t) => *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(t),
-            Err(e) => tracing::error!(
-                "signature policy not reloaded, the previous one stays in force: {e}"
-            ),
+            Err(e) => {
+                tracing::error!(
+                    "signature policy not reloaded, the previous one stays in force: {e}"
+                );
+                if let Some(policy) = &self.trust().policy {
+                    for (fingerprint, why) in policy.revoke_unloadable_keys() {
+                        tracing::error!(
+                            "signature policy: key {fingerprint} no longer trusted: {why}"
+                        );
+                    }
+                }
+            }
         }
     }
 
@@ -250,24 +307,29 @@ impl Gate {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        // One budget of signature bytes for every scope of this load.
+        let budget = ir_trust::budget::Budget::per_load();
+        let loaded = registry.applications.clone();
         let mut views = Views::new();
         for scope in scopes {
             let unfiltered = Registry {
                 applications: registry.applications.clone(),
                 ..Registry::default()
             };
-            let (view, judgements) = ir_trust::enforce::enforce(&trust, memo, &scope, unfiltered);
+            let (view, judgements) =
+                ir_trust::enforce::enforce_within(&trust, memo, &scope, unfiltered, &budget);
             let refused: usize = judgements.iter().map(|j| j.refused().count()).sum();
             tracing::info!("signature policy scope {scope}: {refused} tag(s) refused");
             views.insert(scope, view.applications);
         }
         let (registry, judgements) =
-            ir_trust::enforce::enforce(&trust, memo, self.host(), registry);
+            ir_trust::enforce::enforce_within(&trust, memo, self.host(), registry, &budget);
         log(&judgements, started.elapsed());
         Judged {
             registry,
             views,
             judgements,
+            loaded,
         }
     }
 

@@ -7,6 +7,7 @@ mod util;
 mod api;
 mod check;
 mod config_file;
+mod fail_closed;
 mod hostile;
 mod integrity;
 mod oci_client;

@@ -29,6 +29,7 @@ use ir_oci::{Application, Blob, Digest, DigestMap, Manifest, Registry, RepoName,
 use rayon::prelude::*;
 use serde::Deserialize;
 
+use crate::budget::{self, Budget, Budgeted};
 use crate::memo::Memo;
 use crate::reference::DockerReference;
 use crate::signatures::{self, ArtifactKind, ArtifactSource};
@@ -70,13 +71,26 @@ pub fn enforce(
     trust: &Trust,
     memo: &Memo,
     host: &str,
+    registry: Registry,
+) -> (Registry, Vec<Judgement>) {
+    enforce_within(trust, memo, host, registry, &Budget::per_load())
+}
+
+/// [`enforce`], reading at most [`budget::PER_APPLICATION`] bytes of
+/// signatures per application and drawing every read from `load` too
+/// (one budget may be shared by several judgements of one load).
+pub fn enforce_within(
+    trust: &Trust,
+    memo: &Memo,
+    host: &str,
     mut registry: Registry,
+    load: &Budget,
 ) -> (Registry, Vec<Judgement>) {
     let judged: Vec<(RepoName, Option<Arc<Application>>, Judgement)> = registry
         .applications
         .par_iter()
         .map(|(name, app)| {
-            let (filtered, judgement) = enforce_application(trust, memo, host, app);
+            let (filtered, judgement) = enforce_application(trust, memo, host, app, load);
             (name.clone(), filtered, judgement)
         })
         .collect();
@@ -163,6 +177,7 @@ fn enforce_application(
     memo: &Memo,
     host: &str,
     app: &Arc<Application>,
+    load: &Budget,
 ) -> (Option<Arc<Application>>, Judgement) {
     let mut judgement = Judgement {
         application: app.name.clone(),
@@ -172,12 +187,15 @@ fn enforce_application(
         signature_artifacts: 0,
     };
     let source = ApplicationSource::new(app);
+    let budget = Budget::new(format!("application {}", app.name), budget::PER_APPLICATION);
+    let budgeted = Budgeted::new(&source, &budget, load);
     let Ok(base) = DockerReference::of_repository(host, &app.name) else {
         // Unreachable for a valid host (checked at start-up): refuse all.
         return (Some(Arc::new(emptied(app))), judgement);
     };
 
     let artifacts = signature_artifacts(app, &source, memo);
+    judgement.signature_artifacts = artifacts.len();
     let mut evidence: HashMap<Digest, Evidence> = HashMap::with_capacity(app.tags.len());
     let mut judge = |reference: &DockerReference, digest: &Digest| -> Verdict {
         let Some(m) = app.manifests.get(digest) else {
@@ -195,7 +213,11 @@ fn enforce_application(
             media_type: &m.media_type,
             size: m.bytes.len() as u64,
         };
-        trust.judge(reference, &subject, &source, ev)
+        let verdict = trust.judge(reference, &subject, &budgeted, ev);
+        // What was learnt is kept, the signature bytes are not: held
+        // memory is one manifest's signatures, not the application's.
+        ev.release();
+        verdict
     };
 
     let mut accepted: HashSet<Digest> = HashSet::new();

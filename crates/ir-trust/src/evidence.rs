@@ -83,7 +83,19 @@ impl<'m> Evidence<'m> {
             if entries.len() >= MAX_SIGNATURES {
                 break;
             }
-            let layers: Vec<EntryKind> = match self.memo.and_then(|m| m.get(&at.digest)) {
+            // What the artifact is comes from its bytes, never from the
+            // memo: a record is recalled only for an artifact of its kind.
+            let Some(kind) = source
+                .manifest(&at.digest)
+                .and_then(|(_, bytes)| signatures::artifact_kind(bytes))
+            else {
+                continue;
+            };
+            let recalled = self
+                .memo
+                .and_then(|m| m.get(&at.digest))
+                .filter(|r| r.kind == kind);
+            let layers: Vec<EntryKind> = match recalled {
                 Some(record) => record.layers.iter().cloned().map(recalled_entry).collect(),
                 None => {
                     let Some((kind, layers)) = signatures::read_artifact(source, &at.digest) else {
@@ -103,6 +115,12 @@ impl<'m> Evidence<'m> {
             };
             let found_at = Arc::new(at);
             for (layer, kind) in layers.into_iter().enumerate() {
+                // A repeated layer is the same signature again: nothing of
+                // its own to judge (and no reason to mask the first's).
+                if matches!(&kind, EntryKind::Malformed(why) if why.starts_with(signatures::REPEATED))
+                {
+                    continue;
+                }
                 entries.push(Entry {
                     found_at: found_at.clone(),
                     layer,
@@ -112,6 +130,56 @@ impl<'m> Evidence<'m> {
         }
         entries.truncate(MAX_SIGNATURES);
         self.entries = Some(entries);
+    }
+
+    /// Drops the signature bytes read so far, keeping what was learnt of
+    /// them (claims, and which keys verify): a later judgement reads them
+    /// again only for a key not tried yet. Notation envelopes are read
+    /// again when next needed.
+    pub fn release(&mut self) {
+        let Some(entries) = &mut self.entries else {
+            return;
+        };
+        if entries
+            .iter()
+            .any(|e| matches!(e.kind, EntryKind::Notation { .. }))
+        {
+            self.entries = None;
+            return;
+        }
+        for e in entries {
+            if let EntryKind::Signed { material, .. } = &mut e.kind {
+                *material = None;
+            }
+        }
+    }
+
+    /// Reads the artifact of entry `index` once and gives every entry of
+    /// that artifact still without signature bytes its own.
+    fn read_material(&mut self, source: &dyn ArtifactSource, index: usize) {
+        let Some(entries) = self.entries.as_mut() else {
+            return;
+        };
+        let Some(at) = entries.get(index).map(|e| e.found_at.clone()) else {
+            return;
+        };
+        let Some((_, layers)) = signatures::read_artifact(source, &at.digest) else {
+            return;
+        };
+        let mut layers: Vec<Option<Signature>> = layers.into_iter().map(Some).collect();
+        for e in entries.iter_mut().filter(|e| Arc::ptr_eq(&e.found_at, &at)) {
+            let EntryKind::Signed { material, .. } = &mut e.kind else {
+                continue;
+            };
+            if material.is_some() {
+                continue;
+            }
+            if let Some(signature) = layers.get_mut(e.layer).and_then(Option::take) {
+                if let EntryKind::Signed { material: m, .. } = read_entry(signature).0 {
+                    *material = m;
+                }
+            }
+        }
     }
 
     pub(crate) fn entries(&self) -> &[Entry] {
@@ -142,26 +210,33 @@ impl<'m> Evidence<'m> {
         index: usize,
         key: &PublicKey,
     ) -> bool {
+        // A key whose file no longer loads is trusted by nothing, recorded
+        // or not.
+        if key.is_revoked() {
+            return false;
+        }
         let memo = self.memo;
+        let needs_bytes = match self.entries.as_ref().and_then(|e| e.get(index)) {
+            Some(Entry {
+                kind: EntryKind::Signed { record, material },
+                ..
+            }) => {
+                if let Some(ok) = record.verified_with(key.fingerprint()) {
+                    return ok;
+                }
+                material.is_none()
+            }
+            _ => return false,
+        };
+        if needs_bytes {
+            self.read_material(source, index);
+        }
         let Some(entry) = self.entries.as_mut().and_then(|e| e.get_mut(index)) else {
             return false;
         };
         let EntryKind::Signed { record, material } = &mut entry.kind else {
             return false;
         };
-        if let Some(ok) = record.verified_with(key.fingerprint()) {
-            return ok;
-        }
-        if material.is_none() {
-            *material = signatures::read_artifact(source, &entry.found_at.digest)
-                .and_then(|(_, mut layers)| {
-                    (entry.layer < layers.len()).then(|| layers.swap_remove(entry.layer))
-                })
-                .and_then(|signature| match read_entry(signature).0 {
-                    EntryKind::Signed { material, .. } => material,
-                    _ => None,
-                });
-        }
         // Unreadable now (changed since it was verified): not verified,
         // and not recorded.
         let Some(m) = material else {

@@ -25,6 +25,11 @@ pub struct PublicKey {
     fingerprint: String,
     kind: &'static str,
     verifiers: Vec<ParsedPublicKey>,
+    /// The file it was read from (`keyPath`, `keyPaths`), if any.
+    file: Option<std::path::PathBuf>,
+    /// Set when its file no longer holds it: it verifies nothing from then
+    /// on, whatever was recorded (see [`PublicKey::revoke`]).
+    revoked: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for PublicKey {
@@ -45,6 +50,25 @@ pub enum KeyError {
     /// A key type cosign does not sign with.
     #[error("unsupported key type {0}")]
     Unsupported(String),
+    /// An RSA key of a size no signature can verify with (aws-lc-rs
+    /// verifies 2048 to 8192 bits).
+    #[error("RSA key of {0} bits: only 2048 to 8192 bits can verify")]
+    RsaSize(usize),
+}
+
+/// Smallest and largest RSA modulus, in bits, that verifies.
+pub const RSA_BITS: std::ops::RangeInclusive<usize> = 2048..=8192;
+
+/// The size in bits of an RSA public key's modulus, or `None` when the
+/// key does not parse as one.
+fn rsa_bits(spki: &SubjectPublicKeyInfo<'_>) -> Option<usize> {
+    let Ok(x509_parser::public_key::PublicKey::RSA(rsa)) = spki.parsed() else {
+        return None;
+    };
+    let modulus = rsa.modulus;
+    let start = modulus.iter().position(|b| *b != 0)?;
+    let modulus = &modulus[start..];
+    Some((modulus.len() - 1) * 8 + (8 - modulus[0].leading_zeros() as usize))
 }
 
 const OID_EC: &str = "1.2.840.10045.2.1";
@@ -99,13 +123,19 @@ impl PublicKey {
                 }
             }
             OID_ED25519 => ("ed25519", &[&signature::ED25519]),
-            OID_RSA => (
-                "rsa",
-                &[
-                    &signature::RSA_PKCS1_2048_8192_SHA256,
-                    &signature::RSA_PSS_2048_8192_SHA256,
-                ],
-            ),
+            OID_RSA => {
+                let bits = rsa_bits(&spki).ok_or(KeyError::Malformed)?;
+                if !RSA_BITS.contains(&bits) {
+                    return Err(KeyError::RsaSize(bits));
+                }
+                (
+                    "rsa",
+                    &[
+                        &signature::RSA_PKCS1_2048_8192_SHA256,
+                        &signature::RSA_PSS_2048_8192_SHA256,
+                    ],
+                )
+            }
             other => return Err(KeyError::Unsupported(other.to_owned())),
         };
         let verifiers = algs
@@ -121,7 +151,32 @@ impl PublicKey {
             fingerprint,
             kind,
             verifiers,
+            file: None,
+            revoked: Default::default(),
         })
+    }
+
+    /// The same key, read from `file`.
+    pub fn read_from(mut self, file: &std::path::Path) -> Self {
+        self.file = Some(file.to_owned());
+        self
+    }
+
+    /// The file the key was read from, if any.
+    pub fn file(&self) -> Option<&std::path::Path> {
+        self.file.as_deref()
+    }
+
+    /// Stops (or, with `false`, resumes) trusting the key: a revoked key
+    /// verifies nothing.
+    pub fn revoke(&self, revoked: bool) {
+        self.revoked
+            .store(revoked, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// True once [`PublicKey::revoke`]d.
+    pub fn is_revoked(&self) -> bool {
+        self.revoked.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Parses `keyData`: the base64 of a PEM key file.
@@ -134,9 +189,11 @@ impl PublicKey {
 
     /// True when `signature` is this key's signature over `message`.
     pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
-        self.verifiers
-            .iter()
-            .any(|v| v.verify_sig(message, signature).is_ok())
+        !self.is_revoked()
+            && self
+                .verifiers
+                .iter()
+                .any(|v| v.verify_sig(message, signature).is_ok())
     }
 
     /// `sha256:` and the hex SHA-256 of the DER SubjectPublicKeyInfo.

@@ -22,6 +22,7 @@
 //! served root (signature manifests, payloads, bundles, envelopes) is
 //! untrusted and bounded.
 
+pub mod budget;
 #[cfg(feature = "registry")]
 pub mod enforce;
 mod evidence;

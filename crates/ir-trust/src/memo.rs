@@ -15,9 +15,14 @@
 //!
 //! The file is trusted as the policy is (operator state, written only by
 //! the server): whoever can write it can make a signature count as
-//! verified. [`Memo::load`] refuses a file or directory that others can
-//! write, and anything malformed, and then starts empty (everything is
-//! verified again), never half-read.
+//! verified. [`Memo::load`] checks it as OpenSSH's StrictModes checks
+//! `authorized_keys`: the file and every directory up to `/` must be owned
+//! by the server's user or root and not writable by group or others (a
+//! root-owned sticky directory such as `/tmp` is accepted above the file's
+//! own directory). It refuses anything malformed too, and then starts
+//! empty (everything is verified again), never half-read. What an
+//! artifact is (a signature or not) is always decided from its bytes,
+//! never from the file.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -103,6 +108,14 @@ pub enum MemoError {
     /// Others may write the file or its directory.
     #[error("{0}: writable by group or others, so not trusted")]
     Unprotected(PathBuf),
+    /// The file or a directory above it is owned by another user.
+    #[error("{path}: owned by uid {uid}, not by the server's user or root, so not trusted")]
+    Owner {
+        /// The file or directory.
+        path: PathBuf,
+        /// Its owner.
+        uid: u32,
+    },
     /// Larger than [`MAX_MEMO_BYTES`].
     #[error("{0}: larger than {MAX_MEMO_BYTES} bytes")]
     TooLarge(PathBuf),
@@ -250,7 +263,9 @@ impl Memo {
             path: path.to_owned(),
             source,
         };
-        let meta = match std::fs::metadata(path) {
+        // Not followed: a link in the file's place is refused (its target
+        // could be anyone's).
+        let meta = match std::fs::symlink_metadata(path) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 check_directory(path)?;
@@ -262,6 +277,7 @@ impl Memo {
         if !meta.is_file() || !protected(&meta) {
             return Err(MemoError::Unprotected(path.to_owned()));
         }
+        check_owner(path, &meta)?;
         if meta.len() > MAX_MEMO_BYTES {
             return Err(MemoError::TooLarge(path.to_owned()));
         }
@@ -317,22 +333,29 @@ impl Memo {
     }
 }
 
-/// The directory holding `path` may not be writable by others either: they
-/// could replace the file.
+/// The directories above `path`, up to `/`, may not let others replace
+/// the file: each is owned by the server's user or root, and the file's
+/// own directory is writable by no one else (one above it may be a
+/// root-owned sticky directory, where others cannot rename what is not
+/// theirs).
 fn check_directory(path: &Path) -> Result<(), MemoError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let meta = std::fs::metadata(dir).map_err(|source| MemoError::Io {
+    let io = |dir: &Path, source| MemoError::Io {
         path: dir.to_owned(),
         source,
-    })?;
-    if protected(&meta) {
-        Ok(())
-    } else {
-        Err(MemoError::Unprotected(dir.to_owned()))
+    };
+    let dir = std::fs::canonicalize(dir).map_err(|e| io(dir, e))?;
+    for (i, d) in dir.ancestors().enumerate() {
+        let meta = std::fs::metadata(d).map_err(|e| io(d, e))?;
+        check_owner(d, &meta)?;
+        if !protected(&meta) && (i == 0 || !root_sticky(&meta)) {
+            return Err(MemoError::Unprotected(d.to_owned()));
+        }
     }
+    Ok(())
 }
 
 #[cfg(unix)]
@@ -344,6 +367,40 @@ fn protected(meta: &std::fs::Metadata) -> bool {
 #[cfg(not(unix))]
 fn protected(_: &std::fs::Metadata) -> bool {
     true
+}
+
+/// A sticky directory owned by root (`/tmp`).
+#[cfg(unix)]
+fn root_sticky(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    meta.mode() & 0o1000 != 0 && meta.uid() == 0
+}
+
+#[cfg(not(unix))]
+fn root_sticky(_: &std::fs::Metadata) -> bool {
+    false
+}
+
+/// Owned by the server's (effective) user or by root.
+#[cfg(unix)]
+fn check_owner(path: &Path, meta: &std::fs::Metadata) -> Result<(), MemoError> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let uid = meta.uid();
+    if uid == me || uid == 0 {
+        Ok(())
+    } else {
+        Err(MemoError::Owner {
+            path: path.to_owned(),
+            uid,
+        })
+    }
+}
+
+#[cfg(not(unix))]
+fn check_owner(_: &Path, _: &std::fs::Metadata) -> Result<(), MemoError> {
+    Ok(())
 }
 
 /// What starts every memo file (and changes with its format).
@@ -640,6 +697,22 @@ mod tests {
         assert!(matches!(Memo::load(&path), Err(MemoError::Unprotected(_))));
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
         let good = std::fs::read(&path).unwrap();
+        // Owned by another user (as root, tests can give it away): refused
+        // however its mode reads; and so is a directory above it.
+        if std::os::unix::fs::chown(&path, Some(65534), None).is_ok() {
+            assert!(
+                matches!(Memo::load(&path), Err(MemoError::Owner { uid: 65534, .. })),
+                "another user's file"
+            );
+            std::os::unix::fs::chown(&path, Some(0), None).unwrap();
+            std::os::unix::fs::chown(dir.path(), Some(65534), None).unwrap();
+            assert!(matches!(Memo::load(&path), Err(MemoError::Owner { .. })));
+            std::os::unix::fs::chown(dir.path(), Some(0), None).unwrap();
+            assert!(Memo::load(&path).is_ok());
+        }
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert!(matches!(Memo::load(&link), Err(MemoError::Unprotected(_))));
         let mut flipped = good.clone();
         flipped[3] ^= 1;
         let mut trailing = good.clone();

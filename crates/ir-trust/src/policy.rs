@@ -162,14 +162,47 @@ impl Policy {
     /// Every distinct key of the policy, for reports.
     pub fn key_count(&self) -> usize {
         let mut seen = std::collections::HashSet::new();
-        for reqs in std::iter::once(&self.default).chain(self.docker.values()) {
-            for r in &reqs.list {
-                if let Requirement::SigstoreSigned { keys, .. } = r {
-                    seen.extend(keys.iter().map(|k| k.fingerprint().to_owned()));
-                }
+        seen.extend(self.keys().map(|k| k.fingerprint().to_owned()));
+        seen.len()
+    }
+
+    /// Every key of every requirement.
+    pub fn keys(&self) -> impl Iterator<Item = &Arc<PublicKey>> {
+        std::iter::once(&self.default)
+            .chain(self.docker.values())
+            .flat_map(|reqs| reqs.list.iter())
+            .flat_map(|r| match r {
+                Requirement::SigstoreSigned { keys, .. } => keys.as_slice(),
+                _ => &[],
+            })
+    }
+
+    /// Reads every key file again and revokes each key whose file no
+    /// longer holds it (unreadable, not a key, or another key): used when
+    /// the policy cannot be read again, so that a key taken away stops
+    /// accepting at once rather than at the next restart. Returns each
+    /// revoked key's file and why.
+    pub fn revoke_unloadable_keys(&self) -> Vec<(String, String)> {
+        let mut revoked = Vec::new();
+        for key in self.keys() {
+            let Some(file) = key.file() else {
+                continue;
+            };
+            let why = match read_key(file) {
+                Ok(now) if now.fingerprint() == key.fingerprint() => None,
+                Ok(now) => Some(format!(
+                    "{} now holds another key ({})",
+                    file.display(),
+                    now.fingerprint()
+                )),
+                Err(why) => Some(why),
+            };
+            key.revoke(why.is_some());
+            if let Some(why) = why {
+                revoked.push((key.fingerprint().to_owned(), why));
             }
         }
-        seen.len()
+        revoked
     }
 }
 
@@ -219,8 +252,15 @@ fn parse(bytes: &[u8]) -> Result<Policy, Fail> {
     if std::str::from_utf8(bytes).is_err() {
         return Err(fail("file", "not UTF-8"));
     }
-    let root: Value =
-        serde_json::from_slice(bytes).map_err(|e| fail("file", format!("not JSON: {e}")))?;
+    // A repeated key is refused (serde_json would keep the last value, so
+    // `{"default":[reject],"default":[insecureAcceptAnything]}` would
+    // accept everything), as containers/image does.
+    let root: Value = ir_oci::json::from_slice(bytes).map_err(|e| match e {
+        ir_oci::json::StrictJsonError::DuplicateKey { key, path } => {
+            fail(path, format!("duplicate key {key:?}"))
+        }
+        e => fail("file", format!("not JSON: {e}")),
+    })?;
     let root = object(&root, "file")?;
     known_keys(root, "file", &["default", "transports"])?;
     let default = root
@@ -610,7 +650,9 @@ fn read_key(path: &Path) -> Result<PublicKey, String> {
             path.display()
         ));
     }
-    PublicKey::from_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))
+    PublicKey::from_pem(&pem)
+        .map(|k| k.read_from(path))
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn signed_identity(v: &Value, at: &str) -> Result<SignedIdentity, Fail> {

@@ -36,6 +36,10 @@ pub const MAX_PAYLOAD_BYTES: u64 = 64 * 1024;
 pub const MAX_BUNDLE_BYTES: u64 = 1 << 20;
 /// Largest signature manifest parsed.
 const MAX_SIGNATURE_MANIFEST_BYTES: usize = 256 * 1024;
+/// How a layer that repeats an earlier one of its artifact is described
+/// (followed by the earlier one's index). Such a layer is no signature of
+/// its own: judgements leave it out.
+pub(crate) const REPEATED: &str = "repeats layer ";
 /// Longest base64 signature text (RSA-8192 is 1,366 characters).
 const MAX_SIGNATURE_TEXT: usize = 4096;
 
@@ -160,6 +164,11 @@ fn parse_artifact(manifest: &[u8]) -> Option<(ArtifactKind, SignatureManifest)> 
         }
         _ => return None,
     };
+    // Notation reads a signature manifest with exactly one layer (its
+    // envelope); anything else is not a notation signature.
+    if kind == ArtifactKind::Notation && m.layers.len() != 1 {
+        return None;
+    }
     // A signature artifact is served without a verdict of its own, so it
     // may not carry more than signatures: no layer is larger than what it
     // holds may be.
@@ -403,7 +412,14 @@ pub fn read_artifact(
         .layers
         .iter()
         .take(MAX_SIGNATURES)
-        .map(|layer| {
+        .enumerate()
+        .map(|(i, layer)| {
+            // A layer repeated holds the same signature: read once, not
+            // once per repetition (an artifact listing one large bundle
+            // 32 times would read and hold it 32 times).
+            if let Some(first) = m.layers[..i].iter().position(|l| same_layer(l, layer)) {
+                return Signature::Malformed(format!("{REPEATED}{first}"));
+            }
             match kind {
                 ArtifactKind::Cosign => simple(source, layer),
                 ArtifactKind::Bundle => bundle(source, layer),
@@ -413,6 +429,10 @@ pub fn read_artifact(
         })
         .collect();
     Some((kind, layers))
+}
+
+fn same_layer(a: &Descriptor, b: &Descriptor) -> bool {
+    a.digest == b.digest && a.media_type == b.media_type && a.annotations == b.annotations
 }
 
 fn layer_bytes(
@@ -537,11 +557,19 @@ mod tests {
             r#"{{"layers":[{{"mediaType":"{SIMPLE_SIGNING}","digest":"sha256:00","size":1}}]}}"#
         );
         assert_eq!(artifact_kind(cosign.as_bytes()), Some(ArtifactKind::Cosign));
-        let notation = format!(r#"{{"artifactType":"{NOTATION_ARTIFACT}","layers":[]}}"#);
+        let layer = r#"{"mediaType":"application/jose+json","digest":"sha256:00","size":1}"#;
+        let notation = format!(r#"{{"artifactType":"{NOTATION_ARTIFACT}","layers":[{layer}]}}"#);
         assert_eq!(
             artifact_kind(notation.as_bytes()),
             Some(ArtifactKind::Notation)
         );
+        // Notation reads exactly one layer: none, or two, is no notation
+        // signature.
+        for layers in [String::new(), format!("{layer},{layer}")] {
+            let notation =
+                format!(r#"{{"artifactType":"{NOTATION_ARTIFACT}","layers":[{layers}]}}"#);
+            assert_eq!(artifact_kind(notation.as_bytes()), None, "{layers}");
+        }
         let bundle = format!(
             r#"{{"artifactType":"{}","layers":[]}}"#,
             SIGSTORE_BUNDLES[0]

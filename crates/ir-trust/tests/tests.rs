@@ -1,4 +1,5 @@
 mod cosign_written;
+mod bounds;
 mod independent;
 mod judge;
 mod keyless;

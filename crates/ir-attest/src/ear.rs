@@ -297,6 +297,11 @@ impl EarVerifier {
         Self::from_jwk_json(&text)
     }
 
+    /// The key EARs must be signed with.
+    pub fn key(&self) -> &PublicKey {
+        &self.key
+    }
+
     /// Sets the maximum age.
     pub fn with_max_age(mut self, max_age: Duration) -> Self {
         self.max_age = max_age;

@@ -118,12 +118,14 @@ pub fn cpak_jwk(realm: &EmulatedRealm) -> serde_json::Value {
     })
 }
 
-/// A Veraison-style trust-anchor list with this realm's platform.
+/// A Veraison-style trust-anchor list with this realm's platform, its
+/// firmware pinned by reference values.
 pub fn trust_anchor_json(realm: &EmulatedRealm) -> String {
     serde_json::to_string_pretty(&serde_json::json!([{
         "instance-id": hex::encode(realm.instance_id()),
         "implementation-id": hex::encode(EMULATED_IMPLEMENTATION_ID),
         "pkey": cpak_jwk(realm),
+        "reference-values": realm.platform_reference_values(),
     }]))
     .expect("JSON serializes")
 }

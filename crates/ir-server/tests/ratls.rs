@@ -558,6 +558,46 @@ async fn a_realm_is_held_to_its_policy_scope() {
     test.pull(&c, "app:latest").await.unwrap();
 }
 
+/// `_catalog` lists what the realm's policy scope serves: a realm whose
+/// scope has no view yet (its entry changed since the last content load)
+/// is served nothing and lists nothing, not the host view's names.
+#[tokio::test]
+async fn catalog_lists_only_what_the_realms_policy_scope_serves() {
+    let policy = serde_json::json!({"default": [{"type": "insecureAcceptAnything"}]});
+    let h = harness_with(
+        Platform::OwnCpak,
+        |refs| refs["realm"]["policy-scope"] = "test.registry".into(),
+        Setup {
+            policy: Some(policy),
+            ..Setup::default()
+        },
+    )
+    .await;
+    let base = h.base();
+    let catalog = |c: Client| {
+        let url = format!("{base}/v2/_catalog");
+        async move {
+            let v: Value = c
+                .http()
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["repositories"].clone()
+        }
+    };
+    let c = h.client(TokenSource::emulated(h.realm.clone()));
+    assert_eq!(catalog(c).await, serde_json::json!(["app", "team/tools"]));
+    // The entry now names a scope the content was not judged under.
+    h.reload(|r| r["realm"]["policy-scope"] = "new.registry".into());
+    let c = h.client(TokenSource::emulated(h.realm.clone()));
+    assert_eq!(h.status(&c, "/v2/app/manifests/latest").await, 404);
+    assert_eq!(catalog(c).await, serde_json::json!([]));
+}
+
 #[tokio::test]
 async fn a_plain_tls_client_without_certificate_is_refused() {
     let h = harness(Platform::OwnCpak, |_| {}).await;

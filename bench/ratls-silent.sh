@@ -26,10 +26,10 @@ trap cleanup EXIT
 
 "$ROOT/scripts/make-dev-cert.sh" "$WORK/certs" >/dev/null
 "$CLIENT" emulated-realm --realm-keys "$WORK/realm" --application hello \
-  --cpak-out "$WORK/cpak.pub" --reference-values-out "$WORK/realm.json" >/dev/null 2>&1
+  --trust-anchors-out "$WORK/ta.json" --reference-values-out "$WORK/realm.json" >/dev/null 2>&1
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$SERVER" -t ra-tls -c "$WORK/certs/server.crt" -k "$WORK/certs/server.key" \
-  --cpak "$WORK/cpak.pub" -j "$WORK/realm.json" -r "$ROOT/registry" -p "$PORT" \
+  --cpak "$WORK/ta.json" -j "$WORK/realm.json" -r "$ROOT/registry" -p "$PORT" \
   --bind 127.0.0.1 >"$WORK/server.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 200); do grep -q "ready" "$WORK/server.log" && break; sleep 0.1; done

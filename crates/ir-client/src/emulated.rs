@@ -202,6 +202,8 @@ mod tests {
         for f in ["cpak.pub", "cpak.jwk", "ta.json"] {
             let keys = PlatformKeys::load(&dir.path().join(f)).unwrap();
             keys.verify(&parsed).unwrap();
+            // Only the trust-anchor list pins the platform's firmware.
+            assert_eq!(keys.firmware_pins()[0].1, f == "ta.json", "{f}");
         }
         let refs = ir_attest::ReferenceSet::load(&dir.path().join("ref.json")).unwrap();
         let realm = refs.match_claims(&parsed.realm.claims).unwrap();

@@ -610,15 +610,26 @@ fn check_firmware_pins(
     path: &std::path::Path,
     keys: &PlatformKeys,
 ) -> Result<(), StartupError> {
+    /// Keys named one per line at start; the rest are counted.
+    const NAMED: usize = 64;
     let pins = keys.firmware_pins();
-    for (label, pinned) in &pins {
+    let says = |pinned: bool| {
+        if pinned {
+            "pinned by reference values"
+        } else {
+            "NOT pinned (any firmware the key signs)"
+        }
+    };
+    for (label, pinned) in pins.iter().take(NAMED) {
+        tracing::info!("RA-TLS: --cpak {label}: firmware {}", says(*pinned));
+    }
+    if pins.len() > NAMED {
+        let rest = &pins[NAMED..];
+        let unpinned = rest.iter().filter(|(_, pinned)| !pinned).count();
         tracing::info!(
-            "RA-TLS: --cpak {label}: firmware {}",
-            if *pinned {
-                "pinned by reference values"
-            } else {
-                "NOT pinned (any firmware the key signs)"
-            }
+            "RA-TLS: --cpak: {} more entries, {} pinned, {unpinned} not",
+            rest.len(),
+            rest.len() - unpinned
         );
     }
     let Some((label, _)) = pins.iter().find(|(_, pinned)| !pinned) else {

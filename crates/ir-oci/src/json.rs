@@ -138,8 +138,7 @@ mod tests {
 
     #[test]
     fn a_repeated_key_is_named_with_its_place() {
-        let err =
-            check_unique_keys(br#"{"default":[{"type":"reject"}],"default":[]}"#).unwrap_err();
+        let err = check_unique_keys(br#"{"default":[{"type":"reject"}],"default":[]}"#).unwrap_err();
         assert!(
             matches!(&err, StrictJsonError::DuplicateKey { key, path } if key == "default" && path == "$"),
             "{err}"

@@ -33,13 +33,13 @@ pub mod digest_map;
 mod fsx;
 #[cfg(feature = "loader")]
 pub use fsx::open_unchanged;
-pub mod json;
 #[cfg(feature = "loader")]
 pub mod listing;
 #[cfg(feature = "loader")]
 pub mod loader;
 #[cfg(feature = "loader")]
 pub mod mapped;
+pub mod json;
 pub mod media_type;
 #[cfg(feature = "loader")]
 pub mod model;

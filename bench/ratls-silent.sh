@@ -35,14 +35,14 @@ trap cleanup EXIT
 
 "$ROOT/scripts/make-dev-cert.sh" "$WORK/certs" >/dev/null
 "$CLIENT" emulated-realm --realm-keys "$WORK/realm" --application hello \
-  --cpak-out "$WORK/cpak.pub" --reference-values-out "$WORK/realm.json" >/dev/null 2>&1
+  --trust-anchors-out "$WORK/ta.json" --reference-values-out "$WORK/realm.json" >/dev/null 2>&1
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # start_server MODE: starts ir-server in MODE; sets PORT.
 start_server() {
   local platform=()
   case $1 in
-    cpak) platform=(--cpak "$WORK/cpak.pub") ;;
+    cpak) platform=(--cpak "$WORK/ta.json") ;;
     veraison)
       "$MOCK" --listen 127.0.0.1:0 --jwk-out "$WORK/ear.jwk" >"$WORK/mock.out" 2>"$WORK/mock.log" &
       PIDS+=($!)

@@ -2,9 +2,11 @@
 # RA-TLS end to end with the real binaries, as the walk-through in
 # docs/ratls.md describes: an emulated realm (ir-client --emulate-realm)
 # pulls from ir-server -t ra-tls, with the platform checked locally
-# (--cpak) and then by a Veraison-compatible mock (-u, -v; over HTTPS
+# (--cpak, a trust-anchor list pinning the platform's firmware) and then
+# by a Veraison-compatible mock (-u, -v; over HTTPS
 # with --veraison-ca, then over plain http on loopback, then both --cpak
-# and -u). Also: a realm
+# and -u). Also: trust inputs that are missing, published or pin no
+# firmware stop the server at start; a realm
 # limited to some applications, a realm the server does not trust, a plain
 # TLS client, and reference values reloaded on SIGHUP.
 #
@@ -23,7 +25,8 @@ CERTS=$WORK/certs
 # and team/*).
 "$CLIENT" emulated-realm --realm-keys "$WORK/realm" --name demo-realm \
   --application hello --application 'team/*' \
-  --cpak-out "$WORK/cpak.pub" --reference-values-out "$WORK/realm.json" >>"$E2E_LOG" 2>&1
+  --cpak-out "$WORK/cpak.pub" --trust-anchors-out "$WORK/ta.json" \
+  --reference-values-out "$WORK/realm.json" >>"$E2E_LOG" 2>&1
 # A second realm, trusted by nobody.
 "$CLIENT" emulated-realm --realm-keys "$WORK/stranger" >>"$E2E_LOG" 2>&1
 
@@ -46,11 +49,12 @@ export CLIENT CERTS WORK
 # --- local CPAK mode ------------------------------------------------------
 PORT=$(free_port)
 start_server "$WORK/local.log" -t ra-tls -c "$CERTS/server.crt" -k "$CERTS/server.key" \
-  --cpak "$WORK/cpak.pub" -j "$WORK/realm.json" -r "$REG" -p "$PORT" --bind 127.0.0.1 \
+  --cpak "$WORK/ta.json" -j "$WORK/realm.json" -r "$REG" -p "$PORT" --bind 127.0.0.1 \
   --max-connection-age 120 --max-handshakes-per-address 4
 LOCAL=$SERVER_PID
 for _ in $(seq 1 100); do grep -q "ready" "$WORK/local.log" && break; sleep 0.1; done
 check "server says local platform keys are in force" grep -q "platforms verified by local platform keys" "$WORK/local.log"
+check "server says the platform's firmware is pinned" grep -q "firmware pinned by reference values" "$WORK/local.log"
 
 check "attested realm pulls hello over RA-TLS" \
   pull "$WORK/out-hello" "ra-tls://localhost:$PORT/hello:latest" --emulate-realm --realm-keys "$WORK/realm"
@@ -108,8 +112,9 @@ check "an application outside the realm's list is NAME_UNKNOWN" \
   bash -c "out=\$(pull $WORK/out-multi ra-tls://localhost:$PORT/multi:latest --emulate-realm --realm-keys $WORK/realm 2>&1); echo \"\$out\"; grep -q NAME_UNKNOWN <<<\"\$out\""
 check "an untrusted realm is refused" \
   bash -c "! pull $WORK/out-s ra-tls://localhost:$PORT/hello:latest --emulate-realm --realm-keys $WORK/stranger"
+# (its platform has no entry in the trust-anchor list: platform_key)
 check "the refusal is logged with the peer and the reason" \
-  bash -c "for i in \$(seq 1 50); do grep 'connection refused' $WORK/local.log | grep 'platform_signature' | grep -q 'peer=127.0.0.1' && exit 0; sleep 0.1; done; exit 1"
+  bash -c "for i in \$(seq 1 50); do grep 'connection refused' $WORK/local.log | grep 'platform_key' | grep -q 'peer=127.0.0.1' && exit 0; sleep 0.1; done; exit 1"
 check "a plain TLS client gets no registry content" \
   bash -c "! curl -fsS --cacert $CERTS/ca.crt https://localhost:$PORT/v2/_catalog"
 
@@ -178,7 +183,7 @@ check "without --veraison-ca the realm is refused" \
 # --cpak together with -u: both must pass.
 BPORT=$(free_port)
 start_server "$WORK/both.log" -t ra-tls -c "$CERTS/server.crt" -k "$CERTS/server.key" \
-  --cpak "$WORK/cpak.pub" -u "$HTTPS_URL" --veraison-ca "$CERTS/ca.crt" -v "$WORK/ear3.jwk" \
+  --cpak "$WORK/ta.json" -u "$HTTPS_URL" --veraison-ca "$CERTS/ca.crt" -v "$WORK/ear3.jwk" \
   -j "$WORK/realm2.json" -r "$REG" -p "$BPORT" --bind 127.0.0.1
 for _ in $(seq 1 100); do grep -q "ready" "$WORK/both.log" && break; sleep 0.1; done
 check "server says both checks are in force" grep -q "platforms verified by local platform keys (1 trusted) and Veraison" "$WORK/both.log"
@@ -193,8 +198,25 @@ check "the start-up error says why" grep -q "loopback" "$WORK/offloop.log"
 
 # A default build refuses --insecure-skip-challenge.
 check "a default build refuses --insecure-skip-challenge" \
-  bash -c "! timeout 20 $BIN -t ra-tls -c $CERTS/server.crt -k $CERTS/server.key --cpak $WORK/cpak.pub \
+  bash -c "! timeout 20 $BIN -t ra-tls -c $CERTS/server.crt -k $CERTS/server.key --cpak $WORK/ta.json \
     -j $WORK/realm2.json -r $REG -p 0 --bind 127.0.0.1 --insecure-skip-challenge >$WORK/insecure.log 2>&1"
 check "it says the build has no insecure-skip-challenge" grep -q "available in this build: false" "$WORK/insecure.log"
+
+# Trust inputs are never defaulted, published or unpinned by accident.
+startup() { # LOG ARGS...: runs the server, which must exit non-zero
+  local log=$1
+  shift
+  ! timeout 20 "$BIN" -t ra-tls -c "$CERTS/server.crt" -k "$CERTS/server.key" -r "$REG" -p 0 \
+    --bind 127.0.0.1 "$@" >"$log" 2>&1
+}
+check "without -j the server does not start and says what to pass" \
+  bash -c "$(declare -f startup); BIN=$BIN CERTS=$CERTS REG=$REG startup $WORK/noj.log -v $WORK/ear3.jwk && grep -q 'needs -j' $WORK/noj.log"
+check "Veraison without -v does not start and says what to pass" \
+  bash -c "$(declare -f startup); BIN=$BIN CERTS=$CERTS REG=$REG startup $WORK/nov.log -j $WORK/realm2.json && grep -q 'needs -v' $WORK/nov.log"
+PUBLISHED="$ROOT/crates/ir-testkit/fixtures/published-rfc9052-key11.jwk"
+check "Veraison's published demo key as -v does not start" \
+  bash -c "$(declare -f startup); BIN=$BIN CERTS=$CERTS REG=$REG startup $WORK/pub.log -j $WORK/realm2.json -v $PUBLISHED && grep -q 'private key is published' $WORK/pub.log"
+check "a single --cpak key (no firmware pinned) does not start" \
+  bash -c "$(declare -f startup); BIN=$BIN CERTS=$CERTS REG=$REG startup $WORK/unpinned.log -j $WORK/realm2.json --cpak $WORK/cpak.pub && grep -q 'pins no firmware' $WORK/unpinned.log"
 
 summary "e2e ratls"

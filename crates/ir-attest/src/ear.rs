@@ -409,6 +409,11 @@ impl EarVerifier {
         self
     }
 
+    /// The keys EARs may be signed with (one, or a JWKS's).
+    pub fn keys(&self) -> impl Iterator<Item = &PublicKey> {
+        self.keys.iter().map(|(_, k)| k)
+    }
+
     /// Sets the maximum age.
     pub fn with_max_age(mut self, max_age: Duration) -> Self {
         self.max_age = max_age;

@@ -26,6 +26,12 @@ use std::path::Path;
 pub const EMULATED_PLATFORM_PROFILE: &str = "http://arm.com/CCA-SSD/1.0.0";
 /// The implementation ID emulated platform tokens carry.
 pub const EMULATED_IMPLEMENTATION_ID: [u8; 32] = *b"ir-attest emulated CCA platform!";
+/// The one software component emulated platforms report: its type,
+/// measurement input (hashed with SHA-256), version and signer ID.
+const EMULATED_RMM: (&str, &[u8], &str, [u8; 32]) =
+    ("RMM", b"ir-attest emulated RMM", "0.0.0", [0; 32]);
+/// The platform configuration (2401) emulated platforms report.
+const EMULATED_CONFIG: [u8; 1] = [0xcf];
 /// Largest accepted key file.
 const MAX_KEY_FILE: u64 = 64 * 1024;
 
@@ -248,6 +254,25 @@ impl EmulatedRealm {
         .unwrap_or_default()
     }
 
+    /// The platform reference values (a trust-anchor entry's
+    /// `"reference-values"`, see [`crate::platform`]) that pin this
+    /// realm's emulated platform firmware.
+    pub fn platform_reference_values(&self) -> serde_json::Value {
+        let (kind, input, version, signer) = EMULATED_RMM;
+        serde_json::json!({
+            "profile": EMULATED_PLATFORM_PROFILE,
+            "platform-config": hex::encode(EMULATED_CONFIG),
+            "hash-algo-id": "sha-256",
+            "sw-components": [{
+                "measurement-type": kind,
+                "measurement-value": hex::encode(HashAlg::Sha256.digest(input)),
+                "version": version,
+                "signer-id": hex::encode(signer),
+                "hash-algo-id": "sha-256",
+            }],
+        })
+    }
+
     /// A CCA token whose realm challenge is `realm_challenge`.
     pub fn token(&self, realm_challenge: &[u8; 64]) -> Result<Vec<u8>, EmulateError> {
         let rak = self.rak_public_sec1();
@@ -273,14 +298,12 @@ impl EmulatedRealm {
                 Value::Text(HashAlg::Sha256.name().into()),
             ),
         ]);
+        let (kind, input, version, signer) = EMULATED_RMM;
         let sw_component = Value::Map(vec![
-            (int(1), Value::Text("RMM".into())),
-            (
-                int(2),
-                Value::Bytes(HashAlg::Sha256.digest(b"ir-attest emulated RMM")),
-            ),
-            (int(4), Value::Text("0.0.0".into())),
-            (int(5), Value::Bytes(vec![0; 32])),
+            (int(1), Value::Text(kind.into())),
+            (int(2), Value::Bytes(HashAlg::Sha256.digest(input))),
+            (int(4), Value::Text(version.into())),
+            (int(5), Value::Bytes(signer.to_vec())),
             (int(6), Value::Text("sha-256".into())),
         ]);
         let platform_claims = Value::Map(vec![
@@ -297,7 +320,7 @@ impl EmulatedRealm {
                 Value::Bytes(EMULATED_IMPLEMENTATION_ID.to_vec()),
             ),
             (int(pk::INSTANCE_ID), Value::Bytes(self.instance_id())),
-            (int(pk::CONFIG), Value::Bytes(vec![0xcf])),
+            (int(pk::CONFIG), Value::Bytes(EMULATED_CONFIG.to_vec())),
             (
                 int(pk::LIFECYCLE),
                 Value::Integer(ciborium::value::Integer::from(self.lifecycle)),

@@ -19,6 +19,8 @@
 //!   per-realm application lists, and matching a token against them;
 //! - [`platform`]: local platform verification with known platform keys
 //!   (CPAK) or a Veraison-style trust-anchor list;
+//! - [`published`]: keys whose private half is published (RFC examples,
+//!   Veraison's demo keys), which servers refuse to trust;
 //! - [`ear`]: verification of Veraison's EAR attestation results (JWT ES256);
 //! - [`veraison`]: an async client for Veraison's challenge-response API;
 //! - [`emulate`]: an emulated realm for tests and demos (NOT secure).
@@ -36,6 +38,7 @@ pub mod emulate;
 pub mod hash;
 pub mod keys;
 pub mod platform;
+pub mod published;
 pub mod ratls;
 pub mod reference;
 pub mod token;

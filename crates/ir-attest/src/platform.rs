@@ -25,14 +25,23 @@
 //!   (`0x3000`–`0x30ff`); debug, provisioning, decommissioned and unknown
 //!   states are refused, in every mode;
 //! - a trust-anchor entry may carry `"reference-values"`:
-//!   `{"profile": text, "sw-components": [{"measurement-value": hex,
-//!   "signer-id": hex, "measurement-type": text, "version": text}]}`
-//!   (`measurement-type` and `version` optional). They are matched as
-//!   Veraison matches its CCA endorsements: every reference component must
-//!   be in the token with the same measurement and signer ID (and type and
-//!   version when the reference gives them); in addition every component
-//!   of the token must be one of the reference components, and the profile
-//!   (when given) must equal claim 265.
+//!   `{"profile": text, "platform-config": hex, "hash-algo-id": text,
+//!   "sw-components": [{"measurement-value": hex, "signer-id": hex,
+//!   "measurement-type": text, "version": text, "hash-algo-id": text}]}`
+//!   (all but `measurement-value` and `signer-id` optional). They are
+//!   matched as Veraison matches its CCA endorsements: every reference
+//!   component must be in the token with the same measurement and signer
+//!   ID (and type, version and hash algorithm when the reference gives
+//!   them; a component without its own hash algorithm has the platform's,
+//!   claim 2402); in addition every component of the token must be one of
+//!   the reference components, and the profile, platform configuration and
+//!   hash algorithm (when given) must equal claims 265, 2401 and 2402.
+//!
+//! An entry is *pinned* when its reference values list the software
+//! components ([`PlatformKeys::firmware_pins`]): only that firmware
+//! passes. A single key, or an entry without `sw-components`, accepts
+//! any firmware the platform key signs (servers refuse to start with such
+//! keys unless told to accept any firmware).
 
 use crate::cose::{verify_sign1, CoseError};
 use crate::keys::{KeyError, PublicKey};
@@ -149,10 +158,15 @@ pub struct SwReference {
     pub measurement_type: Option<String>,
     /// Version (field 4), compared when given.
     pub version: Option<String>,
+    /// Hash algorithm of the measurement (field 6, or the platform's
+    /// claim 2402 when the component has none), compared when given.
+    pub hash_alg: Option<String>,
 }
 
 impl SwReference {
-    fn matches(&self, c: &crate::token::SwComponent) -> bool {
+    /// Whether component `c` of a platform whose hash algorithm (2402) is
+    /// `platform_hash_alg` is this one.
+    fn matches(&self, c: &crate::token::SwComponent, platform_hash_alg: &str) -> bool {
         self.measurement == c.measurement
             && self.signer_id == c.signer_id
             && self
@@ -163,6 +177,10 @@ impl SwReference {
                 .version
                 .as_ref()
                 .is_none_or(|v| c.version.as_ref() == Some(v))
+            && self
+                .hash_alg
+                .as_ref()
+                .is_none_or(|h| c.hash_alg.as_deref().unwrap_or(platform_hash_alg) == h)
     }
 }
 
@@ -172,6 +190,10 @@ impl SwReference {
 pub struct PlatformReference {
     /// Expected profile (265), if given.
     pub profile: Option<String>,
+    /// Expected platform configuration (2401), if given.
+    pub config: Option<Vec<u8>>,
+    /// Expected platform hash algorithm (2402), if given.
+    pub hash_alg: Option<String>,
     /// The software components the platform may run, if given.
     pub sw_components: Option<Vec<SwReference>>,
 }
@@ -188,11 +210,29 @@ impl PlatformReference {
                 )));
             }
         }
+        if let Some(config) = &self.config {
+            if *config != claims.config {
+                return Err(PlatformError::Mismatch(format!(
+                    "platform configuration {}, expected {}",
+                    hex::encode(&claims.config),
+                    hex::encode(config)
+                )));
+            }
+        }
+        if let Some(alg) = &self.hash_alg {
+            if *alg != claims.hash_alg {
+                return Err(PlatformError::Mismatch(format!(
+                    "platform hash algorithm {:?}, expected {alg:?}",
+                    claims.hash_alg
+                )));
+            }
+        }
         let Some(refs) = &self.sw_components else {
             return Ok(());
         };
+        let platform_alg = claims.hash_alg.as_str();
         for (i, c) in claims.sw_components.iter().enumerate() {
-            if !refs.iter().any(|r| r.matches(c)) {
+            if !refs.iter().any(|r| r.matches(c, platform_alg)) {
                 return Err(PlatformError::Mismatch(format!(
                     "software component {i} ({} measurement {} signer {}) is not a reference component",
                     c.measurement_type.as_deref().unwrap_or("-"),
@@ -202,7 +242,11 @@ impl PlatformReference {
             }
         }
         for r in refs {
-            if !claims.sw_components.iter().any(|c| r.matches(c)) {
+            if !claims
+                .sw_components
+                .iter()
+                .any(|c| r.matches(c, platform_alg))
+            {
                 return Err(PlatformError::Mismatch(format!(
                     "reference component {} (measurement {}) is missing from the token",
                     r.measurement_type.as_deref().unwrap_or("-"),
@@ -219,6 +263,10 @@ impl PlatformReference {
 struct RawPlatformReference {
     #[serde(default)]
     profile: Option<String>,
+    #[serde(default, rename = "platform-config")]
+    config: Option<String>,
+    #[serde(default, rename = "hash-algo-id")]
+    hash_alg: Option<String>,
     #[serde(default, rename = "sw-components")]
     sw_components: Option<Vec<RawSwReference>>,
 }
@@ -234,6 +282,8 @@ struct RawSwReference {
     measurement_type: Option<String>,
     #[serde(default)]
     version: Option<String>,
+    #[serde(default, rename = "hash-algo-id")]
+    hash_alg: Option<String>,
 }
 
 /// Most reference software components per platform.
@@ -271,13 +321,20 @@ fn platform_reference(
                     signer_id,
                     measurement_type: c.measurement_type,
                     version: c.version,
+                    hash_alg: c.hash_alg,
                 });
             }
             Some(out)
         }
     };
+    let config = raw
+        .config
+        .map(|text| hex::decode(&text).map_err(|e| bad(format!("platform-config is not hex: {e}"))))
+        .transpose()?;
     Ok(PlatformReference {
         profile: raw.profile,
+        config,
+        hash_alg: raw.hash_alg,
         sw_components,
     })
 }
@@ -436,6 +493,48 @@ impl PlatformKeys {
             });
         }
         Ok(Self::TrustAnchors(anchors))
+    }
+
+    /// Each key with whether the firmware it accepts is pinned: `(label,
+    /// pinned)`, where a key is pinned when its reference values list the
+    /// software components (a single key never is). For the start-up
+    /// report, and to refuse unpinned keys unless any firmware is allowed.
+    pub fn firmware_pins(&self) -> Vec<(String, bool)> {
+        match self {
+            Self::Single(_) => vec![("single key (any platform)".to_string(), false)],
+            Self::TrustAnchors(anchors) => anchors
+                .iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    let pinned = a
+                        .reference
+                        .as_ref()
+                        .is_some_and(|r| r.sw_components.is_some());
+                    (
+                        format!("entry {i} (instance-id {})", hex::encode(&a.instance_id)),
+                        pinned,
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// The first key whose private half is published
+    /// ([`crate::published`]): `(label, which key it is)`.
+    pub fn published_key(&self) -> Option<(String, &'static str)> {
+        match self {
+            Self::Single(k) => {
+                crate::published::published_key(k).map(|name| ("single key".to_string(), name))
+            }
+            Self::TrustAnchors(anchors) => anchors.iter().enumerate().find_map(|(i, a)| {
+                crate::published::published_key(&a.key).map(|name| {
+                    (
+                        format!("entry {i} (instance-id {})", hex::encode(&a.instance_id)),
+                        name,
+                    )
+                })
+            }),
+        }
     }
 
     /// Number of keys.

@@ -118,12 +118,14 @@ pub fn cpak_jwk(realm: &EmulatedRealm) -> serde_json::Value {
     })
 }
 
-/// A Veraison-style trust-anchor list with this realm's platform.
+/// A Veraison-style trust-anchor list with this realm's platform, its
+/// firmware pinned by reference values.
 pub fn trust_anchor_json(realm: &EmulatedRealm) -> String {
     serde_json::to_string_pretty(&serde_json::json!([{
         "instance-id": hex::encode(realm.instance_id()),
         "implementation-id": hex::encode(EMULATED_IMPLEMENTATION_ID),
         "pkey": cpak_jwk(realm),
+        "reference-values": realm.platform_reference_values(),
     }]))
     .expect("JSON serializes")
 }
@@ -200,6 +202,8 @@ mod tests {
         for f in ["cpak.pub", "cpak.jwk", "ta.json"] {
             let keys = PlatformKeys::load(&dir.path().join(f)).unwrap();
             keys.verify(&parsed).unwrap();
+            // Only the trust-anchor list pins the platform's firmware.
+            assert_eq!(keys.firmware_pins()[0].1, f == "ta.json", "{f}");
         }
         let refs = ir_attest::ReferenceSet::load(&dir.path().join("ref.json")).unwrap();
         let realm = refs.match_claims(&parsed.realm.claims).unwrap();

@@ -241,13 +241,15 @@ struct RealmArgs {
     /// Directory with rak.pem and cpak.pem (generated there if absent).
     #[arg(long)]
     realm_keys: PathBuf,
-    /// Write the CPAK public key as a raw SEC1 point (a server's --cpak file).
+    /// Write the CPAK public key as a raw SEC1 point (a server's --cpak
+    /// file with --cpak-any-firmware: a single key pins no firmware).
     #[arg(long)]
     cpak_out: Option<PathBuf>,
     /// Write the CPAK public key as a JWK.
     #[arg(long)]
     cpak_jwk_out: Option<PathBuf>,
-    /// Write a Veraison-style trust-anchor list for the emulated platform.
+    /// Write a Veraison-style trust-anchor list for the emulated platform,
+    /// its firmware pinned by reference values (a server's --cpak file).
     #[arg(long)]
     trust_anchors_out: Option<PathBuf>,
     /// Write reference values (islet JSON) matching the realm.

@@ -484,7 +484,9 @@ pub struct CertificatesError {
 fn build_attestor(config: &Config) -> Result<Arc<Attestor>, StartupError> {
     let args = &config.flags;
     let platform = platform_check(config)?;
-    let references = &config.references;
+    let references = config.references.as_ref().ok_or_else(|| {
+        StartupError::new("-j", "", crate::config::ConfigError::RaTlsNeedsReferences)
+    })?;
     let mut attestor = Attestor::new(references, platform, args.max_attestations)
         .map_err(|e| StartupError::new("-j", references.display(), e))?;
     // The insecure path is a run-time choice that only some builds offer:
@@ -538,17 +540,30 @@ fn platform_check(config: &Config) -> Result<PlatformCheck, StartupError> {
         }
         let client =
             VeraisonClient::new(veraison_config).map_err(|e| StartupError::new("-u", &url, e))?;
-        let key = &config.veraison_pubkey;
+        let key = config.veraison_pubkey.as_ref().ok_or_else(|| {
+            StartupError::new("-v", "", crate::config::ConfigError::VeraisonNeedsKey)
+        })?;
         let ear = EarVerifier::load(key)
             .map_err(|e| StartupError::new("-v", key.display(), e))?
             .with_verifier_id(args.veraison_verifier_id.clone());
+        for k in ear.keys() {
+            if let Some(name) = ir_attest::published::published_key(k) {
+                refuse_published_key(args, "-v", key, "the key", name)?;
+            }
+        }
         Ok((client, ear))
     };
     let local = args
         .cpak
         .as_ref()
         .map(|path| {
-            PlatformKeys::load(path).map_err(|e| StartupError::new("--cpak", path.display(), e))
+            let keys = PlatformKeys::load(path)
+                .map_err(|e| StartupError::new("--cpak", path.display(), e))?;
+            if let Some((which, name)) = keys.published_key() {
+                refuse_published_key(args, "--cpak", path, &which, name)?;
+            }
+            check_firmware_pins(args, path, &keys)?;
+            Ok::<_, StartupError>(keys)
         })
         .transpose()?;
     Ok(match (local, args.veraison_url.is_some()) {
@@ -562,6 +577,104 @@ fn platform_check(config: &Config) -> Result<PlatformCheck, StartupError> {
             PlatformCheck::Veraison { client, ear }
         }
     })
+}
+
+/// A trust key (`-v`, `--cpak`) whose private half is published: a
+/// start-up error, or with `--insecure-dev-keys` a loud warning.
+fn refuse_published_key(
+    args: &Args,
+    flag: &'static str,
+    path: &std::path::Path,
+    which: &str,
+    name: &str,
+) -> Result<(), StartupError> {
+    if args.insecure_dev_keys {
+        tracing::error!(
+            "INSECURE (--insecure-dev-keys): {flag} {}: {which} is {name}, whose private key \
+             is published: anyone can sign what this server then trusts. Never serve real realms like this.",
+            path.display()
+        );
+        return Ok(());
+    }
+    Err(StartupError::new(
+        flag,
+        path.display(),
+        PublishedKey {
+            which: which.to_string(),
+            name: name.to_string(),
+        },
+    ))
+}
+
+/// A trust key whose private half is published.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{which} is {name}, whose private key is published, so anyone can sign with it; \
+     use your own deployment's key (for development only: --insecure-dev-keys)"
+)]
+struct PublishedKey {
+    which: String,
+    name: String,
+}
+
+/// Says per `--cpak` key whether its firmware is pinned by reference
+/// values; an unpinned key is a start-up error unless `--cpak-any-firmware`
+/// is given (then a warning).
+fn check_firmware_pins(
+    args: &Args,
+    path: &std::path::Path,
+    keys: &PlatformKeys,
+) -> Result<(), StartupError> {
+    /// Keys named one per line at start; the rest are counted.
+    const NAMED: usize = 64;
+    let pins = keys.firmware_pins();
+    let says = |pinned: bool| {
+        if pinned {
+            "pinned by reference values"
+        } else {
+            "NOT pinned (any firmware the key signs)"
+        }
+    };
+    for (label, pinned) in pins.iter().take(NAMED) {
+        tracing::info!("RA-TLS: --cpak {label}: firmware {}", says(*pinned));
+    }
+    if pins.len() > NAMED {
+        let rest = &pins[NAMED..];
+        let unpinned = rest.iter().filter(|(_, pinned)| !pinned).count();
+        tracing::info!(
+            "RA-TLS: --cpak: {} more entries, {} pinned, {unpinned} not",
+            rest.len(),
+            rest.len() - unpinned
+        );
+    }
+    let Some((label, _)) = pins.iter().find(|(_, pinned)| !pinned) else {
+        return Ok(());
+    };
+    if args.cpak_any_firmware {
+        tracing::warn!(
+            "--cpak-any-firmware: platforms whose --cpak key pins no firmware pass with any \
+             RMM or TF-A build their key signs, old vulnerable ones included"
+        );
+        return Ok(());
+    }
+    Err(StartupError::new(
+        "--cpak",
+        path.display(),
+        UnpinnedFirmware {
+            label: label.clone(),
+        },
+    ))
+}
+
+/// A `--cpak` key that pins no firmware, without `--cpak-any-firmware`.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{label} pins no firmware: give it reference values with sw-components (a trust-anchor \
+     list entry's \"reference-values\", see docs/ratls.md), or pass --cpak-any-firmware to \
+     accept any firmware the key signs"
+)]
+struct UnpinnedFirmware {
+    label: String,
 }
 
 /// Reads a small trusted file (a CA certificate), at most 1 MiB.

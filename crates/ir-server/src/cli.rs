@@ -38,18 +38,27 @@ pub enum ReportFormat {
 
 /// ir-server: a pull-only OCI registry that serves only verified content.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "ir-server", version, about, long_about = None)]
+#[command(
+    name = "ir-server",
+    version,
+    about,
+    long_about = None,
+    after_help = "Subcommand:\n  ir-server probe [URL] [--timeout SECONDS]\n          exit 0 if URL (default: /readyz on IR_SERVER_METRICS_ADDR) answers 2xx; for health checks",
+)]
 pub struct Args {
-    /// runtime server root directory, none to use {crate_root}/registry
-    #[arg(short = 'r', long, env = "IR_SERVER_ROOT")]
+    /// runtime server root directory (default: registry/ in the source tree
+    /// the binary was built from)
+    #[arg(short = 'r', long, env = "IR_SERVER_ROOT", help = in_build_tree("runtime server root directory", "registry"))]
     pub root: Option<PathBuf>,
 
-    /// path to server certificate, none to use {crate_root}/certs/server.crt
-    #[arg(short = 'c', long, env = "IR_SERVER_CERT")]
+    /// path to server certificate (default: certs/server.crt in the source
+    /// tree)
+    #[arg(short = 'c', long, env = "IR_SERVER_CERT", help = in_build_tree("path to server certificate", "certs/server.crt"))]
     pub cert: Option<PathBuf>,
 
-    /// path to server private key, none to use {crate_root}/certs/server.key
-    #[arg(short = 'k', long, env = "IR_SERVER_KEY")]
+    /// path to server private key (default: certs/server.key in the source
+    /// tree)
+    #[arg(short = 'k', long, env = "IR_SERVER_KEY", help = in_build_tree("path to server private key", "certs/server.key"))]
     pub key: Option<PathBuf>,
 
     /// TLS variant to use
@@ -77,7 +86,8 @@ pub struct Args {
     #[arg(long, value_name = "FILE", env = "IR_SERVER_VERAISON_CA")]
     pub veraison_ca: Option<PathBuf>,
 
-    /// RA-TLS: Veraisons public key, none to use {crate_root}/ratls/pkey.jwk
+    /// RA-TLS: Veraison's EAR public key (JWK); required when Veraison
+    /// is used (without --cpak, or with -u)
     #[arg(short = 'v', long, env = "IR_SERVER_VERAISON_PUBKEY")]
     pub veraison_pubkey: Option<PathBuf>,
 
@@ -86,16 +96,28 @@ pub struct Args {
     #[arg(long, value_name = "DEVELOPER", env = "IR_SERVER_VERAISON_VERIFIER_ID")]
     pub veraison_verifier_id: Option<String>,
 
-    /// RA-TLS: JSON containing reference values, none to use {crate_root}/ratls/example.json
+    /// RA-TLS: JSON containing reference values (a file, or a directory of
+    /// them); required with -t ra-tls
     #[arg(short = 'j', long, env = "IR_SERVER_REFERENCE_JSON")]
     pub reference_json: Option<PathBuf>,
 
     /// RA-TLS: check platform tokens locally with these platform keys (raw
-    /// SEC1 point, PEM, JWK, or a Veraison trust-anchor list, whose entries
-    /// may carry platform reference values) instead of asking Veraison, or
-    /// before asking it when -u is given too
+    /// SEC1 point, PEM, JWK, or a Veraison trust-anchor list whose entries
+    /// pin the firmware with reference values) instead of asking Veraison,
+    /// or before asking it when -u is given too
     #[arg(long, env = "IR_SERVER_CPAK")]
     pub cpak: Option<PathBuf>,
+
+    /// RA-TLS, INSECURE: accept any firmware a --cpak key signs (a single
+    /// key, or trust-anchor entries without reference-values sw-components)
+    #[arg(long, env = "IR_SERVER_CPAK_ANY_FIRMWARE", requires = "cpak")]
+    pub cpak_any_firmware: bool,
+
+    /// RA-TLS, INSECURE, for development only: accept keys whose private
+    /// half is published (the RFC 9052 example keys, Veraison's demo EAR
+    /// key) as -v or --cpak
+    #[arg(long, env = "IR_SERVER_INSECURE_DEV_KEYS")]
+    pub insecure_dev_keys: bool,
 
     /// RA-TLS, INSECURE, for testing clients that send a fixed recorded
     /// token: do not check the session binding. Only builds with the cargo
@@ -321,6 +343,15 @@ pub fn crate_root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let root = manifest.join("../..");
     root.canonicalize().unwrap_or(root)
+}
+
+/// A flag's help naming the path under [`crate_root`] it defaults to, as
+/// the binary will use it.
+fn in_build_tree(what: &str, relative: &str) -> String {
+    format!(
+        "{what} [default: {}]",
+        crate_root().join(relative).display()
+    )
 }
 
 #[cfg(test)]

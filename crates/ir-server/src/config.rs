@@ -28,6 +28,18 @@ pub enum ConfigError {
          addresses: without it, a client reaching the port directly could name any address"
     )]
     ProxyProtocolNeedsSources,
+    /// `-t ra-tls` without `-j`: there is no default set of realms.
+    #[error(
+        "-t ra-tls needs -j FILE|DIR: the reference values of the realms that may pull \
+         (there is no default; ratls/example.json is an example to adapt)"
+    )]
+    RaTlsNeedsReferences,
+    /// `-t ra-tls` with Veraison (no `--cpak`, or `-u`) without `-v`.
+    #[error(
+        "-t ra-tls with Veraison (no --cpak, or -u given) needs -v FILE: the public key \
+         (JWK) your Veraison deployment signs its attestation results with (there is no default)"
+    )]
+    VeraisonNeedsKey,
     /// The signature policy flags (`--policy`, `--registry-host`,
     /// `--notation-trust-*`) do not fit together.
     #[error(transparent)]
@@ -47,10 +59,11 @@ pub struct Config {
     pub key: PathBuf,
     /// Veraison's base URL (`-u`, default the seed's).
     pub veraison_url: String,
-    /// Veraison's EAR public key (`-v`).
-    pub veraison_pubkey: PathBuf,
-    /// The RA-TLS reference values (`-j`).
-    pub references: PathBuf,
+    /// Veraison's EAR public key (`-v`): with `-t ra-tls`, set whenever
+    /// Veraison is used (no `--cpak`, or `-u`).
+    pub veraison_pubkey: Option<PathBuf>,
+    /// The RA-TLS reference values (`-j`): set with `-t ra-tls`.
+    pub references: Option<PathBuf>,
     /// Memory for chunk seals, in bytes (`--seal-memory` MiB).
     pub seal_budget: u64,
     /// Memory for verified blob copies, in bytes (`--blob-cache` MiB;
@@ -75,6 +88,17 @@ impl Config {
         if args.proxy_protocol && args.proxy_protocol_from.is_empty() {
             return Err(ConfigError::ProxyProtocolNeedsSources);
         }
+        if args.tls == TlsMode::RaTls && !args.check {
+            // The trust inputs have no defaults: a default key or realm
+            // list would be trusted without anyone having chosen it.
+            if args.reference_json.is_none() {
+                return Err(ConfigError::RaTlsNeedsReferences);
+            }
+            let uses_veraison = args.cpak.is_none() || args.veraison_url.is_some();
+            if uses_veraison && args.veraison_pubkey.is_none() {
+                return Err(ConfigError::VeraisonNeedsKey);
+            }
+        }
         let or_root = |given: &Option<PathBuf>, default: &str| {
             given.clone().unwrap_or_else(|| crate_root().join(default))
         };
@@ -86,8 +110,8 @@ impl Config {
                 .veraison_url
                 .clone()
                 .unwrap_or_else(|| DEFAULT_VERAISON_URL.to_string()),
-            veraison_pubkey: or_root(&args.veraison_pubkey, "ratls/pkey.jwk"),
-            references: or_root(&args.reference_json, "ratls/example.json"),
+            veraison_pubkey: args.veraison_pubkey.clone(),
+            references: args.reference_json.clone(),
             seal_budget: args.seal_memory.saturating_mul(MIB),
             blob_cache: args.blob_cache.map(|mib| mib.saturating_mul(MIB)),
             load: LoadOptions {
@@ -138,7 +162,8 @@ mod tests {
         let c = config(&[]).unwrap();
         assert_eq!(c.root, crate_root().join("registry"));
         assert_eq!(c.cert, crate_root().join("certs/server.crt"));
-        assert_eq!(c.references, crate_root().join("ratls/example.json"));
+        assert_eq!(c.references, None, "no default reference values");
+        assert_eq!(c.veraison_pubkey, None, "no default Veraison key");
         assert_eq!(c.veraison_url, DEFAULT_VERAISON_URL);
         assert!(c.trust.is_none());
         assert_eq!(c.blob_cache, None);
@@ -201,5 +226,52 @@ mod tests {
         let c = config(&["--flight-timeout", "2", "--ipv6-prefix-len", "56"]).unwrap();
         assert_eq!(c.serve.flight_timeout, Duration::from_secs(2));
         assert_eq!(c.serve.ipv6_prefix_len, 56);
+    }
+
+    /// In RA-TLS mode the trust inputs must be named: no `-j`, or no `-v`
+    /// when Veraison is used, is a start-up error saying what to pass.
+    #[test]
+    fn ra_tls_trust_inputs_have_no_defaults() {
+        let e = config(&["-t", "ra-tls", "-v", "/k.jwk"]).unwrap_err();
+        assert!(matches!(e, ConfigError::RaTlsNeedsReferences));
+        assert!(
+            e.to_string().starts_with("-t ra-tls needs -j FILE|DIR"),
+            "{e}"
+        );
+        for argv in [
+            &["-t", "ra-tls", "-j", "/r.json"][..],
+            &["-t", "ra-tls", "-j", "/r.json", "-u", "https://v.example"],
+            &[
+                "-t",
+                "ra-tls",
+                "-j",
+                "/r.json",
+                "--cpak",
+                "/c",
+                "-u",
+                "https://v",
+            ],
+        ] {
+            let e = config(argv).unwrap_err();
+            assert!(matches!(e, ConfigError::VeraisonNeedsKey), "{argv:?}");
+            assert!(e.to_string().contains("needs -v FILE"), "{e}");
+        }
+        // Local platform checks only: no Veraison, no key needed.
+        let c = config(&["-t", "ra-tls", "-j", "/r.json", "--cpak", "/c"]).unwrap();
+        assert_eq!(c.references, Some(PathBuf::from("/r.json")));
+        assert_eq!(c.veraison_pubkey, None);
+        let c = config(&["-t", "ra-tls", "-j", "/r.json", "-v", "/k.jwk"]).unwrap();
+        assert_eq!(c.veraison_pubkey, Some(PathBuf::from("/k.jwk")));
+        // Other modes need neither, nor does --check, which serves nothing.
+        config(&["-t", "tls"]).unwrap();
+        config(&["-t", "ra-tls", "--check"]).unwrap();
+    }
+
+    #[test]
+    fn cpak_any_firmware_needs_cpak() {
+        let mut argv = vec!["ir-server", "-t", "ra-tls", "--cpak-any-firmware"];
+        assert!(Args::try_parse_from(&argv).is_err());
+        argv.extend(["--cpak", "/c"]);
+        assert!(Args::try_parse_from(&argv).unwrap().cpak_any_firmware);
     }
 }

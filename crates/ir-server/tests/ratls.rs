@@ -656,6 +656,46 @@ async fn a_realm_is_held_to_its_policy_scope() {
     test.pull(&c, "app:latest").await.unwrap();
 }
 
+/// `_catalog` lists what the realm's policy scope serves: a realm whose
+/// scope has no view yet (its entry changed since the last content load)
+/// is served nothing and lists nothing, not the host view's names.
+#[tokio::test]
+async fn catalog_lists_only_what_the_realms_policy_scope_serves() {
+    let policy = serde_json::json!({"default": [{"type": "insecureAcceptAnything"}]});
+    let h = harness_with(
+        Platform::OwnCpak,
+        |refs| refs["realm"]["policy-scope"] = "test.registry".into(),
+        Setup {
+            policy: Some(policy),
+            ..Setup::default()
+        },
+    )
+    .await;
+    let base = h.base();
+    let catalog = |c: Client| {
+        let url = format!("{base}/v2/_catalog");
+        async move {
+            let v: Value = c
+                .http()
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["repositories"].clone()
+        }
+    };
+    let c = h.client(TokenSource::emulated(h.realm.clone()));
+    assert_eq!(catalog(c).await, serde_json::json!(["app", "team/tools"]));
+    // The entry now names a scope the content was not judged under.
+    h.reload(|r| r["realm"]["policy-scope"] = "new.registry".into());
+    let c = h.client(TokenSource::emulated(h.realm.clone()));
+    assert_eq!(h.status(&c, "/v2/app/manifests/latest").await, 404);
+    assert_eq!(catalog(c).await, serde_json::json!([]));
+}
+
 #[tokio::test]
 async fn a_plain_tls_client_without_certificate_is_refused() {
     let h = harness(Platform::OwnCpak, |_| {}).await;
@@ -891,6 +931,38 @@ async fn cpak_unknown_platform_component_is_refused() {
     );
 }
 
+/// The platform configuration (2401) and the components' hash algorithm
+/// are compared when the reference values give them: the emulated
+/// platform's own values pass, another configuration or algorithm is
+/// refused.
+#[tokio::test]
+async fn cpak_platform_config_and_hash_algorithm_are_matched() {
+    let realm = EmulatedRealm::generate(Measurements::default()).unwrap();
+    let own = realm.platform_reference_values();
+    let h = harness(Platform::OwnAnchor(own.clone()), |_| {}).await;
+    h.pull(
+        &h.client(TokenSource::emulated(h.realm.clone())),
+        "app:latest",
+    )
+    .await
+    .unwrap();
+    let mut config = own.clone();
+    config["platform-config"] = "00".into();
+    let mut platform_alg = own.clone();
+    platform_alg["hash-algo-id"] = "sha-512".into();
+    let mut component_alg = own;
+    component_alg["sw-components"][0]["hash-algo-id"] = "sha-384".into();
+    for reference in [config, platform_alg, component_alg] {
+        let h = harness(Platform::OwnAnchor(reference.clone()), |_| {}).await;
+        assert_eq!(
+            h.refused(&h.client(TokenSource::emulated(h.realm.clone())))
+                .await,
+            "platform_mismatch",
+            "{reference}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn same_measurements_other_personalization_is_refused() {
     // Two tenants run the same image with different personalization
@@ -924,9 +996,9 @@ async fn same_measurements_other_personalization_is_refused() {
 }
 
 /// Runs the ir-server binary with `args` after `-t ra-tls` and a valid
-/// certificate, and returns whether it failed to start (exited non-zero
-/// within 20 s; a server still running then is killed and counts as
-/// started) and its output.
+/// certificate, and returns whether it started (it said it is serving, or
+/// was still running after 20 s; it is then killed) rather than exiting
+/// non-zero, and its output.
 fn run_server_expecting_exit(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
     let ca = make_ca();
     let (cert, key) = make_leaf(&ca, dir, 1, true);
@@ -952,6 +1024,10 @@ fn run_server_expecting_exit(dir: &std::path::Path, args: &[&str]) -> (bool, Str
             refused = !status.success();
             break;
         }
+        let text = std::fs::read_to_string(&out_path).unwrap_or_default();
+        if text.contains("serving the OCI pull API") {
+            break;
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
     if child.try_wait().unwrap().is_none() {
@@ -964,11 +1040,34 @@ fn run_server_expecting_exit(dir: &std::path::Path, args: &[&str]) -> (bool, Str
     )
 }
 
+/// Writes reference values (an emulated realm's) and a freshly generated
+/// Veraison EAR key into `dir`: the `-j` and `-v` files.
+fn trust_files(dir: &std::path::Path) -> (String, String) {
+    let realm = EmulatedRealm::generate(Measurements::default()).unwrap();
+    let refs = dir.join("realm.json");
+    std::fs::write(&refs, realm.reference_values_json("demo", None)).unwrap();
+    let key = dir.join("ear.jwk");
+    let signer = ir_attest::ear::test_util::EarSigner::generate();
+    std::fs::write(&key, signer.public_jwk()).unwrap();
+    let s = |p: std::path::PathBuf| p.display().to_string();
+    (s(refs), s(key))
+}
+
+/// The RFC 9052 example key that Veraison ships as its demo EAR key.
+fn published_key_file() -> String {
+    format!(
+        "{}/../ir-testkit/fixtures/published-rfc9052-key11.jwk",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
 #[test]
 fn plain_http_veraison_off_loopback_is_a_startup_error() {
     let dir = TempDir::new().unwrap();
+    let (refs, key) = trust_files(dir.path());
     for url in ["http://192.0.2.1:8080", "http://veraison.example:8080"] {
-        let (ok, text) = run_server_expecting_exit(dir.path(), &["-u", url]);
+        let (ok, text) =
+            run_server_expecting_exit(dir.path(), &["-j", &refs, "-v", &key, "-u", url]);
         assert!(!ok, "{url}: {text}");
         assert!(text.contains("loopback"), "{url}: {text}");
     }
@@ -995,10 +1094,140 @@ fn default_build_refuses_insecure_skip_challenge() {
         return;
     }
     let dir = TempDir::new().unwrap();
-    let (ok, text) = run_server_expecting_exit(dir.path(), &["--insecure-skip-challenge"]);
+    let (refs, key) = trust_files(dir.path());
+    let (ok, text) = run_server_expecting_exit(
+        dir.path(),
+        &["-j", &refs, "-v", &key, "--insecure-skip-challenge"],
+    );
     assert!(!ok, "{text}");
     assert!(text.contains("insecure-skip-challenge"), "{text}");
     assert!(text.contains("available in this build: false"), "{text}");
+}
+
+/// RA-TLS has no default trust inputs: without -j, or without -v when
+/// Veraison judges the platforms, the server does not start and says what
+/// to pass; with both it starts.
+#[test]
+fn ra_tls_without_reference_values_or_veraison_key_does_not_start() {
+    let dir = TempDir::new().unwrap();
+    let (refs, key) = trust_files(dir.path());
+    let (ok, text) = run_server_expecting_exit(dir.path(), &["-v", &key]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("needs -j FILE|DIR"), "{text}");
+    for args in [
+        &["-j", &refs][..],
+        &["-j", &refs, "-u", "http://127.0.0.1:9"],
+    ] {
+        let (ok, text) = run_server_expecting_exit(dir.path(), args);
+        assert!(!ok, "{args:?}: {text}");
+        assert!(text.contains("needs -v FILE"), "{args:?}: {text}");
+    }
+    let (ok, text) = run_server_expecting_exit(dir.path(), &["-j", &refs, "-v", &key]);
+    assert!(ok, "{text}");
+}
+
+/// Veraison's demo EAR key (RFC 9052's example key "11", whose private
+/// half is in the RFC) as -v: refused at start unless --insecure-dev-keys,
+/// then started with a warning.
+#[test]
+fn published_veraison_key_is_refused_at_start() {
+    let dir = TempDir::new().unwrap();
+    let (refs, _) = trust_files(dir.path());
+    let published = published_key_file();
+    let (ok, text) = run_server_expecting_exit(dir.path(), &["-j", &refs, "-v", &published]);
+    assert!(!ok, "{text}");
+    assert!(text.contains("-v "), "{text}");
+    assert!(text.contains("private key is published"), "{text}");
+    assert!(text.contains("--insecure-dev-keys"), "{text}");
+    // The same point as PEM is the same key.
+    let pem = dir.path().join("published.pem");
+    let key = ir_attest::PublicKey::from_jwk_json(&std::fs::read(&published).unwrap()).unwrap();
+    std::fs::write(&pem, spki_pem(&key)).unwrap();
+    let (ok, text) = run_server_expecting_exit(
+        dir.path(),
+        &[
+            "-j",
+            &refs,
+            "--cpak-any-firmware",
+            "--cpak",
+            pem.to_str().unwrap(),
+        ],
+    );
+    assert!(!ok, "{text}");
+    assert!(text.contains("--cpak "), "{text}");
+    assert!(text.contains("private key is published"), "{text}");
+    let (ok, text) = run_server_expecting_exit(
+        dir.path(),
+        &["-j", &refs, "-v", &published, "--insecure-dev-keys"],
+    );
+    assert!(ok, "{text}");
+    assert!(text.contains("INSECURE (--insecure-dev-keys)"), "{text}");
+}
+
+/// A P-256 key as a PEM SubjectPublicKeyInfo.
+fn spki_pem(key: &ir_attest::PublicKey) -> String {
+    use base64::Engine as _;
+    // id-ecPublicKey with prime256v1, then the 65-byte point.
+    let mut der = hex::decode("3059301306072a8648ce3d020106082a8648ce3d030107034200").unwrap();
+    der.extend(key.to_sec1());
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    format!("-----BEGIN PUBLIC KEY-----\n{b64}\n-----END PUBLIC KEY-----\n")
+}
+
+/// A --cpak key that pins no firmware (a single key, or a trust-anchor
+/// entry without sw-components) is refused at start unless
+/// --cpak-any-firmware; a pinned entry starts, and the start-up log says
+/// per key whether its firmware is pinned.
+#[test]
+fn cpak_without_firmware_reference_values_is_refused_at_start() {
+    let dir = TempDir::new().unwrap();
+    let (refs, _) = trust_files(dir.path());
+    let realm = EmulatedRealm::generate(Measurements::default()).unwrap();
+    let single = dir.path().join("cpak.pub");
+    std::fs::write(&single, realm.cpak_public_sec1()).unwrap();
+    let no_sw = dir.path().join("ta-profile-only.json");
+    std::fs::write(
+        &no_sw,
+        anchor_list(
+            &realm,
+            Some(serde_json::json!({"profile": "http://arm.com/CCA-SSD/1.0.0"})),
+        ),
+    )
+    .unwrap();
+    for file in [&single, &no_sw] {
+        let (ok, text) =
+            run_server_expecting_exit(dir.path(), &["-j", &refs, "--cpak", file.to_str().unwrap()]);
+        assert!(!ok, "{text}");
+        assert!(text.contains("pins no firmware"), "{text}");
+        assert!(text.contains("--cpak-any-firmware"), "{text}");
+        let (ok, text) = run_server_expecting_exit(
+            dir.path(),
+            &[
+                "-j",
+                &refs,
+                "--cpak",
+                file.to_str().unwrap(),
+                "--cpak-any-firmware",
+            ],
+        );
+        assert!(ok, "{text}");
+        assert!(text.contains("firmware NOT pinned"), "{text}");
+    }
+    let pinned = dir.path().join("ta.json");
+    std::fs::write(
+        &pinned,
+        anchor_list(&realm, Some(realm.platform_reference_values())),
+    )
+    .unwrap();
+    let (ok, text) = run_server_expecting_exit(
+        dir.path(),
+        &["-j", &refs, "--cpak", pinned.to_str().unwrap()],
+    );
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("firmware pinned by reference values"),
+        "{text}"
+    );
 }
 
 // ---- Revocation and connection age -------------------------------------

@@ -1,5 +1,5 @@
-mod cosign_written;
 mod bounds;
+mod cosign_written;
 mod independent;
 mod judge;
 mod keyless;

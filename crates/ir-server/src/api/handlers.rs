@@ -424,12 +424,16 @@ pub fn tags<B>(app: &Application, req: &Request<B>) -> Answer {
     Ok(response(StatusCode::OK, h, body))
 }
 
-/// `GET /v2/_catalog`, as the Docker registry API defines it.
+/// `GET /v2/_catalog`, as the Docker registry API defines it: the names
+/// this connection is served, in its policy scope's view (an RA-TLS realm
+/// held to a scope with no view yet lists nothing, as it is served
+/// nothing).
 pub fn catalog<B>(catalog: &Catalog, conn: &ConnInfo, req: &Request<B>) -> Answer {
     let p = page(req)?;
+    let scope = conn.scope();
     let names = catalog
         .names()
-        .filter(|n| conn.may_see(n))
+        .filter(|n| conn.may_see(n) && catalog.application_in(scope.as_deref(), n).is_some())
         .map(|n| n.as_str());
     let (repos, link) = paginate(names, &p, "/v2/_catalog");
     let (mut h, body) = json_response(

@@ -147,7 +147,7 @@ impl ConnInfo {
     }
 
     /// The policy scope for one request.
-    fn scope(&self) -> Option<Arc<str>> {
+    pub(crate) fn scope(&self) -> Option<Arc<str>> {
         self.policy_scope.as_ref().and_then(|f| f())
     }
 

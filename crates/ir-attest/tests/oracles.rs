@@ -8,8 +8,9 @@
 //!
 //! Where the oracles disagree with ir-attest the test pins the
 //! disagreement (and docs/ratls.md lists it): `ccatoken` 0.1 trusts a
-//! token whose platform binding fails, and does not decode the 2023
-//! profiles (COSE_Key RAK, `tag:arm.com,2023:cca_platform#1.0.0`).
+//! token whose platform binding fails, does not decode the 2023 profiles
+//! (COSE_Key RAK, `tag:arm.com,2023:cca_platform#1.0.0`), and refuses
+//! TF-M's software-component hash names.
 
 use base64::Engine as _;
 use ir_attest::cose::verify_sign1;

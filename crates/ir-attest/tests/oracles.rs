@@ -122,7 +122,7 @@ fn assert_same_reading(name: &str, ir: &Value, oracle: &ear::Ear) {
         );
         assert_eq!(
             mine["ear.trustworthiness-vector"],
-            serde_json::to_value(&appraisal.trust_vector).unwrap(),
+            serde_json::to_value(appraisal.trust_vector).unwrap(),
             "{name} {sub}: trust vector"
         );
         assert_eq!(

@@ -5,5 +5,6 @@
 mod ear;
 mod emulate;
 mod fixtures;
+mod oracles;
 mod token;
 mod veraison;

@@ -112,6 +112,22 @@ if command -v podman >/dev/null && command -v runc >/dev/null; then
   check "under the container runtime's default profile io_uring is refused and the load still verifies" \
     bash -c "out=\$(${PODMAN[*]} --network none --rootfs $RFS /bin/ir-server --check -r /registry 2>&1) \
              && grep -q '3 applications served' <<<\"\$out\" && grep -q 'io_uring unavailable' <<<\"\$out\""
+  # The image's state directory for --signature-cache: owned by the
+  # server's user, 0700. As that user the cache is used; in a directory
+  # others may write (an emptyDir's mode) it is refused.
+  mkdir -p "$RFS/etc/ir" "$RFS/var/lib/ir-server" "$RFS/var/lib/world"
+  echo '{"default":[{"type":"insecureAcceptAnything"}]}' >"$RFS/etc/ir/policy.json"
+  chmod 755 "$RFS" "$RFS/etc" "$RFS/etc/ir" "$RFS/var" "$RFS/var/lib"
+  chown 65532:65532 "$RFS/var/lib/ir-server" && chmod 0700 "$RFS/var/lib/ir-server"
+  chmod 0777 "$RFS/var/lib/world"
+  check "the signature cache in the image's state directory is used by the server's user" \
+    bash -c "out=\$(${PODMAN[*]} --network none --user 65532:65532 --rootfs $RFS /bin/ir-server --check -r /registry \
+               --policy /etc/ir/policy.json --signature-cache /var/lib/ir-server/signatures 2>&1) \
+             && grep -q 'signature cache /var/lib/ir-server/signatures' <<<\"\$out\" && ! grep -q 'signature cache not' <<<\"\$out\""
+  check "a signature cache in a world-writable directory (an emptyDir) is not used" \
+    bash -c "out=\$(${PODMAN[*]} --network none --user 65532:65532 --rootfs $RFS /bin/ir-server --check -r /registry \
+               --policy /etc/ir/policy.json --signature-cache /var/lib/world/signatures 2>&1); \
+             grep -q 'signature cache not used' <<<\"\$out\" && grep -q '3 applications served' <<<\"\$out\""
   SPORT=$(free_port)
   "${PODMAN[@]}" --network host --name "ir-seccomp-$SPORT" --security-opt seccomp="$ROOT/deploy/seccomp/ir-server.json" \
     --rootfs "$RFS" /bin/ir-server -r /registry --bind 127.0.0.1 -p "$SPORT" >"$WORK/seccomp.log" 2>&1 &
@@ -122,6 +138,9 @@ if command -v podman >/dev/null && command -v runc >/dev/null; then
 else
   echo "skip running under the seccomp profile (podman or runc not installed)"
 fi
+check "Dockerfile: a state directory for the signature cache, owned by the server's user, 0700" \
+  bash -c "f=$ROOT/deploy/Dockerfile; grep -q 'install -d -m 0700 /out/state' \$f \
+           && grep -q 'COPY --from=build --chown=65532:65532 /out/state /var/lib/ir-server' \$f"
 check "Dockerfile: HEALTHCHECK runs the binary's own probe on the metrics listener" \
   bash -c "f=$ROOT/deploy/Dockerfile; grep -A1 '^HEALTHCHECK' \$f | grep -q '\"/usr/local/bin/ir-server\", \"probe\"' \
            && grep -q 'IR_SERVER_METRICS_ADDR=127.0.0.1:9090' \$f && '$BIN' probe --help | grep -q IR_SERVER_METRICS_ADDR"

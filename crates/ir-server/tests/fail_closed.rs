@@ -319,6 +319,8 @@ async fn a_key_file_that_no_longer_loads_stops_accepting_at_the_next_reload() {
         json!([]),
         "nothing of the refused image"
     );
+    let layer = format!("/v2/signed/blobs/{}", f.signed.layers[0].digest_str());
+    assert_eq!(status(&server, &layer).await, 404, "nor its layer");
 
     // Or by putting another key in its file.
     std::fs::write(&f.key_path, Key::p256().public_pem()).unwrap();

@@ -38,21 +38,10 @@ impl Server {
         root.good("app");
         root.good("other");
         let ca = make_ca();
-        let (cert, key) = make_leaf(&ca, dir, 1, true);
         let log = dir.join("server.log");
         let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_ir-server"))
-            .args(["-t", "ra-tls", "-p", "0", "--bind", "127.0.0.1", "-r"])
-            .arg(root.path())
-            .arg("-c")
-            .arg(&cert)
-            .arg("-k")
-            .arg(&key)
-            .args(args)
-            // These tests are about reloads, not firmware pinning.
-            .args(args.contains(&"--cpak").then_some("--cpak-any-firmware"))
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
+        let server = Command::new(env!("CARGO_BIN_EXE_ir-server"));
+        let child = ra_tls_server(server, &ca, dir, &root, args)
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .spawn()
@@ -159,26 +148,32 @@ fn write(path: &Path, text: impl AsRef<[u8]>) -> &Path {
     path
 }
 
-/// Runs the binary until it exits (at most 20 s) and returns whether it
-/// failed and its output.
-fn start_fails(dir: &Path, args: &[&str]) -> (bool, String) {
-    let ca = make_ca();
-    let (cert, key) = make_leaf(&ca, dir, 1, true);
-    let root = Root::new();
-    root.good("app");
-    let out = Command::new("timeout")
-        .arg("20")
-        .arg(env!("CARGO_BIN_EXE_ir-server"))
-        .args(["-t", "ra-tls", "-p", "0", "--bind", "127.0.0.1", "-r"])
+/// `cmd` (the server, or what runs it) set to serve `root` over RA-TLS
+/// with a fresh certificate, `args` added.
+fn ra_tls_server(mut cmd: Command, ca: &Ca, dir: &Path, root: &Root, args: &[&str]) -> Command {
+    let (cert, key) = make_leaf(ca, dir, 1, true);
+    cmd.args(["-t", "ra-tls", "-p", "0", "--bind", "127.0.0.1", "-r"])
         .arg(root.path())
         .arg("-c")
         .arg(&cert)
         .arg("-k")
         .arg(&key)
         .args(args)
+        // These tests are about reloads, not firmware pinning.
         .args(args.contains(&"--cpak").then_some("--cpak-any-firmware"))
         .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Runs the binary until it exits (at most 20 s) and returns whether it
+/// failed and its output.
+fn start_fails(dir: &Path, args: &[&str]) -> (bool, String) {
+    let root = Root::new();
+    root.good("app");
+    let mut timeout = Command::new("timeout");
+    timeout.arg("20").arg(env!("CARGO_BIN_EXE_ir-server"));
+    let out = ra_tls_server(timeout, &make_ca(), dir, &root, args)
         .output()
         .unwrap();
     let text = format!(

@@ -11,14 +11,14 @@ use ir_oci::{report, LoadOptions, Registry};
 use tokio::sync::mpsc;
 
 use crate::api::ApiState;
-use crate::catalog::{self, Catalog};
-use crate::cert_store::{self, CertStore};
 use crate::cli::{Args, ReportFormat, TlsMode};
 use crate::config::Config;
-use crate::reload::Reloader;
-use crate::signals;
+use crate::process::signals;
+use crate::snapshot::catalog::{self, Catalog};
+use crate::snapshot::policy_gate::{Gate, Judged, TrustError};
+use crate::snapshot::reload::Reloader;
+use crate::transport::cert_store::{self, CertStore};
 use crate::transport::{self, plain::Plain, ratls::RaTls, tls::Tls, ServeOptions};
-use crate::trust::{Gate, Judged, TrustError};
 use ir_attest::attestor::{Attestor, PlatformCheck};
 use ir_attest::{EarVerifier, PlatformKeys, VeraisonClient, VeraisonConfig};
 
@@ -120,7 +120,7 @@ pub fn check(args: &Args) -> ExitCode {
         Ok(g) => g,
         Err(e) => return refuse(&e, &config.root),
     };
-    crate::trust::announce(gate.as_deref());
+    crate::snapshot::policy_gate::announce(gate.as_deref());
     match load_with(&config, config.load.clone(), gate.as_deref()) {
         Ok(Judged {
             registry,
@@ -128,14 +128,14 @@ pub fn check(args: &Args) -> ExitCode {
             ..
         }) => {
             let nothing_served = registry.applications.is_empty();
-            let refused = crate::trust::any_refused(&judgements);
+            let refused = crate::snapshot::policy_gate::any_refused(&judgements);
             if json {
                 let mut report = report::CheckReport::of(&config.root, &registry);
-                crate::trust::annotate(&mut report, &judgements);
+                crate::snapshot::policy_gate::annotate(&mut report, &judgements);
                 report.ok &= !refused;
                 println!("{}", to_json(&report));
             } else {
-                print!("{}", crate::trust::text_report(&judgements));
+                print!("{}", crate::snapshot::policy_gate::text_report(&judgements));
                 print!("{}", report::full_report(&registry));
                 if nothing_served {
                     println!(
@@ -198,7 +198,7 @@ pub async fn serve(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    crate::trust::announce(gate.as_deref());
+    crate::snapshot::policy_gate::announce(gate.as_deref());
     // Content reloads: SIGHUP, --watch, and a change of the realms'
     // policy scopes.
     let (trigger_tx, trigger_rx) = mpsc::channel::<()>(1);
@@ -298,7 +298,7 @@ pub async fn serve(args: Args) -> ExitCode {
     // The first load.
     let load_started = std::time::Instant::now();
     let progress = Arc::new(ir_oci::LoadProgress::default());
-    let reporter = tokio::spawn(crate::load_progress::report(progress.clone()));
+    let reporter = tokio::spawn(crate::snapshot::load_progress::report(progress.clone()));
     let loaded = {
         let config = config.clone();
         let options = LoadOptions {
@@ -308,23 +308,25 @@ pub async fn serve(args: Args) -> ExitCode {
         let gate = gate.clone();
         tokio::task::spawn_blocking(move || {
             let loaded = load_with(&config, options, gate.as_deref());
-            crate::memory::release_freed();
+            crate::process::memory::release_freed();
             loaded
         })
         .await
     };
     reporter.abort();
     crate::metrics::load_progress(&progress.snapshot());
-    state.status.record_load(crate::status::LoadRecord {
-        kind: crate::status::LoadKind::Start,
-        finished: std::time::SystemTime::now(),
-        elapsed: load_started.elapsed(),
-        error: match &loaded {
-            Ok(Ok(_)) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(e) => Some(e.to_string()),
-        },
-    });
+    state
+        .status
+        .record_load(crate::metrics::status::LoadRecord {
+            kind: crate::metrics::status::LoadKind::Start,
+            finished: std::time::SystemTime::now(),
+            elapsed: load_started.elapsed(),
+            error: match &loaded {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(e.to_string()),
+            },
+        });
     match loaded {
         Ok(Ok(judged)) => {
             let cache_budget = config
@@ -343,7 +345,9 @@ pub async fn serve(args: Args) -> ExitCode {
             ));
             state.set_ready();
             let served = shared.load().registry().applications.len();
-            crate::sd_notify::notify(&format!("READY=1\nSTATUS=serving {served} application(s)"));
+            crate::process::sd_notify::notify(&format!(
+                "READY=1\nSTATUS=serving {served} application(s)"
+            ));
             tracing::info!("ready");
         }
         Ok(Err(e)) => {
@@ -376,7 +380,7 @@ pub async fn serve(args: Args) -> ExitCode {
         }
     });
     let _watcher = if args.watch {
-        match crate::watch::watch_root(&config.root, trigger_tx) {
+        match crate::snapshot::watch::watch_root(&config.root, trigger_tx) {
             Ok(w) => {
                 tracing::info!("watching {} for changes", config.root.display());
                 Some(w)
@@ -421,12 +425,14 @@ fn start<H: transport::Handshake>(
 fn tls_transport(
     args: &Args,
     store: Arc<CertStore>,
-) -> Result<Tls, crate::client_access::ClientAccessError> {
+) -> Result<Tls, crate::transport::client_access::ClientAccessError> {
     let Some(ca) = &args.client_ca else {
         return Ok(Tls::new(cert_store::server_config(store)));
     };
-    let config =
-        cert_store::server_config_with_client_auth(store, crate::client_access::verifier(ca)?);
+    let config = cert_store::server_config_with_client_auth(
+        store,
+        crate::transport::client_access::verifier(ca)?,
+    );
     match &args.client_map {
         None => {
             tracing::info!(
@@ -436,7 +442,7 @@ fn tls_transport(
             Ok(Tls::new(config))
         }
         Some(path) => {
-            let map = crate::client_access::ClientMap::load(path)?;
+            let map = crate::transport::client_access::ClientMap::load(path)?;
             tracing::info!(
                 "TLS: client certificates from {} required; {} client(s) mapped to applications by {}",
                 ca.display(),
@@ -474,7 +480,7 @@ fn load_certificates(config: &Config) -> Result<Arc<CertStore>, CertificatesErro
 #[error("{source}{hint}")]
 pub struct CertificatesError {
     #[source]
-    source: crate::cert_store::CertError,
+    source: crate::transport::cert_store::CertError,
     hint: String,
 }
 

@@ -12,9 +12,9 @@ use std::time::Duration;
 use ir_oci::LoadOptions;
 
 use crate::cli::{crate_root, Args, TlsMode, DEFAULT_VERAISON_URL};
-use crate::server::ConnLimits;
+use crate::snapshot::policy_gate::{TrustConfig, TrustError};
+use crate::transport::server::ConnLimits;
 use crate::transport::ServeOptions;
-use crate::trust::{TrustConfig, TrustError};
 
 /// Why the flags cannot be used together.
 #[derive(Debug, thiserror::Error)]

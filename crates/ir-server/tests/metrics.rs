@@ -17,8 +17,8 @@ mod util;
 use crate::util::{client, TestServer};
 use ir_oci::LoadOptions;
 use ir_server::api::ApiState;
-use ir_server::catalog::{self, Catalog};
-use ir_server::reload::Reloader;
+use ir_server::snapshot::catalog::{self, Catalog};
+use ir_server::snapshot::reload::Reloader;
 use ir_testkit::Root;
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -177,7 +177,7 @@ fn seal_memory_after_a_whole_download() {
         let server = TestServer::start(root.path()).await;
         let base = metrics_listener(server.state.clone()).await;
         let gauge = "ir_server_blob_seal_memory_bytes";
-        let sealed = (4 * 16 + ir_server::delivery::seals::ENTRY_OVERHEAD) as f64;
+        let sealed = (4 * 16 + ir_server::delivery::seal_cache::ENTRY_OVERHEAD) as f64;
         assert_eq!(value(&scrape(&base).await, gauge), 0.0);
         let layer = server.url(&format!("/v2/app/blobs/{}", image.layers[0].digest_str()));
         for _ in 0..2 {
@@ -432,11 +432,13 @@ fn refused_images_are_counted_by_reason() {
         )
         .unwrap();
         let gate = Arc::new(
-            ir_server::trust::Gate::new(ir_server::trust::TrustConfig::new(
-                Some(policy),
-                None,
-                "registry.test",
-            ))
+            ir_server::snapshot::policy_gate::Gate::new(
+                ir_server::snapshot::policy_gate::TrustConfig::new(
+                    Some(policy),
+                    None,
+                    "registry.test",
+                ),
+            )
             .unwrap(),
         );
         let server = TestServer::start(root.path()).await;
@@ -636,8 +638,8 @@ fn status_downloads_and_process_metrics() {
         server
             .state
             .status
-            .record_load(ir_server::status::LoadRecord {
-                kind: ir_server::status::LoadKind::Start,
+            .record_load(ir_server::metrics::status::LoadRecord {
+                kind: ir_server::metrics::status::LoadKind::Start,
                 finished: std::time::SystemTime::now(),
                 elapsed: Duration::from_millis(12),
                 error: None,

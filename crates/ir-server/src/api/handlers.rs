@@ -11,8 +11,9 @@ use ir_oci::{Application, Digest, Reference};
 use serde_json::json;
 
 use super::range::{self, RangeOutcome};
-use super::{ApiError, Body, ConnInfo, ErrorCode};
-use crate::catalog::Catalog;
+use super::{ApiError, ConnInfo, ErrorCode};
+use crate::delivery::Body;
+use crate::snapshot::catalog::Catalog;
 
 /// `Docker-Content-Digest`.
 pub const DIGEST_HEADER: &str = "docker-content-digest";

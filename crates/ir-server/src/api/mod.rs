@@ -1,12 +1,12 @@
 //! The OCI Distribution pull API: routing, handlers and responses.
 //!
-//! Everything here answers from the verified [`Catalog`](crate::catalog)
+//! Everything here answers from the verified [`Catalog`](crate::snapshot::catalog)
 //! snapshot; the only file system access is opening a blob that the
 //! snapshot vouches for, checked against the identity recorded at
 //! verification.
 
 pub mod access_log;
-pub mod body;
+
 pub mod error;
 mod handlers;
 pub mod range;
@@ -19,10 +19,10 @@ use std::sync::Arc;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
 use ir_oci::RepoName;
 
-pub use body::Body;
 pub use error::{ApiError, ErrorCode};
 
-use crate::catalog::{Catalog, SharedCatalog};
+use crate::delivery::Body;
+use crate::snapshot::catalog::{Catalog, SharedCatalog};
 
 /// Header every response carries, as the Docker registry API defines it.
 pub const API_VERSION_HEADER: &str = "docker-distribution-api-version";
@@ -55,7 +55,7 @@ pub struct ApiState {
     /// balancers take the replica out while its last requests finish.
     pub draining: AtomicBool,
     /// Loads, and the RA-TLS platform check, for `/status`.
-    pub status: Arc<crate::status::ServerStatus>,
+    pub status: Arc<crate::metrics::status::ServerStatus>,
 }
 
 impl ApiState {

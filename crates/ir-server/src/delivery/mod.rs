@@ -9,7 +9,7 @@
 //!    hashed with its digest algorithm as it streams and the last chunk
 //!    leaves only once the digest matched, so a changed file yields a
 //!    cut-off response and the blob is withdrawn. The same pass builds the
-//!    blob's [`seal`] (a GMAC tag per 256 KiB chunk, kept in [`seals`]) and
+//!    blob's [`chunk_seal`] (a GMAC tag per 256 KiB chunk, kept in [`seal_cache`]) and
 //!    may fill its verified copy in memory ([`blob_cache`]).
 //! 2. **Later downloads and ranges: sealed chunks checked** ([`stream`]).
 //!    Every chunk read from the file is checked against the seal before
@@ -25,17 +25,19 @@
 //! hashed whole on every request, before anything is sent.
 
 pub mod blob_cache;
-pub mod seal;
-pub mod seals;
+pub mod body;
+pub mod chunk_seal;
+pub mod seal_cache;
 pub mod stream;
+
+pub use body::Body;
 
 use std::sync::Arc;
 
 use ir_oci::{Application, Blob, Digest};
 
-use crate::api::Body;
-use crate::catalog::Catalog;
-use seals::Lookup;
+use crate::snapshot::catalog::Catalog;
+use seal_cache::Lookup;
 use stream::{BlobStream, Check, CHUNK};
 
 /// Why a blob could not be delivered: its file is no longer the one that

@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 
 use super::{install, Metrics};
 use crate::api::ApiState;
-use crate::status::STATUS_PATH;
+use crate::metrics::status::STATUS_PATH;
 
 /// Path of the exposition.
 pub const METRICS_PATH: &str = "/metrics";
@@ -120,8 +120,8 @@ pub fn answer(
             r
         }
         STATUS_PATH => {
-            let body =
-                serde_json::to_vec_pretty(&crate::status::document(state)).unwrap_or_default();
+            let body = serde_json::to_vec_pretty(&crate::metrics::status::document(state))
+                .unwrap_or_default();
             let mut r = Response::new(Full::new(Bytes::from(body)));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -159,7 +159,7 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{self, Catalog};
+    use crate::snapshot::catalog::{self, Catalog};
 
     fn status(state: &ApiState, draining: bool, method: Method, path: &str) -> u16 {
         if draining {

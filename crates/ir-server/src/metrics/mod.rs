@@ -41,6 +41,7 @@
 pub mod histogram;
 pub mod listener;
 pub mod process;
+pub mod status;
 
 use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
@@ -57,7 +58,8 @@ use prometheus_client::registry::{Registry, Unit};
 
 pub use self::histogram::AtomicHistogram;
 pub use self::listener::start;
-use crate::api::{ApiState, Body};
+use crate::api::ApiState;
+use crate::delivery::Body;
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
 
@@ -614,7 +616,7 @@ pub fn images_refused(by_reason: &[(&'static str, u64)]) {
     }
 }
 
-/// Records how far the first load has got (see [`crate::load_progress`]).
+/// Records how far the first load has got (see [`crate::snapshot::load_progress`]).
 pub fn load_progress(p: &ir_oci::ProgressSnapshot) {
     if let Some(m) = get() {
         let set = |family: &Family<StateLabels, Gauge>, state, v: u64| {

@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use ir_oci::{Application, Registry, RepoName};
 
 use crate::delivery::blob_cache::BlobCache;
-use crate::delivery::seals::Seals;
+use crate::delivery::seal_cache::Seals;
 use crate::metrics::DownloadCounters;
 
 /// What the HTTP layer serves from.
@@ -20,7 +20,7 @@ pub struct Catalog {
     /// With a signature policy: the registry host `registry` was judged
     /// under, and the applications as judged under the other policy scopes
     /// of RA-TLS realms. `None`: no policy (a scope changes nothing).
-    views: Option<(String, Arc<crate::trust::Views>)>,
+    views: Option<(String, Arc<crate::snapshot::policy_gate::Views>)>,
     /// Applications served at their last good version because their
     /// current version failed verification.
     kept: Vec<RepoName>,
@@ -54,7 +54,7 @@ impl Catalog {
     /// Wraps a loaded registry, with the default seal budget and no blob
     /// cache (the binary sizes its cache from `--blob-cache`).
     pub fn new(registry: Registry) -> Self {
-        Catalog::with_seal_budget(registry, crate::delivery::seals::DEFAULT_BUDGET)
+        Catalog::with_seal_budget(registry, crate::delivery::seal_cache::DEFAULT_BUDGET)
     }
 
     /// Wraps a loaded registry, keeping at most `seal_budget` bytes of
@@ -76,7 +76,7 @@ impl Catalog {
     /// policy in force when they were loaded).
     pub fn judged_again(
         mut self,
-        gate: &crate::trust::Gate,
+        gate: &crate::snapshot::policy_gate::Gate,
     ) -> (Self, Vec<ir_trust::enforce::Judgement>) {
         if self.kept.is_empty() {
             return (self, Vec::new());
@@ -190,7 +190,10 @@ impl Catalog {
     /// The same snapshot with the signature policy's views: `host` is
     /// the registry host the snapshot was judged under, `views` the
     /// applications judged under other hosts (`None`: no policy).
-    pub fn with_views(mut self, views: Option<(String, crate::trust::Views)>) -> Self {
+    pub fn with_views(
+        mut self,
+        views: Option<(String, crate::snapshot::policy_gate::Views)>,
+    ) -> Self {
         self.views = views.map(|(host, v)| (host, Arc::new(v)));
         self
     }

@@ -51,7 +51,7 @@ pub async fn report(progress: Arc<LoadProgress>) {
         if now != last {
             message.push_str(&format!("\nEXTEND_TIMEOUT_USEC={}", EXTEND.as_micros()));
         }
-        crate::sd_notify::notify(&message);
+        crate::process::sd_notify::notify(&message);
         last = now;
     }
 }

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use ir_oci::{LoadError, LoadOptions};
 use tokio::sync::{mpsc, Mutex};
 
-use crate::catalog::{Catalog, SharedCatalog};
-use crate::status::{LoadKind, LoadRecord, ServerStatus};
-use crate::trust::Gate;
+use crate::metrics::status::{LoadKind, LoadRecord, ServerStatus};
+use crate::snapshot::catalog::{Catalog, SharedCatalog};
+use crate::snapshot::policy_gate::Gate;
 
 /// Reloads the catalog from the root; one reload at a time.
 pub struct Reloader {
@@ -125,7 +125,7 @@ impl Reloader {
         drop(old);
         // The previous version is freed once its last request ends; what
         // the load itself freed can go back now.
-        tokio::task::spawn_blocking(crate::memory::release_freed);
+        tokio::task::spawn_blocking(crate::process::memory::release_freed);
         timer.succeeded();
         tracing::info!(
             "reload: {} applications served (+{} added, -{} removed, ~{} changed), {} kept at their last good version, {} rejected, {} hashed, {} blobs unchanged, in {:.2}s",

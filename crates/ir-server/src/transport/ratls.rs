@@ -31,7 +31,7 @@ use tokio_rustls::StartHandshake;
 
 use super::{bounded, Handshake, HandshakeError, MAX_DETAIL};
 use crate::api::ConnInfo;
-use crate::cert_store::CertStore;
+use crate::transport::cert_store::CertStore;
 
 /// Default [`RaTls::with_max_connection_age`].
 pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ir_server::api::ApiState;
-use ir_server::catalog::{self, Catalog};
-use ir_server::server::ConnLimits;
+use ir_server::snapshot::catalog::{self, Catalog};
+use ir_server::transport::server::ConnLimits;
 use ir_server::transport::{plain::Plain, Handshake, ServeOptions};
 use tokio::sync::oneshot;
 

@@ -21,7 +21,7 @@ use bytes::{Buf, Bytes};
 use http::{header, HeaderValue, Method, Request, Response, Uri};
 use http_body::{Frame, SizeHint};
 
-use super::ConnInfo;
+use super::conn::ConnInfo;
 use crate::delivery::stream::StreamError;
 use crate::delivery::Body;
 

@@ -6,37 +6,27 @@
 //! verification.
 
 pub mod access_log;
+pub mod conn;
 
 pub mod error;
 mod handlers;
 pub mod range;
 pub mod route;
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
 use ir_oci::RepoName;
 
-pub use error::{ApiError, ErrorCode};
+pub use conn::{ConnInfo, PolicyScope, Visibility};
+pub use error::{error_response, ApiError, ErrorCode};
 
 use crate::delivery::Body;
 use crate::snapshot::catalog::{Catalog, SharedCatalog};
 
 /// Header every response carries, as the Docker registry API defines it.
 pub const API_VERSION_HEADER: &str = "docker-distribution-api-version";
-
-/// Which applications a connection may see. `None` means all; RA-TLS
-/// connections of a realm limited to some applications carry a filter, and
-/// everything else answers as if those applications did not exist.
-pub type Visibility = Option<Arc<dyn Fn(&RepoName) -> bool + Send + Sync>>;
-
-/// The signature policy scope a connection is held to, asked at each
-/// request: RA-TLS realms take it from their reference entry in force, so
-/// a reload that changes it applies to open connections. `None`, or an
-/// answer of `None`: the server's `--registry-host`.
-pub type PolicyScope = Option<Arc<dyn Fn() -> Option<Arc<str>> + Send + Sync>>;
 
 /// Liveness path on the main port (outside `/v2/`, so it cannot collide).
 pub const HEALTH_PATH: &str = "/healthz";
@@ -112,47 +102,6 @@ impl ApiState {
             READY_PATH => Some((StatusCode::SERVICE_UNAVAILABLE, "not ready\n")),
             _ => None,
         }
-    }
-}
-
-/// What the transport knows about the connection a request came on.
-#[derive(Clone)]
-pub struct ConnInfo {
-    /// The peer's address.
-    pub peer: SocketAddr,
-    /// Applications this connection may see.
-    pub visibility: Visibility,
-    /// Closed between requests once this old (RA-TLS: attested
-    /// connections attest again).
-    pub max_age: Option<std::time::Duration>,
-    /// RA-TLS: the name of the reference entry the client attested as
-    /// (for the access log).
-    pub realm: Option<Arc<str>>,
-    /// RA-TLS: the signature policy scope the realm is held to (its
-    /// entry's `policy-scope`, read at each request); `None`: the server's
-    /// `--registry-host`.
-    pub policy_scope: PolicyScope,
-}
-
-impl ConnInfo {
-    /// A connection that may see everything.
-    pub fn open(peer: SocketAddr) -> Self {
-        ConnInfo {
-            peer,
-            visibility: None,
-            max_age: None,
-            realm: None,
-            policy_scope: None,
-        }
-    }
-
-    /// The policy scope for one request.
-    pub(crate) fn scope(&self) -> Option<Arc<str>> {
-        self.policy_scope.as_ref().and_then(|f| f())
-    }
-
-    fn may_see(&self, name: &RepoName) -> bool {
-        self.visibility.as_ref().is_none_or(|f| f(name))
     }
 }
 
@@ -337,17 +286,3 @@ fn probe(status: StatusCode, body: &'static str) -> Response<Body> {
     r
 }
 
-/// The response for an error: its status and the spec's JSON body.
-pub fn error_response(e: &ApiError) -> Response<Body> {
-    let body = e.body();
-    Response::builder()
-        .status(e.code.status())
-        .header(header::CONTENT_TYPE, error::json_content_type())
-        .header(header::CONTENT_LENGTH, body.len())
-        .body(Body::full(body))
-        .unwrap_or_else(|_| {
-            let mut r = Response::new(Body::Empty);
-            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-            r
-        })
-}

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::per_address::AddressKeying;
-use super::HandshakeError;
+use super::error::HandshakeError;
 
 /// Most bytes of a refusal's detail in one log line.
 pub const MAX_DETAIL: usize = 300;

@@ -48,7 +48,7 @@ fn main() -> ExitCode {
         tracing::warn!("no SIGBUS handler: large blobs are read, not mapped, while verified");
     }
     if args.check {
-        return app::check(&args);
+        return app::check(args);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -138,7 +138,7 @@ async fn not_ready_until_the_first_load() {
     root.good("app");
     let registry = ir_oci::load(root.path(), &LoadOptions::default()).unwrap();
     let server = TestServer::serve(ir_oci::Registry::default(), ConnLimits::default()).await;
-    server.state.ready.store(false, Ordering::Release);
+    server.state.readiness.ready.store(false, Ordering::Release);
     assert_eq!(status(&server, "/healthz").await, 200);
     assert_eq!(status(&server, "/readyz").await, 503);
     let r = client()

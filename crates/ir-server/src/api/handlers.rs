@@ -10,9 +10,9 @@ use ir_oci::name::ReferenceError;
 use ir_oci::{Application, Digest, Reference};
 use serde_json::json;
 
-use super::range::{self, RangeOutcome};
 use super::conn::ConnInfo;
 use super::error::{error_response, ApiError, ErrorCode};
+use super::range::{self, RangeOutcome};
 use crate::delivery::Body;
 use crate::snapshot::catalog::Catalog;
 
@@ -324,7 +324,9 @@ pub async fn blob<B>(
         digest,
         blob,
         (start, end),
-    ).await {
+    )
+    .await
+    {
         Ok(body) => Ok(response(status, h, body)),
         Err(withdrawn) => {
             tracing::error!(application = %app.name, digest = %withdrawn.digest, "blob withdrawn: its file changed after verification ({})", withdrawn.why);

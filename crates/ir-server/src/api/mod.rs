@@ -11,9 +11,9 @@ pub mod conn;
 pub mod error;
 mod handlers;
 pub mod range;
+pub mod readiness;
 pub mod route;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
@@ -21,17 +21,15 @@ use ir_oci::RepoName;
 
 pub use conn::{ConnInfo, PolicyScope, Visibility};
 pub use error::{error_response, ApiError, ErrorCode};
+pub use readiness::{Readiness, HEALTH_PATH, READY_PATH};
 
 use crate::delivery::Body;
+use crate::metrics::status::{Observed, ServerStatus};
+use crate::metrics::Metrics;
 use crate::snapshot::catalog::{Catalog, SharedCatalog};
 
 /// Header every response carries, as the Docker registry API defines it.
 pub const API_VERSION_HEADER: &str = "docker-distribution-api-version";
-
-/// Liveness path on the main port (outside `/v2/`, so it cannot collide).
-pub const HEALTH_PATH: &str = "/healthz";
-/// Readiness path on the main port: 200 once the first load finished.
-pub const READY_PATH: &str = "/readyz";
 
 /// State shared by every request.
 pub struct ApiState {
@@ -39,13 +37,13 @@ pub struct ApiState {
     pub catalog: SharedCatalog,
     /// Log one line per request at info.
     pub access_log: bool,
-    /// Set once the first load finished; until then the API answers 503.
-    pub ready: AtomicBool,
-    /// Set once shutdown was requested: `/readyz` answers 503 so that
-    /// balancers take the replica out while its last requests finish.
-    pub draining: AtomicBool,
+    /// Ready once the first load finished (until then the API answers
+    /// 503), draining once shutdown was requested.
+    pub readiness: Arc<Readiness>,
     /// Loads, and the RA-TLS platform check, for `/status`.
-    pub status: Arc<crate::metrics::status::ServerStatus>,
+    pub status: Arc<ServerStatus>,
+    /// Where answered requests are counted (`None`: no metrics).
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl ApiState {
@@ -54,9 +52,24 @@ impl ApiState {
         ApiState {
             catalog,
             access_log,
-            ready: AtomicBool::new(true),
-            draining: AtomicBool::new(false),
+            readiness: Arc::new(Readiness::new(true)),
             status: Arc::default(),
+            metrics: None,
+        }
+    }
+
+    /// The same state, counting requests (and connections) in `metrics`.
+    pub fn with_metrics(mut self, metrics: Option<Arc<Metrics>>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// What the metrics listener reports on for this state.
+    pub fn observed(&self) -> Observed {
+        Observed {
+            catalog: self.catalog.clone(),
+            readiness: self.readiness.clone(),
+            status: self.status.clone(),
         }
     }
 
@@ -64,44 +77,29 @@ impl ApiState {
     /// until [`ApiState::set_ready`].
     pub fn loading(catalog: SharedCatalog, access_log: bool) -> Self {
         ApiState {
-            ready: AtomicBool::new(false),
+            readiness: Arc::new(Readiness::new(false)),
             ..ApiState::new(catalog, access_log)
         }
     }
 
     /// Marks the first load as finished.
     pub fn set_ready(&self) {
-        self.ready.store(true, Ordering::Release);
+        self.readiness.set_ready();
     }
 
     /// True once the first load finished.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.readiness.is_ready()
     }
 
-    /// Marks shutdown as requested (see [`ApiState::draining`]).
+    /// Marks shutdown as requested.
     pub fn set_draining(&self) {
-        self.draining.store(true, Ordering::Release);
+        self.readiness.set_draining();
     }
 
     /// True once shutdown was requested.
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
-    }
-
-    /// The answer to a probe path (`/healthz`, `/readyz`) as status and
-    /// text, or `None` for any other path. The one definition of both
-    /// probes, served on the API port and on the metrics listener.
-    pub fn probe(&self, path: &str) -> Option<(StatusCode, &'static str)> {
-        match path {
-            HEALTH_PATH => Some((StatusCode::OK, "ok\n")),
-            READY_PATH if self.is_draining() => {
-                Some((StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"))
-            }
-            READY_PATH if self.is_ready() => Some((StatusCode::OK, "ok\n")),
-            READY_PATH => Some((StatusCode::SERVICE_UNAVAILABLE, "not ready\n")),
-            _ => None,
-        }
+        self.readiness.is_draining()
     }
 }
 
@@ -119,7 +117,9 @@ pub async fn handle<B>(state: &ApiState, conn: &ConnInfo, req: Request<B>) -> Re
     if req.version() == Version::HTTP_10 {
         http10_order(&req, response.headers_mut());
     }
-    crate::metrics::record_request(endpoint, &method, &response, started);
+    if let Some(m) = &state.metrics {
+        m.record_request(endpoint, &method, &response, started);
+    }
     response
 }
 
@@ -169,7 +169,7 @@ async fn route_request<B>(
     state: &ApiState,
     conn: &ConnInfo,
     req: &Request<B>,
-) -> (Response<Body>, crate::metrics::Endpoint) {
+) -> (Response<Body>, route::Endpoint) {
     let parsed = route::parse(req.uri().path());
     let endpoint = route::endpoint_of(&parsed);
     (answer(state, conn, req, parsed).await, endpoint)
@@ -182,7 +182,7 @@ async fn answer<B>(
     parsed: Result<route::Route<'_>, route::RouteError>,
 ) -> Response<Body> {
     use route::{Route, RouteError};
-    if let Some((status, text)) = state.probe(req.uri().path()) {
+    if let Some((status, text)) = state.readiness.probe(req.uri().path()) {
         return probe(status, text);
     }
     if !state.is_ready() {
@@ -285,4 +285,3 @@ fn probe(status: StatusCode, body: &'static str) -> Response<Body> {
         .insert(header::CONTENT_LENGTH, body.len().into());
     r
 }
-

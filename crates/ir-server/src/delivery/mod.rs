@@ -83,10 +83,7 @@ pub async fn body(
     let small = size <= CHUNK as u64;
     // Copies exist only of blobs over one chunk (no lock taken for the
     // others), and are used only at the size the model has.
-    if let Some(copy) = (!small)
-        .then(|| cache.get(&digest))
-        .flatten()
-    {
+    if let Some(copy) = (!small).then(|| cache.get(&digest)).flatten() {
         if copy.size() == size {
             match copy.bytes(start, end) {
                 Ok(bytes) => return Ok(Body::chunked(bytes)),
@@ -129,9 +126,7 @@ pub async fn body(
                     .get(&digest, &identity)
                     .map_or(Check::Identity, Check::Seal)
             };
-            let fill = whole
-                .then(|| cache.reserve(&digest, size))
-                .flatten();
+            let fill = whole.then(|| cache.reserve(&digest, size)).flatten();
             let stream = BlobStream::new(
                 app.clone(),
                 digest,

@@ -196,10 +196,8 @@ impl ClientMap {
                 Some(list) => Some(
                     list.iter()
                         .map(|p| {
-                            AppPattern::parse(p).map_err(|reason| MapError::Pattern {
-                                client: i,
-                                reason,
-                            })
+                            AppPattern::parse(p)
+                                .map_err(|reason| MapError::Pattern { client: i, reason })
                         })
                         .collect::<Result<Vec<_>, _>>()?
                         .into(),

@@ -221,7 +221,7 @@ pub async fn serve<H: Handshake>(
             _ = &mut shutdown => break,
         };
         let _ = tcp.set_nodelay(true);
-        let open = crate::metrics::connection_opened();
+        let open = state.metrics.as_ref().map(|m| m.connection_opened());
         let connection = Connection {
             handshake: handshake.clone(),
             handshakes: handshakes.clone(),

@@ -1,5 +1,5 @@
-//! The seals of the blobs served so far (see [`crate::delivery::chunk_seal`]), bounded in
-//! memory.
+//! The seals of the blobs served so far (see
+//! [`crate::delivery::chunk_seal`]), bounded in memory.
 //!
 //! The first whole GET of a large blob hashes it with its digest algorithm
 //! as it streams and builds its seal from the same bytes; once the digest

@@ -1,7 +1,7 @@
 //! Blob delivery: sending only bytes that were verified.
 //!
 //! A blob's file lives in a root that whoever can write it may change at
-//! any time, so nothing is sent straight from it. [`body`] picks one of
+//! any time, so nothing is sent straight from it. [`body()`] picks one of
 //! three paths for every GET of a blob that is not in memory already
 //! (manifests are served from their verified bytes by the handler):
 //!

@@ -196,7 +196,8 @@ impl Reloader {
         result
     }
 
-    /// Rescans and swaps (see [`Reloader::swap`]), recording the outcome.
+    /// Rescans and swaps, recording the outcome (a failure leaves the
+    /// served snapshot as it was).
     pub async fn reload(&self) -> Result<ReloadSummary, LoadError> {
         let started = Instant::now();
         let timer = ReloadTimer::start(self.metrics.clone());

@@ -11,10 +11,11 @@ file, and `use crate::{a, b::c}` groups are expanded. Comments, strings and
 `#[cfg(test)]` modules at the end of a file are left out: tests may use
 anything. A file's own uses of itself do not count.
 
-`--level modules` (the default) merges each top-level module (a folder or a
-file directly under SRC) into one node: the design's boxes. `--level files`
-keeps every file (a folder's `mod.rs` that re-exports its children while
-they use its types shows up as a circle there).
+`--level files` (the default) keeps every file: a circle is a file that
+imports, through others, a file that imports it back (a folder's `mod.rs`
+that re-exports its children while they use its types is one).
+`--level modules` merges each top-level module (a folder or a file directly
+under SRC) into one node, for a coarser view of the design's boxes.
 
 Prints each strongly connected component of more than one node with the
 edges that make it, and exits 1 if there is any; prints "no import circles"
@@ -145,7 +146,7 @@ def tarjan(nodes, edges):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("src", help="a crate's src directory")
-    ap.add_argument("--level", choices=("modules", "files"), default="modules")
+    ap.add_argument("--level", choices=("files", "modules"), default="files")
     args = ap.parse_args()
     files = {}
     for dirpath, _, names in os.walk(args.src):

@@ -150,6 +150,8 @@ impl App {
             metrics,
             hangups,
             triggers,
+            // Replaced below by the accept loop, which needs `app` to build
+            // its transport.
             server: tokio::spawn(async {}),
             stop,
             blob_cache,

@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use crate::util::{fixture, pki, serve, TestRaTls};
-use ir_attest::platform::PlatformKeys;
+use ir_attest::cca_platform::PlatformKeys;
 use ir_attest::ReferenceSet;
 use ir_server::transport::plain::Plain;
 

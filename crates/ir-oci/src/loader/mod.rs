@@ -23,8 +23,8 @@
 //! `fsx` (opening files unchanged, hashing), `mapped` (hashing through
 //! memory maps), `listing` (one listing of `blobs/`), `prefetch` (batched
 //! read-ahead) and `progress`. This file holds the options, the errors,
-//! and [`load`] and [`load_incremental`] (a reload
-//! that reuses what an earlier load verified), which run the phases.
+//! and [`load`] and [`load_incremental`] (a reload that reuses what an
+//! earlier load verified), which run the phases, one named step each.
 
 use std::fs::Metadata;
 use std::path::{Path, PathBuf};

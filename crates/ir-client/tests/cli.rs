@@ -66,6 +66,33 @@ async fn pull_over_http_and_one_line_failures() {
             "ra-tls",
             2,
         ),
+        // The policy files: the error names the flag and the file.
+        (
+            args(&[
+                "pull",
+                &url,
+                "--out",
+                dir,
+                "--policy",
+                "/nonexistent/p.json",
+            ]),
+            "--policy /nonexistent/p.json: ",
+            2,
+        ),
+        (
+            args(&[
+                "pull",
+                &url,
+                "--out",
+                dir,
+                "--notation-trust-policy",
+                "/nonexistent/trustpolicy.json",
+                "--notation-trust-store",
+                "/nonexistent/store",
+            ]),
+            "--notation-trust-policy /nonexistent/trustpolicy.json: ",
+            2,
+        ),
     ] {
         let o = run(a.clone()).await;
         assert_eq!(o.status.code(), Some(code), "{a:?}");

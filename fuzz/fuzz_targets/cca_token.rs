@@ -6,8 +6,8 @@
 
 use std::sync::OnceLock;
 
-use ir_attest::platform::PlatformKeys;
-use ir_attest::reference::ReferenceSet;
+use ir_attest::cca_platform::PlatformKeys;
+use ir_attest::reference_values::ReferenceSet;
 use ir_attest::token::CcaToken;
 use ir_attest::verify::{self, Session};
 use libfuzzer_sys::fuzz_target;

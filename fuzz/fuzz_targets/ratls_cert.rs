@@ -4,8 +4,8 @@
 
 use std::sync::OnceLock;
 
-use ir_attest::ratls::read_certificate;
-use ir_attest::reference::ReferenceSet;
+use ir_attest::certificate::read_certificate;
+use ir_attest::reference_values::ReferenceSet;
 use ir_attest::verify::{self, Session};
 use libfuzzer_sys::fuzz_target;
 

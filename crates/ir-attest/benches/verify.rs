@@ -13,9 +13,9 @@
 //! nonce, freshness, submods, then its annotated evidence against the token.
 
 use divan::black_box;
+use ir_attest::cca_platform::PlatformKeys;
 use ir_attest::ear::test_util::{EarSigner, EarSpec};
-use ir_attest::platform::PlatformKeys;
-use ir_attest::reference::ReferenceSet;
+use ir_attest::reference_values::ReferenceSet;
 use ir_attest::token::CcaToken;
 use ir_attest::verify::{precheck, verify_realm_signature};
 use std::path::PathBuf;

@@ -20,10 +20,10 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
+use crate::cca_platform::{PlatformError, PlatformKeys};
+use crate::certificate::{read_certificate, CertificateError};
 use crate::ear::{EarError, EarVerifier};
-use crate::platform::{PlatformError, PlatformKeys};
-use crate::ratls::{self, CertificateError};
-use crate::reference::{MatchError, RealmReference, ReferenceError, ReferenceSet};
+use crate::reference_values::{MatchError, RealmReference, ReferenceError, ReferenceSet};
 use crate::token::RealmClaims;
 use crate::veraison::{VeraisonClient, VeraisonError};
 use crate::verify::{self, Session, VerifyError};
@@ -258,7 +258,7 @@ impl Attestor {
     /// the platform and session bindings and the reference values (no
     /// signature check). Run inside the handshake, before its signature.
     pub fn precheck(&self, cert_der: &[u8], challenge: &[u8; 64]) -> Result<(), AttestError> {
-        let presented = ratls::read_certificate(cert_der)?;
+        let presented = read_certificate(cert_der)?;
         let session = Session {
             challenge,
             client_spki_der: &presented.spki_der,
@@ -288,7 +288,7 @@ impl Attestor {
         let local_platform = platform.clone();
         let (verified, token) = tokio::task::spawn_blocking(
             move || -> Result<(verify::Verified, Vec<u8>), AttestError> {
-                let presented = ratls::read_certificate(&cert_der)?;
+                let presented = read_certificate(&cert_der)?;
                 let session = Session {
                     challenge: &challenge,
                     client_spki_der: &presented.spki_der,

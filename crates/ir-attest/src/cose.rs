@@ -2,7 +2,7 @@
 //! (RFC 9052/9053: the signature is the raw `r || s` of the curve's size,
 //! over the `Signature1` Sig_structure with empty external AAD).
 
-use crate::keys::PublicKey;
+use crate::keys::{Curve, PublicKey};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::EcdsaKeyPair;
 use coset::{iana, CoseSign1, RegisteredLabelWithPrivate};
@@ -54,6 +54,17 @@ impl CoseAlg {
             Self::Es256 => iana::Algorithm::ES256,
             Self::Es384 => iana::Algorithm::ES384,
             Self::Es512 => iana::Algorithm::ES512,
+        }
+    }
+}
+
+impl PublicKey {
+    /// The COSE algorithm that goes with this key's curve.
+    pub fn cose_alg(&self) -> CoseAlg {
+        match self.curve() {
+            Curve::P256 => CoseAlg::Es256,
+            Curve::P384 => CoseAlg::Es384,
+            Curve::P521 => CoseAlg::Es512,
         }
     }
 }

@@ -255,7 +255,7 @@ impl EmulatedRealm {
     }
 
     /// The platform reference values (a trust-anchor entry's
-    /// `"reference-values"`, see [`crate::platform`]) that pin this
+    /// `"reference-values"`, see [`crate::cca_platform`]) that pin this
     /// realm's emulated platform firmware.
     pub fn platform_reference_values(&self) -> serde_json::Value {
         let (kind, input, version, signer) = EMULATED_RMM;

@@ -3,7 +3,6 @@
 //! SubjectPublicKeyInfo. Also the decoding of the realm attestation key
 //! (RAK), whose encoding depends on the token's profiles.
 
-use crate::cose::CoseAlg;
 use aws_lc_rs::signature::{self, EcdsaVerificationAlgorithm, ParsedPublicKey};
 use base64::Engine as _;
 use ciborium::value::Value;
@@ -377,15 +376,6 @@ impl PublicKey {
     /// The curve name (`P-256`, `P-384`, `P-521`).
     pub fn curve_name(&self) -> &'static str {
         self.curve.name()
-    }
-
-    /// The COSE algorithm that goes with this key's curve.
-    pub fn cose_alg(&self) -> CoseAlg {
-        match self.curve {
-            Curve::P256 => CoseAlg::Es256,
-            Curve::P384 => CoseAlg::Es384,
-            Curve::P521 => CoseAlg::Es512,
-        }
     }
 
     /// Verifies a fixed-length `r || s` ECDSA signature over `msg`, hashed

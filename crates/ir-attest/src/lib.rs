@@ -1,8 +1,10 @@
 //! # ir-attest
 //!
-//! Arm CCA attestation for ir-server's RA-TLS, as a pure library: no HTTP
-//! server, no TLS, no global state. The wire protocol it implements is
-//! fixed by `shared/docs/ratls-protocol.md`.
+//! Arm CCA attestation for ir-server's RA-TLS, as a library: no HTTP
+//! server, no listener, no global state. It holds the rustls pieces that
+//! run inside the handshake (the challenge and the client-certificate
+//! verifier, [`ratls`]), but not the TLS server itself. The wire protocol
+//! is described in the repository's `docs/ratls.md`.
 //!
 //! One module per job:
 //!
@@ -15,10 +17,17 @@
 //! - [`cose`]: COSE_Sign1 signature verification (ES256/ES384/ES512);
 //! - [`verify`]: the local checks: realm signature, platform binding,
 //!   session binding;
-//! - [`reference`](mod@reference): reference values (islet JSON, arrays, directories),
-//!   per-realm application lists, and matching a token against them;
-//! - [`platform`]: local platform verification with known platform keys
+//! - [`reference_values`]: CCA reference values (islet JSON, arrays,
+//!   directories), per-realm application lists, and matching a token
+//!   against them;
+//! - [`verify_error`]: why the local checks refuse a token;
+//! - [`cca_platform`]: local CCA platform verification with known platform keys
 //!   (CPAK) or a Veraison-style trust-anchor list;
+//! - [`certificate`]: the token and SPKI of an RA-TLS client certificate;
+//! - [`ratls`]: the rustls side of RA-TLS: the per-connection challenge
+//!   and the client-certificate verifier;
+//! - [`attestor`]: the whole attestation of a connection (local checks,
+//!   platform, Veraison), run right after the handshake;
 //! - [`published`]: keys whose private half is published (RFC examples,
 //!   Veraison's demo keys), which servers refuse to trust;
 //! - [`ear`]: verification of Veraison's EAR attestation results (JWT ES256);
@@ -32,29 +41,34 @@
 
 pub mod attestor;
 mod cbor;
+pub mod cca_platform;
+pub mod certificate;
 pub mod cose;
 pub mod ear;
 pub mod emulate;
 pub mod hash;
 pub mod keys;
-pub mod platform;
 pub mod published;
 pub mod ratls;
-pub mod reference;
+pub mod reference_values;
 pub mod token;
 pub mod veraison;
 pub mod verify;
+pub mod verify_error;
 
 pub use cose::{CoseAlg, CoseError};
 pub use ear::{Ear, EarError, EarVerifier};
 pub use emulate::{EmulatedRealm, Measurements};
 
+pub use cca_platform::{PlatformError, PlatformKeys};
 pub use hash::HashAlg;
 pub use keys::{KeyError, PublicKey};
-pub use platform::{PlatformError, PlatformKeys};
-pub use reference::{MatchError, RealmReference, ReferenceError, ReferenceSet, ReferenceValues};
+pub use reference_values::{
+    MatchError, RealmReference, ReferenceError, ReferenceSet, ReferenceValues,
+};
 pub use veraison::{VeraisonClient, VeraisonConfig, VeraisonError};
-pub use verify::{expected_realm_challenge, VerifyError};
+pub use verify::expected_realm_challenge;
+pub use verify_error::VerifyError;
 
 pub use token::{CcaToken, PlatformClaims, RealmClaims, TokenError};
 

@@ -1,5 +1,4 @@
-//! An async client for Veraison's challenge-response API, exactly as
-//! `ratls-protocol.md` describes it:
+//! An async client for Veraison's challenge-response API:
 //!
 //! 1. `POST {url}/challenge-response/v1/newSession?nonce=<padded base64url>`
 //!    with `Accept: application/vnd.veraison.challenge-response-session+json`

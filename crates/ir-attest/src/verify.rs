@@ -7,10 +7,10 @@
 //! 2. [`check_platform_binding`] (platform challenge = hash of the RAK);
 //! 3. [`check_session_binding`] (realm challenge = SHA-512(challenge ||
 //!    SPKI DER));
-//! 4. reference values ([`crate::reference::ReferenceSet::match_claims`]);
-//! 5. the platform's security lifecycle ([`crate::platform::check_lifecycle`]);
+//! 4. reference values ([`crate::reference_values::ReferenceSet::match_claims`]);
+//! 5. the platform's security lifecycle ([`crate::cca_platform::check_lifecycle`]);
 //! 6. [`verify_realm_signature`] (realm token signed by its own RAK);
-//! 7. the platform: locally ([`crate::platform::PlatformKeys::verify`]),
+//! 7. the platform: locally ([`crate::cca_platform::PlatformKeys::verify`]),
 //!    through Veraison ([`crate::veraison`], then [`crate::ear`]), or both
 //!    (local first).
 //!
@@ -21,86 +21,14 @@
 //! `insecure-skip-challenge` (`verify_local_insecure_skip_challenge`),
 //! which default builds do not contain.
 
-use crate::cose::{verify_sign1, CoseError};
+use crate::cca_platform::PlatformKeys;
+use crate::cose::verify_sign1;
 use crate::hash::HashAlg;
-use crate::keys::{decode_rak, KeyError, PublicKey};
-use crate::platform::{PlatformError, PlatformKeys};
-use crate::reference::{MatchError, RealmReference, ReferenceSet};
-use crate::token::{CcaToken, TokenError};
+use crate::keys::{decode_rak, PublicKey};
+use crate::reference_values::{RealmReference, ReferenceSet};
+use crate::token::CcaToken;
+pub use crate::verify_error::VerifyError;
 use sha2::{Digest, Sha512};
-
-/// Why a token was rejected; each variant names the exact reason.
-#[derive(Debug, thiserror::Error)]
-pub enum VerifyError {
-    /// The token did not parse.
-    #[error("token parse error: {0}")]
-    Token(#[from] TokenError),
-    /// The RAK claim (44237) is not a valid key in the expected encoding.
-    #[error("realm attestation key (44237) invalid: {0}")]
-    BadRak(#[source] KeyError),
-    /// The realm token's signature does not verify with its RAK.
-    #[error("bad realm signature: {0}")]
-    BadRealmSignature(#[source] CoseError),
-    /// The RAK hash algorithm (44240) is not sha-256/384/512.
-    #[error("unsupported RAK hash algorithm (44240): {0:?}")]
-    UnsupportedRakHashAlg(String),
-    /// The platform challenge is not the hash of the RAK.
-    #[error("platform binding mismatch: {alg}(RAK) = {expected}, platform challenge = {found}")]
-    PlatformBindingMismatch {
-        /// The hash algorithm (44240).
-        alg: HashAlg,
-        /// The hash of the RAK claim (hex).
-        expected: String,
-        /// The platform challenge (hex).
-        found: String,
-    },
-    /// The realm challenge does not bind this TLS session (a replayed or
-    /// foreign token).
-    #[error("challenge mismatch: realm challenge {found} is not SHA-512(challenge || SPKI) = {expected}")]
-    ChallengeMismatch {
-        /// The expected realm challenge (hex).
-        expected: String,
-        /// The token's realm challenge (hex).
-        found: String,
-    },
-    /// The measurement hash algorithm differs from the reference value.
-    #[error("hash algorithm mismatch: expected {expected}, found {found}")]
-    HashAlgMismatch {
-        /// The reference `hash-algo`.
-        expected: String,
-        /// The token's claim 44236.
-        found: String,
-    },
-    /// The RIM differs from the reference value.
-    #[error("RIM mismatch: expected {expected}, found {found}")]
-    RimMismatch {
-        /// The reference RIM (hex).
-        expected: String,
-        /// The token's RIM (hex).
-        found: String,
-    },
-    /// The realm personalization value (44235) differs from the one the
-    /// reference entry requires.
-    #[error("personalization value mismatch: expected {expected}, found {found}")]
-    PersonalizationMismatch {
-        /// The reference `personalization-value` (hex).
-        expected: String,
-        /// The token's claim 44235 (hex).
-        found: String,
-    },
-    /// The REMs equal none of the reference sets.
-    #[error("no REM set matched (token REMs: {})", found.join(", "))]
-    NoRemSetMatched {
-        /// The token's four REMs (hex).
-        found: Vec<String>,
-    },
-    /// No realm of the reference set matched.
-    #[error("reference values: {0}")]
-    Reference(#[from] MatchError),
-    /// Local platform verification failed.
-    #[error("platform: {0}")]
-    Platform(#[from] PlatformError),
-}
 
 /// Decodes the RAK of `token` with the encoding its profiles call for.
 pub fn realm_key(token: &CcaToken) -> Result<PublicKey, VerifyError> {
@@ -230,7 +158,7 @@ pub fn precheck(
     let realm = references.match_claims(&token.realm.claims)?.clone();
     // In every mode: a platform in a debug or other non-secured state is
     // refused (Veraison would still call some of them trustworthy).
-    crate::platform::check_lifecycle(&token)?;
+    crate::cca_platform::check_lifecycle(&token)?;
     Ok((token, realm))
 }
 

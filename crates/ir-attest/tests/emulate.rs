@@ -1,8 +1,8 @@
 //! The emulated realm produces real tokens that pass every check with the
 //! right challenge, and fail with another; tampering is detected.
 
-use ir_attest::platform::{PlatformError, PlatformKeys};
-use ir_attest::reference::ReferenceSet;
+use ir_attest::cca_platform::{PlatformError, PlatformKeys};
+use ir_attest::reference_values::ReferenceSet;
 use ir_attest::token::CcaToken;
 use ir_attest::verify::{check_platform_binding, verify_local, verify_realm_signature, Session};
 use ir_attest::{EmulatedRealm, HashAlg, Measurements, VerifyError};

@@ -2,8 +2,8 @@
 //! Fixtures are copied into `tests/fixtures/cca` (with their README and
 //! LICENSE) so the tests do not depend on a sibling `shared/` folder.
 
-use ir_attest::platform::{PlatformError, PlatformKeys};
-use ir_attest::reference::{MatchError, ReferenceSet};
+use ir_attest::cca_platform::{PlatformError, PlatformKeys};
+use ir_attest::reference_values::{MatchError, ReferenceSet};
 use ir_attest::token::CcaToken;
 use ir_attest::verify::{
     check_platform_binding, check_session_binding, verify_local, verify_realm_signature, Session,

@@ -13,12 +13,12 @@
 //! TF-M's software-component hash names.
 
 use base64::Engine as _;
+use ir_attest::cca_platform::PlatformKeys;
 use ir_attest::cose::verify_sign1;
 use ir_attest::ear::test_util::EarSigner;
 use ir_attest::ear::{EarError, EarVerifier};
 use ir_attest::emulate::{EmulatedRealm, Measurements};
-use ir_attest::platform::PlatformKeys;
-use ir_attest::reference::ReferenceSet;
+use ir_attest::reference_values::ReferenceSet;
 use ir_attest::token::CcaToken;
 use ir_attest::verify::{
     check_platform_binding, verify_local, verify_realm_signature, Session, VerifyError,

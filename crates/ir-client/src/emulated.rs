@@ -176,7 +176,7 @@ pub fn export(realm: &EmulatedRealm, what: &Export) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ir_attest::platform::PlatformKeys;
+    use ir_attest::cca_platform::PlatformKeys;
 
     #[test]
     fn keys_persist_and_exports_are_accepted() {

@@ -129,6 +129,9 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The signature policy's files cannot be used.
+    #[error(transparent)]
+    TrustFiles(#[from] ir_trust::TrustFilesError),
 }
 
 impl Error {
@@ -137,7 +140,7 @@ impl Error {
     /// 5 attestation, 6 signature policy refusal, 1 anything else.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Reference(_) | Error::Policy { .. } => 2,
+            Error::Reference(_) | Error::Policy { .. } | Error::TrustFiles(_) => 2,
             Error::Refused { .. } => 6,
             Error::Status { .. } => 3,
             Error::DigestMismatch { .. }

@@ -11,9 +11,8 @@ use serde_json::{json, Value};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
-/// The annotation that carries a tag in `index.json`.
-pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub use ir_oci::media_type::OCI_INDEX;
+use ir_oci::REF_NAME;
 /// Largest `index.json` read back from an existing layout.
 const MAX_INDEX_JSON: u64 = 16 * 1024 * 1024;
 

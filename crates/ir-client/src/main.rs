@@ -162,31 +162,21 @@ struct TrustArgs {
 impl TrustArgs {
     /// The policy asked for, read and checked (`None`: none asked for).
     fn load(&self) -> Result<Option<SignaturePolicy>, Error> {
-        let policy = match &self.policy {
-            Some(p) => Some(ir_trust::Policy::load(p).map_err(|e| Error::Policy {
-                what: "--policy".into(),
-                source: Box::new(e),
-            })?),
-            None => None,
+        let files = ir_trust::TrustFiles {
+            policy: self.policy.clone(),
+            notation: match (&self.notation_trust_policy, &self.notation_trust_store) {
+                (Some(p), Some(s)) => Some(ir_trust::NotationFiles {
+                    trust_policy: p.clone(),
+                    trust_store: s.clone(),
+                }),
+                _ => None,
+            },
         };
-        let notation = match (&self.notation_trust_policy, &self.notation_trust_store) {
-            (Some(p), Some(s)) => Some(ir_trust::NotationTrust {
-                policy: ir_notation::TrustPolicy::load(p).map_err(|e| Error::Policy {
-                    what: format!("--notation-trust-policy {}", p.display()),
-                    source: Box::new(e),
-                })?,
-                store: ir_notation::TrustStore::load(s).map_err(|e| Error::Policy {
-                    what: format!("--notation-trust-store {}", s.display()),
-                    source: Box::new(e),
-                })?,
-            }),
-            _ => None,
-        };
-        if policy.is_none() && notation.is_none() {
+        if files.is_empty() {
             return Ok(None);
         }
         Ok(Some(SignaturePolicy {
-            trust: Arc::new(ir_trust::Trust { policy, notation }),
+            trust: Arc::new(files.load()?),
             registry_host: self.registry_host.clone(),
         }))
     }

@@ -18,6 +18,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
+use ir_oci::media_type::{kind_of, ContentKind};
 pub use ir_oci::media_type::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_MANIFEST};
 
 /// Largest manifest or index accepted.
@@ -30,7 +31,7 @@ const MAX_MANIFESTS: usize = 1024;
 /// progress also counts against `retries`).
 const MAX_BLOB_ATTEMPTS: u32 = 64;
 
-pub(crate) const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+pub(crate) use ir_oci::media_type::MANIFEST_ACCEPT as ACCEPT;
 
 /// Settings of a [`Client`].
 #[derive(Debug, Clone)]
@@ -645,8 +646,8 @@ fn parse_manifest(
     if probe.schema_version != Some(2) {
         return Err(ManifestError::SchemaVersion { digest }.into());
     }
-    let is_index = |m: &str| m == OCI_INDEX || m == DOCKER_MANIFEST_LIST;
-    let is_manifest = |m: &str| m == OCI_MANIFEST || m == DOCKER_MANIFEST;
+    let is_index = |m: &str| kind_of(m) == ContentKind::Index;
+    let is_manifest = |m: &str| kind_of(m) == ContentKind::Manifest;
     let media_type = match (probe.media_type, content_type) {
         (Some(m), _) => m,
         (None, Some(c)) if is_index(c) || is_manifest(c) => c.to_string(),

@@ -1,4 +1,4 @@
-//! The client side of RA-TLS (`shared/docs/ratls-protocol.md`).
+//! The client side of RA-TLS (`docs/ratls.md`).
 //!
 //! For every TLS handshake the server sends a 64-byte challenge as the
 //! only entry of the CertificateRequest's certificate-authorities list,

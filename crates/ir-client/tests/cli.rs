@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use crate::util::{fixture, pki, serve, TestRaTls};
-use ir_attest::platform::PlatformKeys;
+use ir_attest::cca_platform::PlatformKeys;
 use ir_attest::ReferenceSet;
 use ir_server::transport::plain::Plain;
 
@@ -64,6 +64,33 @@ async fn pull_over_http_and_one_line_failures() {
         (
             args(&["pull", &url, "--out", dir, "--emulate-realm"]),
             "ra-tls",
+            2,
+        ),
+        // The policy files: the error names the flag and the file.
+        (
+            args(&[
+                "pull",
+                &url,
+                "--out",
+                dir,
+                "--policy",
+                "/nonexistent/p.json",
+            ]),
+            "--policy /nonexistent/p.json: ",
+            2,
+        ),
+        (
+            args(&[
+                "pull",
+                &url,
+                "--out",
+                dir,
+                "--notation-trust-policy",
+                "/nonexistent/trustpolicy.json",
+                "--notation-trust-store",
+                "/nonexistent/store",
+            ]),
+            "--notation-trust-policy /nonexistent/trustpolicy.json: ",
             2,
         ),
     ] {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::util::{fixture, pki, serve, Pki};
 use ir_attest::attestor::{Attestor, PlatformCheck};
-use ir_attest::platform::PlatformKeys;
+use ir_attest::cca_platform::PlatformKeys;
 use ir_attest::veraison::{VeraisonClient, VeraisonConfig};
 use ir_attest::{EarVerifier, EmulatedRealm, Measurements};
 use ir_client::emulated::{export, Export};

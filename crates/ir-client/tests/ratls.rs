@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use crate::util::{fixture, pki, serve, Pki, TestRaTls};
-use ir_attest::platform::PlatformKeys;
+use ir_attest::cca_platform::PlatformKeys;
 use ir_attest::{EmulatedRealm, HashAlg, Measurements, ReferenceSet};
 use ir_client::ratls::{CertResolver, KeyAlg, RaTlsOptions, TokenSource};
 use ir_client::{Client, ClientOptions, Error, Transport};

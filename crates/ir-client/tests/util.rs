@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use ir_attest::platform::PlatformKeys;
+use ir_attest::cca_platform::PlatformKeys;
 use ir_attest::verify::{verify_local, Session};
 use ir_attest::ReferenceSet;
 use ir_server::api::{ApiState, ConnInfo};

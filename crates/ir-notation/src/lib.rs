@@ -40,6 +40,8 @@ mod error;
 mod jws;
 mod policy;
 mod store;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 mod verify;
 
 pub use envelope::{Algorithm, SigningScheme, MAX_CHAIN_LEN, PAYLOAD_CONTENT_TYPE};

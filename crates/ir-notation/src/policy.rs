@@ -412,7 +412,8 @@ fn parse_identities(ids: &[String]) -> Result<TrustedIdentities, String> {
     ))
 }
 
-/// notation's registry scope format: `domain[:port]/repository`, distribution's grammar.
+/// notation's registry scope format: `domain[:port]/repository`, distribution's grammar
+/// (ir-oci's [`ir_oci::name::is_registry_host`] and [`ir_oci::RepoName`]).
 fn validate_scope(scope: &str) -> Result<(), String> {
     let err = || {
         format!("registry scope {scope:?} is not a fully qualified repository (domain/repository)")
@@ -421,26 +422,11 @@ fn validate_scope(scope: &str) -> Result<(), String> {
         return Err(err());
     }
     let (domain, repo) = scope.split_once('/').ok_or_else(err)?;
-    let (host, port) = match domain.rsplit_once(':') {
-        Some((h, p)) => (h, Some(p)),
-        None => (domain, None),
-    };
-    if let Some(p) = port {
-        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(err());
-        }
-    }
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    };
-    if !host.split('.').all(label_ok) {
+    // The host and the repository follow the grammars ir-oci parses every
+    // reference with (ir_oci::name).
+    if !ir_oci::name::is_registry_host(domain) {
         return Err(err());
     }
-    // The repository part follows the distribution spec's grammar, as
-    // ir-oci parses it for every name the registry serves.
     if ir_oci::RepoName::parse(repo).is_err() {
         return Err(err());
     }

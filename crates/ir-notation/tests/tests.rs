@@ -2,7 +2,7 @@
 //! chains and envelopes, and trust policy rules. One test binary per crate;
 //! run one module with `cargo test -p ir-notation --test tests MODULE::`.
 
-mod util;
+use ir_notation::test_util as util;
 
 mod generated;
 mod policy;

@@ -1,4 +1,5 @@
-//! Media types the loader understands, and how it treats each.
+//! Media types: the manifest and index types (one definition for the
+//! loader, the server and the client), and how each is treated.
 
 /// OCI image manifest.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -10,6 +11,10 @@ pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 /// The OCI empty descriptor's type (`{}`), used by artifacts.
 pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+
+/// The `Accept` header of a manifest request: the four manifest and index
+/// types above.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
 /// What a descriptor's media type says the target is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +67,21 @@ mod tests {
             kind_of("application/vnd.oci.image.layer.v1.tar+gzip"),
             ContentKind::Blob
         );
+    }
+
+    #[test]
+    fn the_manifest_accept_header_lists_the_manifest_and_index_types() {
+        let listed: Vec<&str> = MANIFEST_ACCEPT.split(", ").collect();
+        assert_eq!(
+            listed,
+            [
+                OCI_INDEX,
+                OCI_MANIFEST,
+                DOCKER_MANIFEST_LIST,
+                DOCKER_MANIFEST
+            ]
+        );
+        assert!(listed.iter().all(|m| kind_of(m) != ContentKind::Blob));
     }
 
     #[test]

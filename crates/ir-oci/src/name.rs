@@ -12,6 +12,8 @@ use crate::digest::{Digest, DigestError};
 pub const MAX_NAME_LEN: usize = 255;
 /// Longest tag, from the tag grammar (1 + 127).
 pub const MAX_TAG_LEN: usize = 128;
+/// The annotation of an `index.json` entry that names its tag.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// Why a repository name or tag is invalid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

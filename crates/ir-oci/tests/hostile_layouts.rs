@@ -549,7 +549,7 @@ fn is_open(path: &Path) -> bool {
 /// seen before hashing starts, a different race from the one tested here.
 fn load_while(root: &Root, path: &Path, change: impl FnOnce()) -> Registry {
     // As ir-server does: large blobs are hashed through memory maps.
-    assert!(ir_oci::mapped::install_sigbus_handler());
+    assert!(ir_oci::loader::mapped::install_sigbus_handler());
     let root_path = root.path().to_path_buf();
     let loader = std::thread::spawn(move || {
         ir_oci::load(

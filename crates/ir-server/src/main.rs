@@ -44,7 +44,7 @@ fn main() -> ExitCode {
     // Hash large blobs through memory maps; the handler that turns a bus
     // error (a blob truncated while hashed) into a rejection is
     // process-wide, so the binary installs it, not the library.
-    if !ir_oci::mapped::install_sigbus_handler() {
+    if !ir_oci::loader::mapped::install_sigbus_handler() {
         tracing::warn!("no SIGBUS handler: large blobs are read, not mapped, while verified");
     }
     if args.check {

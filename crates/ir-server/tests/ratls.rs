@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::util::pki::{make_ca, make_leaf, Ca};
 use crate::util::{options, TestServer};
 use ir_attest::attestor::{Attestor, PlatformCheck};
-use ir_attest::platform::PlatformKeys;
+use ir_attest::cca_platform::PlatformKeys;
 use ir_attest::veraison::{VeraisonClient, VeraisonConfig};
 use ir_attest::{EarVerifier, EmulatedRealm, Measurements};
 use ir_client::ratls::RaTlsOptions;

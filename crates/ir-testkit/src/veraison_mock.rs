@@ -1,5 +1,5 @@
 //! A Veraison-compatible verifier for tests: the three calls of
-//! `ratls-protocol.md`, exactly, with EARs signed ES256 by a test key
+//! Veraison's challenge-response API (see `ir_attest::veraison`), exactly, with EARs signed ES256 by a test key
 //! ([`ir_attest::ear::test_util::EarSigner`]), and knobs to make it
 //! misbehave.
 //!

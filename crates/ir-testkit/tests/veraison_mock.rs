@@ -390,8 +390,8 @@ async fn ear_has_veraisons_cca_layout() {
 /// the EAR bound to this token.
 #[tokio::test]
 async fn cose_key_rak_profile_end_to_end() {
-    use ir_attest::platform::PlatformKeys;
-    use ir_attest::reference::ReferenceSet;
+    use ir_attest::cca_platform::PlatformKeys;
+    use ir_attest::reference_values::ReferenceSet;
     use ir_attest::verify;
 
     let bytes = fixture("veraison/cca-token-draft-ffm-00.cbor");

@@ -30,10 +30,11 @@ use rayon::prelude::*;
 use serde::Deserialize;
 
 use crate::budget::{self, Budget, Budgeted};
+use crate::docker_reference::DockerReference;
 use crate::memo::Memo;
-use crate::reference::DockerReference;
+use crate::reason::Reason;
 use crate::signatures::{self, ArtifactKind, ArtifactSource};
-use crate::verdict::{Evidence, Reason, Subject, Trust, Verdict};
+use crate::verdict::{Evidence, Subject, Trust, Verdict};
 
 /// Deepest chain of indexes followed when covering an index's children.
 const MAX_INDEX_DEPTH: usize = 8;

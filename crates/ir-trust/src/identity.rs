@@ -2,7 +2,7 @@
 //! image it is checked for, with containers/image's semantics for each form
 //! (containers-policy.json(5), `policy_reference_match.go`).
 
-use crate::reference::DockerReference;
+use crate::docker_reference::DockerReference;
 
 /// A `signedIdentity` of a `sigstoreSigned` requirement.
 #[derive(Debug, Clone, PartialEq, Eq)]

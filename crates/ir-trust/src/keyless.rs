@@ -44,11 +44,11 @@ use x509_parser::prelude::*;
 
 use crate::key::PublicKey;
 use crate::payload::{dsse_pae, IN_TOTO_PAYLOAD_TYPE};
+use crate::reason::Reason;
 use crate::signatures::{
     artifact_kind, ArtifactKind, ArtifactSource, MAX_BUNDLE_BYTES, MAX_PAYLOAD_BYTES,
     SIGNATURE_ANNOTATION, SIMPLE_SIGNING,
 };
-use crate::verdict::Reason;
 
 /// Annotation holding the Fulcio certificate (PEM).
 pub const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate";

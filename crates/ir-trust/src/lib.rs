@@ -12,6 +12,8 @@
 //! * [`Trust::judge`]: the verdict for one image name and manifest, with
 //!   notation's trust policy as a second, independent gate
 //!   ([`ir_notation`]).
+//! * [`TrustFiles`]: reading the policy files into a [`Trust`], for the
+//!   server and the client alike.
 //! * [`Memo`]: what was read and verified of each signature artifact,
 //!   recalled by reloads, other policy scopes and (from a file) the next
 //!   start instead of verifying again.
@@ -23,6 +25,7 @@
 //! untrusted and bounded.
 
 pub mod budget;
+pub mod docker_reference;
 #[cfg(feature = "registry")]
 pub mod enforce;
 mod evidence;
@@ -32,14 +35,17 @@ pub mod keyless;
 pub mod memo;
 pub mod payload;
 pub mod policy;
-pub mod reference;
+pub mod reason;
 pub mod signatures;
+pub mod trust_files;
 pub mod verdict;
 
+pub use docker_reference::{DockerReference, ReferenceError};
 pub use identity::SignedIdentity;
 pub use key::{KeyError, PublicKey};
 pub use memo::{Memo, MemoError};
 pub use policy::{Policy, PolicyError, Requirement};
-pub use reference::{DockerReference, ReferenceError};
+pub use reason::Reason;
 pub use signatures::ArtifactSource;
-pub use verdict::{Evidence, NotationTrust, Reason, Refusal, Subject, Trust, Verdict};
+pub use trust_files::{NotationFiles, TrustFiles, TrustFilesError};
+pub use verdict::{Evidence, NotationTrust, Refusal, Subject, Trust, Verdict};

@@ -18,10 +18,10 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
+use crate::docker_reference::{valid_host, DockerReference};
 use crate::identity::SignedIdentity;
 use crate::key::{PublicKey, MAX_KEY_FILE_BYTES};
 use crate::keyless::{Keyless, MAX_CA_FILE_BYTES};
-use crate::reference::{valid_host, DockerReference};
 
 /// The largest policy file read.
 pub const MAX_POLICY_BYTES: u64 = 4 << 20;

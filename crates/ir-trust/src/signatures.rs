@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use base64::Engine;
-use ir_oci::Digest;
+use ir_oci::{media_type, Digest};
 use serde::Deserialize;
 
 /// Media type of a cosign simple-signing payload layer.
@@ -186,17 +186,14 @@ fn parse_artifact(manifest: &[u8]) -> Option<(ArtifactKind, SignatureManifest)> 
 /// Largest config blob of a signature artifact served without a verdict.
 pub const MAX_SIGNATURE_CONFIG_BYTES: u64 = 16 * 1024;
 /// The OCI empty descriptor's media type (an artifact's `{}` config).
-const EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";
+const EMPTY_CONFIG: &str = media_type::OCI_EMPTY;
 /// Config media types a runtime runs an image by.
 const IMAGE_CONFIGS: [&str; 2] = [
     "application/vnd.oci.image.config.v1+json",
     "application/vnd.docker.container.image.v1+json",
 ];
 /// Media types a signature artifact's manifest may have (no index).
-const SIGNATURE_MANIFESTS: [&str; 2] = [
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-];
+const SIGNATURE_MANIFESTS: [&str; 2] = [media_type::OCI_MANIFEST, media_type::DOCKER_MANIFEST];
 /// The fields a signature artifact's manifest may have: no `blobs`, no
 /// `manifests`, nothing a client could be sent to fetch besides the config
 /// and the signature layers.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use ir_notation::{Level, Target, TrustPolicy, TrustStore};
 use ir_oci::Digest;
 
+use crate::docker_reference::DockerReference;
 use crate::evidence::EntryKind;
 pub use crate::evidence::Evidence;
 use crate::identity::SignedIdentity;
@@ -15,57 +16,8 @@ use crate::key::PublicKey;
 use crate::keyless::Keyless;
 use crate::payload::Claim;
 use crate::policy::{Policy, Requirement};
-use crate::reference::DockerReference;
+use crate::reason::Reason;
 use crate::signatures::{self, ArtifactSource};
-
-/// Why an image was refused. [`Reason::code`] is the metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Reason {
-    /// A `reject` requirement applies.
-    Rejected,
-    /// No signature was found where the requirement looks.
-    NoSignature,
-    /// A signature is malformed, or its payload is.
-    BadSignature,
-    /// No signature verifies with a trusted key (a signature by another
-    /// key and an altered signature cannot be told apart).
-    UntrustedKey,
-    /// A signature verifies but signs another manifest.
-    WrongDigest,
-    /// A signature verifies for this digest but names an identity the
-    /// policy does not accept.
-    WrongIdentity,
-}
-
-impl Reason {
-    /// Every reason, for metrics that list them all.
-    pub const ALL: [Reason; 6] = [
-        Reason::Rejected,
-        Reason::NoSignature,
-        Reason::BadSignature,
-        Reason::UntrustedKey,
-        Reason::WrongDigest,
-        Reason::WrongIdentity,
-    ];
-
-    /// A stable snake_case label.
-    pub fn code(self) -> &'static str {
-        match self {
-            Reason::Rejected => "rejected",
-            Reason::NoSignature => "no_signature",
-            Reason::BadSignature => "bad_signature",
-            Reason::UntrustedKey => "untrusted_key",
-            Reason::WrongDigest => "wrong_digest",
-            Reason::WrongIdentity => "wrong_identity",
-        }
-    }
-}
-
-impl fmt::Display for Reason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.code())
-    }
-}
 
 /// Why one image is refused: which requirement, the reason, and detail.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,10 +1,7 @@
 //! Notation signatures attached as referrers, judged with notation's trust
 //! policy and store (envelopes and PKI from ir-notation's generators).
 
-#[allow(dead_code)]
-#[path = "../../ir-notation/tests/util.rs"]
-mod generate;
-
+use ir_notation::test_util as generate;
 use ir_notation::Target;
 use ir_testkit::Root;
 use ir_trust::{NotationTrust, Trust, Verdict};

@@ -199,3 +199,52 @@ fn a_confidential_containers_policy_says_what_to_write_instead() {
         "{gpg}"
     );
 }
+
+#[test]
+fn the_policy_files_load_as_one_trust_and_errors_name_the_flag_and_file() {
+    use ir_trust::{NotationFiles, TrustFiles};
+    let tmp = tempfile::tempdir().unwrap();
+    let policy = tmp.path().join("policy.json");
+    std::fs::write(
+        &policy,
+        br#"{"default": [{"type": "insecureAcceptAnything"}]}"#,
+    )
+    .unwrap();
+
+    assert!(TrustFiles::default().is_empty());
+    let files = TrustFiles {
+        policy: Some(policy.clone()),
+        notation: None,
+    };
+    let trust = files.load().unwrap();
+    assert!(trust.policy.is_some() && trust.notation.is_none());
+
+    let missing = tmp.path().join("missing.json");
+    let e = TrustFiles {
+        policy: Some(missing.clone()),
+        notation: None,
+    }
+    .load()
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with(&format!("--policy {}: ", missing.display())),
+        "{e}"
+    );
+
+    let store = tmp.path().join("no-store");
+    let e = TrustFiles {
+        policy: Some(policy.clone()),
+        notation: Some(NotationFiles {
+            trust_policy: missing.clone(),
+            trust_store: store.clone(),
+        }),
+    }
+    .load()
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with(&format!("--notation-trust-policy {}: ", missing.display())),
+        "{e}"
+    );
+}

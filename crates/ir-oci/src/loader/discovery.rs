@@ -1,7 +1,15 @@
 //! Discovery: the applications (directories holding `oci-layout`) and
 //! namespaces under the root, or the root itself when it is a layout.
 
-use super::*;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use super::rejection;
+use super::{LoadError, LoadOptions};
+use crate::rule::{Rejection, Rule};
 
 /// A directory that looks like an application: it holds `oci-layout`.
 pub(super) struct Candidate {
@@ -81,7 +89,7 @@ pub(super) struct DirEntry {
 pub(super) fn discover(dir: &Path, prefix: &str, depth: usize, options: &LoadOptions) -> Found {
     let mut found = Found::default();
     let mut entries: Vec<DirEntry> = Vec::new();
-    let listed = crate::listing::list_dir(dir, options.max_dir_entries, |name, ino, file_type| {
+    let listed = super::listing::list_dir(dir, options.max_dir_entries, |name, ino, file_type| {
         entries.push(DirEntry {
             name: std::ffi::OsStr::from_bytes(name.to_bytes()).to_owned(),
             file_type,

@@ -1,7 +1,13 @@
 //! Orphans: files under `blobs/` that no descriptor reaches (counted and
 //! listed, never served).
 
-use super::*;
+use std::path::{Path, PathBuf};
+
+use super::listing::Listing;
+use super::walk::Structure;
+use super::LoadOptions;
+use crate::digest::{Algorithm, Digest};
+use crate::model::Orphan;
 
 /// Lists `blobs/<alg>/` and reports files no descriptor reaches.
 /// The files under `blobs/` that no descriptor reaches, from the listing

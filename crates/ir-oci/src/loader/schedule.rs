@@ -1,9 +1,18 @@
 //! Scheduling and hashing: reading each application on the I/O threads
 //! (in the order of its directory's inode), its small blobs hashed there,
 //! the large blobs of all applications hashed at once on one worker per
-//! core, and a bound on the memory that large documents take meanwhile.
+//! core.
 
-use super::*;
+use super::discovery::Candidate;
+use super::fsx;
+use super::orphans::find_orphans;
+use super::prefetch::Prefetched;
+use super::rejection;
+use super::walk::{read_structure, BigDocuments, Structure};
+use super::{LoadOptions, ReadAhead, SMALL_BLOB};
+use crate::digest::Digest;
+use crate::model::{Blob, FileIdentity, Orphan, Registry};
+use crate::rule::{Rejection, Rule};
 
 /// The outcome of one blob job: whether it was hashed (or reused
 /// unchanged), or the rule it broke.
@@ -196,52 +205,5 @@ impl<R> JobQueue<R> {
             .into_iter()
             .map(|slot| slot.into_inner().expect("every job was run"))
             .collect()
-    }
-}
-
-/// Documents an application may hold at once (raw bytes, parsed trees
-/// are a few times more) before it needs a [`BigDocuments`] permit.
-pub(super) const SMALL_DOCUMENTS: u64 = 1 << 20;
-
-/// Bounds how many applications hold large documents at once.
-///
-/// Structure is read on many threads because small files are latency
-/// bound, but a hostile root can hold an `index.json` of 16 MiB (and
-/// nested indexes of 4 MiB) in every application: at most `permits`
-/// applications may hold more than [`SMALL_DOCUMENTS`] at a time, so the
-/// transient memory stays *CPU threads x the per-application bound* plus
-/// *I/O threads x a few MiB*, as it was before the I/O threads existed.
-/// An application takes at most one permit and never waits while holding
-/// one, so this cannot deadlock.
-pub(super) struct BigDocuments {
-    pub(super) free: std::sync::Mutex<usize>,
-    pub(super) released: std::sync::Condvar,
-}
-
-/// Held by an application that may hold large documents.
-pub(super) struct Permit<'a>(&'a BigDocuments);
-
-impl BigDocuments {
-    pub(super) fn new(permits: usize) -> Self {
-        BigDocuments {
-            free: std::sync::Mutex::new(permits.max(1)),
-            released: std::sync::Condvar::new(),
-        }
-    }
-
-    pub(super) fn acquire(&self) -> Permit<'_> {
-        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        while *free == 0 {
-            free = self.released.wait(free).unwrap_or_else(|p| p.into_inner());
-        }
-        *free -= 1;
-        Permit(self)
-    }
-}
-
-impl Drop for Permit<'_> {
-    fn drop(&mut self) {
-        *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        self.0.released.notify_one();
     }
 }

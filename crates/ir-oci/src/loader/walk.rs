@@ -1,16 +1,24 @@
 //! The walk of one layout: `oci-layout`, `index.json`, and every
 //! descriptor they reach (nested indexes, manifests, configs, layers,
-//! subjects), with every document read, hashed and parsed once.
+//! subjects), with every document read, hashed and parsed once, and the
+//! bound on the memory that large documents take meanwhile
+//! ([`BigDocuments`]).
 
-use super::*;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-/// The one way the loader rejects: builds the rejection and logs it (one
-/// line naming the application, the file and the rule).
-pub(super) fn rejection(app: &str, file: impl Into<PathBuf>, rule: Rule) -> Rejection {
-    let rejection = Rejection::new(app, file, rule);
-    tracing::warn!("{rejection}");
-    rejection
-}
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, OciLayout};
+
+use super::discovery::Candidate;
+use super::fsx;
+use super::prefetch::Prefetched;
+use super::{rejection, LoadOptions, MAX_SAFE_SIZE};
+use crate::digest::{Algorithm, Digest};
+use crate::media_type::{self, ContentKind};
+use crate::model::{Application, Blob, DigestMap, Manifest, Referring};
+use crate::name::{RepoName, Tag, REF_NAME};
+use crate::rule::{Rejection, Rule};
 
 /// Where a blob was first referenced, for its size.
 pub(super) struct PendingBlob {
@@ -532,4 +540,51 @@ pub(super) fn digest_rule(bytes: &[u8]) -> Option<Rule> {
         .filter_map(|d| d.get("digest")?.as_str())
         .find_map(|s| Digest::parse(s).err())
         .map(Rule::Digest)
+}
+
+/// Documents an application may hold at once (raw bytes, parsed trees
+/// are a few times more) before it needs a [`BigDocuments`] permit.
+pub(super) const SMALL_DOCUMENTS: u64 = 1 << 20;
+
+/// Bounds how many applications hold large documents at once.
+///
+/// Structure is read on many threads because small files are latency
+/// bound, but a hostile root can hold an `index.json` of 16 MiB (and
+/// nested indexes of 4 MiB) in every application: at most `permits`
+/// applications may hold more than [`SMALL_DOCUMENTS`] at a time, so the
+/// transient memory stays *CPU threads x the per-application bound* plus
+/// *I/O threads x a few MiB*, as it was before the I/O threads existed.
+/// An application takes at most one permit and never waits while holding
+/// one, so this cannot deadlock.
+pub(super) struct BigDocuments {
+    pub(super) free: std::sync::Mutex<usize>,
+    pub(super) released: std::sync::Condvar,
+}
+
+/// Held by an application that may hold large documents.
+pub(super) struct Permit<'a>(&'a BigDocuments);
+
+impl BigDocuments {
+    pub(super) fn new(permits: usize) -> Self {
+        BigDocuments {
+            free: std::sync::Mutex::new(permits.max(1)),
+            released: std::sync::Condvar::new(),
+        }
+    }
+
+    pub(super) fn acquire(&self) -> Permit<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *free == 0 {
+            free = self.released.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+        Permit(self)
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.0.released.notify_one();
+    }
 }

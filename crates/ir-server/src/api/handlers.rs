@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
+use ir_oci::media_type::OCI_INDEX;
 use ir_oci::name::ReferenceError;
 use ir_oci::{Application, Digest, Reference};
 use serde_json::json;
@@ -22,7 +23,6 @@ pub const DIGEST_HEADER: &str = "docker-content-digest";
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const OCTET_STREAM: &str = "application/octet-stream";
 const JSON: &str = "application/json";
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 type Answer = Result<Response<Body>, ApiError>;
 
@@ -60,7 +60,7 @@ pub fn base() -> Response<Body> {
 
 /// The four manifest types nearly every manifest has, without a copy.
 fn media_type_value(media_type: &str) -> HeaderValue {
-    use ir_oci::media_type::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
+    use ir_oci::media_type::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_MANIFEST};
     match media_type {
         OCI_MANIFEST => HeaderValue::from_static(OCI_MANIFEST),
         OCI_INDEX => HeaderValue::from_static(OCI_INDEX),

@@ -10,24 +10,14 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use ir_oci::{Application, Registry, RepoName};
 use ir_trust::enforce::Judgement;
-use ir_trust::{Memo, NotationTrust, Reason, Trust};
+use ir_trust::{Memo, Reason, Trust};
 
 /// Why the signature policy cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
-    /// `--policy` does not parse or names an unusable key or requirement.
-    #[error("--policy {0}")]
-    Policy(#[from] ir_trust::PolicyError),
-    /// Notation's trust policy or store is unusable.
-    #[error("{flag} {path}: {source}")]
-    Notation {
-        /// The flag.
-        flag: &'static str,
-        /// Its value.
-        path: String,
-        /// Why.
-        source: ir_notation::Error,
-    },
+    /// `--policy`, or notation's trust policy or store, is unusable.
+    #[error(transparent)]
+    Files(#[from] ir_trust::TrustFilesError),
     /// One notation flag without the other.
     #[error("--notation-trust-policy and --notation-trust-store go together")]
     NotationIncomplete,
@@ -70,26 +60,16 @@ impl TrustConfig {
 
     /// Reads the policy files and keys.
     pub fn read(&self) -> Result<Trust, TrustError> {
-        let policy = match &self.policy {
-            Some(p) => Some(ir_trust::Policy::load(p)?),
-            None => None,
+        let files = ir_trust::TrustFiles {
+            policy: self.policy.clone(),
+            notation: self.notation.clone().map(|(trust_policy, trust_store)| {
+                ir_trust::NotationFiles {
+                    trust_policy,
+                    trust_store,
+                }
+            }),
         };
-        let notation = match &self.notation {
-            Some((policy, store)) => {
-                let err = |flag, path: &PathBuf| {
-                    let path = path.display().to_string();
-                    move |source| TrustError::Notation { flag, path, source }
-                };
-                Some(NotationTrust {
-                    policy: ir_notation::TrustPolicy::load(policy)
-                        .map_err(err("--notation-trust-policy", policy))?,
-                    store: ir_notation::TrustStore::load(store)
-                        .map_err(err("--notation-trust-store", store))?,
-                })
-            }
-            None => None,
-        };
-        Ok(Trust { policy, notation })
+        Ok(files.load()?)
     }
 }
 

@@ -25,7 +25,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use ir_attest::reference::AppPattern;
+use ir_attest::reference_values::AppPattern;
 use ir_oci::RepoName;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;

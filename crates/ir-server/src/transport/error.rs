@@ -109,7 +109,8 @@ impl HandshakeError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ir_attest::ratls::{to_rustls_error, CertificateError};
+    use ir_attest::certificate::CertificateError;
+    use ir_attest::ratls::to_rustls_error;
 
     #[test]
     fn attestation_reasons_survive_rustls_and_io() {

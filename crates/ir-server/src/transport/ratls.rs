@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use ir_attest::attestor::Attestor;
 use ir_attest::ratls::{new_challenge, ChallengeVerifier};
-use ir_attest::reference::{RealmReference, ReferenceSet};
+use ir_attest::reference_values::{RealmReference, ReferenceSet};
 use ir_attest::RealmClaims;
 use tokio::net::TcpStream;
 use tokio::time::Instant;

@@ -9,10 +9,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use super::mapped;
+use super::prefetch::Prefetched;
 use crate::digest::{Digest, Hasher};
-use crate::mapped;
 use crate::model::FileIdentity;
-use crate::prefetch::Prefetched;
 use crate::rule::Rule;
 
 /// Read buffer for hashing: large enough to amortise syscalls, small

@@ -41,7 +41,7 @@ use std::sync::OnceLock;
 use io_uring::{opcode, types, IoUring};
 use rustix::fs::{Mode, OFlags};
 
-use crate::listing::Listing;
+use super::listing::Listing;
 use crate::model::FileIdentity;
 
 /// Files read ahead per application at most.

@@ -1,13 +1,15 @@
-//! Generated PKI and envelopes for the tests: rcgen certificates, aws-lc-rs signatures,
-//! JWS and COSE envelopes written the way notation writes them.
+//! Generated PKI and envelopes for tests (this crate's and ir-trust's):
+//! rcgen certificates, aws-lc-rs signatures, JWS and COSE envelopes
+//! written the way notation writes them. Only with the `test-util`
+//! feature; never in a production build.
 
+use crate::{Target, TrustPolicy, TrustStore};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use ciborium::Value;
 use coset::{iana, CoseSign1Builder, HeaderBuilder, TaggedCborSerializable};
-use ir_notation::{Target, TrustPolicy, TrustStore};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,

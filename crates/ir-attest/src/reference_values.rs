@@ -36,7 +36,7 @@
 
 use crate::hash::HashAlg;
 use crate::token::RealmClaims;
-use crate::verify::VerifyError;
+pub use crate::verify_error::{MatchError, VerifyError};
 use serde::Deserialize;
 use std::path::Path;
 
@@ -99,24 +99,6 @@ pub enum ReferenceError {
         first: String,
         /// The second entry (label).
         second: String,
-    },
-}
-
-/// Why a token matched no realm of a [`ReferenceSet`].
-#[derive(Debug, thiserror::Error)]
-pub enum MatchError {
-    /// The set is empty.
-    #[error("no reference values loaded")]
-    Empty,
-    /// No realm matched; the closest failure is given.
-    #[error("no realm matched ({checked} checked); closest is {realm}: {reason}")]
-    NoMatch {
-        /// The closest realm (see [`RealmReference::label`]).
-        realm: String,
-        /// How many realms were checked.
-        checked: usize,
-        /// Why the closest realm did not match.
-        reason: Box<VerifyError>,
     },
 }
 

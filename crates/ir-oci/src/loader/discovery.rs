@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use super::rejection;
-use super::{LoadError, LoadOptions};
+use super::options::{rejection, LoadError, LoadOptions};
 use crate::rule::{Rejection, Rule};
 
 /// A directory that looks like an application: it holds `oci-layout`.

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use super::listing::Listing;
+use super::options::LoadOptions;
 use super::walk::Structure;
-use super::LoadOptions;
 use crate::digest::{Algorithm, Digest};
 use crate::model::Orphan;
 

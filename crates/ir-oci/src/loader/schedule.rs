@@ -5,11 +5,11 @@
 
 use super::discovery::Candidate;
 use super::fsx;
+use super::options::rejection;
+use super::options::{LoadOptions, ReadAhead, SMALL_BLOB};
 use super::orphans::find_orphans;
 use super::prefetch::Prefetched;
-use super::rejection;
 use super::walk::{read_structure, BigDocuments, Structure};
-use super::{LoadOptions, ReadAhead, SMALL_BLOB};
 use crate::digest::Digest;
 use crate::model::{Blob, FileIdentity, Orphan, Registry};
 use crate::rule::{Rejection, Rule};

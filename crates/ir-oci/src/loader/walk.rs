@@ -12,8 +12,8 @@ use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, OciLayout};
 
 use super::discovery::Candidate;
 use super::fsx;
+use super::options::{rejection, LoadOptions, MAX_SAFE_SIZE};
 use super::prefetch::Prefetched;
-use super::{rejection, LoadOptions, MAX_SAFE_SIZE};
 use crate::digest::{Algorithm, Digest};
 use crate::media_type::{self, ContentKind};
 use crate::model::{Application, Blob, DigestMap, Manifest, Referring};

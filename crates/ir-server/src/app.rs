@@ -199,6 +199,13 @@ pub async fn serve(args: Args) -> ExitCode {
         }
     };
     crate::trust::announce(gate.as_deref());
+    let audit = match start_audit(&config, gate.clone()) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     // Content reloads: SIGHUP, --watch, and a change of the realms'
     // policy scopes.
     let (trigger_tx, trigger_rx) = mpsc::channel::<()>(1);
@@ -215,7 +222,10 @@ pub async fn serve(args: Args) -> ExitCode {
         .map(|a| a.to_string())
         .unwrap_or_default();
     let shared = catalog::shared(Catalog::default());
-    let state = Arc::new(ApiState::loading(shared.clone(), !args.no_access_log));
+    let state = Arc::new(ApiState {
+        audit: audit.clone(),
+        ..ApiState::loading(shared.clone(), !args.no_access_log)
+    });
     // Metrics (off unless --metrics-addr): bound before loading, so that
     // its /readyz says "not ready" while the registry verifies.
     if let Some(addr) = args.metrics_addr {
@@ -276,17 +286,28 @@ pub async fn serve(args: Args) -> ExitCode {
             {
                 tracing::warn!("RA-TLS: a reference entry names a policy-scope, but no signature policy is in force (--policy): it changes nothing");
             }
+            if let Some(audit) = &audit {
+                audit.set_reference_values(
+                    config
+                        .references
+                        .as_deref()
+                        .and_then(crate::audit::digest_of),
+                );
+            }
             tokio::spawn(reload_references(
                 attestor.clone(),
                 config.clone(),
                 hangups.subscribe(),
                 gate.clone().map(|g| (g, trigger_tx.clone())),
+                audit.clone(),
             ));
             tracing::info!("serving the OCI pull API over RA-TLS on {local}: only attested CCA realms are served");
-            let ratls = Arc::new(
-                RaTls::new(store, attestor, args.ratls_tls12)
-                    .with_max_connection_age(Duration::from_secs(args.max_connection_age)),
-            );
+            let mut ratls = RaTls::new(store, attestor, args.ratls_tls12)
+                .with_max_connection_age(Duration::from_secs(args.max_connection_age));
+            if let Some(audit) = audit.clone() {
+                ratls = ratls.with_observer(crate::audit::attestation_observer(audit));
+            }
+            let ratls = Arc::new(ratls);
             start(listener, ratls, &state, options, shutdown)
         }
         (mode, _) => {
@@ -394,8 +415,27 @@ pub async fn serve(args: Args) -> ExitCode {
     };
 
     let _ = server.await;
+    if let Some(audit) = audit {
+        audit.close().await;
+    }
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// Receipts and events, when asked for: the journal is opened (and its
+/// key read) now, so a journal that cannot be written stops the start.
+fn start_audit(
+    config: &Config,
+    gate: Option<Arc<Gate>>,
+) -> Result<Option<Arc<crate::audit::Audit>>, crate::audit::AuditError> {
+    if !config.audit.is_on() {
+        return Ok(None);
+    }
+    let audit = crate::audit::Audit::start(&config.audit)?;
+    if let Some(gate) = gate {
+        audit.set_policy_digest(Box::new(move || gate.policy_digest()));
+    }
+    Ok(Some(Arc::new(audit)))
 }
 
 /// Serves `handshake`'s transport on `listener` until `shutdown`: the one
@@ -732,6 +772,7 @@ async fn reload_references(
     config: Arc<Config>,
     mut hangups: tokio::sync::broadcast::Receiver<()>,
     gate: Option<(Arc<Gate>, mpsc::Sender<()>)>,
+    audit: Option<Arc<crate::audit::Audit>>,
 ) {
     while !matches!(
         hangups.recv().await,
@@ -754,6 +795,14 @@ async fn reload_references(
         match tokio::task::spawn_blocking(move || a.reload_references()).await {
             Ok(Ok(n)) => {
                 tracing::info!("RA-TLS: reference values reloaded ({n} realm(s))");
+                if let Some(audit) = &audit {
+                    audit.set_reference_values(
+                        config
+                            .references
+                            .as_deref()
+                            .and_then(crate::audit::digest_of),
+                    );
+                }
                 if let Some((gate, reload)) = &gate {
                     if gate.set_scopes(policy_scopes(&attestor)) {
                         let _ = reload.try_send(());

@@ -75,9 +75,30 @@ pub struct Config {
     pub serve: ServeOptions,
     /// Where the signature policy comes from (`None`: no policy).
     pub trust: Option<TrustConfig>,
+    /// Receipts and events.
+    pub audit: crate::audit::AuditConfig,
 }
 
 const MIB: u64 = 1 << 20;
+
+/// `--receipts*` and `--events-url` (clap already requires the key with
+/// the directory and the other way round).
+fn audit_config(args: &Args) -> crate::audit::AuditConfig {
+    let receipts = args
+        .receipts
+        .clone()
+        .zip(args.receipts_key.clone())
+        .map(|(dir, key)| crate::audit::ReceiptsConfig {
+            dir,
+            key,
+            checkpoint_every: args.receipts_checkpoint,
+            max_file_bytes: args.receipts_file_size.saturating_mul(MIB),
+        });
+    crate::audit::AuditConfig {
+        receipts,
+        events: args.events_url.clone(),
+    }
+}
 
 impl Config {
     /// Checks `args` and derives the configuration.
@@ -141,6 +162,7 @@ impl Config {
                 ..ServeOptions::default()
             },
             trust: TrustConfig::from_args(args)?,
+            audit: audit_config(args),
             flags: args.clone(),
         })
     }

@@ -22,6 +22,7 @@
 
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod catalog;
 pub mod cert_store;
 pub mod cli;

@@ -56,6 +56,8 @@ pub struct ApiState {
     pub draining: AtomicBool,
     /// Loads, and the RA-TLS platform check, for `/status`.
     pub status: Arc<crate::status::ServerStatus>,
+    /// Receipts and events (`--receipts`, `--events-url`), when on.
+    pub audit: Option<Arc<crate::audit::Audit>>,
 }
 
 impl ApiState {
@@ -67,6 +69,7 @@ impl ApiState {
             ready: AtomicBool::new(true),
             draining: AtomicBool::new(false),
             status: Arc::default(),
+            audit: None,
         }
     }
 
@@ -108,6 +111,10 @@ impl ApiState {
             READY_PATH if self.is_draining() => {
                 Some((StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"))
             }
+            READY_PATH if self.audit.as_ref().is_some_and(|a| !a.healthy()) => Some((
+                StatusCode::SERVICE_UNAVAILABLE,
+                "receipts: the journal cannot be written or keep up\n",
+            )),
             READY_PATH if self.is_ready() => Some((StatusCode::OK, "ok\n")),
             READY_PATH => Some((StatusCode::SERVICE_UNAVAILABLE, "not ready\n")),
             _ => None,
@@ -132,6 +139,9 @@ pub struct ConnInfo {
     /// entry's `policy-scope`, read at each request); `None`: the server's
     /// `--registry-host`.
     pub policy_scope: PolicyScope,
+    /// Who the client is, for delivery receipts: an attested realm's
+    /// measurements or a client certificate's subject.
+    pub identity: Option<Arc<ir_receipts::Identity>>,
 }
 
 impl ConnInfo {
@@ -143,6 +153,7 @@ impl ConnInfo {
             max_age: None,
             realm: None,
             policy_scope: None,
+            identity: None,
         }
     }
 
@@ -291,8 +302,10 @@ async fn answer<B>(
         Route::Base => Ok(handlers::base()),
         Route::Catalog => handlers::catalog(&catalog, conn, req),
         Route::Manifest(name, reference) => match app_of(&name) {
-            Ok(app) => handlers::manifest(&app, reference, req)
-                .inspect(|r| count_download(&catalog, &name, false, req, r)),
+            Ok(app) => handlers::manifest(&app, reference, req).inspect(|r| {
+                count_download(&catalog, &name, false, req, r);
+                audit_delivery(state, conn, &name, reference, req, r);
+            }),
             Err(e) => Err(e),
         },
         Route::Blob(name, digest) => match app_of(&name) {
@@ -324,6 +337,38 @@ fn count_download<B>(
     {
         catalog.count_download(name, blob);
     }
+}
+
+/// Records a manifest served by GET (200) in the receipts and events.
+fn audit_delivery<B>(
+    state: &ApiState,
+    conn: &ConnInfo,
+    name: &RepoName,
+    reference: &str,
+    req: &Request<B>,
+    response: &Response<Body>,
+) {
+    let Some(audit) = &state.audit else { return };
+    if req.method() != Method::GET || response.status() != StatusCode::OK {
+        return;
+    }
+    let header = |h: &str| {
+        response
+            .headers()
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    let tag = (!reference.contains(':')).then_some(reference);
+    audit.delivered(
+        conn.peer,
+        conn.identity.as_deref(),
+        conn.scope().as_deref(),
+        name.as_str(),
+        tag,
+        header("docker-content-digest"),
+        header("content-type"),
+    );
 }
 
 /// A probe's answer (see [`ApiState::probe`]).

@@ -40,8 +40,9 @@ fn trust() -> Trust {
 
 fn ratls(pki: &Pki, t: &Trust, platform: PlatformCheck) -> Arc<RaTls> {
     let attestor = Attestor::new(&t.dir.path().join("realm.json"), platform, 8).unwrap();
-    let certs =
-        Arc::new(ir_server::cert_store::CertStore::load(&pki.cert_file, &pki.key_file).unwrap());
+    let certs = Arc::new(
+        ir_server::transport::cert_store::CertStore::load(&pki.cert_file, &pki.key_file).unwrap(),
+    );
     Arc::new(RaTls::new(certs, Arc::new(attestor), false))
 }
 

@@ -14,7 +14,7 @@ use ir_attest::platform::PlatformKeys;
 use ir_attest::verify::{verify_local, Session};
 use ir_attest::ReferenceSet;
 use ir_server::api::{ApiState, ConnInfo};
-use ir_server::catalog::{self, Catalog};
+use ir_server::snapshot::catalog::{self, Catalog};
 use ir_server::transport::{Handshake, HandshakeError, ServeOptions};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
@@ -154,10 +154,11 @@ pub fn pki() -> Pki {
 
 /// ir-server's TLS transport with the PKI's server certificate.
 pub fn tls_transport(pki: &Pki) -> Arc<ir_server::transport::tls::Tls> {
-    let store =
-        Arc::new(ir_server::cert_store::CertStore::load(&pki.cert_file, &pki.key_file).unwrap());
+    let store = Arc::new(
+        ir_server::transport::cert_store::CertStore::load(&pki.cert_file, &pki.key_file).unwrap(),
+    );
     Arc::new(ir_server::transport::tls::Tls::new(
-        ir_server::cert_store::server_config(store),
+        ir_server::transport::cert_store::server_config(store),
     ))
 }
 
@@ -174,7 +175,7 @@ pub struct Outcome {
 /// verifier that checks the token with `ir_attest::verify::verify_local`
 /// against the given reference values and platform keys.
 pub struct TestRaTls {
-    server_certs: Arc<ir_server::cert_store::CertStore>,
+    server_certs: Arc<ir_server::transport::cert_store::CertStore>,
     references: Arc<ReferenceSet>,
     platform: Arc<PlatformKeys>,
     pub outcomes: Arc<Mutex<Vec<Outcome>>>,
@@ -185,7 +186,9 @@ pub struct TestRaTls {
 impl TestRaTls {
     pub fn new(pki: &Pki, references: ReferenceSet, platform: PlatformKeys) -> Arc<Self> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let store = ir_server::cert_store::CertStore::load(&pki.cert_file, &pki.key_file).unwrap();
+        let store =
+            ir_server::transport::cert_store::CertStore::load(&pki.cert_file, &pki.key_file)
+                .unwrap();
         Arc::new(Self {
             server_certs: Arc::new(store),
             references: Arc::new(references),

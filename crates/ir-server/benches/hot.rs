@@ -17,7 +17,7 @@ use divan::{black_box, Bencher};
 use http::{Method, Request};
 use ir_oci::{Algorithm, Digest, Reference};
 use ir_server::api::{self, range, route, ApiState, ConnInfo};
-use ir_server::catalog::{self, Catalog};
+use ir_server::snapshot::catalog::{self, Catalog};
 
 fn main() {
     divan::main();
@@ -84,7 +84,7 @@ fn sha512_chunk(bencher: Bencher, len: usize) {
 /// 256 KiB), against `sha256_chunk` at the same size.
 #[divan::bench]
 fn seal_verify_chunk(bencher: Bencher) {
-    use ir_server::delivery::seal::{SealBuilder, SealKey, SEAL_CHUNK};
+    use ir_server::delivery::chunk_seal::{SealBuilder, SealKey, SEAL_CHUNK};
     let data = vec![0x5au8; SEAL_CHUNK];
     let key = std::sync::Arc::new(SealKey::random().expect("OS randomness"));
     let mut b = SealBuilder::new(key, data.len() as u64).expect("one chunk");

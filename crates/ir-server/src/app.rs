@@ -1,26 +1,39 @@
-//! Start-up and the server's life: bind, load and verify, serve, reload on
-//! SIGHUP (and file changes with `--watch`), shut down gracefully on
-//! SIGTERM/SIGINT. `--check` loads and reports without serving.
+//! Start-up and the server's life. [`App::build`] turns the [`Config`]
+//! into a listening server (certificates, signature policy, attestor,
+//! listeners, metrics listener); [`App::run`] loads through the reloader,
+//! marks the server ready, reloads on SIGHUP (and file changes with
+//! `--watch`), and shuts down gracefully on SIGTERM/SIGINT. [`check`]
+//! (`--check`) loads and reports without serving.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ir_oci::{report, LoadOptions, Registry};
-use tokio::sync::mpsc;
+use ir_oci::report;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 use crate::api::ApiState;
-use crate::catalog::{self, Catalog};
-use crate::cert_store::{self, CertStore};
-use crate::cli::{Args, ReportFormat, TlsMode};
-use crate::config::Config;
-use crate::reload::Reloader;
-use crate::signals;
+use crate::audit::trust_digest::digest_of;
+use crate::audit::{Audit, AuditError};
+use crate::cli::{Args, ReportFormat};
+use crate::config::{AttestConfig, Config, ConfigError, PlatformConfig, TransportConfig};
+use crate::delivery::blob_cache::{self, BlobCache};
+use crate::metrics::listener::ListenError;
+use crate::metrics::status::LoadKind;
+use crate::metrics::Metrics;
+use crate::process::{sd_notify, signals};
+use crate::snapshot::catalog::{self, Catalog, SharedCatalog};
+use crate::snapshot::policy_gate::{self, Gate, TrustError};
+use crate::snapshot::reload::{self, Loaded, Reloader};
+use crate::snapshot::{load_progress, watch};
+use crate::transport::cert_store::{self, CertError, CertStore};
+use crate::transport::client_access::{self, ClientAccessError};
 use crate::transport::{self, plain::Plain, ratls::RaTls, tls::Tls, ServeOptions};
-use crate::trust::{Gate, Judged, TrustError};
 use ir_attest::attestor::{Attestor, PlatformCheck};
-use ir_attest::{EarVerifier, PlatformKeys, VeraisonClient, VeraisonConfig};
+use ir_attest::{EarVerifier, PlatformKeys, VeraisonClient};
 
 /// Exit code when the root cannot be read at all.
 pub const EXIT_ROOT: u8 = 2;
@@ -32,10 +45,358 @@ const CERT_POLL: Duration = Duration::from_secs(2);
 /// Quiet period that ends a burst of file events before a `--watch` reload.
 const WATCH_QUIET: Duration = Duration::from_millis(500);
 
-/// Loads the registry as the configuration asks, logging the outcome (no
-/// signature policy applied).
-pub fn load(config: &Config) -> Result<Registry, ir_oci::LoadError> {
-    load_with(config, config.load.clone(), None).map(|j| j.registry)
+/// Why the server could not start: one line naming the flag or file.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The flags do not fit together.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The server's certificate pair (`-c`, `-k`).
+    #[error(transparent)]
+    Certificates(#[from] CertificatesError),
+    /// The signature policy cannot be used.
+    #[error(transparent)]
+    Policy(#[from] TrustError),
+    /// The API port cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The metrics listener cannot be bound.
+    #[error(transparent)]
+    Metrics(#[from] ListenError),
+    /// The client CA or the client map (`--client-ca`, `--client-map`).
+    #[error(transparent)]
+    ClientAccess(#[from] ClientAccessError),
+    /// What RA-TLS needs (`-j`, `--cpak`, `-u`, `-v`, ...).
+    #[error("RA-TLS: {0}")]
+    Attestation(#[from] SettingError),
+    /// The receipts journal or the events endpoint (`--receipts`, `--events-url`).
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+/// A server built from its configuration, listening, not loaded yet.
+pub struct App {
+    config: Config,
+    state: Arc<ApiState>,
+    gate: Option<Arc<Gate>>,
+    metrics: Option<Arc<Metrics>>,
+    audit: Option<Arc<Audit>>,
+    hangups: broadcast::Sender<()>,
+    triggers: (mpsc::Sender<()>, mpsc::Receiver<()>),
+    server: JoinHandle<()>,
+    stop: oneshot::Sender<()>,
+    blob_cache: Arc<BlobCache>,
+}
+
+/// Checks the flags, builds the server and runs it until SIGINT or
+/// SIGTERM (the binary's `main` without `--check`).
+pub async fn serve(args: Args) -> ExitCode {
+    let app = match Config::from_args(args) {
+        Ok(config) => App::build(config).await,
+        Err(e) => Err(e.into()),
+    };
+    match app {
+        Ok(app) => app.run().await,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+impl App {
+    /// Certificates first (a bad pair should fail before a long
+    /// verification), then the signature policy (one that cannot be used is
+    /// a start-up error, never a silent "accept everything"), the port and
+    /// the metrics listener, both bound before loading so that probes see
+    /// a live process (`/healthz`) that is not ready yet (`/readyz` and the
+    /// API answer 503) while a large registry verifies, and the transport.
+    pub async fn build(config: Config) -> Result<App, StartupError> {
+        let certs = match config.transport {
+            TransportConfig::Plain => None,
+            _ => Some(load_certificates(&config)?),
+        };
+        let gate = trust_gate(&config)?;
+        policy_gate::announce(gate.as_deref());
+        let audit = start_audit(&config, gate.clone())?;
+        let addr = config.listen.addr;
+        let listener = transport::bind(addr, config.listen.backlog)
+            .map_err(|source| StartupError::Listen { addr, source })?;
+        let metrics = config.metrics_addr.map(|_| Arc::new(Metrics::new()));
+        let blob_cache = BlobCache::new(blob_cache_budget(&config));
+        let state = Arc::new(
+            ApiState::loading(
+                empty_catalog(&config, &blob_cache, metrics.as_ref()),
+                config.access_log,
+            )
+            .with_metrics(metrics.clone())
+            .with_audit(audit.clone()),
+        );
+        // Metrics (off unless --metrics-addr): bound before loading, so that
+        // its /readyz says "not ready" while the registry verifies.
+        if let (Some(addr), Some(m)) = (config.metrics_addr, &metrics) {
+            crate::metrics::listener::start(addr, m.clone(), state.observed()).await?;
+        }
+        let hangups = signals::hangups();
+        if let Some(store) = &certs {
+            tokio::spawn(watch_certificates(store.clone(), hangups.subscribe()));
+        }
+        // Content reloads: SIGHUP, --watch, and a change of the realms'
+        // policy scopes.
+        let triggers = mpsc::channel::<()>(1);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let mut app = App {
+            config,
+            state,
+            gate,
+            metrics,
+            audit,
+            hangups,
+            triggers,
+            // Replaced below by the accept loop, which needs `app` to build
+            // its transport.
+            server: tokio::spawn(async {}),
+            stop,
+            blob_cache,
+        };
+        app.server = app.start(listener, certs, stopped)?;
+        Ok(app)
+    }
+
+    /// Starts serving the transport the configuration names on `listener`
+    /// until SIGINT, SIGTERM or `stopped`.
+    fn start(
+        &self,
+        listener: tokio::net::TcpListener,
+        certs: Option<Arc<CertStore>>,
+        stopped: oneshot::Receiver<()>,
+    ) -> Result<JoinHandle<()>, StartupError> {
+        let draining = self.state.clone();
+        let shutdown = async move {
+            tokio::select! {
+                _ = signals::shutdown() => {}
+                _ = stopped => {}
+            }
+            draining.set_draining();
+        };
+        let local = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let options = self.config.serve.clone();
+        Ok(match (&self.config.transport, certs) {
+            (
+                TransportConfig::Tls {
+                    client_ca,
+                    client_map,
+                },
+                Some(store),
+            ) => {
+                tracing::info!("serving the OCI pull API over TLS on {local}");
+                let tls = tls_transport(client_ca.as_deref(), client_map.as_deref(), store)?;
+                spawn_serve(listener, Arc::new(tls), &self.state, options, shutdown)
+            }
+            (TransportConfig::RaTls(attest), Some(store)) => {
+                let ratls = self.ratls_transport(attest, store)?;
+                tracing::info!("serving the OCI pull API over RA-TLS on {local}: only attested CCA realms are served");
+                spawn_serve(listener, Arc::new(ratls), &self.state, options, shutdown)
+            }
+            _ => {
+                tracing::info!("serving the OCI pull API over plain HTTP on {local}");
+                spawn_serve(listener, Arc::new(Plain), &self.state, options, shutdown)
+            }
+        })
+    }
+
+    /// The RA-TLS transport: the attestor, its platform check shown in
+    /// `/status`, the realms' policy scopes given to the gate, and the
+    /// reference values and platform keys reloaded on SIGHUP.
+    fn ratls_transport(
+        &self,
+        attest: &AttestConfig,
+        store: Arc<CertStore>,
+    ) -> Result<RaTls, StartupError> {
+        let attestor = build_attestor(attest)?;
+        self.state
+            .status
+            .set_ratls_platform(attestor.platform().describe());
+        if let Some(g) = &self.gate {
+            g.set_scopes(policy_scopes(&attestor));
+        } else if attestor
+            .references()
+            .realms()
+            .iter()
+            .any(|r| r.policy_scope.is_some())
+        {
+            tracing::warn!("RA-TLS: a reference entry names a policy-scope, but no signature policy is in force (--policy): it changes nothing");
+        }
+        let receipted = self.audit.clone().map(|a| (a, attest.references.clone()));
+        if let Some((audit, references)) = &receipted {
+            audit.set_reference_values(digest_of(references));
+        }
+        tokio::spawn(reload_references(
+            attestor.clone(),
+            attest.platform.clone(),
+            self.hangups.subscribe(),
+            self.gate.clone().map(|g| (g, self.triggers.0.clone())),
+            receipted,
+        ));
+        let ratls = RaTls::new(store, attestor, attest.tls12)
+            .with_max_connection_age(attest.max_connection_age)
+            .with_metrics(self.metrics.clone());
+        Ok(match self.audit.clone() {
+            Some(audit) => ratls.with_observer(attestation_events(audit)),
+            None => ratls,
+        })
+    }
+
+    /// Loads (the reloader's first load), serves once ready, and reloads on
+    /// SIGHUP and with `--watch` on file changes, until shutdown.
+    pub async fn run(self) -> ExitCode {
+        let App {
+            config,
+            state,
+            gate,
+            metrics,
+            audit,
+            hangups,
+            triggers: (trigger_tx, trigger_rx),
+            server,
+            stop,
+            blob_cache,
+        } = self;
+        // Reloaded snapshots share the blob cache (`Catalog::succeeded_by`).
+        let reloader = Arc::new(
+            Reloader::new(
+                state.catalog.clone(),
+                config.root.clone(),
+                config.load.clone(),
+            )
+            .recording_to(state.status.clone())
+            .with_trust(gate)
+            .with_metrics(metrics.clone()),
+        );
+        if let Err(code) = first_load(&reloader, metrics).await {
+            let _ = stop.send(());
+            let _ = server.await;
+            return code;
+        }
+        state.set_ready();
+        let served = state.catalog.load().registry().applications.len();
+        sd_notify::notify(&format!("READY=1\nSTATUS=serving {served} application(s)"));
+        tracing::info!("ready");
+        if blob_cache.budget() > 0 {
+            tokio::spawn(unmap_idle_blob_copies(blob_cache));
+        }
+        tokio::spawn(reloader.run(trigger_rx, WATCH_QUIET));
+        tokio::spawn(forward_hangups(hangups.subscribe(), trigger_tx.clone()));
+        let _watcher = config
+            .watch
+            .then(|| watch_root(&config.root, trigger_tx))
+            .flatten();
+        let _ = server.await;
+        if let Some(audit) = audit {
+            audit.close().await;
+        }
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    }
+}
+
+/// Posts each refused attestation as an event.
+fn attestation_events(audit: Arc<Audit>) -> crate::transport::ratls::Observer {
+    Arc::new(move |peer, outcome| {
+        if let crate::transport::ratls::AttestationOutcome::Refused { detail, .. } = outcome {
+            audit.refused(peer, "attestation", detail, None);
+        }
+    })
+}
+
+/// Receipts and events, when asked for: the journal is opened (and its
+/// key read) now, so a journal that cannot be written stops the start;
+/// while it cannot keep up or be written, `/readyz` says so.
+fn start_audit(config: &Config, gate: Option<Arc<Gate>>) -> Result<Option<Arc<Audit>>, AuditError> {
+    if !config.audit.is_on() {
+        return Ok(None);
+    }
+    let audit = Arc::new(Audit::start(&config.audit)?);
+    if let Some(gate) = gate {
+        audit.set_policy_digest(Box::new(move || gate.policy_digest()));
+    }
+    Ok(Some(audit))
+}
+
+/// The catalog served before the first load: empty, with the seal budget,
+/// the blob cache and the download counters every later one inherits.
+fn empty_catalog(
+    config: &Config,
+    cache: &Arc<BlobCache>,
+    metrics: Option<&Arc<Metrics>>,
+) -> SharedCatalog {
+    let catalog = Catalog::with_seal_budget(Default::default(), config.seal_budget)
+        .with_blob_cache(cache.clone());
+    catalog::shared(match metrics {
+        Some(m) => catalog.counting_downloads(m.clone()),
+        None => catalog,
+    })
+}
+
+/// The blob cache's budget in bytes (`--blob-cache`, else the default).
+fn blob_cache_budget(config: &Config) -> u64 {
+    let budget = config.blob_cache.unwrap_or_else(blob_cache::default_budget);
+    tracing::debug!(bytes = budget, "blob cache budget");
+    budget
+}
+
+/// The first load, with its progress reported while it runs; on failure
+/// the exit code (the root cannot be read: [`EXIT_ROOT`]).
+async fn first_load(reloader: &Reloader, metrics: Option<Arc<Metrics>>) -> Result<(), ExitCode> {
+    let progress = Arc::new(ir_oci::LoadProgress::default());
+    let reporter = tokio::spawn(load_progress::report(progress.clone(), metrics));
+    let loaded = reloader.load_first(progress).await;
+    reporter.abort();
+    match loaded {
+        Ok(_) => Ok(()),
+        Err(e @ reload::SwapError::Load(_)) => {
+            tracing::error!("{e}");
+            Err(ExitCode::from(EXIT_ROOT))
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Turns every SIGHUP into a content reload trigger.
+async fn forward_hangups(mut hup: broadcast::Receiver<()>, triggers: mpsc::Sender<()>) {
+    while hup.recv().await.is_ok() {
+        let _ = triggers.try_send(());
+    }
+}
+
+/// `--watch`: a watcher of the root sending reload triggers (kept alive by
+/// the caller); a root that cannot be watched leaves SIGHUP.
+fn watch_root(root: &Path, triggers: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+    match watch::watch_root(root, triggers) {
+        Ok(w) => {
+            tracing::info!("watching {} for changes", root.display());
+            Some(w)
+        }
+        Err(e) => {
+            tracing::error!(
+                "--watch: cannot watch {}: {e}; reload with SIGHUP instead",
+                root.display()
+            );
+            None
+        }
+    }
 }
 
 /// The signature policy the configuration names (`None`: no policy), read
@@ -47,59 +408,14 @@ pub fn trust_gate(config: &Config) -> Result<Option<Arc<Gate>>, TrustError> {
     }
 }
 
-/// [`load`] with `options` (e.g. with a progress reporter), then the
-/// signature policy of `gate` applied: what it refuses is not in the
-/// registry returned, and the judgements say why.
-fn load_with(
-    config: &Config,
-    options: LoadOptions,
-    gate: Option<&Gate>,
-) -> Result<Judged, ir_oci::LoadError> {
-    let root = &config.root;
-    tracing::info!(root = %root.display(), "loading registry");
-    let registry = ir_oci::load(root, &options)?;
-    crate::metrics::verified(&registry);
-    let judged = match gate {
-        Some(g) => {
-            let judged = g.apply(registry);
-            g.record(&judged.judgements);
-            g.remember();
-            judged
-        }
-        None => Judged {
-            registry,
-            views: Default::default(),
-            judgements: Vec::new(),
-            loaded: Default::default(),
-        },
-    };
-    let registry = &judged.registry;
-    if !registry.orphans.is_empty() {
-        tracing::info!(
-            "{} orphan files under blobs/ are not reachable and will not be served",
-            registry.orphans.len()
-        );
-        for o in &registry.orphans {
-            tracing::debug!("orphan: {}/{}", o.application, o.file.display());
-        }
-    }
-    for (path, why) in &registry.ignored {
-        tracing::debug!("ignored {}: {why}", path.display());
-    }
-    if registry.applications.is_empty() {
-        tracing::warn!(root = %root.display(), "no application verified: nothing will be served");
-    }
-    tracing::info!("{}", report::summary_line(registry));
-    Ok(judged)
-}
-
 /// `--check`: load, print the report on stdout, and exit: 0 when
 /// something is served and nothing was rejected, 1 when an application was
 /// rejected or nothing is served (an empty root, a mistyped mount), 2 when
 /// the root cannot be read.
-pub fn check(args: &Args) -> ExitCode {
+pub fn check(args: Args) -> ExitCode {
     let json = args.format == ReportFormat::Json;
-    let refuse = |e: &dyn std::fmt::Display, root: &std::path::Path| {
+    let given = args.root.clone().unwrap_or_else(|| ".".into());
+    let refuse = |e: &dyn std::fmt::Display, root: &Path| {
         if json {
             let report = report::CheckReport::root_error(root, e.to_string());
             println!("{}", to_json(&report));
@@ -109,55 +425,56 @@ pub fn check(args: &Args) -> ExitCode {
     };
     let config = match Config::from_args(args) {
         Ok(c) => c,
-        Err(e) => {
-            return refuse(
-                &e,
-                args.root.as_deref().unwrap_or(std::path::Path::new(".")),
-            )
-        }
+        Err(e) => return refuse(&e, &given),
     };
     let gate = match trust_gate(&config) {
         Ok(g) => g,
         Err(e) => return refuse(&e, &config.root),
     };
-    crate::trust::announce(gate.as_deref());
-    match load_with(&config, config.load.clone(), gate.as_deref()) {
-        Ok(Judged {
-            registry,
-            judgements,
-            ..
-        }) => {
-            let nothing_served = registry.applications.is_empty();
-            let refused = crate::trust::any_refused(&judgements);
-            if json {
-                let mut report = report::CheckReport::of(&config.root, &registry);
-                crate::trust::annotate(&mut report, &judgements);
-                report.ok &= !refused;
-                println!("{}", to_json(&report));
-            } else {
-                print!("{}", crate::trust::text_report(&judgements));
-                print!("{}", report::full_report(&registry));
-                if nothing_served {
-                    println!(
-                        "error: nothing is served from {} (no OCI layout verified)",
-                        config.root.display()
-                    );
-                }
-            }
-            if registry.rejected.is_empty() && !nothing_served && !refused {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(EXIT_REJECTED)
-            }
+    policy_gate::announce(gate.as_deref());
+    tracing::info!(root = %config.root.display(), "loading registry");
+    let empty = Catalog::default();
+    let start = LoadKind::Start;
+    match reload::load_judged(
+        &config.root,
+        &config.load,
+        start,
+        &empty,
+        gate.as_deref(),
+        None,
+    ) {
+        Ok(loaded) => {
+            reload::log_first_load(&config.root, loaded.catalog.registry());
+            check_report(&config.root, json, loaded)
         }
-        Err(e) => {
-            if json {
-                let report = report::CheckReport::root_error(&config.root, e.to_string());
-                println!("{}", to_json(&report));
-            }
-            eprintln!("error: {e}");
-            ExitCode::from(EXIT_ROOT)
+        Err(e) => refuse(&e, &config.root),
+    }
+}
+
+/// Prints the `--check` report of `loaded` and says how to exit.
+fn check_report(root: &Path, json: bool, loaded: Loaded) -> ExitCode {
+    let (registry, judgements) = (loaded.catalog.registry(), &loaded.judgements);
+    let nothing_served = registry.applications.is_empty();
+    let refused = policy_gate::any_refused(judgements);
+    if json {
+        let mut report = report::CheckReport::of(root, registry);
+        policy_gate::annotate(&mut report, judgements);
+        report.ok &= !refused;
+        println!("{}", to_json(&report));
+    } else {
+        print!("{}", policy_gate::text_report(judgements));
+        print!("{}", report::full_report(registry));
+        if nothing_served {
+            println!(
+                "error: nothing is served from {} (no OCI layout verified)",
+                root.display()
+            );
         }
+    }
+    if registry.rejected.is_empty() && !nothing_served && !refused {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_REJECTED)
     }
 }
 
@@ -166,287 +483,15 @@ fn to_json(report: &report::CheckReport) -> String {
     serde_json::to_string_pretty(report).unwrap_or_default()
 }
 
-/// Binds, loads and serves until SIGINT or SIGTERM. The port is bound
-/// before loading so that probes see a live process (`/healthz`) that is
-/// not ready yet (`/readyz` and the API answer 503) while a large registry
-/// verifies.
-pub async fn serve(args: Args) -> ExitCode {
-    let config = match Config::from_args(&args) {
-        Ok(c) => Arc::new(c),
-        Err(e) => {
-            tracing::error!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    // Certificates first: a bad pair should fail before a long verification.
-    let certs = match args.tls {
-        TlsMode::NoTls => None,
-        TlsMode::Tls | TlsMode::RaTls => match load_certificates(&config) {
-            Ok(store) => Some(store),
-            Err(e) => {
-                tracing::error!("{e}");
-                return ExitCode::FAILURE;
-            }
-        },
-    };
-    // The signature policy next: a policy that cannot be used is a
-    // start-up error, never a silent "accept everything".
-    let gate = match trust_gate(&config) {
-        Ok(g) => g,
-        Err(e) => {
-            tracing::error!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    crate::trust::announce(gate.as_deref());
-    let audit = match start_audit(&config, gate.clone()) {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::error!("{e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    // Content reloads: SIGHUP, --watch, and a change of the realms'
-    // policy scopes.
-    let (trigger_tx, trigger_rx) = mpsc::channel::<()>(1);
-    let addr = SocketAddr::new(args.bind, args.port);
-    let listener = match transport::bind(addr, args.backlog) {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!("cannot listen on {addr}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let local = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    let shared = catalog::shared(Catalog::default());
-    let state = Arc::new(ApiState {
-        audit: audit.clone(),
-        ..ApiState::loading(shared.clone(), !args.no_access_log)
-    });
-    // Metrics (off unless --metrics-addr): bound before loading, so that
-    // its /readyz says "not ready" while the registry verifies.
-    if let Some(addr) = args.metrics_addr {
-        if let Err(e) = crate::metrics::start(addr, state.clone()).await {
-            tracing::error!("{e}");
-            return ExitCode::FAILURE;
-        }
-    }
-    let hangups = signals::hangups();
-    if let Some(store) = &certs {
-        tokio::spawn(watch_certificates(store.clone(), hangups.subscribe()));
-    }
-
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let draining = state.clone();
-    let shutdown = async move {
-        tokio::select! {
-            _ = signals::shutdown() => {}
-            _ = stop_rx => {}
-        }
-        draining.set_draining();
-    };
-    let options = config.serve.clone();
-    let server = match (args.tls, certs) {
-        (TlsMode::NoTls, _) => {
-            tracing::info!("serving the OCI pull API over plain HTTP on {local}");
-            start(listener, Arc::new(Plain), &state, options, shutdown)
-        }
-        (TlsMode::Tls, Some(store)) => {
-            tracing::info!("serving the OCI pull API over TLS on {local}");
-            let tls = match tls_transport(&args, store) {
-                Ok(t) => Arc::new(t),
-                Err(e) => {
-                    tracing::error!("{e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            start(listener, tls, &state, options, shutdown)
-        }
-        (TlsMode::RaTls, Some(store)) => {
-            let attestor = match build_attestor(&config) {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::error!("RA-TLS: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            state
-                .status
-                .set_ratls_platform(attestor.platform().describe());
-            if let Some(g) = &gate {
-                g.set_scopes(policy_scopes(&attestor));
-            } else if attestor
-                .references()
-                .realms()
-                .iter()
-                .any(|r| r.policy_scope.is_some())
-            {
-                tracing::warn!("RA-TLS: a reference entry names a policy-scope, but no signature policy is in force (--policy): it changes nothing");
-            }
-            if let Some(audit) = &audit {
-                audit.set_reference_values(
-                    config
-                        .references
-                        .as_deref()
-                        .and_then(crate::audit::digest_of),
-                );
-            }
-            tokio::spawn(reload_references(
-                attestor.clone(),
-                config.clone(),
-                hangups.subscribe(),
-                gate.clone().map(|g| (g, trigger_tx.clone())),
-                audit.clone(),
-            ));
-            tracing::info!("serving the OCI pull API over RA-TLS on {local}: only attested CCA realms are served");
-            let mut ratls = RaTls::new(store, attestor, args.ratls_tls12)
-                .with_max_connection_age(Duration::from_secs(args.max_connection_age));
-            if let Some(audit) = audit.clone() {
-                ratls = ratls.with_observer(crate::audit::attestation_observer(audit));
-            }
-            let ratls = Arc::new(ratls);
-            start(listener, ratls, &state, options, shutdown)
-        }
-        (mode, _) => {
-            tracing::error!("transport {mode:?} needs a server certificate");
-            return ExitCode::FAILURE;
-        }
-    };
-
-    // The first load.
-    let load_started = std::time::Instant::now();
-    let progress = Arc::new(ir_oci::LoadProgress::default());
-    let reporter = tokio::spawn(crate::load_progress::report(progress.clone()));
-    let loaded = {
-        let config = config.clone();
-        let options = LoadOptions {
-            progress: Some(progress.clone()),
-            ..config.load.clone()
-        };
-        let gate = gate.clone();
-        tokio::task::spawn_blocking(move || {
-            let loaded = load_with(&config, options, gate.as_deref());
-            crate::memory::release_freed();
-            loaded
-        })
-        .await
-    };
-    reporter.abort();
-    crate::metrics::load_progress(&progress.snapshot());
-    state.status.record_load(crate::status::LoadRecord {
-        kind: crate::status::LoadKind::Start,
-        finished: std::time::SystemTime::now(),
-        elapsed: load_started.elapsed(),
-        error: match &loaded {
-            Ok(Ok(_)) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(e) => Some(e.to_string()),
-        },
-    });
-    match loaded {
-        Ok(Ok(judged)) => {
-            let cache_budget = config
-                .blob_cache
-                .unwrap_or_else(crate::delivery::blob_cache::default_budget);
-            tracing::debug!(bytes = cache_budget, "blob cache budget");
-            let cache = crate::delivery::blob_cache::BlobCache::new(cache_budget);
-            if cache_budget > 0 {
-                tokio::spawn(unmap_idle_blob_copies(cache.clone()));
-            }
-            shared.store(Arc::new(
-                Catalog::with_seal_budget(judged.registry, config.seal_budget)
-                    .with_blob_cache(cache)
-                    .with_views(gate.as_ref().map(|g| (g.host().to_owned(), judged.views)))
-                    .with_loaded(judged.loaded),
-            ));
-            state.set_ready();
-            let served = shared.load().registry().applications.len();
-            crate::sd_notify::notify(&format!("READY=1\nSTATUS=serving {served} application(s)"));
-            tracing::info!("ready");
-        }
-        Ok(Err(e)) => {
-            tracing::error!("{e}");
-            let _ = stop_tx.send(());
-            let _ = server.await;
-            return ExitCode::from(EXIT_ROOT);
-        }
-        Err(e) => {
-            tracing::error!("loading failed: {e}");
-            let _ = stop_tx.send(());
-            let _ = server.await;
-            return ExitCode::FAILURE;
-        }
-    }
-
-    // Reloads: SIGHUP always, file changes with --watch. Reloaded
-    // snapshots share the blob cache (`Catalog::succeeded_by`).
-    let reloader = Arc::new(
-        Reloader::new(shared, config.root.clone(), config.load.clone())
-            .recording_to(state.status.clone())
-            .with_trust(gate),
-    );
-    tokio::spawn(reloader.run(trigger_rx, WATCH_QUIET));
-    let mut hup = hangups.subscribe();
-    let hup_trigger = trigger_tx.clone();
-    tokio::spawn(async move {
-        while hup.recv().await.is_ok() {
-            let _ = hup_trigger.try_send(());
-        }
-    });
-    let _watcher = if args.watch {
-        match crate::watch::watch_root(&config.root, trigger_tx) {
-            Ok(w) => {
-                tracing::info!("watching {} for changes", config.root.display());
-                Some(w)
-            }
-            Err(e) => {
-                tracing::error!(
-                    "--watch: cannot watch {}: {e}; reload with SIGHUP instead",
-                    config.root.display()
-                );
-                None
-            }
-        }
-    } else {
-        None
-    };
-
-    let _ = server.await;
-    if let Some(audit) = audit {
-        audit.close().await;
-    }
-    tracing::info!("stopped");
-    ExitCode::SUCCESS
-}
-
-/// Receipts and events, when asked for: the journal is opened (and its
-/// key read) now, so a journal that cannot be written stops the start.
-fn start_audit(
-    config: &Config,
-    gate: Option<Arc<Gate>>,
-) -> Result<Option<Arc<crate::audit::Audit>>, crate::audit::AuditError> {
-    if !config.audit.is_on() {
-        return Ok(None);
-    }
-    let audit = crate::audit::Audit::start(&config.audit)?;
-    if let Some(gate) = gate {
-        audit.set_policy_digest(Box::new(move || gate.policy_digest()));
-    }
-    Ok(Some(Arc::new(audit)))
-}
-
 /// Serves `handshake`'s transport on `listener` until `shutdown`: the one
 /// path every transport starts through.
-fn start<H: transport::Handshake>(
+fn spawn_serve<H: transport::Handshake>(
     listener: tokio::net::TcpListener,
     handshake: Arc<H>,
     state: &Arc<ApiState>,
     options: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> tokio::task::JoinHandle<()> {
+) -> JoinHandle<()> {
     tokio::spawn(transport::serve(
         listener,
         handshake,
@@ -459,15 +504,15 @@ fn start<H: transport::Handshake>(
 /// The TLS transport, requiring client certificates with `--client-ca`
 /// (limited per client with `--client-map`).
 fn tls_transport(
-    args: &Args,
+    client_ca: Option<&Path>,
+    client_map: Option<&Path>,
     store: Arc<CertStore>,
-) -> Result<Tls, crate::client_access::ClientAccessError> {
-    let Some(ca) = &args.client_ca else {
+) -> Result<Tls, ClientAccessError> {
+    let Some(ca) = client_ca else {
         return Ok(Tls::new(cert_store::server_config(store)));
     };
-    let config =
-        cert_store::server_config_with_client_auth(store, crate::client_access::verifier(ca)?);
-    match &args.client_map {
+    let config = cert_store::server_config_with_client_auth(store, client_access::verifier(ca)?);
+    match client_map {
         None => {
             tracing::info!(
                 "TLS: client certificates from {} required; every client sees every application",
@@ -476,7 +521,7 @@ fn tls_transport(
             Ok(Tls::new(config))
         }
         Some(path) => {
-            let map = crate::client_access::ClientMap::load(path)?;
+            let map = client_access::ClientMap::load(path)?;
             tracing::info!(
                 "TLS: client certificates from {} required; {} client(s) mapped to applications by {}",
                 ca.display(),
@@ -514,21 +559,18 @@ fn load_certificates(config: &Config) -> Result<Arc<CertStore>, CertificatesErro
 #[error("{source}{hint}")]
 pub struct CertificatesError {
     #[source]
-    source: crate::cert_store::CertError,
+    source: CertError,
     hint: String,
 }
 
 /// The RA-TLS attestor from `-j`, and `--cpak` (local platform keys),
 /// `-u`/`-v` (Veraison), or both when both are given; says at start-up
 /// which is in force.
-fn build_attestor(config: &Config) -> Result<Arc<Attestor>, StartupError> {
-    let args = &config.flags;
-    let platform = platform_check(config)?;
-    let references = config.references.as_ref().ok_or_else(|| {
-        StartupError::new("-j", "", crate::config::ConfigError::RaTlsNeedsReferences)
-    })?;
-    let mut attestor = Attestor::new(references, platform, args.max_attestations)
-        .map_err(|e| StartupError::new("-j", references.display(), e))?;
+fn build_attestor(config: &AttestConfig) -> Result<Arc<Attestor>, SettingError> {
+    let platform = platform_check(&config.platform)?;
+    let references = &config.references;
+    let mut attestor = Attestor::new(references, platform, config.max_attestations)
+        .map_err(|e| SettingError::new("-j", references.display(), e))?;
     // The insecure path is a run-time choice that only some builds offer:
     // a feature unified into this build by another crate cannot turn it on.
     tracing::info!(
@@ -536,8 +578,8 @@ fn build_attestor(config: &Config) -> Result<Arc<Attestor>, StartupError> {
         ir_attest::INSECURE_SKIP_CHALLENGE_AVAILABLE
     );
     attestor
-        .set_insecure_skip_challenge(args.insecure_skip_challenge)
-        .map_err(|e| StartupError::new("--insecure-skip-challenge", "", e))?;
+        .set_insecure_skip_challenge(config.insecure_skip_challenge)
+        .map_err(|e| SettingError::new("--insecure-skip-challenge", "", e))?;
     tracing::info!(
         "RA-TLS: platforms verified by {}; {} realm(s) in the reference values from {}",
         attestor.platform().describe(),
@@ -563,72 +605,72 @@ fn build_attestor(config: &Config) -> Result<Arc<Attestor>, StartupError> {
     Ok(Arc::new(attestor))
 }
 
-/// The platform check the flags ask for: `--cpak` (local platform keys),
-/// `-u`/`-v` (Veraison), or both when both are given. Read at start-up and
-/// again on SIGHUP (the keys can rotate without a restart).
-fn platform_check(config: &Config) -> Result<PlatformCheck, StartupError> {
-    let args = &config.flags;
-    let veraison = || -> Result<(VeraisonClient, EarVerifier), StartupError> {
-        let url = config.veraison_url.clone();
-        let mut veraison_config = VeraisonConfig::new(url.clone());
-        veraison_config.timeout = Duration::from_secs(args.veraison_timeout);
-        if let Some(ca) = &args.veraison_ca {
-            veraison_config.extra_root_pem = Some(
-                read_small_file(ca)
-                    .map_err(|e| StartupError::new("--veraison-ca", ca.display(), e))?,
-            );
-        }
-        let client =
-            VeraisonClient::new(veraison_config).map_err(|e| StartupError::new("-u", &url, e))?;
-        let key = config.veraison_pubkey.as_ref().ok_or_else(|| {
-            StartupError::new("-v", "", crate::config::ConfigError::VeraisonNeedsKey)
-        })?;
-        let ear = EarVerifier::load(key)
-            .map_err(|e| StartupError::new("-v", key.display(), e))?
-            .with_verifier_id(args.veraison_verifier_id.clone());
-        for k in ear.keys() {
-            if let Some(name) = ir_attest::published::published_key(k) {
-                refuse_published_key(args, "-v", key, "the key", name)?;
-            }
-        }
-        Ok((client, ear))
-    };
-    let local = args
+/// The platform check the configuration asks for: `--cpak` (local
+/// platform keys), `-u`/`-v` (Veraison), or both when both are given. Read
+/// at start-up and again on SIGHUP (the keys can rotate without a restart).
+fn platform_check(config: &PlatformConfig) -> Result<PlatformCheck, SettingError> {
+    let local = config
         .cpak
         .as_ref()
         .map(|path| {
             let keys = PlatformKeys::load(path)
-                .map_err(|e| StartupError::new("--cpak", path.display(), e))?;
+                .map_err(|e| SettingError::new("--cpak", path.display(), e))?;
             if let Some((which, name)) = keys.published_key() {
-                refuse_published_key(args, "--cpak", path, &which, name)?;
+                refuse_published_key(config.insecure_dev_keys, "--cpak", path, &which, name)?;
             }
-            check_firmware_pins(args, path, &keys)?;
-            Ok::<_, StartupError>(keys)
+            check_firmware_pins(config.cpak_any_firmware, path, &keys)?;
+            Ok::<_, SettingError>(keys)
         })
         .transpose()?;
-    Ok(match (local, args.veraison_url.is_some()) {
-        (Some(keys), false) => PlatformCheck::Local(keys),
-        (Some(keys), true) => {
-            let (client, ear) = veraison()?;
-            PlatformCheck::LocalAndVeraison { keys, client, ear }
-        }
-        (None, _) => {
-            let (client, ear) = veraison()?;
-            PlatformCheck::Veraison { client, ear }
-        }
+    let veraison = config
+        .veraison
+        .as_ref()
+        .map(|v| veraison(v, config.insecure_dev_keys))
+        .transpose()?;
+    Ok(match (local, veraison) {
+        (Some(keys), None) => PlatformCheck::Local(keys),
+        (Some(keys), Some((client, ear))) => PlatformCheck::LocalAndVeraison { keys, client, ear },
+        (None, Some((client, ear))) => PlatformCheck::Veraison { client, ear },
+        (None, None) => return Err(SettingError::new("-v", "", ConfigError::VeraisonNeedsKey)),
     })
+}
+
+/// The Veraison client and the verifier of its results.
+fn veraison(
+    config: &crate::config::VeraisonConfig,
+    insecure_dev_keys: bool,
+) -> Result<(VeraisonClient, EarVerifier), SettingError> {
+    let mut client_config = ir_attest::VeraisonConfig::new(config.url.clone());
+    client_config.timeout = config.timeout;
+    if let Some(ca) = &config.ca {
+        client_config.extra_root_pem = Some(
+            read_small_file(ca).map_err(|e| SettingError::new("--veraison-ca", ca.display(), e))?,
+        );
+    }
+    let client =
+        VeraisonClient::new(client_config).map_err(|e| SettingError::new("-u", &config.url, e))?;
+    let key = &config.pubkey;
+    let ear = EarVerifier::load(key)
+        .map_err(|e| SettingError::new("-v", key.display(), e))?
+        .with_verifier_id(config.verifier_id.clone());
+    for k in ear.keys() {
+        if let Some(name) = ir_attest::published::published_key(k) {
+            refuse_published_key(insecure_dev_keys, "-v", key, "the key", name)?;
+        }
+    }
+    Ok((client, ear))
 }
 
 /// A trust key (`-v`, `--cpak`) whose private half is published: a
 /// start-up error, or with `--insecure-dev-keys` a loud warning.
 fn refuse_published_key(
-    args: &Args,
+    insecure_dev_keys: bool,
     flag: &'static str,
-    path: &std::path::Path,
+    path: &Path,
     which: &str,
     name: &str,
-) -> Result<(), StartupError> {
-    if args.insecure_dev_keys {
+) -> Result<(), SettingError> {
+    if insecure_dev_keys {
         tracing::error!(
             "INSECURE (--insecure-dev-keys): {flag} {}: {which} is {name}, whose private key \
              is published: anyone can sign what this server then trusts. Never serve real realms like this.",
@@ -636,7 +678,7 @@ fn refuse_published_key(
         );
         return Ok(());
     }
-    Err(StartupError::new(
+    Err(SettingError::new(
         flag,
         path.display(),
         PublishedKey {
@@ -661,10 +703,10 @@ struct PublishedKey {
 /// values; an unpinned key is a start-up error unless `--cpak-any-firmware`
 /// is given (then a warning).
 fn check_firmware_pins(
-    args: &Args,
-    path: &std::path::Path,
+    any_firmware: bool,
+    path: &Path,
     keys: &PlatformKeys,
-) -> Result<(), StartupError> {
+) -> Result<(), SettingError> {
     /// Keys named one per line at start; the rest are counted.
     const NAMED: usize = 64;
     let pins = keys.firmware_pins();
@@ -690,14 +732,14 @@ fn check_firmware_pins(
     let Some((label, _)) = pins.iter().find(|(_, pinned)| !pinned) else {
         return Ok(());
     };
-    if args.cpak_any_firmware {
+    if any_firmware {
         tracing::warn!(
             "--cpak-any-firmware: platforms whose --cpak key pins no firmware pass with any \
              RMM or TF-A build their key signs, old vulnerable ones included"
         );
         return Ok(());
     }
-    Err(StartupError::new(
+    Err(SettingError::new(
         "--cpak",
         path.display(),
         UnpinnedFirmware {
@@ -718,7 +760,7 @@ struct UnpinnedFirmware {
 }
 
 /// Reads a small trusted file (a CA certificate), at most 1 MiB.
-fn read_small_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+fn read_small_file(path: &Path) -> std::io::Result<Vec<u8>> {
     const LIMIT: u64 = 1 << 20;
     if std::fs::metadata(path)?.len() > LIMIT {
         return Err(std::io::Error::other(format!("larger than {LIMIT} bytes")));
@@ -730,20 +772,20 @@ fn read_small_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
 /// names, and why (the error it caused, kept as the source).
 #[derive(Debug, thiserror::Error)]
 #[error("{flag}{}{value}: {source}", if value.is_empty() { "" } else { " " })]
-pub struct StartupError {
+pub struct SettingError {
     flag: &'static str,
     value: String,
     #[source]
     source: Box<dyn std::error::Error + Send + Sync>,
 }
 
-impl StartupError {
+impl SettingError {
     fn new(
         flag: &'static str,
         value: impl std::fmt::Display,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Self {
-        StartupError {
+        SettingError {
             flag,
             value: value.to_string(),
             source: source.into(),
@@ -751,7 +793,6 @@ impl StartupError {
     }
 }
 
-/// Reloads reference values on SIGHUP; a broken file keeps the old ones.
 /// The policy scopes the realms of the reference values name.
 fn policy_scopes(attestor: &Attestor) -> Vec<String> {
     attestor
@@ -769,16 +810,16 @@ fn policy_scopes(attestor: &Attestor) -> Vec<String> {
 /// the new scopes (until it ends, a realm with a new scope sees nothing).
 async fn reload_references(
     attestor: Arc<Attestor>,
-    config: Arc<Config>,
+    platform: PlatformConfig,
     mut hangups: tokio::sync::broadcast::Receiver<()>,
     gate: Option<(Arc<Gate>, mpsc::Sender<()>)>,
-    audit: Option<Arc<crate::audit::Audit>>,
+    receipted: Option<(Arc<Audit>, PathBuf)>,
 ) {
     while !matches!(
         hangups.recv().await,
         Err(tokio::sync::broadcast::error::RecvError::Closed)
     ) {
-        let (a, c) = (attestor.clone(), config.clone());
+        let (a, c) = (attestor.clone(), platform.clone());
         match tokio::task::spawn_blocking(move || platform_check(&c).map(|p| a.set_platform(p)))
             .await
         {
@@ -795,13 +836,8 @@ async fn reload_references(
         match tokio::task::spawn_blocking(move || a.reload_references()).await {
             Ok(Ok(n)) => {
                 tracing::info!("RA-TLS: reference values reloaded ({n} realm(s))");
-                if let Some(audit) = &audit {
-                    audit.set_reference_values(
-                        config
-                            .references
-                            .as_deref()
-                            .and_then(crate::audit::digest_of),
-                    );
+                if let Some((audit, references)) = &receipted {
+                    audit.set_reference_values(digest_of(references));
                 }
                 if let Some((gate, reload)) = &gate {
                     if gate.set_scopes(policy_scopes(&attestor)) {
@@ -846,7 +882,7 @@ const BLOB_MAP_IDLE: Duration = Duration::from_secs(10);
 
 /// Unmaps idle blob copies now and then (see `BlobCache::unmap_idle`), on
 /// the blocking pool: unmapping 256 MiB takes milliseconds.
-async fn unmap_idle_blob_copies(cache: Arc<crate::delivery::blob_cache::BlobCache>) {
+async fn unmap_idle_blob_copies(cache: Arc<BlobCache>) {
     let mut tick = tokio::time::interval(BLOB_MAP_IDLE / 2);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

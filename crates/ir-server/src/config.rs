@@ -1,20 +1,23 @@
 //! The validated configuration: [`crate::cli`] parses the command line
-//! (with clap's range parsers for limits), [`Config::from_args`] checks
-//! what spans several flags and derives everything the server uses once:
-//! paths resolved against the crate root, sizes in bytes, the loader's and
-//! the transports' options, the signature policy's sources. Nothing after
-//! start-up reads a raw flag to derive a value again (the `lowargs` /
-//! `hiargs` split of ripgrep).
+//! (with clap's range parsers for limits), [`Config::from_args`] consumes
+//! the flags, checks what spans several of them, and derives everything the
+//! server uses: paths resolved against the crate root, sizes in bytes, the
+//! listener and its limits, the transport and what it trusts
+//! ([`TransportConfig`]), the loader's options, the signature policy's
+//! sources. Nothing after it reads a raw flag (the `lowargs` / `hiargs`
+//! split of ripgrep): every rule that spans flags lives here.
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ir_oci::LoadOptions;
 
-use crate::cli::{crate_root, Args, TlsMode, DEFAULT_VERAISON_URL};
-use crate::server::ConnLimits;
+use crate::cli::{crate_root, Args, ReportFormat, TlsMode, DEFAULT_VERAISON_URL};
+use crate::snapshot::policy_gate::{TrustConfig, TrustError};
+use crate::transport::proxy_protocol::ProxySources;
+use crate::transport::server::ConnLimits;
 use crate::transport::ServeOptions;
-use crate::trust::{TrustConfig, TrustError};
 
 /// Why the flags cannot be used together.
 #[derive(Debug, thiserror::Error)]
@@ -49,41 +52,120 @@ pub enum ConfigError {
 /// Everything the server runs with, derived once from [`Args`].
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The flags as given, for the plain values that need no derivation.
-    pub flags: Args,
     /// The registry root (`-r`, default `{crate_root}/registry`).
     pub root: PathBuf,
+    /// `--check`: load, print the report in this format, and exit.
+    pub check: Option<ReportFormat>,
+    /// Where the API listens (`--bind`, `-p`) and its accept backlog.
+    pub listen: Listen,
+    /// The transports' limits and timeouts.
+    pub serve: ServeOptions,
+    /// The metrics listener (`--metrics-addr`; `None`: no metrics).
+    pub metrics_addr: Option<SocketAddr>,
+    /// One log line per request (off with `--no-access-log`).
+    pub access_log: bool,
     /// The server certificate (`-c`).
     pub cert: PathBuf,
     /// The server private key (`-k`).
     pub key: PathBuf,
-    /// Veraison's base URL (`-u`, default the seed's).
-    pub veraison_url: String,
-    /// Veraison's EAR public key (`-v`): with `-t ra-tls`, set whenever
-    /// Veraison is used (no `--cpak`, or `-u`).
-    pub veraison_pubkey: Option<PathBuf>,
-    /// The RA-TLS reference values (`-j`): set with `-t ra-tls`.
-    pub references: Option<PathBuf>,
+    /// The transport and what it trusts.
+    pub transport: TransportConfig,
+    /// Where the signature policy comes from (`None`: no policy).
+    pub trust: Option<TrustConfig>,
+    /// How the loader reads and verifies the root.
+    pub load: LoadOptions,
+    /// Reload when files under the root change (`--watch`).
+    pub watch: bool,
     /// Memory for chunk seals, in bytes (`--seal-memory` MiB).
     pub seal_budget: u64,
     /// Memory for verified blob copies, in bytes (`--blob-cache` MiB;
     /// `None`: the default budget).
     pub blob_cache: Option<u64>,
-    /// How the loader reads and verifies the root.
-    pub load: LoadOptions,
-    /// The transports' limits and timeouts.
-    pub serve: ServeOptions,
-    /// Where the signature policy comes from (`None`: no policy).
-    pub trust: Option<TrustConfig>,
-    /// Receipts and events.
+    /// Receipts and events (`--receipts*`, `--events-url`).
     pub audit: crate::audit::AuditConfig,
+}
+
+/// The API's listening socket.
+#[derive(Debug, Clone, Copy)]
+pub struct Listen {
+    /// The address (`--bind`, `-p`).
+    pub addr: SocketAddr,
+    /// The accept queue's length (`--backlog`).
+    pub backlog: u32,
+}
+
+/// The transport (`-t`) and what it needs.
+#[derive(Debug, Clone)]
+pub enum TransportConfig {
+    /// Plain HTTP (`-t no-tls`); also `--check`, which serves nothing.
+    Plain,
+    /// TLS with the server certificate (`-t tls`).
+    Tls {
+        /// Require client certificates from these CAs (`--client-ca`).
+        client_ca: Option<PathBuf>,
+        /// Limit each client to some applications (`--client-map`; with
+        /// `--client-ca` only).
+        client_map: Option<PathBuf>,
+    },
+    /// TLS where clients are attested CCA realms (`-t ra-tls`).
+    RaTls(AttestConfig),
+}
+
+/// What RA-TLS checks clients against, and its limits.
+#[derive(Debug, Clone)]
+pub struct AttestConfig {
+    /// The realms' reference values (`-j`).
+    pub references: PathBuf,
+    /// How platforms are checked (`--cpak`, Veraison).
+    pub platform: PlatformConfig,
+    /// Attestation results kept for resumed sessions (`--max-attestations`).
+    pub max_attestations: usize,
+    /// INSECURE: tokens not bound to the connection's challenge
+    /// (`--insecure-skip-challenge`).
+    pub insecure_skip_challenge: bool,
+    /// Also accept TLS 1.2 (`--ratls-tls12`).
+    pub tls12: bool,
+    /// Attested connections are closed between requests once this old
+    /// (`--max-connection-age`).
+    pub max_connection_age: Duration,
+}
+
+/// How RA-TLS checks a client's platform: local keys (`--cpak`), Veraison,
+/// or both. Read at start-up and again on SIGHUP.
+#[derive(Debug, Clone)]
+pub struct PlatformConfig {
+    /// Platform keys checked locally (`--cpak`).
+    pub cpak: Option<PathBuf>,
+    /// Accept `--cpak` keys that pin no firmware (`--cpak-any-firmware`).
+    pub cpak_any_firmware: bool,
+    /// Veraison, used without `--cpak` or when `-u` is given.
+    pub veraison: Option<VeraisonConfig>,
+    /// Trust keys whose private half is published, with a loud warning
+    /// (`--insecure-dev-keys`).
+    pub insecure_dev_keys: bool,
+}
+
+/// Where Veraison is and how its results are checked.
+#[derive(Debug, Clone)]
+pub struct VeraisonConfig {
+    /// Its base URL (`-u`, default the seed's).
+    pub url: String,
+    /// The key its attestation results are signed with (`-v`).
+    pub pubkey: PathBuf,
+    /// An extra CA for its HTTPS certificate (`--veraison-ca`).
+    pub ca: Option<PathBuf>,
+    /// Time a request to it may take (`--veraison-timeout`).
+    pub timeout: Duration,
+    /// The verifier identity its results must name
+    /// (`--veraison-verifier-id`).
+    pub verifier_id: Option<String>,
 }
 
 const MIB: u64 = 1 << 20;
 
 /// `--receipts*` and `--events-url` (clap already requires the key with
 /// the directory and the other way round).
-fn audit_config(args: &Args) -> crate::audit::AuditConfig {
+fn audit(args: &Args) -> crate::audit::AuditConfig {
     let receipts = args
         .receipts
         .clone()
@@ -102,69 +184,173 @@ fn audit_config(args: &Args) -> crate::audit::AuditConfig {
 
 impl Config {
     /// Checks `args` and derives the configuration.
-    pub fn from_args(args: &Args) -> Result<Self, ConfigError> {
+    pub fn from_args(args: Args) -> Result<Self, ConfigError> {
         if args.client_ca.is_some() && args.tls != TlsMode::Tls {
             return Err(ConfigError::ClientCaNeedsTls);
-        }
-        if args.proxy_protocol && args.proxy_protocol_from.is_empty() {
-            return Err(ConfigError::ProxyProtocolNeedsSources);
-        }
-        if args.tls == TlsMode::RaTls && !args.check {
-            // The trust inputs have no defaults: a default key or realm
-            // list would be trusted without anyone having chosen it.
-            if args.reference_json.is_none() {
-                return Err(ConfigError::RaTlsNeedsReferences);
-            }
-            let uses_veraison = args.cpak.is_none() || args.veraison_url.is_some();
-            if uses_veraison && args.veraison_pubkey.is_none() {
-                return Err(ConfigError::VeraisonNeedsKey);
-            }
         }
         let or_root = |given: &Option<PathBuf>, default: &str| {
             given.clone().unwrap_or_else(|| crate_root().join(default))
         };
+        let root = or_root(&args.root, "registry");
+        let serve = serve_options(&args)?;
+        let transport = if args.check {
+            TransportConfig::Plain
+        } else {
+            transport(&args)?
+        };
         Ok(Config {
-            root: or_root(&args.root, "registry"),
+            trust: trust(&args, &root)?,
+            audit: audit(&args),
+            serve,
+            root,
+            check: args.check.then_some(args.format),
+            listen: Listen {
+                addr: SocketAddr::new(args.bind, args.port),
+                backlog: args.backlog,
+            },
+            metrics_addr: args.metrics_addr,
+            access_log: !args.no_access_log,
             cert: or_root(&args.cert, "certs/server.crt"),
             key: or_root(&args.key, "certs/server.key"),
-            veraison_url: args
-                .veraison_url
-                .clone()
-                .unwrap_or_else(|| DEFAULT_VERAISON_URL.to_string()),
-            veraison_pubkey: args.veraison_pubkey.clone(),
-            references: args.reference_json.clone(),
-            seal_budget: args.seal_memory.saturating_mul(MIB),
-            blob_cache: args.blob_cache.map(|mib| mib.saturating_mul(MIB)),
+            transport,
             load: LoadOptions {
                 threads: args.verify_threads,
                 io_threads: args.io_threads,
-                root_name: args.name.clone(),
+                root_name: args.name,
                 ..LoadOptions::default()
             },
-            serve: ServeOptions {
-                limits: ConnLimits {
-                    header_read_timeout: Duration::from_secs(args.header_timeout),
-                    ..ConnLimits::default()
-                },
-                max_connections: args.max_connections,
-                handshake_timeout: Duration::from_secs(args.handshake_timeout),
-                flight_timeout: Duration::from_secs(args.flight_timeout),
-                ipv6_prefix_len: args.ipv6_prefix_len,
-                grace: Duration::from_secs(args.shutdown_grace),
-                send_timeout: Duration::from_secs(args.send_timeout),
-                idle_timeout: Duration::from_secs(args.idle_timeout),
-                max_handshakes_per_address: args.max_handshakes_per_address as usize,
-                proxy_protocol: args.proxy_protocol.then(|| {
-                    crate::transport::proxy_protocol::ProxySources::new(
-                        args.proxy_protocol_from.clone(),
-                    )
-                }),
-                ..ServeOptions::default()
-            },
-            trust: TrustConfig::from_args(args)?,
-            audit: audit_config(args),
-            flags: args.clone(),
+            watch: args.watch,
+            seal_budget: args.seal_memory.saturating_mul(MIB),
+            blob_cache: args.blob_cache.map(|mib| mib.saturating_mul(MIB)),
         })
+    }
+}
+
+/// The accept loops' limits and timeouts.
+fn serve_options(args: &Args) -> Result<ServeOptions, ConfigError> {
+    if args.proxy_protocol && args.proxy_protocol_from.is_empty() {
+        return Err(ConfigError::ProxyProtocolNeedsSources);
+    }
+    Ok(ServeOptions {
+        limits: ConnLimits {
+            header_read_timeout: Duration::from_secs(args.header_timeout),
+            ..ConnLimits::default()
+        },
+        max_connections: args.max_connections,
+        handshake_timeout: Duration::from_secs(args.handshake_timeout),
+        flight_timeout: Duration::from_secs(args.flight_timeout),
+        ipv6_prefix_len: args.ipv6_prefix_len,
+        grace: Duration::from_secs(args.shutdown_grace),
+        send_timeout: Duration::from_secs(args.send_timeout),
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+        max_handshakes_per_address: args.max_handshakes_per_address as usize,
+        proxy_protocol: args
+            .proxy_protocol
+            .then(|| ProxySources::new(args.proxy_protocol_from.clone())),
+        ..ServeOptions::default()
+    })
+}
+
+/// The transport `-t` names, with what it trusts. In RA-TLS mode the trust
+/// inputs have no defaults: a default key or realm list would be trusted
+/// without anyone having chosen it.
+fn transport(args: &Args) -> Result<TransportConfig, ConfigError> {
+    Ok(match args.tls {
+        TlsMode::NoTls => TransportConfig::Plain,
+        TlsMode::Tls => TransportConfig::Tls {
+            client_ca: args.client_ca.clone(),
+            client_map: args.client_map.clone(),
+        },
+        TlsMode::RaTls => {
+            let references = args
+                .reference_json
+                .clone()
+                .ok_or(ConfigError::RaTlsNeedsReferences)?;
+            let uses_veraison = args.cpak.is_none() || args.veraison_url.is_some();
+            let veraison = if uses_veraison {
+                Some(VeraisonConfig {
+                    url: args
+                        .veraison_url
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_VERAISON_URL.to_string()),
+                    pubkey: args
+                        .veraison_pubkey
+                        .clone()
+                        .ok_or(ConfigError::VeraisonNeedsKey)?,
+                    ca: args.veraison_ca.clone(),
+                    timeout: Duration::from_secs(args.veraison_timeout),
+                    verifier_id: args.veraison_verifier_id.clone(),
+                })
+            } else {
+                None
+            };
+            TransportConfig::RaTls(AttestConfig {
+                references,
+                platform: PlatformConfig {
+                    cpak: args.cpak.clone(),
+                    cpak_any_firmware: args.cpak_any_firmware,
+                    veraison,
+                    insecure_dev_keys: args.insecure_dev_keys,
+                },
+                max_attestations: args.max_attestations,
+                insecure_skip_challenge: args.insecure_skip_challenge,
+                tls12: args.ratls_tls12,
+                max_connection_age: Duration::from_secs(args.max_connection_age),
+            })
+        }
+    })
+}
+
+/// The signature policy's sources, or `None` when no policy is asked for.
+fn trust(args: &Args, root: &Path) -> Result<Option<TrustConfig>, TrustError> {
+    let notation = match (&args.notation_trust_policy, &args.notation_trust_store) {
+        (Some(p), Some(s)) => Some((p.clone(), s.clone())),
+        (None, None) => None,
+        _ => return Err(TrustError::NotationIncomplete),
+    };
+    if args.policy.is_none() && notation.is_none() {
+        return Ok(None);
+    }
+    let host = args
+        .registry_host
+        .clone()
+        .unwrap_or_else(|| format!("localhost:{}", args.port));
+    if ir_trust::DockerReference::parse(&format!("{host}/x")).map(|r| r.host().to_owned())
+        != Ok(host.clone())
+    {
+        return Err(TrustError::Host(host));
+    }
+    if let Some(cache) = &args.signature_cache {
+        let (cache_at, root_at) = (resolved(cache), resolved(root));
+        if cache_at.starts_with(&root_at) {
+            return Err(TrustError::CacheInRoot {
+                cache: cache.display().to_string(),
+                root: root.display().to_string(),
+            });
+        }
+    }
+    let mut config = TrustConfig::new(args.policy.clone(), notation, &host);
+    config.memo = args.signature_cache.clone();
+    Ok(Some(config))
+}
+
+/// `path` made absolute with its links resolved, as far as it exists.
+fn resolved(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    // The longest existing ancestor, resolved, and the rest as given.
+    let mut rest = Vec::new();
+    let mut at = absolute.as_path();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(at) {
+            return rest.iter().rev().fold(real, |p, c| p.join(c));
+        }
+        match (at.parent(), at.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                at = parent;
+            }
+            _ => return absolute,
+        }
     }
 }
 
@@ -176,7 +362,14 @@ mod tests {
     fn config(argv: &[&str]) -> Result<Config, ConfigError> {
         let mut all = vec!["ir-server"];
         all.extend_from_slice(argv);
-        Config::from_args(&Args::try_parse_from(all).unwrap())
+        Config::from_args(Args::try_parse_from(all).unwrap())
+    }
+
+    fn attest(c: Config) -> AttestConfig {
+        match c.transport {
+            TransportConfig::RaTls(a) => a,
+            other => panic!("not RA-TLS: {other:?}"),
+        }
     }
 
     #[test]
@@ -184,14 +377,21 @@ mod tests {
         let c = config(&[]).unwrap();
         assert_eq!(c.root, crate_root().join("registry"));
         assert_eq!(c.cert, crate_root().join("certs/server.crt"));
-        assert_eq!(c.references, None, "no default reference values");
-        assert_eq!(c.veraison_pubkey, None, "no default Veraison key");
-        assert_eq!(c.veraison_url, DEFAULT_VERAISON_URL);
+        assert!(matches!(c.transport, TransportConfig::Plain));
         assert!(c.trust.is_none());
         assert_eq!(c.blob_cache, None);
-        let c = config(&["-r", "/srv/r", "-u", "https://v.example"]).unwrap();
+        assert!(c.access_log && !c.watch && c.check.is_none());
+        assert_eq!(c.listen.addr.port(), 1337);
+        let ratls = ["-t", "ra-tls", "-j", "/r.json", "-v", "/k.jwk"];
+        let veraison = attest(config(&ratls).unwrap()).platform.veraison.unwrap();
+        assert_eq!(veraison.url, DEFAULT_VERAISON_URL);
+        let c =
+            config(&[&ratls[..], &["-r", "/srv/r", "-u", "https://v.example"]].concat()).unwrap();
         assert_eq!(c.root, PathBuf::from("/srv/r"));
-        assert_eq!(c.veraison_url, "https://v.example");
+        assert_eq!(
+            attest(c).platform.veraison.unwrap().url,
+            "https://v.example"
+        );
     }
 
     #[test]
@@ -224,7 +424,14 @@ mod tests {
         let e = config(&["--client-ca", "/ca.pem"]).unwrap_err();
         assert!(matches!(e, ConfigError::ClientCaNeedsTls));
         assert!(e.to_string().starts_with("--client-ca needs -t tls"));
-        config(&["--client-ca", "/ca.pem", "-t", "tls"]).unwrap();
+        let c = config(&["--client-ca", "/ca.pem", "-t", "tls", "--client-map", "/m"]).unwrap();
+        assert!(matches!(
+            c.transport,
+            TransportConfig::Tls {
+                client_ca: Some(_),
+                client_map: Some(_)
+            }
+        ));
         let e = config(&["--policy", "/p.json", "--registry-host", "not a host"]).unwrap_err();
         assert!(e.to_string().contains("--registry-host"), "{e}");
         let c = config(&["--policy", "/p.json", "-p", "5000"]).unwrap();
@@ -279,14 +486,68 @@ mod tests {
             assert!(e.to_string().contains("needs -v FILE"), "{e}");
         }
         // Local platform checks only: no Veraison, no key needed.
-        let c = config(&["-t", "ra-tls", "-j", "/r.json", "--cpak", "/c"]).unwrap();
-        assert_eq!(c.references, Some(PathBuf::from("/r.json")));
-        assert_eq!(c.veraison_pubkey, None);
-        let c = config(&["-t", "ra-tls", "-j", "/r.json", "-v", "/k.jwk"]).unwrap();
-        assert_eq!(c.veraison_pubkey, Some(PathBuf::from("/k.jwk")));
+        let a = attest(config(&["-t", "ra-tls", "-j", "/r.json", "--cpak", "/c"]).unwrap());
+        assert_eq!(a.references, PathBuf::from("/r.json"));
+        assert_eq!(a.platform.cpak, Some(PathBuf::from("/c")));
+        assert!(a.platform.veraison.is_none(), "no Veraison, no key");
+        let a = attest(config(&["-t", "ra-tls", "-j", "/r.json", "-v", "/k.jwk"]).unwrap());
+        assert_eq!(a.platform.veraison.unwrap().pubkey, PathBuf::from("/k.jwk"));
+        // Both local keys and Veraison when -u is given with --cpak.
+        let a = attest(
+            config(&[
+                "-t",
+                "ra-tls",
+                "-j",
+                "/r.json",
+                "--cpak",
+                "/c",
+                "-u",
+                "https://v",
+                "-v",
+                "/k",
+            ])
+            .unwrap(),
+        );
+        assert!(a.platform.cpak.is_some() && a.platform.veraison.is_some());
         // Other modes need neither, nor does --check, which serves nothing.
         config(&["-t", "tls"]).unwrap();
-        config(&["-t", "ra-tls", "--check"]).unwrap();
+        let c = config(&["-t", "ra-tls", "--check"]).unwrap();
+        assert!(matches!(c.transport, TransportConfig::Plain));
+        assert_eq!(c.check, Some(ReportFormat::Text));
+    }
+
+    #[test]
+    fn signature_policy_flags_fit_together() {
+        // The notation pair is held together by clap already.
+        assert!(Args::try_parse_from(["ir-server", "--notation-trust-policy", "/t"]).is_err());
+        let e = config(&[
+            "-r",
+            "/srv/r",
+            "--policy",
+            "/p.json",
+            "--signature-cache",
+            "/srv/r/c",
+        ])
+        .unwrap_err();
+        assert!(matches!(
+            e,
+            ConfigError::Trust(TrustError::CacheInRoot { .. })
+        ));
+        assert!(
+            e.to_string()
+                .starts_with("--signature-cache /srv/r/c: inside the root /srv/r"),
+            "{e}"
+        );
+        let c = config(&[
+            "-r",
+            "/srv/r",
+            "--policy",
+            "/p.json",
+            "--signature-cache",
+            "/var/c",
+        ])
+        .unwrap();
+        assert_eq!(c.trust.unwrap().memo, Some(PathBuf::from("/var/c")));
     }
 
     #[test]

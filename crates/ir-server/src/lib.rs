@@ -4,42 +4,31 @@
 //! verifies every reachable byte (with [`ir_oci`]), and serves only what
 //! verified over the OCI Distribution pull API on plain HTTP, TLS or RA-TLS.
 //!
-//! - [`cli`]: the command line;
-//! - [`catalog`]: the served snapshot;
+//! - [`cli`], [`config_file`], [`config`]: the command line, `--config`
+//!   files, and the validated configuration built from them;
+//! - [`app`]: start-up ([`app::App::build`]) and the server's life
+//!   ([`app::App::run`]);
+//! - [`transport`]: the HTTP server on a connection, accept loops per
+//!   transport (plain, TLS, RA-TLS), certificates, client access, PROXY
+//!   protocol;
+//! - [`snapshot`]: the served snapshot: catalog, (re)loading through the
+//!   signature policy gate, watching the root, load progress;
 //! - [`delivery`]: sending only verified blob bytes (hashed streams, chunk
-//!   seals, verified copies in memory);
-//! - [`api`]: routing, handlers, errors, ranges;
-//! - [`client_access`]: client certificates for TLS (`--client-ca`, `--client-map`);
-//! - [`server`]: HTTP/1.1 and HTTP/2 on a connection, limits, shutdown;
-//! - [`transport`]: accept loops per transport; [`cert_store`]: the
-//!   server's certificate and key, reloadable;
-//! - [`metrics`]: Prometheus metrics and the metrics listener;
-//! - [`status`]: the `/status` document for operators;
-//! - [`probe`]: `ir-server probe URL`, the container health check;
-//! - [`load_progress`]: progress of a long first load (log, gauges, systemd);
-//! - [`app`]: wiring it all together for the binary.
+//!   seals, verified copies in memory) and the response body type;
+//! - [`api`]: routing, handlers, errors, ranges, access log;
+//! - [`metrics`]: Prometheus metrics, `/status`, and the metrics listener;
+//! - [`process`]: signals, systemd notification, memory, logging, and
+//!   `ir-server probe URL`.
 #![deny(missing_docs)]
 
 pub mod api;
 pub mod app;
 pub mod audit;
-pub mod catalog;
-pub mod cert_store;
 pub mod cli;
-pub mod client_access;
 pub mod config;
 pub mod config_file;
 pub mod delivery;
-pub mod load_progress;
-pub mod logging;
-pub mod memory;
 pub mod metrics;
-pub mod probe;
-pub mod reload;
-pub mod sd_notify;
-pub mod server;
-pub mod signals;
-pub mod status;
+pub mod process;
+pub mod snapshot;
 pub mod transport;
-pub mod trust;
-pub mod watch;

@@ -1,21 +1,9 @@
 use std::process::ExitCode;
 
-use ir_server::{app, config_file, logging, probe};
+use ir_server::process::{logging, probe};
+use ir_server::{app, config_file};
 
-// Allocator: jemalloc rather than glibc malloc (issue 7's soak). Under the
-// soak's mixed load glibc's memory crept up for as long as the load ran
-// (+12.4 % peak RSS from minute 1 to 10 on plain HTTP), with bytes in use
-// growing in every arena. Not a leak: with glibc's per-thread caches off
-// (`GLIBC_TUNABLES=glibc.malloc.tcache_count=0`, which a program cannot set
-// for itself; pool capped as below) the creep stopped, so it comes from
-// buffers allocated on blocking-pool threads and freed on the runtime's
-// workers; fewer arenas (`MALLOC_ARENA_MAX=2`) did not help. jemalloc
-// stayed flat (10-minute soak: +0.7 % plain, +1.7 % TLS) at 1-4 MB more RSS
-// under that load, and gave big-blob buffers back (bench/ab.sh: 23 MB peak,
-// 14 MB after, against glibc's 29 MB kept); mimalloc (v3 and v2) used
-// 5-6 x the RSS of glibc, one heap per thread. Measurements:
-// docs/benchmarks.md, "Soak". Feature `jemalloc` (default); README,
-// "Allocator", for aarch64 page sizes.
+// jemalloc: flat memory under the soak where glibc malloc crept; see docs/benchmarks.md, "Soak".
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -67,7 +55,7 @@ fn main() -> ExitCode {
         tracing::warn!("no SIGBUS handler: large blobs are read, not mapped, while verified");
     }
     if args.check {
-        return app::check(&args);
+        return app::check(args);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ir_oci::{LoadOptions, RepoName};
-use ir_server::catalog::Catalog;
-use ir_server::reload::Reloader;
-use ir_server::trust::{Gate, TrustConfig};
+use ir_server::snapshot::catalog::Catalog;
+use ir_server::snapshot::policy_gate::{Gate, TrustConfig};
+use ir_server::snapshot::reload::Reloader;
 use ir_testkit::cosign::{cosign_sign, Key};
 use ir_testkit::{Desc, Root};
 use ir_trust::memo::{ArtifactRecord, LayerRecord, SignedRecord};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::util::{client, TestServer};
-use ir_server::server::ConnLimits;
+use ir_server::transport::server::ConnLimits;
 use ir_server::transport::{plain::Plain, ServeOptions};
 use ir_testkit::Root;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -1,7 +1,7 @@
 //! Prometheus metrics and the metrics listener, against the real server.
 //!
-//! The metrics are process-wide, so the tests of this file run one at a
-//! time, each on its own runtime that is shut down (closing its
+//! Each server has its own metrics; the tests of this file still run one
+//! at a time, each on its own runtime that is shut down (closing its
 //! connections) before the next starts, and compare values before and
 //! after their own traffic.
 
@@ -10,15 +10,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-// The helpers of the main test binary; this one uses two of them.
-#[allow(dead_code)]
-mod util;
-
 use crate::util::{client, TestServer};
 use ir_oci::LoadOptions;
 use ir_server::api::ApiState;
-use ir_server::catalog::{self, Catalog};
-use ir_server::reload::Reloader;
+use ir_server::metrics::status::Observed;
+use ir_server::metrics::Metrics;
+use ir_server::snapshot::catalog::{self, Catalog};
+use ir_server::snapshot::reload::Reloader;
 use ir_testkit::Root;
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -35,12 +33,19 @@ fn serial<F: Future<Output = ()>>(test: impl FnOnce() -> F) {
     runtime.shutdown_timeout(Duration::from_secs(5));
 }
 
-/// Starts a metrics listener for `state` on an ephemeral port.
-async fn metrics_listener(state: Arc<ApiState>) -> String {
-    let addr = ir_server::metrics::start("127.0.0.1:0".parse().unwrap(), state)
-        .await
-        .unwrap();
+/// Starts a metrics listener for `metrics` and `observed` on an ephemeral
+/// port.
+async fn metrics_listener(metrics: Arc<Metrics>, observed: Observed) -> String {
+    let addr =
+        ir_server::metrics::listener::start("127.0.0.1:0".parse().unwrap(), metrics, observed)
+            .await
+            .unwrap();
     format!("http://{addr}")
+}
+
+/// The metrics listener of a test server.
+async fn listener_of(server: &TestServer) -> String {
+    metrics_listener(server.metrics.clone(), server.state.observed()).await
 }
 
 async fn scrape(base: &str) -> String {
@@ -83,7 +88,7 @@ fn values_after_known_traffic() {
         let image = app.image(&vec![7u8; 123_456]);
         app.set_index(&[image.tagged("latest")]);
         let server = TestServer::start(root.path()).await;
-        let base = metrics_listener(server.state.clone()).await;
+        let base = listener_of(&server).await;
         let before = scrape(&base).await;
 
         let c = client();
@@ -175,9 +180,9 @@ fn seal_memory_after_a_whole_download() {
         let image = app.image(&vec![9u8; 3 * (256 << 10) + 1]);
         app.set_index(&[image.tagged("latest")]);
         let server = TestServer::start(root.path()).await;
-        let base = metrics_listener(server.state.clone()).await;
+        let base = listener_of(&server).await;
         let gauge = "ir_server_blob_seal_memory_bytes";
-        let sealed = (4 * 16 + ir_server::delivery::seals::ENTRY_OVERHEAD) as f64;
+        let sealed = (4 * 16 + ir_server::delivery::seal_cache::ENTRY_OVERHEAD) as f64;
         assert_eq!(value(&scrape(&base).await, gauge), 0.0);
         let layer = server.url(&format!("/v2/app/blobs/{}", image.layers[0].digest_str()));
         for _ in 0..2 {
@@ -210,7 +215,7 @@ fn blob_cache_memory_after_a_whole_download() {
         let image = app.image(&vec![7u8; size]);
         app.set_index(&[image.tagged("latest")]);
         let server = TestServer::start_cached(root.path(), 8 << 20).await;
-        let base = metrics_listener(server.state.clone()).await;
+        let base = listener_of(&server).await;
         let gauge = "ir_server_blob_cache_bytes";
         assert_eq!(value(&scrape(&base).await, gauge), 0.0);
         let layer = server.url(&format!("/v2/app/blobs/{}", image.layers[0].digest_str()));
@@ -242,7 +247,7 @@ fn readiness_before_and_after_the_first_load() {
         root.good("two");
         let shared = catalog::shared(Catalog::default());
         let state = Arc::new(ApiState::loading(shared.clone(), false));
-        let base = metrics_listener(state.clone()).await;
+        let base = metrics_listener(Arc::new(Metrics::new()), state.observed()).await;
 
         assert_eq!(status_of(&format!("{base}/healthz")).await, 200);
         assert_eq!(status_of(&format!("{base}/readyz")).await, 503);
@@ -283,7 +288,7 @@ fn open_connections_gauge() {
         let root = Root::new();
         root.good("app");
         let server = TestServer::start(root.path()).await;
-        let base = metrics_listener(server.state.clone()).await;
+        let base = listener_of(&server).await;
         let gauge = || async { value(&scrape(&base).await, "ir_server_open_connections") };
         let accepted = || async { value(&scrape(&base).await, "ir_server_connections_total") };
         let wait_for = |want: f64| {
@@ -339,7 +344,7 @@ fn reloads_and_verification_are_counted() {
         let image = app.image(&vec![1u8; 50_000]);
         app.set_index(&[image.tagged("latest")]);
         let server = TestServer::start(root.path()).await;
-        let base = metrics_listener(server.state.clone()).await;
+        let base = listener_of(&server).await;
         let before = scrape(&base).await;
 
         // A new application: its blobs are hashed, the old ones reused.
@@ -350,7 +355,8 @@ fn reloads_and_verification_are_counted() {
             server.state.catalog.clone(),
             root.path().to_path_buf(),
             LoadOptions::default(),
-        );
+        )
+        .with_metrics(Some(server.metrics.clone()));
         let summary = reloader.reload().await.unwrap();
         let after = scrape(&base).await;
         let delta = |series: &str| value(&after, series) - value(&before, series);
@@ -380,7 +386,8 @@ fn reloads_and_verification_are_counted() {
             server.state.catalog.clone(),
             root.path().join("does-not-exist"),
             LoadOptions::default(),
-        );
+        )
+        .with_metrics(Some(server.metrics.clone()));
         assert!(gone.reload().await.is_err());
         let last = scrape(&base).await;
         assert_eq!(
@@ -432,21 +439,24 @@ fn refused_images_are_counted_by_reason() {
         )
         .unwrap();
         let gate = Arc::new(
-            ir_server::trust::Gate::new(ir_server::trust::TrustConfig::new(
-                Some(policy),
-                None,
-                "registry.test",
-            ))
+            ir_server::snapshot::policy_gate::Gate::new(
+                ir_server::snapshot::policy_gate::TrustConfig::new(
+                    Some(policy),
+                    None,
+                    "registry.test",
+                ),
+            )
             .unwrap(),
         );
         let server = TestServer::start(root.path()).await;
-        let base = metrics_listener(server.state.clone()).await;
+        let base = listener_of(&server).await;
         Reloader::new(
             server.state.catalog.clone(),
             root.path().to_path_buf(),
             LoadOptions::default(),
         )
         .with_trust(Some(gate))
+        .with_metrics(Some(server.metrics.clone()))
         .reload()
         .await
         .unwrap();
@@ -577,7 +587,7 @@ fn the_probe_subcommand_follows_readyz() {
             catalog::shared(Catalog::default()),
             false,
         ));
-        let base = metrics_listener(state.clone()).await;
+        let base = metrics_listener(Arc::new(Metrics::new()), state.observed()).await;
         let probe = |path: &str| {
             let url = format!("{base}{path}");
             async move {
@@ -621,7 +631,6 @@ fn the_probe_subcommand_follows_readyz() {
 #[test]
 fn status_downloads_and_process_metrics() {
     serial(|| async {
-        ir_server::metrics::install();
         let root = Root::new();
         let app = root.layout("counted");
         let image = app.image(&vec![3u8; 4096]);
@@ -636,13 +645,13 @@ fn status_downloads_and_process_metrics() {
         server
             .state
             .status
-            .record_load(ir_server::status::LoadRecord {
-                kind: ir_server::status::LoadKind::Start,
+            .record_load(ir_server::metrics::status::LoadRecord {
+                kind: ir_server::metrics::status::LoadKind::Start,
                 finished: std::time::SystemTime::now(),
                 elapsed: Duration::from_millis(12),
                 error: None,
             });
-        let base = metrics_listener(server.state.clone()).await;
+        let base = listener_of(&server).await;
 
         let c = client();
         for _ in 0..2 {

@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ir_server::api::ApiState;
-use ir_server::catalog::{self, Catalog};
-use ir_server::server::ConnLimits;
+use ir_server::snapshot::catalog::{self, Catalog};
 use ir_server::transport::plain::Plain;
 use ir_server::transport::proxy_protocol::ProxySources;
+use ir_server::transport::server::ConnLimits;
 use ir_testkit::Root;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

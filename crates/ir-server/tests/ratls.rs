@@ -15,8 +15,8 @@ use ir_attest::veraison::{VeraisonClient, VeraisonConfig};
 use ir_attest::{EarVerifier, EmulatedRealm, Measurements};
 use ir_client::ratls::RaTlsOptions;
 use ir_client::{Client, ClientOptions, TokenSource, Transport};
-use ir_server::server::ConnLimits;
 use ir_server::transport::ratls::{AttestationOutcome, RaTls};
+use ir_server::transport::server::ConnLimits;
 use ir_server::transport::ServeOptions;
 use ir_testkit::veraison_mock::{MockVeraison, Status};
 use ir_testkit::Root;
@@ -163,7 +163,7 @@ async fn harness_with(
     let attestor = Arc::new(Attestor::new(&refs_path, check, setup.max_attestations).unwrap());
     let ca = make_ca();
     let (cert, key) = make_leaf(&ca, dir.path(), 1, true);
-    let certs = Arc::new(ir_server::cert_store::CertStore::load(&cert, &key).unwrap());
+    let certs = Arc::new(ir_server::transport::cert_store::CertStore::load(&cert, &key).unwrap());
     let outcomes: Outcomes = Arc::default();
     let sink = outcomes.clone();
     let mut ratls = RaTls::new(certs, attestor.clone(), setup.allow_tls12).with_observer(Arc::new(
@@ -175,15 +175,17 @@ async fn harness_with(
         ratls = ratls.with_max_connection_age(age);
     }
     let catalog = match &setup.policy {
-        None => ir_server::catalog::Catalog::new(registry),
+        None => ir_server::snapshot::catalog::Catalog::new(registry),
         Some(policy) => {
             let file = dir.path().join("policy.json");
             std::fs::write(&file, serde_json::to_vec(policy).unwrap()).unwrap();
-            let gate = ir_server::trust::Gate::new(ir_server::trust::TrustConfig::new(
-                Some(file),
-                None,
-                "registry.test",
-            ))
+            let gate = ir_server::snapshot::policy_gate::Gate::new(
+                ir_server::snapshot::policy_gate::TrustConfig::new(
+                    Some(file),
+                    None,
+                    "registry.test",
+                ),
+            )
             .unwrap();
             gate.set_scopes(
                 attestor
@@ -193,7 +195,7 @@ async fn harness_with(
                     .filter_map(|r| r.policy_scope.clone()),
             );
             let judged = gate.apply(registry);
-            ir_server::catalog::Catalog::new(judged.registry)
+            ir_server::snapshot::catalog::Catalog::new(judged.registry)
                 .with_views(Some((gate.host().to_owned(), judged.views)))
         }
     };

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use crate::util::{client, options, TestServer};
 use ir_oci::LoadOptions;
-use ir_server::reload::Reloader;
-use ir_server::server::ConnLimits;
+use ir_server::snapshot::reload::Reloader;
+use ir_server::transport::server::ConnLimits;
 use ir_testkit::Root;
 
 async fn status(server: &TestServer, path: &str) -> u16 {
@@ -138,7 +138,7 @@ async fn not_ready_until_the_first_load() {
     root.good("app");
     let registry = ir_oci::load(root.path(), &LoadOptions::default()).unwrap();
     let server = TestServer::serve(ir_oci::Registry::default(), ConnLimits::default()).await;
-    server.state.ready.store(false, Ordering::Release);
+    server.state.readiness.ready.store(false, Ordering::Release);
     assert_eq!(status(&server, "/healthz").await, 200);
     assert_eq!(status(&server, "/readyz").await, 503);
     let r = client()
@@ -153,7 +153,9 @@ async fn not_ready_until_the_first_load() {
     server
         .state
         .catalog
-        .store(Arc::new(ir_server::catalog::Catalog::new(registry)));
+        .store(Arc::new(ir_server::snapshot::catalog::Catalog::new(
+            registry,
+        )));
     server.state.set_ready();
     assert_eq!(status(&server, "/readyz").await, 200);
     assert_eq!(status(&server, "/v2/app/manifests/latest").await, 200);

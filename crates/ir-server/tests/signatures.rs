@@ -6,9 +6,9 @@ use std::process::Command;
 use std::sync::Arc;
 
 use ir_oci::{LoadOptions, RepoName};
-use ir_server::catalog::Catalog;
-use ir_server::reload::Reloader;
-use ir_server::trust::{Gate, TrustConfig};
+use ir_server::snapshot::catalog::Catalog;
+use ir_server::snapshot::policy_gate::{Gate, TrustConfig};
+use ir_server::snapshot::reload::Reloader;
 use ir_testkit::cosign::{cosign_sign, Key};
 use ir_testkit::{Desc, Root};
 use serde_json::{json, Value};

@@ -10,6 +10,7 @@ mod config_file;
 mod fail_closed;
 mod hostile;
 mod integrity;
+mod metrics;
 mod oci_client;
 mod proxy;
 mod ratls;
@@ -19,6 +20,3 @@ mod receipts;
 mod reload;
 mod signatures;
 mod tls;
-
-// `metrics.rs` is a test binary of its own: it asserts on the process-wide
-// metrics registry, which the other modules' servers would move meanwhile.

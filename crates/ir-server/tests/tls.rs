@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use crate::util::pki::{make_ca, make_leaf, Ca};
 use crate::util::{options, TestServer};
-use ir_server::cert_store::{self, CertError, CertStore};
-use ir_server::server::ConnLimits;
+use ir_server::transport::cert_store::{self, CertError, CertStore};
+use ir_server::transport::server::ConnLimits;
 use ir_server::transport::tls::Tls;
 use tempfile::TempDir;
 use tokio::io::AsyncReadExt;
@@ -234,7 +234,7 @@ async fn oci_client_pulls_over_tls_with_the_test_ca() {
 #[tokio::test]
 async fn client_certificates_limit_what_each_client_sees() {
     use crate::util::pki::make_client;
-    use ir_server::client_access::{self, ClientMap};
+    use ir_server::transport::client_access::{self, ClientMap};
     let certs = TempDir::new().unwrap();
     let ca = make_ca();
     let (c, k) = make_leaf(&ca, certs.path(), 1, true);

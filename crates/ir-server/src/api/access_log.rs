@@ -21,8 +21,9 @@ use bytes::{Buf, Bytes};
 use http::{header, HeaderValue, Method, Request, Response, Uri};
 use http_body::{Frame, SizeHint};
 
-use super::{Body, ConnInfo};
+use super::conn::ConnInfo;
 use crate::delivery::stream::StreamError;
+use crate::delivery::Body;
 
 /// What the line says about the request, gathered before it is answered.
 #[derive(Debug)]

@@ -3,8 +3,10 @@
 //! `{"errors":[{"code","message","detail"}]}`; HEAD responses carry the same
 //! status and headers without the body.
 
-use http::{header, HeaderValue, StatusCode};
+use http::{header, HeaderValue, Response, StatusCode};
 use serde_json::json;
+
+use crate::delivery::Body;
 
 /// An error code of the distribution spec (plus the few that clients of the
 /// Docker registry API know), with the status it is answered with.
@@ -117,3 +119,18 @@ pub fn json_content_type() -> HeaderValue {
 
 /// Header name used for the `Allow` list of a 405.
 pub const ALLOW: header::HeaderName = header::ALLOW;
+
+/// The response for an error: its status and the spec's JSON body.
+pub fn error_response(e: &ApiError) -> Response<Body> {
+    let body = e.body();
+    Response::builder()
+        .status(e.code.status())
+        .header(header::CONTENT_TYPE, json_content_type())
+        .header(header::CONTENT_LENGTH, body.len())
+        .body(Body::full(body))
+        .unwrap_or_else(|_| {
+            let mut r = Response::new(Body::Empty);
+            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            r
+        })
+}

@@ -10,9 +10,11 @@ use ir_oci::name::ReferenceError;
 use ir_oci::{Application, Digest, Reference};
 use serde_json::json;
 
+use super::conn::ConnInfo;
+use super::error::{error_response, ApiError, ErrorCode};
 use super::range::{self, RangeOutcome};
-use super::{ApiError, Body, ConnInfo, ErrorCode};
-use crate::catalog::Catalog;
+use crate::delivery::Body;
+use crate::snapshot::catalog::Catalog;
 
 /// `Docker-Content-Digest`.
 pub const DIGEST_HEADER: &str = "docker-content-digest";
@@ -232,7 +234,7 @@ fn unsatisfiable(size: u64) -> Response<Body> {
         ErrorCode::RangeNotSatisfiable,
         format!("no requested range lies within the blob's {size} bytes"),
     );
-    let mut r = super::error_response(&e);
+    let mut r = error_response(&e);
     r.headers_mut()
         .insert(header::CONTENT_RANGE, hv(&format!("bytes */{size}")));
     r
@@ -316,7 +318,15 @@ pub async fn blob<B>(
     }
 
     // Only verified bytes leave: `delivery` picks how they are checked.
-    match crate::delivery::body(&app, catalog, digest, blob, (start, end)).await {
+    match crate::delivery::body(
+        &app,
+        (catalog.seals(), catalog.blob_cache()),
+        digest,
+        blob,
+        (start, end),
+    )
+    .await
+    {
         Ok(body) => Ok(response(status, h, body)),
         Err(withdrawn) => {
             tracing::error!(application = %app.name, digest = %withdrawn.digest, "blob withdrawn: its file changed after verification ({})", withdrawn.why);

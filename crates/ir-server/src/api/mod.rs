@@ -1,47 +1,35 @@
 //! The OCI Distribution pull API: routing, handlers and responses.
 //!
-//! Everything here answers from the verified [`Catalog`](crate::catalog)
+//! Everything here answers from the verified [`Catalog`](crate::snapshot::catalog)
 //! snapshot; the only file system access is opening a blob that the
 //! snapshot vouches for, checked against the identity recorded at
 //! verification.
 
 pub mod access_log;
-pub mod body;
+pub mod conn;
+
 pub mod error;
 mod handlers;
 pub mod range;
+pub mod readiness;
 pub mod route;
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
 use ir_oci::RepoName;
 
-pub use body::Body;
-pub use error::{ApiError, ErrorCode};
+pub use conn::{ConnInfo, PolicyScope, Visibility};
+pub use error::{error_response, ApiError, ErrorCode};
+pub use readiness::{Readiness, HEALTH_PATH, READY_PATH};
 
-use crate::catalog::{Catalog, SharedCatalog};
+use crate::delivery::Body;
+use crate::metrics::status::{Observed, ServerStatus};
+use crate::metrics::Metrics;
+use crate::snapshot::catalog::{Catalog, SharedCatalog};
 
 /// Header every response carries, as the Docker registry API defines it.
 pub const API_VERSION_HEADER: &str = "docker-distribution-api-version";
-
-/// Which applications a connection may see. `None` means all; RA-TLS
-/// connections of a realm limited to some applications carry a filter, and
-/// everything else answers as if those applications did not exist.
-pub type Visibility = Option<Arc<dyn Fn(&RepoName) -> bool + Send + Sync>>;
-
-/// The signature policy scope a connection is held to, asked at each
-/// request: RA-TLS realms take it from their reference entry in force, so
-/// a reload that changes it applies to open connections. `None`, or an
-/// answer of `None`: the server's `--registry-host`.
-pub type PolicyScope = Option<Arc<dyn Fn() -> Option<Arc<str>> + Send + Sync>>;
-
-/// Liveness path on the main port (outside `/v2/`, so it cannot collide).
-pub const HEALTH_PATH: &str = "/healthz";
-/// Readiness path on the main port: 200 once the first load finished.
-pub const READY_PATH: &str = "/readyz";
 
 /// State shared by every request.
 pub struct ApiState {
@@ -49,13 +37,13 @@ pub struct ApiState {
     pub catalog: SharedCatalog,
     /// Log one line per request at info.
     pub access_log: bool,
-    /// Set once the first load finished; until then the API answers 503.
-    pub ready: AtomicBool,
-    /// Set once shutdown was requested: `/readyz` answers 503 so that
-    /// balancers take the replica out while its last requests finish.
-    pub draining: AtomicBool,
+    /// Ready once the first load finished (until then the API answers
+    /// 503), draining once shutdown was requested.
+    pub readiness: Arc<Readiness>,
     /// Loads, and the RA-TLS platform check, for `/status`.
-    pub status: Arc<crate::status::ServerStatus>,
+    pub status: Arc<ServerStatus>,
+    /// Where answered requests are counted (`None`: no metrics).
+    pub metrics: Option<Arc<Metrics>>,
     /// Receipts and events (`--receipts`, `--events-url`), when on.
     pub audit: Option<Arc<crate::audit::Audit>>,
 }
@@ -66,10 +54,38 @@ impl ApiState {
         ApiState {
             catalog,
             access_log,
-            ready: AtomicBool::new(true),
-            draining: AtomicBool::new(false),
+            readiness: Arc::new(Readiness::new(true)),
             status: Arc::default(),
+            metrics: None,
             audit: None,
+        }
+    }
+
+    /// The same state, counting requests (and connections) in `metrics`.
+    pub fn with_metrics(mut self, metrics: Option<Arc<Metrics>>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The same state, recording deliveries in `audit`; while its journal
+    /// cannot keep up or be written, `/readyz` answers 503.
+    pub fn with_audit(mut self, audit: Option<Arc<crate::audit::Audit>>) -> Self {
+        if let Some(a) = &audit {
+            let a = a.clone();
+            self.readiness.set_degraded(move || {
+                (!a.healthy()).then_some("receipts: the journal cannot be written or keep up\n")
+            });
+        }
+        self.audit = audit;
+        self
+    }
+
+    /// What the metrics listener reports on for this state.
+    pub fn observed(&self) -> Observed {
+        Observed {
+            catalog: self.catalog.clone(),
+            readiness: self.readiness.clone(),
+            status: self.status.clone(),
         }
     }
 
@@ -77,93 +93,29 @@ impl ApiState {
     /// until [`ApiState::set_ready`].
     pub fn loading(catalog: SharedCatalog, access_log: bool) -> Self {
         ApiState {
-            ready: AtomicBool::new(false),
+            readiness: Arc::new(Readiness::new(false)),
             ..ApiState::new(catalog, access_log)
         }
     }
 
     /// Marks the first load as finished.
     pub fn set_ready(&self) {
-        self.ready.store(true, Ordering::Release);
+        self.readiness.set_ready();
     }
 
     /// True once the first load finished.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.readiness.is_ready()
     }
 
-    /// Marks shutdown as requested (see [`ApiState::draining`]).
+    /// Marks shutdown as requested.
     pub fn set_draining(&self) {
-        self.draining.store(true, Ordering::Release);
+        self.readiness.set_draining();
     }
 
     /// True once shutdown was requested.
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
-    }
-
-    /// The answer to a probe path (`/healthz`, `/readyz`) as status and
-    /// text, or `None` for any other path. The one definition of both
-    /// probes, served on the API port and on the metrics listener.
-    pub fn probe(&self, path: &str) -> Option<(StatusCode, &'static str)> {
-        match path {
-            HEALTH_PATH => Some((StatusCode::OK, "ok\n")),
-            READY_PATH if self.is_draining() => {
-                Some((StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"))
-            }
-            READY_PATH if self.audit.as_ref().is_some_and(|a| !a.healthy()) => Some((
-                StatusCode::SERVICE_UNAVAILABLE,
-                "receipts: the journal cannot be written or keep up\n",
-            )),
-            READY_PATH if self.is_ready() => Some((StatusCode::OK, "ok\n")),
-            READY_PATH => Some((StatusCode::SERVICE_UNAVAILABLE, "not ready\n")),
-            _ => None,
-        }
-    }
-}
-
-/// What the transport knows about the connection a request came on.
-#[derive(Clone)]
-pub struct ConnInfo {
-    /// The peer's address.
-    pub peer: SocketAddr,
-    /// Applications this connection may see.
-    pub visibility: Visibility,
-    /// Closed between requests once this old (RA-TLS: attested
-    /// connections attest again).
-    pub max_age: Option<std::time::Duration>,
-    /// RA-TLS: the name of the reference entry the client attested as
-    /// (for the access log).
-    pub realm: Option<Arc<str>>,
-    /// RA-TLS: the signature policy scope the realm is held to (its
-    /// entry's `policy-scope`, read at each request); `None`: the server's
-    /// `--registry-host`.
-    pub policy_scope: PolicyScope,
-    /// Who the client is, for delivery receipts: an attested realm's
-    /// measurements or a client certificate's subject.
-    pub identity: Option<Arc<ir_receipts::Identity>>,
-}
-
-impl ConnInfo {
-    /// A connection that may see everything.
-    pub fn open(peer: SocketAddr) -> Self {
-        ConnInfo {
-            peer,
-            visibility: None,
-            max_age: None,
-            realm: None,
-            policy_scope: None,
-            identity: None,
-        }
-    }
-
-    /// The policy scope for one request.
-    pub(crate) fn scope(&self) -> Option<Arc<str>> {
-        self.policy_scope.as_ref().and_then(|f| f())
-    }
-
-    fn may_see(&self, name: &RepoName) -> bool {
-        self.visibility.as_ref().is_none_or(|f| f(name))
+        self.readiness.is_draining()
     }
 }
 
@@ -181,7 +133,9 @@ pub async fn handle<B>(state: &ApiState, conn: &ConnInfo, req: Request<B>) -> Re
     if req.version() == Version::HTTP_10 {
         http10_order(&req, response.headers_mut());
     }
-    crate::metrics::record_request(endpoint, &method, &response, started);
+    if let Some(m) = &state.metrics {
+        m.record_request(endpoint, &method, &response, started);
+    }
     response
 }
 
@@ -231,7 +185,7 @@ async fn route_request<B>(
     state: &ApiState,
     conn: &ConnInfo,
     req: &Request<B>,
-) -> (Response<Body>, crate::metrics::Endpoint) {
+) -> (Response<Body>, route::Endpoint) {
     let parsed = route::parse(req.uri().path());
     let endpoint = route::endpoint_of(&parsed);
     (answer(state, conn, req, parsed).await, endpoint)
@@ -244,7 +198,7 @@ async fn answer<B>(
     parsed: Result<route::Route<'_>, route::RouteError>,
 ) -> Response<Body> {
     use route::{Route, RouteError};
-    if let Some((status, text)) = state.probe(req.uri().path()) {
+    if let Some((status, text)) = state.readiness.probe(req.uri().path()) {
         return probe(status, text);
     }
     if !state.is_ready() {
@@ -323,22 +277,6 @@ async fn answer<B>(
     result.unwrap_or_else(|e| error_response(&e))
 }
 
-/// Counts a GET answered 200 or 206 in the application's download counters.
-fn count_download<B>(
-    catalog: &Catalog,
-    name: &RepoName,
-    blob: bool,
-    req: &Request<B>,
-    response: &Response<Body>,
-) {
-    let status = response.status();
-    if req.method() == Method::GET
-        && (status == StatusCode::OK || status == StatusCode::PARTIAL_CONTENT)
-    {
-        catalog.count_download(name, blob);
-    }
-}
-
 /// Records a manifest served by GET (200) in the receipts and events.
 fn audit_delivery<B>(
     state: &ApiState,
@@ -359,6 +297,7 @@ fn audit_delivery<B>(
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
     };
+    // A tag never contains ':', a digest always does.
     let tag = (!reference.contains(':')).then_some(reference);
     audit.delivered(
         conn.peer,
@@ -371,6 +310,22 @@ fn audit_delivery<B>(
     );
 }
 
+/// Counts a GET answered 200 or 206 in the application's download counters.
+fn count_download<B>(
+    catalog: &Catalog,
+    name: &RepoName,
+    blob: bool,
+    req: &Request<B>,
+    response: &Response<Body>,
+) {
+    let status = response.status();
+    if req.method() == Method::GET
+        && (status == StatusCode::OK || status == StatusCode::PARTIAL_CONTENT)
+    {
+        catalog.count_download(name, blob);
+    }
+}
+
 /// A probe's answer (see [`ApiState::probe`]).
 fn probe(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut r = Response::new(Body::full(body));
@@ -380,19 +335,4 @@ fn probe(status: StatusCode, body: &'static str) -> Response<Body> {
     r.headers_mut()
         .insert(header::CONTENT_LENGTH, body.len().into());
     r
-}
-
-/// The response for an error: its status and the spec's JSON body.
-pub fn error_response(e: &ApiError) -> Response<Body> {
-    let body = e.body();
-    Response::builder()
-        .status(e.code.status())
-        .header(header::CONTENT_TYPE, error::json_content_type())
-        .header(header::CONTENT_LENGTH, body.len())
-        .body(Body::full(body))
-        .unwrap_or_else(|_| {
-            let mut r = Response::new(Body::Empty);
-            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-            r
-        })
 }

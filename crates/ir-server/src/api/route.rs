@@ -8,7 +8,54 @@
 
 use ir_oci::{name::NameError, RepoName};
 
-use crate::metrics::Endpoint;
+/// The endpoint kind a request path addresses: the `endpoint` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `/v2/`.
+    Base,
+    /// `/v2/<name>/manifests/<reference>`.
+    Manifest,
+    /// `/v2/<name>/blobs/<digest>`.
+    Blob,
+    /// `/v2/<name>/tags/list`.
+    Tags,
+    /// `/v2/<name>/referrers/<digest>`.
+    Referrers,
+    /// `/v2/_catalog`.
+    Catalog,
+    /// Anything else: uploads, probes, unknown paths.
+    Other,
+}
+
+impl Endpoint {
+    /// Every kind, in label order.
+    pub const ALL: [Endpoint; 7] = [
+        Endpoint::Base,
+        Endpoint::Manifest,
+        Endpoint::Blob,
+        Endpoint::Tags,
+        Endpoint::Referrers,
+        Endpoint::Catalog,
+        Endpoint::Other,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Base => "base",
+            Endpoint::Manifest => "manifest",
+            Endpoint::Blob => "blob",
+            Endpoint::Tags => "tags",
+            Endpoint::Referrers => "referrers",
+            Endpoint::Catalog => "catalog",
+            Endpoint::Other => "other",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
 
 /// An endpoint, with the repository name already validated.
 #[derive(Debug, Clone, PartialEq, Eq)]

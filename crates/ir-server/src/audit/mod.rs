@@ -7,15 +7,16 @@
 //! - [`events`]: CloudEvents, batched, retried, bounded.
 
 pub mod events;
+pub mod identity;
 pub mod receipts_command;
+pub mod trust_digest;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use aws_lc_rs::digest::{digest, Context, SHA256};
 use ir_receipts::{CheckpointSigner, Delivery, Identity, Journal, JournalOptions, Sink};
 
 use events::{Event, Events, EventsConfig};
@@ -254,74 +255,6 @@ pub struct AuditCounters {
     pub events_retried: u64,
     /// Events dropped.
     pub events_dropped: u64,
-}
-
-/// The identity of an attested realm, for receipts.
-pub fn realm_identity(claims: &ir_attest::token::RealmClaims, instance_id: &[u8]) -> Identity {
-    Identity::Realm {
-        rim: hex(&claims.rim),
-        rems: std::array::from_fn(|i| hex(&claims.rems[i])),
-        personalization: hex(&claims.personalization),
-        platform_instance_id_sha256: hex(digest(&SHA256, instance_id).as_ref()),
-    }
-}
-
-/// Posts each refused attestation as an event.
-pub fn attestation_observer(audit: Arc<Audit>) -> crate::transport::ratls::Observer {
-    Arc::new(move |peer, outcome| {
-        if let crate::transport::ratls::AttestationOutcome::Refused { detail, .. } = outcome {
-            audit.refused(peer, "attestation", detail, None);
-        }
-    })
-}
-
-/// The identity of a TLS client certificate (its subject), for receipts.
-pub fn certificate_identity(der: &[u8]) -> Option<Identity> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
-    Some(Identity::Certificate {
-        subject: cert.subject().to_string(),
-    })
-}
-
-/// `sha256:` of a trust input: a file's bytes, or a directory's regular
-/// files (names and bytes, in name order, not recursing). `None` when it
-/// cannot be read now: the record then says nothing rather than a guess.
-pub fn digest_of(path: &Path) -> Option<String> {
-    /// Trust inputs are small; anything larger is not digested.
-    const MAX: u64 = 64 << 20;
-    let meta = std::fs::metadata(path).ok()?;
-    let mut hasher = Context::new(&SHA256);
-    if meta.is_dir() {
-        let mut names: Vec<_> = std::fs::read_dir(path)
-            .ok()?
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-            .map(|e| e.file_name())
-            .collect();
-        names.sort();
-        let mut total = 0u64;
-        for name in names.iter().take(10_000) {
-            let bytes = std::fs::read(path.join(name)).ok()?;
-            total += bytes.len() as u64;
-            if total > MAX {
-                return None;
-            }
-            hasher.update(&(name.len() as u64).to_be_bytes());
-            hasher.update(name.as_encoded_bytes());
-            hasher.update(&(bytes.len() as u64).to_be_bytes());
-            hasher.update(&bytes);
-        }
-    } else {
-        if meta.len() > MAX {
-            return None;
-        }
-        hasher.update(&std::fs::read(path).ok()?);
-    }
-    Some(format!("sha256:{}", hex(hasher.finish().as_ref())))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn host_name() -> String {

@@ -45,7 +45,7 @@ use ir_oci::Digest;
 
 /// Blobs this size or smaller are not cached: they are read and hashed
 /// whole on every request, which costs about as much as mapping a copy.
-pub const MIN_CACHED: u64 = crate::delivery::seal::SEAL_CHUNK as u64 + 1;
+pub const MIN_CACHED: u64 = crate::delivery::chunk_seal::SEAL_CHUNK as u64 + 1;
 
 /// The default budget's share of the memory available to the server.
 const DEFAULT_SHARE: u64 = 8;
@@ -55,7 +55,7 @@ const DEFAULT_MAX: u64 = 1 << 30;
 /// The default budget: an eighth of the memory available to the server
 /// (physical memory, or its cgroup's `memory.max` if lower), at most 1 GiB.
 pub fn default_budget() -> u64 {
-    (crate::memory::available_bytes() / DEFAULT_SHARE).min(DEFAULT_MAX)
+    (crate::process::memory::available_bytes() / DEFAULT_SHARE).min(DEFAULT_MAX)
 }
 
 fn page_size() -> u64 {

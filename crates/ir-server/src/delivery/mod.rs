@@ -1,7 +1,7 @@
 //! Blob delivery: sending only bytes that were verified.
 //!
 //! A blob's file lives in a root that whoever can write it may change at
-//! any time, so nothing is sent straight from it. [`body`] picks one of
+//! any time, so nothing is sent straight from it. [`body()`] picks one of
 //! three paths for every GET of a blob that is not in memory already
 //! (manifests are served from their verified bytes by the handler):
 //!
@@ -9,7 +9,7 @@
 //!    hashed with its digest algorithm as it streams and the last chunk
 //!    leaves only once the digest matched, so a changed file yields a
 //!    cut-off response and the blob is withdrawn. The same pass builds the
-//!    blob's [`seal`] (a GMAC tag per 256 KiB chunk, kept in [`seals`]) and
+//!    blob's [`chunk_seal`] (a GMAC tag per 256 KiB chunk, kept in [`seal_cache`]) and
 //!    may fill its verified copy in memory ([`blob_cache`]).
 //! 2. **Later downloads and ranges: sealed chunks checked** ([`stream`]).
 //!    Every chunk read from the file is checked against the seal before
@@ -25,17 +25,19 @@
 //! hashed whole on every request, before anything is sent.
 
 pub mod blob_cache;
-pub mod seal;
-pub mod seals;
+pub mod body;
+pub mod chunk_seal;
+pub mod seal_cache;
 pub mod stream;
+
+pub use body::Body;
 
 use std::sync::Arc;
 
 use ir_oci::{Application, Blob, Digest};
 
-use crate::api::Body;
-use crate::catalog::Catalog;
-use seals::Lookup;
+use blob_cache::BlobCache;
+use seal_cache::{Lookup, Seals};
 use stream::{BlobStream, Check, CHUNK};
 
 /// Why a blob could not be delivered: its file is no longer the one that
@@ -47,14 +49,32 @@ pub struct Withdrawn {
     /// The blob.
     pub digest: Digest,
     /// What the check found.
-    pub why: String,
+    pub why: WithdrawReason,
+}
+
+/// What a blob's file showed when it was opened to be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum WithdrawReason {
+    /// The file is no longer the one verified (identity or type changed).
+    #[error(transparent)]
+    Changed(#[from] ir_oci::Rule),
+    /// The file could not be read.
+    #[error(transparent)]
+    Unreadable(#[from] std::io::Error),
+    /// A small blob read whole no longer hashes to its digest.
+    #[error("content no longer hashes to its digest")]
+    DigestMismatch,
+    /// The task that opens the file failed.
+    #[error("blob open task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// The body for bytes `start..end` of `blob` (`digest`) of `app`, checked
-/// by whichever of the three paths applies (see the module docs).
+/// by whichever of the three paths applies (see the module docs), with the
+/// snapshot's `seals` and the shared blob `cache`.
 pub async fn body(
     app: &Arc<Application>,
-    catalog: &Catalog,
+    (seals, cache): (&Arc<Seals>, &Arc<BlobCache>),
     digest: Digest,
     blob: &Blob,
     (start, end): (u64, u64),
@@ -63,10 +83,7 @@ pub async fn body(
     let small = size <= CHUNK as u64;
     // Copies exist only of blobs over one chunk (no lock taken for the
     // others), and are used only at the size the model has.
-    if let Some(copy) = (!small)
-        .then(|| catalog.blob_cache().get(&digest))
-        .flatten()
-    {
+    if let Some(copy) = (!small).then(|| cache.get(&digest)).flatten() {
         if copy.size() == size {
             match copy.bytes(start, end) {
                 Ok(bytes) => return Ok(Body::chunked(bytes)),
@@ -77,26 +94,24 @@ pub async fn body(
     let identity = blob.identity;
     let path = app.blob_path(&digest);
     let d = digest.clone();
-    let opened = tokio::task::spawn_blocking(move || -> Result<Opened, String> {
-        let file = ir_oci::open_unchanged(&path, &identity).map_err(|rule| rule.to_string())?;
+    let opened = tokio::task::spawn_blocking(move || -> Result<Opened, WithdrawReason> {
+        let file = ir_oci::open_unchanged(&path, &identity)?;
         if !small {
             return Ok(Opened::File(file));
         }
         let mut bytes = vec![0u8; size as usize];
-        std::os::unix::fs::FileExt::read_exact_at(&file, &mut bytes, 0)
-            .map_err(|e| e.to_string())?;
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut bytes, 0)?;
         if Digest::of_bytes(d.algorithm(), &bytes) != d {
-            return Err("content no longer hashes to its digest".into());
+            return Err(WithdrawReason::DigestMismatch);
         }
         Ok(Opened::Bytes(bytes.into()))
     })
     .await
-    .unwrap_or_else(|e| Err(format!("blob open task failed: {e}")));
+    .unwrap_or_else(|e| Err(e.into()));
 
     match opened {
         Ok(Opened::Bytes(bytes)) => Ok(Body::full(bytes.slice(start as usize..end as usize))),
         Ok(Opened::File(file)) => {
-            let seals = catalog.seals();
             let whole = start == 0 && end == size;
             let check = if whole {
                 match seals.lookup(&digest, &identity) {
@@ -111,9 +126,7 @@ pub async fn body(
                     .get(&digest, &identity)
                     .map_or(Check::Identity, Check::Seal)
             };
-            let fill = whole
-                .then(|| catalog.blob_cache().reserve(&digest, size))
-                .flatten();
+            let fill = whole.then(|| cache.reserve(&digest, size)).flatten();
             let stream = BlobStream::new(
                 app.clone(),
                 digest,

@@ -7,7 +7,7 @@
 //!   streams; the last chunk is sent only after the digest matched, so a
 //!   file altered on disk yields a cut-off response (which every client
 //!   rejects) and the blob is withdrawn. The same pass builds the blob's
-//!   chunk seal ([`crate::delivery::seals`]), kept once the digest matched;
+//!   chunk seal ([`crate::delivery::seal_cache`]), kept once the digest matched;
 //! - once sealed, every GET of the blob, whole or a range, reads whole
 //!   aligned chunks and checks each against the seal *before* sending any
 //!   of it (GMAC, a tenth of the cost of SHA-256 here);
@@ -35,12 +35,12 @@ use ir_oci::{Application, Digest, FileIdentity};
 use tokio::task::JoinHandle;
 
 use crate::delivery::blob_cache::FillTicket;
-use crate::delivery::seal::Seal;
-use crate::delivery::seals::SealTicket;
+use crate::delivery::chunk_seal::Seal;
+use crate::delivery::seal_cache::SealTicket;
 
 /// Bytes read per step: one seal chunk, large enough to amortise the hop
 /// to the blocking pool, small enough to bound memory per connection.
-pub const CHUNK: usize = crate::delivery::seal::SEAL_CHUNK;
+pub const CHUNK: usize = crate::delivery::chunk_seal::SEAL_CHUNK;
 
 /// Why a stream was cut off.
 #[derive(Debug, thiserror::Error)]

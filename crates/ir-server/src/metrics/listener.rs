@@ -16,9 +16,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use super::{install, Metrics};
-use crate::api::ApiState;
-use crate::status::STATUS_PATH;
+use super::status::{Observed, STATUS_PATH};
+use super::Metrics;
 
 /// Path of the exposition.
 pub const METRICS_PATH: &str = "/metrics";
@@ -30,19 +29,21 @@ const MAX_CONNECTIONS: usize = 32;
 /// Time a client has to send its request head.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Binds `addr`, enables the process-wide metrics ([`install`]) and serves
-/// them with the probes of `state` in a background task. Returns the bound
-/// address (useful with port 0).
-pub async fn start(addr: SocketAddr, state: Arc<ApiState>) -> Result<SocketAddr, ListenError> {
+/// Binds `addr` and serves `metrics` with `observed` in a background task.
+/// Returns the bound address (useful with port 0).
+pub async fn start(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    observed: Observed,
+) -> Result<SocketAddr, ListenError> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| ListenError { addr, source })?;
     let local = listener
         .local_addr()
         .map_err(|source| ListenError { addr, source })?;
-    let metrics = install();
     tracing::info!("serving /metrics, /status, /healthz and /readyz on http://{local}");
-    tokio::spawn(serve(listener, metrics, state));
+    tokio::spawn(serve(listener, metrics, observed));
     Ok(local)
 }
 
@@ -57,8 +58,8 @@ pub struct ListenError {
     pub source: std::io::Error,
 }
 
-/// Serves `metrics` and the probes of `state` on `listener`, forever.
-pub async fn serve(listener: TcpListener, metrics: &'static Metrics, state: Arc<ApiState>) {
+/// Serves `metrics` and `observed` on `listener`, forever.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, observed: Observed) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let permit = slots
@@ -74,11 +75,11 @@ pub async fn serve(listener: TcpListener, metrics: &'static Metrics, state: Arc<
                 continue;
             }
         };
-        let state = state.clone();
+        let (metrics, observed) = (metrics.clone(), observed.clone());
         tokio::spawn(async move {
             let _permit = permit;
             let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                let response = answer(metrics, &state, req.method(), req.uri().path());
+                let response = answer(&metrics, &observed, req.method(), req.uri().path());
                 async move { Ok::<_, Infallible>(response) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
@@ -95,7 +96,7 @@ pub async fn serve(listener: TcpListener, metrics: &'static Metrics, state: Arc<
 /// The answer to one request on the metrics listener.
 pub fn answer(
     metrics: &Metrics,
-    state: &ApiState,
+    observed: &Observed,
     method: &Method,
     path: &str,
 ) -> Response<Full<Bytes>> {
@@ -105,12 +106,12 @@ pub fn answer(
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
-    if let Some((status, body)) = state.probe(path) {
+    if let Some((status, body)) = observed.readiness.probe(path) {
         return finish(method, text(status, body));
     }
     let response = match path {
         METRICS_PATH => {
-            metrics.observe_state(state);
+            metrics.observe_state(&observed.catalog.load(), &observed.readiness);
             let body = metrics.encode();
             let mut r = Response::new(Full::new(Bytes::from(body)));
             r.headers_mut().insert(
@@ -121,7 +122,7 @@ pub fn answer(
         }
         STATUS_PATH => {
             let body =
-                serde_json::to_vec_pretty(&crate::status::document(state)).unwrap_or_default();
+                serde_json::to_vec_pretty(&super::status::document(observed)).unwrap_or_default();
             let mut r = Response::new(Full::new(Bytes::from(body)));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -159,23 +160,32 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{self, Catalog};
+    use crate::api::readiness::Readiness;
+    use crate::snapshot::catalog::{self, Catalog};
 
-    fn status(state: &ApiState, draining: bool, method: Method, path: &str) -> u16 {
-        if draining {
-            state.set_draining();
+    fn observed(ready: bool) -> Observed {
+        Observed {
+            catalog: catalog::shared(Catalog::default()),
+            readiness: Arc::new(Readiness::new(ready)),
+            status: Arc::default(),
         }
-        answer(&Metrics::new(), state, &method, path)
+    }
+
+    fn status(observed: &Observed, draining: bool, method: Method, path: &str) -> u16 {
+        if draining {
+            observed.readiness.set_draining();
+        }
+        answer(&Metrics::new(), observed, &method, path)
             .status()
             .as_u16()
     }
 
     #[test]
     fn probes_follow_loading_and_shutdown() {
-        let state = ApiState::loading(catalog::shared(Catalog::default()), false);
+        let state = observed(false);
         assert_eq!(status(&state, false, Method::GET, "/healthz"), 200);
         assert_eq!(status(&state, false, Method::GET, "/readyz"), 503);
-        state.set_ready();
+        state.readiness.set_ready();
         assert_eq!(status(&state, false, Method::GET, "/readyz"), 200);
         assert_eq!(status(&state, false, Method::HEAD, "/readyz"), 200);
         assert_eq!(status(&state, false, Method::GET, "/metrics"), 200);
@@ -188,12 +198,12 @@ mod tests {
 
     #[test]
     fn the_ready_gauge_drops_when_draining() {
-        let state = ApiState::new(catalog::shared(Catalog::default()), false);
+        let state = observed(true);
         let m = Metrics::new();
-        m.observe_state(&state);
+        m.observe_state(&state.catalog.load(), &state.readiness);
         assert!(m.encode().contains("ir_server_ready 1\n"));
-        state.set_draining();
-        m.observe_state(&state);
+        state.readiness.set_draining();
+        m.observe_state(&state.catalog.load(), &state.readiness);
         assert!(m.encode().contains("ir_server_ready 0\n"));
     }
 }

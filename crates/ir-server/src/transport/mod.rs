@@ -21,13 +21,17 @@
 //! slow client never delays another); rate-limited refusal logs; and
 //! graceful shutdown.
 
+pub mod cert_store;
+pub mod client_access;
 mod error;
 mod guard;
 mod per_address;
 pub mod plain;
 pub mod proxy_protocol;
 pub mod ratls;
+
 mod refusals;
+pub mod server;
 pub mod tls;
 
 use std::future::Future;
@@ -41,7 +45,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::api::{ApiState, ConnInfo};
-use crate::server::{http_builder, serve_connection, ConnLimits, Shutdown};
+use crate::transport::server::{http_builder, serve_connection, ConnLimits, Shutdown};
 pub use error::HandshakeError;
 pub use guard::GuardedIo;
 pub use per_address::{AddressKeying, PerAddress, DEFAULT_IPV6_PREFIX_LEN};
@@ -217,7 +221,7 @@ pub async fn serve<H: Handshake>(
             _ = &mut shutdown => break,
         };
         let _ = tcp.set_nodelay(true);
-        let open = crate::metrics::connection_opened();
+        let open = state.metrics.as_ref().map(|m| m.connection_opened());
         let connection = Connection {
             handshake: handshake.clone(),
             handshakes: handshakes.clone(),

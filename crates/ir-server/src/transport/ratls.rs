@@ -31,7 +31,8 @@ use tokio_rustls::StartHandshake;
 
 use super::{bounded, Handshake, HandshakeError, MAX_DETAIL};
 use crate::api::ConnInfo;
-use crate::cert_store::CertStore;
+use crate::metrics::Metrics;
+use crate::transport::cert_store::CertStore;
 
 /// Default [`RaTls::with_max_connection_age`].
 pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
@@ -61,6 +62,7 @@ pub struct RaTls {
     max_connection_age: Duration,
     provider: Arc<rustls::crypto::CryptoProvider>,
     observer: Option<Observer>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl RaTls {
@@ -74,7 +76,14 @@ impl RaTls {
             max_connection_age: DEFAULT_MAX_CONNECTION_AGE,
             provider: Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
             observer: None,
+            metrics: None,
         }
+    }
+
+    /// Also counts every attestation's outcome in `metrics`.
+    pub fn with_metrics(mut self, metrics: Option<Arc<Metrics>>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Also reports every connection's outcome to `observer`.
@@ -91,10 +100,10 @@ impl RaTls {
     }
 
     fn report(&self, peer: SocketAddr, outcome: AttestationOutcome) {
-        match &outcome {
-            AttestationOutcome::Accepted(_) => crate::metrics::attestation("accepted", "ok"),
-            AttestationOutcome::Refused { reason, .. } => {
-                crate::metrics::attestation("refused", reason)
+        if let Some(m) = &self.metrics {
+            match &outcome {
+                AttestationOutcome::Accepted(_) => m.attestation("accepted", "ok"),
+                AttestationOutcome::Refused { reason, .. } => m.attestation("refused", reason),
             }
         }
         if let Some(o) = &self.observer {
@@ -233,7 +242,7 @@ impl Handshake for RaTls {
                 tracing::debug!(%peer, "attested token: {}", attested.summary);
                 self.report(peer, AttestationOutcome::Accepted(realm.label()));
                 let name: Arc<str> = realm.name.as_deref().unwrap_or("unnamed realm").into();
-                let identity = Arc::new(crate::audit::realm_identity(
+                let identity = Arc::new(crate::audit::identity::realm_identity(
                     &attested.claims,
                     &attested.platform_instance_id,
                 ));

@@ -10,8 +10,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::error::HandshakeError;
 use super::per_address::AddressKeying;
-use super::HandshakeError;
 
 /// Most bytes of a refusal's detail in one log line.
 pub const MAX_DETAIL: usize = 300;

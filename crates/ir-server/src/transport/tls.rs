@@ -1,5 +1,5 @@
 //! TLS: rustls with TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`, and the
-//! certificate from a [`CertStore`](crate::cert_store::CertStore) that can be
+//! certificate from a [`CertStore`](crate::transport::cert_store::CertStore) that can be
 //! rotated without a restart (new handshakes get the new pair; open
 //! connections keep theirs).
 
@@ -13,7 +13,7 @@ use tokio_rustls::{LazyConfigAcceptor, StartHandshake};
 
 use super::{Handshake, HandshakeError};
 use crate::api::ConnInfo;
-use crate::client_access::ClientMap;
+use crate::transport::client_access::ClientMap;
 
 /// The TLS transport.
 pub struct Tls {
@@ -22,7 +22,7 @@ pub struct Tls {
 }
 
 impl Tls {
-    /// A TLS transport with `config` (see [`crate::cert_store::server_config`]).
+    /// A TLS transport with `config` (see [`crate::transport::cert_store::server_config`]).
     pub fn new(config: Arc<rustls::ServerConfig>) -> Self {
         Tls {
             config,
@@ -32,7 +32,7 @@ impl Tls {
 
     /// The same, limiting each client to the applications `clients` maps
     /// its certificate to (`config` must require client certificates:
-    /// [`crate::cert_store::server_config_with_client_auth`]).
+    /// [`crate::transport::cert_store::server_config_with_client_auth`]).
     pub fn with_client_map(config: Arc<rustls::ServerConfig>, clients: Arc<ClientMap>) -> Self {
         Tls {
             config,
@@ -90,7 +90,7 @@ impl Handshake for Tls {
             }
             info.realm = name;
             info.visibility = visibility;
-            info.identity = crate::audit::certificate_identity(der).map(Arc::new);
+            info.identity = crate::audit::identity::certificate_identity(der).map(Arc::new);
         }
         Ok((stream, info))
     }

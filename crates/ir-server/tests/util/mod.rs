@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ir_server::api::ApiState;
-use ir_server::catalog::{self, Catalog};
-use ir_server::server::ConnLimits;
+use ir_server::metrics::Metrics;
+use ir_server::snapshot::catalog::{self, Catalog};
+use ir_server::transport::server::ConnLimits;
 use ir_server::transport::{plain::Plain, Handshake, ServeOptions};
 use tokio::sync::oneshot;
 
@@ -17,6 +18,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub base: String,
     pub state: Arc<ApiState>,
+    /// The server's own metrics (requests, connections, downloads).
+    pub metrics: Arc<Metrics>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -65,7 +68,11 @@ impl TestServer {
         options: ServeOptions,
         scheme: &str,
     ) -> TestServer {
-        let state = Arc::new(ApiState::new(catalog::shared(catalog), false));
+        let metrics = Arc::new(Metrics::new());
+        let catalog = catalog.counting_downloads(metrics.clone());
+        let state = Arc::new(
+            ApiState::new(catalog::shared(catalog), false).with_metrics(Some(metrics.clone())),
+        );
         let listener = ir_server::transport::bind("127.0.0.1:0".parse().unwrap(), 1024).unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -82,6 +89,7 @@ impl TestServer {
             addr,
             base: format!("{scheme}://{addr}"),
             state,
+            metrics,
             stop: Some(stop),
             task,
         }

@@ -61,7 +61,32 @@ pub enum ClientAccessError {
     Verifier(String, String),
     /// The map is not valid.
     #[error("--client-map {0}: {1}")]
-    Map(String, String),
+    Map(String, #[source] MapError),
+}
+
+/// Why a client map document is not valid.
+#[derive(Debug, thiserror::Error)]
+pub enum MapError {
+    /// The file is over 4 MiB.
+    #[error("file too large")]
+    TooLarge,
+    /// Not strict JSON of the map's shape.
+    #[error(transparent)]
+    Json(#[from] ir_oci::json::StrictJsonError),
+    /// More than [`MAX_CLIENTS`] entries.
+    #[error("more than {MAX_CLIENTS} clients")]
+    TooManyClients,
+    /// An entry names none or several of the ways to match a certificate.
+    #[error("client {0}: give exactly one of \"subject\", \"common_name\", \"san\"")]
+    OneKey(usize),
+    /// An entry's application pattern does not parse.
+    #[error("client {client}: {reason}")]
+    Pattern {
+        /// The entry's index.
+        client: usize,
+        /// What the pattern parser said.
+        reason: String,
+    },
 }
 
 /// The verifier that requires a certificate from the CAs in `path`.
@@ -147,16 +172,16 @@ impl ClientMap {
             source,
         })?;
         if bytes.len() as u64 > MAX_MAP_BYTES {
-            return Err(ClientAccessError::Map(shown, "file too large".into()));
+            return Err(ClientAccessError::Map(shown, MapError::TooLarge));
         }
         ClientMap::from_json(&bytes).map_err(|e| ClientAccessError::Map(shown, e))
     }
 
     /// Parses a map document.
-    pub fn from_json(bytes: &[u8]) -> Result<ClientMap, String> {
-        let raw: RawMap = ir_oci::json::from_slice(bytes).map_err(|e| e.to_string())?;
+    pub fn from_json(bytes: &[u8]) -> Result<ClientMap, MapError> {
+        let raw: RawMap = ir_oci::json::from_slice(bytes)?;
         if raw.clients.len() > MAX_CLIENTS {
-            return Err(format!("more than {MAX_CLIENTS} clients"));
+            return Err(MapError::TooManyClients);
         }
         let mut entries = Vec::with_capacity(raw.clients.len());
         for (i, e) in raw.clients.into_iter().enumerate() {
@@ -164,17 +189,16 @@ impl ClientMap {
                 (Some(s), None, None) => Key::Subject(normalise_subject(&s)),
                 (None, Some(cn), None) => Key::CommonName(cn),
                 (None, None, Some(san)) => Key::San(san),
-                _ => {
-                    return Err(format!(
-                        "client {i}: give exactly one of \"subject\", \"common_name\", \"san\""
-                    ))
-                }
+                _ => return Err(MapError::OneKey(i)),
             };
             let applications = match e.applications {
                 None => None,
                 Some(list) => Some(
                     list.iter()
-                        .map(|p| AppPattern::parse(p).map_err(|err| format!("client {i}: {err}")))
+                        .map(|p| {
+                            AppPattern::parse(p)
+                                .map_err(|reason| MapError::Pattern { client: i, reason })
+                        })
                         .collect::<Result<Vec<_>, _>>()?
                         .into(),
                 ),

@@ -2,10 +2,11 @@
 //! together with `/healthz` and `/readyz`.
 //!
 //! Built on [`prometheus_client`] (the Prometheus project's own Rust
-//! client; OpenMetrics text). The metrics live in one process-wide
-//! [`Metrics`], created by [`install`] when the listener starts; until
-//! then every recording function here is a no-op costing one atomic load,
-//! so a server without `--metrics-addr` pays nothing measurable.
+//! client; OpenMetrics text). The metrics live in one [`Metrics`], created
+//! by the application when `--metrics-addr` is given and handed to what
+//! records (the API state, the transports, the catalog, the reloader);
+//! without it they hold `None` and record nothing, so a server without
+//! `--metrics-addr` pays nothing measurable.
 //!
 //! The request path takes no lock: label sets are resolved once into
 //! lock-free cells (a counter per endpoint × method × common status), and
@@ -41,9 +42,10 @@
 pub mod histogram;
 pub mod listener;
 pub mod process;
+pub mod status;
 
 use std::collections::HashSet;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use http::Method;
@@ -56,69 +58,10 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
 pub use self::histogram::AtomicHistogram;
-pub use self::listener::start;
-use crate::api::{ApiState, Body};
-
-static METRICS: OnceLock<Metrics> = OnceLock::new();
-
-/// Creates the process-wide metrics (once) and returns them.
-pub fn install() -> &'static Metrics {
-    METRICS.get_or_init(Metrics::new)
-}
-
-/// The process-wide metrics, if [`install`] was called.
-pub fn get() -> Option<&'static Metrics> {
-    METRICS.get()
-}
-
-/// The endpoint kind a request path addresses: the `endpoint` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Endpoint {
-    /// `/v2/`.
-    Base,
-    /// `/v2/<name>/manifests/<reference>`.
-    Manifest,
-    /// `/v2/<name>/blobs/<digest>`.
-    Blob,
-    /// `/v2/<name>/tags/list`.
-    Tags,
-    /// `/v2/<name>/referrers/<digest>`.
-    Referrers,
-    /// `/v2/_catalog`.
-    Catalog,
-    /// Anything else: uploads, probes, unknown paths.
-    Other,
-}
-
-impl Endpoint {
-    /// Every kind, in label order.
-    pub const ALL: [Endpoint; 7] = [
-        Endpoint::Base,
-        Endpoint::Manifest,
-        Endpoint::Blob,
-        Endpoint::Tags,
-        Endpoint::Referrers,
-        Endpoint::Catalog,
-        Endpoint::Other,
-    ];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Endpoint::Base => "base",
-            Endpoint::Manifest => "manifest",
-            Endpoint::Blob => "blob",
-            Endpoint::Tags => "tags",
-            Endpoint::Referrers => "referrers",
-            Endpoint::Catalog => "catalog",
-            Endpoint::Other => "other",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
+use crate::api::readiness::Readiness;
+use crate::api::route::Endpoint;
+use crate::delivery::Body;
+use crate::snapshot::catalog::{Catalog, DownloadCounters, DownloadCounting};
 
 /// Methods with their own label value; anything else is `OTHER`.
 const METHODS: [Method; 7] = [
@@ -172,15 +115,6 @@ struct DownloadLabels {
     kind: &'static str,
 }
 
-/// The download counters of one application (see [`Metrics::downloads_of`]).
-#[derive(Debug, Clone, Default)]
-pub struct DownloadCounters {
-    /// Manifests (and indexes) sent.
-    pub manifests: Counter,
-    /// Blobs sent, whole or in ranges.
-    pub blobs: Counter,
-}
-
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AttestationLabels {
     outcome: String,
@@ -232,8 +166,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// A fresh set of metrics with its own registry (tests use their own;
-    /// the server uses the one from [`install`]).
+    /// A fresh set of metrics with its own registry.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("ir_server");
         let requests = Family::<RequestLabels, Counter>::default();
@@ -512,7 +445,15 @@ impl Metrics {
         self.reload_duration.observe(elapsed.as_secs_f64());
     }
 
-    /// Counts an RA-TLS attestation; see the free function [`attestation`].
+    /// Counts one RA-TLS attestation of a client.
+    ///
+    /// `outcome` is `accepted` or `refused`; `reason` is a short fixed
+    /// token, never free text or an error message: `ok` for accepted
+    /// realms, and for refusals the attestor's reasons (`no_certificate`,
+    /// `token_parse`, `challenge_mismatch`, `rim_mismatch`,
+    /// `veraison_unreachable`, `veraison_timeout`, …). At most
+    /// [`MAX_ATTESTATION_SERIES`] distinct pairs are kept; later new
+    /// reasons count as `other`.
     pub fn attestation(&self, outcome: &str, reason: &str) {
         let mut key = (outcome.to_string(), reason.to_string());
         {
@@ -533,10 +474,9 @@ impl Metrics {
             .inc();
     }
 
-    /// Sets the gauges that describe the served snapshot from `state` (a
-    /// draining replica is not ready).
-    pub fn observe_state(&self, state: &ApiState) {
-        let catalog = state.catalog.load();
+    /// Sets the gauges that describe the served snapshot `catalog` and
+    /// `readiness` (a draining replica is not ready).
+    pub fn observe_state(&self, catalog: &Catalog, readiness: &Readiness) {
         let registry = catalog.registry();
         for (name, n) in [
             ("served", registry.applications.len()),
@@ -553,7 +493,7 @@ impl Metrics {
         self.blob_cache
             .set(i64::try_from(catalog.blob_cache().used()).unwrap_or(i64::MAX));
         self.ready
-            .set(i64::from(state.is_ready() && !state.is_draining()));
+            .set(i64::from(readiness.is_ready() && !readiness.is_draining()));
     }
 
     /// The OpenMetrics text exposition of every metric.
@@ -579,20 +519,21 @@ impl Drop for ConnectionGuard {
     }
 }
 
-/// Records an answered request with the process-wide metrics (the hook in
-/// [`crate::api::handle`]): its endpoint kind, method, status, body size
-/// (from the body's exact size, so 0 for HEAD and 304) and latency.
-pub fn record_request(
-    endpoint: Endpoint,
-    method: &Method,
-    response: &http::Response<Body>,
-    started: Instant,
-) {
-    if let Some(m) = get() {
+impl Metrics {
+    /// Records an answered request (the hook in [`crate::api::handle`]):
+    /// its endpoint kind, method, status, body size (from the body's exact
+    /// size, so 0 for HEAD and 304) and latency.
+    pub fn record_request(
+        &self,
+        endpoint: Endpoint,
+        method: &Method,
+        response: &http::Response<Body>,
+        started: Instant,
+    ) {
         let bytes = http_body::Body::size_hint(response.body())
             .exact()
             .unwrap_or(0);
-        m.request(
+        self.request(
             endpoint,
             method,
             response.status().as_u16(),
@@ -600,60 +541,39 @@ pub fn record_request(
             started.elapsed(),
         );
     }
-}
 
-/// Sets the number of tags the signature policy refuses, by reason (every
-/// reason is reported, 0 included, once a policy is in force).
-pub fn images_refused(by_reason: &[(&'static str, u64)]) {
-    if let Some(m) = get() {
+    /// Sets the number of tags the signature policy refuses, by reason
+    /// (every reason is reported, 0 included, once a policy is in force).
+    pub fn images_refused(&self, by_reason: &[(&'static str, u64)]) {
         for (reason, n) in by_reason {
-            m.images_refused
+            self.images_refused
                 .get_or_create(&ReasonLabels { reason })
                 .set(i64::try_from(*n).unwrap_or(i64::MAX));
         }
     }
-}
 
-/// Records how far the first load has got (see [`crate::load_progress`]).
-pub fn load_progress(p: &ir_oci::ProgressSnapshot) {
-    if let Some(m) = get() {
+    /// Records how far the first load has got (see
+    /// [`crate::snapshot::load_progress`]).
+    pub fn load_progress(&self, p: &ir_oci::ProgressSnapshot) {
         let set = |family: &Family<StateLabels, Gauge>, state, v: u64| {
             family
                 .get_or_create(&StateLabels { state })
                 .set(i64::try_from(v).unwrap_or(i64::MAX));
         };
-        set(&m.load_applications, "found", p.applications_total);
-        set(&m.load_applications, "checked", p.applications_done);
-        set(&m.load_bytes, "found", p.bytes_total);
-        set(&m.load_bytes, "checked", p.bytes_done);
+        set(&self.load_applications, "found", p.applications_total);
+        set(&self.load_applications, "checked", p.applications_done);
+        set(&self.load_bytes, "found", p.bytes_total);
+        set(&self.load_bytes, "checked", p.bytes_done);
     }
 }
 
-/// Counts an accepted connection until the guard drops (`None` without
-/// metrics).
-pub fn connection_opened() -> Option<ConnectionGuard> {
-    get().map(Metrics::connection_opened)
-}
-
-/// Records a load's verification (see [`Metrics::verified`]).
-pub fn verified(registry: &ir_oci::Registry) {
-    if let Some(m) = get() {
-        m.verified(registry);
+impl DownloadCounting for Metrics {
+    fn counters_of(&self, application: &str) -> DownloadCounters {
+        self.downloads_of(application)
     }
-}
 
-/// Counts one RA-TLS attestation of a client.
-///
-/// `outcome` is `accepted` or `refused`; `reason` is a short fixed token,
-/// never free text or an error message: `ok` for accepted realms, and for
-/// refusals the attestor's reasons (`no_certificate`, `token_parse`,
-/// `challenge_mismatch`, `rim_mismatch`, `veraison_unreachable`,
-/// `veraison_timeout`, …). At most
-/// [`MAX_ATTESTATION_SERIES`] distinct pairs are kept; later new reasons
-/// count as `other`. A no-op unless metrics are enabled.
-pub fn attestation(outcome: &str, reason: &str) {
-    if let Some(m) = get() {
-        m.attestation(outcome, reason);
+    fn forget(&self, application: &str) {
+        self.forget_application(application);
     }
 }
 
@@ -661,14 +581,16 @@ pub fn attestation(outcome: &str, reason: &str) {
 /// counts as failed, so every early return of a reload is recorded.
 #[derive(Debug)]
 pub struct ReloadTimer {
+    metrics: Option<Arc<Metrics>>,
     started: Instant,
     done: bool,
 }
 
 impl ReloadTimer {
-    /// Starts timing a reload.
-    pub fn start() -> Self {
+    /// Starts timing a reload, recorded in `metrics` (if any).
+    pub fn start(metrics: Option<Arc<Metrics>>) -> Self {
         ReloadTimer {
+            metrics,
             started: Instant::now(),
             done: false,
         }
@@ -682,7 +604,7 @@ impl ReloadTimer {
     fn finish(&mut self, ok: bool) {
         if !self.done {
             self.done = true;
-            if let Some(m) = get() {
+            if let Some(m) = &self.metrics {
                 m.reload_finished(ok, self.started.elapsed());
             }
         }

@@ -291,7 +291,7 @@ pub fn server_config(store: Arc<CertStore>) -> Arc<rustls::ServerConfig> {
 }
 
 /// [`server_config`] that also requires a client certificate accepted by
-/// `clients` (`--client-ca`, see [`crate::client_access`]).
+/// `clients` (`--client-ca`, see [`crate::transport::client_access`]).
 pub fn server_config_with_client_auth(
     store: Arc<CertStore>,
     clients: Arc<dyn rustls::server::danger::ClientCertVerifier>,

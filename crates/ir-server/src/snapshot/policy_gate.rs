@@ -12,8 +12,6 @@ use ir_oci::{Application, Registry, RepoName};
 use ir_trust::enforce::Judgement;
 use ir_trust::{Memo, NotationTrust, Reason, Trust};
 
-use crate::cli::Args;
-
 /// Why the signature policy cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
@@ -47,26 +45,6 @@ pub enum TrustError {
     },
 }
 
-/// `path` made absolute with its links resolved, as far as it exists.
-fn resolved(path: &std::path::Path) -> PathBuf {
-    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
-    // The longest existing ancestor, resolved, and the rest as given.
-    let mut rest = Vec::new();
-    let mut at = absolute.as_path();
-    loop {
-        if let Ok(real) = std::fs::canonicalize(at) {
-            return rest.iter().rev().fold(real, |p, c| p.join(c));
-        }
-        match (at.parent(), at.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_owned());
-                at = parent;
-            }
-            _ => return absolute,
-        }
-    }
-}
-
 /// Where the policy comes from.
 #[derive(Debug, Clone)]
 pub struct TrustConfig {
@@ -88,47 +66,6 @@ impl TrustConfig {
             host: host.to_owned(),
             memo: None,
         }
-    }
-
-    /// The configuration the arguments give, or `None` when no signature
-    /// policy is asked for.
-    pub fn from_args(args: &Args) -> Result<Option<Self>, TrustError> {
-        let notation = match (&args.notation_trust_policy, &args.notation_trust_store) {
-            (Some(p), Some(s)) => Some((p.clone(), s.clone())),
-            (None, None) => None,
-            _ => return Err(TrustError::NotationIncomplete),
-        };
-        if args.policy.is_none() && notation.is_none() {
-            return Ok(None);
-        }
-        let host = args
-            .registry_host
-            .clone()
-            .unwrap_or_else(|| format!("localhost:{}", args.port));
-        if ir_trust::DockerReference::parse(&format!("{host}/x")).map(|r| r.host().to_owned())
-            != Ok(host.clone())
-        {
-            return Err(TrustError::Host(host));
-        }
-        if let Some(cache) = &args.signature_cache {
-            let root = args
-                .root
-                .clone()
-                .unwrap_or_else(|| crate::cli::crate_root().join("registry"));
-            let (cache_at, root_at) = (resolved(cache), resolved(&root));
-            if cache_at.starts_with(&root_at) {
-                return Err(TrustError::CacheInRoot {
-                    cache: cache.display().to_string(),
-                    root: root.display().to_string(),
-                });
-            }
-        }
-        Ok(Some(TrustConfig {
-            policy: args.policy.clone(),
-            notation,
-            host,
-            memo: args.signature_cache.clone(),
-        }))
     }
 
     /// Reads the policy files and keys.
@@ -215,7 +152,10 @@ pub struct Gate {
 impl Gate {
     /// Reads the policy; an error here is a start-up error.
     pub fn new(config: TrustConfig) -> Result<Self, TrustError> {
-        let digest = config.policy.as_deref().and_then(crate::audit::digest_of);
+        let digest = config
+            .policy
+            .as_deref()
+            .and_then(crate::audit::trust_digest::digest_of);
         let trust = config.read()?;
         if let Some(p) = &trust.policy {
             for t in p.ignored_transports() {
@@ -263,7 +203,7 @@ impl Gate {
             .config
             .policy
             .as_deref()
-            .and_then(crate::audit::digest_of);
+            .and_then(crate::audit::trust_digest::digest_of);
         match self.config.read() {
             Ok(t) => {
                 *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(t);
@@ -372,8 +312,9 @@ impl Gate {
         }
     }
 
-    /// Sets the refusal metrics from every judgement of one load.
-    pub fn record(&self, judgements: &[Judgement]) {
+    /// The tags refused in `judgements` (one load's), by reason: every
+    /// reason, 0 included (the refusal metrics).
+    pub fn refusals_by_reason(judgements: &[Judgement]) -> Vec<(&'static str, u64)> {
         let mut counts: Vec<(&'static str, u64)> =
             Reason::ALL.iter().map(|r| (r.code(), 0)).collect();
         for j in judgements {
@@ -386,7 +327,7 @@ impl Gate {
                 }
             }
         }
-        crate::metrics::images_refused(&counts);
+        counts
     }
 }
 

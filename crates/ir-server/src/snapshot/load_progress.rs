@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use ir_oci::{report::human_bytes, LoadProgress, ProgressSnapshot};
 
+use crate::metrics::Metrics;
+
 /// How often progress is reported.
 pub const INTERVAL: Duration = Duration::from_secs(5);
 
@@ -34,9 +36,9 @@ pub fn describe(s: &ProgressSnapshot) -> String {
     line
 }
 
-/// Reports `progress` every [`INTERVAL`] until the task is dropped or
+/// Reports `progress` every [`INTERVAL`] (also to `metrics`) until the task is dropped or
 /// aborted (the caller aborts it once the load ends).
-pub async fn report(progress: Arc<LoadProgress>) {
+pub async fn report(progress: Arc<LoadProgress>, metrics: Option<Arc<Metrics>>) {
     let mut tick = tokio::time::interval(INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is immediate
@@ -46,12 +48,14 @@ pub async fn report(progress: Arc<LoadProgress>) {
         let now = progress.snapshot();
         let line = describe(&now);
         tracing::info!("{line}");
-        crate::metrics::load_progress(&now);
+        if let Some(m) = &metrics {
+            m.load_progress(&now);
+        }
         let mut message = format!("STATUS={line}");
         if now != last {
             message.push_str(&format!("\nEXTEND_TIMEOUT_USEC={}", EXTEND.as_micros()));
         }
-        crate::sd_notify::notify(&message);
+        crate::process::sd_notify::notify(&message);
         last = now;
     }
 }

@@ -1,5 +1,5 @@
-//! The seals of the blobs served so far (see [`crate::delivery::seal`]), bounded in
-//! memory.
+//! The seals of the blobs served so far (see
+//! [`crate::delivery::chunk_seal`]), bounded in memory.
 //!
 //! The first whole GET of a large blob hashes it with its digest algorithm
 //! as it streams and builds its seal from the same bytes; once the digest
@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use ir_oci::{Digest, FileIdentity};
 
-use crate::delivery::seal::{seal_bytes, Seal, SealBuilder, SealKey, SEAL_CHUNK};
+use crate::delivery::chunk_seal::{seal_bytes, Seal, SealBuilder, SealKey, SEAL_CHUNK};
 
 /// Default budget: 64 MiB of seals covers 1 TiB of served blobs.
 pub const DEFAULT_BUDGET: u64 = 64 << 20;

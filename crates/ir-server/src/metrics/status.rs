@@ -3,15 +3,28 @@
 //! rejected with the rule and the file; the time and outcome of the last
 //! load; readiness; and the platform check in force for RA-TLS.
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use crate::api::ApiState;
+use crate::api::readiness::Readiness;
+use crate::snapshot::catalog::SharedCatalog;
 
 /// Path of the status document on the metrics listener.
 pub const STATUS_PATH: &str = "/status";
+
+/// What the listener reports besides the metrics: the served snapshot,
+/// readiness (its `/readyz`), and the loads and platform check (`/status`).
+#[derive(Clone)]
+pub struct Observed {
+    /// The served snapshot.
+    pub catalog: SharedCatalog,
+    /// Ready once the first load finished; draining once shutting down.
+    pub readiness: Arc<Readiness>,
+    /// Loads, and the RA-TLS platform check.
+    pub status: Arc<ServerStatus>,
+}
 
 /// Which load a [`LoadRecord`] describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,9 +80,9 @@ fn unix_seconds(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// The status document of `state`.
-pub fn document(state: &ApiState) -> Value {
-    let catalog = state.catalog.load();
+/// The status document of what `observed` holds.
+pub fn document(observed: &Observed) -> Value {
+    let catalog = observed.catalog.load();
     let registry = catalog.registry();
     let kept = catalog.kept();
     let reason_of = |name: &str| {
@@ -113,7 +126,7 @@ pub fn document(state: &ApiState) -> Value {
                 })
             }),
     );
-    let last_load = state.status.last_load().map(|l| {
+    let last_load = observed.status.last_load().map(|l| {
         json!({
             "kind": match l.kind { LoadKind::Start => "start", LoadKind::Reload => "reload" },
             "finished_unix": unix_seconds(l.finished),
@@ -124,10 +137,10 @@ pub fn document(state: &ApiState) -> Value {
     });
     json!({
         "version": env!("CARGO_PKG_VERSION"),
-        "ready": state.is_ready(),
-        "draining": state.is_draining(),
+        "ready": observed.readiness.is_ready(),
+        "draining": observed.readiness.is_draining(),
         "last_load": last_load,
-        "ratls_platform_check": state.status.ratls_platform.get(),
+        "ratls_platform_check": observed.status.ratls_platform.get(),
         "served": registry.applications.len(),
         "kept": kept.len(),
         "rejected": registry.rejected.len() - kept.len().min(registry.rejected.len()),

@@ -9,9 +9,30 @@ use std::collections::{BTreeMap, HashMap};
 use arc_swap::ArcSwap;
 use ir_oci::{Application, Registry, RepoName};
 
+use prometheus_client::metrics::counter::Counter;
+
 use crate::delivery::blob_cache::BlobCache;
-use crate::delivery::seals::Seals;
-use crate::metrics::DownloadCounters;
+use crate::delivery::seal_cache::Seals;
+use crate::snapshot::policy_gate::{Gate, Views};
+
+/// The download counters of one application.
+#[derive(Debug, Clone, Default)]
+pub struct DownloadCounters {
+    /// Manifests (and indexes) sent.
+    pub manifests: Counter,
+    /// Blobs sent, whole or in ranges.
+    pub blobs: Counter,
+}
+
+/// Where a catalog gets the download counters of its applications (the
+/// metrics, when they are on). Resolved once per snapshot, so a request
+/// only bumps an atomic.
+pub trait DownloadCounting: Send + Sync {
+    /// The counters of `application`, created if new.
+    fn counters_of(&self, application: &str) -> DownloadCounters;
+    /// Drops the counters of an application no longer served.
+    fn forget(&self, application: &str);
+}
 
 /// What the HTTP layer serves from.
 #[derive(Debug, Default)]
@@ -20,7 +41,7 @@ pub struct Catalog {
     /// With a signature policy: the registry host `registry` was judged
     /// under, and the applications as judged under the other policy scopes
     /// of RA-TLS realms. `None`: no policy (a scope changes nothing).
-    views: Option<(String, Arc<crate::trust::Views>)>,
+    views: Option<(String, Arc<Views>)>,
     /// Applications served at their last good version because their
     /// current version failed verification.
     kept: Vec<RepoName>,
@@ -36,15 +57,26 @@ pub struct Catalog {
     /// Download counters of each served application (empty without
     /// metrics), resolved once per snapshot.
     downloads: HashMap<RepoName, DownloadCounters>,
+    /// Where they come from, passed on to the next snapshot.
+    counting: Option<Arc<dyn DownloadCounting>>,
+}
+
+impl std::fmt::Debug for dyn DownloadCounting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DownloadCounting")
+    }
 }
 
 /// The download counters of the applications of `registry`.
-fn download_counters(registry: &Registry) -> HashMap<RepoName, DownloadCounters> {
-    match crate::metrics::get() {
-        Some(m) => registry
+fn download_counters(
+    registry: &Registry,
+    counting: Option<&Arc<dyn DownloadCounting>>,
+) -> HashMap<RepoName, DownloadCounters> {
+    match counting {
+        Some(c) => registry
             .applications
             .keys()
-            .map(|name| (name.clone(), m.downloads_of(name.as_str())))
+            .map(|name| (name.clone(), c.counters_of(name.as_str())))
             .collect(),
         None => HashMap::new(),
     }
@@ -54,14 +86,15 @@ impl Catalog {
     /// Wraps a loaded registry, with the default seal budget and no blob
     /// cache (the binary sizes its cache from `--blob-cache`).
     pub fn new(registry: Registry) -> Self {
-        Catalog::with_seal_budget(registry, crate::delivery::seals::DEFAULT_BUDGET)
+        Catalog::with_seal_budget(registry, crate::delivery::seal_cache::DEFAULT_BUDGET)
     }
 
     /// Wraps a loaded registry, keeping at most `seal_budget` bytes of
     /// chunk seals (0: none).
     pub fn with_seal_budget(registry: Registry, seal_budget: u64) -> Self {
         Catalog {
-            downloads: download_counters(&registry),
+            downloads: HashMap::new(),
+            counting: None,
             registry,
             views: None,
             kept: Vec::new(),
@@ -71,13 +104,18 @@ impl Catalog {
         }
     }
 
+    /// The same snapshot, counting downloads per application with
+    /// `counting` (and so will the snapshots that succeed it).
+    pub fn counting_downloads(mut self, counting: Arc<dyn DownloadCounting>) -> Self {
+        self.downloads = download_counters(&self.registry, Some(&counting));
+        self.counting = Some(counting);
+        self
+    }
+
     /// The same snapshot with the applications kept at their last good
     /// version judged again by `gate`'s policy (they were judged by the
     /// policy in force when they were loaded).
-    pub fn judged_again(
-        mut self,
-        gate: &crate::trust::Gate,
-    ) -> (Self, Vec<ir_trust::enforce::Judgement>) {
+    pub fn judged_again(mut self, gate: &Gate) -> (Self, Vec<ir_trust::enforce::Judgement>) {
         if self.kept.is_empty() {
             return (self, Vec::new());
         }
@@ -166,18 +204,19 @@ impl Catalog {
             }
             self.blob_cache.retain(|d| !unserved.contains(d));
         }
-        if let Some(m) = crate::metrics::get() {
+        if let Some(c) = &self.counting {
             for gone in self
                 .registry
                 .applications
                 .keys()
                 .filter(|n| !registry.applications.contains_key(*n))
             {
-                m.forget_application(gone.as_str());
+                c.forget(gone.as_str());
             }
         }
         Catalog {
-            downloads: download_counters(&registry),
+            downloads: download_counters(&registry, self.counting.as_ref()),
+            counting: self.counting.clone(),
             registry,
             views: None,
             kept,
@@ -190,7 +229,7 @@ impl Catalog {
     /// The same snapshot with the signature policy's views: `host` is
     /// the registry host the snapshot was judged under, `views` the
     /// applications judged under other hosts (`None`: no policy).
-    pub fn with_views(mut self, views: Option<(String, crate::trust::Views)>) -> Self {
+    pub fn with_views(mut self, views: Option<(String, Views)>) -> Self {
         self.views = views.map(|(host, v)| (host, Arc::new(v)));
         self
     }

@@ -101,6 +101,8 @@ pub struct Attested {
     /// The realm token's claims, to match the realm again against reference
     /// values reloaded while its connection is open.
     pub claims: RealmClaims,
+    /// The platform's instance ID (platform claim 2396), for receipts.
+    pub platform_instance_id: Vec<u8>,
 }
 
 /// Why a client was refused. Each variant says exactly what failed.
@@ -322,6 +324,7 @@ impl Attestor {
         Ok(Attested {
             realm: verified.realm,
             summary,
+            platform_instance_id: verified.token.platform.claims.instance_id,
             claims: verified.token.realm.claims,
         })
     }

@@ -6,7 +6,7 @@
 //! (`--check`) loads and reports without serving.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +16,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::api::ApiState;
+use crate::audit::trust_digest::digest_of;
+use crate::audit::{Audit, AuditError};
 use crate::cli::{Args, ReportFormat};
 use crate::config::{AttestConfig, Config, ConfigError, PlatformConfig, TransportConfig};
 use crate::delivery::blob_cache::{self, BlobCache};
@@ -73,6 +75,9 @@ pub enum StartupError {
     /// What RA-TLS needs (`-j`, `--cpak`, `-u`, `-v`, ...).
     #[error("RA-TLS: {0}")]
     Attestation(#[from] SettingError),
+    /// The receipts journal or the events endpoint (`--receipts`, `--events-url`).
+    #[error(transparent)]
+    Audit(#[from] AuditError),
 }
 
 /// A server built from its configuration, listening, not loaded yet.
@@ -81,6 +86,7 @@ pub struct App {
     state: Arc<ApiState>,
     gate: Option<Arc<Gate>>,
     metrics: Option<Arc<Metrics>>,
+    audit: Option<Arc<Audit>>,
     hangups: broadcast::Sender<()>,
     triggers: (mpsc::Sender<()>, mpsc::Receiver<()>),
     server: JoinHandle<()>,
@@ -118,6 +124,7 @@ impl App {
         };
         let gate = trust_gate(&config)?;
         policy_gate::announce(gate.as_deref());
+        let audit = start_audit(&config, gate.clone())?;
         let addr = config.listen.addr;
         let listener = transport::bind(addr, config.listen.backlog)
             .map_err(|source| StartupError::Listen { addr, source })?;
@@ -128,7 +135,8 @@ impl App {
                 empty_catalog(&config, &blob_cache, metrics.as_ref()),
                 config.access_log,
             )
-            .with_metrics(metrics.clone()),
+            .with_metrics(metrics.clone())
+            .with_audit(audit.clone()),
         );
         // Metrics (off unless --metrics-addr): bound before loading, so that
         // its /readyz says "not ready" while the registry verifies.
@@ -148,6 +156,7 @@ impl App {
             state,
             gate,
             metrics,
+            audit,
             hangups,
             triggers,
             // Replaced below by the accept loop, which needs `app` to build
@@ -227,15 +236,24 @@ impl App {
         {
             tracing::warn!("RA-TLS: a reference entry names a policy-scope, but no signature policy is in force (--policy): it changes nothing");
         }
+        let receipted = self.audit.clone().map(|a| (a, attest.references.clone()));
+        if let Some((audit, references)) = &receipted {
+            audit.set_reference_values(digest_of(references));
+        }
         tokio::spawn(reload_references(
             attestor.clone(),
             attest.platform.clone(),
             self.hangups.subscribe(),
             self.gate.clone().map(|g| (g, self.triggers.0.clone())),
+            receipted,
         ));
-        Ok(RaTls::new(store, attestor, attest.tls12)
+        let ratls = RaTls::new(store, attestor, attest.tls12)
             .with_max_connection_age(attest.max_connection_age)
-            .with_metrics(self.metrics.clone()))
+            .with_metrics(self.metrics.clone());
+        Ok(match self.audit.clone() {
+            Some(audit) => ratls.with_observer(attestation_events(audit)),
+            None => ratls,
+        })
     }
 
     /// Loads (the reloader's first load), serves once ready, and reloads on
@@ -246,6 +264,7 @@ impl App {
             state,
             gate,
             metrics,
+            audit,
             hangups,
             triggers: (trigger_tx, trigger_rx),
             server,
@@ -282,9 +301,35 @@ impl App {
             .then(|| watch_root(&config.root, trigger_tx))
             .flatten();
         let _ = server.await;
+        if let Some(audit) = audit {
+            audit.close().await;
+        }
         tracing::info!("stopped");
         ExitCode::SUCCESS
     }
+}
+
+/// Posts each refused attestation as an event.
+fn attestation_events(audit: Arc<Audit>) -> crate::transport::ratls::Observer {
+    Arc::new(move |peer, outcome| {
+        if let crate::transport::ratls::AttestationOutcome::Refused { detail, .. } = outcome {
+            audit.refused(peer, "attestation", detail, None);
+        }
+    })
+}
+
+/// Receipts and events, when asked for: the journal is opened (and its
+/// key read) now, so a journal that cannot be written stops the start;
+/// while it cannot keep up or be written, `/readyz` says so.
+fn start_audit(config: &Config, gate: Option<Arc<Gate>>) -> Result<Option<Arc<Audit>>, AuditError> {
+    if !config.audit.is_on() {
+        return Ok(None);
+    }
+    let audit = Arc::new(Audit::start(&config.audit)?);
+    if let Some(gate) = gate {
+        audit.set_policy_digest(Box::new(move || gate.policy_digest()));
+    }
+    Ok(Some(audit))
 }
 
 /// The catalog served before the first load: empty, with the seal budget,
@@ -768,6 +813,7 @@ async fn reload_references(
     platform: PlatformConfig,
     mut hangups: tokio::sync::broadcast::Receiver<()>,
     gate: Option<(Arc<Gate>, mpsc::Sender<()>)>,
+    receipted: Option<(Arc<Audit>, PathBuf)>,
 ) {
     while !matches!(
         hangups.recv().await,
@@ -790,6 +836,9 @@ async fn reload_references(
         match tokio::task::spawn_blocking(move || a.reload_references()).await {
             Ok(Ok(n)) => {
                 tracing::info!("RA-TLS: reference values reloaded ({n} realm(s))");
+                if let Some((audit, references)) = &receipted {
+                    audit.set_reference_values(digest_of(references));
+                }
                 if let Some((gate, reload)) = &gate {
                     if gate.set_scopes(policy_scopes(&attestor)) {
                         let _ = reload.try_send(());

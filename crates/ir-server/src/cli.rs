@@ -321,6 +321,40 @@ pub struct Args {
     #[arg(long, value_name = "ADDR:PORT", env = "IR_SERVER_METRICS_ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
 
+    /// append a signed receipt for every manifest served to an attested
+    /// realm, a client certificate or a user to the journal in DIR
+    /// (check it with `ir-server receipts verify DIR --key PUB`)
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "IR_SERVER_RECEIPTS",
+        requires = "receipts_key"
+    )]
+    pub receipts: Option<PathBuf>,
+
+    /// P-256 private key (PEM) that signs the receipts' checkpoints
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "IR_SERVER_RECEIPTS_KEY",
+        requires = "receipts"
+    )]
+    pub receipts_key: Option<PathBuf>,
+
+    /// sign the receipts at least every N records (and at shutdown, and
+    /// after a minute without new ones)
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..), env = "IR_SERVER_RECEIPTS_CHECKPOINT")]
+    pub receipts_checkpoint: u64,
+
+    /// start a new receipts file past this size, in MiB
+    #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..), env = "IR_SERVER_RECEIPTS_FILE_SIZE")]
+    pub receipts_file_size: u64,
+
+    /// post each delivery and each refused pull as a CloudEvent (batched
+    /// JSON) to this http(s) URL
+    #[arg(long, value_name = "URL", value_parser = parse_events_url, env = "IR_SERVER_EVENTS_URL")]
+    pub events_url: Option<reqwest::Url>,
+
     /// read options from this TOML file: each long option is a key of the
     /// same name in the table of its heading here (`[listener] port =
     /// 8080`); flags and the environment take precedence over it
@@ -352,6 +386,15 @@ fn in_build_tree(what: &str, relative: &str) -> String {
         "{what} [default: {}]",
         crate_root().join(relative).display()
     )
+}
+
+/// `--events-url`: an absolute http or https URL.
+fn parse_events_url(value: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(value).map_err(|e| format!("not a URL: {e}"))?;
+    match url.scheme() {
+        "http" | "https" if url.host().is_some() => Ok(url),
+        _ => Err("give an http:// or https:// URL with a host".into()),
+    }
 }
 
 #[cfg(test)]

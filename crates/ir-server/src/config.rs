@@ -81,6 +81,8 @@ pub struct Config {
     /// Memory for verified blob copies, in bytes (`--blob-cache` MiB;
     /// `None`: the default budget).
     pub blob_cache: Option<u64>,
+    /// Receipts and events (`--receipts*`, `--events-url`).
+    pub audit: crate::audit::AuditConfig,
 }
 
 /// The API's listening socket.
@@ -161,6 +163,25 @@ pub struct VeraisonConfig {
 
 const MIB: u64 = 1 << 20;
 
+/// `--receipts*` and `--events-url` (clap already requires the key with
+/// the directory and the other way round).
+fn audit(args: &Args) -> crate::audit::AuditConfig {
+    let receipts = args
+        .receipts
+        .clone()
+        .zip(args.receipts_key.clone())
+        .map(|(dir, key)| crate::audit::ReceiptsConfig {
+            dir,
+            key,
+            checkpoint_every: args.receipts_checkpoint,
+            max_file_bytes: args.receipts_file_size.saturating_mul(MIB),
+        });
+    crate::audit::AuditConfig {
+        receipts,
+        events: args.events_url.clone(),
+    }
+}
+
 impl Config {
     /// Checks `args` and derives the configuration.
     pub fn from_args(args: Args) -> Result<Self, ConfigError> {
@@ -179,6 +200,7 @@ impl Config {
         };
         Ok(Config {
             trust: trust(&args, &root)?,
+            audit: audit(&args),
             serve,
             root,
             check: args.check.then_some(args.format),

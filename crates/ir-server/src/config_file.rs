@@ -92,6 +92,16 @@ pub const GROUPS: &[(&str, &[&str])] = &[
         "Logs and metrics",
         &["log_format", "no_access_log", "metrics_addr"],
     ),
+    (
+        "Receipts and events",
+        &[
+            "receipts",
+            "receipts_key",
+            "receipts_checkpoint",
+            "receipts_file_size",
+            "events_url",
+        ],
+    ),
     ("Configuration", &["config", "print_config"]),
 ];
 

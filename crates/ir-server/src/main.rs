@@ -27,6 +27,13 @@ fn main() -> ExitCode {
     if argv.next().is_some_and(|a| a == probe::SUBCOMMAND) {
         return probe::main(argv);
     }
+    let mut argv = std::env::args_os().skip(1);
+    if argv
+        .next()
+        .is_some_and(|a| a == ir_server::audit::receipts_command::SUBCOMMAND)
+    {
+        return ir_server::audit::receipts_command::main(argv);
+    }
     let parsed = match config_file::parse(std::env::args_os()) {
         Ok(p) => p,
         Err(config_file::CliError::Flags(e)) => e.exit(),

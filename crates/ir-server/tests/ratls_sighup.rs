@@ -15,10 +15,10 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 /// A running `ir-server -t ra-tls`, its output in a file; killed on drop.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     log: PathBuf,
-    port: u16,
+    pub(crate) port: u16,
     ca: Ca,
     _root: Root,
 }
@@ -33,7 +33,7 @@ impl Drop for Server {
 impl Server {
     /// Starts the server on `app` and `other` with `args`, and waits until
     /// it is ready.
-    fn start(dir: &Path, args: &[&str]) -> Server {
+    pub(crate) fn start(dir: &Path, args: &[&str]) -> Server {
         let root = Root::new();
         root.good("app");
         root.good("other");
@@ -65,12 +65,12 @@ impl Server {
         server
     }
 
-    fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Waits until `needle` appears `count` times in the output.
-    fn wait_for(&mut self, needle: &str, count: usize) -> String {
+    pub(crate) fn wait_for(&mut self, needle: &str, count: usize) -> String {
         let until = Instant::now() + Duration::from_secs(30);
         loop {
             let text = self.output();
@@ -86,13 +86,34 @@ impl Server {
     }
 
     fn hangup(&self) {
+        self.signal(libc::SIGHUP);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
         let pid = libc::pid_t::try_from(self.child.id()).unwrap();
         // SAFETY: kill(2) with a valid signal on our own child.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    }
+
+    /// Stops the server as an operator would (SIGTERM) and waits for it.
+    pub(crate) fn terminate(&mut self) -> std::process::ExitStatus {
+        self.signal(libc::SIGTERM);
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < until,
+                "no exit after SIGTERM:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// A client on a new connection, attesting as `realm`.
-    fn client(&self, realm: &EmulatedRealm) -> Client {
+    pub(crate) fn client(&self, realm: &EmulatedRealm) -> Client {
         Client::with_options(
             Transport::RaTls {
                 ca: Some(self.ca.pem.clone().into_bytes()),
@@ -111,7 +132,7 @@ impl Server {
 
     /// The HTTP status of `GET path` on `client`, or `None` if the
     /// connection was refused (attestation failed).
-    async fn status(&self, client: &Client, path: &str) -> Option<u16> {
+    pub(crate) async fn status(&self, client: &Client, path: &str) -> Option<u16> {
         let url = format!("https://localhost:{}{path}", self.port);
         client
             .http()
@@ -124,7 +145,7 @@ impl Server {
 }
 
 /// The realm's reference values, limited to `applications`.
-fn refs(realm: &EmulatedRealm, applications: &[&str]) -> String {
+pub(crate) fn refs(realm: &EmulatedRealm, applications: &[&str]) -> String {
     realm.reference_values_json("demo", Some(applications))
 }
 
@@ -143,7 +164,7 @@ fn refs_with_duplicate_applications(realm: &EmulatedRealm) -> String {
     )
 }
 
-fn write(path: &Path, text: impl AsRef<[u8]>) -> &Path {
+pub(crate) fn write(path: &Path, text: impl AsRef<[u8]>) -> &Path {
     std::fs::write(path, text).unwrap();
     path
 }

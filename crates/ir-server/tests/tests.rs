@@ -16,6 +16,7 @@ mod proxy;
 mod ratls;
 mod ratls_sighup;
 mod readme_help;
+mod receipts;
 mod reload;
 mod signatures;
 mod tls;

@@ -34,6 +34,9 @@ pub struct ConnInfo {
     /// entry's `policy-scope`, read at each request); `None`: the server's
     /// `--registry-host`.
     pub policy_scope: PolicyScope,
+    /// Who the client is, for delivery receipts: an attested realm's
+    /// measurements or a client certificate's subject.
+    pub identity: Option<Arc<ir_receipts::Identity>>,
 }
 
 impl ConnInfo {
@@ -45,6 +48,7 @@ impl ConnInfo {
             max_age: None,
             realm: None,
             policy_scope: None,
+            identity: None,
         }
     }
 

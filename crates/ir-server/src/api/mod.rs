@@ -44,6 +44,8 @@ pub struct ApiState {
     pub status: Arc<ServerStatus>,
     /// Where answered requests are counted (`None`: no metrics).
     pub metrics: Option<Arc<Metrics>>,
+    /// Receipts and events (`--receipts`, `--events-url`), when on.
+    pub audit: Option<Arc<crate::audit::Audit>>,
 }
 
 impl ApiState {
@@ -55,12 +57,26 @@ impl ApiState {
             readiness: Arc::new(Readiness::new(true)),
             status: Arc::default(),
             metrics: None,
+            audit: None,
         }
     }
 
     /// The same state, counting requests (and connections) in `metrics`.
     pub fn with_metrics(mut self, metrics: Option<Arc<Metrics>>) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    /// The same state, recording deliveries in `audit`; while its journal
+    /// cannot keep up or be written, `/readyz` answers 503.
+    pub fn with_audit(mut self, audit: Option<Arc<crate::audit::Audit>>) -> Self {
+        if let Some(a) = &audit {
+            let a = a.clone();
+            self.readiness.set_degraded(move || {
+                (!a.healthy()).then_some("receipts: the journal cannot be written or keep up\n")
+            });
+        }
+        self.audit = audit;
         self
     }
 
@@ -240,8 +256,10 @@ async fn answer<B>(
         Route::Base => Ok(handlers::base()),
         Route::Catalog => handlers::catalog(&catalog, conn, req),
         Route::Manifest(name, reference) => match app_of(&name) {
-            Ok(app) => handlers::manifest(&app, reference, req)
-                .inspect(|r| count_download(&catalog, &name, false, req, r)),
+            Ok(app) => handlers::manifest(&app, reference, req).inspect(|r| {
+                count_download(&catalog, &name, false, req, r);
+                audit_delivery(state, conn, &name, reference, req, r);
+            }),
             Err(e) => Err(e),
         },
         Route::Blob(name, digest) => match app_of(&name) {
@@ -257,6 +275,39 @@ async fn answer<B>(
         Route::Upload(_) => unreachable!("answered above"),
     };
     result.unwrap_or_else(|e| error_response(&e))
+}
+
+/// Records a manifest served by GET (200) in the receipts and events.
+fn audit_delivery<B>(
+    state: &ApiState,
+    conn: &ConnInfo,
+    name: &RepoName,
+    reference: &str,
+    req: &Request<B>,
+    response: &Response<Body>,
+) {
+    let Some(audit) = &state.audit else { return };
+    if req.method() != Method::GET || response.status() != StatusCode::OK {
+        return;
+    }
+    let header = |h: &str| {
+        response
+            .headers()
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    // A tag never contains ':', a digest always does.
+    let tag = (!reference.contains(':')).then_some(reference);
+    audit.delivered(
+        conn.peer,
+        conn.identity.as_deref(),
+        conn.scope().as_deref(),
+        name.as_str(),
+        tag,
+        header("docker-content-digest"),
+        header("content-type"),
+    );
 }
 
 /// Counts a GET answered 200 or 206 in the application's download counters.

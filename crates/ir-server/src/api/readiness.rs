@@ -11,6 +11,16 @@ pub const HEALTH_PATH: &str = "/healthz";
 /// Readiness path on the main port: 200 once the first load finished.
 pub const READY_PATH: &str = "/readyz";
 
+/// A condition that takes a ready server out of rotation, with its reason
+/// (e.g. receipts that cannot be written).
+pub struct Degraded(Box<dyn Fn() -> Option<&'static str> + Send + Sync>);
+
+impl std::fmt::Debug for Degraded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Degraded(..)")
+    }
+}
+
 /// Whether the server is ready, and whether it is shutting down.
 #[derive(Debug, Default)]
 pub struct Readiness {
@@ -19,6 +29,8 @@ pub struct Readiness {
     /// Set once shutdown was requested: `/readyz` answers 503 so that
     /// balancers take the replica out while its last requests finish.
     pub draining: AtomicBool,
+    /// Asked at each `/readyz` once ready.
+    degraded: std::sync::OnceLock<Degraded>,
 }
 
 impl Readiness {
@@ -27,7 +39,13 @@ impl Readiness {
         Readiness {
             ready: AtomicBool::new(ready),
             draining: AtomicBool::new(false),
+            degraded: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Adds the condition `/readyz` also asks (`Some(reason)`: not ready).
+    pub fn set_degraded(&self, check: impl Fn() -> Option<&'static str> + Send + Sync + 'static) {
+        let _ = self.degraded.set(Degraded(Box::new(check)));
     }
 
     /// Marks the first load as finished.
@@ -59,7 +77,10 @@ impl Readiness {
             READY_PATH if self.is_draining() => {
                 Some((StatusCode::SERVICE_UNAVAILABLE, "shutting down\n"))
             }
-            READY_PATH if self.is_ready() => Some((StatusCode::OK, "ok\n")),
+            READY_PATH if self.is_ready() => match self.degraded.get().and_then(|d| d.0()) {
+                Some(reason) => Some((StatusCode::SERVICE_UNAVAILABLE, reason)),
+                None => Some((StatusCode::OK, "ok\n")),
+            },
             READY_PATH => Some((StatusCode::SERVICE_UNAVAILABLE, "not ready\n")),
             _ => None,
         }

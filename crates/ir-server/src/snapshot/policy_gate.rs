@@ -125,11 +125,17 @@ pub struct Gate {
     pending: Mutex<Option<std::thread::JoinHandle<Memo>>>,
     /// Registry hosts that RA-TLS realms are judged under, besides ours.
     scopes: Mutex<BTreeSet<String>>,
+    /// `sha256:` of the policy file in force (read with it), for receipts.
+    digest: Mutex<Option<String>>,
 }
 
 impl Gate {
     /// Reads the policy; an error here is a start-up error.
     pub fn new(config: TrustConfig) -> Result<Self, TrustError> {
+        let digest = config
+            .policy
+            .as_deref()
+            .and_then(crate::audit::trust_digest::digest_of);
         let trust = config.read()?;
         if let Some(p) = &trust.policy {
             for t in p.ignored_transports() {
@@ -151,6 +157,7 @@ impl Gate {
             memo: OnceLock::new(),
             pending: Mutex::new(pending),
             scopes: Mutex::default(),
+            digest: Mutex::new(digest),
         })
     }
 
@@ -172,8 +179,16 @@ impl Gate {
     /// leaves the previous one in force, minus every key whose file no
     /// longer holds it: a key taken away stops accepting now.
     pub fn refresh(&self) {
+        let digest = self
+            .config
+            .policy
+            .as_deref()
+            .and_then(crate::audit::trust_digest::digest_of);
         match self.config.read() {
-            Ok(t) => *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(t),
+            Ok(t) => {
+                *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(t);
+                *self.digest.lock().unwrap_or_else(|e| e.into_inner()) = digest;
+            }
             Err(e) => {
                 tracing::error!(
                     "signature policy not reloaded, the previous one stays in force: {e}"
@@ -187,6 +202,14 @@ impl Gate {
                 }
             }
         }
+    }
+
+    /// `sha256:` of the policy file in force (`None`: no `--policy`).
+    pub fn policy_digest(&self) -> Option<String> {
+        self.digest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The policy in force.

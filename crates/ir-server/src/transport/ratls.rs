@@ -242,6 +242,10 @@ impl Handshake for RaTls {
                 tracing::debug!(%peer, "attested token: {}", attested.summary);
                 self.report(peer, AttestationOutcome::Accepted(realm.label()));
                 let name: Arc<str> = realm.name.as_deref().unwrap_or("unnamed realm").into();
+                let identity = Arc::new(crate::audit::identity::realm_identity(
+                    &attested.claims,
+                    &attested.platform_instance_id,
+                ));
                 let access = Arc::new(RealmAccess {
                     attestor: self.attestor.clone(),
                     claims: attested.claims,
@@ -262,6 +266,7 @@ impl Handshake for RaTls {
                         max_age: Some(self.max_connection_age),
                         realm: Some(name),
                         policy_scope,
+                        identity: Some(identity),
                     },
                 ))
             }

@@ -90,6 +90,7 @@ impl Handshake for Tls {
             }
             info.realm = name;
             info.visibility = visibility;
+            info.identity = crate::audit::identity::certificate_identity(der).map(Arc::new);
         }
         Ok((stream, info))
     }

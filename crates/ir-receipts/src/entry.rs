@@ -1,0 +1,135 @@
+//! What one line of the journal holds.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+/// `prev` of the very first line of a journal.
+pub(crate) const GENESIS: &str =
+    "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Who received a manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Identity {
+    /// An attested realm (RA-TLS): its measurements, in hex.
+    Realm {
+        /// The realm initial measurement.
+        rim: String,
+        /// The four realm extensible measurements.
+        rems: [String; 4],
+        /// The realm personalization value.
+        personalization: String,
+        /// SHA-256 of the platform's instance ID: names the machine
+        /// without publishing its identifier.
+        platform_instance_id_sha256: String,
+    },
+    /// A user authenticated by password or token.
+    User {
+        /// The user name or token subject.
+        name: String,
+    },
+    /// A TLS client certificate.
+    Certificate {
+        /// Its subject.
+        subject: String,
+    },
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Realm {
+                rim,
+                platform_instance_id_sha256,
+                ..
+            } => write!(f, "realm rim={rim} platform={platform_instance_id_sha256}"),
+            Self::User { name } => write!(f, "user {name}"),
+            Self::Certificate { subject } => write!(f, "certificate {subject}"),
+        }
+    }
+}
+
+/// One manifest served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Delivery {
+    /// The application (repository name).
+    pub application: String,
+    /// The tag asked for; `None` when asked by digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// The manifest's digest (`sha256:...`).
+    pub digest: String,
+    /// The manifest's media type.
+    pub media_type: String,
+    /// Who received it.
+    pub identity: Identity,
+    /// The signature-policy scope the identity pulls under, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_scope: Option<String>,
+    /// SHA-256 of the signature policy in force, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_digest: Option<String>,
+    /// SHA-256 of the RA-TLS reference values in force, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference_values_digest: Option<String>,
+}
+
+/// The kind of a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Kind {
+    /// The writer (re)started: the chain goes on from the last line.
+    Start,
+    /// A manifest was served.
+    Delivery,
+    /// A signature over the chain up to this line.
+    Checkpoint,
+}
+
+/// One line, as written.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Line {
+    /// Position in the whole journal, from 1, without gaps.
+    pub seq: u64,
+    #[serde(rename = "type")]
+    pub kind: Kind,
+    /// RFC 3339, UTC.
+    pub time: String,
+    /// `sha256:` of the previous line's bytes (without its newline).
+    pub prev: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<Delivery>,
+    /// `start`: the server's name and version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// `checkpoint`: SHA-256 of the signing key's SubjectPublicKeyInfo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// `checkpoint`: base64url ES256 signature of [`checkpoint_message`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+/// `sha256:<hex>` of a line's bytes.
+pub(crate) fn line_hash(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// What a checkpoint signs: its position, time and the hash of the line
+/// before it, which through `prev` commits to every earlier line.
+pub(crate) fn checkpoint_message(seq: u64, time: &str, prev: &str) -> Vec<u8> {
+    format!("ir-receipts checkpoint v1\n{seq}\n{time}\n{prev}").into_bytes()
+}
+
+/// Now, as RFC 3339 UTC with seconds.
+pub(crate) fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    now.replace_nanosecond(0)
+        .unwrap_or(now)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| now.unix_timestamp().to_string())
+}

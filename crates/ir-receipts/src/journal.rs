@@ -1,0 +1,275 @@
+//! Appending to the journal: one line per record, a checkpoint every
+//! `checkpoint_every` records, at each file's end and at close; a new
+//! file when the current one passes `max_file_bytes`, and at each start.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use crate::entry::{checkpoint_message, line_hash, now_rfc3339, Kind, Line, GENESIS};
+use crate::{CheckpointSigner, Delivery, ReceiptsError};
+
+/// Longest tail read to find the last line of an existing journal.
+const MAX_LINE: u64 = 64 * 1024;
+
+/// How the journal is written.
+#[derive(Debug, Clone)]
+pub struct JournalOptions {
+    /// A checkpoint after at most this many records.
+    pub checkpoint_every: u64,
+    /// A new file once the current one is this large.
+    pub max_file_bytes: u64,
+    /// Written in each `start` line: the server's name and version.
+    pub server: String,
+}
+
+impl Default for JournalOptions {
+    fn default() -> Self {
+        Self {
+            checkpoint_every: 1000,
+            max_file_bytes: 64 << 20,
+            server: String::new(),
+        }
+    }
+}
+
+/// The journal's writer. Not thread-safe by design: one [`crate::Sink`]
+/// thread owns it.
+#[derive(Debug)]
+pub struct Journal {
+    dir: PathBuf,
+    options: JournalOptions,
+    signer: CheckpointSigner,
+    /// The file being appended to; `None`: the next line opens a new one.
+    file: Option<File>,
+    file_bytes: u64,
+    /// The last line written: its `seq` and hash.
+    seq: u64,
+    prev: String,
+    /// Deliveries since the last checkpoint.
+    unsigned: u64,
+    /// Any line (a `start` too) written since the last checkpoint.
+    unsigned_lines: bool,
+}
+
+/// `receipts-<first seq, 20 digits>.jsonl`: names sort in chain order.
+pub(crate) fn file_name(first_seq: u64) -> String {
+    format!("receipts-{first_seq:020}.jsonl")
+}
+
+/// The journal's files, in chain order.
+pub(crate) fn journal_files(dir: &Path) -> Result<Vec<PathBuf>, ReceiptsError> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| ReceiptsError::io(dir, e))? {
+        let entry = entry.map_err(|e| ReceiptsError::io(dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let is_journal = name
+            .strip_prefix("receipts-")
+            .and_then(|rest| rest.strip_suffix(".jsonl"))
+            .is_some_and(|seq| seq.len() == 20 && seq.bytes().all(|b| b.is_ascii_digit()));
+        if is_journal {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+impl Journal {
+    /// Opens `dir` (created 0700 if missing; refused if group or others
+    /// may write it), continues the chain of what is there, and writes a
+    /// `start` line in a new file.
+    pub fn open(
+        dir: &Path,
+        signer: CheckpointSigner,
+        options: JournalOptions,
+    ) -> Result<Self, ReceiptsError> {
+        prepare_dir(dir)?;
+        let (seq, prev) = match journal_files(dir)?.last() {
+            Some(last) => last_line(last)?,
+            None => (0, GENESIS.to_string()),
+        };
+        let mut journal = Self {
+            dir: dir.to_owned(),
+            options,
+            signer,
+            file: None,
+            file_bytes: 0,
+            seq,
+            prev,
+            unsigned: 0,
+            unsigned_lines: false,
+        };
+        let server = journal.options.server.clone();
+        journal.write(Kind::Start, None, Some(server))?;
+        Ok(journal)
+    }
+
+    /// Appends one delivery, then a checkpoint when one is due.
+    pub fn append(&mut self, delivery: Delivery) -> Result<(), ReceiptsError> {
+        self.write(Kind::Delivery, Some(delivery), None)?;
+        self.unsigned += 1;
+        if self.unsigned >= self.options.checkpoint_every.max(1)
+            || self.file_bytes >= self.options.max_file_bytes
+        {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Signs the chain up to here (if anything is unsigned), syncs the
+    /// file, and starts a new file if this one is full.
+    pub fn checkpoint(&mut self) -> Result<(), ReceiptsError> {
+        if self.unsigned_lines {
+            self.write(Kind::Checkpoint, None, None)?;
+            self.unsigned = 0;
+            self.unsigned_lines = false;
+            if let Some(file) = &self.file {
+                if let Err(e) = file.sync_data() {
+                    self.file = None;
+                    return Err(ReceiptsError::io(&self.dir, e));
+                }
+            }
+        }
+        if self.file_bytes >= self.options.max_file_bytes {
+            self.file = None;
+        }
+        Ok(())
+    }
+
+    /// Deliveries written since the last checkpoint.
+    pub fn unsigned(&self) -> u64 {
+        self.unsigned
+    }
+
+    /// Writes one line with a single `write_all`: if it fails, the file
+    /// may end in a torn line, so the next line goes to a new file and
+    /// the chain goes on from the last line that was written whole.
+    fn write(
+        &mut self,
+        kind: Kind,
+        delivery: Option<Delivery>,
+        server: Option<String>,
+    ) -> Result<(), ReceiptsError> {
+        let seq = self.seq + 1;
+        let time = now_rfc3339();
+        let (key_id, signature) = if kind == Kind::Checkpoint {
+            let message = checkpoint_message(seq, &time, &self.prev);
+            (
+                Some(self.signer.key_id().to_string()),
+                Some(self.signer.sign(&message)),
+            )
+        } else {
+            (None, None)
+        };
+        let line = Line {
+            seq,
+            kind,
+            time,
+            prev: self.prev.clone(),
+            delivery,
+            server,
+            key_id,
+            signature,
+        };
+        let mut bytes = serde_json::to_vec(&line).expect("a line serializes");
+        let hash = line_hash(&bytes);
+        bytes.push(b'\n');
+        let path = self.dir.join(file_name(seq));
+        if self.file.is_none() {
+            let file = OpenOptions::new()
+                .append(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+                .map_err(|e| ReceiptsError::io(&path, e))?;
+            self.file = Some(file);
+            self.file_bytes = 0;
+        }
+        let file = self.file.as_mut().expect("opened above");
+        if let Err(e) = file.write_all(&bytes) {
+            self.file = None;
+            return Err(ReceiptsError::io(&self.dir, e));
+        }
+        self.file_bytes += bytes.len() as u64;
+        self.seq = seq;
+        self.prev = hash;
+        self.unsigned_lines = kind != Kind::Checkpoint;
+        Ok(())
+    }
+}
+
+fn prepare_dir(dir: &Path) -> Result<(), ReceiptsError> {
+    match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| ReceiptsError::io(dir, e)),
+        Err(e) => Err(ReceiptsError::io(dir, e)),
+        Ok(meta) if !meta.is_dir() => Err(ReceiptsError::Directory {
+            path: dir.to_owned(),
+            reason: "not a directory (symbolic links are not followed)".into(),
+        }),
+        Ok(meta) if meta.permissions().mode() & 0o022 != 0 => Err(ReceiptsError::Directory {
+            path: dir.to_owned(),
+            reason: format!(
+                "mode {:o}: group or others may write it; receipts need a directory only \
+                 the server writes (chmod 700)",
+                meta.permissions().mode() & 0o7777
+            ),
+        }),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// The `seq` and hash of the last complete line of `path`. A torn last
+/// line (no newline: the writer stopped mid-line) is skipped: the chain
+/// goes on from the line before it, and `verify` notes the torn one.
+fn last_line(path: &Path) -> Result<(u64, String), ReceiptsError> {
+    let mut file = File::open(path).map_err(|e| ReceiptsError::io(path, e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| ReceiptsError::io(path, e))?
+        .len();
+    let start = len.saturating_sub(2 * MAX_LINE);
+    file.seek(SeekFrom::Start(start))
+        .map_err(|e| ReceiptsError::io(path, e))?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail)
+        .map_err(|e| ReceiptsError::io(path, e))?;
+    let complete = match tail.iter().rposition(|&b| b == b'\n') {
+        Some(end) => &tail[..end],
+        None => &[][..],
+    };
+    let line_start = complete
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let resume = |line: usize, reason: String| ReceiptsError::Resume {
+        path: path.to_owned(),
+        line,
+        reason,
+    };
+    if line_start == 0 && start > 0 {
+        return Err(resume(0, format!("last line longer than {MAX_LINE} bytes")));
+    }
+    let bytes = &complete[line_start..];
+    if bytes.is_empty() {
+        return Err(resume(
+            0,
+            "no complete line: remove the file if it is empty".into(),
+        ));
+    }
+    let line_no = if start == 0 {
+        complete.iter().filter(|&&b| b == b'\n').count() + 1
+    } else {
+        0
+    };
+    let line: Line = serde_json::from_slice(bytes)
+        .map_err(|e| resume(line_no, format!("not a receipt line: {e}")))?;
+    Ok((line.seq, line_hash(bytes)))
+}

@@ -1,0 +1,356 @@
+//! The journal as an auditor sees it: written by the server's writer,
+//! then changed the ways someone with write access to the disk would,
+//! and read back by `verify`, which must name each change by position.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ir_receipts::{
+    verify, CheckpointSigner, CheckpointVerifier, Delivery, FindingKind, Identity, Journal,
+    JournalOptions, Sink,
+};
+
+fn realm(n: u8) -> Identity {
+    Identity::Realm {
+        rim: format!("{n:02x}").repeat(32),
+        rems: std::array::from_fn(|i| format!("{:02x}", i).repeat(32)),
+        personalization: "00".repeat(64),
+        platform_instance_id_sha256: "ab".repeat(32),
+    }
+}
+
+fn delivery(i: u64, identity: Identity) -> Delivery {
+    Delivery {
+        application: format!("app{}", i % 3),
+        tag: Some(format!("v{i}")),
+        digest: format!("sha256:{:064x}", i),
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        identity,
+        policy_scope: Some("prod".into()),
+        policy_digest: Some(format!("sha256:{}", "cd".repeat(32))),
+        reference_values_digest: None,
+    }
+}
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    key: CheckpointVerifier,
+}
+
+/// A journal with `records` deliveries, a checkpoint every `every`.
+fn journal(records: u64, every: u64, max_file_bytes: u64) -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("receipts");
+    let signer = CheckpointSigner::generate();
+    let key = CheckpointVerifier::from_pem(signer.public_key_pem().as_bytes()).unwrap();
+    let options = JournalOptions {
+        checkpoint_every: every,
+        max_file_bytes,
+        server: "ir-server test".into(),
+    };
+    let mut journal = Journal::open(&dir, signer, options).unwrap();
+    for i in 0..records {
+        let who = if i % 2 == 0 {
+            realm(1)
+        } else {
+            Identity::User {
+                name: "alice".into(),
+            }
+        };
+        journal.append(delivery(i, who)).unwrap();
+    }
+    journal.checkpoint().unwrap();
+    Fixture {
+        _tmp: tmp,
+        dir,
+        key,
+    }
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn write_lines(path: &Path, lines: &[String]) {
+    let mut text = lines.join("\n");
+    text.push('\n');
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn an_untouched_journal_verifies_and_lists_what_each_identity_received() {
+    let f = journal(10, 4, 1 << 20);
+    let v = verify(&f.dir, &f.key).unwrap();
+    assert!(v.is_intact(), "{:?}", v.findings);
+    assert!(v.findings.is_empty());
+    assert_eq!(v.deliveries, 10);
+    assert_eq!(v.unsigned, 0);
+    assert_eq!(v.checkpoints, 3, "after 4, 8 and the final 2");
+    let realm_got = &v.received[&realm(1)];
+    assert_eq!(realm_got.len(), 5);
+    assert_eq!(realm_got[0].digest, format!("sha256:{:064x}", 0));
+    assert_eq!(realm_got[0].tag.as_deref(), Some("v0"));
+    let alice = Identity::User {
+        name: "alice".into(),
+    };
+    assert_eq!(v.received[&alice].len(), 5);
+}
+
+#[test]
+fn an_edited_record_is_named_by_its_position() {
+    let f = journal(6, 100, 1 << 20);
+    let file = &files(&f.dir)[0];
+    let mut l = lines(file);
+    // Line 3 is the second delivery (line 1 is `start`).
+    assert!(l[2].contains("\"v1\""));
+    l[2] = l[2].replace(&format!("{:064x}", 1), &format!("{:064x}", 99));
+    write_lines(file, &l);
+    let v = verify(&f.dir, &f.key).unwrap();
+    assert!(!v.is_intact());
+    let link = v
+        .findings
+        .iter()
+        .find_map(|x| match &x.kind {
+            FindingKind::Link { previous } => Some(previous.clone()),
+            _ => None,
+        })
+        .expect("a broken link");
+    assert_eq!(link.line, 3, "{:?}", v.findings);
+    assert_eq!(link.seq, Some(3));
+    let text = v.findings[0].to_string();
+    assert!(text.contains(":3 (seq 3)"), "{text}");
+}
+
+#[test]
+fn a_removed_record_is_named_by_the_seq_that_is_missing() {
+    let f = journal(6, 100, 1 << 20);
+    let file = &files(&f.dir)[0];
+    let mut l = lines(file);
+    l.remove(3); // seq 4
+    write_lines(file, &l);
+    let v = verify(&f.dir, &f.key).unwrap();
+    assert!(!v.is_intact());
+    assert_eq!(
+        v.findings[0].kind,
+        FindingKind::Sequence {
+            expected: 4,
+            found: 5
+        },
+        "{:?}",
+        v.findings
+    );
+    assert!(v.findings[0].to_string().contains("records 4..4 removed"));
+}
+
+#[test]
+fn reordered_records_are_named() {
+    let f = journal(6, 100, 1 << 20);
+    let file = &files(&f.dir)[0];
+    let mut l = lines(file);
+    l.swap(2, 3);
+    write_lines(file, &l);
+    let v = verify(&f.dir, &f.key).unwrap();
+    assert!(!v.is_intact());
+    let at: Vec<_> = v.findings.iter().map(|x| x.position.line).collect();
+    assert!(at.contains(&3) && at.contains(&4), "{:?}", v.findings);
+    assert!(v
+        .findings
+        .iter()
+        .any(|x| x.to_string().contains("reordered")));
+}
+
+#[test]
+fn a_chain_rewritten_consistently_fails_the_checkpoint_signature() {
+    let f = journal(5, 100, 1 << 20);
+    let file = &files(&f.dir)[0];
+    let mut l = lines(file);
+    // Edit the first delivery, then re-link every later line, as someone
+    // who knows the format (but not the key) would.
+    l[1] = l[1].replace("\"v0\"", "\"v9\"");
+    for i in 2..l.len() {
+        let prev = format!("sha256:{}", sha256_hex(l[i - 1].as_bytes()));
+        let mut value: serde_json::Value = serde_json::from_str(&l[i]).unwrap();
+        value["prev"] = prev.into();
+        l[i] = serde_json::to_string(&value).unwrap();
+    }
+    write_lines(file, &l);
+    let v = verify(&f.dir, &f.key).unwrap();
+    assert!(!v.is_intact());
+    assert!(
+        matches!(v.findings[..], [ref x] if matches!(x.kind, FindingKind::Signature { from_seq: 1 })),
+        "{:?}",
+        v.findings
+    );
+}
+
+#[test]
+fn a_journal_signed_by_another_key_is_refused() {
+    let f = journal(3, 100, 1 << 20);
+    let other = CheckpointSigner::generate();
+    let other = CheckpointVerifier::from_pem(other.public_key_pem().as_bytes()).unwrap();
+    let v = verify(&f.dir, &other).unwrap();
+    assert!(!v.is_intact());
+    assert!(matches!(v.findings[0].kind, FindingKind::UnknownKey(_)));
+    let _ = f.key;
+}
+
+#[test]
+fn the_chain_continues_across_files_and_restarts() {
+    let f = journal(40, 5, 2048);
+    assert!(files(&f.dir).len() > 3, "rotated by size");
+    // A restart: the new run goes on from the last line.
+    let signer = CheckpointSigner::generate();
+    let pem = signer.public_key_pem();
+    let mut again = Journal::open(&f.dir, signer, JournalOptions::default()).unwrap();
+    again.append(delivery(100, realm(2))).unwrap();
+    again.checkpoint().unwrap();
+    // Signed by another key after the restart: the old key's checkpoints
+    // verify, the new one's do not; the chain itself is whole.
+    let v = verify(&f.dir, &f.key).unwrap();
+    assert!(v
+        .findings
+        .iter()
+        .all(|x| matches!(x.kind, FindingKind::UnknownKey(_))));
+    assert_eq!(v.deliveries, 41);
+    let v = verify(
+        &f.dir,
+        &CheckpointVerifier::from_pem(pem.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    assert!(v
+        .findings
+        .iter()
+        .all(|x| matches!(x.kind, FindingKind::UnknownKey(_))));
+}
+
+#[test]
+fn a_removed_file_is_named() {
+    let f = journal(40, 5, 2048);
+    let all = files(&f.dir);
+    std::fs::remove_file(&all[1]).unwrap();
+    let v = verify(&f.dir, &f.key).unwrap();
+    assert!(!v.is_intact());
+    let first = &v.findings[0];
+    assert_eq!(
+        first.position.file,
+        all[2].file_name().unwrap().to_str().unwrap()
+    );
+    assert!(matches!(first.kind, FindingKind::Sequence { .. }));
+}
+
+#[test]
+fn a_torn_last_line_is_noted_not_called_tampering_and_the_writer_goes_on() {
+    let f = journal(3, 100, 1 << 20);
+    let file = files(&f.dir)[0].clone();
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes.extend_from_slice(b"{\"seq\":6,\"type\":\"deliv");
+    std::fs::write(&file, &bytes).unwrap();
+    let signer = CheckpointSigner::generate();
+    let key = CheckpointVerifier::from_pem(signer.public_key_pem().as_bytes()).unwrap();
+    let mut again = Journal::open(&f.dir, signer, JournalOptions::default()).unwrap();
+    again.append(delivery(7, realm(1))).unwrap();
+    again.checkpoint().unwrap();
+    let v = verify(&f.dir, &key).unwrap();
+    let kinds: Vec<_> = v.findings.iter().map(|x| x.kind.clone()).collect();
+    assert!(kinds.contains(&FindingKind::Torn), "{kinds:?}");
+    assert!(
+        kinds
+            .iter()
+            .all(|k| matches!(k, FindingKind::Torn | FindingKind::UnknownKey(_))),
+        "{kinds:?}"
+    );
+    assert_eq!(v.deliveries, 4);
+}
+
+#[test]
+fn records_after_the_last_checkpoint_are_counted_as_unsigned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let signer = CheckpointSigner::generate();
+    let key = CheckpointVerifier::from_pem(signer.public_key_pem().as_bytes()).unwrap();
+    let mut journal = Journal::open(tmp.path(), signer, JournalOptions::default()).unwrap();
+    journal.append(delivery(1, realm(1))).unwrap();
+    journal.append(delivery(2, realm(1))).unwrap();
+    drop(journal); // a crash: no final checkpoint
+    let v = verify(tmp.path(), &key).unwrap();
+    assert!(v.is_intact());
+    assert_eq!(v.unsigned, 2);
+}
+
+#[test]
+fn a_directory_others_may_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = Journal::open(
+        tmp.path(),
+        CheckpointSigner::generate(),
+        JournalOptions::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("chmod 700"), "{err}");
+}
+
+#[test]
+fn the_sink_writes_everything_queued_and_signs_at_close() {
+    let tmp = tempfile::tempdir().unwrap();
+    let signer = CheckpointSigner::generate();
+    let key = CheckpointVerifier::from_pem(signer.public_key_pem().as_bytes()).unwrap();
+    let journal = Journal::open(tmp.path(), signer, JournalOptions::default()).unwrap();
+    let sink = Sink::spawn(journal, 10_000, Duration::from_secs(60));
+    for i in 0..500 {
+        sink.record(delivery(i, realm(3)));
+    }
+    sink.close();
+    let stats = sink.stats();
+    let written = stats.written.load(std::sync::atomic::Ordering::Relaxed);
+    let dropped = stats.dropped.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(written + dropped, 500);
+    assert_eq!(dropped, 0);
+    let v = verify(tmp.path(), &key).unwrap();
+    assert!(v.findings.is_empty(), "{:?}", v.findings);
+    assert_eq!(v.deliveries, 500);
+    assert_eq!(v.unsigned, 0);
+}
+
+#[test]
+fn a_full_queue_drops_with_a_count_and_never_waits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let journal = Journal::open(
+        tmp.path(),
+        CheckpointSigner::generate(),
+        JournalOptions::default(),
+    )
+    .unwrap();
+    let sink = Sink::spawn(journal, 1, Duration::from_secs(60));
+    for i in 0..20_000 {
+        sink.record(delivery(i, realm(3)));
+    }
+    let stats = sink.stats();
+    sink.close();
+    let written = stats.written.load(std::sync::atomic::Ordering::Relaxed);
+    let dropped = stats.dropped.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(written + dropped, 20_000);
+    assert!(
+        dropped > 0,
+        "a queue of one cannot keep up with 20,000 at once"
+    );
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}

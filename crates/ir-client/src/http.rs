@@ -1,8 +1,8 @@
 //! The HTTP side: one request with retries, on the transport the
 //! reference's scheme chose.
 
+use crate::location::Scheme;
 use crate::ratls::{tls_config, CertResolver, RaTlsOptions, TokenSource};
-use crate::reference::Scheme;
 use crate::{Error, TlsError};
 use reqwest::header;
 use std::sync::Arc;

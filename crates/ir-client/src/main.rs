@@ -9,7 +9,7 @@ use ir_client::emulated::{self, Export};
 use ir_client::ratls::{KeyAlg, RaTlsOptions, TokenSource};
 use ir_client::signatures::SignaturePolicy;
 use ir_client::{
-    Client, ClientOptions, Digest, Error, HttpOptions, Platform, Progress, Reference,
+    Client, ClientOptions, Digest, Error, HttpOptions, ImageLocation, Platform, Progress,
     ReferenceError, RegistryUrl, Scheme, TokenError, Transport,
 };
 use std::collections::HashMap;
@@ -351,8 +351,8 @@ fn connect(scheme: Scheme, c: &ConnArgs, options: ClientOptions) -> Result<Clien
     Client::with_options(transport, options)
 }
 
-fn reference(text: &str) -> Result<Reference, Error> {
-    Ok(Reference::parse(text)?)
+fn reference(text: &str) -> Result<ImageLocation, Error> {
+    Ok(ImageLocation::parse(text)?)
 }
 
 fn print_json(v: &serde_json::Value) {
@@ -377,9 +377,9 @@ async fn pull(p: PullArgs, progress: Arc<dyn Progress>) -> Result<(), Error> {
     if p.conn.format == Format::Json {
         print_json(&serde_json::json!({
             "reference": r.to_string(),
-            "digest": report.digest,
+            "digest": report.digest.to_string(),
             "mediaType": report.media_type,
-            "index": report.index_digest,
+            "index": report.index_digest.as_ref().map(Digest::to_string),
             "layout": p.out,
             "manifests": report.manifests,
             "blobs": report.blobs,
@@ -411,7 +411,9 @@ async fn browse(command: Command) -> Result<(), Error> {
                 .tags(&r)
                 .await?;
             match a.conn.format {
-                Format::Json => print_json(&serde_json::json!({"name": r.name, "tags": tags})),
+                Format::Json => {
+                    print_json(&serde_json::json!({"name": r.name.as_str(), "tags": tags}))
+                }
                 Format::Text => tags.iter().for_each(|t| println!("{t}")),
             }
         }

@@ -6,6 +6,7 @@ mod util;
 
 mod browse;
 mod cli;
+mod errors;
 mod ir_server_ratls;
 mod pull;
 mod ratls;

@@ -15,6 +15,10 @@ pub enum Error {
     /// The reference does not parse, or does not fit the transport.
     #[error("{0}")]
     Reference(#[from] ReferenceError),
+    /// Registry authentication failed: an auth file, a credential helper,
+    /// a token endpoint. Never carries a credential.
+    #[error("{0}")]
+    Auth(#[from] AuthError),
     /// The request could not be sent or its answer not read.
     #[error("{url}: {reason}")]
     Transport {
@@ -138,13 +142,17 @@ impl Error {
         match self {
             Error::Reference(_) | Error::Policy { .. } => 2,
             Error::Refused { .. } => 6,
-            Error::Status { .. } => 3,
+            Error::Status { .. } | Error::Auth(AuthError::TokenRefused { .. }) => 3,
             Error::DigestMismatch { .. }
             | Error::Size { .. }
             | Error::Manifest(_)
             | Error::NoPlatform { .. } => 4,
             Error::Attestation { .. } | Error::AttestationRefused { .. } | Error::Token(_) => 5,
-            Error::Transport { .. } | Error::Layout(_) | Error::Io { .. } | Error::Tls(_) => 1,
+            Error::Transport { .. }
+            | Error::Auth(_)
+            | Error::Layout(_)
+            | Error::Io { .. }
+            | Error::Tls(_) => 1,
         }
     }
 }
@@ -478,4 +486,116 @@ pub enum TokenError {
     /// `--rsi` without the `rsi` feature.
     #[error("--rsi needs ir-client built with the `rsi` feature")]
     RsiNotBuilt,
+}
+
+/// Why registry authentication failed. The messages name files, hosts,
+/// helpers and URLs, never a user name's password, a token or the
+/// content of an auth file.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// An auth file could not be read.
+    #[error("auth file {}: {source}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An auth file is larger than any real one.
+    #[error("auth file {}: larger than {limit} bytes", path.display())]
+    FileTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The limit.
+        limit: u64,
+    },
+    /// An auth file is not the JSON of an auth file (where, not what).
+    #[error("auth file {}: {why}", path.display())]
+    FileSyntax {
+        /// The file.
+        path: PathBuf,
+        /// Where it breaks (line and column, or the repeated key).
+        why: String,
+    },
+    /// An `auths` entry cannot be used.
+    #[error("auth file {}: auths.{host}: {why}", path.display())]
+    Entry {
+        /// The file.
+        path: PathBuf,
+        /// The entry's key.
+        host: String,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// A credential helper failed.
+    #[error("credential helper docker-credential-{helper} for {host}: {why}")]
+    Helper {
+        /// The helper's name.
+        helper: String,
+        /// The registry asked about.
+        host: String,
+        /// What went wrong (its exit status, a timeout; never its output).
+        why: String,
+    },
+    /// The registry's token realm may not be used.
+    #[error("registry {host}: token realm {realm}: {why}")]
+    Realm {
+        /// The registry.
+        host: String,
+        /// The realm, as the registry gave it (without any query).
+        realm: String,
+        /// Why not.
+        why: &'static str,
+    },
+    /// Credentials would go over plain HTTP to a host other than this
+    /// machine.
+    #[error("registry {host} asks for credentials over plain http: refused (use https://)")]
+    PlainHttp {
+        /// The registry.
+        host: String,
+    },
+    /// The token endpoint could not be reached or read.
+    #[error("token realm {realm}: {reason}")]
+    TokenTransport {
+        /// The realm.
+        realm: String,
+        /// The cause chain on one line.
+        reason: String,
+    },
+    /// The token endpoint refused (wrong or missing credentials).
+    #[error("token realm {realm} refused {who} for {host}: HTTP {status}")]
+    TokenRefused {
+        /// The realm.
+        realm: String,
+        /// The registry.
+        host: String,
+        /// `anonymous access` or `the credentials`, never the credentials.
+        who: &'static str,
+        /// The HTTP status.
+        status: u16,
+    },
+    /// The token endpoint's answer is not a token.
+    #[error("token realm {realm}: {why}")]
+    TokenResponse {
+        /// The realm.
+        realm: String,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+/// The cause chain of an error on one line.
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
 }

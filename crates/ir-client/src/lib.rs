@@ -27,6 +27,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod auth;
 mod browse;
 pub mod emulated;
 mod error;
@@ -41,6 +42,7 @@ pub mod ratls;
 pub mod rsi;
 pub mod signatures;
 
+pub use auth::AuthOptions;
 pub use browse::{Blob, RawManifest};
 pub use http::{HttpOptions, Transport};
 pub use ir_oci::Digest;
@@ -55,4 +57,6 @@ pub use ratls::{TokenRequest, TokenSource};
 /// The former name of [`ImageLocation`], kept while other branches merge.
 pub type Reference = ImageLocation;
 
-pub use error::{Error, LayoutError, ManifestError, ReferenceError, TlsError, TokenError};
+pub use error::{
+    AuthError, Error, LayoutError, ManifestError, ReferenceError, TlsError, TokenError,
+};

@@ -9,8 +9,8 @@ use ir_client::emulated::{self, Export};
 use ir_client::ratls::{KeyAlg, RaTlsOptions, TokenSource};
 use ir_client::signatures::SignaturePolicy;
 use ir_client::{
-    Client, ClientOptions, Digest, Error, HttpOptions, ImageLocation, Platform, Progress,
-    ReferenceError, RegistryUrl, Scheme, TokenError, Transport,
+    AuthOptions, Client, ClientOptions, Digest, Error, HttpOptions, ImageLocation, Platform,
+    Progress, ReferenceError, RegistryUrl, Scheme, TokenError, Transport,
 };
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -78,6 +78,11 @@ struct ConnArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text, env = "IR_CLIENT_FORMAT")]
     format: Format,
+    /// Registry credentials (containers auth.json or Docker config.json
+    /// format); default: $XDG_RUNTIME_DIR/containers/auth.json,
+    /// ~/.config/containers/auth.json, ~/.docker/config.json.
+    #[arg(long, value_name = "FILE", env = "REGISTRY_AUTH_FILE")]
+    authfile: Option<PathBuf>,
     #[command(flatten)]
     source: SourceArgs,
     #[command(flatten)]
@@ -344,6 +349,7 @@ fn connect(scheme: Scheme, c: &ConnArgs, options: ClientOptions) -> Result<Clien
             },
             connect_timeout: Duration::from_secs(c.connect_timeout),
             retries: c.retries,
+            auth: AuthOptions::standard(c.authfile.clone()),
             ..HttpOptions::default()
         },
         ..options

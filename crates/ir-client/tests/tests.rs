@@ -4,6 +4,7 @@
 
 mod util;
 
+mod auth;
 mod browse;
 mod cli;
 mod errors;

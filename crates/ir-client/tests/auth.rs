@@ -56,7 +56,10 @@ struct Tokens {
 struct Gate {
     addr: SocketAddr,
     tokens: Arc<Tokens>,
-    _upstream: Server,
+    /// When set, blob requests that pass the gate are redirected there
+    /// (as registries redirect to their storage).
+    blob_store: Arc<Mutex<Option<String>>>,
+    upstream: Server,
     _fixture: Fixture,
     _token_server: Server,
     _gate: Server,
@@ -200,6 +203,8 @@ async fn gate(mode: Mode, tokens: Tokens, realm: Option<String>) -> Gate {
     let upstream_base = format!("http://{}", upstream.addr);
     let issued = tokens.clone();
     let http = reqwest::Client::new();
+    let blob_store: Arc<Mutex<Option<String>>> = Arc::default();
+    let stores = blob_store.clone();
     let gate = http_server(move |req| {
         let (realm, upstream_base, issued, http) = (
             realm.clone(),
@@ -207,6 +212,7 @@ async fn gate(mode: Mode, tokens: Tokens, realm: Option<String>) -> Gate {
             issued.clone(),
             http.clone(),
         );
+        let store = stores.lock().unwrap().clone();
         async move {
             let path = req.uri().path().to_string();
             let scope = scope_of(&path);
@@ -242,6 +248,12 @@ async fn gate(mode: Mode, tokens: Tokens, realm: Option<String>) -> Gate {
                     .insert("www-authenticate", challenge.parse().unwrap());
                 return r;
             }
+            if let Some(store) = store.filter(|_| path.contains("/blobs/")) {
+                let mut r = respond(307, "");
+                r.headers_mut()
+                    .insert("location", format!("{store}{path}").parse().unwrap());
+                return r;
+            }
             let mut up = http.get(format!(
                 "{upstream_base}{}",
                 req.uri().path_and_query().unwrap()
@@ -274,7 +286,8 @@ async fn gate(mode: Mode, tokens: Tokens, realm: Option<String>) -> Gate {
     Gate {
         addr: gate.addr,
         tokens,
-        _upstream: upstream,
+        blob_store,
+        upstream,
         _fixture: f,
         _token_server: token_server,
         _gate: gate,
@@ -687,4 +700,53 @@ async fn tokens_are_reused_until_they_expire() {
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     client.tags(&app).await.unwrap();
     assert_eq!(g.token_requests(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_do_not_follow_a_redirect_to_another_host() {
+    for mode in [Mode::Basic, Mode::Bearer] {
+        let g = gate(mode, Tokens::default(), None).await;
+        // The registry's storage: another origin (another port), which
+        // records the Authorization headers it receives.
+        let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+        let (record, upstream) = (seen.clone(), format!("http://{}", g.upstream.addr));
+        let store = http_server(move |req| {
+            let (record, upstream) = (record.clone(), upstream.clone());
+            async move {
+                record.lock().unwrap().push(
+                    req.headers()
+                        .get("authorization")
+                        .map(|v| v.to_str().unwrap().to_string()),
+                );
+                let resp = reqwest::get(format!("{upstream}{}", req.uri().path()))
+                    .await
+                    .unwrap();
+                let status = resp.status().as_u16();
+                respond(status, resp.bytes().await.unwrap())
+            }
+        })
+        .await;
+        *g.blob_store.lock().unwrap() = Some(format!("http://{}", store.addr));
+        let home = tempfile::tempdir().unwrap();
+        let file = authfile(home.path(), &g.host(), USER, PASSWORD);
+        let out = tempfile::tempdir().unwrap();
+        stdout_ok(
+            &run(
+                &[
+                    "pull",
+                    &g.url("app:latest"),
+                    "--out",
+                    out.path().to_str().unwrap(),
+                    "--authfile",
+                    file.to_str().unwrap(),
+                ],
+                home.path(),
+                &[],
+            )
+            .await,
+        );
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 3, "config and two layers from the store");
+        assert!(seen.iter().all(Option::is_none), "{seen:?}");
+    }
 }

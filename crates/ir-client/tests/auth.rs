@@ -585,6 +585,7 @@ echo '{{"ServerURL":"{host}","Username":"{USER}","Secret":"{PASSWORD}"}}'"#
     );
     helper(bin.path(), "irbroken", "echo 's3cret-in-output'; exit 3");
     helper(bin.path(), "irflood", "head -c 200000 /dev/zero");
+    helper(bin.path(), "irslow", "exec sleep 60");
     let path = format!(
         "{}:{}",
         bin.path().display(),
@@ -620,6 +621,7 @@ echo '{{"ServerURL":"{host}","Username":"{USER}","Secret":"{PASSWORD}"}}'"#
         ("irbroken", "docker-credential-irbroken"),
         ("irflood", "answered more than"),
         ("irmissing", "cannot run docker-credential-irmissing"),
+        ("irslow", "no answer within 10 s"),
     ] {
         use_helper(serde_json::json!({"credHelpers": {host.clone(): name}}));
         let o = ls!().await;

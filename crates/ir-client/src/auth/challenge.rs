@@ -183,4 +183,20 @@ mod tests {
         assert_eq!(of(&h), Some(Challenge::Basic));
         assert_eq!(of(&HeaderMap::new()), None);
     }
+
+    #[test]
+    fn never_panics_on_any_short_mix_of_its_tokens() {
+        let parts = ["Bearer ", "realm", "=", "\"", "\\", ",", " ", "é", "Basic"];
+        // Every sequence of up to 5 parts: 9^5 + … strings.
+        let mut stack = vec![(String::new(), 0)];
+        let mut n = 0;
+        while let Some((s, depth)) = stack.pop() {
+            let _ = parse(&s);
+            n += 1;
+            if depth < 5 {
+                stack.extend(parts.iter().map(|p| (format!("{s}{p}"), depth + 1)));
+            }
+        }
+        assert_eq!(n, (0..=5).map(|d| 9usize.pow(d)).sum::<usize>());
+    }
 }

@@ -16,6 +16,11 @@
 //!   fixed token file, an emulated realm (NOT secure, for testing and
 //!   demos), or a real realm through `/dev/rsi` (feature `rsi`).
 //!
+//! On every transport a registry's `401` challenge is answered
+//! ([`auth`]): a token from its realm or Basic credentials, from the
+//! Docker/containers auth files and credential helpers
+//! ([`HttpOptions::auth`]).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), ir_client::Error> {
 //! use ir_client::{Client, Transport};

@@ -26,6 +26,15 @@ struct Upstream {
 }
 
 async fn ratls_server(f: &Fixture, realm: &EmulatedRealm) -> Upstream {
+    ratls_server_with(f, realm, None).await
+}
+
+/// [`ratls_server`], closing connections `max_age` old when given.
+async fn ratls_server_with(
+    f: &Fixture,
+    realm: &EmulatedRealm,
+    max_age: Option<std::time::Duration>,
+) -> Upstream {
     let dir = tempfile::TempDir::new().unwrap();
     export(
         realm,
@@ -48,11 +57,11 @@ async fn ratls_server(f: &Fixture, realm: &EmulatedRealm) -> Upstream {
     .unwrap();
     let certs =
         Arc::new(ir_server::cert_store::CertStore::load(&pki.cert_file, &pki.key_file).unwrap());
-    let server = serve(
-        f.root.path(),
-        Arc::new(RaTls::new(certs, Arc::new(attestor), false)),
-    )
-    .await;
+    let mut ratls = RaTls::new(certs, Arc::new(attestor), false);
+    if let Some(age) = max_age {
+        ratls = ratls.with_max_connection_age(age);
+    }
+    let server = serve(f.root.path(), Arc::new(ratls)).await;
     Upstream {
         server,
         pki,
@@ -638,4 +647,149 @@ async fn a_non_loopback_listen_address_without_tls_is_refused() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("--tls-cert"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_the_server_closes_is_replaced_without_failing_a_request() {
+    let f = fixture();
+    let realm = EmulatedRealm::generate(Measurements::default()).unwrap();
+    let age = std::time::Duration::from_millis(300);
+    let up = ratls_server_with(&f, &realm, Some(age)).await;
+    let mut options = ratls_options(&up, &realm);
+    options.connections = 1;
+    let local = start(options).await;
+    let c = http();
+    let layer = &f.image.layers[1];
+    // Requests across several connection ages: the server closes the
+    // attested connection under them, none fails.
+    for round in 0..12 {
+        let r = c
+            .get(local.url(&format!("/v2/app/blobs/{}", layer.digest_str())))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "round {round}");
+        assert_eq!(r.bytes().await.unwrap(), blob(&f, layer), "round {round}");
+        let r = c
+            .get(local.url("/v2/app/manifests/latest"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "round {round}");
+        tokio::time::sleep(age / 3).await;
+    }
+    // Replaced by fresh attestations on the one pooled slot.
+    assert!(
+        local.proxy.attestations() >= 2,
+        "{}",
+        local.proxy.attestations()
+    );
+    up.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blob_whose_length_differs_from_its_manifest_is_refused() {
+    let layer = vec![9u8; 1000];
+    let ld = sha256(&layer);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(b"{}"), "size": 2},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": 999}],
+    }))
+    .unwrap();
+    let md = sha256(&manifest);
+    let ct = "application/vnd.oci.image.manifest.v1+json".to_string();
+    let routes: Routes = [
+        (
+            format!("/v2/app/blobs/{ld}"),
+            ("application/octet-stream".into(), layer.clone(), None),
+        ),
+        ("/v2/app/manifests/1.0".into(), (ct, manifest, Some(md))),
+    ]
+    .into_iter()
+    .collect();
+    let up = fake(routes, std::time::Duration::ZERO).await;
+    let local = start(plain_options(&up)).await;
+    let c = http();
+    let r = c
+        .get(local.url("/v2/app/manifests/1.0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c
+        .get(local.url(&format!("/v2/app/blobs/{ld}")))
+        .send()
+        .await
+        .unwrap();
+    let (status, code, _) = oci_error(r).await;
+    assert_eq!((status, code.as_str()), (502, "SIZE_INVALID"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_command_serves_and_logs_one_line_per_request() {
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#.to_vec();
+    let md = sha256(&manifest);
+    let ct = "application/vnd.oci.image.manifest.v1+json".to_string();
+    let routes: Routes = [(
+        "/v2/team/app/manifests/1.0".to_string(),
+        (ct, manifest.clone(), Some(md.clone())),
+    )]
+    .into_iter()
+    .collect();
+    let up = fake(routes, std::time::Duration::ZERO).await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ir-client"))
+        .args([
+            "serve",
+            &format!("http://127.0.0.1:{}", up.addr.port()),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let c = http();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut ready = false;
+    for _ in 0..100 {
+        if c.get(format!("{base}/v2/")).send().await.is_ok() {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ready, "ir-client serve did not start");
+    let r = c
+        .get(format!("{base}/v2/team/app/manifests/1.0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap(), manifest);
+    let r = c.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    let line = log
+        .lines()
+        .find(|l| l.contains("/v2/team/app/manifests/1.0"))
+        .unwrap_or_else(|| panic!("no access line: {log}"));
+    for want in [
+        "client=127.0.0.1:",
+        &format!("digest={md}"),
+        &format!("bytes={}", manifest.len()),
+        "upstream=c",
+        "status=200",
+        "ms=",
+    ] {
+        assert!(line.contains(want), "{want} not in {line}");
+    }
+    assert!(log.lines().any(|l| l.contains("/healthz")), "{log}");
 }

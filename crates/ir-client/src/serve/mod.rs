@@ -51,6 +51,8 @@ const MAX_PATH: usize = 2048;
 const MAX_CONNECTIONS: usize = 1024;
 /// Bound on a local TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on a local client's request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Chunks in flight between an upstream transfer and its local client.
 const CHANNEL_CHUNKS: usize = 8;
 /// Digests remembered (sizes from manifests, images the policy accepted).
@@ -233,9 +235,18 @@ impl Proxy {
                     let proxy = proxy.clone();
                     async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, peer).await) }
                 });
-                let builder = hyper_util::server::conn::auto::Builder::new(
+                let mut builder = hyper_util::server::conn::auto::Builder::new(
                     hyper_util::rt::TokioExecutor::new(),
                 );
+                // A local client that never finishes its headers is let go.
+                builder
+                    .http1()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT);
+                builder
+                    .http2()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .max_concurrent_streams(256);
                 use hyper_util::rt::TokioIo;
                 match tls {
                     Some(acceptor) => {
@@ -482,7 +493,7 @@ impl Access {
             client = %self.peer,
             method = %self.method,
             path = %self.path,
-            digest = self.digest.as_deref().unwrap_or("-"),
+            digest = %self.digest.as_deref().unwrap_or("-"),
             status,
             bytes,
             upstream = %self.upstream,

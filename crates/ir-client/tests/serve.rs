@@ -302,7 +302,9 @@ async fn a_refused_attestation_is_503_with_the_reason_and_no_retry_storm() {
     let trusted = EmulatedRealm::generate(Measurements::default()).unwrap();
     let stranger = EmulatedRealm::generate(Measurements::default()).unwrap();
     let up = ratls_server(&f, &trusted).await;
-    let local = start(ratls_options(&up, &stranger)).await;
+    let mut options = ratls_options(&up, &stranger);
+    options.refusal_memory = std::time::Duration::from_secs(2);
+    let local = start(options).await;
     let c = http();
     for _ in 0..20 {
         let r = c
@@ -324,6 +326,15 @@ async fn a_refused_attestation_is_503_with_the_reason_and_no_retry_storm() {
     // One refusal, remembered: not one handshake per request.
     let n = local.proxy.attestations();
     assert!((1..=2).contains(&n), "{n} attestations for 21 requests");
+    // Once the refusal is forgotten, the next request attests again.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let r = c
+        .get(local.url("/v2/app/manifests/latest"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(local.proxy.attestations(), n + 1);
     up.server.stop().await;
 }
 
@@ -792,4 +803,35 @@ async fn the_command_serves_and_logs_one_line_per_request() {
         assert!(line.contains(want), "{want} not in {line}");
     }
     assert!(log.lines().any(|l| l.contains("/healthz")), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serves_tls_with_a_certificate_on_any_address() {
+    let f = fixture();
+    let realm = EmulatedRealm::generate(Measurements::default()).unwrap();
+    let up = ratls_server(&f, &realm).await;
+    let mut options = ratls_options(&up, &realm);
+    options.listen = "0.0.0.0:0".parse().unwrap();
+    options.tls = Some((up.pki.cert_file.clone(), up.pki.key_file.clone()));
+    let local = start(options).await;
+    let c = reqwest::Client::builder()
+        .no_proxy()
+        .tls_backend_preconfigured(
+            ir_client::ratls::tls_config(Some(up.pki.ca_pem.as_bytes()), None).unwrap(),
+        )
+        .build()
+        .unwrap();
+    let r = c
+        .get(format!(
+            "https://localhost:{}/v2/app/manifests/latest",
+            local.addr.port()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap(), blob(&f, &f.image.manifest));
+    // Plain HTTP on the TLS port gets nothing.
+    assert!(http().get(local.url("/v2/")).send().await.is_err());
+    up.server.stop().await;
 }

@@ -117,7 +117,7 @@ pub struct Proxy {
     /// Sizes of blobs as manifests passing through described them.
     sizes: Mutex<HashMap<Digest, u64>>,
     /// Manifests the policy accepted (and the manifests of accepted indexes).
-    accepted: Mutex<HashSet<Digest>>,
+    accepted: Mutex<HashSet<(RepoName, Digest)>>,
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
@@ -967,7 +967,7 @@ impl Proxy {
             self.accepted
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .contains(d)
+                .contains(&(name.clone(), d.clone()))
         };
         if is_accepted(&m.digest) {
             return Ok(());
@@ -1015,11 +1015,11 @@ impl Proxy {
                 if a.len() >= MAX_REMEMBERED {
                     a.clear();
                 }
-                a.insert(m.digest.clone());
+                a.insert((name.clone(), m.digest.clone()));
                 if let Content::Index(i) = content {
                     for d in i.manifests() {
                         if let Ok(dg) = Digest::parse(d.digest().as_ref()) {
-                            a.insert(dg);
+                            a.insert((name.clone(), dg));
                         }
                     }
                 }

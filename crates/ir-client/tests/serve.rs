@@ -416,9 +416,16 @@ struct Fake {
 type Routes = HashMap<String, (String, Vec<u8>, Option<String>)>;
 
 async fn fake(routes: Routes, delay: std::time::Duration) -> Fake {
-    use http_body_util::Full;
-    use hyper::body::Bytes;
+    fake_cutting(routes, delay, None).await
+}
+
+/// [`fake`] whose first answer for `cut` stops halfway (the connection
+/// dropped); `Range: bytes=N-` is honoured.
+async fn fake_cutting(routes: Routes, delay: std::time::Duration, cut: Option<String>) -> Fake {
+    use http_body_util::{BodyExt, Full, StreamBody};
+    use hyper::body::{Bytes, Frame};
     let routes = Arc::new(routes);
+    let cut = Arc::new(Mutex::new(cut));
     let requests = Arc::new(Mutex::new(Vec::new()));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -432,22 +439,64 @@ async fn fake(routes: Routes, delay: std::time::Duration) -> Fake {
             };
             let routes = routes.clone();
             let seen = seen.clone();
+            let cut = cut.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
                     let routes = routes.clone();
                     let seen = seen.clone();
+                    let cut = cut.clone();
                     async move {
                         let path = req.uri().path().to_string();
-                        seen.lock()
-                            .unwrap()
-                            .push(format!("{} {path}", req.method()));
+                        let range = req
+                            .headers()
+                            .get("range")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.strip_prefix("bytes="))
+                            .and_then(|v| v.strip_suffix('-'))
+                            .and_then(|v| v.parse::<usize>().ok());
+                        seen.lock().unwrap().push(match range {
+                            Some(r) => format!("{} {path} from {r}", req.method()),
+                            None => format!("{} {path}", req.method()),
+                        });
                         if path.contains("/blobs/") {
                             tokio::time::sleep(delay).await;
                         }
-                        let mut resp = hyper::Response::new(Full::new(Bytes::new()));
+                        let empty = || Full::new(Bytes::new()).map_err(|n| match n {}).boxed();
+                        let mut resp = hyper::Response::new(empty());
                         match routes.get(&path) {
+                            Some((_, body, _))
+                                if cut.lock().unwrap().take_if(|c| *c == path).is_some() =>
+                            {
+                                let half = Bytes::from(body[..body.len() / 2].to_vec());
+                                let frames: Vec<Result<Frame<Bytes>, std::io::Error>> =
+                                    vec![Ok(Frame::data(half)), Err(std::io::Error::other("cut"))];
+                                use futures_util::StreamExt as _;
+                                // Headers first, then half, then the cut.
+                                let slow = futures_util::stream::iter(frames).then(|f| async {
+                                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                                    f
+                                });
+                                *resp.body_mut() = BodyExt::boxed(StreamBody::new(slow));
+                                resp.headers_mut()
+                                    .insert("content-length", body.len().into());
+                            }
+                            Some((_, body, _)) if range.is_some() => {
+                                let from = range.unwrap_or(0).min(body.len());
+                                *resp.status_mut() = hyper::StatusCode::PARTIAL_CONTENT;
+                                resp.headers_mut().insert(
+                                    "content-range",
+                                    format!("bytes {from}-{}/{}", body.len() - 1, body.len())
+                                        .parse()
+                                        .unwrap(),
+                                );
+                                *resp.body_mut() = Full::new(Bytes::from(body[from..].to_vec()))
+                                    .map_err(|n| match n {})
+                                    .boxed();
+                            }
                             Some((ct, body, digest)) => {
-                                *resp.body_mut() = Full::new(Bytes::from(body.clone()));
+                                *resp.body_mut() = Full::new(Bytes::from(body.clone()))
+                                    .map_err(|n| match n {})
+                                    .boxed();
                                 resp.headers_mut()
                                     .insert("content-type", ct.parse().unwrap());
                                 if let Some(d) = digest {
@@ -834,4 +883,25 @@ async fn serves_tls_with_a_certificate_on_any_address() {
     // Plain HTTP on the TLS port gets nothing.
     assert!(http().get(local.url("/v2/")).send().await.is_err());
     up.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blob_transfer_cut_upstream_resumes_and_completes_verified() {
+    let layer: Vec<u8> = (0..400_000u32).map(|i| (i % 251) as u8).collect();
+    let ld = sha256(&layer);
+    let path = format!("/v2/app/blobs/{ld}");
+    let routes: Routes = [(
+        path.clone(),
+        ("application/octet-stream".into(), layer.clone(), None),
+    )]
+    .into_iter()
+    .collect();
+    let up = fake_cutting(routes, std::time::Duration::ZERO, Some(path.clone())).await;
+    let local = start(plain_options(&up)).await;
+    let r = http().get(local.url(&path)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap(), layer);
+    let seen = up.requests.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen[1].contains(" from "), "{seen:?}");
 }

@@ -51,6 +51,8 @@ const MAX_PATH: usize = 2048;
 const MAX_CONNECTIONS: usize = 1024;
 /// Bound on a local TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Resumptions of one cut upstream blob transfer.
+const MAX_RESUMES: u32 = 3;
 /// Bound on a local client's request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Chunks in flight between an upstream transfer and its local client.
@@ -1199,6 +1201,7 @@ impl Proxy {
         }
         let this = self.clone();
         let d = digest.clone();
+        let path = path.clone();
         tokio::spawn(async move {
             let digest = d;
             let _flight = flight;
@@ -1208,9 +1211,19 @@ impl Proxy {
             let mut sent = 0u64;
             let mut client_gone = false;
             let mut next_progress = PROGRESS_EVERY;
+            let mut skip = 0u64;
+            let mut resumes = 0u32;
             let failure = loop {
-                match resp.chunk().await {
-                    Ok(Some(c)) => {
+                let cut = match resp.chunk().await {
+                    Ok(Some(mut c)) => {
+                        if skip > 0 {
+                            let k = skip.min(c.len() as u64);
+                            skip -= k;
+                            let _ = c.split_to(k as usize);
+                            if c.is_empty() {
+                                continue;
+                            }
+                        }
                         n += c.len() as u64;
                         if expected.is_some_and(|e| n > e) {
                             break Some(format!(
@@ -1237,11 +1250,27 @@ impl Proxy {
                             }
                             sent += len;
                         }
+                        continue;
+                    }
+                    Ok(None) if expected.is_some_and(|e| n < e) => {
+                        "upstream closed the transfer early".to_string()
                     }
                     Ok(None) => break None,
-                    Err(e) => {
-                        break Some(format!("upstream transfer cut: {}", crate::http::chain(&e)))
+                    Err(e) => format!("upstream transfer cut: {}", crate::http::chain(&e)),
+                };
+                // A cut transfer resumes from the last byte received
+                // (bounded); the whole blob is still hashed.
+                if expected.is_none() || resumes >= MAX_RESUMES {
+                    break Some(cut);
+                }
+                resumes += 1;
+                tracing::debug!(%digest, offset = n, "{cut}: resuming");
+                match this.upstream.resume(&path, n).await {
+                    Ok((r, s)) => {
+                        resp = r;
+                        skip = s;
                     }
+                    Err(e) => break Some(format!("{cut}; resuming: {e}")),
                 }
             };
             if client_gone {

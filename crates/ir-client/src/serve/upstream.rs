@@ -19,6 +19,15 @@ pub(crate) enum UpstreamError {
     Failed(String),
 }
 
+impl std::fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamError::Attestation(why) | UpstreamError::Failed(why) => f.write_str(why),
+            UpstreamError::Status { status, message } => write!(f, "HTTP {status}{message}"),
+        }
+    }
+}
+
 /// The pool.
 pub(crate) struct Upstream {
     slots: Vec<Client>,
@@ -128,6 +137,41 @@ impl Upstream {
             Ok(r) => Ok((r, self.connection(i))),
             Err(e) => Err(self.classify(e)),
         }
+    }
+
+    /// GET `path` from byte `from` on, to resume a cut transfer: the
+    /// answer and how many of its first bytes to skip (a registry that
+    /// ignores the range sends the whole blob again).
+    pub(crate) async fn resume(
+        &self,
+        path: &str,
+        from: u64,
+    ) -> Result<(reqwest::Response, u64), String> {
+        let (i, c) = self.pick();
+        let url = format!("{}{path}", self.base);
+        let resp = c
+            .http
+            .get(&url, None, from)
+            .await
+            .map_err(|e| self.classify(e))
+            .map_err(|e| e.to_string())?;
+        if from == 0 || resp.status() == reqwest::StatusCode::OK {
+            return Ok((resp, from));
+        }
+        let start = resp
+            .headers()
+            .get(header::CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("bytes "))
+            .and_then(|v| v.split('-').next())
+            .and_then(|v| v.parse::<u64>().ok());
+        if start != Some(from) {
+            return Err(format!(
+                "asked for bytes {from}- on {}, got Content-Range from {start:?}",
+                self.connection(i)
+            ));
+        }
+        Ok((resp, 0))
     }
 
     /// HEAD `path`: the answer's headers, retried like [`Upstream::get`].

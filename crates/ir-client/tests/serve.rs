@@ -905,3 +905,56 @@ async fn a_blob_transfer_cut_upstream_resumes_and_completes_verified() {
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert!(seen[1].contains(" from "), "{seen:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cache_follows_no_symlink() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let link = dir.path().join("cache");
+    std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+    let mut options = ServeOptions::new(
+        RegistryUrl::parse("http://127.0.0.1:1").unwrap(),
+        Transport::Plain,
+    );
+    options.cache = Some(link);
+    let e = Proxy::new(options)
+        .err()
+        .expect("a symlinked cache is refused");
+    assert!(e.to_string().contains("symlink"), "{e}");
+
+    // A cached blob replaced by a symlink to a file with the same bytes
+    // is not served from there: it is fetched again.
+    let layer = vec![3u8; 1000];
+    let ld = sha256(&layer);
+    let path = format!("/v2/app/blobs/{ld}");
+    let routes: Routes = [(
+        path.clone(),
+        ("application/octet-stream".into(), layer.clone(), None),
+    )]
+    .into_iter()
+    .collect();
+    let up = fake(routes, std::time::Duration::ZERO).await;
+    let cache = dir.path().join("real");
+    let mut options = plain_options(&up);
+    options.cache = Some(cache.clone());
+    let local = start(options).await;
+    let get = || async {
+        let r = http().get(local.url(&path)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap().to_vec()
+    };
+    assert_eq!(get().await, layer);
+    let file = cache.join(format!("sha256-{}", &ld["sha256:".len()..]));
+    let outside = dir.path().join("outside");
+    std::fs::write(&outside, &layer).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    std::os::unix::fs::symlink(&outside, &file).unwrap();
+    assert_eq!(get().await, layer);
+    assert_eq!(up.requests.lock().unwrap().len(), 2);
+    // The symlink was dropped, not followed.
+    assert!(outside.exists());
+    assert!(std::fs::symlink_metadata(&file)
+        .map(|m| !m.file_type().is_symlink())
+        .unwrap_or(true));
+}

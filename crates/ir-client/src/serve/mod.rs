@@ -283,6 +283,7 @@ enum Route {
 }
 
 /// An answer that is an OCI error.
+#[derive(Debug)]
 struct Refusal {
     status: StatusCode,
     code: &'static str,
@@ -355,6 +356,9 @@ fn query(q: Option<&str>) -> Result<HashMap<String, String>, Refusal> {
         while let Some(b) = it.next() {
             if b == b'%' {
                 let h: Vec<u8> = it.by_ref().take(2).collect();
+                if h.len() != 2 || !h.iter().all(u8::is_ascii_hexdigit) {
+                    return Err(bad("bad percent-encoding"));
+                }
                 let s = std::str::from_utf8(&h).map_err(|_| bad("bad percent-encoding"))?;
                 bytes.push(u8::from_str_radix(s, 16).map_err(|_| bad("bad percent-encoding"))?);
             } else {
@@ -1474,4 +1478,72 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()>) -> R
         })?;
     tracing::info!(%listen, upstream = %proxy.upstream.base, "ir-client serve: listening");
     proxy.serve(listener, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_parse_every_part_or_refuse() {
+        let d = format!("sha256:{}", "a".repeat(64));
+        assert!(matches!(route("/v2/"), Ok(Route::Base)));
+        assert!(matches!(route("/healthz"), Ok(Route::Health)));
+        assert!(matches!(route("/v2/_catalog"), Ok(Route::Catalog)));
+        assert!(matches!(route("/v2/a/b/tags/list"), Ok(Route::Tags(n)) if n.as_str() == "a/b"));
+        assert!(matches!(
+            route("/v2/team/app/manifests/1.0"),
+            Ok(Route::Manifest(n, ir_oci::Reference::Tag(t))) if n.as_str() == "team/app" && t.as_str() == "1.0"
+        ));
+        assert!(matches!(
+            route(&format!("/v2/app/blobs/{d}")),
+            Ok(Route::Blob(..))
+        ));
+        assert!(matches!(
+            route(&format!("/v2/app/referrers/{d}")),
+            Ok(Route::Referrers(..))
+        ));
+        for (bad, code) in [
+            ("/v2/../etc/manifests/x", "NAME_INVALID"),
+            ("/v2/a%2fb/manifests/x", "NAME_INVALID"),
+            ("/v2/App/blobs/sha256:00", "NAME_INVALID"),
+            ("/v2/app/blobs/sha256:00", "DIGEST_INVALID"),
+            ("/v2/app/blobs/latest", "DIGEST_INVALID"),
+            ("/v2/app/manifests/-x", "MANIFEST_INVALID"),
+            ("/v2/app/manifests/sha256:zz", "MANIFEST_INVALID"),
+            ("/v2/app/uploads/x", "NOT_FOUND"),
+            ("/v2/app", "NOT_FOUND"),
+            ("/other", "NOT_FOUND"),
+        ] {
+            match route(bad) {
+                Err(r) => assert_eq!(r.code, code, "{bad}"),
+                Ok(_) => panic!("{bad} routed"),
+            }
+        }
+        assert!(route(&format!("/v2/{}/tags/list", "a/".repeat(2000))).is_err());
+    }
+
+    #[test]
+    fn queries_and_ranges() {
+        let q = query(Some("n=10&last=a%2Bb&artifactType=application%2Fx")).unwrap();
+        assert_eq!(q["n"], "10");
+        assert_eq!(q["last"], "a+b");
+        assert_eq!(q["artifactType"], "application/x");
+        assert!(query(Some("n=%zz")).is_err());
+        assert!(query(Some("n=%4")).is_err());
+        assert!(query(Some(&"a=1&".repeat(20))).is_err());
+        assert!(page_size(&query(Some("n=-1")).unwrap()).is_err());
+
+        assert_eq!(parse_range("bytes=0-9", 100), Some(Some((0, 9))));
+        assert_eq!(parse_range("bytes=90-", 100), Some(Some((90, 99))));
+        assert_eq!(parse_range("bytes=90-500", 100), Some(Some((90, 99))));
+        assert_eq!(parse_range("bytes=-10", 100), Some(Some((90, 99))));
+        assert_eq!(parse_range("bytes=-500", 100), Some(Some((0, 99))));
+        assert_eq!(parse_range("bytes=100-", 100), Some(None));
+        assert_eq!(parse_range("bytes=-0", 100), Some(None));
+        assert_eq!(parse_range("bytes=5-1", 100), None);
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
+        assert_eq!(parse_range("items=0-1", 100), None);
+        assert_eq!(parse_range("bytes=0-", 0), Some(None));
+    }
 }

@@ -173,12 +173,21 @@ impl Proxy {
             Some((cert, key)) => Some(tls_acceptor(cert, key)?),
             None => None,
         };
+        // Over RA-TLS (ir-server speaks HTTP/2 there) each slot is one
+        // connection: concurrent requests wait for it rather than each
+        // opening and attesting another.
+        let http = HttpOptions {
+            http2_only: options.upstream.scheme == crate::Scheme::RaTls,
+            // The pool retries, seeing a refusal met meanwhile.
+            retries: 0,
+            ..options.http.clone()
+        };
         let mut slots = Vec::new();
         for _ in 0..options.connections.clamp(1, 64) {
             slots.push(Client::with_options(
                 options.transport.clone(),
                 ClientOptions {
-                    http: options.http.clone(),
+                    http: http.clone(),
                     ..ClientOptions::default()
                 },
             )?);
@@ -188,7 +197,12 @@ impl Proxy {
             None => None,
         };
         Ok(Arc::new(Self {
-            upstream: Upstream::new(slots, options.upstream.base_url(), options.refusal_memory),
+            upstream: Upstream::new(
+                slots,
+                options.upstream.base_url(),
+                options.refusal_memory,
+                options.http.retries,
+            ),
             authority: options.upstream.authority.clone(),
             scheme: options.upstream.scheme,
             policy: options.policy,
@@ -1063,7 +1077,7 @@ impl Proxy {
         let path = format!("/v2/{}/blobs/{digest}", name.as_str());
         let (resp, conn) = self
             .upstream
-            .head(&path, None)
+            .head(&path)
             .await
             .map_err(|e| upstream_refusal(e, "BLOB_UNKNOWN"))?;
         if let Some(a) = access.as_mut() {

@@ -28,7 +28,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use ir_oci::{Digest, RepoName, Tag};
 use oci_spec::image::{Descriptor, MediaType};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::io::{Read, Seek};
 use std::net::SocketAddr;
@@ -59,6 +59,9 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const CHANNEL_CHUNKS: usize = 8;
 /// Digests remembered (sizes from manifests, images the policy accepted).
 const MAX_REMEMBERED: usize = 65_536;
+/// How long a policy verdict of acceptance stands for the manifests it
+/// covers, asked for by digest.
+const ACCEPTED_FOR: Duration = Duration::from_secs(300);
 /// A transfer's progress is logged (at `-v`) every this many bytes.
 const PROGRESS_EVERY: u64 = 32 * 1024 * 1024;
 
@@ -119,7 +122,7 @@ pub struct Proxy {
     /// Sizes of blobs as manifests passing through described them.
     sizes: Mutex<HashMap<Digest, u64>>,
     /// Manifests the policy accepted (and the manifests of accepted indexes).
-    accepted: Mutex<HashSet<(RepoName, Digest)>>,
+    accepted: Mutex<HashMap<(RepoName, Digest), Instant>>,
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
@@ -208,7 +211,7 @@ impl Proxy {
             policy: options.policy,
             cache,
             sizes: Mutex::new(HashMap::new()),
-            accepted: Mutex::new(HashSet::new()),
+            accepted: Mutex::new(HashMap::new()),
             tls,
         }))
     }
@@ -983,14 +986,16 @@ impl Proxy {
         parsed: Option<&(String, Content)>,
         policy: &SignaturePolicy,
     ) -> Result<(), Refusal> {
-        let is_accepted = |d: &Digest| {
-            self.accepted
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(&(name.clone(), d.clone()))
-        };
-        if is_accepted(&m.digest) {
-            return Ok(());
+        // A manifest asked for by digest that an accepted image (its index)
+        // named a short while ago is accepted with it; a tag is judged
+        // each time.
+        if let ir_oci::Reference::Digest(d) = reference {
+            let a = self.accepted.lock().unwrap_or_else(|e| e.into_inner());
+            if a.get(&(name.clone(), d.clone()))
+                .is_some_and(|at| at.elapsed() < ACCEPTED_FOR)
+            {
+                return Ok(());
+            }
         }
         let refused = |why: String| {
             tracing::warn!(
@@ -1035,11 +1040,12 @@ impl Proxy {
                 if a.len() >= MAX_REMEMBERED {
                     a.clear();
                 }
-                a.insert((name.clone(), m.digest.clone()));
+                let now = Instant::now();
+                a.insert((name.clone(), m.digest.clone()), now);
                 if let Content::Index(i) = content {
                     for d in i.manifests() {
                         if let Ok(dg) = Digest::parse(d.digest().as_ref()) {
-                            a.insert((name.clone(), dg));
+                            a.insert((name.clone(), dg), now);
                         }
                     }
                 }

@@ -984,3 +984,78 @@ async fn the_cache_follows_no_symlink() {
         .map(|m| !m.file_type().is_symlink())
         .unwrap_or(true));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_policy_judges_tags_and_accepts_the_manifests_of_a_signed_index() {
+    use ir_testkit::cosign::{cosign_sign, Key};
+    const HOST: &str = "registry.test";
+    let key = Key::p256();
+    let root = ir_testkit::Root::new();
+    let app = root.layout("app");
+    let amd64 = app.image(b"amd64");
+    let arm64 = app.image(b"arm64");
+    let index = app.index(&[
+        amd64.manifest.platform("linux", "amd64"),
+        arm64.manifest.platform("linux", "arm64"),
+    ]);
+    let unsigned = app.image(b"unsigned");
+    let sig = cosign_sign(&app, &index, &format!("{HOST}/app:multi"), &key);
+    app.set_index(&[index.tagged("multi"), unsigned.tagged("unsigned"), sig]);
+    let key_path = key.write_public(root.path().parent().unwrap(), "cosign.pub");
+    let server = serve(root.path(), Arc::new(ir_server::transport::plain::Plain)).await;
+    let file = key_path.with_file_name("policy.json");
+    std::fs::write(
+        &file,
+        serde_json::to_vec(&serde_json::json!({
+            "default": [{"type": "reject"}],
+            "transports": {"docker": {HOST: [{"type": "sigstoreSigned", "keyPath": key_path}]}},
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut options = ServeOptions::new(
+        RegistryUrl::parse(&format!("http://{}", server.addr)).unwrap(),
+        Transport::Plain,
+    );
+    options.policy = Some(SignaturePolicy {
+        trust: Arc::new(ir_trust::Trust {
+            policy: Some(ir_trust::Policy::load(&file).unwrap()),
+            notation: None,
+        }),
+        registry_host: Some(HOST.into()),
+    });
+    let local = start(options).await;
+    let c = http();
+    let get = |path: String| {
+        let c = c.clone();
+        let url = local.url(&path);
+        async move { c.get(url).send().await.unwrap() }
+    };
+
+    // Before the index is accepted, its manifests by digest are judged
+    // alone: unsigned, refused.
+    let child = format!("/v2/app/manifests/{}", amd64.manifest.digest_str());
+    let (status, code, _) = oci_error(get(child.clone()).await).await;
+    assert_eq!((status, code.as_str()), (404, "MANIFEST_UNKNOWN"));
+
+    let r = get("/v2/app/manifests/multi".into()).await;
+    assert_eq!(r.status(), 200);
+    for d in [&amd64.manifest, &arm64.manifest] {
+        let r = get(format!("/v2/app/manifests/{}", d.digest_str())).await;
+        assert_eq!(r.status(), 200, "{}", d.digest_str());
+    }
+
+    let (status, code, message) = oci_error(get("/v2/app/manifests/unsigned".into()).await).await;
+    assert_eq!((status, code.as_str()), (404, "MANIFEST_UNKNOWN"));
+    assert!(message.contains("registry.test/app:unsigned"), "{message}");
+    let (status, _, _) = oci_error(
+        get(format!(
+            "/v2/app/manifests/{}",
+            unsigned.manifest.digest_str()
+        ))
+        .await,
+    )
+    .await;
+    assert_eq!(status, 404);
+    server.stop().await;
+}

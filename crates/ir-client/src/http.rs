@@ -68,6 +68,10 @@ pub struct HttpOptions {
     /// Where registry credentials come from (default: none, so only
     /// anonymous tokens).
     pub auth: AuthOptions,
+    /// Speak only HTTP/2 (for a server known to): concurrent requests
+    /// then share one connection, and wait for it while it is made
+    /// rather than each opening (and attesting) one of their own.
+    pub http2_only: bool,
 }
 
 impl Default for HttpOptions {
@@ -79,6 +83,7 @@ impl Default for HttpOptions {
             retries: 3,
             proxy_from_env: true,
             auth: AuthOptions::default(),
+            http2_only: false,
         }
     }
 }
@@ -107,6 +112,9 @@ impl Http {
             .user_agent(concat!("ir-client/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(options.connect_timeout)
             .read_timeout(options.read_timeout);
+        if options.http2_only {
+            builder = builder.http2_prior_knowledge();
+        }
         if scheme == Scheme::RaTls || !options.proxy_from_env {
             builder = builder.no_proxy();
         }
@@ -242,7 +250,12 @@ impl Http {
     /// connection the server closed right after a handshake in which this
     /// attempt presented an attested certificate (`presented` is the
     /// resolver's count before the attempt) is a refused attestation.
-    fn attempt_error(&self, url: &str, e: reqwest::Error, presented: Option<u64>) -> Error {
+    pub(crate) fn attempt_error(
+        &self,
+        url: &str,
+        e: reqwest::Error,
+        presented: Option<u64>,
+    ) -> Error {
         let handshaken = match (&self.resolver, presented) {
             (Some(r), Some(before)) => r.presented() > before,
             _ => false,

@@ -45,6 +45,7 @@ mod pull;
 pub mod ratls;
 #[cfg(feature = "rsi")]
 pub mod rsi;
+pub mod serve;
 pub mod signatures;
 
 pub use auth::AuthOptions;
@@ -59,8 +60,6 @@ pub use pull::{
     DOCKER_MANIFEST_LIST, MAX_MANIFEST_SIZE, OCI_MANIFEST,
 };
 pub use ratls::{TokenRequest, TokenSource};
-/// The former name of [`ImageLocation`], kept while other branches merge.
-pub type Reference = ImageLocation;
 
 pub use error::{
     AuthError, Error, LayoutError, ManifestError, ReferenceError, TlsError, TokenError,

@@ -11,4 +11,5 @@ mod errors;
 mod ir_server_ratls;
 mod pull;
 mod ratls;
+mod serve;
 mod signatures;

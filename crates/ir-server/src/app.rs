@@ -129,6 +129,9 @@ impl App {
         let listener = transport::bind(addr, config.listen.backlog)
             .map_err(|source| StartupError::Listen { addr, source })?;
         let metrics = config.metrics_addr.map(|_| Arc::new(Metrics::new()));
+        if let (Some(m), Some(a)) = (&metrics, &audit) {
+            m.observe_audit(a.clone());
+        }
         let blob_cache = BlobCache::new(blob_cache_budget(&config));
         let state = Arc::new(
             ApiState::loading(

@@ -39,6 +39,7 @@
 //! | `ir_server_build_info` | info | `version` |
 //! | `process_*` | | CPU seconds, resident and virtual memory, open and maximum file descriptors, threads, start time (Linux, read from `/proc` when scraped) |
 
+pub mod audit;
 pub mod histogram;
 pub mod listener;
 pub mod process;
@@ -157,6 +158,8 @@ pub struct Metrics {
     load_bytes: Family<StateLabels, Gauge>,
     images_refused: Family<ReasonLabels, Gauge>,
     process: process::ProcessMetrics,
+    /// Receipts and events, when on.
+    audit: OnceLock<audit::AuditMetrics>,
 }
 
 impl Default for Metrics {
@@ -337,6 +340,7 @@ impl Metrics {
             load_bytes,
             images_refused,
             process: process::ProcessMetrics::new(),
+            audit: OnceLock::new(),
         }
     }
 
@@ -496,12 +500,20 @@ impl Metrics {
             .set(i64::from(readiness.is_ready() && !readiness.is_draining()));
     }
 
+    /// Also reports the receipts' and events' counters of `audit`.
+    pub fn observe_audit(&self, audit: Arc<crate::audit::Audit>) {
+        let _ = self.audit.set(audit::AuditMetrics::new(audit));
+    }
+
     /// The OpenMetrics text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(8192);
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry);
         self.process.encode(&mut out);
+        if let Some(audit) = self.audit.get() {
+            audit.encode(&mut out);
+        }
         let _ = prometheus_client::encoding::text::encode_eof(&mut out);
         out
     }

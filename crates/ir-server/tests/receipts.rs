@@ -13,7 +13,7 @@ use ir_attest::{EmulatedRealm, Measurements};
 use tempfile::TempDir;
 
 /// An HTTP endpoint on 127.0.0.1 keeping every body POSTed to it.
-async fn events_endpoint() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+pub(crate) async fn events_endpoint() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/events", listener.local_addr().unwrap());
     let events = Arc::new(Mutex::new(Vec::new()));

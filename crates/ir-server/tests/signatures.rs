@@ -927,3 +927,89 @@ async fn attestations_are_not_signatures_and_cosign_v3_bundles_name_no_image() {
         "{text}"
     );
 }
+
+/// A pull the signature policy refuses is answered as missing, and posted
+/// to `--events-url` as a refusal naming the policy (through the binary).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_refusal_is_posted_as_an_event() {
+    let key = Key::p256();
+    let f = fixture(&key);
+    let (events_url, events) = crate::receipts::events_endpoint().await;
+    let log = f.root.outside("server.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ir-server"))
+        .args([
+            "-p",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--registry-host",
+            HOST,
+            "-r",
+        ])
+        .arg(f.root.path())
+        .arg("--policy")
+        .arg(&f.policy)
+        .args(["--events-url", &events_url])
+        .env_remove("RUST_LOG")
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("ready") {
+            break text;
+        }
+        assert!(std::time::Instant::now() < until, "{text}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let marker = "over plain HTTP on 127.0.0.1:";
+    let at = text.find(marker).unwrap() + marker.len();
+    let port: String = text[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    let refused = client()
+        .get(url("/v2/unsigned/manifests/1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 404);
+    let served = client()
+        .get(url("/v2/signed/manifests/1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), 200);
+    let missing = client()
+        .get(url("/v2/unsigned/manifests/2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let seen = events.lock().unwrap().clone();
+        let refusals: Vec<_> = seen
+            .iter()
+            .filter(|e| e["type"] == "dev.ir-server.refusal")
+            .collect();
+        let delivered = seen
+            .iter()
+            .any(|e| e["type"] == "dev.ir-server.delivery" && e["subject"] == "signed");
+        if delivered && !refusals.is_empty() {
+            // One refusal: the policy's; a tag that never existed is not one.
+            assert_eq!(refusals.len(), 1, "{seen:#?}");
+            assert_eq!(refusals[0]["data"]["stage"], "policy");
+            assert_eq!(refusals[0]["subject"], "unsigned");
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "events: {seen:#?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

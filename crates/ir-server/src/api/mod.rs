@@ -256,11 +256,16 @@ async fn answer<B>(
         Route::Base => Ok(handlers::base()),
         Route::Catalog => handlers::catalog(&catalog, conn, req),
         Route::Manifest(name, reference) => match app_of(&name) {
-            Ok(app) => handlers::manifest(&app, reference, req).inspect(|r| {
-                count_download(&catalog, &name, false, req, r);
-                audit_delivery(state, conn, &name, reference, req, r);
-            }),
-            Err(e) => Err(e),
+            Ok(app) => handlers::manifest(&app, reference, req)
+                .inspect(|r| {
+                    count_download(&catalog, &name, false, req, r);
+                    audit_delivery(state, conn, &name, reference, req, r);
+                })
+                .inspect_err(|_| audit_withheld(state, conn, &catalog, &name, reference)),
+            Err(e) => {
+                audit_withheld(state, conn, &catalog, &name, reference);
+                Err(e)
+            }
         },
         Route::Blob(name, digest) => match app_of(&name) {
             Ok(app) => handlers::blob(app, &catalog, digest, req)
@@ -308,6 +313,26 @@ fn audit_delivery<B>(
         header("docker-content-digest"),
         header("content-type"),
     );
+}
+
+/// Reports a manifest the client may see but the signature policy
+/// withholds as a refused pull (an event), answered as missing.
+fn audit_withheld(
+    state: &ApiState,
+    conn: &ConnInfo,
+    catalog: &Catalog,
+    name: &RepoName,
+    reference: &str,
+) {
+    let Some(audit) = &state.audit else { return };
+    if conn.may_see(name) && catalog.withheld_by_policy(conn.scope().as_deref(), name, reference) {
+        audit.refused(
+            conn.peer,
+            "policy",
+            "the signature policy refuses this image",
+            Some(name.as_str()),
+        );
+    }
 }
 
 /// Counts a GET answered 200 or 206 in the application's download counters.

@@ -264,6 +264,26 @@ impl Catalog {
         }
     }
 
+    /// Whether `name` at `reference` (a tag or digest) was loaded and
+    /// verified but is not served to `scope` because the signature policy
+    /// refused it (for refusal events; never for what is served).
+    pub fn withheld_by_policy(
+        &self,
+        scope: Option<&str>,
+        name: &RepoName,
+        reference: &str,
+    ) -> bool {
+        let Some(loaded) = self.loaded.get(name) else {
+            return false;
+        };
+        let has = |app: &Application| match ir_oci::Reference::parse(reference) {
+            Ok(ir_oci::Reference::Tag(t)) => app.tags.contains_key(&t),
+            Ok(ir_oci::Reference::Digest(d)) => app.manifests.contains_key(&d),
+            Err(_) => false,
+        };
+        has(loaded) && !self.application_in(scope, name).is_some_and(|a| has(a))
+    }
+
     /// All served application names, in byte order.
     pub fn names(&self) -> impl Iterator<Item = &RepoName> {
         self.registry.applications.keys()

@@ -73,6 +73,21 @@ assert comp["kind"] == "Component"
 patch = yaml.safe_load(comp["patches"][0]["patch"])
 prof = patch["spec"]["template"]["spec"]["securityContext"]["seccompProfile"]
 assert prof == {"type": "Localhost", "localhostProfile": "profiles/ir-server.json"}, prof
+# The signature-cache component: an emptyDir handed to the server's user,
+# mode 0700 (the cache's rule), mounted where the cache file lives.
+comp = yaml.safe_load(open(os.path.join(d, "components/signature-cache/kustomization.yaml")))
+assert comp["kind"] == "Component"
+tpl = yaml.safe_load(comp["patches"][0]["patch"])["spec"]["template"]["spec"]
+init, srv = tpl["initContainers"][0], tpl["containers"][0]
+assert srv["name"] == c["name"]
+uid = pod["securityContext"]["runAsUser"]
+cmd = " ".join(init["command"])
+assert f"chown {uid}:{uid} /var/lib/ir-server" in cmd and "chmod 0700 /var/lib/ir-server" in cmd, cmd
+cache = {e["name"]: e["value"] for e in srv["env"]}["IR_SERVER_SIGNATURE_CACHE"]
+mount = {m["name"]: m["mountPath"] for m in srv["volumeMounts"]}
+assert os.path.dirname(cache) == mount["state"] == init["volumeMounts"][0]["mountPath"]
+assert "emptyDir" in tpl["volumes"][0] and tpl["volumes"][0]["name"] == "state"
+assert init["securityContext"]["capabilities"]["drop"] == ["ALL"]
 PY
 
 check "Dockerfile: multi-stage, non-root, ports, read-only registry path" \

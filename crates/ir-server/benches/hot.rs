@@ -170,3 +170,40 @@ fn handle(bencher: Bencher, what: &str) {
         })
         .bench_local_values(|req| f.rt.block_on(api::handle(&state, &f.conn, req)));
 }
+
+/// A manifest GET by an identified client (an attested realm) with
+/// delivery receipts off and on (`--receipts`): the record is built and
+/// queued on the request path; the journal is written by its own thread.
+#[divan::bench(args = ["receipts off", "receipts on"])]
+fn handle_receipted(bencher: Bencher, what: &str) {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = f.state;
+    if what == "receipts on" {
+        let key = dir.path().join("receipts.key");
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        std::fs::write(&key, pair.serialize_pem()).unwrap();
+        let config = ir_server::audit::AuditConfig {
+            receipts: Some(ir_server::audit::ReceiptsConfig {
+                dir: dir.path().join("journal"),
+                key,
+                checkpoint_every: 1000,
+                max_file_bytes: 64 << 20,
+            }),
+            events: None,
+        };
+        let audit = Arc::new(ir_server::audit::Audit::start(&config).unwrap());
+        state = state.with_audit(Some(audit));
+    }
+    let mut conn = f.conn.clone();
+    conn.identity = Some(Arc::new(ir_receipts::Identity::Realm {
+        rim: "ab".repeat(32),
+        rems: std::array::from_fn(|_| "00".repeat(32)),
+        personalization: "00".repeat(64),
+        platform_instance_id_sha256: "cd".repeat(32),
+    }));
+    let state = Arc::new(state);
+    bencher
+        .with_inputs(|| request(Method::GET, "/v2/team/app/manifests/t07"))
+        .bench_local_values(|req| f.rt.block_on(api::handle(&state, &conn, req)));
+}

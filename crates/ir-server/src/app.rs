@@ -199,6 +199,24 @@ pub async fn serve(args: Args) -> ExitCode {
         }
     };
     crate::trust::announce(gate.as_deref());
+    // Authentication: a user file, key or key set that cannot be used is a
+    // start-up error.
+    let auth = match &config.auth {
+        None => None,
+        Some(a) => match crate::auth::Auth::load(a) {
+            Ok(auth) => {
+                tracing::info!("{}", auth.describe());
+                if matches!(a.source, crate::auth::TokenSource::Local { key: None, .. }) {
+                    tracing::info!("tokens are signed with a key generated at start (--token-key for one shared by replicas)");
+                }
+                Some(Arc::new(auth))
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     // Content reloads: SIGHUP, --watch, and a change of the realms'
     // policy scopes.
     let (trigger_tx, trigger_rx) = mpsc::channel::<()>(1);
@@ -215,7 +233,7 @@ pub async fn serve(args: Args) -> ExitCode {
         .map(|a| a.to_string())
         .unwrap_or_default();
     let shared = catalog::shared(Catalog::default());
-    let state = Arc::new(ApiState::loading(shared.clone(), !args.no_access_log));
+    let state = Arc::new(ApiState::loading(shared.clone(), !args.no_access_log).with_auth(auth));
     // Metrics (off unless --metrics-addr): bound before loading, so that
     // its /readyz says "not ready" while the registry verifies.
     if let Some(addr) = args.metrics_addr {
@@ -417,7 +435,7 @@ fn start<H: transport::Handshake>(
 }
 
 /// The TLS transport, requiring client certificates with `--client-ca`
-/// (limited per client with `--client-map`).
+/// (limited per client with `--access-map`).
 fn tls_transport(
     args: &Args,
     store: Arc<CertStore>,
@@ -427,7 +445,7 @@ fn tls_transport(
     };
     let config =
         cert_store::server_config_with_client_auth(store, crate::client_access::verifier(ca)?);
-    match &args.client_map {
+    match &args.access_map {
         None => {
             tracing::info!(
                 "TLS: client certificates from {} required; every client sees every application",

@@ -9,7 +9,9 @@
 //! - [`delivery`]: sending only verified blob bytes (hashed streams, chunk
 //!   seals, verified copies in memory);
 //! - [`api`]: routing, handlers, errors, ranges;
-//! - [`client_access`]: client certificates for TLS (`--client-ca`, `--client-map`);
+//! - [`client_access`]: client certificates for TLS (`--client-ca`) and the
+//!   access map (`--access-map`);
+//! - [`auth`]: registry authentication (`--htpasswd`, tokens);
 //! - [`server`]: HTTP/1.1 and HTTP/2 on a connection, limits, shutdown;
 //! - [`transport`]: accept loops per transport; [`cert_store`]: the
 //!   server's certificate and key, reloadable;
@@ -22,6 +24,7 @@
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod catalog;
 pub mod cert_store;
 pub mod cli;

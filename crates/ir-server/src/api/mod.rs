@@ -56,6 +56,8 @@ pub struct ApiState {
     pub draining: AtomicBool,
     /// Loads, and the RA-TLS platform check, for `/status`.
     pub status: Arc<crate::status::ServerStatus>,
+    /// Registry authentication (`--htpasswd`, tokens); `None`: off.
+    pub auth: Option<Arc<crate::auth::Auth>>,
 }
 
 impl ApiState {
@@ -67,7 +69,14 @@ impl ApiState {
             ready: AtomicBool::new(true),
             draining: AtomicBool::new(false),
             status: Arc::default(),
+            auth: None,
         }
+    }
+
+    /// The same state, requiring credentials as `auth` says.
+    pub fn with_auth(mut self, auth: Option<Arc<crate::auth::Auth>>) -> Self {
+        self.auth = auth;
+        self
     }
 
     /// State whose catalog is still to be loaded: the API answers 503
@@ -149,6 +158,18 @@ impl ConnInfo {
     /// The policy scope for one request.
     pub(crate) fn scope(&self) -> Option<Arc<str>> {
         self.policy_scope.as_ref().and_then(|f| f())
+    }
+
+    /// This connection further limited to what `also` lets it see.
+    pub fn restricted(&self, also: Visibility) -> ConnInfo {
+        let visibility: Visibility = match (self.visibility.clone(), also) {
+            (None, v) | (v, None) => v,
+            (Some(a), Some(b)) => Some(Arc::new(move |n: &RepoName| a(n) && b(n))),
+        };
+        ConnInfo {
+            visibility,
+            ..self.clone()
+        }
     }
 
     fn may_see(&self, name: &RepoName) -> bool {
@@ -236,6 +257,13 @@ async fn answer<B>(
     if let Some((status, text)) = state.probe(req.uri().path()) {
         return probe(status, text);
     }
+    if let Some(auth) = &state.auth {
+        if req.uri().path() == crate::auth::TOKEN_PATH {
+            if let Some(r) = auth.token_endpoint(req).await {
+                return r;
+            }
+        }
+    }
     if !state.is_ready() {
         let mut r = error_response(&ApiError::new(
             ErrorCode::Unavailable,
@@ -245,6 +273,30 @@ async fn answer<B>(
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return r;
     }
+    // With authentication on, nothing is answered (not even that a path
+    // or name is wrong) before the credentials are checked.
+    let authed;
+    let conn = match &state.auth {
+        None => conn,
+        Some(auth) => {
+            use crate::auth::challenge::Need;
+            let need = match &parsed {
+                Ok(Route::Manifest(name, _))
+                | Ok(Route::Blob(name, _))
+                | Ok(Route::Tags(name))
+                | Ok(Route::Referrers(name, _)) => Need::Repository(name.as_str()),
+                Ok(Route::Catalog) => Need::Catalog,
+                _ => Need::Base,
+            };
+            match auth.authorize(req.headers(), need).await {
+                Ok(grant) => {
+                    authed = conn.restricted(grant.visibility);
+                    &authed
+                }
+                Err(refused) => return refused,
+            }
+        }
+    };
     let route = match parsed {
         Ok(r) => r,
         Err(RouteError::NoSuchEndpoint) => {

@@ -6,8 +6,10 @@
 //! or accepts those of an external issuer (`--token-issuer` with the key
 //! set `--token-jwks`). A token is accepted when its signature verifies
 //! with the key its `kid` names, `iss` is the issuer, `aud` names the
-//! service, `exp` is in the future and `nbf`/`iat` are not (each with
-//! [`LEEWAY`]), and every size is within bounds.
+//! service, `exp` is in the future and `nbf`/`iat` are not, and every size
+//! is within bounds. An external issuer's clock may differ from ours by
+//! [`LEEWAY`]; this server's own tokens get none (one clock), so a token
+//! replayed after its lifetime is refused at once.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -17,7 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use super::jws::{self, JwsError, PublicKey, SigningKey};
 
-/// Clock skew tolerated on `exp`, `nbf` and `iat`.
+/// Clock skew tolerated on `exp`, `nbf` and `iat` of an external issuer's
+/// tokens (distribution's).
 pub const LEEWAY: Duration = Duration::from_secs(60);
 /// Most `access` entries in a token.
 pub const MAX_ACCESS: usize = 256;
@@ -121,15 +124,18 @@ pub struct Verifier {
     issuer: String,
     service: String,
     keys: HashMap<String, PublicKey>,
+    leeway: i64,
 }
 
 impl Verifier {
-    /// Tokens of `issuer` for `service`, signed by one of `keys` (by kid).
+    /// Tokens of `issuer` for `service`, signed by one of `keys` (by kid),
+    /// with [`LEEWAY`] for clock skew.
     pub fn new(issuer: String, service: String, keys: HashMap<String, PublicKey>) -> Self {
         Verifier {
             issuer,
             service,
             keys,
+            leeway: LEEWAY.as_secs() as i64,
         }
     }
 
@@ -151,7 +157,7 @@ impl Verifier {
         {
             return Err(TokenError::Claims("a claim exceeds its bound".into()));
         }
-        let leeway = LEEWAY.as_secs() as i64;
+        let leeway = self.leeway;
         if claims.exp.saturating_add(leeway) <= at {
             return Err(TokenError::Expired);
         }
@@ -202,7 +208,10 @@ impl Issuer {
     /// The verifier of exactly these tokens.
     pub fn verifier(&self) -> Verifier {
         let keys = HashMap::from([(self.key.kid().to_owned(), self.key.public().clone())]);
-        Verifier::new(self.issuer.clone(), self.service.clone(), keys)
+        Verifier {
+            leeway: 0,
+            ..Verifier::new(self.issuer.clone(), self.service.clone(), keys)
+        }
     }
 
     /// The tokens' lifetime.
@@ -376,13 +385,23 @@ mod tests {
         assert!(c.grants("repository", "app", "pull"));
         assert!(!c.grants("repository", "other", "pull"));
         assert!(!c.grants("repository", "app", "push"));
+        v.verify_at(&t, 1_000_299).unwrap();
         assert_eq!(
-            v.verify_at(&t, 1_000_300 + 61).unwrap_err(),
-            TokenError::Expired
+            v.verify_at(&t, 1_000_300).unwrap_err(),
+            TokenError::Expired,
+            "own tokens: no leeway"
         );
         assert_eq!(
-            v.verify_at(&t, 1_000_000 - 120).unwrap_err(),
+            v.verify_at(&t, 1_000_000 - 1).unwrap_err(),
             TokenError::NotYetValid
+        );
+        // An external issuer's token gets the leeway.
+        let keys = HashMap::from([(i.key.kid().to_owned(), i.key.public().clone())]);
+        let external = Verifier::new("iss".into(), "svc".into(), keys);
+        external.verify_at(&t, 1_000_300 + 59).unwrap();
+        assert_eq!(
+            external.verify_at(&t, 1_000_300 + 60).unwrap_err(),
+            TokenError::Expired
         );
         // Another issuer's verifier (same service) refuses it: other key.
         assert!(matches!(

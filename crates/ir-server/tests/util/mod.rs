@@ -65,7 +65,19 @@ impl TestServer {
         options: ServeOptions,
         scheme: &str,
     ) -> TestServer {
-        let state = Arc::new(ApiState::new(catalog::shared(catalog), false));
+        let state = ApiState::new(catalog::shared(catalog), false);
+        Self::serve_state(state, handshake, options, scheme).await
+    }
+
+    /// Serves `state` (e.g. with authentication) on a transport of the
+    /// caller's choice.
+    pub async fn serve_state<H: Handshake>(
+        state: ApiState,
+        handshake: Arc<H>,
+        options: ServeOptions,
+        scheme: &str,
+    ) -> TestServer {
+        let state = Arc::new(state);
         let listener = ir_server::transport::bind("127.0.0.1:0".parse().unwrap(), 1024).unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();

@@ -377,7 +377,7 @@ impl Auth {
                 let grant = match scope.kind.as_str() {
                     "repository" if wants("pull") => RepoName::parse(&scope.name)
                         .is_ok_and(|n| self.may_see(user, &n))
-                        .then(|| "pull"),
+                        .then_some("pull"),
                     "registry" if scope.name == "catalog" && wants("*") => Some("*"),
                     _ => None,
                 };

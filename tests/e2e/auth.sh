@@ -158,12 +158,20 @@ state = "$CT/state"
 TOML
 containerd --config "$CT/config.toml" >"$CT/log" 2>&1 &
 PIDS+=($!)
+# ctr takes localhost for plain HTTP unless a hosts.toml says https.
+mkdir -p "$CT/hosts/$HOST"
+cat >"$CT/hosts/$HOST/hosts.toml" <<TOML
+server = "https://$HOST"
+[host."https://$HOST"]
+  capabilities = ["pull", "resolve"]
+  ca = "$CERTS/ca.crt"
+TOML
 CTR=(ctr --address "$CT/containerd.sock")
 for _ in $(seq 1 100); do "${CTR[@]}" version >/dev/null 2>&1 && break; sleep 0.1; done
-check "ctr pull --user" "${CTR[@]}" images pull --tlscacert "$CERTS/ca.crt" --user bob:hunter2 "$HOST/hello:latest"
+check "ctr pull --user" "${CTR[@]}" images pull --hosts-dir "$CT/hosts" --user bob:hunter2 "$HOST/hello:latest"
 check "ctr pulled the source digest" bash -c "${CTR[*]} images ls | grep $HOST/hello:latest | grep -q $HELLO"
 check "ctr pull with a wrong password fails" \
-  bash -c "! ${CTR[*]} images pull --tlscacert $CERTS/ca.crt --user bob:wrong $HOST/multi:latest"
+  bash -c "! ${CTR[*]} images pull --hosts-dir $CT/hosts --user bob:wrong $HOST/multi:latest"
 
 # docker -------------------------------------------------------------------
 DK=$WORK/docker

@@ -2,8 +2,8 @@
 //! raw manifest, referrers and a blob, each verified where a digest is
 //! known.
 
+use crate::location::{ImageLocation, RegistryUrl};
 use crate::pull::{Client, Fetched};
-use crate::reference::{Reference, RegistryUrl, Target};
 use crate::{Error, ManifestError, ReferenceError};
 use ir_oci::Digest;
 use oci_spec::image::{Descriptor, ImageIndex};
@@ -120,7 +120,7 @@ impl Client {
     }
 
     /// The repository's tags, every page.
-    pub async fn tags(&self, repo: &Reference) -> Result<Vec<String>, Error> {
+    pub async fn tags(&self, repo: &ImageLocation) -> Result<Vec<String>, Error> {
         self.check_scheme(repo.scheme, &format!("repository {repo}"))?;
         self.paginated(
             &repo.base_url(),
@@ -138,19 +138,16 @@ impl Client {
     }
 
     /// The manifest `reference` names, as served, its digest checked.
-    pub async fn manifest(&self, reference: &Reference) -> Result<RawManifest, Error> {
+    pub async fn manifest(&self, reference: &ImageLocation) -> Result<RawManifest, Error> {
         self.check_scheme(reference.scheme, &format!("reference {reference}"))?;
-        let expected = match &reference.target {
-            Target::Digest(d) => Some((d.clone(), None)),
-            Target::Tag(_) => None,
-        };
+        let expected = reference.digest().map(|d| (d.clone(), None));
         let Fetched {
             descriptor,
             digest,
             bytes,
             ..
         } = self
-            .fetch_manifest(reference, &reference.target.to_string(), expected)
+            .fetch_manifest(reference, &reference.reference_text(), expected)
             .await?;
         Ok(RawManifest {
             digest,
@@ -164,12 +161,12 @@ impl Client {
     /// registry does not).
     pub async fn referrers(
         &self,
-        reference: &Reference,
+        reference: &ImageLocation,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Descriptor>, Error> {
-        let digest = match &reference.target {
-            Target::Digest(d) => d.clone(),
-            Target::Tag(_) => self.manifest(reference).await?.digest,
+        let digest = match reference.digest() {
+            Some(d) => d.clone(),
+            None => self.manifest(reference).await?.digest,
         };
         let mut url = self.url(reference, "referrers", &digest.to_string());
         if let Some(t) = artifact_type {
@@ -203,11 +200,11 @@ impl Client {
     /// (the bytes are already out: check the exit status).
     pub async fn blob(
         &self,
-        reference: &Reference,
+        reference: &ImageLocation,
         out: &mut (dyn std::io::Write + Send),
     ) -> Result<Blob, Error> {
         self.check_scheme(reference.scheme, &format!("reference {reference}"))?;
-        let Target::Digest(digest) = &reference.target else {
+        let Some(digest) = reference.digest() else {
             return Err(ReferenceError::BlobByTag {
                 reference: reference.to_string(),
             }
@@ -237,8 +234,8 @@ impl Client {
         if found != *digest {
             return Err(Error::DigestMismatch {
                 what: format!("blob {reference}"),
-                expected: digest.to_string(),
-                found: found.to_string(),
+                expected: digest.clone(),
+                found,
             });
         }
         Ok(Blob {

@@ -84,6 +84,8 @@ pub fn load_or_generate(dir: &Path, measurements: Measurements) -> Result<Emulat
         }
         _ => Err(TokenError::HalfKeys {
             dir: dir.to_path_buf(),
+            rak: RAK_FILE,
+            cpak: CPAK_FILE,
         }
         .into()),
     }

@@ -6,8 +6,7 @@
 //! where there is one. The exit status comes from the variant
 //! ([`Error::exit_code`], documented in docs/client.md).
 
-use crate::ratls::MAX_TOKEN_FILE;
-use crate::Digest;
+use ir_oci::Digest;
 use std::path::PathBuf;
 
 /// Why a pull failed. `Display` is one line.
@@ -16,6 +15,10 @@ pub enum Error {
     /// The reference does not parse, or does not fit the transport.
     #[error("{0}")]
     Reference(#[from] ReferenceError),
+    /// Registry authentication failed: an auth file, a credential helper,
+    /// a token endpoint. Never carries a credential.
+    #[error("{0}")]
+    Auth(#[from] AuthError),
     /// The request could not be sent or its answer not read.
     #[error("{url}: {reason}")]
     Transport {
@@ -68,15 +71,15 @@ pub enum Error {
         /// What was checked (a blob, a reference's manifest).
         what: String,
         /// The digest asked for.
-        expected: String,
+        expected: Digest,
         /// The digest of what arrived.
-        found: String,
+        found: Digest,
     },
     /// Content does not have the size its descriptor says.
     #[error("size mismatch for {digest}: expected {expected} bytes, got {found}")]
     Size {
         /// The blob.
-        digest: String,
+        digest: Digest,
         /// The descriptor's size.
         expected: u64,
         /// What arrived.
@@ -89,7 +92,7 @@ pub enum Error {
     #[error("index {index} has no manifest for platform {wanted} (available: {available})")]
     NoPlatform {
         /// The index's digest.
-        index: String,
+        index: Digest,
         /// The platform asked for.
         wanted: String,
         /// The platforms the index lists.
@@ -139,13 +142,17 @@ impl Error {
         match self {
             Error::Reference(_) | Error::Policy { .. } => 2,
             Error::Refused { .. } => 6,
-            Error::Status { .. } => 3,
+            Error::Status { .. } | Error::Auth(AuthError::TokenRefused { .. }) => 3,
             Error::DigestMismatch { .. }
             | Error::Size { .. }
             | Error::Manifest(_)
             | Error::NoPlatform { .. } => 4,
             Error::Attestation { .. } | Error::AttestationRefused { .. } | Error::Token(_) => 5,
-            Error::Transport { .. } | Error::Layout(_) | Error::Io { .. } | Error::Tls(_) => 1,
+            Error::Transport { .. }
+            | Error::Auth(_)
+            | Error::Layout(_)
+            | Error::Io { .. }
+            | Error::Tls(_) => 1,
         }
     }
 }
@@ -206,14 +213,14 @@ pub enum ReferenceError {
         source: ir_oci::name::NameError,
     },
     /// The reference's scheme is not the one this client was made for.
-    #[error("{what} needs the {} transport, this client speaks {}", wanted.as_str(), speaks.as_str())]
+    #[error("{what} needs the {wanted} transport, this client speaks {speaks}")]
     WrongTransport {
         /// What was asked for (`reference …`, `registry …`).
         what: String,
-        /// The reference's scheme.
-        wanted: crate::Scheme,
+        /// The reference's scheme (`http`, `https`, `ra-tls`).
+        wanted: &'static str,
         /// The client's.
-        speaks: crate::Scheme,
+        speaks: &'static str,
     },
     /// A blob was asked for by tag.
     #[error("reference {reference}: a blob is named by digest (NAME@sha256:…)")]
@@ -457,64 +464,138 @@ pub enum TokenError {
     #[error("{0}")]
     Emulate(#[from] ir_attest::emulate::EmulateError),
     /// A realm-keys directory with one key of two.
-    #[error("{}: has only one of {} and {}", dir.display(), crate::emulated::RAK_FILE, crate::emulated::CPAK_FILE)]
+    #[error("{}: has only one of {rak} and {cpak}", dir.display())]
     HalfKeys {
         /// The directory.
         dir: PathBuf,
+        /// The realm attestation key's file name.
+        rak: &'static str,
+        /// The platform attestation key's file name.
+        cpak: &'static str,
     },
     /// A token file is empty or too large.
-    #[error("{}: a token file has 1 to {MAX_TOKEN_FILE} bytes, found {len}", path.display())]
+    #[error("{}: a token file has 1 to {limit} bytes, found {len}", path.display())]
     FileSize {
         /// The file.
         path: PathBuf,
         /// Its length.
         len: u64,
+        /// The longest token file read.
+        limit: u64,
     },
     /// `--rsi` without the `rsi` feature.
     #[error("--rsi needs ir-client built with the `rsi` feature")]
     RsiNotBuilt,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::error::Error as _;
+/// Why registry authentication failed. The messages name files, hosts,
+/// helpers and URLs, never a user name's password, a token or the
+/// content of an auth file.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// An auth file could not be read.
+    #[error("auth file {}: {source}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An auth file is larger than any real one.
+    #[error("auth file {}: larger than {limit} bytes", path.display())]
+    FileTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The limit.
+        limit: u64,
+    },
+    /// An auth file is not the JSON of an auth file (where, not what).
+    #[error("auth file {}: {why}", path.display())]
+    FileSyntax {
+        /// The file.
+        path: PathBuf,
+        /// Where it breaks (line and column, or the repeated key).
+        why: String,
+    },
+    /// An `auths` entry cannot be used.
+    #[error("auth file {}: auths.{host}: {why}", path.display())]
+    Entry {
+        /// The file.
+        path: PathBuf,
+        /// The entry's key.
+        host: String,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// A credential helper failed.
+    #[error("credential helper docker-credential-{helper} for {host}: {why}")]
+    Helper {
+        /// The helper's name.
+        helper: String,
+        /// The registry asked about.
+        host: String,
+        /// What went wrong (its exit status, a timeout; never its output).
+        why: String,
+    },
+    /// The registry's token realm may not be used.
+    #[error("registry {host}: token realm {realm}: {why}")]
+    Realm {
+        /// The registry.
+        host: String,
+        /// The realm, as the registry gave it (without any query).
+        realm: String,
+        /// Why not.
+        why: &'static str,
+    },
+    /// Credentials would go over plain HTTP to a host other than this
+    /// machine.
+    #[error("registry {host} asks for credentials over plain http: refused (use https://)")]
+    PlainHttp {
+        /// The registry.
+        host: String,
+    },
+    /// The token endpoint could not be reached or read.
+    #[error("token realm {realm}: {reason}")]
+    TokenTransport {
+        /// The realm.
+        realm: String,
+        /// The cause chain on one line.
+        reason: String,
+    },
+    /// The token endpoint refused (wrong or missing credentials).
+    #[error("token realm {realm} refused {who} for {host}: HTTP {status}")]
+    TokenRefused {
+        /// The realm.
+        realm: String,
+        /// The registry.
+        host: String,
+        /// `anonymous access` or `the credentials`, never the credentials.
+        who: &'static str,
+        /// The HTTP status.
+        status: u16,
+    },
+    /// The token endpoint's answer is not a token.
+    #[error("token realm {realm}: {why}")]
+    TokenResponse {
+        /// The realm.
+        realm: String,
+        /// What is wrong.
+        why: String,
+    },
+}
 
-    #[test]
-    fn causes_are_kept_as_data_under_a_one_line_display() {
-        let e: Error = crate::Reference::parse("http://host/App")
-            .unwrap_err()
-            .into();
-        assert_eq!(e.exit_code(), 2);
-        assert!(e.to_string().starts_with("reference \"http://host/App\": "));
-        let detail = e.source().unwrap();
-        assert!(detail.is::<ReferenceError>());
-        let name = detail.source().unwrap().downcast_ref();
-        assert!(
-            matches!(name, Some(ir_oci::name::NameError::InvalidName(n)) if n == "App"),
-            "{e}"
-        );
-
-        let e = crate::emulated::measurements("sha-256", Some("zz"), &[]).unwrap_err();
-        assert_eq!(e.exit_code(), 5);
-        assert!(e
-            .to_string()
-            .starts_with("RA-TLS token: RIM \"zz\" is not hex"));
-        let detail = e.source().unwrap();
-        assert!(matches!(
-            detail.downcast_ref(),
-            Some(TokenError::NotHex { .. })
-        ));
-        assert!(detail.source().unwrap().is::<hex::FromHexError>());
-
-        let e = crate::ratls::root_store(b"-----BEGIN CERTIFICATE-----\n!!\n").unwrap_err();
-        assert_eq!(e.exit_code(), 1);
-        assert!(e.to_string().starts_with("TLS: CA file: "), "{e}");
-        assert!(e
-            .source()
-            .and_then(|s| s.source())
-            .unwrap()
-            .is::<rustls::pki_types::pem::Error>());
-        assert!(!e.to_string().contains('\n'));
+/// The cause chain of an error on one line.
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
     }
+    s
 }

@@ -1,8 +1,10 @@
 //! The HTTP side: one request with retries, on the transport the
 //! reference's scheme chose.
 
+use crate::auth::{AuthOptions, Authenticator, Target};
+use crate::error::chain;
+use crate::location::Scheme;
 use crate::ratls::{tls_config, CertResolver, RaTlsOptions, TokenSource};
-use crate::reference::Scheme;
 use crate::{Error, TlsError};
 use reqwest::header;
 use std::sync::Arc;
@@ -12,6 +14,8 @@ use std::time::Duration;
 const MAX_ERROR_BODY: usize = 16 * 1024;
 /// Longest wait between two attempts, whatever `Retry-After` says.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Most authentication challenges answered for one request.
+const MAX_CHALLENGES: u32 = 2;
 /// First wait between two attempts; doubled each time.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 
@@ -61,6 +65,9 @@ pub struct HttpOptions {
     /// (minus `NO_PROXY`) when set. Never for ra-tls, whose handshake must
     /// reach the server itself.
     pub proxy_from_env: bool,
+    /// Where registry credentials come from (default: none, so only
+    /// anonymous tokens).
+    pub auth: AuthOptions,
 }
 
 impl Default for HttpOptions {
@@ -71,6 +78,7 @@ impl Default for HttpOptions {
             read_timeout: Duration::from_secs(60),
             retries: 3,
             proxy_from_env: true,
+            auth: AuthOptions::default(),
         }
     }
 }
@@ -82,21 +90,7 @@ pub(crate) struct Http {
     pub(crate) scheme: Scheme,
     pub(crate) resolver: Option<Arc<CertResolver>>,
     pub(crate) retries: u32,
-}
-
-/// The cause chain of an error on one line.
-pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
+    pub(crate) auth: Arc<Authenticator>,
 }
 
 /// The wait before attempt `attempt` (1-based): 200 ms, 400 ms, … capped.
@@ -153,6 +147,7 @@ impl Http {
             scheme,
             resolver,
             retries: options.retries,
+            auth: Arc::new(Authenticator::new(&options.auth)?),
         })
     }
 
@@ -165,10 +160,15 @@ impl Http {
         accept: Option<&str>,
         from: u64,
     ) -> Result<reqwest::Response, Error> {
+        let target = reqwest::Url::parse(url).ok().map(|u| Target::of(&u));
         let mut attempt = 0u32;
+        let mut challenges = 0u32;
         loop {
             attempt += 1;
             let mut req = self.client.get(url);
+            if let Some(a) = target.as_ref().and_then(|t| self.auth.cached(t)) {
+                req = req.header(header::AUTHORIZATION, a);
+            }
             if let Some(a) = accept {
                 req = req.header(header::ACCEPT, a);
             }
@@ -192,6 +192,21 @@ impl Http {
                         || (from > 0 && status == reqwest::StatusCode::PARTIAL_CONTENT);
                     if ok {
                         return Ok(resp);
+                    }
+                    // A challenge is answered (a token, Basic credentials)
+                    // and the request sent again, twice at most.
+                    if status == reqwest::StatusCode::UNAUTHORIZED && challenges < MAX_CHALLENGES {
+                        if let Some(t) = &target {
+                            challenges += 1;
+                            if self
+                                .auth
+                                .answer(&self.client, self.scheme, t, resp.headers())
+                                .await?
+                            {
+                                attempt -= 1;
+                                continue;
+                            }
+                        }
                     }
                     let transient = status.is_server_error()
                         || status == reqwest::StatusCode::TOO_MANY_REQUESTS;

@@ -177,7 +177,7 @@ impl BlobWriter {
         self.written += bytes.len() as u64;
         if self.written > self.size {
             return Err(Error::Size {
-                digest: self.expected.to_string(),
+                digest: self.expected.clone(),
                 expected: self.size,
                 found: format!("more than {}", self.size),
             });
@@ -206,7 +206,7 @@ impl BlobWriter {
     pub fn finish(self) -> Result<(), Error> {
         if self.written != self.size {
             return Err(Error::Size {
-                digest: self.expected.to_string(),
+                digest: self.expected.clone(),
                 expected: self.size,
                 found: self.written.to_string(),
             });
@@ -215,8 +215,8 @@ impl BlobWriter {
         if found != self.expected {
             return Err(Error::DigestMismatch {
                 what: "blob".into(),
-                expected: self.expected.to_string(),
-                found: found.to_string(),
+                expected: self.expected.clone(),
+                found,
             });
         }
         let path = self.path;

@@ -27,30 +27,36 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod auth;
 mod browse;
 pub mod emulated;
 mod error;
 mod http;
 pub mod layout;
-pub mod platform;
+pub mod location;
+pub mod platform_filter;
 pub mod progress;
 mod pull;
 pub mod ratls;
-pub mod reference;
 #[cfg(feature = "rsi")]
 pub mod rsi;
 pub mod signatures;
 
+pub use auth::AuthOptions;
 pub use browse::{Blob, RawManifest};
 pub use http::{HttpOptions, Transport};
 pub use ir_oci::Digest;
-pub use platform::Platform;
+pub use location::{ImageLocation, RegistryUrl, Scheme};
+pub use platform_filter::Platform;
 pub use progress::Progress;
 pub use pull::{
     Client, ClientOptions, Content, Fetched, PullReport, Resolved, DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST, MAX_MANIFEST_SIZE, OCI_MANIFEST,
 };
 pub use ratls::{TokenRequest, TokenSource};
-pub use reference::{Reference, RegistryUrl, Scheme};
+/// The former name of [`ImageLocation`], kept while other branches merge.
+pub type Reference = ImageLocation;
 
-pub use error::{Error, LayoutError, ManifestError, ReferenceError, TlsError, TokenError};
+pub use error::{
+    AuthError, Error, LayoutError, ManifestError, ReferenceError, TlsError, TokenError,
+};

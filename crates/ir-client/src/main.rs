@@ -9,8 +9,8 @@ use ir_client::emulated::{self, Export};
 use ir_client::ratls::{KeyAlg, RaTlsOptions, TokenSource};
 use ir_client::signatures::SignaturePolicy;
 use ir_client::{
-    Client, ClientOptions, Digest, Error, HttpOptions, Platform, Progress, Reference,
-    ReferenceError, RegistryUrl, Scheme, TokenError, Transport,
+    AuthOptions, Client, ClientOptions, Digest, Error, HttpOptions, ImageLocation, Platform,
+    Progress, ReferenceError, RegistryUrl, Scheme, TokenError, Transport,
 };
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -78,6 +78,11 @@ struct ConnArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text, env = "IR_CLIENT_FORMAT")]
     format: Format,
+    /// Registry credentials (containers auth.json or Docker config.json
+    /// format); default: $XDG_RUNTIME_DIR/containers/auth.json,
+    /// ~/.config/containers/auth.json, ~/.docker/config.json.
+    #[arg(long, value_name = "FILE", env = "REGISTRY_AUTH_FILE")]
+    authfile: Option<PathBuf>,
     #[command(flatten)]
     source: SourceArgs,
     #[command(flatten)]
@@ -344,6 +349,7 @@ fn connect(scheme: Scheme, c: &ConnArgs, options: ClientOptions) -> Result<Clien
             },
             connect_timeout: Duration::from_secs(c.connect_timeout),
             retries: c.retries,
+            auth: AuthOptions::standard(c.authfile.clone()),
             ..HttpOptions::default()
         },
         ..options
@@ -351,8 +357,8 @@ fn connect(scheme: Scheme, c: &ConnArgs, options: ClientOptions) -> Result<Clien
     Client::with_options(transport, options)
 }
 
-fn reference(text: &str) -> Result<Reference, Error> {
-    Ok(Reference::parse(text)?)
+fn reference(text: &str) -> Result<ImageLocation, Error> {
+    Ok(ImageLocation::parse(text)?)
 }
 
 fn print_json(v: &serde_json::Value) {
@@ -377,9 +383,9 @@ async fn pull(p: PullArgs, progress: Arc<dyn Progress>) -> Result<(), Error> {
     if p.conn.format == Format::Json {
         print_json(&serde_json::json!({
             "reference": r.to_string(),
-            "digest": report.digest,
+            "digest": report.digest.to_string(),
             "mediaType": report.media_type,
-            "index": report.index_digest,
+            "index": report.index_digest.as_ref().map(Digest::to_string),
             "layout": p.out,
             "manifests": report.manifests,
             "blobs": report.blobs,
@@ -411,7 +417,9 @@ async fn browse(command: Command) -> Result<(), Error> {
                 .tags(&r)
                 .await?;
             match a.conn.format {
-                Format::Json => print_json(&serde_json::json!({"name": r.name, "tags": tags})),
+                Format::Json => {
+                    print_json(&serde_json::json!({"name": r.name.as_str(), "tags": tags}))
+                }
                 Format::Text => tags.iter().for_each(|t| println!("{t}")),
             }
         }

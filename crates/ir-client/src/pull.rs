@@ -5,13 +5,14 @@
 
 use crate::http::{backoff, Http, HttpOptions, Transport};
 use crate::layout::{LayoutWriter, OCI_INDEX};
-use crate::platform::Platform;
+use crate::location::{ImageLocation, Scheme};
+use crate::platform_filter::Platform;
 use crate::progress::{Progress, Silent};
 use crate::ratls::CertResolver;
-use crate::reference::{Reference, Scheme, Target};
 use crate::{Error, ManifestError, ReferenceError};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use ir_oci::{Algorithm, Digest};
+use ir_trust::Trust;
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
 use reqwest::header;
 use std::collections::HashSet;
@@ -48,7 +49,18 @@ pub struct ClientOptions {
     pub http: HttpOptions,
     /// Judge each pulled image by this signature policy before writing
     /// anything (`None`: no signature is required).
-    pub signature_policy: Option<crate::signatures::SignaturePolicy>,
+    pub signature_policy: Option<SignaturePolicy>,
+}
+
+/// A signature policy and the name images are judged under
+/// ([`Client::judge`]).
+#[derive(Debug, Clone)]
+pub struct SignaturePolicy {
+    /// The policies.
+    pub trust: Arc<Trust>,
+    /// The registry host images are named under (`HOST[:PORT]`; default:
+    /// the location's own host).
+    pub registry_host: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -69,11 +81,11 @@ impl Default for ClientOptions {
 pub struct PullReport {
     /// Digest of what `index.json` now points to (the platform's manifest,
     /// or the index with `all_platforms`).
-    pub digest: String,
+    pub digest: Digest,
     /// Its media type.
     pub media_type: String,
     /// The index the manifest was picked from, if the reference named one.
-    pub index_digest: Option<String>,
+    pub index_digest: Option<Digest>,
     /// Manifests and indexes written.
     pub manifests: usize,
     /// Blobs (manifests, indexes, configs, layers) in place after the pull.
@@ -174,8 +186,8 @@ impl Client {
         if scheme != self.http.scheme {
             return Err(ReferenceError::WrongTransport {
                 what: what.to_string(),
-                wanted: scheme,
-                speaks: self.http.scheme,
+                wanted: scheme.as_str(),
+                speaks: self.http.scheme.as_str(),
             }
             .into());
         }
@@ -184,14 +196,14 @@ impl Client {
 
     /// Pulls `reference` (text) into the layout at `out`.
     pub async fn pull(&self, reference: &str, out: &Path) -> Result<PullReport, Error> {
-        let reference = Reference::parse(reference)?;
+        let reference = ImageLocation::parse(reference)?;
         self.pull_reference(&reference, out).await
     }
 
     /// Pulls `reference` into the layout at `out`.
     pub async fn pull_reference(
         &self,
-        reference: &Reference,
+        reference: &ImageLocation,
         out: &Path,
     ) -> Result<PullReport, Error> {
         self.pull_with_progress(reference, out, Arc::new(Silent))
@@ -202,7 +214,7 @@ impl Client {
     /// `progress`.
     pub async fn pull_with_progress(
         &self,
-        reference: &Reference,
+        reference: &ImageLocation,
         out: &Path,
         progress: Arc<dyn Progress>,
     ) -> Result<PullReport, Error> {
@@ -231,13 +243,10 @@ impl Client {
 
     /// Fetches the manifests a pull of `reference` needs (the index, the
     /// host's or every platform's manifest), all verified, none written.
-    pub async fn resolve(&self, reference: &Reference) -> Result<Resolved, Error> {
-        let expected = match &reference.target {
-            Target::Digest(d) => Some((d.clone(), None)),
-            Target::Tag(_) => None,
-        };
+    pub async fn resolve(&self, reference: &ImageLocation) -> Result<Resolved, Error> {
+        let expected = reference.digest().map(|d| (d.clone(), None));
         let top = self
-            .fetch_manifest(reference, &reference.target.to_string(), expected)
+            .fetch_manifest(reference, &reference.reference_text(), expected)
             .await?;
         let mut manifests = Vec::new();
         let (top, index) = match &top.content {
@@ -301,15 +310,15 @@ impl Client {
     /// then the manifests, then the tag.
     pub async fn write(
         &self,
-        reference: &Reference,
+        reference: &ImageLocation,
         layout: &LayoutWriter,
         resolved: Resolved,
         progress: Arc<dyn Progress>,
     ) -> Result<PullReport, Error> {
         let mut report = PullReport {
-            digest: resolved.top.digest.to_string(),
+            digest: resolved.top.digest.clone(),
             media_type: media_type_str(resolved.top.descriptor.media_type()),
-            index_digest: resolved.index.as_ref().map(|i| i.digest.to_string()),
+            index_digest: resolved.index.as_ref().map(|i| i.digest.clone()),
             manifests: 0,
             blobs: 0,
             reused: 0,
@@ -347,12 +356,16 @@ impl Client {
             report.manifests += 1;
             report.blobs += 1;
         }
-        let tag = self.options.tag.as_deref().or(reference.tag());
+        let tag = self
+            .options
+            .tag
+            .as_deref()
+            .or(reference.tag().map(ir_oci::Tag::as_str));
         layout.set_tag(&resolved.top.descriptor, tag)?;
         Ok(report)
     }
 
-    pub(crate) fn url(&self, reference: &Reference, kind: &str, target: &str) -> String {
+    pub(crate) fn url(&self, reference: &ImageLocation, kind: &str, target: &str) -> String {
         format!(
             "{}/v2/{}/{kind}/{target}",
             reference.base_url(),
@@ -365,7 +378,7 @@ impl Client {
     /// and parses it.
     pub async fn fetch_manifest(
         &self,
-        reference: &Reference,
+        reference: &ImageLocation,
         target: &str,
         expected: Option<(Digest, Option<u64>)>,
     ) -> Result<Fetched, Error> {
@@ -423,15 +436,15 @@ impl Client {
             if found != *want {
                 return Err(Error::DigestMismatch {
                     what: format!("{reference} manifest"),
-                    expected: want.to_string(),
-                    found: found.to_string(),
+                    expected: want.clone(),
+                    found,
                 });
             }
         }
         if let Some((_, Some(size))) = expected {
             if size != bytes.len() as u64 {
                 return Err(Error::Size {
-                    digest: digest.to_string(),
+                    digest: digest.clone(),
                     expected: size,
                     found: bytes.len().to_string(),
                 });
@@ -472,7 +485,7 @@ impl Client {
             }
         }
         Err(Error::NoPlatform {
-            index: index_digest.to_string(),
+            index: index_digest.clone(),
             wanted: wanted.to_string(),
             available: if available.is_empty() {
                 "none".into()
@@ -486,7 +499,7 @@ impl Client {
     /// before the index that lists them.
     async fn resolve_index(
         &self,
-        reference: &Reference,
+        reference: &ImageLocation,
         index: &Fetched,
         depth: usize,
         out: &mut Vec<Fetched>,
@@ -527,7 +540,7 @@ impl Client {
     /// Range request; `None` when it was already there.
     async fn blob_into(
         &self,
-        reference: &Reference,
+        reference: &ImageLocation,
         layout: &LayoutWriter,
         digest: &Digest,
         size: u64,
@@ -572,7 +585,7 @@ impl Client {
             if let Some(len) = resp.content_length() {
                 if len != remaining {
                     return Err(Error::Size {
-                        digest: digest.to_string(),
+                        digest: digest.clone(),
                         expected: size,
                         found: format!("{} (Content-Length)", len + w.written()),
                     });
@@ -598,7 +611,7 @@ impl Client {
                 failures += 1;
                 if failures > self.http.retries || attempts >= MAX_BLOB_ATTEMPTS {
                     return Err(Error::Size {
-                        digest: digest.to_string(),
+                        digest: digest.clone(),
                         expected: size,
                         found: w.written().to_string(),
                     });

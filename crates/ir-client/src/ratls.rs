@@ -92,6 +92,7 @@ impl TokenSource {
             return Err(TokenError::FileSize {
                 path: path.to_path_buf(),
                 len,
+                limit: MAX_TOKEN_FILE,
             }
             .into());
         }

@@ -13,26 +13,16 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::Arc;
 
-use ir_oci::{Digest, RepoName};
+use ir_oci::{Digest, Reference};
 use ir_trust::signatures::{self, ArtifactKind, ArtifactSource};
-use ir_trust::{DockerReference, Evidence, Subject, Trust, Verdict};
+use ir_trust::{DockerReference, Evidence, Subject, Verdict};
 use oci_spec::image::Descriptor;
 
-use crate::pull::{Client, Fetched};
-use crate::reference::{Reference, Target};
+use crate::location::ImageLocation;
+pub use crate::pull::SignaturePolicy;
+use crate::pull::{digest_of, Client, Content, Fetched};
 use crate::Error;
-
-/// A signature policy and the name images are judged under.
-#[derive(Debug, Clone)]
-pub struct SignaturePolicy {
-    /// The policies.
-    pub trust: Arc<Trust>,
-    /// The registry host images are named under (`HOST[:PORT]`; default:
-    /// the reference's own host).
-    pub registry_host: Option<String>,
-}
 
 /// Signature material fetched from the registry, as ir-trust reads it.
 #[derive(Default)]
@@ -99,7 +89,7 @@ impl Client {
     /// [`Error::Refused`] otherwise.
     pub async fn judge(
         &self,
-        reference: &Reference,
+        reference: &ImageLocation,
         subject: &Fetched,
         policy: &SignaturePolicy,
     ) -> Result<Vec<String>, Error> {
@@ -107,27 +97,14 @@ impl Client {
             .registry_host
             .clone()
             .unwrap_or_else(|| reference.authority.clone());
-        let name = RepoName::parse(&reference.name).map_err(|source| {
-            Error::Reference(crate::ReferenceError::Name {
-                text: reference.to_string(),
-                source,
-            })
-        })?;
-        let base = DockerReference::of_repository(&host, &name).map_err(|e| Error::Policy {
-            what: format!("--registry-host {host}"),
-            source: Box::new(e),
-        })?;
-        let image = match &reference.target {
-            Target::Tag(t) => match ir_oci::Tag::parse(t) {
-                Ok(tag) => base.with_tag(&tag),
-                Err(source) => {
-                    return Err(Error::Reference(crate::ReferenceError::Name {
-                        text: reference.to_string(),
-                        source,
-                    }))
-                }
-            },
-            Target::Digest(_) => base.with_digest(&subject.digest),
+        let base =
+            DockerReference::of_repository(&host, &reference.name).map_err(|e| Error::Policy {
+                what: format!("--registry-host {host}"),
+                source: Box::new(e),
+            })?;
+        let image = match &reference.reference {
+            Reference::Tag(tag) => base.with_tag(tag),
+            Reference::Digest(_) => base.with_digest(&subject.digest),
         };
         let source = self.signature_material(reference, &subject.digest).await?;
         let media_type = subject.descriptor.media_type().to_string();
@@ -153,14 +130,10 @@ impl Client {
     /// The signatures of `digest` in `reference`'s repository.
     async fn signature_material(
         &self,
-        reference: &Reference,
+        reference: &ImageLocation,
         digest: &Digest,
     ) -> Result<Material, Error> {
         let mut out = Material::default();
-        let at = |target: Target| Reference {
-            target,
-            ..reference.clone()
-        };
         let tag = signatures::cosign_tag(digest);
         match self.fetch_manifest(reference, &tag, None).await {
             Ok(sig) => {
@@ -175,7 +148,7 @@ impl Client {
             Err(e) => return Err(e),
         }
         let referrers = match self
-            .referrers(&at(Target::Digest(digest.clone())), None)
+            .referrers(&reference.at_digest(digest.clone()), None)
             .await
         {
             Ok(list) => list,
@@ -188,7 +161,7 @@ impl Client {
             .filter(|d| is_signature_type(d))
             .take(signatures::MAX_SIGNATURES)
         {
-            let rd = crate::pull::digest_of(d, "referrer")?;
+            let rd = digest_of(d, "referrer")?;
             let m = self
                 .fetch_manifest(
                     reference,
@@ -208,7 +181,7 @@ impl Client {
     /// Fetches the layers of a signature artifact (bounded by its kind).
     async fn artifact_blobs(
         &self,
-        reference: &Reference,
+        reference: &ImageLocation,
         artifact: &Fetched,
         out: &mut Material,
     ) -> Result<(), Error> {
@@ -220,23 +193,19 @@ impl Client {
             ArtifactKind::Bundle => signatures::MAX_BUNDLE_BYTES,
             ArtifactKind::Notation => ir_notation::MAX_ENVELOPE_BYTES as u64,
         } as usize;
-        let crate::pull::Content::Manifest(m) = &artifact.content else {
+        let Content::Manifest(m) = &artifact.content else {
             return Ok(());
         };
         for layer in m.layers().iter().take(signatures::MAX_SIGNATURES) {
             if layer.size() > limit as u64 {
                 continue; // ir-trust reports it as too large.
             }
-            let d = crate::pull::digest_of(layer, "signature layer")?;
+            let d = digest_of(layer, "signature layer")?;
             let mut w = Bounded {
                 bytes: Vec::new(),
                 limit,
             };
-            let r = Reference {
-                target: Target::Digest(d.clone()),
-                ..reference.clone()
-            };
-            match self.blob(&r, &mut w).await {
+            match self.blob(&reference.at_digest(d.clone()), &mut w).await {
                 Ok(_) => {
                     out.blobs.insert(d, w.bytes);
                 }

@@ -350,7 +350,7 @@ async fn a_cut_blob_is_resumed_with_a_range_request() {
         .unwrap();
     assert_eq!(relay.cuts.load(Ordering::SeqCst), 1, "cut once");
     assert_eq!(relay.ranges.load(Ordering::SeqCst), 1, "resumed once");
-    assert_eq!(report.digest, f.image.manifest.digest_str());
+    assert_eq!(report.digest.to_string(), f.image.manifest.digest_str());
     let blob = out.path().join(big.file());
     assert_eq!(std::fs::read(blob).unwrap(), vec![7u8; 300_000]);
     // Bytes downloaded: the whole image once, plus what the cut wasted

@@ -70,7 +70,7 @@ async fn local_cpak_mode_accepts_the_realm_for_its_applications_only() {
         )
         .await
         .unwrap();
-    assert_eq!(r.digest, f.image.manifest.digest_str());
+    assert_eq!(r.digest.to_string(), f.image.manifest.digest_str());
 
     let e = c
         .pull(

@@ -46,7 +46,7 @@ async fn pulls_an_image_over_http() {
     let url = format!("http://127.0.0.1:{}/app:latest", server.port());
     let report = client.pull(&url, out.path()).await.unwrap();
 
-    assert_eq!(report.digest, f.image.manifest.digest_str());
+    assert_eq!(report.digest.to_string(), f.image.manifest.digest_str());
     assert_eq!(report.media_type, ir_client::OCI_MANIFEST);
     assert_eq!(report.index_digest, None);
     assert_eq!((report.manifests, report.blobs, report.reused), (1, 4, 0));
@@ -54,7 +54,7 @@ async fn pulls_an_image_over_http() {
         + f.image.config.size()
         + f.image.layers.iter().map(|l| l.size()).sum::<u64>();
     assert_eq!(report.bytes, expected_bytes);
-    assert_eq!(load_back(&out, "app", "latest"), report.digest);
+    assert_eq!(load_back(&out, "app", "latest"), report.digest.to_string());
     // Exactly the image, no temporary files.
     let mut want: Vec<String> = std::iter::once(&f.image.manifest)
         .chain(std::iter::once(&f.image.config))
@@ -84,7 +84,7 @@ async fn pulls_an_image_over_http() {
             .len(),
         2
     );
-    assert_eq!(load_back(&out, "app", "copy"), report.digest);
+    assert_eq!(load_back(&out, "app", "copy"), report.digest.to_string());
 
     // By digest, into another layout: an untagged entry.
     let out2 = tempfile::TempDir::new().unwrap();
@@ -139,9 +139,12 @@ async fn picks_a_platform_or_pulls_them_all() {
         .pull(&url, out.path())
         .await
         .unwrap();
-    assert_eq!(r.digest, f.amd64.manifest.digest_str());
-    assert_eq!(r.index_digest.as_deref(), Some(f.index.digest_str()));
-    assert_eq!(load_back(&out, "app", "multi"), r.digest);
+    assert_eq!(r.digest.to_string(), f.amd64.manifest.digest_str());
+    assert_eq!(
+        r.index_digest.as_ref().map(ToString::to_string).as_deref(),
+        Some(f.index.digest_str())
+    );
+    assert_eq!(load_back(&out, "app", "multi"), r.digest.to_string());
     let entry = &index_json(out.path())["manifests"][0];
     assert_eq!(entry["platform"]["architecture"], "amd64");
     assert!(!out.path().join(f.index.file()).exists());
@@ -151,7 +154,7 @@ async fn picks_a_platform_or_pulls_them_all() {
         .pull(&url, out.path())
         .await
         .unwrap();
-    assert_eq!(r.digest, f.arm64.manifest.digest_str());
+    assert_eq!(r.digest.to_string(), f.arm64.manifest.digest_str());
 
     // No --platform: the host's.
     let out = tempfile::TempDir::new().unwrap();
@@ -166,7 +169,7 @@ async fn picks_a_platform_or_pulls_them_all() {
         "linux/arm64/v8" => f.arm64.manifest.digest_str(),
         other => panic!("no fixture image for host platform {other}"),
     };
-    assert_eq!(r.digest, want);
+    assert_eq!(r.digest.to_string(), want);
 
     // No such platform: a clear error, no tag written.
     let out = tempfile::TempDir::new().unwrap();
@@ -184,7 +187,7 @@ async fn picks_a_platform_or_pulls_them_all() {
         .pull(&url, out.path())
         .await
         .unwrap();
-    assert_eq!(r.digest, f.index.digest_str());
+    assert_eq!(r.digest.to_string(), f.index.digest_str());
     assert_eq!(r.manifests, 3);
     // The two images share their config: 6 distinct blobs.
     assert_eq!(r.blobs, 6);
@@ -237,7 +240,7 @@ async fn pulls_over_tls_with_the_ca() {
     })
     .unwrap();
     let r = client.pull(&url, out.path()).await.unwrap();
-    assert_eq!(load_back(&out, "app", "latest"), r.digest);
+    assert_eq!(load_back(&out, "app", "latest"), r.digest.to_string());
 
     // Another CA: the handshake fails, nothing is written.
     let other = crate::util::pki();
@@ -327,7 +330,7 @@ async fn content_that_does_not_match_its_digest_is_refused_and_not_written() {
     let url = format!("http://127.0.0.1:{}/app:latest", server.port());
     let e = client.pull(&url, out.path()).await.unwrap_err();
     match &e {
-        Error::DigestMismatch { expected, .. } => assert_eq!(*expected, layer),
+        Error::DigestMismatch { expected, .. } => assert_eq!(expected.to_string(), layer),
         other => panic!("{other}"),
     }
     // The config (which verified) may stay as a blob; the layer, the

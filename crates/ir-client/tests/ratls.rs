@@ -57,7 +57,7 @@ async fn the_token_is_bound_to_each_sessions_challenge() {
             },
         );
         let r = c.pull(&url, out.path()).await.unwrap();
-        assert_eq!(r.digest, f.image.manifest.digest_str());
+        assert_eq!(r.digest.to_string(), f.image.manifest.digest_str());
 
         // The server saw the token it asked for: bound to its challenge
         // and the presented key.

@@ -4,8 +4,10 @@
 
 mod util;
 
+mod auth;
 mod browse;
 mod cli;
+mod errors;
 mod ir_server_ratls;
 mod pull;
 mod ratls;

@@ -70,6 +70,18 @@ pub struct Server {
 }
 
 impl Server {
+    pub fn from_parts(
+        addr: SocketAddr,
+        stop: oneshot::Sender<()>,
+        task: tokio::task::JoinHandle<()>,
+    ) -> Self {
+        Self {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
     pub fn port(&self) -> u16 {
         self.addr.port()
     }

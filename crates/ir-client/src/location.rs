@@ -1,7 +1,10 @@
-//! Image references: `<scheme>://<host>[:<port>]/<name>[:<tag>|@<digest>]`.
+//! Where images are: [`ImageLocation`]
+//! (`<scheme>://<host>[:<port>]/<name>[:<tag>|@<digest>]`, its tag or
+//! digest an [`ir_oci::Reference`]) and [`RegistryUrl`] (a registry
+//! without a repository).
 
 use crate::ReferenceError;
-use ir_oci::{Digest, RepoName, Tag};
+use ir_oci::{Digest, Reference, RepoName, Tag};
 use std::fmt;
 
 /// How the registry is reached, from the reference's scheme.
@@ -26,39 +29,23 @@ impl Scheme {
     }
 }
 
-/// A tag or a digest.
+/// Where an image is: the registry (scheme, `host[:port]`), the
+/// repository, and the tag or digest, written
+/// `<scheme>://<host>[:<port>]/<name>[:<tag>|@<digest>]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// A tag (`:tag`; `latest` when none is given).
-    Tag(String),
-    /// A digest (`@sha256:…`).
-    Digest(Digest),
-}
-
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Target::Tag(t) => f.write_str(t),
-            Target::Digest(d) => write!(f, "{d}"),
-        }
-    }
-}
-
-/// A parsed image reference.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reference {
+pub struct ImageLocation {
     /// The scheme.
     pub scheme: Scheme,
     /// `host[:port]`, as written.
     pub authority: String,
     /// The repository name (e.g. `team/app`).
-    pub name: String,
-    /// The tag or digest.
-    pub target: Target,
+    pub name: RepoName,
+    /// The tag or digest (`latest` when none is given).
+    pub reference: Reference,
 }
 
-impl Reference {
-    /// Parses a reference; the tag defaults to `latest`.
+impl ImageLocation {
+    /// Parses a location; the tag defaults to `latest`.
     pub fn parse(text: &str) -> Result<Self, ReferenceError> {
         let bad = |why: &'static str| ReferenceError::Syntax {
             text: text.to_string(),
@@ -93,15 +80,15 @@ impl Reference {
         {
             return Err(bad("invalid host"));
         }
-        let (name, target) = if let Some((name, digest)) = path.split_once('@') {
+        let (name, reference) = if let Some((name, digest)) = path.split_once('@') {
             (
                 name,
-                Target::Digest(
-                    Digest::parse(digest).map_err(|source| ReferenceError::Digest {
+                Reference::Digest(Digest::parse(digest).map_err(|source| {
+                    ReferenceError::Digest {
                         text: text.to_string(),
                         source,
-                    })?,
-                ),
+                    }
+                })?),
             )
         } else {
             // A tag follows the last ':' of the last path segment.
@@ -109,44 +96,66 @@ impl Reference {
             match path[last..].rfind(':') {
                 Some(i) => {
                     let tag = Tag::parse(&path[last + i + 1..]).map_err(name_err)?;
-                    (&path[..last + i], Target::Tag(tag.as_str().to_string()))
+                    (&path[..last + i], Reference::Tag(tag))
                 }
-                None => (path, Target::Tag("latest".into())),
+                None => (
+                    path,
+                    Reference::Tag(Tag::parse("latest").map_err(name_err)?),
+                ),
             }
         };
-        RepoName::parse(name).map_err(name_err)?;
         Ok(Self {
             scheme,
             authority: authority.to_string(),
-            name: name.to_string(),
-            target,
+            name: RepoName::parse(name).map_err(name_err)?,
+            reference,
         })
     }
 
     /// The registry's base URL (`http[s]://host:port`); RA-TLS is https
     /// on the wire.
     pub fn base_url(&self) -> String {
-        let scheme = match self.scheme {
-            Scheme::Http => "http",
-            Scheme::Https | Scheme::RaTls => "https",
-        };
-        format!("{scheme}://{}", self.authority)
+        base_url(self.scheme, &self.authority)
     }
 
-    /// The tag, if the reference names one.
-    pub fn tag(&self) -> Option<&str> {
-        match &self.target {
-            Target::Tag(t) => Some(t),
-            Target::Digest(_) => None,
+    /// The tag, if the location names one.
+    pub fn tag(&self) -> Option<&Tag> {
+        match &self.reference {
+            Reference::Tag(t) => Some(t),
+            Reference::Digest(_) => None,
+        }
+    }
+
+    /// The digest, if the location names one.
+    pub fn digest(&self) -> Option<&Digest> {
+        match &self.reference {
+            Reference::Tag(_) => None,
+            Reference::Digest(d) => Some(d),
+        }
+    }
+
+    /// The same repository at `digest`.
+    pub fn at_digest(&self, digest: Digest) -> Self {
+        Self {
+            reference: Reference::Digest(digest),
+            ..self.clone()
+        }
+    }
+
+    /// The tag or digest as written in a URL path.
+    pub fn reference_text(&self) -> String {
+        match &self.reference {
+            Reference::Tag(t) => t.to_string(),
+            Reference::Digest(d) => d.to_string(),
         }
     }
 }
 
-impl fmt::Display for Reference {
+impl fmt::Display for ImageLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sep = match self.target {
-            Target::Tag(_) => ':',
-            Target::Digest(_) => '@',
+        let sep = match self.reference {
+            Reference::Tag(_) => ':',
+            Reference::Digest(_) => '@',
         };
         write!(
             f,
@@ -154,9 +163,17 @@ impl fmt::Display for Reference {
             self.scheme.as_str(),
             self.authority,
             self.name,
-            self.target
+            self.reference_text()
         )
     }
+}
+
+fn base_url(scheme: Scheme, authority: &str) -> String {
+    let scheme = match scheme {
+        Scheme::Http => "http",
+        Scheme::Https | Scheme::RaTls => "https",
+    };
+    format!("{scheme}://{authority}")
 }
 
 /// A registry without a repository: `<scheme>://<host>[:<port>][/]`.
@@ -175,9 +192,9 @@ impl RegistryUrl {
             text: text.to_string(),
             why,
         };
-        let r = Reference::parse(&format!("{}/x", text.trim_end_matches('/')))
+        let r = ImageLocation::parse(&format!("{}/x", text.trim_end_matches('/')))
             .map_err(|_| bad("expected <http|https|ra-tls>://<host>[:<port>]"))?;
-        if r.name != "x" {
+        if r.name.as_str() != "x" {
             return Err(bad("expected no repository name"));
         }
         Ok(Self {
@@ -188,11 +205,7 @@ impl RegistryUrl {
 
     /// The base URL (`http[s]://host:port`).
     pub fn base_url(&self) -> String {
-        let scheme = match self.scheme {
-            Scheme::Http => "http",
-            Scheme::Https | Scheme::RaTls => "https",
-        };
-        format!("{scheme}://{}", self.authority)
+        base_url(self.scheme, &self.authority)
     }
 }
 
@@ -214,21 +227,22 @@ mod tests {
 
     #[test]
     fn parses_references() {
-        let r = Reference::parse("ra-tls://localhost:1337/team/app:1.0").unwrap();
+        let r = ImageLocation::parse("ra-tls://localhost:1337/team/app:1.0").unwrap();
         assert_eq!(r.scheme, Scheme::RaTls);
         assert_eq!(r.authority, "localhost:1337");
-        assert_eq!(r.name, "team/app");
-        assert_eq!(r.target, Target::Tag("1.0".into()));
+        assert_eq!(r.name.as_str(), "team/app");
+        assert_eq!(r.tag().map(Tag::as_str), Some("1.0"));
         assert_eq!(r.base_url(), "https://localhost:1337");
         assert_eq!(r.to_string(), "ra-tls://localhost:1337/team/app:1.0");
 
-        let r = Reference::parse("http://127.0.0.1:5000/app").unwrap();
-        assert_eq!(r.target, Target::Tag("latest".into()));
+        let r = ImageLocation::parse("http://127.0.0.1:5000/app").unwrap();
+        assert_eq!(r.tag().map(Tag::as_str), Some("latest"));
         assert_eq!(r.base_url(), "http://127.0.0.1:5000");
 
         let d = Digest::of_bytes(ir_oci::Algorithm::Sha256, b"x");
-        let r = Reference::parse(&format!("https://reg.example/a/b@{d}")).unwrap();
-        assert_eq!(r.target, Target::Digest(d));
+        let r = ImageLocation::parse(&format!("https://reg.example/a/b@{d}")).unwrap();
+        assert_eq!(r.reference, Reference::Digest(d.clone()));
+        assert_eq!(r.digest(), Some(&d));
         assert_eq!(r.tag(), None);
     }
 
@@ -247,7 +261,7 @@ mod tests {
             "http://host/a//b",
             "http://host/a-/b",
         ] {
-            assert!(Reference::parse(bad).is_err(), "{bad}");
+            assert!(ImageLocation::parse(bad).is_err(), "{bad}");
         }
         assert!(valid_name("a__b/c-d/e.f/g---h"));
         assert!(!valid_name("a___b"));

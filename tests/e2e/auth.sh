@@ -8,8 +8,11 @@
 # each 401 UNAUTHORIZED with the challenge's error="invalid_token" or
 # "insufficient_scope", and nothing is served.
 #
+# ir-client with the auth file podman's login wrote pulls as well.
+#
 # Usage: tests/e2e/auth.sh   (needs: openssl curl jq htpasswd skopeo podman
 #                             containerd dockerd python3 python3-cryptography)
+# Env:   IR_SERVER_BIN, IR_CLIENT_BIN (default target/debug/ir-server, ir-client)
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 . "$ROOT/tests/e2e/lib.sh"
@@ -132,8 +135,14 @@ check "podman pulled the source digest" \
   bash -c "${PM[*]} image inspect $HOST/hello:latest --format '{{.Digest}}' | grep -q $HELLO"
 check "podman pull of an application alice may not see fails" \
   bash -c "! ${PM[*]} pull --cert-dir $CA_DIR --authfile $AUTHFILE $HOST/multi:latest"
-check "podman pull without login fails" \
-  bash -c "! ${PM[*]} pull --cert-dir $CA_DIR --authfile $WORK/none.json $HOST/team/app:latest"
+echo '{"auths": {}}' >"$WORK/none.json"
+refused_pull() { # podman pull fails, saying unauthorized
+  local out
+  out=$("${PM[@]}" pull --cert-dir "$CA_DIR" --authfile "$WORK/none.json" "$HOST/hello:latest" 2>&1) && return 1
+  echo "$out"
+  grep -qi unauthorized <<<"$out"
+}
+check "podman pull without login fails" refused_pull
 
 # skopeo -------------------------------------------------------------------
 SK=(skopeo --override-os linux --override-arch amd64)
@@ -145,6 +154,25 @@ check "skopeo inspect --authfile (podman's login)" \
   bash -c "[ \"\$(${SK[*]} inspect --cert-dir $CA_DIR --authfile $AUTHFILE docker://$HOST/hello:latest | jq -r .Digest)\" = $HELLO ]"
 check "skopeo with a wrong password fails" \
   bash -c "! ${SK[*]} inspect --cert-dir $CA_DIR --creds alice:wrong docker://$HOST/hello:latest"
+
+# ir-client with the auth file podman's login wrote -------------------------
+CLIENT=${IR_CLIENT_BIN:-$ROOT/target/debug/ir-client}
+irc() { env -u REGISTRY_AUTH_FILE HOME="$WORK" "$CLIENT" "$@" --ca "$CERTS/ca.crt" --retries 0; }
+irc_ls() { irc ls "$URL/hello" --authfile "$AUTHFILE" | grep -qx latest; }
+irc_pull() {
+  irc pull "$URL/hello:latest" --out "$WORK/irc-out" --authfile "$AUTHFILE" -q \
+    && [ "$(jq -r .manifests[0].digest "$WORK/irc-out/index.json")" = "$HELLO" ]
+}
+irc_refused() { # ARGS...: ir-client fails, and says why (401 or not found)
+  local out
+  out=$(irc "$@" 2>&1) && return 1
+  echo "$out"
+  grep -Eqi "401|unauthori|not found|unknown|denied" <<<"$out"
+}
+check "ir-client ls with --authfile" irc_ls
+check "ir-client pull with --authfile keeps the digest" irc_pull
+check "ir-client without credentials is refused" irc_refused ls "$URL/hello"
+check "ir-client with alice's file cannot see multi" irc_refused ls "$URL/multi" --authfile "$AUTHFILE"
 
 # containerd ---------------------------------------------------------------
 CT=$WORK/containerd

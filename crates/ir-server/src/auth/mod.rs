@@ -263,7 +263,7 @@ impl Auth {
         }
         Ok(Grant {
             visibility: self.visibility(&claims.sub),
-            user: claims.sub.into(),
+            user: claims.sub.as_str().into(),
         })
     }
 

@@ -13,7 +13,10 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::digest;
 
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +35,8 @@ const MAX_STRING: usize = 512;
 const MAX_KEYS: usize = 64;
 /// Largest key set file.
 const MAX_JWKS_BYTES: u64 = 1 << 20;
+/// Most verified tokens remembered (then the memory starts afresh).
+pub const MAX_CACHED: usize = 4096;
 
 /// One `access` entry: a resource and the actions granted on it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,12 +124,20 @@ pub fn now() -> i64 {
 }
 
 /// What a token must satisfy, and the keys its signature may be made with.
+///
+/// A client presents the same token on every request of a pull; checking
+/// its ECDSA signature each time would cost tens of microseconds, many
+/// times a manifest request. So a token whose signature and claims were
+/// checked is remembered by its SHA-256 (at most [`MAX_CACHED`]), and
+/// later only its times are checked again: an expired token is refused
+/// whether or not it is remembered.
 #[derive(Debug)]
 pub struct Verifier {
     issuer: String,
     service: String,
     keys: HashMap<String, PublicKey>,
     leeway: i64,
+    verified: Mutex<HashMap<[u8; 32], Arc<Claims>>>,
 }
 
 impl Verifier {
@@ -136,11 +149,47 @@ impl Verifier {
             service,
             keys,
             leeway: LEEWAY.as_secs() as i64,
+            verified: Mutex::default(),
         }
     }
 
     /// Checks `token` at time `at` (Unix seconds) and returns its claims.
-    pub fn verify_at(&self, token: &str, at: i64) -> Result<Claims, TokenError> {
+    pub fn verify_at(&self, token: &str, at: i64) -> Result<Arc<Claims>, TokenError> {
+        let mut key = [0u8; 32];
+        key.copy_from_slice(digest::digest(&digest::SHA256, token.as_bytes()).as_ref());
+        let known = self
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        if let Some(claims) = known {
+            self.check_times(&claims, at)?;
+            return Ok(claims);
+        }
+        let claims = Arc::new(self.verify_uncached(token, at)?);
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if verified.len() >= MAX_CACHED {
+            verified.clear();
+        }
+        verified.insert(key, claims.clone());
+        Ok(claims)
+    }
+
+    fn check_times(&self, claims: &Claims, at: i64) -> Result<(), TokenError> {
+        let leeway = self.leeway;
+        if claims.exp.saturating_add(leeway) <= at {
+            return Err(TokenError::Expired);
+        }
+        if claims.nbf.is_some_and(|t| t > at.saturating_add(leeway))
+            || claims.iat.is_some_and(|t| t > at.saturating_add(leeway))
+        {
+            return Err(TokenError::NotYetValid);
+        }
+        Ok(())
+    }
+
+    fn verify_uncached(&self, token: &str, at: i64) -> Result<Claims, TokenError> {
         let payload = jws::verify(token, |kid| self.keys.get(kid))?;
         let claims: Claims =
             ir_oci::json::from_slice(&payload).map_err(|e| TokenError::Claims(e.to_string()))?;
@@ -157,15 +206,7 @@ impl Verifier {
         {
             return Err(TokenError::Claims("a claim exceeds its bound".into()));
         }
-        let leeway = self.leeway;
-        if claims.exp.saturating_add(leeway) <= at {
-            return Err(TokenError::Expired);
-        }
-        if claims.nbf.is_some_and(|t| t > at.saturating_add(leeway))
-            || claims.iat.is_some_and(|t| t > at.saturating_add(leeway))
-        {
-            return Err(TokenError::NotYetValid);
-        }
+        self.check_times(&claims, at)?;
         if claims.iss != self.issuer {
             return Err(TokenError::Issuer(claims.iss));
         }
@@ -180,7 +221,7 @@ impl Verifier {
     }
 
     /// Checks `token` now.
-    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+    pub fn verify(&self, token: &str) -> Result<Arc<Claims>, TokenError> {
         self.verify_at(token, now())
     }
 }
@@ -208,10 +249,9 @@ impl Issuer {
     /// The verifier of exactly these tokens.
     pub fn verifier(&self) -> Verifier {
         let keys = HashMap::from([(self.key.kid().to_owned(), self.key.public().clone())]);
-        Verifier {
-            leeway: 0,
-            ..Verifier::new(self.issuer.clone(), self.service.clone(), keys)
-        }
+        let mut v = Verifier::new(self.issuer.clone(), self.service.clone(), keys);
+        v.leeway = 0;
+        v
     }
 
     /// The tokens' lifetime.
@@ -386,6 +426,8 @@ mod tests {
         assert!(!c.grants("repository", "other", "pull"));
         assert!(!c.grants("repository", "app", "push"));
         v.verify_at(&t, 1_000_299).unwrap();
+        // Remembered, and still refused once expired.
+        assert_eq!(v.verified.lock().unwrap().len(), 1);
         assert_eq!(
             v.verify_at(&t, 1_000_300).unwrap_err(),
             TokenError::Expired,

@@ -78,6 +78,8 @@ check "(curl) the token endpoint answers distribution's token response" \
 TOKEN=$(token_for alice:secret repository:hello:pull)
 check "(curl) a token pulls its repository" \
   bash -c "[ \"\$(${CURL[*]} -H 'Authorization: Bearer $TOKEN' -o /dev/null -w '%{http_code}' $URL/v2/hello/manifests/latest)\" = 200 ]"
+check "(curl) the access log names the user" \
+  bash -c "grep access $WORK/server.log | grep 'hello/manifests' | grep -q 'user=\"\\?alice'"
 check "(curl) an application alice may not see is NAME_UNKNOWN with Basic, like a missing one" \
   bash -c "${CURL[*]} -u alice:secret $URL/v2/multi/tags/list | jq -e '.errors[0].code == \"NAME_UNKNOWN\"' \
            && [ \"\$(${CURL[*]} -u alice:secret $URL/v2/_catalog | jq -c .repositories)\" = '[\"hello\"]' ]"

@@ -253,7 +253,7 @@ async fn answer<B>(
     req: &Request<B>,
     parsed: Result<route::Route<'_>, route::RouteError>,
 ) -> Response<Body> {
-    use route::{Route, RouteError};
+    use route::Route;
     if let Some((status, text)) = state.probe(req.uri().path()) {
         return probe(status, text);
     }
@@ -275,28 +275,38 @@ async fn answer<B>(
     }
     // With authentication on, nothing is answered (not even that a path
     // or name is wrong) before the credentials are checked.
-    let authed;
-    let conn = match &state.auth {
-        None => conn,
-        Some(auth) => {
-            use crate::auth::challenge::Need;
-            let need = match &parsed {
-                Ok(Route::Manifest(name, _))
-                | Ok(Route::Blob(name, _))
-                | Ok(Route::Tags(name))
-                | Ok(Route::Referrers(name, _)) => Need::Repository(name.as_str()),
-                Ok(Route::Catalog) => Need::Catalog,
-                _ => Need::Base,
-            };
-            match auth.authorize(req.headers(), need).await {
-                Ok(grant) => {
-                    authed = conn.restricted(grant.visibility);
-                    &authed
-                }
-                Err(refused) => return refused,
+    if let Some(auth) = &state.auth {
+        use crate::auth::challenge::Need;
+        let need = match &parsed {
+            Ok(Route::Manifest(name, _))
+            | Ok(Route::Blob(name, _))
+            | Ok(Route::Tags(name))
+            | Ok(Route::Referrers(name, _)) => Need::Repository(name.as_str()),
+            Ok(Route::Catalog) => Need::Catalog,
+            _ => Need::Base,
+        };
+        return match auth.authorize(req.headers(), need).await {
+            Ok(grant) => {
+                let conn = conn.restricted(grant.visibility);
+                let mut r = routed(state, &conn, req, parsed).await;
+                r.extensions_mut()
+                    .insert(crate::auth::AuthenticatedUser(grant.user));
+                r
             }
-        }
-    };
+            Err(refused) => refused,
+        };
+    }
+    routed(state, conn, req, parsed).await
+}
+
+/// Answers a request the connection (and its credentials) may make.
+async fn routed<B>(
+    state: &ApiState,
+    conn: &ConnInfo,
+    req: &Request<B>,
+    parsed: Result<route::Route<'_>, route::RouteError>,
+) -> Response<Body> {
+    use route::{Route, RouteError};
     let route = match parsed {
         Ok(r) => r,
         Err(RouteError::NoSuchEndpoint) => {

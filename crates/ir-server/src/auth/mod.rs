@@ -99,6 +99,11 @@ pub enum AuthError {
     AccessMap(#[from] crate::client_access::ClientAccessError),
 }
 
+/// The user a response was answered for (a response extension, for the
+/// access log).
+#[derive(Debug, Clone)]
+pub struct AuthenticatedUser(pub Arc<str>);
+
 /// Who a request was authenticated as, and what it may see.
 pub struct Grant {
     /// The user (a token's subject).

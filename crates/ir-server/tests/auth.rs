@@ -615,3 +615,105 @@ fn unusable_authentication_settings_stop_the_start() {
     let e = start_error(&args);
     assert!(e.contains(&format!("--token-key {}", rsa.display())), "{e}");
 }
+
+/// `--token-issuer`/`--token-jwks`: tokens of an external issuer, signed
+/// by a key of the set, are accepted; others, and Basic credentials, are
+/// not; this server issues no token.
+#[tokio::test]
+async fn an_external_issuers_tokens_are_accepted() {
+    let dir = TempDir::new().unwrap();
+    let kbs_pem = rcgen::KeyPair::generate().unwrap().serialize_pem();
+    let kbs = SigningKey::from_pem(kbs_pem.as_bytes()).unwrap();
+    let mut jwk = kbs.public().jwk();
+    jwk["alg"] = "ES256".into();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, serde_json::json!({ "keys": [jwk] }).to_string()).unwrap();
+    let auth = Auth::load(&AuthConfig {
+        source: TokenSource::External { jwks },
+        realm: REALM.into(),
+        service: SERVICE.into(),
+        issuer: "kbs".into(),
+        access_map: None,
+    })
+    .unwrap();
+    let root = ir_testkit::Root::new();
+    let l = root.layout("app");
+    let image = l.image(LAYER);
+    l.set_index(&[image.tagged("latest")]);
+    let registry = ir_oci::load(root.path(), &ir_oci::LoadOptions::default()).unwrap();
+    let state = ApiState::new(catalog::shared(Catalog::new(registry)), false)
+        .with_auth(Some(Arc::new(auth)));
+    let server = TestServer::serve_state(
+        state,
+        Arc::new(Plain),
+        options(ConnLimits::default()),
+        "http",
+    )
+    .await;
+    let s = Setup {
+        _dir: dir,
+        _root: root,
+        server,
+        key: kbs_pem.clone(),
+        manifest: String::new(),
+    };
+    let now = token::now();
+    // The issuer's token, 30 s expired: within its 60 s of clock skew.
+    let good = forged_for(&s, &kbs_pem, "kbs", SERVICE, now - 330, 300, "guest");
+    let seen = get(&s, MANIFEST, Some(&good)).await;
+    assert_eq!(seen.status, 200);
+    let invalid = |seen: &Seen| refused(seen, Some("repository:app:pull"), Some("invalid_token"));
+    invalid(
+        &get(
+            &s,
+            MANIFEST,
+            Some(&forged_for(
+                &s,
+                &kbs_pem,
+                "kbs",
+                SERVICE,
+                now - 400,
+                300,
+                "guest",
+            )),
+        )
+        .await,
+    );
+    invalid(
+        &get(
+            &s,
+            MANIFEST,
+            Some(&forged_for(
+                &s, &kbs_pem, "other", SERVICE, now, 300, "guest",
+            )),
+        )
+        .await,
+    );
+    let stranger = rcgen::KeyPair::generate().unwrap().serialize_pem();
+    invalid(
+        &get(
+            &s,
+            MANIFEST,
+            Some(&forged_for(
+                &s, &stranger, "kbs", SERVICE, now, 300, "guest",
+            )),
+        )
+        .await,
+    );
+    // No passwords here, and no token endpoint.
+    refused(
+        &get(&s, MANIFEST, Some(&basic("alice", "secret"))).await,
+        Some("repository:app:pull"),
+        None,
+    );
+    refused(
+        &get(
+            &s,
+            "/token?service=registry.test",
+            Some(&basic("alice", "secret")),
+        )
+        .await,
+        None,
+        None,
+    );
+}

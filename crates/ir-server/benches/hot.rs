@@ -207,3 +207,71 @@ fn handle_receipted(bencher: Bencher, what: &str) {
         .with_inputs(|| request(Method::GET, "/v2/team/app/manifests/t07"))
         .bench_local_values(|req| f.rt.block_on(api::handle(&state, &conn, req)));
 }
+
+/// A manifest request by tag with authentication on (`--htpasswd`): a
+/// bearer token from the token endpoint checked per request (its
+/// signature once, then remembered), and Basic credentials (bcrypt once,
+/// then the cache); "off" is the same request without authentication.
+#[divan::bench(args = ["off", "bearer token", "basic"])]
+fn handle_authenticated(bencher: Bencher, what: &str) {
+    use base64::Engine;
+    use ir_server::auth::{Auth, AuthConfig, TokenSource};
+    let f = fixture();
+    // Password checks wait for a slot with a timeout: timers on.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::TempDir::new().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    let hash = bcrypt::hash("secret", 4).unwrap();
+    std::fs::write(&htpasswd, format!("alice:{hash}\n")).unwrap();
+    let auth = Auth::load(&AuthConfig {
+        source: TokenSource::Local {
+            htpasswd,
+            key: None,
+            ttl: std::time::Duration::from_secs(3600),
+        },
+        realm: "https://bench/token".into(),
+        service: "bench".into(),
+        issuer: "bench".into(),
+        access_map: None,
+    })
+    .unwrap();
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("alice:secret")
+    );
+    let token_req = Request::builder()
+        .uri("/token?service=bench&scope=repository:team/app:pull")
+        .header("authorization", &basic)
+        .body(())
+        .unwrap();
+    let response = rt.block_on(auth.token_endpoint(&token_req)).unwrap();
+    let body = match response.into_body() {
+        ir_server::delivery::Body::Full(Some(b)) => b,
+        _ => unreachable!("the token response is one buffer"),
+    };
+    let token: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let bearer = format!("Bearer {}", token["token"].as_str().unwrap());
+    let authorization = match what {
+        "off" => None,
+        "bearer token" => Some(bearer),
+        _ => Some(basic),
+    };
+    let state = Arc::new(if authorization.is_some() {
+        f.state.with_auth(Some(Arc::new(auth)))
+    } else {
+        f.state
+    });
+    bencher
+        .with_inputs(|| {
+            let mut req = request(Method::GET, "/v2/team/app/manifests/t07");
+            if let Some(a) = &authorization {
+                req.headers_mut()
+                    .insert("authorization", a.parse().unwrap());
+            }
+            req
+        })
+        .bench_local_values(|req| rt.block_on(api::handle(&state, &f.conn, req)));
+}

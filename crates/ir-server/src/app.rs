@@ -78,6 +78,10 @@ pub enum StartupError {
     /// The receipts journal or the events endpoint (`--receipts`, `--events-url`).
     #[error(transparent)]
     Audit(#[from] AuditError),
+    /// The users, token keys or access map (`--htpasswd`, `--token-*`,
+    /// `--access-map`).
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
 }
 
 /// A server built from its configuration, listening, not loaded yet.
@@ -125,6 +129,7 @@ impl App {
         let gate = trust_gate(&config)?;
         policy_gate::announce(gate.as_deref());
         let audit = start_audit(&config, gate.clone())?;
+        let auth = start_auth(&config)?;
         let addr = config.listen.addr;
         let listener = transport::bind(addr, config.listen.backlog)
             .map_err(|source| StartupError::Listen { addr, source })?;
@@ -139,7 +144,8 @@ impl App {
                 config.access_log,
             )
             .with_metrics(metrics.clone())
-            .with_audit(audit.clone()),
+            .with_audit(audit.clone())
+            .with_auth(auth),
         );
         // Metrics (off unless --metrics-addr): bound before loading, so that
         // its /readyz says "not ready" while the registry verifies.
@@ -319,6 +325,22 @@ fn attestation_events(audit: Arc<Audit>) -> crate::transport::ratls::Observer {
             audit.refused(peer, "attestation", detail, None);
         }
     })
+}
+
+/// Authentication, when asked for: a user file, key or key set that cannot
+/// be used is a start-up error.
+fn start_auth(config: &Config) -> Result<Option<Arc<crate::auth::Auth>>, crate::auth::AuthError> {
+    let Some(a) = &config.auth else {
+        return Ok(None);
+    };
+    let auth = crate::auth::Auth::load(a)?;
+    tracing::info!("{}", auth.describe());
+    if matches!(a.source, crate::auth::TokenSource::Local { key: None, .. }) {
+        tracing::info!(
+            "tokens are signed with a key generated at start (--token-key for one shared by replicas)"
+        );
+    }
+    Ok(Some(Arc::new(auth)))
 }
 
 /// Receipts and events, when asked for: the journal is opened (and its
@@ -505,7 +527,7 @@ fn spawn_serve<H: transport::Handshake>(
 }
 
 /// The TLS transport, requiring client certificates with `--client-ca`
-/// (limited per client with `--client-map`).
+/// (limited per client with `--access-map`).
 fn tls_transport(
     client_ca: Option<&Path>,
     client_map: Option<&Path>,

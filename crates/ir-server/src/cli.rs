@@ -245,16 +245,55 @@ pub struct Args {
     #[arg(long, value_name = "FILE", env = "IR_SERVER_CLIENT_CA")]
     pub client_ca: Option<PathBuf>,
 
-    /// TLS with --client-ca: JSON mapping client certificates (subject,
-    /// common name or SAN) to the applications each may see; unmatched
-    /// clients see none (default without it: every client sees all)
+    /// JSON mapping client certificates (--client-ca: subject, common name
+    /// or SAN) and users (--htpasswd, token subjects) to the applications
+    /// each may see; unmatched identities see none (default without it:
+    /// everyone sees all)
     #[arg(
         long,
+        visible_alias = "client-map",
         value_name = "FILE",
-        env = "IR_SERVER_CLIENT_MAP",
-        requires = "client_ca"
+        env = "IR_SERVER_ACCESS_MAP"
     )]
-    pub client_map: Option<PathBuf>,
+    pub access_map: Option<PathBuf>,
+
+    /// require credentials: users and bcrypt hashes (htpasswd -B); serves
+    /// the token endpoint /token and accepts its tokens and Basic
+    /// credentials. Needs -t tls or ra-tls (or --proxy-protocol behind a
+    /// TLS-terminating balancer)
+    #[arg(long, value_name = "FILE", env = "IR_SERVER_HTPASSWD")]
+    pub htpasswd: Option<PathBuf>,
+
+    /// with --htpasswd: the EC P-256 private key (PEM) tokens are signed
+    /// with (ES256) [default: a key generated at start]
+    #[arg(long, value_name = "FILE", env = "IR_SERVER_TOKEN_KEY")]
+    pub token_key: Option<PathBuf>,
+
+    /// with --htpasswd: seconds a token is valid
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400), env = "IR_SERVER_TOKEN_TTL")]
+    pub token_ttl: u64,
+
+    /// the token endpoint's URL in challenges [default with --htpasswd:
+    /// https://HOST/token, HOST as --registry-host; required with
+    /// --token-jwks]
+    #[arg(long, value_name = "URL", env = "IR_SERVER_TOKEN_REALM")]
+    pub token_realm: Option<String>,
+
+    /// the service name in challenges, the tokens' audience [default: HOST,
+    /// as --registry-host]
+    #[arg(long, value_name = "NAME", env = "IR_SERVER_TOKEN_SERVICE")]
+    pub token_service: Option<String>,
+
+    /// the tokens' issuer: with --htpasswd the one written [default: the
+    /// service], with --token-jwks the one required
+    #[arg(long, value_name = "ISS", env = "IR_SERVER_TOKEN_ISSUER")]
+    pub token_issuer: Option<String>,
+
+    /// require bearer tokens of an external issuer (--token-issuer) signed
+    /// by a key in this JWK set (EC P-256, each with a kid), instead of
+    /// --htpasswd
+    #[arg(long, value_name = "FILE", env = "IR_SERVER_TOKEN_JWKS")]
+    pub token_jwks: Option<PathBuf>,
 
     /// signature policy (containers-policy.json): serve only images it
     /// accepts (sigstore/cosign keys; see docs/signatures.md). Without it,
@@ -418,6 +457,7 @@ mod tests {
             "--max-handshakes-per-address",
             "--flight-timeout",
             "--ipv6-prefix-len",
+            "--token-ttl",
         ] {
             let e = Args::try_parse_from(["ir-server", flag, "0"]).unwrap_err();
             assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{flag}");

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use ir_oci::LoadOptions;
 
+use crate::auth::{AuthConfig, TokenSource};
 use crate::cli::{crate_root, Args, ReportFormat, TlsMode, DEFAULT_VERAISON_URL};
 use crate::snapshot::policy_gate::{TrustConfig, TrustError};
 use crate::transport::proxy_protocol::ProxySources;
@@ -43,6 +44,30 @@ pub enum ConfigError {
          (JWK) your Veraison deployment signs its attestation results with (there is no default)"
     )]
     VeraisonNeedsKey,
+    /// `--access-map` without an identity to map.
+    #[error(
+        "--access-map needs identities to map: --client-ca (with -t tls), --htpasswd or \
+         --token-jwks"
+    )]
+    AccessMapNeedsIdentities,
+    /// A token flag without `--htpasswd` or `--token-jwks`.
+    #[error("{0} needs {1}")]
+    AuthFlagNeeds(&'static str, &'static str),
+    /// Both token sources.
+    #[error(
+        "--token-jwks and --htpasswd exclude each other: tokens come either from an \
+         external issuer or from this server"
+    )]
+    TwoTokenSources,
+    /// Authentication over plain HTTP.
+    #[error(
+        "{0} with -t no-tls would let passwords and tokens travel in clear: use -t tls \
+         (or -t ra-tls), or --proxy-protocol behind a balancer that terminates TLS"
+    )]
+    AuthNeedsTls(&'static str),
+    /// A realm, service or issuer that cannot be put in a challenge.
+    #[error("{0} {1:?}: {2}")]
+    AuthValue(&'static str, String, &'static str),
     /// The signature policy flags (`--policy`, `--registry-host`,
     /// `--notation-trust-*`) do not fit together.
     #[error(transparent)]
@@ -83,6 +108,8 @@ pub struct Config {
     pub blob_cache: Option<u64>,
     /// Receipts and events (`--receipts*`, `--events-url`).
     pub audit: crate::audit::AuditConfig,
+    /// Registry authentication (`None`: off).
+    pub auth: Option<AuthConfig>,
 }
 
 /// The API's listening socket.
@@ -103,8 +130,8 @@ pub enum TransportConfig {
     Tls {
         /// Require client certificates from these CAs (`--client-ca`).
         client_ca: Option<PathBuf>,
-        /// Limit each client to some applications (`--client-map`; with
-        /// `--client-ca` only).
+        /// Limit each client certificate to some applications
+        /// (`--access-map`, its certificate entries).
         client_map: Option<PathBuf>,
     },
     /// TLS where clients are attested CCA realms (`-t ra-tls`).
@@ -201,6 +228,7 @@ impl Config {
         Ok(Config {
             trust: trust(&args, &root)?,
             audit: audit(&args),
+            auth: auth_config(&args)?,
             serve,
             root,
             check: args.check.then_some(args.format),
@@ -259,7 +287,7 @@ fn transport(args: &Args) -> Result<TransportConfig, ConfigError> {
         TlsMode::NoTls => TransportConfig::Plain,
         TlsMode::Tls => TransportConfig::Tls {
             client_ca: args.client_ca.clone(),
-            client_map: args.client_map.clone(),
+            client_map: args.access_map.clone(),
         },
         TlsMode::RaTls => {
             let references = args
@@ -352,6 +380,108 @@ fn resolved(path: &Path) -> PathBuf {
             _ => return absolute,
         }
     }
+}
+
+/// A value that goes into a quoted challenge parameter: printable, no
+/// quote or backslash, bounded.
+fn header_safe(flag: &'static str, v: &str, max: usize) -> Result<(), ConfigError> {
+    let bad = |why| Err(ConfigError::AuthValue(flag, v.to_owned(), why));
+    if v.is_empty() || v.len() > max {
+        return bad("empty or too long");
+    }
+    if v.chars()
+        .any(|c| c.is_control() || c.is_whitespace() || c == '"' || c == '\\')
+    {
+        return bad("no spaces, quotes, backslashes or control characters");
+    }
+    Ok(())
+}
+
+/// The authentication settings: who issues tokens, the realm, service and
+/// issuer (with their defaults), and the cross-flag rules.
+fn auth_config(args: &Args) -> Result<Option<AuthConfig>, ConfigError> {
+    let source = match (&args.htpasswd, &args.token_jwks) {
+        (Some(_), Some(_)) => return Err(ConfigError::TwoTokenSources),
+        (Some(htpasswd), None) => Some(TokenSource::Local {
+            htpasswd: htpasswd.clone(),
+            key: args.token_key.clone(),
+            ttl: Duration::from_secs(args.token_ttl),
+        }),
+        (None, Some(jwks)) => {
+            if args.token_key.is_some() {
+                return Err(ConfigError::AuthFlagNeeds("--token-key", "--htpasswd"));
+            }
+            if args.token_issuer.is_none() {
+                return Err(ConfigError::AuthFlagNeeds(
+                    "--token-jwks",
+                    "--token-issuer ISS, the issuer whose tokens are accepted",
+                ));
+            }
+            if args.token_realm.is_none() {
+                return Err(ConfigError::AuthFlagNeeds(
+                    "--token-jwks",
+                    "--token-realm URL, the external token service's address for clients",
+                ));
+            }
+            Some(TokenSource::External { jwks: jwks.clone() })
+        }
+        (None, None) => None,
+    };
+    let identities = args.client_ca.is_some() || source.is_some();
+    if args.access_map.is_some() && !identities {
+        return Err(ConfigError::AccessMapNeedsIdentities);
+    }
+    let Some(source) = source else {
+        for (flag, given) in [
+            ("--token-key", args.token_key.is_some()),
+            ("--token-realm", args.token_realm.is_some()),
+            ("--token-service", args.token_service.is_some()),
+            ("--token-issuer", args.token_issuer.is_some()),
+        ] {
+            if given {
+                return Err(ConfigError::AuthFlagNeeds(
+                    flag,
+                    "--htpasswd or --token-jwks",
+                ));
+            }
+        }
+        return Ok(None);
+    };
+    let flag = match source {
+        TokenSource::Local { .. } => "--htpasswd",
+        TokenSource::External { .. } => "--token-jwks",
+    };
+    if args.tls == TlsMode::NoTls && !args.proxy_protocol && !args.check {
+        return Err(ConfigError::AuthNeedsTls(flag));
+    }
+    let host = args
+        .registry_host
+        .clone()
+        .unwrap_or_else(|| format!("localhost:{}", args.port));
+    // Never from a request's Host header: a client could name any realm.
+    let realm = args
+        .token_realm
+        .clone()
+        .unwrap_or_else(|| format!("https://{host}/token"));
+    header_safe("--token-realm", &realm, 1024)?;
+    if !(realm.starts_with("https://") || realm.starts_with("http://")) {
+        return Err(ConfigError::AuthValue(
+            "--token-realm",
+            realm,
+            "not an http(s) URL",
+        ));
+    }
+    let service = args.token_service.clone().unwrap_or(host);
+    header_safe("--token-service", &service, 256)?;
+    let issuer = args.token_issuer.clone().unwrap_or_else(|| service.clone());
+    header_safe("--token-issuer", &issuer, 256)?;
+    Ok(Some(AuthConfig {
+        source,
+        realm,
+        service,
+        issuer,
+        access_map: args.access_map.clone(),
+    }))
 }
 
 #[cfg(test)]
@@ -556,5 +686,96 @@ mod tests {
         assert!(Args::try_parse_from(&argv).is_err());
         argv.extend(["--cpak", "/c"]);
         assert!(Args::try_parse_from(&argv).unwrap().cpak_any_firmware);
+    }
+
+    #[test]
+    fn authentication_flags_fit_together() {
+        assert!(config(&[]).unwrap().auth.is_none());
+        let c = config(&["-t", "tls", "--htpasswd", "/h", "-p", "5000"]).unwrap();
+        let a = c.auth.unwrap();
+        assert_eq!(a.realm, "https://localhost:5000/token");
+        assert_eq!(a.service, "localhost:5000");
+        assert_eq!(a.issuer, "localhost:5000");
+        assert!(
+            matches!(a.source, TokenSource::Local { ttl, .. } if ttl == Duration::from_secs(300))
+        );
+        let a = config(&[
+            "-t",
+            "tls",
+            "--htpasswd",
+            "/h",
+            "--registry-host",
+            "reg.example:443",
+            "--token-ttl",
+            "60",
+            "--access-map",
+            "/m.json",
+        ])
+        .unwrap()
+        .auth
+        .unwrap();
+        assert_eq!(a.realm, "https://reg.example:443/token");
+        assert_eq!(a.access_map, Some(PathBuf::from("/m.json")));
+        assert!(
+            matches!(a.source, TokenSource::Local { ttl, .. } if ttl == Duration::from_secs(60))
+        );
+        // Passwords never travel in clear: plain HTTP only behind a balancer.
+        let e = config(&["--htpasswd", "/h"]).unwrap_err();
+        assert!(matches!(e, ConfigError::AuthNeedsTls("--htpasswd")), "{e}");
+        assert!(
+            e.to_string().starts_with("--htpasswd with -t no-tls"),
+            "{e}"
+        );
+        config(&[
+            "--htpasswd",
+            "/h",
+            "--proxy-protocol",
+            "--proxy-protocol-from",
+            "10.0.0.0/8",
+        ])
+        .unwrap();
+        // External issuers: issuer and realm are required, no own key.
+        let ext = ["-t", "tls", "--token-jwks", "/k.json"];
+        let e = config(&ext).unwrap_err();
+        assert!(e.to_string().contains("--token-issuer"), "{e}");
+        let e = config(&[&ext[..], &["--token-issuer", "kbs"]].concat()).unwrap_err();
+        assert!(e.to_string().contains("--token-realm"), "{e}");
+        let a = config(
+            &[
+                &ext[..],
+                &[
+                    "--token-issuer",
+                    "kbs",
+                    "--token-realm",
+                    "https://kbs/token",
+                ],
+            ]
+            .concat(),
+        )
+        .unwrap()
+        .auth
+        .unwrap();
+        assert_eq!(a.issuer, "kbs");
+        let e = config(&[&ext[..], &["--htpasswd", "/h"]].concat()).unwrap_err();
+        assert!(matches!(e, ConfigError::TwoTokenSources));
+        for argv in [
+            &["--token-key", "/k.pem"][..],
+            &["--token-realm", "https://x/token"],
+            &["-t", "tls", "--access-map", "/m.json"],
+        ] {
+            let e = config(argv).unwrap_err();
+            assert!(
+                e.to_string().starts_with(argv[argv.len() - 2]),
+                "{argv:?}: {e}"
+            );
+        }
+        config(&["-t", "tls", "--client-ca", "/ca", "--client-map", "/m.json"]).unwrap();
+        for bad in ["https://x/\"token", "ftp://x/token", "https://x/ token"] {
+            let e = config(&["-t", "tls", "--htpasswd", "/h", "--token-realm", bad]).unwrap_err();
+            assert!(
+                matches!(e, ConfigError::AuthValue("--token-realm", ..)),
+                "{bad}: {e}"
+            );
+        }
     }
 }

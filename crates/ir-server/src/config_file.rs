@@ -59,7 +59,20 @@ pub const GROUPS: &[(&str, &[&str])] = &[
             "proxy_protocol_from",
         ],
     ),
-    ("TLS", &["tls", "cert", "key", "client_ca", "client_map"]),
+    ("TLS", &["tls", "cert", "key", "client_ca"]),
+    (
+        "Authentication",
+        &[
+            "access_map",
+            "htpasswd",
+            "token_key",
+            "token_ttl",
+            "token_realm",
+            "token_service",
+            "token_issuer",
+            "token_jwks",
+        ],
+    ),
     (
         "RA-TLS",
         &[

@@ -16,6 +16,8 @@
 //! - [`delivery`]: sending only verified blob bytes (hashed streams, chunk
 //!   seals, verified copies in memory) and the response body type;
 //! - [`api`]: routing, handlers, errors, ranges, access log;
+//! - [`auth`]: registry authentication (`--htpasswd`, tokens, external issuers);
+//! - [`audit`]: delivery receipts (`--receipts`) and events (`--events-url`);
 //! - [`metrics`]: Prometheus metrics, `/status`, and the metrics listener;
 //! - [`process`]: signals, systemd notification, memory, logging, and
 //!   `ir-server probe URL`.
@@ -24,6 +26,7 @@
 pub mod api;
 pub mod app;
 pub mod audit;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod config_file;

@@ -5,6 +5,7 @@
 mod util;
 
 mod api;
+mod auth;
 mod check;
 mod config_file;
 mod fail_closed;

@@ -30,6 +30,7 @@ use crate::delivery::Body;
 pub struct Entry {
     peer: SocketAddr,
     realm: Option<Arc<str>>,
+    user: Option<Arc<str>>,
     method: Method,
     uri: Uri,
     user_agent: Option<HeaderValue>,
@@ -45,6 +46,7 @@ impl Entry {
         Box::new(Entry {
             peer: conn.peer,
             realm: conn.realm.clone(),
+            user: None,
             method: req.method().clone(),
             uri: req.uri().clone(),
             user_agent: req.headers().get(header::USER_AGENT).cloned(),
@@ -70,6 +72,10 @@ impl Logged {
     pub fn wrap(response: Response<Body>, mut entry: Option<Box<Entry>>) -> Response<Logged> {
         if let Some(e) = entry.as_mut() {
             e.status = response.status().as_u16();
+            e.user = response
+                .extensions()
+                .get::<crate::auth::AuthenticatedUser>()
+                .map(|u| u.0.clone());
         }
         response.map(|inner| Logged { inner, entry })
     }
@@ -93,6 +99,7 @@ impl Logged {
             completed,
             user_agent = ua,
             realm = e.realm.as_deref().unwrap_or("-"),
+            user = e.user.as_deref().unwrap_or("-"),
         );
     }
 }

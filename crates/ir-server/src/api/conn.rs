@@ -57,6 +57,18 @@ impl ConnInfo {
         self.policy_scope.as_ref().and_then(|f| f())
     }
 
+    /// This connection further limited to what `also` lets it see.
+    pub fn restricted(&self, also: Visibility) -> ConnInfo {
+        let visibility: Visibility = match (self.visibility.clone(), also) {
+            (None, v) | (v, None) => v,
+            (Some(a), Some(b)) => Some(Arc::new(move |n: &RepoName| a(n) && b(n))),
+        };
+        ConnInfo {
+            visibility,
+            ..self.clone()
+        }
+    }
+
     pub(crate) fn may_see(&self, name: &RepoName) -> bool {
         self.visibility.as_ref().is_none_or(|f| f(name))
     }

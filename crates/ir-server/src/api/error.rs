@@ -36,6 +36,8 @@ pub enum ErrorCode {
     RangeNotSatisfiable,
     /// 503: the registry is still loading (no spec code; `UNAVAILABLE`).
     Unavailable,
+    /// 401: credentials are missing or refused (`--htpasswd`, tokens).
+    Unauthorized,
 }
 
 impl ErrorCode {
@@ -52,6 +54,7 @@ impl ErrorCode {
             ErrorCode::PaginationNumberInvalid => "PAGINATION_NUMBER_INVALID",
             ErrorCode::RangeNotSatisfiable => "RANGE_NOT_SATISFIABLE",
             ErrorCode::Unavailable => "UNAVAILABLE",
+            ErrorCode::Unauthorized => "UNAUTHORIZED",
         }
     }
 
@@ -69,6 +72,7 @@ impl ErrorCode {
             ErrorCode::Unsupported => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
         }
     }
 }

@@ -46,6 +46,8 @@ pub struct ApiState {
     pub metrics: Option<Arc<Metrics>>,
     /// Receipts and events (`--receipts`, `--events-url`), when on.
     pub audit: Option<Arc<crate::audit::Audit>>,
+    /// Registry authentication (`--htpasswd`, tokens); `None`: off.
+    pub auth: Option<Arc<crate::auth::Auth>>,
 }
 
 impl ApiState {
@@ -58,6 +60,7 @@ impl ApiState {
             status: Arc::default(),
             metrics: None,
             audit: None,
+            auth: None,
         }
     }
 
@@ -87,6 +90,12 @@ impl ApiState {
             readiness: self.readiness.clone(),
             status: self.status.clone(),
         }
+    }
+
+    /// The same state, requiring credentials as `auth` says.
+    pub fn with_auth(mut self, auth: Option<Arc<crate::auth::Auth>>) -> Self {
+        self.auth = auth;
+        self
     }
 
     /// State whose catalog is still to be loaded: the API answers 503
@@ -197,9 +206,16 @@ async fn answer<B>(
     req: &Request<B>,
     parsed: Result<route::Route<'_>, route::RouteError>,
 ) -> Response<Body> {
-    use route::{Route, RouteError};
+    use route::Route;
     if let Some((status, text)) = state.readiness.probe(req.uri().path()) {
         return probe(status, text);
+    }
+    if let Some(auth) = &state.auth {
+        if req.uri().path() == crate::auth::TOKEN_PATH {
+            if let Some(r) = auth.token_endpoint(req).await {
+                return r;
+            }
+        }
     }
     if !state.is_ready() {
         let mut r = error_response(&ApiError::new(
@@ -210,6 +226,50 @@ async fn answer<B>(
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return r;
     }
+    // With authentication on, nothing is answered (not even that a path
+    // or name is wrong) before the credentials are checked.
+    if let Some(auth) = &state.auth {
+        use crate::auth::challenge::Need;
+        let need = match &parsed {
+            Ok(Route::Manifest(name, _))
+            | Ok(Route::Blob(name, _))
+            | Ok(Route::Tags(name))
+            | Ok(Route::Referrers(name, _)) => Need::Repository(name.as_str()),
+            Ok(Route::Catalog) => Need::Catalog,
+            _ => Need::Base,
+        };
+        return match auth.authorize(req.headers(), need).await {
+            Ok(grant) => {
+                let mut conn = conn.restricted(grant.visibility);
+                if state.audit.is_some() {
+                    // Receipts name the user (a realm or certificate, if
+                    // any, is still the connection's; the user is who asked).
+                    conn.identity = Some(Arc::new(ir_receipts::Identity::User {
+                        name: grant.user.to_string(),
+                    }));
+                }
+                let mut r = routed(state, &conn, req, parsed).await;
+                r.extensions_mut()
+                    .insert(crate::auth::AuthenticatedUser(grant.user));
+                r
+            }
+            Err(refused) => {
+                audit_auth_refusal(state, conn, req, &refused, &parsed);
+                refused
+            }
+        };
+    }
+    routed(state, conn, req, parsed).await
+}
+
+/// Answers a request the connection (and its credentials) may make.
+async fn routed<B>(
+    state: &ApiState,
+    conn: &ConnInfo,
+    req: &Request<B>,
+    parsed: Result<route::Route<'_>, route::RouteError>,
+) -> Response<Body> {
+    use route::{Route, RouteError};
     let route = match parsed {
         Ok(r) => r,
         Err(RouteError::NoSuchEndpoint) => {
@@ -313,6 +373,42 @@ fn audit_delivery<B>(
         header("docker-content-digest"),
         header("content-type"),
     );
+}
+
+/// Reports credentials the server refused (not the first, anonymous
+/// challenge every client meets) as a refused pull.
+fn audit_auth_refusal<B>(
+    state: &ApiState,
+    conn: &ConnInfo,
+    req: &Request<B>,
+    refused: &Response<Body>,
+    parsed: &Result<route::Route<'_>, route::RouteError>,
+) {
+    let Some(audit) = &state.audit else { return };
+    if !req.headers().contains_key(header::AUTHORIZATION) {
+        return;
+    }
+    let challenge = refused
+        .headers()
+        .get(header::WWW_AUTHENTICATE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let reason = match challenge
+        .split("error=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+    {
+        Some(code) => code.to_string(),
+        None => format!("status {}", refused.status().as_u16()),
+    };
+    let application = match parsed {
+        Ok(route::Route::Manifest(n, _))
+        | Ok(route::Route::Blob(n, _))
+        | Ok(route::Route::Tags(n))
+        | Ok(route::Route::Referrers(n, _)) => Some(n.as_str()),
+        _ => None,
+    };
+    audit.refused(conn.peer, "authentication", &reason, application);
 }
 
 /// Reports a manifest the client may see but the signature policy

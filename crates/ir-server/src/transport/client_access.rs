@@ -1,24 +1,28 @@
-//! Client certificates for plain TLS (`--client-ca`, `--client-map`).
+//! Client certificates for plain TLS (`--client-ca`) and the access map
+//! (`--access-map`, alias `--client-map`).
 //!
 //! With `--client-ca FILE`, TLS mode requires every client to present a
 //! certificate issued by a CA in FILE (rustls's WebPKI verifier: chain,
-//! validity, client-auth usage). With `--client-map FILE` as well, each
-//! client sees only the applications its entry lists, in the shape of the
-//! RA-TLS `applications` list:
+//! validity, client-auth usage). The access map says which applications
+//! each identity sees, in the shape of the RA-TLS `applications` list:
+//! client certificates, and users who log in (`--htpasswd` users, or the
+//! subject of a bearer token):
 //!
 //! ```json
 //! { "clients": [
 //!     { "name": "ci",    "subject": "CN=ci-runner,O=Example", "applications": ["team/*"] },
 //!     { "name": "nodes", "common_name": "node-pool",          "applications": ["base", "app"] },
-//!     { "name": "ops",   "san": "ops.example.com" }
+//!     { "name": "ops",   "san": "ops.example.com" },
+//!     { "user": "guest-42", "applications": ["app"] }
 //! ] }
 //! ```
 //!
-//! An entry matches on the whole subject (RFC 4514 text as x509-parser
-//! prints it, spaces after commas ignored), on the subject's common name,
-//! or on one DNS, e-mail or URI subject alternative name; the first entry
-//! that matches applies, and one without `applications` sees everything.
-//! A certificate that matches no entry sees nothing (fail closed). Hidden
+//! A certificate entry matches on the whole subject (RFC 4514 text as
+//! x509-parser prints it, spaces after commas ignored), on the subject's
+//! common name, or on one DNS, e-mail or URI subject alternative name; a
+//! `user` entry matches that user name exactly. The first entry that
+//! matches applies, and one without `applications` sees everything. An
+//! identity that matches no entry sees nothing (fail closed). Hidden
 //! applications answer exactly like missing ones (404 `NAME_UNKNOWN`, left
 //! out of the catalog), as for realms.
 
@@ -35,7 +39,7 @@ use rustls_pki_types::CertificateDer;
 use serde::Deserialize;
 use x509_parser::extensions::GeneralName;
 
-use crate::api::Visibility;
+use crate::api::conn::Visibility;
 
 /// Most entries in a client map.
 pub const MAX_CLIENTS: usize = 10_000;
@@ -60,7 +64,7 @@ pub enum ClientAccessError {
     #[error("--client-ca {0}: {1}")]
     Verifier(String, String),
     /// The map is not valid.
-    #[error("--client-map {0}: {1}")]
+    #[error("--access-map {0}: {1}")]
     Map(String, #[source] MapError),
 }
 
@@ -77,7 +81,7 @@ pub enum MapError {
     #[error("more than {MAX_CLIENTS} clients")]
     TooManyClients,
     /// An entry names none or several of the ways to match a certificate.
-    #[error("client {0}: give exactly one of \"subject\", \"common_name\", \"san\"")]
+    #[error("client {0}: give exactly one of \"subject\", \"common_name\", \"san\", \"user\"")]
     OneKey(usize),
     /// An entry's application pattern does not parse.
     #[error("client {client}: {reason}")]
@@ -125,6 +129,7 @@ struct RawEntry {
     subject: Option<String>,
     common_name: Option<String>,
     san: Option<String>,
+    user: Option<String>,
     applications: Option<Vec<String>>,
 }
 
@@ -134,6 +139,7 @@ enum Key {
     Subject(String),
     CommonName(String),
     San(String),
+    User(String),
 }
 
 /// One entry of the map.
@@ -144,7 +150,8 @@ struct Entry {
     applications: Option<Arc<[AppPattern]>>,
 }
 
-/// The client map: which applications each client certificate may see.
+/// The access map: which applications each client certificate or user
+/// may see.
 #[derive(Debug, Clone)]
 pub struct ClientMap {
     entries: Vec<Entry>,
@@ -185,10 +192,11 @@ impl ClientMap {
         }
         let mut entries = Vec::with_capacity(raw.clients.len());
         for (i, e) in raw.clients.into_iter().enumerate() {
-            let key = match (e.subject, e.common_name, e.san) {
-                (Some(s), None, None) => Key::Subject(normalise_subject(&s)),
-                (None, Some(cn), None) => Key::CommonName(cn),
-                (None, None, Some(san)) => Key::San(san),
+            let key = match (e.subject, e.common_name, e.san, e.user) {
+                (Some(s), None, None, None) => Key::Subject(normalise_subject(&s)),
+                (None, Some(cn), None, None) => Key::CommonName(cn),
+                (None, None, Some(san), None) => Key::San(san),
+                (None, None, None, Some(user)) if !user.is_empty() => Key::User(user),
                 _ => return Err(MapError::OneKey(i)),
             };
             let applications = match e.applications {
@@ -204,7 +212,7 @@ impl ClientMap {
                 ),
             };
             let name = e.name.unwrap_or_else(|| match &key {
-                Key::Subject(s) | Key::CommonName(s) | Key::San(s) => s.clone(),
+                Key::Subject(s) | Key::CommonName(s) | Key::San(s) | Key::User(s) => s.clone(),
             });
             entries.push(Entry {
                 name: name.into(),
@@ -228,9 +236,8 @@ impl ClientMap {
     /// The entry's name and what a client with certificate `der` may see:
     /// `None` for the name when no entry matches (then it sees nothing).
     pub fn access(&self, der: &[u8]) -> (Option<Arc<str>>, Visibility) {
-        let nothing: Visibility = Some(Arc::new(|_: &RepoName| false));
         let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
-            return (None, nothing);
+            return Self::visibility_of(None);
         };
         let subject = normalise_subject(&cert.subject().to_string());
         let cns: Vec<String> = cert
@@ -259,9 +266,29 @@ impl ClientMap {
             Key::Subject(s) => *s == subject,
             Key::CommonName(cn) => cns.iter().any(|c| c == cn),
             Key::San(san) => sans.iter().any(|s| s == san),
+            Key::User(_) => false,
         });
+        Self::visibility_of(found)
+    }
+
+    /// The entry's name and what user `user` (an `--htpasswd` user or a
+    /// token's subject) may see: nothing when no `user` entry names it.
+    pub fn for_user(&self, user: &str) -> (Option<Arc<str>>, Visibility) {
+        let found = self
+            .entries
+            .iter()
+            .find(|e| matches!(&e.key, Key::User(u) if u == user));
+        Self::visibility_of(found)
+    }
+
+    /// True when user `user` may see application `name`.
+    pub fn user_may_see(&self, user: &str, name: &RepoName) -> bool {
+        self.for_user(user).1.is_none_or(|f| f(name))
+    }
+
+    fn visibility_of(found: Option<&Entry>) -> (Option<Arc<str>>, Visibility) {
         match found {
-            None => (None, nothing),
+            None => (None, Some(Arc::new(|_: &RepoName| false))),
             Some(e) => {
                 let visibility: Visibility = e.applications.clone().map(|patterns| {
                     Arc::new(move |name: &RepoName| {
@@ -322,6 +349,33 @@ mod tests {
         assert_eq!(map.access(&stranger).0, None);
         assert!(!sees(&map, &stranger, "app"));
         assert!(!sees(&map, b"not a certificate", "app"));
+    }
+
+    #[test]
+    fn user_entries_match_users_only() {
+        let map = ClientMap::from_json(
+            br#"{"clients": [
+                {"user": "alice", "applications": ["team/*"]},
+                {"user": "root"},
+                {"common_name": "alice", "applications": ["other"]}
+            ]}"#,
+        )
+        .unwrap();
+        let app = |s: &str| RepoName::parse(s).unwrap();
+        assert_eq!(map.for_user("alice").0.as_deref(), Some("alice"));
+        assert!(map.user_may_see("alice", &app("team/x")));
+        assert!(!map.user_may_see("alice", &app("other")));
+        assert!(map.user_may_see("root", &app("anything")));
+        assert!(!map.user_may_see("mallory", &app("team/x")));
+        assert_eq!(map.for_user("Alice").0, None, "names match exactly");
+        // A certificate never matches a user entry, nor a user a certificate's.
+        let cert_alice = cert("alice", &[]);
+        assert!(sees(&map, &cert_alice, "other"));
+        assert!(!sees(&map, &cert_alice, "team/x"));
+        let root_cert = cert("root", &[]);
+        assert_eq!(map.access(&root_cert).0, None);
+        assert!(ClientMap::from_json(br#"{"clients": [{"user": "a", "san": "b"}]}"#).is_err());
+        assert!(ClientMap::from_json(br#"{"clients": [{"user": ""}]}"#).is_err());
     }
 
     #[test]

@@ -70,9 +70,29 @@ impl TestServer {
     ) -> TestServer {
         let metrics = Arc::new(Metrics::new());
         let catalog = catalog.counting_downloads(metrics.clone());
-        let state = Arc::new(
-            ApiState::new(catalog::shared(catalog), false).with_metrics(Some(metrics.clone())),
-        );
+        let state = ApiState::new(catalog::shared(catalog), false);
+        Self::serve_state(
+            state.with_metrics(Some(metrics)),
+            handshake,
+            options,
+            scheme,
+        )
+        .await
+    }
+
+    /// Serves `state` (e.g. with authentication) on a transport of the
+    /// caller's choice; its metrics are counted (a fresh set if it has none).
+    pub async fn serve_state<H: Handshake>(
+        state: ApiState,
+        handshake: Arc<H>,
+        options: ServeOptions,
+        scheme: &str,
+    ) -> TestServer {
+        let metrics = state
+            .metrics
+            .clone()
+            .unwrap_or_else(|| Arc::new(Metrics::new()));
+        let state = Arc::new(state.with_metrics(Some(metrics.clone())));
         let listener = ir_server::transport::bind("127.0.0.1:0".parse().unwrap(), 1024).unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();

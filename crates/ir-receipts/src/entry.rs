@@ -1,6 +1,7 @@
 //! What one line of the journal holds.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -64,17 +65,17 @@ pub struct Delivery {
     pub digest: String,
     /// The manifest's media type.
     pub media_type: String,
-    /// Who received it.
-    pub identity: Identity,
+    /// Who received it (shared with the connection that knows it).
+    pub identity: Arc<Identity>,
     /// The signature-policy scope the identity pulls under, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy_scope: Option<String>,
+    pub policy_scope: Option<Arc<str>>,
     /// SHA-256 of the signature policy in force, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy_digest: Option<String>,
+    pub policy_digest: Option<Arc<str>>,
     /// SHA-256 of the RA-TLS reference values in force, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reference_values_digest: Option<String>,
+    pub reference_values_digest: Option<Arc<str>>,
 }
 
 /// The kind of a line.
@@ -127,9 +128,14 @@ pub(crate) fn checkpoint_message(seq: u64, time: &str, prev: &str) -> Vec<u8> {
 
 /// Now, as RFC 3339 UTC with seconds.
 pub(crate) fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    now.replace_nanosecond(0)
-        .unwrap_or(now)
+    rfc3339(std::time::SystemTime::now())
+}
+
+/// `at` as RFC 3339 UTC with seconds.
+pub(crate) fn rfc3339(at: std::time::SystemTime) -> String {
+    let at = time::OffsetDateTime::from(at);
+    at.replace_nanosecond(0)
+        .unwrap_or(at)
         .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| now.unix_timestamp().to_string())
+        .unwrap_or_else(|_| at.unix_timestamp().to_string())
 }

@@ -7,7 +7,7 @@ use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
-use crate::entry::{checkpoint_message, line_hash, now_rfc3339, Kind, Line, GENESIS};
+use crate::entry::{checkpoint_message, line_hash, now_rfc3339, rfc3339, Kind, Line, GENESIS};
 use crate::{CheckpointSigner, Delivery, ReceiptsError};
 
 /// Longest tail read to find the last line of an existing journal.
@@ -107,9 +107,18 @@ impl Journal {
         Ok(journal)
     }
 
-    /// Appends one delivery, then a checkpoint when one is due.
+    /// Appends one delivery made now, then a checkpoint when one is due.
     pub fn append(&mut self, delivery: Delivery) -> Result<(), ReceiptsError> {
-        self.write(Kind::Delivery, Some(delivery), None)?;
+        self.append_at(delivery, std::time::SystemTime::now())
+    }
+
+    /// Appends one delivery made at `at`, then a checkpoint when one is due.
+    pub fn append_at(
+        &mut self,
+        delivery: Delivery,
+        at: std::time::SystemTime,
+    ) -> Result<(), ReceiptsError> {
+        self.write_at(Kind::Delivery, Some(delivery), None, rfc3339(at))?;
         self.unsigned += 1;
         if self.unsigned >= self.options.checkpoint_every.max(1)
             || self.file_bytes >= self.options.max_file_bytes
@@ -153,8 +162,17 @@ impl Journal {
         delivery: Option<Delivery>,
         server: Option<String>,
     ) -> Result<(), ReceiptsError> {
+        self.write_at(kind, delivery, server, now_rfc3339())
+    }
+
+    fn write_at(
+        &mut self,
+        kind: Kind,
+        delivery: Option<Delivery>,
+        server: Option<String>,
+        time: String,
+    ) -> Result<(), ReceiptsError> {
         let seq = self.seq + 1;
-        let time = now_rfc3339();
         let (key_id, signature) = if kind == Kind::Checkpoint {
             let message = checkpoint_message(seq, &time, &self.prev);
             (

@@ -1,22 +1,26 @@
-//! Handing records to the journal without waiting for the disk: a bounded
-//! queue drained by one writer thread. A full queue drops the record and
-//! counts it; a failed write counts and logs; either marks the journal
-//! unhealthy until the next checkpoint is written.
+//! Handing records to the journal without waiting for the disk or waking
+//! anyone: a request appends to a bounded in-memory batch (one uncontended
+//! lock), and one writer thread takes the batch every few milliseconds and
+//! appends it. A full batch drops the record and counts it; a failed write
+//! counts and logs; either marks the journal unhealthy until the next
+//! checkpoint is written.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::{Delivery, Journal};
+
+/// How often the writer takes the waiting records.
+const DRAIN_EVERY: Duration = Duration::from_millis(10);
 
 /// What the writer has done; read by metrics and health.
 #[derive(Debug, Default)]
 pub struct SinkStats {
     /// Deliveries written.
     pub written: AtomicU64,
-    /// Deliveries dropped because the queue was full.
+    /// Deliveries dropped because too many were waiting.
     pub dropped: AtomicU64,
     /// Writes (records or checkpoints) that failed.
     pub write_errors: AtomicU64,
@@ -30,16 +34,26 @@ impl SinkStats {
     }
 }
 
-enum Message {
-    Record(Box<Delivery>),
-    Close,
+/// Records waiting for the writer, and whether it should stop.
+#[derive(Debug, Default)]
+struct Waiting {
+    records: Vec<(SystemTime, Delivery)>,
+    closing: bool,
+}
+
+#[derive(Debug)]
+struct Shared {
+    waiting: Mutex<Waiting>,
+    /// Signalled only to stop the writer (never per record).
+    wake: Condvar,
+    capacity: usize,
+    stats: Arc<SinkStats>,
 }
 
 /// The server's handle on the journal.
 #[derive(Debug)]
 pub struct Sink {
-    queue: SyncSender<Message>,
-    stats: Arc<SinkStats>,
+    shared: Arc<Shared>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -47,62 +61,95 @@ impl Sink {
     /// Starts the writer thread: up to `capacity` records wait; with
     /// nothing new for `idle_checkpoint`, unsigned records are signed.
     pub fn spawn(journal: Journal, capacity: usize, idle_checkpoint: Duration) -> Self {
-        let (queue, inbox) = mpsc::sync_channel(capacity.max(1));
-        let stats = Arc::new(SinkStats::default());
-        let writer_stats = stats.clone();
+        let shared = Arc::new(Shared {
+            waiting: Mutex::default(),
+            wake: Condvar::new(),
+            capacity: capacity.max(1),
+            stats: Arc::default(),
+        });
+        let for_writer = shared.clone();
         let writer = std::thread::Builder::new()
             .name("receipts".into())
-            .spawn(move || write_loop(journal, &inbox, &writer_stats, idle_checkpoint))
+            .spawn(move || write_loop(journal, &for_writer, idle_checkpoint))
             .expect("spawning the receipts writer");
         Self {
-            queue,
-            stats,
+            shared,
             writer: Mutex::new(Some(writer)),
         }
     }
 
-    /// Queues one record; never waits.
+    /// Queues one record made now; never waits on the disk.
     pub fn record(&self, delivery: Delivery) {
-        match self.queue.try_send(Message::Record(Box::new(delivery))) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                let dropped = self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                self.stats.unhealthy.store(true, Ordering::Relaxed);
-                if dropped.is_power_of_two() || dropped == 0 {
-                    tracing::error!(
-                        dropped = dropped + 1,
-                        "receipts: the journal writer is behind, a delivery record was dropped"
-                    );
-                }
+        let at = SystemTime::now();
+        let queued = {
+            let mut w = self
+                .shared
+                .waiting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if w.records.len() < self.shared.capacity && !w.closing {
+                w.records.push((at, delivery));
+                true
+            } else {
+                false
+            }
+        };
+        if !queued {
+            let stats = &self.shared.stats;
+            let dropped = stats.dropped.fetch_add(1, Ordering::Relaxed);
+            stats.unhealthy.store(true, Ordering::Relaxed);
+            if dropped.is_power_of_two() || dropped == 0 {
+                tracing::error!(
+                    dropped = dropped + 1,
+                    "receipts: the journal writer is behind, a delivery record was dropped"
+                );
             }
         }
     }
 
     /// What the writer has done.
     pub fn stats(&self) -> Arc<SinkStats> {
-        self.stats.clone()
+        self.shared.stats.clone()
     }
 
-    /// Writes what is queued, a final checkpoint, and stops the writer.
+    /// Writes what is waiting, a final checkpoint, and stops the writer.
     pub fn close(&self) {
         let writer = self.writer.lock().map(|mut w| w.take()).unwrap_or(None);
         if let Some(writer) = writer {
-            // Blocking send: shutdown waits for the queue to drain.
-            let _ = self.queue.send(Message::Close);
+            self.shared
+                .waiting
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .closing = true;
+            self.shared.wake.notify_one();
             let _ = writer.join();
         }
     }
 }
 
-fn write_loop(
-    mut journal: Journal,
-    inbox: &mpsc::Receiver<Message>,
-    stats: &SinkStats,
-    idle_checkpoint: Duration,
-) {
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn write_loop(mut journal: Journal, shared: &Shared, idle_checkpoint: Duration) {
+    let stats = &shared.stats;
+    let mut last_record = Instant::now();
     loop {
-        match inbox.recv_timeout(idle_checkpoint) {
-            Ok(Message::Record(delivery)) => match journal.append(*delivery) {
+        let (batch, closing) = {
+            let w = shared.waiting.lock().unwrap_or_else(|p| p.into_inner());
+            let (mut w, _) = shared
+                .wake
+                .wait_timeout_while(w, DRAIN_EVERY, |w| !w.closing)
+                .unwrap_or_else(|p| p.into_inner());
+            (std::mem::take(&mut w.records), w.closing)
+        };
+        if !batch.is_empty() {
+            last_record = Instant::now();
+        }
+        for (at, delivery) in batch {
+            match journal.append_at(delivery, at) {
                 Ok(()) => {
                     stats.written.fetch_add(1, Ordering::Relaxed);
                     if journal.unsigned() == 0 {
@@ -110,12 +157,14 @@ fn write_loop(
                     }
                 }
                 Err(e) => failed(stats, &e),
-            },
-            Ok(Message::Close) | Err(RecvTimeoutError::Disconnected) => {
-                checkpoint(&mut journal, stats);
-                return;
             }
-            Err(RecvTimeoutError::Timeout) => checkpoint(&mut journal, stats),
+        }
+        if closing {
+            checkpoint(&mut journal, stats);
+            return;
+        }
+        if journal.unsigned() > 0 && last_record.elapsed() >= idle_checkpoint {
+            checkpoint(&mut journal, stats);
         }
     }
 }

@@ -263,7 +263,7 @@ impl Chain<'_> {
         self.out.unsigned += 1;
         self.out
             .received
-            .entry(delivery.identity.clone())
+            .entry(Identity::clone(&delivery.identity))
             .or_default()
             .push(Received {
                 time: line.time.clone(),

@@ -25,9 +25,9 @@ fn delivery(i: u64, identity: Identity) -> Delivery {
         tag: Some(format!("v{i}")),
         digest: format!("sha256:{:064x}", i),
         media_type: "application/vnd.oci.image.manifest.v1+json".into(),
-        identity,
+        identity: std::sync::Arc::new(identity),
         policy_scope: Some("prod".into()),
-        policy_digest: Some(format!("sha256:{}", "cd".repeat(32))),
+        policy_digest: Some(format!("sha256:{}", "cd".repeat(32)).into()),
         reference_values_digest: None,
     }
 }

@@ -366,8 +366,8 @@ fn audit_delivery<B>(
     let tag = (!reference.contains(':')).then_some(reference);
     audit.delivered(
         conn.peer,
-        conn.identity.as_deref(),
-        conn.scope().as_deref(),
+        conn.identity.as_ref(),
+        conn.scope(),
         name.as_str(),
         tag,
         header("docker-content-digest"),

@@ -62,7 +62,7 @@ pub enum AuditError {
 }
 
 /// Where the digest of the signature policy in force comes from.
-pub type PolicyDigest = Box<dyn Fn() -> Option<String> + Send + Sync>;
+pub type PolicyDigest = Box<dyn Fn() -> Option<Arc<str>> + Send + Sync>;
 
 /// The running audit: receipts journal and events sender.
 pub struct Audit {
@@ -70,7 +70,7 @@ pub struct Audit {
     events: Option<Events>,
     events_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// `sha256:` of the RA-TLS reference values in force.
-    reference_values: ArcSwap<Option<String>>,
+    reference_values: ArcSwap<Option<Arc<str>>>,
     /// The signature policy's digest, asked at each record.
     policy: std::sync::OnceLock<PolicyDigest>,
 }
@@ -128,7 +128,8 @@ impl Audit {
     /// Records the digest of the reference values now in force (at start
     /// and after each reload that took effect).
     pub fn set_reference_values(&self, digest: Option<String>) {
-        self.reference_values.store(Arc::new(digest));
+        self.reference_values
+            .store(Arc::new(digest.map(Into::into)));
     }
 
     /// Where the signature policy's digest is read (the policy gate).
@@ -142,8 +143,8 @@ impl Audit {
     pub fn delivered(
         &self,
         peer: SocketAddr,
-        identity: Option<&Identity>,
-        policy_scope: Option<&str>,
+        identity: Option<&Arc<Identity>>,
+        policy_scope: Option<Arc<str>>,
         application: &str,
         tag: Option<&str>,
         digest: &str,
@@ -173,7 +174,7 @@ impl Audit {
             digest: digest.to_string(),
             media_type: media_type.to_string(),
             identity: identity.clone(),
-            policy_scope: policy_scope.map(str::to_string),
+            policy_scope,
             policy_digest: self.policy.get().and_then(|digest| digest()),
             reference_values_digest: reference_values.as_ref().clone(),
         });

@@ -106,7 +106,7 @@ mod tests {
             events: None,
         };
         let audit = Arc::new(Audit::start(&config).unwrap());
-        let identity = ir_receipts::Identity::User { name: "u".into() };
+        let identity = Arc::new(ir_receipts::Identity::User { name: "u".into() });
         let peer = "127.0.0.1:1".parse().unwrap();
         audit.delivered(
             peer,

@@ -126,7 +126,7 @@ pub struct Gate {
     /// Registry hosts that RA-TLS realms are judged under, besides ours.
     scopes: Mutex<BTreeSet<String>>,
     /// `sha256:` of the policy file in force (read with it), for receipts.
-    digest: Mutex<Option<String>>,
+    digest: Mutex<Option<Arc<str>>>,
 }
 
 impl Gate {
@@ -157,7 +157,7 @@ impl Gate {
             memo: OnceLock::new(),
             pending: Mutex::new(pending),
             scopes: Mutex::default(),
-            digest: Mutex::new(digest),
+            digest: Mutex::new(digest.map(Arc::from)),
         })
     }
 
@@ -187,7 +187,7 @@ impl Gate {
         match self.config.read() {
             Ok(t) => {
                 *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(t);
-                *self.digest.lock().unwrap_or_else(|e| e.into_inner()) = digest;
+                *self.digest.lock().unwrap_or_else(|e| e.into_inner()) = digest.map(Arc::from);
             }
             Err(e) => {
                 tracing::error!(
@@ -205,7 +205,7 @@ impl Gate {
     }
 
     /// `sha256:` of the policy file in force (`None`: no `--policy`).
-    pub fn policy_digest(&self) -> Option<String> {
+    pub fn policy_digest(&self) -> Option<Arc<str>> {
         self.digest
             .lock()
             .unwrap_or_else(|e| e.into_inner())

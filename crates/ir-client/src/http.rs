@@ -227,7 +227,12 @@ impl Http {
     /// connection the server closed right after a handshake in which this
     /// attempt presented an attested certificate (`presented` is the
     /// resolver's count before the attempt) is a refused attestation.
-    fn attempt_error(&self, url: &str, e: reqwest::Error, presented: Option<u64>) -> Error {
+    pub(crate) fn attempt_error(
+        &self,
+        url: &str,
+        e: reqwest::Error,
+        presented: Option<u64>,
+    ) -> Error {
         let handshaken = match (&self.resolver, presented) {
             (Some(r), Some(before)) => r.presented() > before,
             _ => false,

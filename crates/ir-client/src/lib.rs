@@ -39,6 +39,7 @@ pub mod ratls;
 pub mod reference;
 #[cfg(feature = "rsi")]
 pub mod rsi;
+pub mod serve;
 pub mod signatures;
 
 pub use browse::{Blob, RawManifest};

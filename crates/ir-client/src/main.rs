@@ -50,6 +50,9 @@ enum Command {
     Discover(DiscoverArgs),
     /// Copy a blob (`REPO@DIGEST`) to standard output, digest checked.
     Blob(RefArgs),
+    /// Serve the OCI pull API locally, forwarding to UPSTREAM, every
+    /// manifest and blob verified: `ir-client serve ra-tls://server:1337 --emulate-realm`.
+    Serve(ServeArgs),
     /// Create (or load) an emulated realm's keys and export what a server
     /// needs to trust it. NOT SECURE: for testing and demos.
     EmulatedRealm(RealmArgs),
@@ -128,6 +131,61 @@ struct PullArgs {
     trust: TrustArgs,
     #[command(flatten)]
     conn: ConnArgs,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// The registry to forward to: `<http|https|ra-tls>://<host>[:<port>]`.
+    upstream: String,
+    /// The local address to serve on; a non-loopback one needs
+    /// --tls-cert and --tls-key.
+    #[arg(long, default_value = ir_client::serve::DEFAULT_LISTEN, env = "IR_CLIENT_LISTEN")]
+    listen: std::net::SocketAddr,
+    /// PEM certificate chain to serve TLS with.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        env = "IR_CLIENT_TLS_CERT"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key to serve TLS with.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_cert",
+        env = "IR_CLIENT_TLS_KEY"
+    )]
+    tls_key: Option<PathBuf>,
+    /// Upstream connections (each attested once) shared by all local clients.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64), env = "IR_CLIENT_CONNECTIONS")]
+    connections: u16,
+    /// Keep verified blobs and manifests in this directory (created 0700).
+    #[arg(long, value_name = "DIR", env = "IR_CLIENT_CACHE")]
+    cache: Option<PathBuf>,
+    /// Bound on the cache, in bytes (suffixes K, M, G); least recently
+    /// used files go first.
+    #[arg(long, default_value = "10G", value_parser = parse_size, env = "IR_CLIENT_CACHE_SIZE")]
+    cache_size: u64,
+    #[command(flatten)]
+    trust: TrustArgs,
+    #[command(flatten)]
+    conn: ConnArgs,
+}
+
+/// A size in bytes, with an optional K, M or G suffix (powers of 1024).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (num, mult) = match s.trim().chars().last() {
+        Some('K' | 'k') => (&s[..s.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&s[..s.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("{s:?} is not a size (bytes, or a number with K, M or G)"))
 }
 
 /// The signature policy a pull is judged by (the files the server reads).
@@ -308,6 +366,12 @@ fn token_source(p: &ConnArgs) -> Result<Option<TokenSource>, Error> {
 
 /// A client for `scheme` from the connection flags.
 fn connect(scheme: Scheme, c: &ConnArgs, options: ClientOptions) -> Result<Client, Error> {
+    let (transport, http) = transport(scheme, c)?;
+    Client::with_options(transport, ClientOptions { http, ..options })
+}
+
+/// The transport and connection settings for `scheme` from the flags.
+fn transport(scheme: Scheme, c: &ConnArgs) -> Result<(Transport, HttpOptions), Error> {
     let ca = c.ca.as_ref().map(read).transpose()?;
     let has_source = c.source.token.is_some() || c.source.emulate_realm || c.source.rsi;
     match (scheme, has_source) {
@@ -333,22 +397,40 @@ fn connect(scheme: Scheme, c: &ConnArgs, options: ClientOptions) -> Result<Clien
         (Scheme::Https, _) => Transport::Tls { ca },
         _ => Transport::Plain,
     };
-    let options = ClientOptions {
-        http: HttpOptions {
-            ra_tls: RaTlsOptions {
-                key_alg: match c.realm.key_type {
-                    KeyType::P256 => KeyAlg::P256,
-                    KeyType::P384 => KeyAlg::P384,
-                },
-                ..RaTlsOptions::default()
+    let http = HttpOptions {
+        ra_tls: RaTlsOptions {
+            key_alg: match c.realm.key_type {
+                KeyType::P256 => KeyAlg::P256,
+                KeyType::P384 => KeyAlg::P384,
             },
-            connect_timeout: Duration::from_secs(c.connect_timeout),
-            retries: c.retries,
-            ..HttpOptions::default()
+            ..RaTlsOptions::default()
         },
-        ..options
+        connect_timeout: Duration::from_secs(c.connect_timeout),
+        retries: c.retries,
+        ..HttpOptions::default()
     };
-    Client::with_options(transport, options)
+    Ok((transport, http))
+}
+
+async fn serve(a: ServeArgs) -> Result<(), Error> {
+    let upstream = RegistryUrl::parse(&a.upstream)?;
+    let (transport, http) = transport(upstream.scheme, &a.conn)?;
+    let mut options = ir_client::serve::ServeOptions::new(upstream, transport);
+    options.http = http;
+    options.connections = a.connections.into();
+    options.listen = a.listen;
+    options.tls = a.tls_cert.zip(a.tls_key);
+    options.policy = a.trust.load()?;
+    options.cache = a.cache;
+    options.cache_size = a.cache_size;
+    ir_client::serve::run(options, async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+    })
+    .await
 }
 
 fn reference(text: &str) -> Result<Reference, Error> {
@@ -464,7 +546,9 @@ async fn browse(command: Command) -> Result<(), Error> {
             let mut out = std::io::BufWriter::with_capacity(256 * 1024, std::io::stdout());
             client.blob(&r, &mut out).await?;
         }
-        Command::Pull(_) | Command::EmulatedRealm(_) => unreachable!("not a browse command"),
+        Command::Pull(_) | Command::EmulatedRealm(_) | Command::Serve(_) => {
+            unreachable!("not a browse command")
+        }
     }
     Ok(())
 }
@@ -574,11 +658,14 @@ fn realm(r: RealmArgs) -> Result<(), Error> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if cli.verbose > 0 {
-        let filter = if cli.verbose > 1 {
-            "debug"
-        } else {
-            "ir_client=debug"
+    let serving = matches!(cli.command, Command::Serve(_));
+    if cli.verbose > 0 || serving {
+        let filter = match cli.verbose {
+            0 if cli.quiet => "ir_client=warn",
+            // The access log and refusals.
+            0 => "ir_client=info",
+            1 => "ir_client=debug",
+            _ => "debug",
         };
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
@@ -605,6 +692,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Pull(p) => runtime().and_then(|rt| rt.block_on(pull(p, progress))),
         Command::EmulatedRealm(r) => realm(r),
+        Command::Serve(a) => runtime().and_then(|rt| rt.block_on(serve(a))),
         other => runtime().and_then(|rt| rt.block_on(browse(other))),
     };
     match result {

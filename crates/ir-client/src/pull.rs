@@ -624,7 +624,7 @@ impl Client {
 
 /// The media type and parsed content of a manifest's bytes: the
 /// `mediaType` field, else the `Content-Type`, else its shape.
-fn parse_manifest(
+pub(crate) fn parse_manifest(
     digest: &Digest,
     bytes: &[u8],
     content_type: Option<&str>,

@@ -9,4 +9,5 @@ mod cli;
 mod ir_server_ratls;
 mod pull;
 mod ratls;
+mod serve;
 mod signatures;

@@ -14,7 +14,9 @@
 # streams is printed for both endpoints (goal: under 32 MiB).
 #
 # Usage: bench/serve.sh            (release builds are made if missing)
-# Env:   ROUNDS=5 BIG_MIB=256 IR_SERVER_BIN IR_CLIENT_BIN
+# Env:   ROUNDS=5 BIG_MIB=256 IR_SERVER_BIN IR_CLIENT_BIN; TMPDIR (the work
+#        directory, ~1.5 GiB at peak; TMPDIR=/dev/shm keeps it off the disk,
+#        and skopeo's temporary files with it)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -102,6 +104,7 @@ mib=$(echo "$BIG_MIB + 0.0625" | bc)
 serve_start cached --cache "$work/cache"
 rm -rf "$work/c1" "$work/c2"
 skopeo copy -q --src-tls-verify=false "docker://$EP/$ref" "oci:$work/c1:t00"
+rm -rf "$work/c1" "$work/sv" "$work/tl"
 sleep 1 # the access log lines of the first pull are written
 before=$(wc -l <"$work/ratls.log")
 t0=$(now)

@@ -61,6 +61,10 @@ pub struct HttpOptions {
     /// (minus `NO_PROXY`) when set. Never for ra-tls, whose handshake must
     /// reach the server itself.
     pub proxy_from_env: bool,
+    /// Speak only HTTP/2 (for a server known to): concurrent requests
+    /// then share one connection, and wait for it while it is made
+    /// rather than each opening (and attesting) one of their own.
+    pub http2_only: bool,
 }
 
 impl Default for HttpOptions {
@@ -71,6 +75,7 @@ impl Default for HttpOptions {
             read_timeout: Duration::from_secs(60),
             retries: 3,
             proxy_from_env: true,
+            http2_only: false,
         }
     }
 }
@@ -113,6 +118,9 @@ impl Http {
             .user_agent(concat!("ir-client/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(options.connect_timeout)
             .read_timeout(options.read_timeout);
+        if options.http2_only {
+            builder = builder.http2_prior_knowledge();
+        }
         if scheme == Scheme::RaTls || !options.proxy_from_env {
             builder = builder.no_proxy();
         }

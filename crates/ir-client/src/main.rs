@@ -175,11 +175,12 @@ struct ServeArgs {
 
 /// A size in bytes, with an optional K, M or G suffix (powers of 1024).
 fn parse_size(s: &str) -> Result<u64, String> {
-    let (num, mult) = match s.trim().chars().last() {
-        Some('K' | 'k') => (&s[..s.len() - 1], 1u64 << 10),
-        Some('M' | 'm') => (&s[..s.len() - 1], 1 << 20),
-        Some('G' | 'g') => (&s[..s.len() - 1], 1 << 30),
-        _ => (s, 1),
+    let t = s.trim();
+    let (num, mult) = match t.chars().last() {
+        Some('K' | 'k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&t[..t.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
     };
     num.trim()
         .parse::<u64>()

@@ -26,6 +26,15 @@ struct Upstream {
 }
 
 async fn ratls_server(f: &Fixture, realm: &EmulatedRealm) -> Upstream {
+    ratls_server_with(f, realm, None).await
+}
+
+/// [`ratls_server`], closing connections `max_age` old when given.
+async fn ratls_server_with(
+    f: &Fixture,
+    realm: &EmulatedRealm,
+    max_age: Option<std::time::Duration>,
+) -> Upstream {
     let dir = tempfile::TempDir::new().unwrap();
     export(
         realm,
@@ -48,11 +57,11 @@ async fn ratls_server(f: &Fixture, realm: &EmulatedRealm) -> Upstream {
     .unwrap();
     let certs =
         Arc::new(ir_server::cert_store::CertStore::load(&pki.cert_file, &pki.key_file).unwrap());
-    let server = serve(
-        f.root.path(),
-        Arc::new(RaTls::new(certs, Arc::new(attestor), false)),
-    )
-    .await;
+    let mut ratls = RaTls::new(certs, Arc::new(attestor), false);
+    if let Some(age) = max_age {
+        ratls = ratls.with_max_connection_age(age);
+    }
+    let server = serve(f.root.path(), Arc::new(ratls)).await;
     Upstream {
         server,
         pki,
@@ -126,6 +135,21 @@ async fn forwards_the_pull_api_over_ra_tls_verified() {
 
     let r = c.get(local.url("/v2/")).send().await.unwrap();
     assert_eq!(r.status(), 200);
+
+    // Many local clients at once share the pool's attested connections.
+    let big = &f.image.layers[1];
+    let burst: Vec<_> = (0..16)
+        .map(|_| {
+            let c = c.clone();
+            let url = local.url(&format!("/v2/app/blobs/{}", big.digest_str()));
+            tokio::spawn(async move { c.get(url).send().await.unwrap().bytes().await.unwrap() })
+        })
+        .collect();
+    for b in burst {
+        assert_eq!(b.await.unwrap(), blob(&f, big));
+    }
+    let after_burst = local.proxy.attestations();
+    assert!((1..=4).contains(&after_burst), "{after_burst} attestations");
 
     // Manifest by tag and by digest: the server's bytes and digest.
     let manifest = blob(&f, &f.image.manifest);
@@ -293,8 +317,21 @@ async fn a_refused_attestation_is_503_with_the_reason_and_no_retry_storm() {
     let trusted = EmulatedRealm::generate(Measurements::default()).unwrap();
     let stranger = EmulatedRealm::generate(Measurements::default()).unwrap();
     let up = ratls_server(&f, &trusted).await;
-    let local = start(ratls_options(&up, &stranger)).await;
+    let mut options = ratls_options(&up, &stranger);
+    options.refusal_memory = std::time::Duration::from_secs(2);
+    let local = start(options).await;
     let c = http();
+    // Twenty at once, then twenty more.
+    let burst: Vec<_> = (0..20)
+        .map(|_| {
+            let c = c.clone();
+            let url = local.url("/v2/app/manifests/latest");
+            tokio::spawn(async move { c.get(url).send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    for b in burst {
+        assert_eq!(b.await.unwrap(), 503);
+    }
     for _ in 0..20 {
         let r = c
             .get(local.url("/v2/app/manifests/latest"))
@@ -314,7 +351,16 @@ async fn a_refused_attestation_is_503_with_the_reason_and_no_retry_storm() {
     assert!(message.contains("attestation"), "{message}");
     // One refusal, remembered: not one handshake per request.
     let n = local.proxy.attestations();
-    assert!((1..=2).contains(&n), "{n} attestations for 21 requests");
+    assert!((1..=4).contains(&n), "{n} attestations for 41 requests");
+    // Once the refusal is forgotten, the next request attests again.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let r = c
+        .get(local.url("/v2/app/manifests/latest"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(local.proxy.attestations(), n + 1);
     up.server.stop().await;
 }
 
@@ -396,9 +442,16 @@ struct Fake {
 type Routes = HashMap<String, (String, Vec<u8>, Option<String>)>;
 
 async fn fake(routes: Routes, delay: std::time::Duration) -> Fake {
-    use http_body_util::Full;
-    use hyper::body::Bytes;
+    fake_cutting(routes, delay, None).await
+}
+
+/// [`fake`] whose first answer for `cut` stops halfway (the connection
+/// dropped); `Range: bytes=N-` is honoured.
+async fn fake_cutting(routes: Routes, delay: std::time::Duration, cut: Option<String>) -> Fake {
+    use http_body_util::{BodyExt, Full, StreamBody};
+    use hyper::body::{Bytes, Frame};
     let routes = Arc::new(routes);
+    let cut = Arc::new(Mutex::new(cut));
     let requests = Arc::new(Mutex::new(Vec::new()));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -412,22 +465,64 @@ async fn fake(routes: Routes, delay: std::time::Duration) -> Fake {
             };
             let routes = routes.clone();
             let seen = seen.clone();
+            let cut = cut.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
                     let routes = routes.clone();
                     let seen = seen.clone();
+                    let cut = cut.clone();
                     async move {
                         let path = req.uri().path().to_string();
-                        seen.lock()
-                            .unwrap()
-                            .push(format!("{} {path}", req.method()));
+                        let range = req
+                            .headers()
+                            .get("range")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.strip_prefix("bytes="))
+                            .and_then(|v| v.strip_suffix('-'))
+                            .and_then(|v| v.parse::<usize>().ok());
+                        seen.lock().unwrap().push(match range {
+                            Some(r) => format!("{} {path} from {r}", req.method()),
+                            None => format!("{} {path}", req.method()),
+                        });
                         if path.contains("/blobs/") {
                             tokio::time::sleep(delay).await;
                         }
-                        let mut resp = hyper::Response::new(Full::new(Bytes::new()));
+                        let empty = || Full::new(Bytes::new()).map_err(|n| match n {}).boxed();
+                        let mut resp = hyper::Response::new(empty());
                         match routes.get(&path) {
+                            Some((_, body, _))
+                                if cut.lock().unwrap().take_if(|c| *c == path).is_some() =>
+                            {
+                                let half = Bytes::from(body[..body.len() / 2].to_vec());
+                                let frames: Vec<Result<Frame<Bytes>, std::io::Error>> =
+                                    vec![Ok(Frame::data(half)), Err(std::io::Error::other("cut"))];
+                                use futures_util::StreamExt as _;
+                                // Headers first, then half, then the cut.
+                                let slow = futures_util::stream::iter(frames).then(|f| async {
+                                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                                    f
+                                });
+                                *resp.body_mut() = BodyExt::boxed(StreamBody::new(slow));
+                                resp.headers_mut()
+                                    .insert("content-length", body.len().into());
+                            }
+                            Some((_, body, _)) if range.is_some() => {
+                                let from = range.unwrap_or(0).min(body.len());
+                                *resp.status_mut() = hyper::StatusCode::PARTIAL_CONTENT;
+                                resp.headers_mut().insert(
+                                    "content-range",
+                                    format!("bytes {from}-{}/{}", body.len() - 1, body.len())
+                                        .parse()
+                                        .unwrap(),
+                                );
+                                *resp.body_mut() = Full::new(Bytes::from(body[from..].to_vec()))
+                                    .map_err(|n| match n {})
+                                    .boxed();
+                            }
                             Some((ct, body, digest)) => {
-                                *resp.body_mut() = Full::new(Bytes::from(body.clone()));
+                                *resp.body_mut() = Full::new(Bytes::from(body.clone()))
+                                    .map_err(|n| match n {})
+                                    .boxed();
                                 resp.headers_mut()
                                     .insert("content-type", ct.parse().unwrap());
                                 if let Some(d) = digest {
@@ -638,4 +733,329 @@ async fn a_non_loopback_listen_address_without_tls_is_refused() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("--tls-cert"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_the_server_closes_is_replaced_without_failing_a_request() {
+    let f = fixture();
+    let realm = EmulatedRealm::generate(Measurements::default()).unwrap();
+    let age = std::time::Duration::from_millis(300);
+    let up = ratls_server_with(&f, &realm, Some(age)).await;
+    let mut options = ratls_options(&up, &realm);
+    options.connections = 1;
+    let local = start(options).await;
+    let c = http();
+    let layer = &f.image.layers[1];
+    // Requests across several connection ages: the server closes the
+    // attested connection under them, none fails.
+    for round in 0..12 {
+        let r = c
+            .get(local.url(&format!("/v2/app/blobs/{}", layer.digest_str())))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "round {round}");
+        assert_eq!(r.bytes().await.unwrap(), blob(&f, layer), "round {round}");
+        let r = c
+            .get(local.url("/v2/app/manifests/latest"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "round {round}");
+        tokio::time::sleep(age / 3).await;
+    }
+    // Replaced by fresh attestations on the one pooled slot.
+    assert!(
+        local.proxy.attestations() >= 2,
+        "{}",
+        local.proxy.attestations()
+    );
+    up.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blob_whose_length_differs_from_its_manifest_is_refused() {
+    let layer = vec![9u8; 1000];
+    let ld = sha256(&layer);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(b"{}"), "size": 2},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": 999}],
+    }))
+    .unwrap();
+    let md = sha256(&manifest);
+    let ct = "application/vnd.oci.image.manifest.v1+json".to_string();
+    let routes: Routes = [
+        (
+            format!("/v2/app/blobs/{ld}"),
+            ("application/octet-stream".into(), layer.clone(), None),
+        ),
+        ("/v2/app/manifests/1.0".into(), (ct, manifest, Some(md))),
+    ]
+    .into_iter()
+    .collect();
+    let up = fake(routes, std::time::Duration::ZERO).await;
+    let local = start(plain_options(&up)).await;
+    let c = http();
+    let r = c
+        .get(local.url("/v2/app/manifests/1.0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c
+        .get(local.url(&format!("/v2/app/blobs/{ld}")))
+        .send()
+        .await
+        .unwrap();
+    let (status, code, _) = oci_error(r).await;
+    assert_eq!((status, code.as_str()), (502, "SIZE_INVALID"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_command_serves_and_logs_one_line_per_request() {
+    let manifest = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#.to_vec();
+    let md = sha256(&manifest);
+    let ct = "application/vnd.oci.image.manifest.v1+json".to_string();
+    let routes: Routes = [(
+        "/v2/team/app/manifests/1.0".to_string(),
+        (ct, manifest.clone(), Some(md.clone())),
+    )]
+    .into_iter()
+    .collect();
+    let up = fake(routes, std::time::Duration::ZERO).await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ir-client"))
+        .args([
+            "serve",
+            &format!("http://127.0.0.1:{}", up.addr.port()),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let c = http();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut ready = false;
+    for _ in 0..100 {
+        if c.get(format!("{base}/v2/")).send().await.is_ok() {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ready, "ir-client serve did not start");
+    let r = c
+        .get(format!("{base}/v2/team/app/manifests/1.0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap(), manifest);
+    let r = c.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    let line = log
+        .lines()
+        .find(|l| l.contains("/v2/team/app/manifests/1.0"))
+        .unwrap_or_else(|| panic!("no access line: {log}"));
+    for want in [
+        "client=127.0.0.1:",
+        &format!("digest={md}"),
+        &format!("bytes={}", manifest.len()),
+        "upstream=c",
+        "status=200",
+        "ms=",
+    ] {
+        assert!(line.contains(want), "{want} not in {line}");
+    }
+    assert!(log.lines().any(|l| l.contains("/healthz")), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serves_tls_with_a_certificate_on_any_address() {
+    let f = fixture();
+    let realm = EmulatedRealm::generate(Measurements::default()).unwrap();
+    let up = ratls_server(&f, &realm).await;
+    let mut options = ratls_options(&up, &realm);
+    options.listen = "0.0.0.0:0".parse().unwrap();
+    options.tls = Some((up.pki.cert_file.clone(), up.pki.key_file.clone()));
+    let local = start(options).await;
+    let c = reqwest::Client::builder()
+        .no_proxy()
+        .tls_backend_preconfigured(
+            ir_client::ratls::tls_config(Some(up.pki.ca_pem.as_bytes()), None).unwrap(),
+        )
+        .build()
+        .unwrap();
+    let r = c
+        .get(format!(
+            "https://localhost:{}/v2/app/manifests/latest",
+            local.addr.port()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap(), blob(&f, &f.image.manifest));
+    // Plain HTTP on the TLS port gets nothing.
+    assert!(http().get(local.url("/v2/")).send().await.is_err());
+    up.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blob_transfer_cut_upstream_resumes_and_completes_verified() {
+    let layer: Vec<u8> = (0..400_000u32).map(|i| (i % 251) as u8).collect();
+    let ld = sha256(&layer);
+    let path = format!("/v2/app/blobs/{ld}");
+    let routes: Routes = [(
+        path.clone(),
+        ("application/octet-stream".into(), layer.clone(), None),
+    )]
+    .into_iter()
+    .collect();
+    let up = fake_cutting(routes, std::time::Duration::ZERO, Some(path.clone())).await;
+    let local = start(plain_options(&up)).await;
+    let r = http().get(local.url(&path)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap(), layer);
+    let seen = up.requests.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen[1].contains(" from "), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cache_follows_no_symlink() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let link = dir.path().join("cache");
+    std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+    let mut options = ServeOptions::new(
+        RegistryUrl::parse("http://127.0.0.1:1").unwrap(),
+        Transport::Plain,
+    );
+    options.cache = Some(link);
+    let e = Proxy::new(options)
+        .err()
+        .expect("a symlinked cache is refused");
+    assert!(e.to_string().contains("symlink"), "{e}");
+
+    // A cached blob replaced by a symlink to a file with the same bytes
+    // is not served from there: it is fetched again.
+    let layer = vec![3u8; 1000];
+    let ld = sha256(&layer);
+    let path = format!("/v2/app/blobs/{ld}");
+    let routes: Routes = [(
+        path.clone(),
+        ("application/octet-stream".into(), layer.clone(), None),
+    )]
+    .into_iter()
+    .collect();
+    let up = fake(routes, std::time::Duration::ZERO).await;
+    let cache = dir.path().join("real");
+    let mut options = plain_options(&up);
+    options.cache = Some(cache.clone());
+    let local = start(options).await;
+    let get = || async {
+        let r = http().get(local.url(&path)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.bytes().await.unwrap().to_vec()
+    };
+    assert_eq!(get().await, layer);
+    let file = cache.join(format!("sha256-{}", &ld["sha256:".len()..]));
+    let outside = dir.path().join("outside");
+    std::fs::write(&outside, &layer).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    std::os::unix::fs::symlink(&outside, &file).unwrap();
+    assert_eq!(get().await, layer);
+    assert_eq!(up.requests.lock().unwrap().len(), 2);
+    // The symlink was dropped, not followed.
+    assert!(outside.exists());
+    assert!(std::fs::symlink_metadata(&file)
+        .map(|m| !m.file_type().is_symlink())
+        .unwrap_or(true));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_policy_judges_tags_and_accepts_the_manifests_of_a_signed_index() {
+    use ir_testkit::cosign::{cosign_sign, Key};
+    const HOST: &str = "registry.test";
+    let key = Key::p256();
+    let root = ir_testkit::Root::new();
+    let app = root.layout("app");
+    let amd64 = app.image(b"amd64");
+    let arm64 = app.image(b"arm64");
+    let index = app.index(&[
+        amd64.manifest.platform("linux", "amd64"),
+        arm64.manifest.platform("linux", "arm64"),
+    ]);
+    let unsigned = app.image(b"unsigned");
+    let sig = cosign_sign(&app, &index, &format!("{HOST}/app:multi"), &key);
+    app.set_index(&[index.tagged("multi"), unsigned.tagged("unsigned"), sig]);
+    let key_path = key.write_public(root.path().parent().unwrap(), "cosign.pub");
+    let server = serve(root.path(), Arc::new(ir_server::transport::plain::Plain)).await;
+    let file = key_path.with_file_name("policy.json");
+    std::fs::write(
+        &file,
+        serde_json::to_vec(&serde_json::json!({
+            "default": [{"type": "reject"}],
+            "transports": {"docker": {HOST: [{"type": "sigstoreSigned", "keyPath": key_path}]}},
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut options = ServeOptions::new(
+        RegistryUrl::parse(&format!("http://{}", server.addr)).unwrap(),
+        Transport::Plain,
+    );
+    options.policy = Some(SignaturePolicy {
+        trust: Arc::new(ir_trust::Trust {
+            policy: Some(ir_trust::Policy::load(&file).unwrap()),
+            notation: None,
+        }),
+        registry_host: Some(HOST.into()),
+    });
+    let local = start(options).await;
+    let c = http();
+    let get = |path: String| {
+        let c = c.clone();
+        let url = local.url(&path);
+        async move { c.get(url).send().await.unwrap() }
+    };
+
+    // Before the index is accepted, its manifests by digest are judged
+    // alone: unsigned, refused.
+    let child = format!("/v2/app/manifests/{}", amd64.manifest.digest_str());
+    let (status, code, _) = oci_error(get(child.clone()).await).await;
+    assert_eq!((status, code.as_str()), (404, "MANIFEST_UNKNOWN"));
+
+    let r = get("/v2/app/manifests/multi".into()).await;
+    assert_eq!(r.status(), 200);
+    for d in [&amd64.manifest, &arm64.manifest] {
+        let r = get(format!("/v2/app/manifests/{}", d.digest_str())).await;
+        assert_eq!(r.status(), 200, "{}", d.digest_str());
+    }
+
+    let (status, code, message) = oci_error(get("/v2/app/manifests/unsigned".into()).await).await;
+    assert_eq!((status, code.as_str()), (404, "MANIFEST_UNKNOWN"));
+    assert!(message.contains("registry.test/app:unsigned"), "{message}");
+    let (status, _, _) = oci_error(
+        get(format!(
+            "/v2/app/manifests/{}",
+            unsigned.manifest.digest_str()
+        ))
+        .await,
+    )
+    .await;
+    assert_eq!(status, 404);
+    server.stop().await;
 }

@@ -28,7 +28,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use ir_oci::{Digest, RepoName, Tag};
 use oci_spec::image::{Descriptor, MediaType};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::io::{Read, Seek};
 use std::net::SocketAddr;
@@ -51,10 +51,17 @@ const MAX_PATH: usize = 2048;
 const MAX_CONNECTIONS: usize = 1024;
 /// Bound on a local TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Resumptions of one cut upstream blob transfer.
+const MAX_RESUMES: u32 = 3;
+/// Bound on a local client's request headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Chunks in flight between an upstream transfer and its local client.
 const CHANNEL_CHUNKS: usize = 8;
 /// Digests remembered (sizes from manifests, images the policy accepted).
 const MAX_REMEMBERED: usize = 65_536;
+/// How long a policy verdict of acceptance stands for the manifests it
+/// covers, asked for by digest.
+const ACCEPTED_FOR: Duration = Duration::from_secs(300);
 /// A transfer's progress is logged (at `-v`) every this many bytes.
 const PROGRESS_EVERY: u64 = 32 * 1024 * 1024;
 
@@ -115,7 +122,7 @@ pub struct Proxy {
     /// Sizes of blobs as manifests passing through described them.
     sizes: Mutex<HashMap<Digest, u64>>,
     /// Manifests the policy accepted (and the manifests of accepted indexes).
-    accepted: Mutex<HashSet<Digest>>,
+    accepted: Mutex<HashMap<(RepoName, Digest), Instant>>,
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
@@ -169,12 +176,21 @@ impl Proxy {
             Some((cert, key)) => Some(tls_acceptor(cert, key)?),
             None => None,
         };
+        // Over RA-TLS (ir-server speaks HTTP/2 there) each slot is one
+        // connection: concurrent requests wait for it rather than each
+        // opening and attesting another.
+        let http = HttpOptions {
+            http2_only: options.upstream.scheme == crate::Scheme::RaTls,
+            // The pool retries, seeing a refusal met meanwhile.
+            retries: 0,
+            ..options.http.clone()
+        };
         let mut slots = Vec::new();
         for _ in 0..options.connections.clamp(1, 64) {
             slots.push(Client::with_options(
                 options.transport.clone(),
                 ClientOptions {
-                    http: options.http.clone(),
+                    http: http.clone(),
                     ..ClientOptions::default()
                 },
             )?);
@@ -184,13 +200,18 @@ impl Proxy {
             None => None,
         };
         Ok(Arc::new(Self {
-            upstream: Upstream::new(slots, options.upstream.base_url(), options.refusal_memory),
+            upstream: Upstream::new(
+                slots,
+                options.upstream.base_url(),
+                options.refusal_memory,
+                options.http.retries,
+            ),
             authority: options.upstream.authority.clone(),
             scheme: options.upstream.scheme,
             policy: options.policy,
             cache,
             sizes: Mutex::new(HashMap::new()),
-            accepted: Mutex::new(HashSet::new()),
+            accepted: Mutex::new(HashMap::new()),
             tls,
         }))
     }
@@ -233,9 +254,18 @@ impl Proxy {
                     let proxy = proxy.clone();
                     async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, peer).await) }
                 });
-                let builder = hyper_util::server::conn::auto::Builder::new(
+                let mut builder = hyper_util::server::conn::auto::Builder::new(
                     hyper_util::rt::TokioExecutor::new(),
                 );
+                // A local client that never finishes its headers is let go.
+                builder
+                    .http1()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT);
+                builder
+                    .http2()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .max_concurrent_streams(256);
                 use hyper_util::rt::TokioIo;
                 match tls {
                     Some(acceptor) => {
@@ -270,6 +300,7 @@ enum Route {
 }
 
 /// An answer that is an OCI error.
+#[derive(Debug)]
 struct Refusal {
     status: StatusCode,
     code: &'static str,
@@ -342,6 +373,9 @@ fn query(q: Option<&str>) -> Result<HashMap<String, String>, Refusal> {
         while let Some(b) = it.next() {
             if b == b'%' {
                 let h: Vec<u8> = it.by_ref().take(2).collect();
+                if h.len() != 2 || !h.iter().all(u8::is_ascii_hexdigit) {
+                    return Err(bad("bad percent-encoding"));
+                }
                 let s = std::str::from_utf8(&h).map_err(|_| bad("bad percent-encoding"))?;
                 bytes.push(u8::from_str_radix(s, 16).map_err(|_| bad("bad percent-encoding"))?);
             } else {
@@ -482,7 +516,7 @@ impl Access {
             client = %self.peer,
             method = %self.method,
             path = %self.path,
-            digest = self.digest.as_deref().unwrap_or("-"),
+            digest = %self.digest.as_deref().unwrap_or("-"),
             status,
             bytes,
             upstream = %self.upstream,
@@ -952,14 +986,16 @@ impl Proxy {
         parsed: Option<&(String, Content)>,
         policy: &SignaturePolicy,
     ) -> Result<(), Refusal> {
-        let is_accepted = |d: &Digest| {
-            self.accepted
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(d)
-        };
-        if is_accepted(&m.digest) {
-            return Ok(());
+        // A manifest asked for by digest that an accepted image (its index)
+        // named a short while ago is accepted with it; a tag is judged
+        // each time.
+        if let ir_oci::Reference::Digest(d) = reference {
+            let a = self.accepted.lock().unwrap_or_else(|e| e.into_inner());
+            if a.get(&(name.clone(), d.clone()))
+                .is_some_and(|at| at.elapsed() < ACCEPTED_FOR)
+            {
+                return Ok(());
+            }
         }
         let refused = |why: String| {
             tracing::warn!(
@@ -1004,11 +1040,12 @@ impl Proxy {
                 if a.len() >= MAX_REMEMBERED {
                     a.clear();
                 }
-                a.insert(m.digest.clone());
+                let now = Instant::now();
+                a.insert((name.clone(), m.digest.clone()), now);
                 if let Content::Index(i) = content {
                     for d in i.manifests() {
                         if let Ok(dg) = Digest::parse(d.digest().as_ref()) {
-                            a.insert(dg);
+                            a.insert((name.clone(), dg), now);
                         }
                     }
                 }
@@ -1046,7 +1083,7 @@ impl Proxy {
         let path = format!("/v2/{}/blobs/{digest}", name.as_str());
         let (resp, conn) = self
             .upstream
-            .head(&path, None)
+            .head(&path)
             .await
             .map_err(|e| upstream_refusal(e, "BLOB_UNKNOWN"))?;
         if let Some(a) = access.as_mut() {
@@ -1188,6 +1225,7 @@ impl Proxy {
         }
         let this = self.clone();
         let d = digest.clone();
+        let path = path.clone();
         tokio::spawn(async move {
             let digest = d;
             let _flight = flight;
@@ -1197,9 +1235,19 @@ impl Proxy {
             let mut sent = 0u64;
             let mut client_gone = false;
             let mut next_progress = PROGRESS_EVERY;
+            let mut skip = 0u64;
+            let mut resumes = 0u32;
             let failure = loop {
-                match resp.chunk().await {
-                    Ok(Some(c)) => {
+                let cut = match resp.chunk().await {
+                    Ok(Some(mut c)) => {
+                        if skip > 0 {
+                            let k = skip.min(c.len() as u64);
+                            skip -= k;
+                            let _ = c.split_to(k as usize);
+                            if c.is_empty() {
+                                continue;
+                            }
+                        }
                         n += c.len() as u64;
                         if expected.is_some_and(|e| n > e) {
                             break Some(format!(
@@ -1226,11 +1274,27 @@ impl Proxy {
                             }
                             sent += len;
                         }
+                        continue;
+                    }
+                    Ok(None) if expected.is_some_and(|e| n < e) => {
+                        "upstream closed the transfer early".to_string()
                     }
                     Ok(None) => break None,
-                    Err(e) => {
-                        break Some(format!("upstream transfer cut: {}", crate::http::chain(&e)))
+                    Err(e) => format!("upstream transfer cut: {}", crate::http::chain(&e)),
+                };
+                // A cut transfer resumes from the last byte received
+                // (bounded); the whole blob is still hashed.
+                if expected.is_none() || resumes >= MAX_RESUMES {
+                    break Some(cut);
+                }
+                resumes += 1;
+                tracing::debug!(%digest, offset = n, "{cut}: resuming");
+                match this.upstream.resume(&path, n).await {
+                    Ok((r, s)) => {
+                        resp = r;
+                        skip = s;
                     }
+                    Err(e) => break Some(format!("{cut}; resuming: {e}")),
                 }
             };
             if client_gone {
@@ -1434,4 +1498,72 @@ pub async fn run(options: ServeOptions, shutdown: impl Future<Output = ()>) -> R
         })?;
     tracing::info!(%listen, upstream = %proxy.upstream.base, "ir-client serve: listening");
     proxy.serve(listener, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_parse_every_part_or_refuse() {
+        let d = format!("sha256:{}", "a".repeat(64));
+        assert!(matches!(route("/v2/"), Ok(Route::Base)));
+        assert!(matches!(route("/healthz"), Ok(Route::Health)));
+        assert!(matches!(route("/v2/_catalog"), Ok(Route::Catalog)));
+        assert!(matches!(route("/v2/a/b/tags/list"), Ok(Route::Tags(n)) if n.as_str() == "a/b"));
+        assert!(matches!(
+            route("/v2/team/app/manifests/1.0"),
+            Ok(Route::Manifest(n, ir_oci::Reference::Tag(t))) if n.as_str() == "team/app" && t.as_str() == "1.0"
+        ));
+        assert!(matches!(
+            route(&format!("/v2/app/blobs/{d}")),
+            Ok(Route::Blob(..))
+        ));
+        assert!(matches!(
+            route(&format!("/v2/app/referrers/{d}")),
+            Ok(Route::Referrers(..))
+        ));
+        for (bad, code) in [
+            ("/v2/../etc/manifests/x", "NAME_INVALID"),
+            ("/v2/a%2fb/manifests/x", "NAME_INVALID"),
+            ("/v2/App/blobs/sha256:00", "NAME_INVALID"),
+            ("/v2/app/blobs/sha256:00", "DIGEST_INVALID"),
+            ("/v2/app/blobs/latest", "DIGEST_INVALID"),
+            ("/v2/app/manifests/-x", "MANIFEST_INVALID"),
+            ("/v2/app/manifests/sha256:zz", "MANIFEST_INVALID"),
+            ("/v2/app/uploads/x", "NOT_FOUND"),
+            ("/v2/app", "NOT_FOUND"),
+            ("/other", "NOT_FOUND"),
+        ] {
+            match route(bad) {
+                Err(r) => assert_eq!(r.code, code, "{bad}"),
+                Ok(_) => panic!("{bad} routed"),
+            }
+        }
+        assert!(route(&format!("/v2/{}/tags/list", "a/".repeat(2000))).is_err());
+    }
+
+    #[test]
+    fn queries_and_ranges() {
+        let q = query(Some("n=10&last=a%2Bb&artifactType=application%2Fx")).unwrap();
+        assert_eq!(q["n"], "10");
+        assert_eq!(q["last"], "a+b");
+        assert_eq!(q["artifactType"], "application/x");
+        assert!(query(Some("n=%zz")).is_err());
+        assert!(query(Some("n=%4")).is_err());
+        assert!(query(Some(&"a=1&".repeat(20))).is_err());
+        assert!(page_size(&query(Some("n=-1")).unwrap()).is_err());
+
+        assert_eq!(parse_range("bytes=0-9", 100), Some(Some((0, 9))));
+        assert_eq!(parse_range("bytes=90-", 100), Some(Some((90, 99))));
+        assert_eq!(parse_range("bytes=90-500", 100), Some(Some((90, 99))));
+        assert_eq!(parse_range("bytes=-10", 100), Some(Some((90, 99))));
+        assert_eq!(parse_range("bytes=-500", 100), Some(Some((0, 99))));
+        assert_eq!(parse_range("bytes=100-", 100), Some(None));
+        assert_eq!(parse_range("bytes=-0", 100), Some(None));
+        assert_eq!(parse_range("bytes=5-1", 100), None);
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
+        assert_eq!(parse_range("items=0-1", 100), None);
+        assert_eq!(parse_range("bytes=0-", 0), Some(None));
+    }
 }

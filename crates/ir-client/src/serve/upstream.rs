@@ -1,10 +1,17 @@
 //! The upstream registry: a pool of clients (each its own attested
 //! connection), and the memory of a refused attestation.
+//!
+//! A slot whose connection is not known to work (none yet, or its last
+//! request failed) lets one request at a time make it, so that a burst of
+//! local requests attests once per slot, and a refusal met by one is seen
+//! by the others before they try. Retries are made here, not in the
+//! clients, for the same reason.
 
 use crate::pull::Client;
 use crate::Error;
 use reqwest::header;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -19,43 +26,86 @@ pub(crate) enum UpstreamError {
     Failed(String),
 }
 
+impl std::fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamError::Attestation(why) | UpstreamError::Failed(why) => f.write_str(why),
+            UpstreamError::Status { status, message } => write!(f, "HTTP {status}{message}"),
+        }
+    }
+}
+
+impl UpstreamError {
+    fn transient(&self) -> bool {
+        match self {
+            UpstreamError::Failed(_) => true,
+            UpstreamError::Status { status, .. } => *status >= 500 || *status == 429,
+            UpstreamError::Attestation(_) => false,
+        }
+    }
+}
+
+/// One client of the pool.
+struct Slot {
+    client: Client,
+    /// Its connection answered the last request.
+    warm: AtomicBool,
+    /// Held by the request making a cold slot's connection.
+    gate: tokio::sync::Mutex<()>,
+}
+
 /// The pool.
 pub(crate) struct Upstream {
-    slots: Vec<Client>,
+    slots: Vec<Slot>,
     next: AtomicUsize,
     /// `scheme://host:port` on the wire.
     pub(crate) base: String,
     refused: Mutex<Option<(Instant, String)>>,
     refusal_memory: Duration,
+    /// Attempts after the first (the clients themselves make one each).
+    retries: u32,
 }
 
 impl Upstream {
-    pub(crate) fn new(slots: Vec<Client>, base: String, refusal_memory: Duration) -> Self {
-        assert!(!slots.is_empty());
+    pub(crate) fn new(
+        clients: Vec<Client>,
+        base: String,
+        refusal_memory: Duration,
+        retries: u32,
+    ) -> Self {
+        assert!(!clients.is_empty());
         Self {
-            slots,
+            slots: clients
+                .into_iter()
+                .map(|client| Slot {
+                    client,
+                    warm: AtomicBool::new(false),
+                    gate: tokio::sync::Mutex::new(()),
+                })
+                .collect(),
             next: AtomicUsize::new(0),
             base,
             refused: Mutex::new(None),
             refusal_memory,
+            retries,
         }
     }
 
-    /// A client of the pool, round robin, and its index.
-    pub(crate) fn pick(&self) -> (usize, &Client) {
+    /// A slot of the pool, round robin, and its index.
+    fn pick(&self) -> (usize, &Slot) {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
         (i, &self.slots[i])
     }
 
-    /// The first client (for policy judgements).
+    /// A client of the pool (for policy judgements).
     pub(crate) fn any(&self) -> &Client {
-        self.pick().1
+        &self.pick().1.client
     }
 
     /// A name for slot `i`'s current connection: `c<slot>` and, over
     /// RA-TLS, `.<attestations so far>`.
     pub(crate) fn connection(&self, i: usize) -> String {
-        match self.slots[i].resolver() {
+        match self.slots[i].client.resolver() {
             Some(r) => format!("c{i}.{}", r.presented()),
             None => format!("c{i}"),
         }
@@ -65,7 +115,7 @@ impl Upstream {
     pub(crate) fn attestations(&self) -> u64 {
         self.slots
             .iter()
-            .filter_map(|c| c.resolver().map(|r| r.presented()))
+            .filter_map(|s| s.client.resolver().map(|r| r.presented()))
             .sum()
     }
 
@@ -111,72 +161,123 @@ impl Upstream {
         }
     }
 
-    /// GET `path` (`/v2/...`, built from validated parts) on a pooled
-    /// connection, retried as ir-client retries; the answer and the
-    /// connection's name.
+    /// One attempt on a slot: through its gate while it is cold, never
+    /// while a refusal is remembered.
+    async fn attempt<'a, T, F, Fut>(&'a self, f: F) -> Result<(T, String), UpstreamError>
+    where
+        F: FnOnce(&'a Client) -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let (i, slot) = self.pick();
+        let _gate = if slot.warm.load(Ordering::Acquire) {
+            None
+        } else {
+            Some(slot.gate.lock().await)
+        };
+        if let Some(why) = self.refusal() {
+            return Err(UpstreamError::Attestation(why));
+        }
+        match f(&slot.client).await {
+            Ok(t) => {
+                slot.warm.store(true, Ordering::Release);
+                Ok((t, self.connection(i)))
+            }
+            Err(e) => {
+                // A status is an answer: the connection works.
+                let answered = matches!(e, Error::Status { .. });
+                slot.warm.store(answered, Ordering::Release);
+                Err(self.classify(e))
+            }
+        }
+    }
+
+    /// [`Upstream::attempt`], retried on transient failures with backoff.
+    async fn retried<'a, T, F, Fut>(
+        &'a self,
+        what: &str,
+        f: F,
+    ) -> Result<(T, String), UpstreamError>
+    where
+        F: Fn(&'a Client) -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            match self.attempt(&f).await {
+                Err(e) if e.transient() && attempt <= self.retries => {
+                    tracing::debug!(what, error = %e, attempt, "retrying upstream");
+                    tokio::time::sleep(crate::http::backoff(attempt)).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// GET `path` (`/v2/...`, built from validated parts): the answer and
+    /// the connection's name.
     pub(crate) async fn get(
         &self,
         path: &str,
         accept: Option<&str>,
     ) -> Result<(reqwest::Response, String), UpstreamError> {
-        if let Some(why) = self.refusal() {
-            return Err(UpstreamError::Attestation(why));
-        }
-        let (i, c) = self.pick();
         let url = format!("{}{path}", self.base);
-        match c.http.get(&url, accept, 0).await {
-            Ok(r) => Ok((r, self.connection(i))),
-            Err(e) => Err(self.classify(e)),
-        }
+        self.retried(path, |c: &Client| c.http.get(&url, accept, 0))
+            .await
     }
 
-    /// HEAD `path`: the answer's headers, retried like [`Upstream::get`].
+    /// GET `path` from byte `from` on, to resume a cut transfer: the
+    /// answer and how many of its first bytes to skip (a registry that
+    /// ignores the range sends the whole blob again).
+    pub(crate) async fn resume(
+        &self,
+        path: &str,
+        from: u64,
+    ) -> Result<(reqwest::Response, u64), String> {
+        let url = format!("{}{path}", self.base);
+        let (resp, conn) = self
+            .retried(path, |c: &Client| c.http.get(&url, None, from))
+            .await
+            .map_err(|e| e.to_string())?;
+        if from == 0 || resp.status() == reqwest::StatusCode::OK {
+            return Ok((resp, from));
+        }
+        let start = resp
+            .headers()
+            .get(header::CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("bytes "))
+            .and_then(|v| v.split('-').next())
+            .and_then(|v| v.parse::<u64>().ok());
+        if start != Some(from) {
+            return Err(format!(
+                "asked for bytes {from}- on {conn}, got Content-Range from {start:?}"
+            ));
+        }
+        Ok((resp, 0))
+    }
+
+    /// HEAD `path`: the answer's headers.
     pub(crate) async fn head(
         &self,
         path: &str,
-        accept: Option<&str>,
     ) -> Result<(reqwest::Response, String), UpstreamError> {
-        if let Some(why) = self.refusal() {
-            return Err(UpstreamError::Attestation(why));
-        }
-        let (i, c) = self.pick();
         let url = format!("{}{path}", self.base);
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let mut req = c.http.client.head(&url);
-            if let Some(a) = accept {
-                req = req.header(header::ACCEPT, a);
-            }
-            let presented = c.resolver().map(|r| r.presented());
-            let err = match req.send().await {
-                Ok(resp) if resp.status() == reqwest::StatusCode::OK => {
-                    return Ok((resp, self.connection(i)))
-                }
-                Ok(resp) => {
-                    let status = resp.status();
-                    if !(status.is_server_error() || status.as_u16() == 429)
-                        || attempt > c.http.retries
-                    {
-                        return Err(UpstreamError::Status {
-                            status: status.as_u16(),
-                            message: String::new(),
-                        });
-                    }
-                    None
-                }
-                Err(e) => Some(c.http.attempt_error(&url, e, presented)),
-            };
-            if let Some(e) = err {
-                let fatal = matches!(
-                    e,
-                    Error::Attestation { .. } | Error::AttestationRefused { .. }
-                );
-                if fatal || attempt > c.http.retries {
-                    return Err(self.classify(e));
+        self.retried(path, |c: &Client| {
+            let url = url.clone();
+            async move {
+                let presented = c.resolver().map(|r| r.presented());
+                match c.http.client.head(&url).send().await {
+                    Ok(resp) if resp.status() == reqwest::StatusCode::OK => Ok(resp),
+                    Ok(resp) => Err(Error::Status {
+                        url,
+                        status: resp.status().as_u16(),
+                        message: String::new(),
+                    }),
+                    Err(e) => Err(c.http.attempt_error(&url, e, presented)),
                 }
             }
-            tokio::time::sleep(crate::http::backoff(attempt)).await;
-        }
+        })
+        .await
     }
 }

@@ -19,6 +19,11 @@ if command -v systemd-analyze >/dev/null; then
   check "systemd unit passes systemd-analyze verify" systemd-analyze verify "$WORK/ir-server.service"
   check "systemd unit sandboxing scores OK or better" \
     bash -c "systemd-analyze security --offline=yes --threshold=20 '$WORK/ir-server.service' | tail -1 | grep -Eq 'OK|SAFE'"
+  CLIENT_BIN=${IR_CLIENT_BIN:-$ROOT/target/debug/ir-client}
+  sed "s#/usr/local/bin/ir-client#$CLIENT_BIN#" "$ROOT/deploy/systemd/ir-client-serve.service" >"$WORK/ir-client-serve.service"
+  check "ir-client serve's unit passes systemd-analyze verify" systemd-analyze verify "$WORK/ir-client-serve.service"
+  check "ir-client serve's unit sandboxing scores OK or better" \
+    bash -c "systemd-analyze security --offline=yes --threshold=30 '$WORK/ir-client-serve.service' | tail -1 | grep -Eq 'OK|SAFE'"
 else
   echo "skip systemd-analyze (not installed)"
 fi
@@ -26,6 +31,9 @@ check "systemd unit: Type=notify, no capabilities, read-only registry" \
   bash -c "f=$ROOT/deploy/ir-server.service; grep -qx 'Type=notify' \$f && grep -qx 'CapabilityBoundingSet=' \$f \
            && grep -qx 'ProtectSystem=strict' \$f && grep -qx 'NoNewPrivileges=yes' \$f && grep -qx 'PrivateTmp=yes' \$f \
            && grep -qx 'ReadOnlyPaths=/srv/registry' \$f"
+check "ir-client serve's unit starts before the container runtimes, on loopback" \
+  bash -c "f=$ROOT/deploy/systemd/ir-client-serve.service; grep -qx 'Before=containerd.service crio.service podman.service docker.service' \$f \
+           && grep -q -- '--listen 127.0.0.1:5000' \$f && grep -qx 'CapabilityBoundingSet=' \$f"
 
 check "Kubernetes manifests parse and agree with each other" python3 - "$ROOT/deploy/k8s" <<'PY'
 import glob, os, sys, tomllib, yaml

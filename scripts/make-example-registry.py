@@ -15,29 +15,35 @@ uid/gid 0, fixed modes and a fixed mtime (2024-01-01T00:00:00Z), and gzip
 streams have mtime 0 and no file name. The script wipes and recreates the
 output directory, so running it twice gives identical bytes.
 
-The one input that is not Python is `/hello`, a static x86-64 binary of a
-few hundred bytes compiled from `scripts/hello.c` (raw syscalls, no libc).
-When gcc is present it is compiled (with flags that leave no build id,
-compiler version or symbols in it); when gcc is absent, or with
-`--reuse-binary`, the binary is taken from the committed
-`registry/hello` layer, so regeneration needs no compiler. The binary is not
-committed on its own: it lives only inside the gzip layer.
+The one input that is not Python is `/hello`, a static binary of a few
+hundred bytes compiled from `scripts/hello.c` (raw syscalls, no libc), once
+for x86-64 and once for AArch64. Each is compiled when its compiler is
+present (`gcc` on an x86-64 host or `x86_64-linux-gnu-gcc`; Debian's
+`gcc-aarch64-linux-gnu`, `aarch64-linux-gnu-gcc`, or `gcc` on an AArch64
+host), with flags that leave no build id, compiler version or symbols in
+it. When a compiler is absent, or with `--reuse-binary`, that binary is
+taken from the committed `registry/hello` layers, so regeneration needs no
+compiler. The binaries are not committed on their own: they live only
+inside the gzip layers.
 
 What the registry holds (every application is an OCI image layout; the
 server serves `<dir relative to registry/>` as the repository name):
 
-- `hello`: a runnable linux/amd64 image. One gzip layer holding `/hello`;
-  an OCI image config with `Entrypoint: ["/hello"]` and `rootfs.diff_ids`
-  set to the sha256 of the uncompressed tar. Tags `latest` and `1.0`.
+- `hello`: a runnable image for linux/amd64 and linux/arm64: tags `latest`
+  and `1.0` name one OCI image index with both platforms. Each platform's
+  image has one gzip layer holding its `/hello`, an OCI image config with
+  `Entrypoint: ["/hello"]` and `rootfs.diff_ids` set to the sha256 of the
+  uncompressed tar.
   Try: `podman run --rm oci:registry/hello:latest` or, once served,
   `podman run --rm --tls-verify=false localhost:1337/hello:latest`.
 
 - `multi`: tags behind image indexes.
   - `latest`, `1.1`, `edge` -> a multi-platform OCI image index with
-    - linux/amd64: the same image as `hello` (same config and layer blobs);
+    - linux/amd64: the same image as `hello`'s linux/amd64 (same config and
+      layer blobs);
     - linux/arm64: NOT runnable; its single layer holds only `/README.txt`
-      explaining that it exists to show a multi-platform index (there is no
-      arm64 build of the greeting). Its config has no entrypoint.
+      explaining that it exists to show a multi-platform index (the
+      runnable arm64 greeting is in `hello`). Its config has no entrypoint.
   - `1.0` -> an older index with the linux/amd64 entry only.
   - one untagged OCI artifact (listed in index.json without a tag): an
     SBOM-like JSON document with `artifactType`
@@ -240,37 +246,76 @@ def index(layout, manifests):
     )
 
 
-def compile_hello():
+# The platforms of `hello`: {architecture: (compilers that build for it)}.
+PLATFORMS = {
+    "amd64": ["x86_64-linux-gnu-gcc"] + (["gcc"] if os.uname().machine == "x86_64" else []),
+    "arm64": ["aarch64-linux-gnu-gcc"] + (["gcc"] if os.uname().machine == "aarch64" else []),
+}
+
+
+# ELF e_machine of each platform's binary.
+ELF_MACHINE = {"amd64": 62, "arm64": 183}
+
+
+def check_elf(arch, data, source):
+    """`data` is a static ELF executable for `arch`'s machine, or exit."""
+    machine = int.from_bytes(data[18:20], "little") if len(data) > 20 else None
+    if data[:4] != b"\x7fELF" or machine != ELF_MACHINE[arch]:
+        sys.exit(f"{source}: not a linux/{arch} ELF executable (e_machine {machine})")
+    return data
+
+
+def compile_hello(compiler):
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "hello")
-        subprocess.run(["gcc", *GCC_FLAGS, "-o", out, HELLO_C], check=True)
+        subprocess.run([compiler, *GCC_FLAGS, "-o", out, HELLO_C], check=True)
         with open(out, "rb") as f:
             return f.read()
 
 
-def hello_from_registry(root):
-    """The /hello binary out of the committed registry/hello layer."""
+def hellos_from_registry(root):
+    """{architecture: the /hello binary} out of the committed registry/hello
+    layers (an index of platform images, or a single image: amd64)."""
     layout = os.path.join(root, "hello")
     blob = lambda d: open(
         os.path.join(layout, "blobs", "sha256", d["digest"].split(":", 1)[1]), "rb"
     ).read()
     with open(os.path.join(layout, "index.json"), "rb") as f:
         top = json.load(f)["manifests"][0]
-    manifest = json.loads(blob(top))
-    tar = gzip.decompress(blob(manifest["layers"][0]))
-    with tarfile.open(fileobj=io.BytesIO(tar)) as t:
-        return t.extractfile("hello").read()
+    doc = json.loads(blob(top))
+    if doc.get("mediaType") == OCI_INDEX:
+        images = [(d["platform"]["architecture"], json.loads(blob(d))) for d in doc["manifests"]]
+    else:
+        images = [("amd64", doc)]
+    found = {}
+    for arch, manifest in images:
+        tar = gzip.decompress(blob(manifest["layers"][0]))
+        with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+            found[arch] = t.extractfile("hello").read()
+    return found
 
 
-def hello_binary(reuse):
-    if not reuse and shutil.which("gcc"):
-        return compile_hello()
-    try:
-        data = hello_from_registry(DEFAULT_OUT)
-    except (OSError, KeyError, ValueError, IndexError, tarfile.TarError) as e:
-        sys.exit(f"gcc is absent and {DEFAULT_OUT}/hello holds no /hello to reuse: {e}")
-    print("reusing /hello from the committed registry/hello layer", file=sys.stderr)
-    return data
+def hello_binaries(reuse):
+    """{architecture: /hello} for every platform: compiled, or reused."""
+    out, committed = {}, None
+    for arch, compilers in PLATFORMS.items():
+        compiler = None if reuse else next(filter(shutil.which, compilers), None)
+        if compiler:
+            out[arch] = check_elf(arch, compile_hello(compiler), compiler)
+            continue
+        if committed is None:
+            try:
+                committed = hellos_from_registry(DEFAULT_OUT)
+            except (OSError, KeyError, ValueError, IndexError, tarfile.TarError) as e:
+                sys.exit(f"{DEFAULT_OUT}/hello holds no /hello to reuse: {e}")
+        if arch not in committed:
+            sys.exit(
+                f"no compiler for linux/{arch} (tried {', '.join(compilers)}) "
+                f"and {DEFAULT_OUT}/hello holds no linux/{arch} /hello to reuse"
+            )
+        print(f"reusing the linux/{arch} /hello from the committed registry/hello", file=sys.stderr)
+        out[arch] = check_elf(arch, committed[arch], f"{DEFAULT_OUT}/hello linux/{arch}")
+    return out
 
 
 def generate(out, hello):
@@ -278,16 +323,19 @@ def generate(out, hello):
         shutil.rmtree(out)
     os.makedirs(out)
 
-    hello_files = {"hello": (0o755, hello)}
+    hello_files = {"hello": (0o755, hello["amd64"])}
     hello_config = {"Entrypoint": ["/hello"], "Env": ["PATH=/"]}
     title = lambda t: {"org.opencontainers.image.title": t}
 
-    # hello: one runnable linux/amd64 image.
+    # hello: one runnable image per platform, behind one index.
     app = Layout(os.path.join(out, "hello"))
-    hello_layer = layer(app, hello_files)
-    m = image(app, "amd64", [hello_layer], hello_config, title("hello"))
-    app.list(m, "latest")
-    app.list(m, "1.0")
+    platforms = [
+        image(app, arch, [layer(app, {"hello": (0o755, hello[arch])})], hello_config, title("hello"))
+        for arch in PLATFORMS
+    ]
+    both = index(app, platforms)
+    app.list(both, "latest")
+    app.list(both, "1.0")
     app.finish()
 
     # multi: tags over multi-platform indexes, and a referrer.
@@ -295,7 +343,7 @@ def generate(out, hello):
     amd64 = image(app, "amd64", [layer(app, hello_files)], hello_config, title("multi"))
     readme = (
         b"This linux/arm64 image exists to show a multi-platform index.\n"
-        b"It holds no program: the example greeting is built for linux/amd64 only.\n"
+        b"It holds no program: the runnable linux/arm64 greeting is in hello.\n"
     )
     arm64 = image(
         app,
@@ -374,7 +422,7 @@ def main():
     p.add_argument(
         "--reuse-binary",
         action="store_true",
-        help="take /hello from the committed registry/hello instead of compiling",
+        help="take the /hello binaries from the committed registry/hello instead of compiling",
     )
     p.add_argument(
         "--check",
@@ -382,7 +430,7 @@ def main():
         help="generate into a temporary directory and compare with --out",
     )
     args = p.parse_args()
-    hello = hello_binary(args.reuse_binary)
+    hello = hello_binaries(args.reuse_binary)
     if args.check:
         with tempfile.TemporaryDirectory() as tmp:
             fresh = os.path.join(tmp, "registry")

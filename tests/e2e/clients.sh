@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Pulls from ir-server with real OCI clients (skopeo, podman, containerd's
-# ctr) over plain HTTP on 127.0.0.1, for a single-arch image, a multi-arch
-# index and an artifact with a subject, and compares what they received
+# ctr) over plain HTTP on 127.0.0.1, for a two-platform image (hello), a
+# single-arch image (team/tools), a multi-arch index with a non-runnable
+# platform and an artifact with a subject, and compares what they received
 # with the source layouts.
 #
 # Usage: tests/e2e/clients.sh   (needs: skopeo podman containerd jq curl)
@@ -19,6 +20,9 @@ HOST=127.0.0.1:$PORT
 # The source digests, read from the layouts.
 src_digest() { jq -r --arg t "$2" '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"]==$t) | .digest' "$REG/$1/index.json" | head -1; }
 HELLO=$(src_digest hello latest)
+# hello is an index of linux/amd64 and linux/arm64; clients on this host take amd64.
+HELLO_AMD64=$(jq -r '.manifests[] | select(.platform.architecture=="amd64") | .digest' "$REG/hello/blobs/sha256/${HELLO#sha256:}")
+TOOLS=$(src_digest team/tools latest)
 MULTI=$(src_digest multi latest)
 ARTIFACT=$(jq -r '.manifests[] | select(.artifactType != null) | .digest' "$REG/multi/index.json" | head -1)
 SUBJECT=$(curl -fsS "http://$HOST/v2/multi/manifests/$ARTIFACT" | jq -r .subject.digest)
@@ -27,12 +31,16 @@ SUBJECT=$(curl -fsS "http://$HOST/v2/multi/manifests/$ARTIFACT" | jq -r .subject
 SK=(skopeo --override-os linux --override-arch amd64)
 check "skopeo inspect reports the source digest" \
   bash -c "[ \"\$(${SK[*]} inspect --tls-verify=false docker://$HOST/hello:latest | jq -r .Digest)\" = $HELLO ]"
-check "skopeo copy single-arch image" \
-  "${SK[@]}" copy --src-tls-verify=false "docker://$HOST/hello:latest" "oci:$WORK/sk-hello:latest"
-check "skopeo copy keeps the manifest digest" \
+check "skopeo copy --all the two-platform hello" \
+  "${SK[@]}" copy --all --src-tls-verify=false "docker://$HOST/hello:latest" "oci:$WORK/sk-hello:latest"
+check "skopeo copy --all keeps hello's index digest" \
   bash -c "[ \"\$(jq -r .manifests[0].digest $WORK/sk-hello/index.json)\" = $HELLO ]"
 check "skopeo copy received byte-identical blobs" \
   bash -c "cd $WORK/sk-hello/blobs && for f in */*; do cmp -s \$f $REG/hello/blobs/\$f || exit 1; done"
+check "skopeo copy single-arch image" \
+  "${SK[@]}" copy --src-tls-verify=false "docker://$HOST/team/tools:latest" "oci:$WORK/sk-tools:latest"
+check "skopeo copy keeps the manifest digest" \
+  bash -c "[ \"\$(jq -r .manifests[0].digest $WORK/sk-tools/index.json)\" = $TOOLS ]"
 check "skopeo copy --all multi-arch index" \
   "${SK[@]}" copy --all --src-tls-verify=false "docker://$HOST/multi:latest" "oci:$WORK/sk-multi:latest"
 check "skopeo copy --all keeps the index digest" \
@@ -51,8 +59,8 @@ check "ir-client pull hello into a layout" "$CLIENT" pull "http://$HOST/hello:la
 check "ir-client pull multi, all platforms, into the same layout as tag multi" \
   "$CLIENT" pull "http://$HOST/multi:latest" --all-platforms --tag multi --out "$IRC" -q
 irc_tag() { jq -r --arg t "$1" '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"]==$t) | .digest' "$IRC/index.json"; }
-check "ir-client's layout holds both tags, at the source digests" \
-  test "$(irc_tag latest) $(irc_tag multi)" = "$HELLO $MULTI"
+check "ir-client's layout holds both tags, at the source digests (hello: its amd64 image)" \
+  test "$(irc_tag latest) $(irc_tag multi)" = "$HELLO_AMD64 $MULTI"
 check "skopeo copy oci: of ir-client's layout keeps the digest" \
   bash -c "skopeo copy -q oci:$IRC:latest oci:$WORK/irc-copy:latest && [ \"\$(skopeo inspect --raw oci:$WORK/irc-copy:latest | sha256sum | cut -d' ' -f1)\" = \"\$(skopeo inspect --raw oci:$IRC:latest | sha256sum | cut -d' ' -f1)\" ]"
 check "umoci unpacks ir-client's layout" \
@@ -61,7 +69,7 @@ check "umoci unpacks ir-client's layout" \
 # podman -----------------------------------------------------------------
 PM=(podman --root "$WORK/podman" --runroot "$WORK/podman-run" --storage-driver vfs)
 RUN=(run --rm --runtime runc --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --network none --cgroup-manager cgroupfs)
-check "podman pull single-arch image" "${PM[@]}" pull --tls-verify=false "$HOST/hello:latest"
+check "podman pull the two-platform hello (amd64)" "${PM[@]}" pull --tls-verify=false "$HOST/hello:latest"
 check "podman pulled the source digest" \
   bash -c "${PM[*]} image inspect $HOST/hello:latest --format '{{.Digest}}' | grep -qx $HELLO"
 check "podman run prints the greeting" \
@@ -101,7 +109,7 @@ ENC_PORT=$(free_port)
 start_server "$WORK/enc-server.log" -r "$ENC" -p "$ENC_PORT" --bind 127.0.0.1
 wait_http "http://127.0.0.1:$ENC_PORT/v2/" || { cat "$WORK/enc-server.log"; exit 1; }
 ENC_HOST=127.0.0.1:$ENC_PORT
-HELLO_LAYER=$(jq -r '.layers[0].digest' "$REG/hello/blobs/sha256/${HELLO#sha256:}")
+HELLO_LAYER=$(jq -r '.layers[0].digest' "$REG/hello/blobs/sha256/${HELLO_AMD64#sha256:}")
 check "the server verified and serves the encrypted image" \
   bash -c "curl -fsS http://$ENC_HOST/v2/hello-enc/manifests/latest -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
            | jq -e '.layers[0].mediaType == \"application/vnd.oci.image.layer.v1.tar+gzip+encrypted\"'"
@@ -129,7 +137,7 @@ containerd --config "$CT/config.toml" >"$CT/log" 2>&1 &
 PIDS+=($!)
 CTR=(ctr --address "$CT/containerd.sock")
 for _ in $(seq 1 100); do "${CTR[@]}" version >/dev/null 2>&1 && break; sleep 0.1; done
-check "ctr pull single-arch image" "${CTR[@]}" images pull --plain-http "$HOST/hello:latest"
+check "ctr pull the two-platform hello (amd64)" "${CTR[@]}" images pull --plain-http "$HOST/hello:latest"
 check "ctr pulled the source digest" \
   bash -c "${CTR[*]} images ls | grep $HOST/hello:latest | grep -q $HELLO"
 check "ctr pull multi-arch index, all platforms" \

@@ -205,14 +205,14 @@ pull() {
   local mode=$1 dir=$2
   rm -rf "$dir"
   case $mode in
-    http) skopeo copy --quiet --src-tls-verify=false "docker://127.0.0.1:$FE_HTTP/hello:latest" "oci:$dir:latest" ;;
-    https) skopeo copy --quiet --src-cert-dir "$WORK/skopeo-certs" "docker://localhost:$FE_HTTPS/hello:latest" "oci:$dir:latest" ;;
+    http) skopeo copy --all --quiet --src-tls-verify=false "docker://127.0.0.1:$FE_HTTP/hello:latest" "oci:$dir:latest" ;;
+    https) skopeo copy --all --quiet --src-cert-dir "$WORK/skopeo-certs" "docker://localhost:$FE_HTTPS/hello:latest" "oci:$dir:latest" ;;
     # TCP pass-through: haproxy cannot retry a connection that a stopping
     # replica's kernel had already accepted into its backlog when the
     # replica closed its listener; that one connection is reset, and the
     # client retries it once (HTTP and TLS-terminating modes need no retry:
     # haproxy redispatches those itself).
-    tcp) skopeo copy --quiet --retry-times 1 --src-cert-dir "$WORK/skopeo-certs" "docker://localhost:$FE_TCP/hello:latest" "oci:$dir:latest" ;;
+    tcp) skopeo copy --all --quiet --retry-times 1 --src-cert-dir "$WORK/skopeo-certs" "docker://localhost:$FE_TCP/hello:latest" "oci:$dir:latest" ;;
   esac
 }
 same_digest() { # DIR
@@ -326,7 +326,7 @@ logged_client() {
   return 1
 }
 check "(proxy v2) skopeo copy through send-proxy-v2 keeps the source digest" \
-  bash -c "rm -rf $WORK/pull-pp2; skopeo copy --quiet --src-tls-verify=false docker://127.0.0.1:$FE_PP2/hello:latest oci:$WORK/pull-pp2:latest \
+  bash -c "rm -rf $WORK/pull-pp2; skopeo copy --all --quiet --src-tls-verify=false docker://127.0.0.1:$FE_PP2/hello:latest oci:$WORK/pull-pp2:latest \
            && [ \"\$(jq -r '.manifests[0].digest' $WORK/pull-pp2/index.json)\" = $SOURCE ]"
 CLIENT_PORT=$(free_port)
 curl -fsS -o /dev/null --local-port "$CLIENT_PORT" "http://127.0.0.1:$FE_PP2/v2/hello/manifests/latest" >>"$E2E_LOG" 2>&1

@@ -60,8 +60,8 @@ PIDS+=($!)
 wait_http "http://$DIST/v2/" || { cat "$WORK/distribution.log"; exit 1; }
 
 check "skopeo copy the example image into docker-registry as app:1" \
-  "${SK[@]}" copy -q --preserve-digests --dest-tls-verify=false "oci:$REG/hello:latest" "docker://$DIST/app:1"
-DIGEST=$(jq -r --arg t latest '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"]==$t) | .digest' "$REG/hello/index.json" | head -1)
+  "${SK[@]}" copy -q --preserve-digests --dest-tls-verify=false "oci:$REG/team/tools:latest" "docker://$DIST/app:1"
+DIGEST=$(jq -r --arg t latest '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"]==$t) | .digest' "$REG/team/tools/index.json" | head -1)
 SIG_TAG=sha256-${DIGEST#sha256:}.sig
 
 # Signed in cosign's tag form in a scratch layout, the .sig tag pushed.

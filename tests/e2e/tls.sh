@@ -32,7 +32,7 @@ check "plain HTTP on the TLS port is refused" bash -c "! curl -fsS -o /dev/null 
 check "TLS 1.2 handshake" bash -c "openssl s_client -tls1_2 -connect 127.0.0.1:$PORT </dev/null 2>/dev/null | grep -q 'New, TLSv1.2'"
 check "TLS 1.3 handshake" bash -c "openssl s_client -tls1_3 -connect 127.0.0.1:$PORT </dev/null 2>/dev/null | grep -q 'New, TLSv1.3'"
 check "skopeo copy over TLS with --src-cert-dir" \
-  skopeo copy --src-cert-dir "$WORK/skopeo-certs" "docker://localhost:$PORT/hello:latest" "oci:$WORK/sk-hello:latest"
+  skopeo copy --all --src-cert-dir "$WORK/skopeo-certs" "docker://localhost:$PORT/hello:latest" "oci:$WORK/sk-hello:latest"
 check "skopeo copy over TLS keeps the digest" \
   bash -c "[ \"\$(jq -r .manifests[0].digest $WORK/sk-hello/index.json)\" = \"\$(jq -r '.manifests[0].digest' $REG/hello/index.json)\" ]"
 

@@ -33,31 +33,47 @@ fn example_registry_loads_with_no_rejection_and_no_orphan() {
 }
 
 #[test]
-fn hello_is_one_amd64_image_tagged_latest_and_1_0() {
+fn hello_is_one_index_of_amd64_and_arm64_images_tagged_latest_and_1_0() {
     let reg = example();
     assert_eq!(tags(&reg, "hello"), ["1.0", "latest"]);
     let app = &reg.applications[&RepoName::parse("hello").unwrap()];
     let digest = &app.tags[&ir_oci::Tag::parse("latest").unwrap()];
     assert_eq!(digest, &app.tags[&ir_oci::Tag::parse("1.0").unwrap()]);
-    let manifest = &app.manifests[digest];
-    assert_eq!(&*manifest.media_type, OCI_MANIFEST);
-    let m: serde_json::Value = serde_json::from_slice(&manifest.bytes).unwrap();
-    assert_eq!(m["layers"].as_array().unwrap().len(), 1);
-    assert_eq!(
-        m["layers"][0]["mediaType"],
-        "application/vnd.oci.image.layer.v1.tar+gzip"
-    );
-    let config_digest = ir_oci::Digest::parse(m["config"]["digest"].as_str().unwrap()).unwrap();
-    let config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(app.blob_path(&config_digest)).unwrap()).unwrap();
-    assert_eq!(config["os"], "linux");
-    assert_eq!(config["architecture"], "amd64");
-    assert_eq!(
-        config["config"]["Entrypoint"],
-        serde_json::json!(["/hello"])
-    );
-    assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 1);
-    assert_eq!(app.blobs.len(), 2);
+    let index = &app.manifests[digest];
+    assert_eq!(&*index.media_type, OCI_INDEX);
+    let idx: serde_json::Value = serde_json::from_slice(&index.bytes).unwrap();
+    let entries = idx["manifests"].as_array().unwrap();
+    let mut layers = Vec::new();
+    for (entry, arch) in entries.iter().zip(["amd64", "arm64"]) {
+        assert_eq!(entry["platform"]["os"], "linux");
+        assert_eq!(entry["platform"]["architecture"], arch);
+        let d = ir_oci::Digest::parse(entry["digest"].as_str().unwrap()).unwrap();
+        let manifest = &app.manifests[&d];
+        assert_eq!(&*manifest.media_type, OCI_MANIFEST);
+        let m: serde_json::Value = serde_json::from_slice(&manifest.bytes).unwrap();
+        assert_eq!(m["layers"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            m["layers"][0]["mediaType"],
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        );
+        let config_digest = ir_oci::Digest::parse(m["config"]["digest"].as_str().unwrap()).unwrap();
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(app.blob_path(&config_digest)).unwrap()).unwrap();
+        assert_eq!(config["os"], "linux");
+        assert_eq!(config["architecture"], arch);
+        assert_eq!(
+            config["config"]["Entrypoint"],
+            serde_json::json!(["/hello"])
+        );
+        assert_eq!(config["rootfs"]["diff_ids"].as_array().unwrap().len(), 1);
+        layers.push(m["layers"][0]["digest"].clone());
+    }
+    assert_eq!(entries.len(), 2);
+    // Each platform its own binary (the script checks each is an ELF
+    // executable for its machine).
+    assert_ne!(layers[0], layers[1]);
+    // Per platform: config and layer.
+    assert_eq!(app.blobs.len(), 4);
 }
 
 #[test]

@@ -47,6 +47,16 @@ pub struct Journal {
     /// The last line written: its `seq` and hash.
     seq: u64,
     prev: String,
+    /// Lines encoded but not yet written: one `write` per batch.
+    pending: Vec<u8>,
+    /// Each pending line's end in `pending`, `seq`, hash and kind.
+    pending_lines: Vec<(usize, u64, String, Kind)>,
+    /// The last line written whole: what a failed write falls back to.
+    durable: (u64, String),
+    /// Deliveries written whole since the journal was opened.
+    delivered: u64,
+    /// The last second formatted, and its text.
+    last_time: (u64, String),
     /// Deliveries since the last checkpoint.
     unsigned: u64,
     /// Any line (a `start` too) written since the last checkpoint.
@@ -97,31 +107,46 @@ impl Journal {
             signer,
             file: None,
             file_bytes: 0,
+            durable: (seq, prev.clone()),
             seq,
             prev,
+            pending: Vec::new(),
+            pending_lines: Vec::new(),
+            delivered: 0,
+            last_time: (0, String::new()),
             unsigned: 0,
             unsigned_lines: false,
         };
         let server = journal.options.server.clone();
         journal.write(Kind::Start, None, Some(server))?;
+        journal.flush()?;
         Ok(journal)
     }
 
-    /// Appends one delivery made now, then a checkpoint when one is due.
+    /// Appends one delivery made now (written at once), then a checkpoint
+    /// when one is due.
     pub fn append(&mut self, delivery: Delivery) -> Result<(), ReceiptsError> {
-        self.append_at(delivery, std::time::SystemTime::now())
+        self.append_at(delivery, std::time::SystemTime::now())?;
+        self.flush()
     }
 
-    /// Appends one delivery made at `at`, then a checkpoint when one is due.
+    /// Deliveries written whole since the journal was opened.
+    pub fn delivered(&self) -> u64 {
+        self.delivered
+    }
+
+    /// Adds one delivery made at `at` to the lines [`Journal::flush`]
+    /// writes (a checkpoint, when one is due, writes them at once).
     pub fn append_at(
         &mut self,
         delivery: Delivery,
         at: std::time::SystemTime,
     ) -> Result<(), ReceiptsError> {
-        self.write_at(Kind::Delivery, Some(delivery), None, rfc3339(at))?;
+        let time = self.time_of(at);
+        self.write_at(Kind::Delivery, Some(delivery), None, time)?;
         self.unsigned += 1;
         if self.unsigned >= self.options.checkpoint_every.max(1)
-            || self.file_bytes >= self.options.max_file_bytes
+            || self.file_bytes + self.pending.len() as u64 >= self.options.max_file_bytes
         {
             self.checkpoint()?;
         }
@@ -133,6 +158,7 @@ impl Journal {
     pub fn checkpoint(&mut self) -> Result<(), ReceiptsError> {
         if self.unsigned_lines {
             self.write(Kind::Checkpoint, None, None)?;
+            self.flush()?;
             self.unsigned = 0;
             self.unsigned_lines = false;
             if let Some(file) = &self.file {
@@ -192,31 +218,102 @@ impl Journal {
             key_id,
             signature,
         };
-        let mut bytes = serde_json::to_vec(&line).expect("a line serializes");
-        let hash = line_hash(&bytes);
-        bytes.push(b'\n');
-        let path = self.dir.join(file_name(seq));
-        if self.file.is_none() {
-            let file = OpenOptions::new()
-                .append(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&path)
-                .map_err(|e| ReceiptsError::io(&path, e))?;
-            self.file = Some(file);
-            self.file_bytes = 0;
-        }
-        let file = self.file.as_mut().expect("opened above");
-        if let Err(e) = file.write_all(&bytes) {
-            self.file = None;
-            return Err(ReceiptsError::io(&self.dir, e));
-        }
-        self.file_bytes += bytes.len() as u64;
+        let start = self.pending.len();
+        serde_json::to_writer(&mut self.pending, &line).expect("a line serializes");
+        let hash = line_hash(&self.pending[start..]);
+        self.pending.push(b'\n');
+        self.pending_lines
+            .push((self.pending.len(), seq, hash.clone(), kind));
         self.seq = seq;
         self.prev = hash;
         self.unsigned_lines = kind != Kind::Checkpoint;
         Ok(())
+    }
+
+    /// Writes the pending lines with as few `write`s as the system allows.
+    /// If one fails, the lines written whole stay (the file may end in a
+    /// torn line), the next line goes to a new file, and the chain goes on
+    /// from the last line written whole; the others are lost (an error).
+    pub fn flush(&mut self) -> Result<(), ReceiptsError> {
+        let Some(&(_, first_seq, _, _)) = self.pending_lines.first() else {
+            return Ok(());
+        };
+        if self.file.is_none() {
+            let path = self.dir.join(file_name(first_seq));
+            let opened = OpenOptions::new()
+                .append(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path);
+            match opened {
+                Ok(file) => {
+                    self.file = Some(file);
+                    self.file_bytes = 0;
+                }
+                Err(e) => {
+                    self.lose_pending(0);
+                    return Err(ReceiptsError::io(&path, e));
+                }
+            }
+        }
+        let file = self.file.as_mut().expect("opened above");
+        let mut written = 0;
+        while written < self.pending.len() {
+            match file.write(&self.pending[written..]) {
+                Ok(0) => {
+                    let e = std::io::Error::from(std::io::ErrorKind::WriteZero);
+                    self.lose_pending(written);
+                    return Err(ReceiptsError::io(&self.dir, e));
+                }
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.lose_pending(written);
+                    return Err(ReceiptsError::io(&self.dir, e));
+                }
+            }
+        }
+        self.file_bytes += written as u64;
+        self.keep_whole(written);
+        Ok(())
+    }
+
+    /// After a failed write of which `written` bytes reached the file:
+    /// keep what was written whole, continue in a new file.
+    fn lose_pending(&mut self, written: usize) {
+        self.file_bytes += written as u64;
+        self.keep_whole(written);
+        self.file = None;
+        (self.seq, self.prev) = self.durable.clone();
+        // Whatever is lost, the next checkpoint signs what is there.
+        self.unsigned_lines = true;
+    }
+
+    /// Moves the pending lines that end within `written` to `durable`,
+    /// and forgets the rest of the batch.
+    fn keep_whole(&mut self, written: usize) {
+        for (end, seq, hash, kind) in self.pending_lines.drain(..) {
+            if end > written {
+                break;
+            }
+            self.durable = (seq, hash);
+            if kind == Kind::Delivery {
+                self.delivered += 1;
+            }
+        }
+        self.pending.clear();
+    }
+
+    /// `at` as written in a line; the same second is formatted once.
+    fn time_of(&mut self, at: std::time::SystemTime) -> String {
+        let second = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if self.last_time.0 != second || self.last_time.1.is_empty() {
+            self.last_time = (second, rfc3339(at));
+        }
+        self.last_time.1.clone()
     }
 }
 

@@ -149,16 +149,17 @@ fn write_loop(mut journal: Journal, shared: &Shared, idle_checkpoint: Duration) 
             last_record = Instant::now();
         }
         for (at, delivery) in batch {
-            match journal.append_at(delivery, at) {
-                Ok(()) => {
-                    stats.written.fetch_add(1, Ordering::Relaxed);
-                    if journal.unsigned() == 0 {
-                        stats.unhealthy.store(false, Ordering::Relaxed);
-                    }
-                }
-                Err(e) => failed(stats, &e),
+            if let Err(e) = journal.append_at(delivery, at) {
+                failed(stats, &e);
             }
         }
+        match journal.flush() {
+            // Healthy again once a checkpoint (here, every N records) is written.
+            Ok(()) if journal.unsigned() == 0 => stats.unhealthy.store(false, Ordering::Relaxed),
+            Ok(()) => {}
+            Err(e) => failed(stats, &e),
+        }
+        stats.written.store(journal.delivered(), Ordering::Relaxed);
         if closing {
             checkpoint(&mut journal, stats);
             return;

@@ -115,6 +115,9 @@ pub enum Error {
     /// The token source could not be set up.
     #[error("RA-TLS token: {0}")]
     Token(#[from] TokenError),
+    /// A sync could not be done.
+    #[error("{0}")]
+    Sync(#[from] crate::sync::SyncError),
     /// The signature policy refuses the image (nothing was written).
     #[error("{image}: refused by the signature policy: {reason}")]
     Refused {
@@ -145,6 +148,7 @@ impl Error {
         match self {
             Error::Reference(_) | Error::Policy { .. } | Error::TrustFiles(_) => 2,
             Error::Refused { .. } => 6,
+            Error::Sync(e) => e.exit_code(),
             Error::Status { .. } | Error::Auth(AuthError::TokenRefused { .. }) => 3,
             Error::DigestMismatch { .. }
             | Error::Size { .. }

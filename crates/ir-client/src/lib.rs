@@ -47,6 +47,7 @@ pub mod ratls;
 pub mod rsi;
 pub mod serve;
 pub mod signatures;
+pub mod sync;
 
 pub use auth::AuthOptions;
 pub use browse::{Blob, RawManifest};

@@ -1,0 +1,438 @@
+//! `ir-client sync`: a root filled from a real ir-server (and a fake
+//! upstream that cuts a blob), then loaded and served as ir-server does,
+//! signatures included.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use ir_client::progress::Silent;
+use ir_client::signatures::SignaturePolicy;
+use ir_client::sync::{config, RepoReport, RootLock, Source, SyncOptions, Syncer};
+use ir_client::{Client, ClientOptions, Error, HttpOptions, Transport};
+use ir_server::transport::plain::Plain;
+use ir_testkit::cosign::{cosign_referrer, cosign_sign, Key};
+use ir_testkit::Root;
+use serde_json::json;
+
+use crate::util::{files, lying_registry, serve};
+
+const HOST: &str = "registry.test";
+
+fn policy(key: &Path) -> SignaturePolicy {
+    let file = key.with_file_name("policy.json");
+    let body = json!({
+        "default": [{"type": "reject"}],
+        "transports": {"docker": {HOST: [{"type": "sigstoreSigned", "keyPath": key}]}},
+    });
+    std::fs::write(&file, serde_json::to_vec(&body).unwrap()).unwrap();
+    SignaturePolicy {
+        trust: Arc::new(ir_trust::Trust {
+            policy: Some(ir_trust::Policy::load(&file).unwrap()),
+            notation: None,
+        }),
+        registry_host: Some(HOST.to_owned()),
+    }
+}
+
+fn client() -> Client {
+    Client::with_options(
+        Transport::Plain,
+        ClientOptions {
+            all_platforms: true,
+            http: HttpOptions {
+                retries: 0,
+                ..HttpOptions::default()
+            },
+            ..ClientOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+async fn sync(
+    root: &Path,
+    refs: &[String],
+    policy: Option<SignaturePolicy>,
+    prune: bool,
+) -> Vec<RepoReport> {
+    let sources = Source::merge(
+        refs.iter()
+            .map(|r| config::from_reference(r).unwrap())
+            .collect(),
+    )
+    .unwrap();
+    let _lock = RootLock::take(root).unwrap();
+    let mut syncer = Syncer::new(
+        SyncOptions {
+            root: root.to_path_buf(),
+            prune,
+            signature_policy: policy,
+            concurrency: 4,
+        },
+        Arc::new(Silent),
+    )
+    .unwrap();
+    let c = client();
+    let mut out = Vec::new();
+    for s in &sources {
+        out.push(syncer.sync(&c, s).await);
+    }
+    out
+}
+
+fn load(root: &Path) -> ir_oci::Registry {
+    ir_oci::load(root, &ir_oci::LoadOptions::default()).unwrap()
+}
+
+fn tags(reg: &ir_oci::Registry, name: &str) -> Vec<String> {
+    let app = &reg.applications[&ir_oci::RepoName::parse(name).unwrap()];
+    app.tags.keys().map(|t| t.to_string()).collect()
+}
+
+/// An upstream with `app` (a cosign-tag-signed image, a referrer-signed
+/// one, an unsigned one, an index) and `team/tools`.
+struct Upstream {
+    root: Root,
+    key: std::path::PathBuf,
+}
+
+fn upstream() -> Upstream {
+    let key = Key::p256();
+    let root = Root::new();
+    let app = root.layout("app");
+    let tagged = app.image(b"signed with a .sig tag");
+    let referred = app.image(b"signed with a referrer");
+    let unsigned = app.image(b"unsigned");
+    let amd64 = app.image(b"amd64 layer");
+    let arm64 = app.image(b"arm64 layer");
+    let index = app.index(&[
+        amd64.manifest.platform("linux", "amd64"),
+        arm64.manifest.platform("linux", "arm64"),
+    ]);
+    let sig = cosign_sign(&app, &tagged.manifest, &format!("{HOST}/app:tagged"), &key);
+    let referrer = cosign_referrer(
+        &app,
+        &referred.manifest,
+        &format!("{HOST}/app:referred"),
+        &key,
+    );
+    app.set_index(&[
+        tagged.tagged("tagged"),
+        referred.tagged("referred"),
+        unsigned.tagged("unsigned"),
+        index.tagged("multi"),
+        sig,
+        referrer,
+    ]);
+    let tools = root.layout("team/tools");
+    let t = tools.image(b"tools");
+    tools.set_index(&[t.tagged("1.0")]);
+    let key = key.write_public(root.path().parent().unwrap(), "cosign.pub");
+    Upstream { root, key }
+}
+
+#[tokio::test]
+async fn a_synced_root_is_served_with_its_signatures_and_judged_as_the_source() {
+    let up = upstream();
+    let server = serve(up.root.path(), Arc::new(Plain)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let refs = [
+        format!("http://{}/app", server.addr),
+        format!("http://{}/team/tools:1.0", server.addr),
+    ];
+    let reports = sync(&root, &refs, None, false).await;
+    for r in &reports {
+        assert_eq!(r.error, None, "{r:?}");
+        assert_eq!(r.status, "added");
+    }
+    assert_eq!(
+        reports[0].tags_added,
+        ["multi", "referred", "tagged", "unsigned"]
+    );
+    assert!(reports[0].bytes_downloaded > 0);
+
+    // What the server loads from the synced root: both repositories,
+    // namespaces as directories, the cosign tag and the referrer included,
+    // every platform of the index; no staging directory left.
+    let reg = load(&root);
+    assert!(reg.rejected.is_empty(), "{:?}", reg.rejected);
+    let names: Vec<_> = reg.applications.keys().map(|n| n.to_string()).collect();
+    assert_eq!(names, ["app", "team/tools"]);
+    assert!(root.join("team/tools/oci-layout").is_file());
+    let app_tags = tags(&reg, "app");
+    assert!(app_tags.iter().any(|t| t.ends_with(".sig")), "{app_tags:?}");
+    let app = &reg.applications[&ir_oci::RepoName::parse("app").unwrap()];
+    assert_eq!(app.referrers.len(), 1, "the referrer came along");
+    assert!(!std::fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with(".sync-staging")));
+
+    // Served from the copy and judged by the policy as the source would
+    // be: the signed images pass, the unsigned one is refused.
+    let copy = serve(&root, Arc::new(Plain)).await;
+    let judged = Client::with_options(
+        Transport::Plain,
+        ClientOptions {
+            signature_policy: Some(policy(&up.key)),
+            ..ClientOptions::default()
+        },
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    for tag in ["tagged", "referred"] {
+        let r = judged
+            .pull(&format!("http://{}/app:{tag}", copy.addr), out.path())
+            .await
+            .unwrap();
+        assert_eq!(r.signers.len(), 1, "{tag}");
+    }
+    let e = judged
+        .pull(&format!("http://{}/app:unsigned", copy.addr), out.path())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Refused { .. }), "{e}");
+    // Every platform of the index is served.
+    let r = client()
+        .pull(&format!("http://{}/app:multi", copy.addr), out.path())
+        .await
+        .unwrap();
+    assert_eq!(r.manifests, 3);
+    copy.stop().await;
+
+    // Nothing changed upstream: nothing downloaded, nothing rewritten.
+    let before = files(&root);
+    let again = sync(&root, &refs, None, false).await;
+    for r in &again {
+        assert_eq!(r.status, "unchanged", "{r:?}");
+        assert_eq!(r.bytes_downloaded, 0);
+        assert_eq!(r.blobs_downloaded, 0);
+    }
+    assert_eq!(files(&root), before);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn with_a_policy_refused_images_are_not_written() {
+    let up = upstream();
+    let server = serve(up.root.path(), Arc::new(Plain)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let refs = [format!("http://{}/app", server.addr)];
+    let reports = sync(&root, &refs, Some(policy(&up.key)), false).await;
+    let r = &reports[0];
+    assert_eq!(r.error, None, "{r:?}");
+    assert_eq!(r.tags_added, ["referred", "tagged"]);
+    assert_eq!(r.refused.len(), 2, "{:?}", r.refused);
+    assert!(r.refused.iter().any(|x| x.starts_with("unsigned: ")));
+    let reg = load(&root);
+    let t = tags(&reg, "app");
+    assert!(!t.contains(&"unsigned".to_string()), "{t:?}");
+    assert!(!t.contains(&"multi".to_string()), "{t:?}");
+    // No byte of the unsigned image is in the root.
+    let unsigned_layer = ir_oci::Digest::of_bytes(ir_oci::Algorithm::Sha256, b"unsigned");
+    assert!(!root.join("app").join(unsigned_layer.blob_path()).exists());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn prune_removes_tags_gone_upstream_and_reuses_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let first = Root::new();
+    let app = first.layout("app");
+    let big = vec![9u8; 200_000];
+    let v1 = app.image_with_layers(&[&big, b"v1"]);
+    let old = app.image(b"old");
+    app.set_index(&[v1.tagged("v1"), old.tagged("old")]);
+    let server = serve(first.path(), Arc::new(Plain)).await;
+    let refs = [format!("http://{}/app", server.addr)];
+    assert_eq!(sync(&root, &refs, None, false).await[0].status, "added");
+    server.stop().await;
+
+    // Upstream: `old` gone, `v2` shares the big layer.
+    let second = Root::new();
+    let app = second.layout("app");
+    let v1 = app.image_with_layers(&[&big, b"v1"]);
+    let v2 = app.image_with_layers(&[&big, b"v2"]);
+    app.set_index(&[v1.tagged("v1"), v2.tagged("v2")]);
+    let server = serve(second.path(), Arc::new(Plain)).await;
+    let refs = [format!("http://{}/app", server.addr)];
+
+    // Without --prune, `old` stays.
+    let r = &sync(&root, &refs, None, false).await[0];
+    assert_eq!(r.error, None, "{r:?}");
+    assert_eq!(r.status, "updated");
+    assert_eq!(r.tags_added, ["v2"]);
+    assert!(r.tags_removed.is_empty());
+    assert!(
+        r.bytes_downloaded < 100_000,
+        "the big layer is reused: {r:?}"
+    );
+    assert!(r.blobs_reused >= 2, "{r:?}");
+    assert_eq!(tags(&load(&root), "app"), ["old", "v1", "v2"]);
+
+    // With it, `old` goes.
+    let r = &sync(&root, &refs, None, true).await[0];
+    assert_eq!(r.error, None, "{r:?}");
+    assert_eq!(r.tags_removed, ["old"]);
+    assert_eq!(r.blobs_downloaded, 0);
+    let reg = load(&root);
+    assert_eq!(tags(&reg, "app"), ["v1", "v2"]);
+    assert!(reg.orphans.is_empty(), "{:?}", reg.orphans);
+    server.stop().await;
+}
+
+/// The routes of a fake registry serving `app:latest` from `layout`,
+/// its last layer cut to `cut` bytes.
+fn cutting_routes(
+    layout: &ir_testkit::Layout,
+    image: &ir_testkit::Image,
+    cut: usize,
+) -> HashMap<String, (String, Vec<u8>)> {
+    let read = |d: &ir_testkit::Desc| {
+        let (alg, hex) = d.digest_str().split_once(':').unwrap();
+        std::fs::read(layout.path(format!("blobs/{alg}/{hex}"))).unwrap()
+    };
+    let mut routes = HashMap::new();
+    routes.insert(
+        "/v2/app/tags/list".to_string(),
+        (
+            "application/json".to_string(),
+            br#"{"name":"app","tags":["latest"]}"#.to_vec(),
+        ),
+    );
+    routes.insert(
+        "/v2/app/manifests/latest".into(),
+        (
+            "application/vnd.oci.image.manifest.v1+json".into(),
+            read(&image.manifest),
+        ),
+    );
+    routes.insert(
+        format!("/v2/app/blobs/{}", image.config.digest_str()),
+        ("application/octet-stream".into(), read(&image.config)),
+    );
+    for (i, l) in image.layers.iter().enumerate() {
+        let mut bytes = read(l);
+        if i + 1 == image.layers.len() {
+            bytes.truncate(cut);
+        }
+        routes.insert(
+            format!("/v2/app/blobs/{}", l.digest_str()),
+            ("application/octet-stream".into(), bytes),
+        );
+    }
+    routes
+}
+
+#[tokio::test]
+async fn a_cut_blob_leaves_the_old_layout_served_and_the_next_run_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let first = Root::new();
+    let app = first.layout("app");
+    let v1 = app.image(b"version one");
+    app.set_index(&[v1.tagged("latest")]);
+    let server = serve(first.path(), Arc::new(Plain)).await;
+    sync(&root, &[format!("http://{}/app", server.addr)], None, false).await;
+    server.stop().await;
+    let served_before = files(&root.join("app"));
+
+    let second = Root::new();
+    let app = second.layout("app");
+    let v2 = app.image_with_layers(&[b"config-sized layer", &vec![5u8; 100_000]]);
+    app.set_index(&[v2.tagged("latest")]);
+    let liar = lying_registry(cutting_routes(&app, &v2, 50_000)).await;
+    let r = &sync(&root, &[format!("http://{}/app", liar.addr)], None, false).await[0];
+    assert_eq!(r.status, "failed");
+    assert!(r.error.is_some());
+    liar.stop().await;
+
+    // The old layout is untouched and is what the server loads; the
+    // staging directory beside it is not served.
+    assert_eq!(files(&root.join("app")), served_before);
+    let staging: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".sync-staging-app-")
+        })
+        .collect();
+    assert_eq!(staging.len(), 1);
+    let reg = load(&root);
+    let names: Vec<_> = reg.applications.keys().map(|n| n.to_string()).collect();
+    assert_eq!(names, ["app"]);
+    let served = &reg.applications[&ir_oci::RepoName::parse("app").unwrap()];
+    assert_eq!(
+        served.tags.values().next().unwrap().to_string(),
+        v1.manifest.digest_str()
+    );
+    // Also while the staging copy holds its markers, a reload serves only
+    // the old layout.
+    std::fs::write(
+        staging[0].path().join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let reg = load(&root);
+    let names: Vec<_> = reg.applications.keys().map(|n| n.to_string()).collect();
+    assert_eq!(names, ["app"]);
+
+    // The next run against a good upstream finishes, reusing what the
+    // cut run completed.
+    let server = serve(second.path(), Arc::new(Plain)).await;
+    let r = &sync(&root, &[format!("http://{}/app", server.addr)], None, false).await[0];
+    assert_eq!(r.error, None, "{r:?}");
+    assert_eq!(r.status, "updated");
+    assert_eq!(r.tags_updated, ["latest"]);
+    let reg = load(&root);
+    let served = &reg.applications[&ir_oci::RepoName::parse("app").unwrap()];
+    assert_eq!(
+        served.tags.values().next().unwrap().to_string(),
+        v2.manifest.digest_str()
+    );
+    assert!(!std::fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with(".sync-staging")));
+    server.stop().await;
+}
+
+#[test]
+fn sync_files_in_skopeo_shape() {
+    let f = Path::new("sync.yaml");
+    let sources = config::parse(
+        f,
+        "registry.example:5000:\n  images:\n    app: []\n    team/tools: ['1.0', '2.0']\n  images-by-tag-regex:\n    web: ^v1\\.\n  tls-verify: true\nhttp://127.0.0.1:8080:\n  images:\n    local: [latest]\n",
+    )
+    .unwrap();
+    let names: Vec<_> = sources
+        .iter()
+        .map(|s| format!("{}/{}", s.location.base_url(), s.location.name))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "http://127.0.0.1:8080/local",
+            "https://registry.example:5000/app",
+            "https://registry.example:5000/team/tools",
+            "https://registry.example:5000/web",
+        ]
+    );
+    for (text, says) in [
+        ("r.example:\n  images:\n    app: []\n  credentials:\n    username: u\n    password: p\n", "auth file"),
+        ("r.example:\n  images:\n    app: []\n  tls-verify: false\n", "tls-verify"),
+        ("r.example:\n  images:\n    app: []\n    app: [v1]\n", "uplicate"),
+        ("r.example:\n  images-by-semver:\n    app: '>= 1'\n", "images-by-semver"),
+        ("r.example:\n  images:\n    app: ['sha256:abc']\n", "not digests"),
+    ] {
+        let e = config::parse(f, text).unwrap_err().to_string();
+        assert!(e.starts_with("sync.yaml: "), "{e}");
+        assert!(e.contains(says), "{says}: {e}");
+    }
+}

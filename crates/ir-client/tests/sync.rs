@@ -15,7 +15,7 @@ use ir_testkit::cosign::{cosign_referrer, cosign_sign, Key};
 use ir_testkit::Root;
 use serde_json::json;
 
-use crate::util::{files, lying_registry, serve};
+use crate::util::{files, fixture, lying_registry, pki, serve};
 
 const HOST: &str = "registry.test";
 
@@ -56,6 +56,16 @@ async fn sync(
     policy: Option<SignaturePolicy>,
     prune: bool,
 ) -> Vec<RepoReport> {
+    sync_with(&client(), root, refs, policy, prune).await
+}
+
+async fn sync_with(
+    c: &Client,
+    root: &Path,
+    refs: &[String],
+    policy: Option<SignaturePolicy>,
+    prune: bool,
+) -> Vec<RepoReport> {
     let sources = Source::merge(
         refs.iter()
             .map(|r| config::from_reference(r).unwrap())
@@ -73,10 +83,9 @@ async fn sync(
         Arc::new(Silent),
     )
     .unwrap();
-    let c = client();
     let mut out = Vec::new();
     for s in &sources {
-        out.push(syncer.sync(&c, s).await);
+        out.push(syncer.sync(c, s).await);
     }
     out
 }
@@ -364,7 +373,11 @@ async fn a_cut_blob_leaves_the_old_layout_served_and_the_next_run_finishes() {
         })
         .collect();
     assert_eq!(staging.len(), 1);
+    // Until a copy is complete it holds no layout marker: the server
+    // sees no application there at all, not even a rejected one.
+    assert!(!staging[0].path().join("oci-layout").exists());
     let reg = load(&root);
+    assert!(reg.rejected.is_empty(), "{:?}", reg.rejected);
     let names: Vec<_> = reg.applications.keys().map(|n| n.to_string()).collect();
     assert_eq!(names, ["app"]);
     let served = &reg.applications[&ir_oci::RepoName::parse("app").unwrap()];
@@ -435,4 +448,151 @@ fn sync_files_in_skopeo_shape() {
         assert!(e.starts_with("sync.yaml: "), "{e}");
         assert!(e.contains(says), "{says}: {e}");
     }
+}
+
+#[tokio::test]
+async fn over_ra_tls_from_an_ir_server_only_what_the_realm_may_pull() {
+    use ir_attest::attestor::{Attestor, PlatformCheck};
+    use ir_attest::cca_platform::PlatformKeys;
+    use ir_attest::{EmulatedRealm, Measurements};
+    use ir_client::emulated::{export, Export};
+    use ir_server::transport::ratls::RaTls;
+
+    let f = fixture();
+    let pki = pki();
+    let trust = tempfile::tempdir().unwrap();
+    let realm = EmulatedRealm::generate(Measurements::default()).unwrap();
+    export(
+        &realm,
+        &Export {
+            cpak: Some(trust.path().join("cpak.pub")),
+            reference_values: Some(trust.path().join("realm.json")),
+            name: "replica".into(),
+            applications: vec!["app".into()],
+            ..Export::default()
+        },
+    )
+    .unwrap();
+    let keys = PlatformKeys::load(&trust.path().join("cpak.pub")).unwrap();
+    let attestor = Attestor::new(
+        &trust.path().join("realm.json"),
+        PlatformCheck::Local(keys),
+        8,
+    )
+    .unwrap();
+    let certs = Arc::new(
+        ir_server::transport::cert_store::CertStore::load(&pki.cert_file, &pki.key_file).unwrap(),
+    );
+    let server = serve(
+        f.root.path(),
+        Arc::new(RaTls::new(certs, Arc::new(attestor), false)),
+    )
+    .await;
+    let c = Client::with_options(
+        Transport::RaTls {
+            ca: Some(pki.ca_pem.clone().into_bytes()),
+            token_source: ir_client::TokenSource::emulated(realm),
+        },
+        ClientOptions {
+            all_platforms: true,
+            ..ClientOptions::default()
+        },
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let refs = [
+        format!("ra-tls://localhost:{}/app", server.port()),
+        format!("ra-tls://localhost:{}/team/tools", server.port()),
+    ];
+    let reports = sync_with(&c, &root, &refs, None, false).await;
+    assert_eq!(reports[0].error, None, "{:?}", reports[0]);
+    assert_eq!(reports[0].tags_added, ["latest", "multi"]);
+    // The realm may not pull team/tools: that repository fails, nothing
+    // of it is written, the other is served.
+    assert_eq!(reports[1].status, "failed");
+    assert!(
+        reports[1].error.as_deref().unwrap().contains("404"),
+        "{:?}",
+        reports[1]
+    );
+    assert!(!root.join("team").join("tools").exists());
+    let reg = load(&root);
+    let names: Vec<_> = reg.applications.keys().map(|n| n.to_string()).collect();
+    assert_eq!(names, ["app"]);
+    let app = &reg.applications[&ir_oci::RepoName::parse("app").unwrap()];
+    // The index and both platforms' manifests, the image's too.
+    assert_eq!(app.manifests.len(), 4);
+    assert!(app
+        .manifests
+        .contains_key(&ir_oci::Digest::parse(f.arm64.manifest.digest_str()).unwrap()));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_command_prints_json_and_signals_the_server() {
+    let f = fixture();
+    let server = serve(f.root.path(), Arc::new(Plain)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let pid = sleeper.id().to_string();
+    let run = |extra: Vec<String>| {
+        let mut args: Vec<String> = vec![
+            "sync".into(),
+            "--root".into(),
+            root.display().to_string(),
+            "--format".into(),
+            "json".into(),
+            "--platform".into(),
+            "linux/arm64".into(),
+            "--reload-pid".into(),
+            pid.clone(),
+            format!("http://127.0.0.1:{}/app:multi", server.port()),
+        ];
+        args.extend(extra);
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_ir-client"))
+                .args(&args)
+                .output()
+                .unwrap()
+        })
+    };
+    let o = run(vec![]).await.unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let r = &v["repositories"][0];
+    assert_eq!(r["repository"], "app");
+    assert_eq!(r["status"], "added");
+    assert_eq!(r["tagsAdded"], json!(["multi"]));
+    assert!(r["bytesDownloaded"].as_u64().unwrap() > 0);
+    // The tag points to the arm64 manifest only.
+    let reg = load(&root);
+    let app = &reg.applications[&ir_oci::RepoName::parse("app").unwrap()];
+    assert_eq!(
+        app.tags.values().next().unwrap().to_string(),
+        f.arm64.manifest.digest_str()
+    );
+    // The change was signalled: SIGHUP ends `sleep`.
+    let status = tokio::task::spawn_blocking(move || sleeper.wait().unwrap())
+        .await
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(1), "SIGHUP");
+
+    // A reference naming a digest is a usage error (status 2), one line.
+    let o = run(vec![format!(
+        "http://127.0.0.1:{}/app@{}",
+        server.port(),
+        f.image.manifest.digest_str()
+    )])
+    .await
+    .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("sync copies tags"), "{err}");
+    server.stop().await;
 }

@@ -45,6 +45,10 @@ const COSIGN_SUFFIXES: [&str; 3] = ["sig", "att", "sbom"];
 const MAX_REFERRERS: usize = 256;
 /// Referrers of referrers followed this deep (a signature on an SBOM).
 const MAX_REFERRER_DEPTH: usize = 2;
+/// Most tags copied from one repository.
+pub const MAX_TAGS: usize = 10_000;
+/// Largest `index.json` of an existing layout read.
+const MAX_INDEX_JSON: u64 = 16 * 1024 * 1024;
 /// Most manifests one repository's copy holds.
 const MAX_MANIFESTS: usize = 100_000;
 /// Most blob files indexed in the root for reuse.
@@ -319,6 +323,13 @@ fn is_not_found(e: &Error) -> bool {
 /// (empty when there is none).
 fn existing_entries(dir: &Path) -> Result<Option<BTreeSet<(String, String)>>, Error> {
     let path = dir.join("index.json");
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() > MAX_INDEX_JSON) {
+        return Err(SyncError::Fs {
+            path,
+            why: format!("larger than {MAX_INDEX_JSON} bytes"),
+        }
+        .into());
+    }
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -537,7 +548,7 @@ impl Syncer {
                     .collect::<Vec<_>>(),
             )
         };
-        Ok(match &source.filter {
+        let tags = match &source.filter {
             TagFilter::Only(tags) => tags.clone(),
             TagFilter::All => listed().await?,
             TagFilter::Regex(re) => listed()
@@ -545,7 +556,16 @@ impl Syncer {
                 .into_iter()
                 .filter(|t| re.is_match(t.as_str()))
                 .collect(),
-        })
+        };
+        if tags.len() > MAX_TAGS {
+            return Err(SyncError::Usage(format!(
+                "{}: {} tags, more than {MAX_TAGS}; select some (a tag list or images-by-tag-regex)",
+                source.location,
+                tags.len()
+            ))
+            .into());
+        }
+        Ok(tags)
     }
 
     /// Cosign tags and referrers of `digest`, into the plan, with their
@@ -768,6 +788,10 @@ impl Syncer {
         report: &mut RepoReport,
     ) -> Result<(), Error> {
         let layout = LayoutWriter::open(staging)?;
+        // No layout marker until the copy is complete: until then the
+        // server's discovery sees a directory holding no layout.
+        let marker = staging.join("oci-layout");
+        std::fs::remove_file(&marker).map_err(fs_err(&marker))?;
         // Remove what the plan does not hold (from an interrupted run).
         let wanted: BTreeSet<&Digest> = plan.blobs.keys().chain(plan.manifests.keys()).collect();
         let mut present = BTreeSet::new();
@@ -814,6 +838,7 @@ impl Syncer {
                 report.bytes_downloaded += m.bytes.len() as u64;
             }
         }
+        std::fs::write(&marker, br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(fs_err(&marker))?;
         let index = staging.join("index.json");
         let mut tmp = tempfile::NamedTempFile::new_in(staging).map_err(fs_err(staging))?;
         std::io::Write::write_all(&mut tmp, &plan.index_json()).map_err(fs_err(&index))?;

@@ -212,6 +212,11 @@ struct SyncArgs {
     /// Blobs downloaded at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64), env = "IR_CLIENT_CONCURRENCY")]
     concurrency: u16,
+    /// Reuse blobs already in the root by hard link instead of by copy
+    /// (saves disk; a running server stops serving a linked blob until
+    /// its next reload).
+    #[arg(long, env = "IR_CLIENT_HARD_LINKS")]
+    hard_links: bool,
     #[command(flatten)]
     trust: TrustArgs,
     #[command(flatten)]
@@ -485,6 +490,7 @@ async fn sync_once(
             prune: a.prune,
             signature_policy: policy.clone(),
             concurrency: a.concurrency.into(),
+            hard_links: a.hard_links,
         },
         progress.clone(),
     )?;

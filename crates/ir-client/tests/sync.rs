@@ -56,7 +56,7 @@ async fn sync(
     policy: Option<SignaturePolicy>,
     prune: bool,
 ) -> Vec<RepoReport> {
-    sync_with(&client(), root, refs, policy, prune).await
+    sync_with(&client(), root, refs, policy, prune, false).await
 }
 
 async fn sync_with(
@@ -65,6 +65,7 @@ async fn sync_with(
     refs: &[String],
     policy: Option<SignaturePolicy>,
     prune: bool,
+    hard_links: bool,
 ) -> Vec<RepoReport> {
     let sources = Source::merge(
         refs.iter()
@@ -79,6 +80,7 @@ async fn sync_with(
             prune,
             signature_policy: policy,
             concurrency: 4,
+            hard_links,
         },
         Arc::new(Silent),
     )
@@ -505,7 +507,7 @@ async fn over_ra_tls_from_an_ir_server_only_what_the_realm_may_pull() {
         format!("ra-tls://localhost:{}/app", server.port()),
         format!("ra-tls://localhost:{}/team/tools", server.port()),
     ];
-    let reports = sync_with(&c, &root, &refs, None, false).await;
+    let reports = sync_with(&c, &root, &refs, None, false, false).await;
     assert_eq!(reports[0].error, None, "{:?}", reports[0]);
     assert_eq!(reports[0].tags_added, ["latest", "multi"]);
     // The realm may not pull team/tools: that repository fails, nothing
@@ -594,5 +596,51 @@ async fn the_command_prints_json_and_signals_the_server() {
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("sync copies tags"), "{err}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn blobs_of_other_applications_are_reused_without_touching_them() {
+    let up = Root::new();
+    let big = vec![3u8; 200_000];
+    let a = up.layout("app");
+    let ia = a.image_with_layers(&[&big, b"a"]);
+    a.set_index(&[ia.tagged("1")]);
+    let b = up.layout("other");
+    let ib = b.image_with_layers(&[&big, b"b"]);
+    b.set_index(&[ib.tagged("1")]);
+    let server = serve(up.path(), Arc::new(Plain)).await;
+    let big_digest = ir_oci::Digest::of_bytes(ir_oci::Algorithm::Sha256, &big);
+    let identity = |p: &Path| ir_oci::FileIdentity::of(&std::fs::metadata(p).unwrap());
+
+    for hard_links in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let c = client();
+        let app_ref = [format!("http://{}/app", server.addr)];
+        sync_with(&c, &root, &app_ref, None, false, hard_links).await;
+        let served = root.join("app").join(big_digest.blob_path());
+        let before = identity(&served);
+        let other_ref = [format!("http://{}/other", server.addr)];
+        let r = &sync_with(&c, &root, &other_ref, None, false, hard_links).await[0];
+        assert_eq!(r.error, None, "{r:?}");
+        assert!(r.blobs_reused >= 1, "{r:?}");
+        assert!(
+            r.bytes_downloaded < 100_000,
+            "the shared layer is not downloaded: {r:?}"
+        );
+        let copy = identity(&root.join("other").join(big_digest.blob_path()));
+        if hard_links {
+            // One file for both applications (its ctime changed by the link).
+            assert_eq!(copy.ino, before.ino);
+        } else {
+            // The served file is exactly as the server verified it.
+            assert_eq!(identity(&served), before);
+            assert_ne!(copy.ino, before.ino);
+        }
+        let reg = load(&root);
+        assert!(reg.rejected.is_empty(), "{:?}", reg.rejected);
+        assert_eq!(reg.applications.len(), 2);
+    }
     server.stop().await;
 }

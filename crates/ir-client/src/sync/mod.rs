@@ -9,8 +9,10 @@
 //! referrers API, else its tag schema `sha256-<hex>`), with their own
 //! signatures. When the result is what the layout already holds, nothing
 //! is written. Otherwise a staging layout is written beside the old one
-//! (`.sync-staging-<name>-<random>`, a name the server never serves),
-//! blobs already anywhere in the root hard-linked rather than downloaded,
+//! (`.sync-staging-<name>-<random>`, a name the server never serves; it
+//! holds no layout marker until complete), blobs already anywhere in the
+//! root copied (reflinked where the file system can) or hard-linked
+//! rather than downloaded,
 //! verified with [`ir_oci::load`] (the server's own loader), and swapped
 //! in with one `renameat2(RENAME_EXCHANGE)`: a reload sees the old layout
 //! or the new one. A failed or interrupted sync leaves the old layout in
@@ -189,6 +191,10 @@ pub struct SyncOptions {
     pub signature_policy: Option<SignaturePolicy>,
     /// Blobs downloaded at once.
     pub concurrency: usize,
+    /// Reuse the root's blobs by hard link rather than by copy. Saves
+    /// disk, but a link changes the served file's ctime: a running server
+    /// withdraws that blob until its next reload.
+    pub hard_links: bool,
 }
 
 /// What a sync did to one repository.
@@ -808,13 +814,14 @@ impl Syncer {
         for p in unwanted {
             std::fs::remove_file(&p).map_err(fs_err(&p))?;
         }
-        // Link what the root already has.
+        // Take what the root already has (each is hashed again below
+        // before it counts as present).
         for d in wanted.iter().filter(|d| !present.contains(**d)) {
             if let Some(src) = self.blobs.get(*d) {
                 let dst = layout.blob_path(d);
                 std::fs::create_dir_all(dst.parent().expect("blob path has a parent"))
                     .map_err(fs_err(&dst))?;
-                if std::fs::hard_link(src, &dst).is_ok() {
+                if reuse(src, &dst, self.options.hard_links) {
                     report.blobs_reused += 1;
                 }
             }
@@ -878,6 +885,25 @@ impl Syncer {
         }
         Ok(())
     }
+}
+
+/// Puts a copy of `src` (a blob of the root) at `dst`: a hard link, or a
+/// copy (`copy_file_range`: a reflink where the file system shares
+/// extents), which leaves the served file as it was.
+fn reuse(src: &Path, dst: &Path, hard_link: bool) -> bool {
+    if hard_link && std::fs::hard_link(src, dst).is_ok() {
+        return true;
+    }
+    let Some(dir) = dst.parent() else {
+        return false;
+    };
+    let Ok(tmp) = tempfile::Builder::new()
+        .prefix(".ir-client-")
+        .tempfile_in(dir)
+    else {
+        return false;
+    };
+    std::fs::copy(src, tmp.path()).is_ok() && tmp.persist(dst).is_ok()
 }
 
 fn descriptor(digest: &Digest, media_type: &str, size: u64) -> Result<Descriptor, Error> {

@@ -63,5 +63,5 @@ pub use pull::{
 pub use ratls::{TokenRequest, TokenSource};
 
 pub use error::{
-    AuthError, Error, LayoutError, ManifestError, ReferenceError, TlsError, TokenError,
+    AuthError, Error, LayoutError, ManifestError, ReferenceError, SyncError, TlsError, TokenError,
 };

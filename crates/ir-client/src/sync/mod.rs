@@ -29,6 +29,7 @@ use ir_oci::{Digest, RepoName, Tag, REF_NAME};
 use oci_spec::image::Descriptor;
 use serde_json::{json, Value};
 
+pub use crate::error::SyncError;
 use crate::layout::{LayoutWriter, OCI_INDEX};
 use crate::location::ImageLocation;
 use crate::progress::Progress;
@@ -57,58 +58,6 @@ const MAX_MANIFESTS: usize = 100_000;
 const MAX_INDEXED_BLOBS: usize = 2_000_000;
 /// Deepest directory nesting searched for layouts in the root.
 const MAX_ROOT_DEPTH: usize = 8;
-
-/// Why a sync could not be done (besides the registry and transport
-/// errors every command has).
-#[derive(Debug, thiserror::Error)]
-pub enum SyncError {
-    /// The sync file cannot be used.
-    #[error("{}: {why}", path.display())]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        why: String,
-    },
-    /// The arguments do not fit together.
-    #[error("{0}")]
-    Usage(String),
-    /// The staged layout did not pass the server's loader.
-    #[error("{name}: the staged copy fails verification ({}): {why}; the served layout is unchanged", staging.display())]
-    Verify {
-        /// The repository.
-        name: String,
-        /// The staging directory.
-        staging: PathBuf,
-        /// The loader's verdict.
-        why: String,
-    },
-    /// A file-system step failed.
-    #[error("{}: {why}", path.display())]
-    Fs {
-        /// The path.
-        path: PathBuf,
-        /// What failed.
-        why: String,
-    },
-    /// Another sync holds the root.
-    #[error("{}: another ir-client sync holds this root", path.display())]
-    Locked {
-        /// The lock file.
-        path: PathBuf,
-    },
-}
-
-impl SyncError {
-    /// The exit status (see `docs/client.md`).
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            SyncError::File { .. } | SyncError::Usage(_) => 2,
-            SyncError::Verify { .. } => 4,
-            SyncError::Fs { .. } | SyncError::Locked { .. } => 1,
-        }
-    }
-}
 
 fn fs_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |e| {

@@ -644,3 +644,65 @@ async fn blobs_of_other_applications_are_reused_without_touching_them() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_listed_tag_that_is_gone_is_skipped_and_no_layout_goes_inside_another() {
+    let up = Root::new();
+    let app = up.layout("app");
+    let image = app.image(b"here");
+    app.set_index(&[image.tagged("latest")]);
+    let mut routes = cutting_routes(&app, &image, usize::MAX);
+    routes.insert(
+        "/v2/app/tags/list".into(),
+        (
+            "application/json".into(),
+            br#"{"name":"app","tags":["latest","gone"]}"#.to_vec(),
+        ),
+    );
+    let registry = lying_registry(routes).await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let r = &sync(
+        &root,
+        &[format!("http://{}/app", registry.addr)],
+        None,
+        false,
+    )
+    .await[0];
+    assert_eq!(r.error, None, "{r:?}");
+    assert_eq!(r.tags_added, ["latest"]);
+    // Named explicitly, a missing tag is an error (exit status 3).
+    let r = &sync(
+        &root,
+        &[format!("http://{}/app:gone", registry.addr)],
+        None,
+        false,
+    )
+    .await[0];
+    assert_eq!(r.status, "failed");
+    assert_eq!(r.exit_code, 3);
+    registry.stop().await;
+
+    // `app/inner` would sit inside the layout `app`, where the server
+    // never looks: refused, nothing written.
+    let up = Root::new();
+    let inner = up.layout("app/inner");
+    let i = inner.image(b"inner");
+    inner.set_index(&[i.tagged("1")]);
+    let server = serve(up.path(), Arc::new(Plain)).await;
+    let r = &sync(
+        &root,
+        &[format!("http://{}/app/inner", server.addr)],
+        None,
+        false,
+    )
+    .await[0];
+    assert_eq!(r.status, "failed");
+    assert!(
+        r.error.as_deref().unwrap().contains("is an OCI layout"),
+        "{r:?}"
+    );
+    assert!(!root.join("app/inner").exists());
+    assert!(!root.join("app/.sync-staging-inner").exists());
+    server.stop().await;
+}

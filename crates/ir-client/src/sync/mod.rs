@@ -40,6 +40,8 @@ use crate::Error;
 /// Prefix of staging layouts (a leading dot: not a repository name, so
 /// the server never serves one).
 pub const STAGING_PREFIX: &str = ".sync-staging-";
+/// Random characters ending a staging directory's name.
+const STAGING_RANDOM: usize = 6;
 /// The lock file that keeps two syncs of one root apart.
 pub const LOCK_FILE: &str = ".sync.lock";
 /// Suffixes of cosign's tags for a digest (`sha256-<hex>.<suffix>`).
@@ -335,10 +337,18 @@ fn index_root(root: &Path) -> HashMap<Digest, PathBuf> {
 }
 
 fn index_blobs(layout: &Path, out: &mut HashMap<Digest, PathBuf>) {
-    let Ok(algs) = std::fs::read_dir(layout.join("blobs")) else {
+    let blobs = layout.join("blobs");
+    // Symbolic links are not followed (the loader refuses them too).
+    if !std::fs::symlink_metadata(&blobs).is_ok_and(|m| m.is_dir()) {
+        return;
+    }
+    let Ok(algs) = std::fs::read_dir(blobs) else {
         return;
     };
     for alg in algs.flatten() {
+        if !alg.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
         let alg_name = alg.file_name().to_string_lossy().into_owned();
         let Ok(files) = std::fs::read_dir(alg.path()) else {
             continue;
@@ -425,6 +435,19 @@ impl Syncer {
         let repo = &source.location;
         let name = &repo.name;
         let target = self.options.root.join(name.as_str());
+        // A layout is not looked into for others: no ancestor under the
+        // root may be one.
+        let mut ancestor = target.parent();
+        while let Some(a) = ancestor.filter(|a| *a != self.options.root) {
+            if a.join("oci-layout").exists() {
+                return Err(SyncError::Fs {
+                    path: a.to_path_buf(),
+                    why: format!("is an OCI layout: {name} cannot be written inside it"),
+                }
+                .into());
+            }
+            ancestor = a.parent();
+        }
         if target.exists() && !target.join("oci-layout").is_file() {
             return Err(SyncError::Fs {
                 path: target,
@@ -439,7 +462,16 @@ impl Syncer {
                 reference: ir_oci::Reference::Tag(tag.clone()),
                 ..repo.clone()
             };
-            let resolved = client.resolve(&at).await?;
+            let resolved = match client.resolve(&at).await {
+                Ok(r) => r,
+                // A listed tag gone by the time it is fetched (or one the
+                // registry lists but withholds): gone upstream.
+                Err(e) if is_not_found(&e) && !matches!(source.filter, TagFilter::Only(_)) => {
+                    tracing::warn!(%at, error = %e, "listed but not found: skipped");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if let Some(policy) = &self.options.signature_policy {
                 let named = resolved.index.as_ref().unwrap_or(&resolved.top);
                 if let Err(e) = client.judge(&at, named, policy).await {
@@ -713,9 +745,14 @@ impl Syncer {
         let prefix = format!("{STAGING_PREFIX}{leaf}-");
         let mut stale = Vec::new();
         for e in std::fs::read_dir(parent).map_err(fs_err(parent))?.flatten() {
-            if e.file_name().to_string_lossy().starts_with(&prefix)
-                && e.file_type().is_ok_and(|t| t.is_dir())
-            {
+            // `.sync-staging-<leaf>-` then tempfile's 6 random characters
+            // (so `app` does not take `app-x`'s).
+            let file_name = e.file_name();
+            let n = file_name.to_string_lossy();
+            let ours = n.strip_prefix(&prefix).is_some_and(|rest| {
+                rest.len() == STAGING_RANDOM && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+            });
+            if ours && e.file_type().is_ok_and(|t| t.is_dir()) {
                 stale.push(e.path());
             }
         }
@@ -729,6 +766,7 @@ impl Syncer {
         }
         let dir = tempfile::Builder::new()
             .prefix(&prefix)
+            .rand_bytes(STAGING_RANDOM)
             .tempdir_in(parent)
             .map_err(fs_err(parent))?;
         Ok(dir.keep())

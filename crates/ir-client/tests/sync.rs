@@ -231,8 +231,14 @@ async fn with_a_policy_refused_images_are_not_written() {
     let server = serve(up.root.path(), Arc::new(Plain)).await;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
-    let refs = [format!("http://{}/app", server.addr)];
+    let refs = [
+        format!("http://{}/app", server.addr),
+        format!("http://{}/team/tools", server.addr),
+    ];
     let reports = sync(&root, &refs, Some(policy(&up.key)), false).await;
+    // Every tag of team/tools refused: no layout at all.
+    assert_eq!(reports[1].refused.len(), 1, "{:?}", reports[1]);
+    assert!(!root.join("team").join("tools").exists());
     let r = &reports[0];
     assert_eq!(r.error, None, "{r:?}");
     assert_eq!(r.tags_added, ["referred", "tagged"]);

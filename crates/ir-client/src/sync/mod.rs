@@ -508,6 +508,12 @@ impl Syncer {
         if !self.options.prune && old.is_some() {
             self.carry_over(&target, name, &mut plan)?;
         }
+        if plan.tags.is_empty() {
+            // Nothing to serve (every tag refused, or none selected):
+            // nothing is written, an old layout is left as it is.
+            report.status = "unchanged".into();
+            return Ok(());
+        }
         let new_entries = plan.entries();
         self.describe_changes(old.as_ref(), &new_entries, report);
         if old.as_ref() == Some(&new_entries) {

@@ -445,6 +445,10 @@ fn sync_files_in_skopeo_shape() {
             "https://registry.example:5000/web",
         ]
     );
+    // The Kubernetes component's example.
+    let shipped =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/k8s/components/sync/sync.yaml");
+    assert_eq!(config::read_file(&shipped).unwrap().len(), 3);
     for (text, says) in [
         ("r.example:\n  images:\n    app: []\n  credentials:\n    username: u\n    password: p\n", "auth file"),
         ("r.example:\n  images:\n    app: []\n  tls-verify: false\n", "tls-verify"),

@@ -299,6 +299,15 @@ async fn prune_removes_tags_gone_upstream_and_reuses_blobs() {
     let reg = load(&root);
     assert_eq!(tags(&reg, "app"), ["v1", "v2"]);
     assert!(reg.orphans.is_empty(), "{:?}", reg.orphans);
+
+    // A layout missing a file it lists is written again, not "unchanged".
+    let layer = ir_oci::Digest::of_bytes(ir_oci::Algorithm::Sha256, b"v2");
+    std::fs::remove_file(root.join("app").join(layer.blob_path())).unwrap();
+    let r = &sync(&root, &refs, None, true).await[0];
+    assert_eq!(r.status, "updated", "{r:?}");
+    let reg = load(&root);
+    assert!(reg.rejected.is_empty(), "{:?}", reg.rejected);
+    assert_eq!(tags(&reg, "app"), ["v1", "v2"]);
     server.stop().await;
 }
 
@@ -404,6 +413,11 @@ async fn a_cut_blob_leaves_the_old_layout_served_and_the_next_run_finishes() {
     let names: Vec<_> = reg.applications.keys().map(|n| n.to_string()).collect();
     assert_eq!(names, ["app"]);
 
+    // A temporary file a killed run left behind does not survive.
+    let sha = staging[0].path().join("blobs/sha256");
+    std::fs::create_dir_all(&sha).unwrap();
+    std::fs::write(sha.join(".ir-client-leftover"), b"partial").unwrap();
+
     // The next run against a good upstream finishes, reusing what the
     // cut run completed.
     let server = serve(second.path(), Arc::new(Plain)).await;
@@ -411,7 +425,15 @@ async fn a_cut_blob_leaves_the_old_layout_served_and_the_next_run_finishes() {
     assert_eq!(r.error, None, "{r:?}");
     assert_eq!(r.status, "updated");
     assert_eq!(r.tags_updated, ["latest"]);
+    assert!(
+        r.blobs_downloaded < 2,
+        "the completed blob is reused: {r:?}"
+    );
     let reg = load(&root);
+    assert!(reg.orphans.is_empty(), "{:?}", reg.orphans);
+    assert!(!files(&root.join("app"))
+        .iter()
+        .any(|f| f.contains(".ir-client")));
     let served = &reg.applications[&ir_oci::RepoName::parse("app").unwrap()];
     assert_eq!(
         served.tags.values().next().unwrap().to_string(),

@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use futures_util::stream::{self, StreamExt, TryStreamExt};
+use futures_util::stream::{self, StreamExt};
 use ir_oci::{Digest, RepoName, Tag, REF_NAME};
 use oci_spec::image::Descriptor;
 use serde_json::{json, Value};
@@ -367,6 +367,43 @@ fn index_blobs(layout: &Path, out: &mut HashMap<Digest, PathBuf>) {
     }
 }
 
+/// Every file under a staging layout's `blobs/<alg>/`, with its digest
+/// when its name is one.
+fn staged_files(staging: &Path) -> Vec<(PathBuf, Option<Digest>)> {
+    let mut out = Vec::new();
+    let Ok(algs) = std::fs::read_dir(staging.join("blobs")) else {
+        return out;
+    };
+    for alg in algs.flatten() {
+        let alg_name = alg.file_name().to_string_lossy().into_owned();
+        let Ok(files) = std::fs::read_dir(alg.path()) else {
+            continue;
+        };
+        for f in files.flatten() {
+            if f.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let d = Digest::parse_parts(&alg_name, &f.file_name().to_string_lossy()).ok();
+            out.push((f.path(), d));
+        }
+    }
+    out
+}
+
+/// Whether every manifest and blob of the plan is in the layout at
+/// `dir` with its size (a cheap check that an unchanged layout is whole).
+fn holds_all(dir: &Path, plan: &Plan) -> bool {
+    let size_ok = |d: &Digest, size: u64| {
+        std::fs::symlink_metadata(dir.join(d.blob_path()))
+            .is_ok_and(|m| m.is_file() && m.len() == size)
+    };
+    plan.blobs.iter().all(|(d, size)| size_ok(d, *size))
+        && plan
+            .manifests
+            .iter()
+            .all(|(d, m)| size_ok(d, m.bytes.len() as u64))
+}
+
 /// Holds the root's lock for the life of a sync.
 pub struct RootLock {
     _file: std::fs::File,
@@ -517,8 +554,12 @@ impl Syncer {
         let new_entries = plan.entries();
         self.describe_changes(old.as_ref(), &new_entries, report);
         if old.as_ref() == Some(&new_entries) {
-            report.status = "unchanged".into();
-            return Ok(());
+            if holds_all(&target, &plan) {
+                report.status = "unchanged".into();
+                return Ok(());
+            }
+            // The same tags, but files are missing: written again.
+            tracing::warn!(%name, "the layout lacks files it lists: repaired");
         }
         let staging = self.staging_dir(&target, name)?;
         self.write_staging(client, repo, &staging, &plan, report)
@@ -794,18 +835,14 @@ impl Syncer {
         // Remove what the plan does not hold (from an interrupted run).
         let wanted: BTreeSet<&Digest> = plan.blobs.keys().chain(plan.manifests.keys()).collect();
         let mut present = BTreeSet::new();
-        let mut unwanted = Vec::new();
-        let mut staged = HashMap::new();
-        index_blobs(staging, &mut staged);
-        for (d, p) in staged {
-            if wanted.contains(&d) {
-                present.insert(d);
-            } else {
-                unwanted.push(p);
+        for (path, digest) in staged_files(staging) {
+            match digest {
+                Some(d) if wanted.contains(&d) => {
+                    present.insert(d);
+                }
+                // Not planned, or a temporary file of a killed run.
+                _ => std::fs::remove_file(&path).map_err(fs_err(&path))?,
             }
-        }
-        for p in unwanted {
-            std::fs::remove_file(&p).map_err(fs_err(&p))?;
         }
         // Take what the root already has (each is hashed again below
         // before it counts as present).
@@ -824,13 +861,27 @@ impl Syncer {
             .iter()
             .map(|(d, size)| client.blob_into(repo, &layout, d, *size, &*self.progress))
             .collect();
-        let done: Vec<Option<u64>> = stream::iter(fetches)
+        // Every download runs to its end even when one fails: what
+        // completed stays in the staging layout for the next run.
+        let done: Vec<Result<Option<u64>, Error>> = stream::iter(fetches)
             .buffer_unordered(self.options.concurrency.max(1))
-            .try_collect()
-            .await?;
-        for bytes in done.into_iter().flatten() {
-            report.blobs_downloaded += 1;
-            report.bytes_downloaded += bytes;
+            .collect()
+            .await;
+        let mut first_error = None;
+        for d in done {
+            match d {
+                Ok(Some(bytes)) => {
+                    report.blobs_downloaded += 1;
+                    report.bytes_downloaded += bytes;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
         }
         for (d, m) in &plan.manifests {
             if !layout.has_blob(d, m.bytes.len() as u64) {

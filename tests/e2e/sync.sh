@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # `ir-client sync` from a real registry: Debian's docker-registry
 # (distribution 2.8, no referrers API) with htpasswd Basic auth over TLS,
-# filled by skopeo: the example hello image (signed with ir-sign in
-# cosign's tag form) and the multi-arch index with its SBOM artifact (a
-# referrer, listed through the referrers tag schema `sha256-<hex>`, as
-# distribution 2.8 needs). Synced from a skopeo-sync-shaped YAML file into
+# filled by skopeo: the example hello image signed with ir-sign in
+# cosign's tag form (app) and in the referrers form (refsigned), and the
+# multi-arch index with its SBOM artifact (referrers are listed through
+# the referrers tag schema `sha256-<hex>`, as distribution 2.8 needs). Synced from a skopeo-sync-shaped YAML file into
 # a root that `ir-server --check --policy` accepts, that ir-server serves
 # (podman pulls and runs from it, the referrers API lists the SBOM), that
 # a second sync leaves as it is, and that a sync killed midway leaves
@@ -82,33 +82,47 @@ check "ir-sign signs app:1 for $HOST/app:1 (tag form)" \
 check "skopeo pushes the .sig tag" \
   "${SK[@]}" copy -q --preserve-digests "${CREDS[@]}" "oci:$WORK/scratch:$SIG_TAG" "docker://$DIST/app:$SIG_TAG"
 
-# The SBOM artifact of multi, pushed by digest, and the referrers tag
-# schema's index naming it (distribution 2.8 has no referrers API).
-ARTIFACT=$(jq -r '.manifests[] | select(.artifactType != null) | .digest' "$REG/multi/index.json" | head -1)
-ART_FILE=$REG/multi/blobs/sha256/${ARTIFACT#sha256:}
-SUBJECT=$(jq -r .subject.digest "$ART_FILE")
-push_artifact() {
-  local d
-  local d loc sep
-  for d in $(jq -r '.config.digest, .layers[].digest' "$ART_FILE"); do
-    # An upload session, then its content in one PUT.
-    loc=$("${CURL[@]}" -o /dev/null -D - -X POST "https://$DIST/v2/team/multi/blobs/uploads/" |
-      tr -d '\r' | awk -F': ' 'tolower($1)=="location"{print $2}')
-    case $loc in http*) ;; *) loc="https://$DIST$loc" ;; esac
-    case $loc in *\?*) sep='&' ;; *) sep='?' ;; esac
-    "${CURL[@]}" -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' \
-      --data-binary "@$REG/multi/blobs/sha256/${d#sha256:}" "$loc${sep}digest=$d" || return 1
+# Referrers pushed by digest with their blobs, and the referrers tag
+# schema's index naming them (distribution 2.8 has no referrers API).
+push_referrers() { # LAYOUT REPO SUBJECT REFERRER...
+  local layout=$1 repo=$2 subject=$3 r d loc sep file
+  shift 3
+  local entries=()
+  for r in "$@"; do
+    file=$layout/blobs/sha256/${r#sha256:}
+    for d in $(jq -r '.config.digest, .layers[].digest' "$file"); do
+      # An upload session, then its content in one PUT.
+      loc=$("${CURL[@]}" -o /dev/null -D - -X POST "https://$DIST/v2/$repo/blobs/uploads/" |
+        tr -d '\r' | awk -F': ' 'tolower($1)=="location"{print $2}')
+      case $loc in http*) ;; *) loc="https://$DIST$loc" ;; esac
+      case $loc in *\?*) sep='&' ;; *) sep='?' ;; esac
+      "${CURL[@]}" -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' \
+        --data-binary "@$layout/blobs/sha256/${d#sha256:}" "$loc${sep}digest=$d" || return 1
+    done
+    "${CURL[@]}" -o /dev/null -X PUT -H "Content-Type: $(jq -r .mediaType "$file")" \
+      --data-binary "@$file" "https://$DIST/v2/$repo/manifests/$r" || return 1
+    entries+=("$(jq -c --arg d "$r" --argjson s "$(stat -c %s "$file")" \
+      '{mediaType: .mediaType, digest: $d, size: $s, artifactType: (.artifactType // .config.mediaType)}' "$file")")
   done
-  "${CURL[@]}" -o /dev/null -X PUT -H "Content-Type: $(jq -r .mediaType "$ART_FILE")" \
-    --data-binary "@$ART_FILE" "https://$DIST/v2/team/multi/manifests/$ARTIFACT" || return 1
-  jq -n --arg d "$ARTIFACT" --argjson s "$(stat -c %s "$ART_FILE")" --arg t "$(jq -r .artifactType "$ART_FILE")" \
-    '{schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json",
-      manifests: [{mediaType: "application/vnd.oci.image.manifest.v1+json", digest: $d, size: $s, artifactType: $t}]}' \
+  printf '%s\n' "${entries[@]}" | jq -s '{schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests: .}' \
     >"$WORK/fallback.json"
   "${CURL[@]}" -o /dev/null -X PUT -H 'Content-Type: application/vnd.oci.image.index.v1+json' \
-    --data-binary "@$WORK/fallback.json" "https://$DIST/v2/team/multi/manifests/sha256-${SUBJECT#sha256:}"
+    --data-binary "@$WORK/fallback.json" "https://$DIST/v2/$repo/manifests/sha256-${subject#sha256:}"
 }
-check "the SBOM referrer and its tag-schema index are pushed" push_artifact
+# multi's SBOM artifact.
+ARTIFACT=$(jq -r '.manifests[] | select(.artifactType != null) | .digest' "$REG/multi/index.json" | head -1)
+SUBJECT=$(jq -r .subject.digest "$REG/multi/blobs/sha256/${ARTIFACT#sha256:}")
+check "the SBOM referrer and its tag-schema index are pushed" \
+  push_referrers "$REG/multi" team/multi "$SUBJECT" "$ARTIFACT"
+# refsigned:1, signed by ir-sign in the referrers form.
+check "skopeo pushes hello as refsigned:1" \
+  "${SK[@]}" copy -q --preserve-digests "${CREDS[@]}" "oci:$REG/hello:latest" "docker://$DIST/refsigned:1"
+"${SK[@]}" copy -q --preserve-digests "oci:$REG/hello:latest" "oci:$WORK/scratch3:1" >>"$E2E_LOG" 2>&1
+check "ir-sign signs refsigned:1 for $HOST/refsigned:1 (referrers form)" \
+  "$SIGN" sign --key "$WORK/keys/cosign.key" --layout "$WORK/scratch3" --tag 1 --reference "$HOST/refsigned:1" --mode referrers
+SIG_REF=$(jq -r '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == null) | .digest' "$WORK/scratch3/index.json" | head -1)
+check "the signature referrer and its tag-schema index are pushed" \
+  push_referrers "$WORK/scratch3" refsigned "$DIGEST" "$SIG_REF"
 
 # Sync ---------------------------------------------------------------------
 AUTH=$WORK/auth.json
@@ -118,6 +132,7 @@ cat >"$WORK/sync.yaml" <<EOF
 $DIST:
   images:
     app: []
+    refsigned: []
     team/multi: [latest]
   tls-verify: true
 EOF
@@ -129,6 +144,7 @@ policy() { # FILE: app signed by the key, team/multi accepted as is
   cat >"$1" <<JSON
 {"default":[{"type":"reject"}],"transports":{"docker":{
   "$HOST/app":[{"type":"sigstoreSigned","keyPath":"$WORK/keys/cosign.pub"}],
+  "$HOST/refsigned":[{"type":"sigstoreSigned","keyPath":"$WORK/keys/cosign.pub"}],
   "$HOST/team/multi":[{"type":"insecureAcceptAnything"}]}}}
 JSON
 }
@@ -140,8 +156,8 @@ NOAUTH_RC=$?
 check "without credentials the sync fails (exit 3), nothing written" \
   bash -c "[ $NOAUTH_RC -eq 3 ] && ! [ -e $WORK/none/app ]"
 sync --root "$SROOT" --file "$WORK/sync.yaml" --format json >"$WORK/first.json" 2>>"$E2E_LOG"
-check "the first sync adds both repositories" \
-  jq -e '[.repositories[].status] == ["added", "added"]' "$WORK/first.json"
+check "the first sync adds the three repositories" \
+  jq -e '[.repositories[].status] == ["added", "added", "added"]' "$WORK/first.json"
 check "app's .sig tag and multi's SBOM referrer are in the root" \
   bash -c "jq -e --arg s $SIG_TAG '[.manifests[].annotations[\"org.opencontainers.image.ref.name\"]] | index(\$s) != null' $SROOT/app/index.json &&
            jq -e --arg a $ARTIFACT '[.manifests[].digest] | index(\$a) != null' $SROOT/team/multi/index.json"
@@ -149,11 +165,12 @@ check "app's .sig tag and multi's SBOM referrer are in the root" \
 CHECK_RC=$?
 cat "$WORK/check.txt" >>"$E2E_LOG"
 check "ir-server --check --policy accepts the synced root" test "$CHECK_RC" -eq 0
-check "--check: app:1 accepted, signed" grep -Eq "^accepted +app:1 signed by sha256:" "$WORK/check.txt"
+check "--check: app:1 accepted, signed (tag form)" grep -Eq "^accepted +app:1 signed by sha256:" "$WORK/check.txt"
+check "--check: refsigned:1 accepted, signed (referrers form)" grep -Eq "^accepted +refsigned:1 signed by sha256:" "$WORK/check.txt"
 
 sync --root "$SROOT" --file "$WORK/sync.yaml" --format json >"$WORK/second.json" 2>>"$E2E_LOG"
 check "a second sync changes nothing and downloads nothing" \
-  jq -e '([.repositories[].status] == ["unchanged", "unchanged"]) and ([.repositories[].bytesDownloaded] | add == 0)' "$WORK/second.json"
+  jq -e '([.repositories[].status] == ["unchanged", "unchanged", "unchanged"]) and ([.repositories[].bytesDownloaded] | add == 0)' "$WORK/second.json"
 
 # Served ---------------------------------------------------------------------
 start_server "$WORK/server.log" -r "$SROOT" -p "$SPORT" --bind 127.0.0.1 --policy "$WORK/policy.json" --registry-host "$HOST" -t no-tls --watch
@@ -200,9 +217,10 @@ cat >"$WORK/strict.json" <<JSON
 JSON
 sync --root "$WORK/strict" --file "$WORK/sync.yaml" --policy "$WORK/strict.json" --registry-host "$HOST" --format json >"$WORK/strict.out" 2>>"$E2E_LOG"
 STRICT_RC=$?
+cat "$WORK/strict.out" >>"$E2E_LOG"
 check "sync --policy exits 6 when it refuses an image" test "$STRICT_RC" -eq 6
 check "sync --policy wrote the signed app:1 and app:2, nothing of the unsigned team/multi" \
-  bash -c "jq -e '.repositories[0].tagsAdded == [\"1\", \"2\"] and (.repositories[0].refused | length) == 0 and (.repositories[1].refused | length) == 1' $WORK/strict.out &&
+  bash -c "jq -e '.repositories[0].tagsAdded == [\"1\", \"2\"] and .repositories[1].tagsAdded == [\"1\"] and (.repositories[0].refused | length) == 0 and (.repositories[2].refused | length) == 1' $WORK/strict.out &&
            ! [ -e $WORK/strict/team/multi ]"
 
 summary "e2e sync"

@@ -738,3 +738,99 @@ async fn a_listed_tag_that_is_gone_is_skipped_and_no_layout_goes_inside_another(
     assert!(!root.join("app/.sync-staging-inner").exists());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn signatures_listed_by_the_referrers_tag_schema_are_judged_and_copied() {
+    // A registry without the referrers API (distribution 2.8): the
+    // signature referrer is listed by the index tagged `sha256-<hex>`.
+    let key = Key::p256();
+    let up = Root::new();
+    let app = up.layout("app");
+    let image = app.image(b"signed, referrer listed by tag");
+    let sig = cosign_referrer(&app, &image.manifest, &format!("{HOST}/app:latest"), &key);
+    app.set_index(&[image.tagged("latest"), sig.clone()]);
+    let key_path = key.write_public(up.path().parent().unwrap(), "cosign.pub");
+    let read = |d: &str| {
+        let (alg, hex) = d.split_once(':').unwrap();
+        std::fs::read(app.path(format!("blobs/{alg}/{hex}"))).unwrap()
+    };
+    let mut routes = cutting_routes(&app, &image, usize::MAX);
+    let sig_bytes = read(sig.digest_str());
+    let sig_manifest: serde_json::Value = serde_json::from_slice(&sig_bytes).unwrap();
+    for l in sig_manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain([&sig_manifest["config"]])
+    {
+        let d = l["digest"].as_str().unwrap();
+        routes.insert(
+            format!("/v2/app/blobs/{d}"),
+            ("application/octet-stream".into(), read(d)),
+        );
+    }
+    routes.insert(
+        format!("/v2/app/manifests/{}", sig.digest_str()),
+        (
+            "application/vnd.oci.image.manifest.v1+json".into(),
+            sig_bytes.clone(),
+        ),
+    );
+    let (_, hex) = image.manifest.digest_str().split_once(':').unwrap();
+    let fallback = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": sig.digest_str(),
+            "size": sig_bytes.len(),
+            "artifactType": "application/vnd.dev.cosign.artifact.sig.v1+json",
+        }],
+    });
+    routes.insert(
+        format!("/v2/app/manifests/sha256-{hex}"),
+        (
+            "application/vnd.oci.image.index.v1+json".into(),
+            serde_json::to_vec(&fallback).unwrap(),
+        ),
+    );
+    let registry = lying_registry(routes).await;
+    let url = format!("http://{}/app", registry.addr);
+
+    // `pull --policy` accepts it.
+    let judged = Client::with_options(
+        Transport::Plain,
+        ClientOptions {
+            signature_policy: Some(policy(&key_path)),
+            ..ClientOptions::default()
+        },
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let r = judged
+        .pull(&format!("{url}:latest"), out.path())
+        .await
+        .unwrap();
+    assert_eq!(r.signers.len(), 1);
+
+    // `sync --policy` accepts and copies it: the served copy lists the
+    // referrer, and passes the same policy.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let r = &sync(&root, &[url], Some(policy(&key_path)), false).await[0];
+    assert_eq!(r.error, None, "{r:?}");
+    assert!(r.refused.is_empty(), "{r:?}");
+    assert_eq!(r.tags_added, ["latest"]);
+    let reg = load(&root);
+    let copied = &reg.applications[&ir_oci::RepoName::parse("app").unwrap()];
+    let subject = ir_oci::Digest::parse(image.manifest.digest_str()).unwrap();
+    assert_eq!(copied.referrers[&subject].len(), 1);
+    registry.stop().await;
+    let copy = serve(&root, Arc::new(Plain)).await;
+    let r = judged
+        .pull(&format!("http://{}/app:latest", copy.addr), out.path())
+        .await
+        .unwrap();
+    assert_eq!(r.signers.len(), 1);
+    copy.stop().await;
+}

@@ -627,28 +627,7 @@ impl Syncer {
                 Err(e) => return Err(e),
             }
         }
-        let referrers = match client
-            .referrers(&repo.at_digest(digest.clone()), None)
-            .await
-        {
-            Ok(list) => list,
-            Err(e) if is_not_found(&e) => {
-                // No referrers API: the tag schema.
-                match client
-                    .fetch_manifest(repo, &fallback_tag(digest), None)
-                    .await
-                {
-                    Ok(Fetched {
-                        content: Content::Index(index),
-                        ..
-                    }) => index.manifests().clone(),
-                    Ok(_) => Vec::new(),
-                    Err(e) if is_not_found(&e) => Vec::new(),
-                    Err(e) => return Err(e),
-                }
-            }
-            Err(e) => return Err(e),
-        };
+        let referrers = client.referrers_of(repo, digest).await?;
         for r in referrers.iter().take(MAX_REFERRERS) {
             let rd = digest_of(r, "referrer")?;
             if plan.manifests.contains_key(&rd) {

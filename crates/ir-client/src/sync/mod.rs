@@ -56,6 +56,9 @@ pub const MAX_TAGS: usize = 10_000;
 const MAX_INDEX_JSON: u64 = 16 * 1024 * 1024;
 /// Most manifests one repository's copy holds.
 const MAX_MANIFESTS: usize = 100_000;
+/// Most bytes of manifests one repository's copy holds (they are held in
+/// memory until written).
+const MAX_MANIFEST_BYTES: usize = 512 * 1024 * 1024;
 /// Most blob files indexed in the root for reuse.
 const MAX_INDEXED_BLOBS: usize = 2_000_000;
 /// Deepest directory nesting searched for layouts in the root.
@@ -194,13 +197,19 @@ struct Plan {
     /// Untagged entries (referrers), by digest.
     untagged: BTreeMap<Digest, Descriptor>,
     manifests: BTreeMap<Digest, PlannedManifest>,
+    manifest_bytes: usize,
     blobs: BTreeMap<Digest, u64>,
 }
 
 impl Plan {
     fn add_fetched(&mut self, f: &Fetched) -> Result<(), Error> {
-        if self.manifests.len() >= MAX_MANIFESTS {
-            return Err(SyncError::Usage(format!("more than {MAX_MANIFESTS} manifests")).into());
+        if self.manifests.len() >= MAX_MANIFESTS
+            || self.manifest_bytes + f.bytes.len() > MAX_MANIFEST_BYTES
+        {
+            return Err(SyncError::Usage(format!(
+                "more than {MAX_MANIFESTS} manifests or {MAX_MANIFEST_BYTES} bytes of them in one repository"
+            ))
+            .into());
         }
         self.add_manifest(&f.digest, &f.bytes, &f.content)
     }
@@ -216,6 +225,9 @@ impl Plan {
                 let bd = digest_of(d, &format!("{digest} descriptor {i}"))?;
                 self.blobs.insert(bd, d.size());
             }
+        }
+        if !self.manifests.contains_key(digest) {
+            self.manifest_bytes += bytes.len();
         }
         self.manifests.insert(
             digest.clone(),
@@ -292,9 +304,9 @@ fn existing_entries(dir: &Path) -> Result<Option<BTreeSet<(String, String)>>, Er
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(fs_err(&path)(e)),
     };
-    let v: Value = serde_json::from_slice(&bytes).map_err(|e| SyncError::Fs {
+    let v: Value = ir_oci::json::from_slice(&bytes).map_err(|e| SyncError::Fs {
         path: path.clone(),
-        why: format!("not JSON: {e}"),
+        why: e.to_string(),
     })?;
     let mut out = BTreeSet::new();
     for m in v["manifests"].as_array().into_iter().flatten() {

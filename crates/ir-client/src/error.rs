@@ -423,6 +423,15 @@ pub enum TlsError {
     /// The platform's roots could not be loaded.
     #[error("platform roots: {0}")]
     PlatformRoots(#[source] rustls::Error),
+    /// The client certificate or its key (`--cert`, `--key`) cannot be
+    /// used.
+    #[error("{}: {why}", path.display())]
+    ClientIdentity {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
     /// rustls refused the configuration.
     #[error("{0}")]
     Config(#[source] rustls::Error),

@@ -51,7 +51,7 @@ pub mod sync;
 
 pub use auth::AuthOptions;
 pub use browse::{Blob, RawManifest};
-pub use http::{HttpOptions, Transport};
+pub use http::{client_identity, HttpOptions, Transport};
 pub use ir_oci::Digest;
 pub use location::{ImageLocation, RegistryUrl, Scheme};
 pub use platform_filter::Platform;

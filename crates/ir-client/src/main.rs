@@ -74,6 +74,13 @@ struct ConnArgs {
     /// chain to (https, ra-tls); default: the platform's roots.
     #[arg(long, env = "IR_CLIENT_CA")]
     ca: Option<PathBuf>,
+    /// https: PEM client certificate chain to present (a server that
+    /// requires one, e.g. ir-server with --client-ca).
+    #[arg(long, value_name = "FILE", requires = "key", env = "IR_CLIENT_CERT")]
+    cert: Option<PathBuf>,
+    /// https: PEM private key of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert", env = "IR_CLIENT_KEY")]
+    key: Option<PathBuf>,
     /// Connection timeout in seconds.
     #[arg(long, default_value_t = 30, env = "IR_CLIENT_CONNECT_TIMEOUT")]
     connect_timeout: u64,
@@ -431,6 +438,12 @@ fn transport(scheme: Scheme, c: &ConnArgs) -> Result<(Transport, HttpOptions), E
         (Scheme::Http, false) if ca.is_some() => {
             return Err(ReferenceError::Flags("http:// takes no --ca").into())
         }
+        (Scheme::Http | Scheme::RaTls, _) if c.cert.is_some() => {
+            return Err(ReferenceError::Flags(
+                "--cert and --key are for https:// (ra-tls:// presents its attested certificate)",
+            )
+            .into())
+        }
         _ => {}
     }
     let transport = match (scheme, token_source(c)?) {
@@ -449,6 +462,10 @@ fn transport(scheme: Scheme, c: &ConnArgs) -> Result<(Transport, HttpOptions), E
         connect_timeout: Duration::from_secs(c.connect_timeout),
         retries: c.retries,
         auth: AuthOptions::standard(c.authfile.clone()),
+        client_identity: match (&c.cert, &c.key) {
+            (Some(cert), Some(key)) => Some(ir_client::client_identity(cert, key)?),
+            _ => None,
+        },
         ..HttpOptions::default()
     };
     Ok((transport, http))

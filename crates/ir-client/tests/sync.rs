@@ -834,3 +834,97 @@ async fn signatures_listed_by_the_referrers_tag_schema_are_judged_and_copied() {
     assert_eq!(r.signers.len(), 1);
     copy.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn from_a_primary_over_tls_with_a_client_certificate() {
+    use rcgen::{
+        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    };
+    let f = fixture();
+    let pki = pki();
+    // The replica's client certificate, from a CA the primary trusts.
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "replicas CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "replica-1");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let client_ca = dir.path().join("clients-ca.pem");
+    let cert_file = dir.path().join("replica.crt");
+    let key_file = dir.path().join("replica.key");
+    std::fs::write(&client_ca, ca_cert.pem()).unwrap();
+    std::fs::write(&cert_file, cert.pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+
+    let store = Arc::new(
+        ir_server::transport::cert_store::CertStore::load(&pki.cert_file, &pki.key_file).unwrap(),
+    );
+    let verifier = ir_server::transport::client_access::verifier(&client_ca).unwrap();
+    let config = ir_server::transport::cert_store::server_config_with_client_auth(store, verifier);
+    let server = serve(
+        f.root.path(),
+        Arc::new(ir_server::transport::tls::Tls::new(config)),
+    )
+    .await;
+    let root = dir.path().join("root");
+    let run = |extra: &[&str]| {
+        let mut args: Vec<String> = vec![
+            "sync".into(),
+            "--root".into(),
+            root.display().to_string(),
+            "--ca".into(),
+            pki.ca_file.display().to_string(),
+            "--retries".into(),
+            "0".into(),
+            "-q".into(),
+            format!("https://localhost:{}/app:latest", server.port()),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_ir-client"))
+                .args(&args)
+                .output()
+                .unwrap()
+        })
+    };
+    // Without the certificate the primary ends the handshake.
+    let o = run(&[]).await.unwrap();
+    assert!(!o.status.success());
+    assert!(!root.join("app").exists());
+    let o = run(&[
+        "--cert",
+        cert_file.to_str().unwrap(),
+        "--key",
+        key_file.to_str().unwrap(),
+    ])
+    .await
+    .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let reg = load(&root);
+    assert_eq!(tags(&reg, "app"), ["latest"]);
+    // A key that is not the certificate's is refused at start.
+    let other = dir.path().join("other.key");
+    std::fs::write(&other, KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    let o = run(&[
+        "--cert",
+        cert_file.to_str().unwrap(),
+        "--key",
+        other.to_str().unwrap(),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("other.key: does not match"), "{err}");
+    server.stop().await;
+}

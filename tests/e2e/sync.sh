@@ -8,7 +8,9 @@
 # a root that `ir-server --check --policy` accepts, that ir-server serves
 # (podman pulls and runs from it, the referrers API lists the SBOM), that
 # a second sync leaves as it is, and that a sync killed midway leaves
-# servable; a sync with --policy writes nothing of an unsigned image.
+# servable; a sync with --policy writes nothing of an unsigned image. Then
+# the same registry with token auth (tests/e2e/token-server.py issuing the
+# JWTs it validates) as a source.
 #
 # Usage: tests/e2e/sync.sh   (needs: docker-registry htpasswd skopeo podman
 #        openssl curl jq; builds nothing)
@@ -222,5 +224,43 @@ check "sync --policy exits 6 when it refuses an image" test "$STRICT_RC" -eq 6
 check "sync --policy wrote the signed app:1 and app:2, nothing of the unsigned team/multi" \
   bash -c "jq -e '.repositories[0].tagsAdded == [\"1\", \"2\"] and .repositories[1].tagsAdded == [\"1\"] and (.repositories[0].refused | length) == 0 and (.repositories[2].refused | length) == 1' $WORK/strict.out &&
            ! [ -e $WORK/strict/team/multi ]"
+
+# A registry with token auth: docker-registry validating the JWTs that
+# tests/e2e/token-server.py issues to Basic credentials ----------------------
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+  -keyout "$WORK/token-sign.key" -out "$WORK/token-sign.crt" -subj "/CN=e2e token issuer" 2>>"$E2E_LOG"
+TPORT=$(free_port)
+python3 "$ROOT/tests/e2e/token-server.py" --port "$TPORT" --cert "$CERTS/server.crt" --key "$CERTS/server.key" \
+  --sign-cert "$WORK/token-sign.crt" --sign-key "$WORK/token-sign.key" --issuer e2e-issuer \
+  --user "$USER_NAME" --password "$PASSWORD" 2>>"$WORK/token.log" &
+PIDS+=("$!")
+TOKDIST=127.0.0.1:$(free_port)
+printf '%s\n' 'version: 0.1' 'log:' '  level: info' 'storage:' '  filesystem:' \
+  "    rootdirectory: $WORK/token-store" 'http:' "  addr: $TOKDIST" '  tls:' \
+  "    certificate: $CERTS/server.crt" "    key: $CERTS/server.key" 'auth:' '  token:' \
+  "    realm: https://127.0.0.1:$TPORT/token" '    service: e2e-registry' '    issuer: e2e-issuer' \
+  "    rootcertbundle: $WORK/token-sign.crt" >"$WORK/token-registry.yml"
+docker-registry serve "$WORK/token-registry.yml" >"$WORK/token-registry.log" 2>&1 &
+PIDS+=("$!")
+for _ in $(seq 1 200); do
+  code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$CERTS/ca.crt" "https://$TOKDIST/v2/")
+  [ "$code" = 401 ] && break
+  sleep 0.1
+done
+check "skopeo pushes hello through the token flow" \
+  "${SK[@]}" copy -q --preserve-digests --dest-cert-dir "$WORK/cadir" --dest-creds "$USER_NAME:$PASSWORD" \
+  "oci:$REG/hello:latest" "docker://$TOKDIST/tokened:1"
+printf '{"auths":{"%s":{"auth":"%s"}}}\n' "$TOKDIST" \
+  "$(printf '%s:%s' "$USER_NAME" "$PASSWORD" | base64 -w0)" >"$WORK/token-auth.json"
+"$CLIENT" sync --ca "$CERTS/ca.crt" --authfile "$WORK/token-auth.json" --retries 0 -q \
+  --root "$WORK/tokroot" "https://$TOKDIST/tokened" >>"$E2E_LOG" 2>&1
+TOK_RC=$?
+check "sync through the token flow (a JWT for Basic credentials)" \
+  bash -c "[ $TOK_RC -eq 0 ] && '$BIN' --check -r $WORK/tokroot >/dev/null 2>&1"
+env -u REGISTRY_AUTH_FILE -u XDG_RUNTIME_DIR -u XDG_CONFIG_HOME HOME="$WORK/nohome" \
+  "$CLIENT" sync --ca "$CERTS/ca.crt" --retries 0 -q --root "$WORK/tokroot2" "https://$TOKDIST/tokened" >>"$E2E_LOG" 2>&1
+TOK_NOAUTH_RC=$?
+check "without credentials the token endpoint refuses: exit 3, nothing written" \
+  bash -c "[ $TOK_NOAUTH_RC -eq 3 ] && ! [ -e $WORK/tokroot2/tokened ]"
 
 summary "e2e sync"

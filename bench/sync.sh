@@ -86,7 +86,7 @@ for i in $(seq 1 "$ROUNDS"); do
   mkdir -p "$work/sk"
   wait_quiet "round $i skopeo sync"
   t0=$(now)
-  skopeo sync -q --src yaml --dest dir "$work/skopeo.yaml" "$work/sk" >/dev/null
+  skopeo sync --src yaml --dest dir "$work/skopeo.yaml" "$work/sk" >/dev/null 2>&1
   t1=$(now)
   wait_quiet "round $i ir-client sync"
   t2=$(now)

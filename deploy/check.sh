@@ -98,6 +98,56 @@ assert "emptyDir" in tpl["volumes"][0] and tpl["volumes"][0]["name"] == "state"
 assert init["securityContext"]["capabilities"]["drop"] == ["ALL"]
 PY
 
+# ir-client sync for replicas: the systemd service and timer, and the
+# Kubernetes component (init container and sidecar with an emptyDir).
+CLIENT=${IR_CLIENT_BIN:-$ROOT/target/debug/ir-client}
+if command -v systemd-analyze >/dev/null; then
+  sed "s#/usr/local/bin/ir-client#$CLIENT#" "$ROOT/deploy/ir-client-sync.service" >"$WORK/ir-client-sync.service"
+  cp "$ROOT/deploy/ir-client-sync.timer" "$WORK/"
+  check "ir-client-sync service and timer pass systemd-analyze verify" \
+    bash -c "cd $WORK && ! systemd-analyze verify ir-client-sync.service ir-client-sync.timer 2>&1 | grep -v 'ir-registry' | grep ."
+fi
+check "ir-client-sync.service: writes only the root, its command's flags exist" \
+  bash -c "f=$ROOT/deploy/ir-client-sync.service; grep -qx 'ProtectSystem=strict' \$f && grep -qx 'ReadWritePaths=/srv/registry' \$f \
+           && grep -q '^OnUnitInactiveSec=' $ROOT/deploy/ir-client-sync.timer \
+           && for flag in \$(grep '^ExecStart=' \$f | grep -o -- '--[a-z-]*'); do '$CLIENT' sync --help | grep -q -- \"\$flag\" || { echo \"unknown \$flag\"; exit 1; }; done"
+if command -v kubectl >/dev/null; then
+  mkdir -p "$WORK/k8s-overlay"
+  # kustomize takes relative paths only.
+  K8S=$(python3 -c 'import os, sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' "$ROOT/deploy/k8s" "$WORK/k8s-overlay")
+  printf '%s\n' 'apiVersion: kustomize.config.k8s.io/v1beta1' 'kind: Kustomization' \
+    "resources: [$K8S]" "components: [$K8S/components/sync]" \
+    >"$WORK/k8s-overlay/kustomization.yaml"
+  kubectl kustomize --load-restrictor LoadRestrictionsNone "$WORK/k8s-overlay" >"$WORK/k8s-sync.yaml" 2>>"$E2E_LOG"
+  check "the sync component: emptyDir root, sync init container and sidecar, server --watch" \
+    python3 - "$WORK/k8s-sync.yaml" "$CLIENT" <<'PY'
+import subprocess, sys, yaml
+docs = {d["kind"]: d for d in yaml.safe_load_all(open(sys.argv[1]))}
+pod = docs["Deployment"]["spec"]["template"]["spec"]
+vols = {v["name"]: v for v in pod["volumes"]}
+assert vols["registry"] == {"name": "registry", "emptyDir": {}}, vols["registry"]
+init = {c["name"]: c for c in pod["initContainers"]}
+fill, side = init["registry-fill"], init["registry-sync"]
+assert "restartPolicy" not in fill and side["restartPolicy"] == "Always"
+assert "--interval" in side["args"] and "--interval" not in fill["args"]
+server = pod["containers"][0]
+assert {"name": "IR_SERVER_WATCH", "value": "true"} in server["env"]
+assert server["image"] == fill["image"] == side["image"]
+helptext = subprocess.run([sys.argv[2], "sync", "--help"], capture_output=True, text=True).stdout
+for c in (fill, side):
+    assert c["command"] == ["/usr/local/bin/ir-client"] and c["args"][0] == "sync"
+    for a in c["args"]:
+        if a.startswith("-"):
+            assert a in helptext, a
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    assert not mounts["registry"].get("readOnly") and mounts["sync-config"]["readOnly"]
+    assert c["securityContext"]["readOnlyRootFilesystem"]
+assert {m["name"]: m for m in server["volumeMounts"]}["registry"]["readOnly"] is True
+PY
+else
+  echo "skip building the sync component (kubectl not installed)"
+fi
+
 check "Dockerfile: multi-stage, non-root, ports, read-only registry path" \
   bash -c "f=$ROOT/deploy/Dockerfile; [ \$(grep -c '^FROM ' \$f) -ge 2 ] && grep -q '^USER 65532' \$f \
            && grep -q '^EXPOSE 1337 9090' \$f && grep -qx 'root = \"/registry\"' $ROOT/deploy/container.toml \
@@ -176,7 +226,7 @@ done
 check "the systemd unit reads its configuration file" \
   grep -qx 'ExecStart=/usr/local/bin/ir-server --config /etc/ir-server/ir-server.toml' "$ROOT/deploy/ir-server.service"
 check "the image's environment names real options" \
-  bash -c "for v in \$(grep -o 'IR_SERVER_[A-Z_]*' $ROOT/deploy/Dockerfile $ROOT/deploy/ir-server.service $ROOT/deploy/k8s/*.yaml | cut -d: -f2 | sort -u); do
+  bash -c "for v in \$(grep -o 'IR_SERVER_[A-Z_]*' $ROOT/deploy/Dockerfile $ROOT/deploy/ir-server.service $ROOT/deploy/k8s/*.yaml $ROOT/deploy/k8s/components/*/*.yaml | cut -d: -f2 | sort -u); do
              '$BIN' --help | grep -q \"env: \$v\" || { echo \"unknown \$v\"; exit 1; }; done"
 
 summary deploy

@@ -115,6 +115,9 @@ pub enum Error {
     /// The token source could not be set up.
     #[error("RA-TLS token: {0}")]
     Token(#[from] TokenError),
+    /// A sync could not be done.
+    #[error("{0}")]
+    Sync(#[from] SyncError),
     /// The signature policy refuses the image (nothing was written).
     #[error("{image}: refused by the signature policy: {reason}")]
     Refused {
@@ -145,6 +148,7 @@ impl Error {
         match self {
             Error::Reference(_) | Error::Policy { .. } | Error::TrustFiles(_) => 2,
             Error::Refused { .. } => 6,
+            Error::Sync(e) => e.exit_code(),
             Error::Status { .. } | Error::Auth(AuthError::TokenRefused { .. }) => 3,
             Error::DigestMismatch { .. }
             | Error::Size { .. }
@@ -419,6 +423,15 @@ pub enum TlsError {
     /// The platform's roots could not be loaded.
     #[error("platform roots: {0}")]
     PlatformRoots(#[source] rustls::Error),
+    /// The client certificate or its key (`--cert`, `--key`) cannot be
+    /// used.
+    #[error("{}: {why}", path.display())]
+    ClientIdentity {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
     /// rustls refused the configuration.
     #[error("{0}")]
     Config(#[source] rustls::Error),
@@ -601,4 +614,56 @@ pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = c.source();
     }
     s
+}
+
+/// Why a sync could not be done (besides the registry and transport
+/// errors every command has).
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The sync file cannot be used.
+    #[error("{}: {why}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// The arguments do not fit together.
+    #[error("{0}")]
+    Usage(String),
+    /// The staged layout did not pass the server's loader.
+    #[error("{name}: the staged copy fails verification ({}): {why}; the served layout is unchanged", staging.display())]
+    Verify {
+        /// The repository.
+        name: String,
+        /// The staging directory.
+        staging: PathBuf,
+        /// The loader's verdict.
+        why: String,
+    },
+    /// A file-system step failed.
+    #[error("{}: {why}", path.display())]
+    Fs {
+        /// The path.
+        path: PathBuf,
+        /// What failed.
+        why: String,
+    },
+    /// Another sync holds the root.
+    #[error("{}: another ir-client sync holds this root", path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+}
+
+impl SyncError {
+    /// The exit status (see `docs/client.md`).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SyncError::File { .. } | SyncError::Usage(_) => 2,
+            SyncError::Verify { .. } => 4,
+            SyncError::Fs { .. } | SyncError::Locked { .. } => 1,
+        }
+    }
 }

@@ -72,6 +72,55 @@ pub struct HttpOptions {
     /// then share one connection, and wait for it while it is made
     /// rather than each opening (and attesting) one of their own.
     pub http2_only: bool,
+    /// `https://`: the client certificate to present (a server with
+    /// `--client-ca`); see [`client_identity`].
+    pub client_identity: Option<Arc<rustls::sign::CertifiedKey>>,
+}
+
+/// A client certificate chain and its private key, from PEM files.
+pub fn client_identity(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Arc<rustls::sign::CertifiedKey>, Error> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |path: &std::path::Path, why: String| TlsError::ClientIdentity {
+        path: path.to_path_buf(),
+        why,
+    };
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| bad(cert, e.to_string()))?;
+    if chain.is_empty() {
+        return Err(bad(cert, "holds no PEM certificate".into()).into());
+    }
+    let der = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, e.to_string()))?;
+    let signing = crate::ratls::provider()
+        .key_provider
+        .load_private_key(der)
+        .map_err(|e| bad(key, e.to_string()))?;
+    let certified = rustls::sign::CertifiedKey::new(chain, signing);
+    certified
+        .keys_match()
+        .map_err(|e| bad(key, format!("does not match {}: {e}", cert.display())))?;
+    Ok(Arc::new(certified))
+}
+
+/// Presents one fixed client certificate.
+#[derive(Debug)]
+struct FixedClientCert(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for FixedClientCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+    fn has_certs(&self) -> bool {
+        true
+    }
 }
 
 impl Default for HttpOptions {
@@ -84,6 +133,7 @@ impl Default for HttpOptions {
             proxy_from_env: true,
             auth: AuthOptions::default(),
             http2_only: false,
+            client_identity: None,
         }
     }
 }
@@ -137,7 +187,10 @@ impl Http {
         match transport {
             Transport::Plain => {}
             Transport::Tls { ca } => {
-                builder = builder.tls_backend_preconfigured(tls_config(ca.as_deref(), None)?);
+                let identity = options.client_identity.clone().map(|k| {
+                    Arc::new(FixedClientCert(k)) as Arc<dyn rustls::client::ResolvesClientCert>
+                });
+                builder = builder.tls_backend_preconfigured(tls_config(ca.as_deref(), identity)?);
             }
             Transport::RaTls { ca, token_source } => {
                 let r = Arc::new(CertResolver::new(token_source, options.ra_tls.clone()));

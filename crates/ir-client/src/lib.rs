@@ -47,10 +47,11 @@ pub mod ratls;
 pub mod rsi;
 pub mod serve;
 pub mod signatures;
+pub mod sync;
 
 pub use auth::AuthOptions;
 pub use browse::{Blob, RawManifest};
-pub use http::{HttpOptions, Transport};
+pub use http::{client_identity, HttpOptions, Transport};
 pub use ir_oci::Digest;
 pub use location::{ImageLocation, RegistryUrl, Scheme};
 pub use platform_filter::Platform;
@@ -62,5 +63,5 @@ pub use pull::{
 pub use ratls::{TokenRequest, TokenSource};
 
 pub use error::{
-    AuthError, Error, LayoutError, ManifestError, ReferenceError, TlsError, TokenError,
+    AuthError, Error, LayoutError, ManifestError, ReferenceError, SyncError, TlsError, TokenError,
 };

@@ -53,6 +53,9 @@ enum Command {
     /// Serve the OCI pull API locally, forwarding to UPSTREAM, every
     /// manifest and blob verified: `ir-client serve ra-tls://server:1337 --emulate-realm`.
     Serve(ServeArgs),
+    /// Copy repositories (tags, signatures, referrers) into a root of OCI
+    /// layouts that ir-server serves: `ir-client sync --root DIR https://registry/app`.
+    Sync(SyncArgs),
     /// Create (or load) an emulated realm's keys and export what a server
     /// needs to trust it. NOT SECURE: for testing and demos.
     EmulatedRealm(RealmArgs),
@@ -71,6 +74,13 @@ struct ConnArgs {
     /// chain to (https, ra-tls); default: the platform's roots.
     #[arg(long, env = "IR_CLIENT_CA")]
     ca: Option<PathBuf>,
+    /// https: PEM client certificate chain to present (a server that
+    /// requires one, e.g. ir-server with --client-ca).
+    #[arg(long, value_name = "FILE", requires = "key", env = "IR_CLIENT_CERT")]
+    cert: Option<PathBuf>,
+    /// https: PEM private key of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert", env = "IR_CLIENT_KEY")]
+    key: Option<PathBuf>,
     /// Connection timeout in seconds.
     #[arg(long, default_value_t = 30, env = "IR_CLIENT_CONNECT_TIMEOUT")]
     connect_timeout: u64,
@@ -172,6 +182,48 @@ struct ServeArgs {
     /// used files go first.
     #[arg(long, default_value = "10G", value_parser = parse_size, env = "IR_CLIENT_CACHE_SIZE")]
     cache_size: u64,
+    #[command(flatten)]
+    trust: TrustArgs,
+    #[command(flatten)]
+    conn: ConnArgs,
+}
+
+#[derive(Args)]
+struct SyncArgs {
+    /// `<http|https|ra-tls>://<host>[:<port>]/<name>` (every tag) or
+    /// `…/<name>:<tag>`; repeatable.
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    references: Vec<String>,
+    /// A YAML file in the shape `skopeo sync` reads (registry -> images ->
+    /// tags, images-by-tag-regex); see docs/client.md.
+    #[arg(long, value_name = "FILE", env = "IR_CLIENT_SYNC_FILE")]
+    file: Option<PathBuf>,
+    /// The root of OCI layouts to fill (one layout per repository,
+    /// namespaces as directories).
+    #[arg(long, value_name = "DIR", env = "IR_CLIENT_ROOT")]
+    root: PathBuf,
+    /// Copy only this platform of an index (the tag then points to its
+    /// manifest); default: every platform.
+    #[arg(long, env = "IR_CLIENT_PLATFORM")]
+    platform: Option<Platform>,
+    /// Remove tags that are gone upstream (or no longer selected).
+    #[arg(long, env = "IR_CLIENT_PRUNE")]
+    prune: bool,
+    /// Keep syncing, this long between runs (30s, 5m, 1h).
+    #[arg(long, value_parser = ir_client::sync::parse_interval, env = "IR_CLIENT_INTERVAL")]
+    interval: Option<Duration>,
+    /// After a run that changed something, send SIGHUP to this process
+    /// (the server; not needed when it runs with --watch).
+    #[arg(long, value_name = "PID", env = "IR_CLIENT_RELOAD_PID")]
+    reload_pid: Option<i32>,
+    /// Blobs downloaded at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64), env = "IR_CLIENT_CONCURRENCY")]
+    concurrency: u16,
+    /// Reuse blobs already in the root by hard link instead of by copy
+    /// (saves disk; a running server stops serving a linked blob until
+    /// its next reload).
+    #[arg(long, env = "IR_CLIENT_HARD_LINKS")]
+    hard_links: bool,
     #[command(flatten)]
     trust: TrustArgs,
     #[command(flatten)]
@@ -386,6 +438,12 @@ fn transport(scheme: Scheme, c: &ConnArgs) -> Result<(Transport, HttpOptions), E
         (Scheme::Http, false) if ca.is_some() => {
             return Err(ReferenceError::Flags("http:// takes no --ca").into())
         }
+        (Scheme::Http | Scheme::RaTls, _) if c.cert.is_some() => {
+            return Err(ReferenceError::Flags(
+                "--cert and --key are for https:// (ra-tls:// presents its attested certificate)",
+            )
+            .into())
+        }
         _ => {}
     }
     let transport = match (scheme, token_source(c)?) {
@@ -404,6 +462,10 @@ fn transport(scheme: Scheme, c: &ConnArgs) -> Result<(Transport, HttpOptions), E
         connect_timeout: Duration::from_secs(c.connect_timeout),
         retries: c.retries,
         auth: AuthOptions::standard(c.authfile.clone()),
+        client_identity: match (&c.cert, &c.key) {
+            (Some(cert), Some(key)) => Some(ir_client::client_identity(cert, key)?),
+            _ => None,
+        },
         ..HttpOptions::default()
     };
     Ok((transport, http))
@@ -428,6 +490,113 @@ async fn serve(a: ServeArgs) -> Result<(), Error> {
         }
     })
     .await
+}
+
+/// One sync run over every source; the first failure's exit status.
+async fn sync_once(
+    a: &SyncArgs,
+    sources: &[ir_client::sync::Source],
+    policy: &Option<SignaturePolicy>,
+    progress: &Arc<dyn Progress>,
+) -> Result<Option<u8>, Error> {
+    use ir_client::sync::{RootLock, SyncOptions, Syncer};
+    let _lock = RootLock::take(&a.root)?;
+    let mut syncer = Syncer::new(
+        SyncOptions {
+            root: a.root.clone(),
+            prune: a.prune,
+            signature_policy: policy.clone(),
+            concurrency: a.concurrency.into(),
+            hard_links: a.hard_links,
+        },
+        progress.clone(),
+    )?;
+    let mut clients: HashMap<&'static str, Client> = HashMap::new();
+    let mut reports = Vec::new();
+    for s in sources {
+        let scheme = s.location.scheme;
+        let client = match clients.get(scheme.as_str()) {
+            Some(c) => c.clone(),
+            None => {
+                let options = ClientOptions {
+                    platform: a.platform.clone().unwrap_or_default(),
+                    all_platforms: a.platform.is_none(),
+                    ..ClientOptions::default()
+                };
+                let c = connect(scheme, &a.conn, options)?;
+                clients.insert(scheme.as_str(), c.clone());
+                c
+            }
+        };
+        reports.push(syncer.sync(&client, s).await);
+    }
+    let changed = reports
+        .iter()
+        .any(|r| r.status == "added" || r.status == "updated");
+    if a.conn.format == Format::Json {
+        print_json(&serde_json::json!({"root": a.root, "repositories": reports}));
+    } else {
+        for r in &reports {
+            match &r.error {
+                Some(e) => println!("{} failed: {e}", r.repository),
+                None => println!(
+                    "{} {}: {} tags added, {} updated, {} removed{}; {} blobs ({} bytes) downloaded, {} reused",
+                    r.repository,
+                    r.status,
+                    r.tags_added.len(),
+                    r.tags_updated.len(),
+                    r.tags_removed.len(),
+                    if r.refused.is_empty() { String::new() } else { format!(", {} refused by the policy", r.refused.len()) },
+                    r.blobs_downloaded,
+                    r.bytes_downloaded,
+                    r.blobs_reused
+                ),
+            }
+            for why in &r.refused {
+                println!("  refused {why}");
+            }
+        }
+    }
+    if changed {
+        if let Some(pid) = a.reload_pid {
+            ir_client::sync::signal_reload(pid)?;
+        }
+    }
+    let refused = reports.iter().any(|r| !r.refused.is_empty());
+    Ok(reports
+        .iter()
+        .find(|r| r.error.is_some())
+        .map(|r| r.exit_code)
+        .or(refused.then_some(6)))
+}
+
+async fn sync(a: SyncArgs, progress: Arc<dyn Progress>) -> Result<ExitCode, Error> {
+    let sources = match &a.file {
+        Some(f) => ir_client::sync::config::read_file(f)?,
+        None => a
+            .references
+            .iter()
+            .map(|r| ir_client::sync::config::from_reference(r))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    let sources = ir_client::sync::Source::merge(sources)?;
+    let policy = a.trust.load()?;
+    loop {
+        let code = sync_once(&a, &sources, &policy, &progress).await;
+        let Some(interval) = a.interval else {
+            return match code? {
+                None => Ok(ExitCode::SUCCESS),
+                Some(c) => Ok(ExitCode::from(c)),
+            };
+        };
+        if let Err(e) = code {
+            eprintln!("ir-client: {}", e.to_string().replace('\n', " "));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+        }
+    }
 }
 
 fn reference(text: &str) -> Result<ImageLocation, Error> {
@@ -545,7 +714,7 @@ async fn browse(command: Command) -> Result<(), Error> {
             let mut out = std::io::BufWriter::with_capacity(256 * 1024, std::io::stdout());
             client.blob(&r, &mut out).await?;
         }
-        Command::Pull(_) | Command::EmulatedRealm(_) | Command::Serve(_) => {
+        Command::Pull(_) | Command::EmulatedRealm(_) | Command::Serve(_) | Command::Sync(_) => {
             unreachable!("not a browse command")
         }
     }
@@ -692,6 +861,10 @@ fn main() -> ExitCode {
         Command::Pull(p) => runtime().and_then(|rt| rt.block_on(pull(p, progress))),
         Command::EmulatedRealm(r) => realm(r),
         Command::Serve(a) => runtime().and_then(|rt| rt.block_on(serve(a))),
+        Command::Sync(a) => match runtime().and_then(|rt| rt.block_on(sync(a, progress))) {
+            Ok(code) => return code,
+            Err(e) => Err(e),
+        },
         other => runtime().and_then(|rt| rt.block_on(browse(other))),
     };
     match result {

@@ -539,7 +539,7 @@ impl Client {
 
     /// Downloads one blob into the layout, resuming a cut transfer with a
     /// Range request; `None` when it was already there.
-    async fn blob_into(
+    pub(crate) async fn blob_into(
         &self,
         reference: &ImageLocation,
         layout: &LayoutWriter,

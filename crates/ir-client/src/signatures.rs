@@ -8,7 +8,8 @@
 //! podman and skopeo do. Its signatures are fetched from the registry: the
 //! cosign tag `sha256-<hex>.sig` and the referrers API (cosign referrers,
 //! sigstore bundles, notation). A registry without the referrers API
-//! answers 404, which means no referrer. Every fetch is bounded and
+//! answers 404: then the referrers tag schema's index (tag
+//! `sha256-<hex>`) lists them, if it exists. Every fetch is bounded and
 //! checked against its digest.
 
 use std::collections::HashMap;
@@ -147,14 +148,7 @@ impl Client {
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(e),
         }
-        let referrers = match self
-            .referrers(&reference.at_digest(digest.clone()), None)
-            .await
-        {
-            Ok(list) => list,
-            Err(e) if is_not_found(&e) => Vec::new(),
-            Err(e) => return Err(e),
-        };
+        let referrers = self.referrers_of(reference, digest).await?;
         let mut listed = Vec::new();
         for d in referrers
             .iter()
@@ -176,6 +170,35 @@ impl Client {
         }
         out.referrers.insert(digest.clone(), listed);
         Ok(out)
+    }
+
+    /// The referrers of `digest` in `reference`'s repository: the
+    /// referrers API, or where the registry has none (404) the referrers
+    /// tag schema's index (tag `sha256-<hex>`); none when neither exists.
+    pub(crate) async fn referrers_of(
+        &self,
+        reference: &ImageLocation,
+        digest: &Digest,
+    ) -> Result<Vec<Descriptor>, Error> {
+        match self
+            .referrers(&reference.at_digest(digest.clone()), None)
+            .await
+        {
+            Ok(list) => Ok(list),
+            Err(e) if is_not_found(&e) => {
+                let tag = format!("{}-{}", digest.algorithm(), digest.hex());
+                match self.fetch_manifest(reference, &tag, None).await {
+                    Ok(Fetched {
+                        content: Content::Index(index),
+                        ..
+                    }) => Ok(index.manifests().clone()),
+                    Ok(_) => Ok(Vec::new()),
+                    Err(e) if is_not_found(&e) => Ok(Vec::new()),
+                    Err(e) => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Fetches the layers of a signature artifact (bounded by its kind).

@@ -13,3 +13,4 @@ mod pull;
 mod ratls;
 mod serve;
 mod signatures;
+mod sync;

@@ -38,6 +38,8 @@ wait_http "https://$HOST/readyz" --cacert "$CERTS/ca.crt" || { cat "$WORK/server
 URL=https://$HOST
 CURL=(curl -sS --cacert "$CERTS/ca.crt")
 HELLO=$(jq -r '.manifests[0].digest' "$REG/hello/index.json")
+# hello is an index of linux/amd64 and linux/arm64; ir-client takes amd64 here.
+HELLO_AMD64=$(jq -r '.manifests[] | select(.platform.architecture=="amd64") | .digest' "$REG/hello/blobs/sha256/${HELLO#sha256:}")
 
 # status_code_challenge PATH [CURL-ARGS...]: "STATUS CODE WWW-AUTHENTICATE"
 answer() {
@@ -149,7 +151,7 @@ check "podman pull without login fails" refused_pull
 # skopeo -------------------------------------------------------------------
 SK=(skopeo --override-os linux --override-arch amd64)
 check "skopeo copy --src-creds" \
-  "${SK[@]}" copy --src-cert-dir "$CA_DIR" --src-creds alice:secret "docker://$HOST/hello:latest" "oci:$WORK/sk-creds:latest"
+  "${SK[@]}" copy --all --src-cert-dir "$CA_DIR" --src-creds alice:secret "docker://$HOST/hello:latest" "oci:$WORK/sk-creds:latest"
 check "skopeo copy --src-creds keeps the digest" \
   bash -c "[ \"\$(jq -r .manifests[0].digest $WORK/sk-creds/index.json)\" = $HELLO ]"
 check "skopeo inspect --authfile (podman's login)" \
@@ -163,7 +165,7 @@ irc() { env -u REGISTRY_AUTH_FILE HOME="$WORK" "$CLIENT" "$@" --ca "$CERTS/ca.cr
 irc_ls() { irc ls "$URL/hello" --authfile "$AUTHFILE" | grep -qx latest; }
 irc_pull() {
   irc pull "$URL/hello:latest" --out "$WORK/irc-out" --authfile "$AUTHFILE" -q \
-    && [ "$(jq -r .manifests[0].digest "$WORK/irc-out/index.json")" = "$HELLO" ]
+    && [ "$(jq -r .manifests[0].digest "$WORK/irc-out/index.json")" = "$HELLO_AMD64" ]
 }
 irc_refused() { # ARGS...: ir-client fails, and says why (401 or not found)
   local out

@@ -55,7 +55,7 @@ done
 
 URL=https://127.0.0.1:$PORT
 check "skopeo pushes hello with the password" \
-  skopeo copy -q --dest-cert-dir "$WORK/cadir" --dest-creds "$USER_NAME:$PASSWORD" \
+  skopeo copy -q --all --dest-cert-dir "$WORK/cadir" --dest-creds "$USER_NAME:$PASSWORD" \
   "oci:$REG/hello:latest" "docker://127.0.0.1:$PORT/hello:latest"
 
 AUTH=$WORK/auth.json

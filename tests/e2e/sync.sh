@@ -70,7 +70,7 @@ SPORT=$(free_port)
 HOST=127.0.0.1:$SPORT
 
 check "skopeo pushes hello as app:1" \
-  "${SK[@]}" copy -q --preserve-digests "${CREDS[@]}" "oci:$REG/hello:latest" "docker://$DIST/app:1"
+  "${SK[@]}" copy -q --all --preserve-digests "${CREDS[@]}" "oci:$REG/hello:latest" "docker://$DIST/app:1"
 check "skopeo pushes the multi-arch index as team/multi:latest" \
   "${SK[@]}" copy -q --all --preserve-digests "${CREDS[@]}" "oci:$REG/multi:latest" "docker://$DIST/team/multi:latest"
 
@@ -78,7 +78,7 @@ check "skopeo pushes the multi-arch index as team/multi:latest" \
 "$SIGN" generate-key-pair --output-dir "$WORK/keys" >>"$E2E_LOG" 2>&1 || { echo "ir-sign generate-key-pair failed"; exit 1; }
 DIGEST=$(jq -r '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"]=="latest") | .digest' "$REG/hello/index.json" | head -1)
 SIG_TAG=sha256-${DIGEST#sha256:}.sig
-"${SK[@]}" copy -q --preserve-digests "oci:$REG/hello:latest" "oci:$WORK/scratch:1" >>"$E2E_LOG" 2>&1
+"${SK[@]}" copy -q --all --preserve-digests "oci:$REG/hello:latest" "oci:$WORK/scratch:1" >>"$E2E_LOG" 2>&1
 check "ir-sign signs app:1 for $HOST/app:1 (tag form)" \
   "$SIGN" sign --key "$WORK/keys/cosign.key" --layout "$WORK/scratch" --tag 1 --reference "$HOST/app:1" --mode tag
 check "skopeo pushes the .sig tag" \
@@ -118,8 +118,8 @@ check "the SBOM referrer and its tag-schema index are pushed" \
   push_referrers "$REG/multi" team/multi "$SUBJECT" "$ARTIFACT"
 # refsigned:1, signed by ir-sign in the referrers form.
 check "skopeo pushes hello as refsigned:1" \
-  "${SK[@]}" copy -q --preserve-digests "${CREDS[@]}" "oci:$REG/hello:latest" "docker://$DIST/refsigned:1"
-"${SK[@]}" copy -q --preserve-digests "oci:$REG/hello:latest" "oci:$WORK/scratch3:1" >>"$E2E_LOG" 2>&1
+  "${SK[@]}" copy -q --all --preserve-digests "${CREDS[@]}" "oci:$REG/hello:latest" "docker://$DIST/refsigned:1"
+"${SK[@]}" copy -q --all --preserve-digests "oci:$REG/hello:latest" "oci:$WORK/scratch3:1" >>"$E2E_LOG" 2>&1
 check "ir-sign signs refsigned:1 for $HOST/refsigned:1 (referrers form)" \
   "$SIGN" sign --key "$WORK/keys/cosign.key" --layout "$WORK/scratch3" --tag 1 --reference "$HOST/refsigned:1" --mode referrers
 SIG_REF=$(jq -r '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == null) | .digest' "$WORK/scratch3/index.json" | head -1)

@@ -68,3 +68,55 @@ start_server() {
   SERVER_PID=$!
   PIDS+=("$SERVER_PID")
 }
+
+# CNCF distribution (Debian's docker-registry) as a source registry ---------
+
+# distribution_credentials: a dev CA and server certificate in CERTS
+# ($WORK/certs; the CA also in $WORK/cadir, skopeo's --dest-cert-dir), and
+# an htpasswd file ($WORK/htpasswd, bcrypt) for USER_NAME with PASSWORD.
+distribution_credentials() {
+  CERTS=$WORK/certs
+  "$ROOT/scripts/make-dev-cert.sh" "$CERTS" >>"$E2E_LOG"
+  mkdir -p "$WORK/cadir" && cp "$CERTS/ca.crt" "$WORK/cadir/"
+  USER_NAME=alice
+  PASSWORD='e2e-S3cret-pw'
+  htpasswd -Bbn "$USER_NAME" "$PASSWORD" >"$WORK/htpasswd" 2>>"$E2E_LOG"
+}
+
+# The `auth:` section for htpasswd Basic auth with distribution_credentials.
+DISTRIBUTION_HTPASSWD_AUTH="  htpasswd:
+    realm: e2e
+    path: $WORK/htpasswd"
+
+# start_distribution NAME ADDR AUTH: starts docker-registry serving TLS
+# ($CERTS/server.crt) on ADDR, storing in $WORK/NAME-store, AUTH the YAML
+# lines under its `auth:`; config $WORK/NAME.yml, log $WORK/NAME.log, pid
+# in PIDS. Returns when /v2/ answers 401 (it asks for credentials: ready),
+# non-zero if it has not after 20 s.
+start_distribution() {
+  local name=$1 addr=$2 auth=$3 code
+  cat >"$WORK/$name.yml" <<YAML
+version: 0.1
+log:
+  level: info
+storage:
+  filesystem:
+    rootdirectory: $WORK/$name-store
+http:
+  addr: $addr
+  tls:
+    certificate: $CERTS/server.crt
+    key: $CERTS/server.key
+auth:
+$auth
+YAML
+  docker-registry serve "$WORK/$name.yml" >"$WORK/$name.log" 2>&1 &
+  PIDS+=("$!")
+  for _ in $(seq 1 200); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$CERTS/ca.crt" "https://$addr/v2/")
+    [ "$code" = 401 ] && return 0
+    sleep 0.1
+  done
+  echo "docker-registry on $addr did not ask for credentials (see $WORK/$name.log)" >&2
+  return 1
+}

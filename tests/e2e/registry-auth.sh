@@ -18,40 +18,9 @@ for tool in docker-registry htpasswd skopeo jq; do
   command -v "$tool" >/dev/null || { echo "registry-auth: needs $tool"; exit 1; }
 done
 
-CERTS=$WORK/certs
-"$ROOT/scripts/make-dev-cert.sh" "$CERTS" >>"$E2E_LOG"
-mkdir -p "$WORK/cadir" && cp "$CERTS/ca.crt" "$WORK/cadir/"
-
-USER_NAME=alice
-PASSWORD='e2e-S3cret-pw'
-htpasswd -Bbn "$USER_NAME" "$PASSWORD" >"$WORK/htpasswd" 2>>"$E2E_LOG"
-
+distribution_credentials
 PORT=$(free_port)
-cat >"$WORK/config.yml" <<EOF
-version: 0.1
-log:
-  level: info
-storage:
-  filesystem:
-    rootdirectory: $WORK/store
-http:
-  addr: 127.0.0.1:$PORT
-  tls:
-    certificate: $CERTS/server.crt
-    key: $CERTS/server.key
-auth:
-  htpasswd:
-    realm: e2e
-    path: $WORK/htpasswd
-EOF
-docker-registry serve "$WORK/config.yml" >"$WORK/registry.log" 2>&1 &
-PIDS+=("$!")
-# /v2/ answers 401 until credentials are given: any answer means ready.
-for _ in $(seq 1 200); do
-  code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$CERTS/ca.crt" "https://127.0.0.1:$PORT/v2/")
-  [ "$code" = 401 ] && break
-  sleep 0.1
-done
+start_distribution registry "127.0.0.1:$PORT" "$DISTRIBUTION_HTPASSWD_AUTH" || exit 1
 
 URL=https://127.0.0.1:$PORT
 check "skopeo pushes hello with the password" \

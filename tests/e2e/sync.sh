@@ -28,40 +28,12 @@ done
 SK=(skopeo --override-os linux --override-arch amd64)
 export COSIGN_PASSWORD=e2e-password
 
-CERTS=$WORK/certs
-"$ROOT/scripts/make-dev-cert.sh" "$CERTS" >>"$E2E_LOG"
-mkdir -p "$WORK/cadir" && cp "$CERTS/ca.crt" "$WORK/cadir/"
-USER_NAME=alice
-PASSWORD='e2e-S3cret-pw'
-htpasswd -Bbn "$USER_NAME" "$PASSWORD" >"$WORK/htpasswd" 2>>"$E2E_LOG"
+distribution_credentials
 
 # The source registry ------------------------------------------------------
 PORT=$(free_port)
 DIST=127.0.0.1:$PORT
-cat >"$WORK/config.yml" <<EOF
-version: 0.1
-log:
-  level: info
-storage:
-  filesystem:
-    rootdirectory: $WORK/store
-http:
-  addr: $DIST
-  tls:
-    certificate: $CERTS/server.crt
-    key: $CERTS/server.key
-auth:
-  htpasswd:
-    realm: e2e
-    path: $WORK/htpasswd
-EOF
-docker-registry serve "$WORK/config.yml" >"$WORK/registry.log" 2>&1 &
-PIDS+=("$!")
-for _ in $(seq 1 200); do
-  code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$CERTS/ca.crt" "https://$DIST/v2/")
-  [ "$code" = 401 ] && break
-  sleep 0.1
-done
+start_distribution registry "$DIST" "$DISTRIBUTION_HTPASSWD_AUTH" || exit 1
 CREDS=(--dest-cert-dir "$WORK/cadir" --dest-creds "$USER_NAME:$PASSWORD")
 CURL=(curl -fsS --cacert "$CERTS/ca.crt" -u "$USER_NAME:$PASSWORD")
 
@@ -235,18 +207,11 @@ python3 "$ROOT/tests/e2e/token-server.py" --port "$TPORT" --cert "$CERTS/server.
   --user "$USER_NAME" --password "$PASSWORD" 2>>"$WORK/token.log" &
 PIDS+=("$!")
 TOKDIST=127.0.0.1:$(free_port)
-printf '%s\n' 'version: 0.1' 'log:' '  level: info' 'storage:' '  filesystem:' \
-  "    rootdirectory: $WORK/token-store" 'http:' "  addr: $TOKDIST" '  tls:' \
-  "    certificate: $CERTS/server.crt" "    key: $CERTS/server.key" 'auth:' '  token:' \
-  "    realm: https://127.0.0.1:$TPORT/token" '    service: e2e-registry' '    issuer: e2e-issuer' \
-  "    rootcertbundle: $WORK/token-sign.crt" >"$WORK/token-registry.yml"
-docker-registry serve "$WORK/token-registry.yml" >"$WORK/token-registry.log" 2>&1 &
-PIDS+=("$!")
-for _ in $(seq 1 200); do
-  code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$CERTS/ca.crt" "https://$TOKDIST/v2/")
-  [ "$code" = 401 ] && break
-  sleep 0.1
-done
+start_distribution token-registry "$TOKDIST" "  token:
+    realm: https://127.0.0.1:$TPORT/token
+    service: e2e-registry
+    issuer: e2e-issuer
+    rootcertbundle: $WORK/token-sign.crt" || exit 1
 check "skopeo pushes hello through the token flow" \
   "${SK[@]}" copy -q --preserve-digests --dest-cert-dir "$WORK/cadir" --dest-creds "$USER_NAME:$PASSWORD" \
   "oci:$REG/hello:latest" "docker://$TOKDIST/tokened:1"

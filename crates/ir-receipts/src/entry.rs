@@ -133,9 +133,5 @@ pub(crate) fn now_rfc3339() -> String {
 
 /// `at` as RFC 3339 UTC with seconds.
 pub(crate) fn rfc3339(at: std::time::SystemTime) -> String {
-    let at = time::OffsetDateTime::from(at);
-    at.replace_nanosecond(0)
-        .unwrap_or(at)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| at.unix_timestamp().to_string())
+    ir_jose::rfc3339_at(at)
 }

@@ -147,10 +147,10 @@ fn cloud_event(source: &str, event: Event) -> serde_json::Value {
         .unwrap_or_default();
     let mut value = serde_json::json!({
         "specversion": "1.0",
-        "id": format!("{}-{}", hex_id(&id), now.as_nanos()),
+        "id": format!("{}-{}", hex::encode(id), now.as_nanos()),
         "source": source,
         "type": event.kind,
-        "time": rfc3339(now),
+        "time": ir_jose::rfc3339(i64::try_from(now.as_secs()).unwrap_or(i64::MAX)),
         "datacontenttype": "application/json",
         "data": event.data,
     });
@@ -158,21 +158,6 @@ fn cloud_event(source: &str, event: Event) -> serde_json::Value {
         value["subject"] = subject.into();
     }
     value
-}
-
-/// RFC 3339 UTC with seconds.
-fn rfc3339(since_epoch: Duration) -> String {
-    time::OffsetDateTime::from_unix_timestamp(since_epoch.as_secs() as i64)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
-fn hex_id(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 async fn send_loop(

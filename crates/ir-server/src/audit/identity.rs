@@ -1,17 +1,16 @@
 //! Who received a manifest, as receipts name them.
 
 use aws_lc_rs::digest::{digest, SHA256};
+use hex::encode as hex;
 use ir_receipts::Identity;
-
-use super::trust_digest::hex;
 
 /// The identity of an attested realm, for receipts.
 pub fn realm_identity(claims: &ir_attest::token::RealmClaims, instance_id: &[u8]) -> Identity {
     Identity::Realm {
         rim: hex(&claims.rim),
         rems: std::array::from_fn(|i| hex(&claims.rems[i])),
-        personalization: hex(&claims.personalization),
-        platform_instance_id_sha256: hex(digest(&SHA256, instance_id).as_ref()),
+        personalization: hex(claims.personalization),
+        platform_instance_id_sha256: hex(digest(&SHA256, instance_id)),
     }
 }
 

@@ -39,10 +39,5 @@ pub fn digest_of(path: &Path) -> Option<String> {
         }
         hasher.update(&std::fs::read(path).ok()?);
     }
-    Some(format!("sha256:{}", hex(hasher.finish().as_ref())))
-}
-
-/// Lower-case hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Some(format!("sha256:{}", hex::encode(hasher.finish())))
 }

@@ -4,23 +4,16 @@
 //! Written here rather than taken from a JWT crate: the one such crate in
 //! wide use (`jsonwebtoken`) is banned from shipped binaries (it brings a
 //! second crypto stack), and the part needed is small: one algorithm, one
-//! key type, base64url and JSON. Signatures are aws-lc-rs's
-//! `ECDSA_P256_SHA256_FIXED{,_SIGNING}` (the server's one crypto stack).
+//! key type, base64url and JSON. Keys, signatures and base64url are
+//! `ir-jose`'s (aws-lc-rs, the server's one crypto stack).
 //! Only `ES256` is accepted: `none`, `HS*` and `RS*` headers are refused
 //! before any key is looked at, so no algorithm confusion is possible, and
 //! a header with `crit` is refused (no extension is understood).
 
-use aws_lc_rs::digest;
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{
-    EcdsaKeyPair, KeyPair, UnparsedPublicKey, ECDSA_P256_SHA256_FIXED,
-    ECDSA_P256_SHA256_FIXED_SIGNING,
-};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::PrivateKeyDer;
+use ir_jose::{base64url, base64url_decode, KeyError};
 use serde::Deserialize;
+
+pub use ir_jose::PublicKey;
 
 /// Longest token accepted (bytes of the compact form).
 pub const MAX_TOKEN: usize = 8 * 1024;
@@ -50,6 +43,12 @@ pub enum JwsError {
     Key(String),
 }
 
+impl From<KeyError> for JwsError {
+    fn from(e: KeyError) -> Self {
+        JwsError::Key(e.to_string())
+    }
+}
+
 /// The protected header, as far as it is read.
 #[derive(Debug, Deserialize)]
 struct Header {
@@ -58,137 +57,42 @@ struct Header {
     crit: Option<serde_json::Value>,
 }
 
-/// A P-256 public key: the uncompressed SEC1 point.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublicKey {
-    point: Vec<u8>,
-}
-
-impl PublicKey {
-    /// The key from a JWK's base64url `x` and `y` (32 bytes each).
-    pub fn from_coordinates(x: &str, y: &str) -> Result<Self, JwsError> {
-        let bad = |what: &str| JwsError::Key(format!("{what} is not a base64url P-256 coordinate"));
-        let x = URL_SAFE_NO_PAD.decode(x).map_err(|_| bad("x"))?;
-        let y = URL_SAFE_NO_PAD.decode(y).map_err(|_| bad("y"))?;
-        if x.len() != 32 {
-            return Err(bad("x"));
-        }
-        if y.len() != 32 {
-            return Err(bad("y"));
-        }
-        let mut point = Vec::with_capacity(65);
-        point.push(4);
-        point.extend_from_slice(&x);
-        point.extend_from_slice(&y);
-        // A point off the curve is refused now, not at the first token.
-        aws_lc_rs::signature::ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point)
-            .map_err(|_| JwsError::Key("the point is not on P-256".into()))?;
-        Ok(PublicKey { point })
-    }
-
-    /// The RFC 7638 thumbprint (base64url SHA-256 of the canonical JWK),
-    /// the `kid` of the keys this server signs with.
-    pub fn thumbprint(&self) -> String {
-        let (x, y) = (
-            URL_SAFE_NO_PAD.encode(&self.point[1..33]),
-            URL_SAFE_NO_PAD.encode(&self.point[33..65]),
-        );
-        let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
-        URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, canonical.as_bytes()))
-    }
-
-    /// The key as a JWK (for operators' key sets).
-    pub fn jwk(&self) -> serde_json::Value {
-        serde_json::json!({
-            "kty": "EC",
-            "crv": "P-256",
-            "kid": self.thumbprint(),
-            "x": URL_SAFE_NO_PAD.encode(&self.point[1..33]),
-            "y": URL_SAFE_NO_PAD.encode(&self.point[33..65]),
-        })
-    }
-
-    fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
-        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &self.point)
-            .verify(message, signature)
-            .is_ok()
-    }
-}
-
-/// An ES256 signing key with its `kid` (its public key's thumbprint).
-pub struct SigningKey {
-    pair: EcdsaKeyPair,
-    public: PublicKey,
-    kid: String,
-}
-
-impl std::fmt::Debug for SigningKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey")
-            .field("kid", &self.kid)
-            .finish()
-    }
-}
+/// An ES256 signing key whose `kid` is its public key's RFC 7638
+/// thumbprint.
+#[derive(Debug)]
+pub struct SigningKey(ir_jose::SigningKey);
 
 impl SigningKey {
     /// The key in a PEM file: PKCS#8 (`PRIVATE KEY`) or SEC1 (`EC PRIVATE
     /// KEY`), on P-256.
     pub fn from_pem(pem: &[u8]) -> Result<Self, JwsError> {
-        let der = PrivateKeyDer::from_pem_slice(pem)
-            .map_err(|e| JwsError::Key(format!("no private key (PEM) found: {e}")))?;
-        let not_p256 = |_| JwsError::Key("not an EC P-256 private key (ES256)".into());
-        let pair = match &der {
-            PrivateKeyDer::Pkcs8(k) => {
-                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, k.secret_pkcs8_der())
-                    .map_err(not_p256)?
-            }
-            PrivateKeyDer::Sec1(k) => EcdsaKeyPair::from_private_key_der(
-                &ECDSA_P256_SHA256_FIXED_SIGNING,
-                k.secret_sec1_der(),
-            )
-            .map_err(not_p256)?,
-            _ => return Err(JwsError::Key("not an EC P-256 private key (ES256)".into())),
-        };
-        Ok(Self::of(pair))
+        Ok(SigningKey(ir_jose::SigningKey::from_pem(pem)?))
     }
 
     /// A fresh random key (the tokens it signs die with the process).
     pub fn generate() -> Result<Self, JwsError> {
-        EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
-            .map(Self::of)
-            .map_err(|_| JwsError::Key("cannot generate a P-256 key".into()))
-    }
-
-    fn of(pair: EcdsaKeyPair) -> Self {
-        let public = PublicKey {
-            point: pair.public_key().as_ref().to_vec(),
-        };
-        let kid = public.thumbprint();
-        SigningKey { pair, public, kid }
+        Ok(SigningKey(ir_jose::SigningKey::generate()?))
     }
 
     /// The public half.
     pub fn public(&self) -> &PublicKey {
-        &self.public
+        self.0.public()
     }
 
     /// The key id in the tokens' headers.
     pub fn kid(&self) -> &str {
-        &self.kid
+        self.0.thumbprint()
     }
 
     /// `payload` signed as a compact JWS (`typ` JWT).
     pub fn sign(&self, payload: &[u8]) -> Result<String, JwsError> {
-        let header = serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": self.kid});
-        let mut out = URL_SAFE_NO_PAD.encode(header.to_string());
+        let header = serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": self.kid()});
+        let mut out = base64url(header.to_string());
         out.push('.');
-        out.push_str(&URL_SAFE_NO_PAD.encode(payload));
-        let signature = self
-            .pair
-            .sign(&SystemRandom::new(), out.as_bytes())
-            .map_err(|_| JwsError::Key("signing failed".into()))?;
+        out.push_str(&base64url(payload));
+        let signature = self.0.sign_base64url(out.as_bytes())?;
         out.push('.');
-        out.push_str(&URL_SAFE_NO_PAD.encode(signature.as_ref()));
+        out.push_str(&signature);
         Ok(out)
     }
 }
@@ -208,11 +112,7 @@ pub fn verify<'k>(
     else {
         return Err(JwsError::Malformed("not three parts"));
     };
-    let decode = |part: &str| {
-        URL_SAFE_NO_PAD
-            .decode(part)
-            .map_err(|_| JwsError::Malformed("not base64url"))
-    };
+    let decode = |part: &str| base64url_decode(part).ok_or(JwsError::Malformed("not base64url"));
     let header: Header = ir_oci::json::from_slice(&decode(h)?)
         .map_err(|_| JwsError::Malformed("header is not a JSON object"))?;
     if header.alg != "ES256" {
@@ -268,8 +168,7 @@ mod tests {
             ("RS256", ""),
             ("ES256", r#","crit":["b64"]"#),
         ] {
-            let h = URL_SAFE_NO_PAD
-                .encode(format!(r#"{{"alg":"{alg}","kid":"{}"{extra}}}"#, key.kid()));
+            let h = base64url(format!(r#"{{"alg":"{alg}","kid":"{}"{extra}}}"#, key.kid()));
             let forged = format!("{h}.{rest}");
             let e = verify(&forged, only(&key)).unwrap_err();
             assert!(
@@ -277,7 +176,7 @@ mod tests {
                 "{alg}: {e}"
             );
         }
-        let dup = URL_SAFE_NO_PAD.encode(br#"{"alg":"ES256","alg":"none"}"#);
+        let dup = base64url(br#"{"alg":"ES256","alg":"none"}"#);
         assert!(matches!(
             verify(&format!("{dup}.{rest}"), only(&key)),
             Err(JwsError::Malformed(_))
@@ -290,7 +189,7 @@ mod tests {
         }
         // A tampered payload fails the signature.
         let mut parts: Vec<&str> = token.split('.').collect();
-        let forged_payload = URL_SAFE_NO_PAD.encode(br#"{"sub":"root"}"#);
+        let forged_payload = base64url(br#"{"sub":"root"}"#);
         parts[1] = &forged_payload;
         assert_eq!(
             verify(&parts.join("."), only(&key)),
@@ -309,7 +208,10 @@ mod tests {
             jwk["x"].as_str().unwrap(),
             jwk["y"].as_str().unwrap()
         );
-        let want = URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, canonical.as_bytes()));
+        let want = base64url(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            canonical.as_bytes(),
+        ));
         assert_eq!(key.kid(), want);
         let back =
             PublicKey::from_coordinates(jwk["x"].as_str().unwrap(), jwk["y"].as_str().unwrap())

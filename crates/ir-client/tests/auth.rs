@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -18,7 +18,7 @@ use ir_client::{AuthOptions, Client, ClientOptions, HttpOptions, ImageLocation, 
 use ir_server::transport::plain::Plain;
 use tokio::net::TcpListener;
 
-use crate::util::{fixture, serve, Fixture, Server};
+use crate::util::{fixture, run_client, serve, stdout_ok, Fixture, Server};
 
 const USER: &str = "alice";
 const PASSWORD: &str = "s3cret-Pa55word";
@@ -305,39 +305,15 @@ fn authfile(dir: &Path, host: &str, user: &str, password: &str) -> PathBuf {
 /// Runs ir-client with no auth file but those given: HOME is an empty
 /// directory, the XDG and REGISTRY_AUTH_FILE variables are unset.
 async fn run(args: &[&str], home: &Path, env: &[(&str, String)]) -> Output {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
-    let home = home.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_ir-client"));
-        c.args(&args)
-            .env("HOME", &home)
-            .env_remove("XDG_RUNTIME_DIR")
-            .env_remove("XDG_CONFIG_HOME")
-            .env_remove("REGISTRY_AUTH_FILE")
-            .env_remove("HTTP_PROXY")
-            .env_remove("http_proxy")
-            .env_remove("ALL_PROXY");
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        c.output().unwrap()
-    })
-    .await
-    .unwrap()
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    run_client(args, &env, Some(home)).await
 }
 
-fn stdout_ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "status {:?}: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout.clone()).unwrap()
+/// `ir-client pull URL --out OUT` with `extra` arguments, as [`run`].
+async fn pull(url: &str, out: &Path, extra: &[&str], home: &Path) -> Output {
+    let mut args = vec!["pull", url, "--out", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    run(&args, home, &[]).await
 }
 
 fn assert_no_secret(text: &str) {
@@ -372,18 +348,11 @@ async fn ls_manifest_and_pull_with_a_token_from_authfile_credentials() {
     // One token for the whole pull: a manifest and three blobs.
     let before = g.token_requests();
     let out = tempfile::tempdir().unwrap();
-    let o = run(
-        &[
-            "pull",
-            &g.url("app:latest"),
-            "--out",
-            out.path().to_str().unwrap(),
-            "--authfile",
-            file,
-            "-vv",
-        ],
+    let o = pull(
+        &g.url("app:latest"),
+        out.path(),
+        &["--authfile", file, "-vv"],
         home.path(),
-        &[],
     )
     .await;
     stdout_ok(&o);
@@ -422,18 +391,11 @@ async fn a_wrong_password_is_refused_without_showing_it() {
     let wrong = "Wr0ng-pa55word";
     let file = authfile(home.path(), &g.host(), USER, wrong);
     let out = tempfile::tempdir().unwrap();
-    let o = run(
-        &[
-            "pull",
-            &g.url("app:latest"),
-            "--out",
-            out.path().to_str().unwrap(),
-            "--authfile",
-            file.to_str().unwrap(),
-            "-v",
-        ],
+    let o = pull(
+        &g.url("app:latest"),
+        out.path(),
+        &["--authfile", file.to_str().unwrap(), "-v"],
         home.path(),
-        &[],
     )
     .await;
     assert_eq!(o.status.code(), Some(3));
@@ -501,33 +463,16 @@ async fn basic_auth_where_the_registry_asks_for_it() {
     let g = gate(Mode::Basic, Tokens::default(), None).await;
     let home = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
-    let o = run(
-        &[
-            "pull",
-            &g.url("app:latest"),
-            "--out",
-            out.path().to_str().unwrap(),
-        ],
-        home.path(),
-        &[],
-    )
-    .await;
+    let o = pull(&g.url("app:latest"), out.path(), &[], home.path()).await;
     assert_eq!(o.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&o.stderr).contains("HTTP 401"));
 
     let file = authfile(home.path(), &g.host(), USER, PASSWORD);
-    let o = run(
-        &[
-            "pull",
-            &g.url("app:latest"),
-            "--out",
-            out.path().to_str().unwrap(),
-            "--authfile",
-            file.to_str().unwrap(),
-            "-vv",
-        ],
+    let o = pull(
+        &g.url("app:latest"),
+        out.path(),
+        &["--authfile", file.to_str().unwrap(), "-vv"],
         home.path(),
-        &[],
     )
     .await;
     stdout_ok(&o);
@@ -733,17 +678,11 @@ async fn credentials_do_not_follow_a_redirect_to_another_host() {
         let file = authfile(home.path(), &g.host(), USER, PASSWORD);
         let out = tempfile::tempdir().unwrap();
         stdout_ok(
-            &run(
-                &[
-                    "pull",
-                    &g.url("app:latest"),
-                    "--out",
-                    out.path().to_str().unwrap(),
-                    "--authfile",
-                    file.to_str().unwrap(),
-                ],
+            &pull(
+                &g.url("app:latest"),
+                out.path(),
+                &["--authfile", file.to_str().unwrap()],
                 home.path(),
-                &[],
             )
             .await,
         );

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use crate::util::{fixture, pki, serve, Fixture, Pki, Server};
+use crate::util::{fixture, get, pki, serve, Fixture, Pki, Server};
 use ir_attest::attestor::{Attestor, PlatformCheck};
 use ir_attest::cca_platform::PlatformKeys;
 use ir_attest::{EmulatedRealm, Measurements};
@@ -134,7 +134,7 @@ async fn forwards_the_pull_api_over_ra_tls_verified() {
     let local = start(ratls_options(&up, &realm)).await;
     let c = http();
 
-    let r = c.get(local.url("/v2/")).send().await.unwrap();
+    let r = get(&c, local.url("/v2/")).await;
     assert_eq!(r.status(), 200);
 
     // Many local clients at once share the pool's attested connections.
@@ -143,7 +143,7 @@ async fn forwards_the_pull_api_over_ra_tls_verified() {
         .map(|_| {
             let c = c.clone();
             let url = local.url(&format!("/v2/app/blobs/{}", big.digest_str()));
-            tokio::spawn(async move { c.get(url).send().await.unwrap().bytes().await.unwrap() })
+            tokio::spawn(async move { get(&c, url).await.bytes().await.unwrap() })
         })
         .collect();
     for b in burst {
@@ -155,11 +155,7 @@ async fn forwards_the_pull_api_over_ra_tls_verified() {
     // Manifest by tag and by digest: the server's bytes and digest.
     let manifest = blob(&f, &f.image.manifest);
     for reference in ["latest", f.image.manifest.digest_str()] {
-        let r = c
-            .get(local.url(&format!("/v2/app/manifests/{reference}")))
-            .send()
-            .await
-            .unwrap();
+        let r = get(&c, local.url(&format!("/v2/app/manifests/{reference}"))).await;
         assert_eq!(r.status(), 200, "{reference}");
         assert_eq!(
             r.headers()["docker-content-digest"],
@@ -185,7 +181,7 @@ async fn forwards_the_pull_api_over_ra_tls_verified() {
     // Blobs, GET and HEAD.
     for d in f.image.layers.iter().chain([&f.image.config]) {
         let path = format!("/v2/app/blobs/{}", d.digest_str());
-        let r = c.get(local.url(&path)).send().await.unwrap();
+        let r = get(&c, local.url(&path)).await;
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["docker-content-digest"], d.digest_str());
         assert_eq!(r.bytes().await.unwrap(), blob(&f, d));
@@ -217,11 +213,7 @@ async fn forwards_the_pull_api_over_ra_tls_verified() {
     assert_eq!(r.status(), 416);
 
     // The index of app:multi.
-    let r = c
-        .get(local.url("/v2/app/manifests/multi"))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&c, local.url("/v2/app/manifests/multi")).await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.headers()["content-type"],
@@ -233,7 +225,7 @@ async fn forwards_the_pull_api_over_ra_tls_verified() {
         let c = c.clone();
         let url = local.url(&format!("/v2/app/tags/list{q}"));
         async move {
-            let r = c.get(url).send().await.unwrap();
+            let r = get(&c, url).await;
             assert_eq!(r.status(), 200);
             let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
             v["tags"].clone()
@@ -243,7 +235,7 @@ async fn forwards_the_pull_api_over_ra_tls_verified() {
     assert_eq!(tags("?n=1").await, serde_json::json!(["latest"]));
     assert_eq!(tags("?n=1&last=latest").await, serde_json::json!(["multi"]));
 
-    let r = c.get(local.url("/v2/_catalog")).send().await.unwrap();
+    let r = get(&c, local.url("/v2/_catalog")).await;
     assert_eq!(r.status(), 200);
     let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
     assert!(v["repositories"]
@@ -252,14 +244,14 @@ async fn forwards_the_pull_api_over_ra_tls_verified() {
         .contains(&serde_json::json!("app")));
 
     // Referrers: an index (empty here).
-    let r = c
-        .get(local.url(&format!(
+    let r = get(
+        &c,
+        local.url(&format!(
             "/v2/app/referrers/{}",
             f.image.manifest.digest_str()
-        )))
-        .send()
-        .await
-        .unwrap();
+        )),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
     assert_eq!(v["manifests"], serde_json::json!([]));
@@ -284,7 +276,7 @@ async fn forwards_the_pull_api_over_ra_tls_verified() {
         (format!("/v2/app/blobs/{zero}"), "BLOB_UNKNOWN"),
         ("/v2/nothere/manifests/latest".to_string(), "NAME_UNKNOWN"),
     ] {
-        let r = c.get(local.url(&path)).send().await.unwrap();
+        let r = get(&c, local.url(&path)).await;
         let (status, code, _) = oci_error(r).await;
         assert_eq!(status, 404, "{path}");
         assert!(
@@ -298,12 +290,12 @@ async fn forwards_the_pull_api_over_ra_tls_verified() {
         ("/v2/app/blobs/sha256:abc", "DIGEST_INVALID"),
         ("/v2/app/manifests/bad%20tag", "MANIFEST_INVALID"),
     ] {
-        let r = c.get(local.url(path)).send().await.unwrap();
+        let r = get(&c, local.url(path)).await;
         let (status, code, _) = oci_error(r).await;
         assert_eq!((status, code.as_str()), (400, want), "{path}");
     }
 
-    let r = c.get(local.url("/healthz")).send().await.unwrap();
+    let r = get(&c, local.url("/healthz")).await;
     assert_eq!(r.status(), 200);
 
     // Attested once, used by many: a handful of handshakes for all of it.
@@ -327,18 +319,14 @@ async fn a_refused_attestation_is_503_with_the_reason_and_no_retry_storm() {
         .map(|_| {
             let c = c.clone();
             let url = local.url("/v2/app/manifests/latest");
-            tokio::spawn(async move { c.get(url).send().await.unwrap().status().as_u16() })
+            tokio::spawn(async move { get(&c, url).await.status().as_u16() })
         })
         .collect();
     for b in burst {
         assert_eq!(b.await.unwrap(), 503);
     }
     for _ in 0..20 {
-        let r = c
-            .get(local.url("/v2/app/manifests/latest"))
-            .send()
-            .await
-            .unwrap();
+        let r = get(&c, local.url("/v2/app/manifests/latest")).await;
         let (status, code, message) = oci_error(r).await;
         assert_eq!((status, code.as_str()), (503, "UNAVAILABLE"));
         assert!(
@@ -346,7 +334,7 @@ async fn a_refused_attestation_is_503_with_the_reason_and_no_retry_storm() {
             "{message}"
         );
     }
-    let r = c.get(local.url("/healthz")).send().await.unwrap();
+    let r = get(&c, local.url("/healthz")).await;
     let (status, _, message) = oci_error(r).await;
     assert_eq!(status, 503);
     assert!(message.contains("attestation"), "{message}");
@@ -355,11 +343,7 @@ async fn a_refused_attestation_is_503_with_the_reason_and_no_retry_storm() {
     assert!((1..=4).contains(&n), "{n} attestations for 41 requests");
     // Once the refusal is forgotten, the next request attests again.
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    let r = c
-        .get(local.url("/v2/app/manifests/latest"))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&c, local.url("/v2/app/manifests/latest")).await;
     assert_eq!(r.status(), 503);
     assert_eq!(local.proxy.attestations(), n + 1);
     up.server.stop().await;
@@ -399,11 +383,7 @@ async fn manifests_the_realms_policy_refuses_are_not_found() {
     options.policy = Some(policy(dir.path(), false));
     let refusing = start(options).await;
     for reference in ["latest", f.image.manifest.digest_str()] {
-        let r = c
-            .get(refusing.url(&format!("/v2/app/manifests/{reference}")))
-            .send()
-            .await
-            .unwrap();
+        let r = get(&c, refusing.url(&format!("/v2/app/manifests/{reference}"))).await;
         let (status, code, message) = oci_error(r).await;
         assert_eq!((status, code.as_str()), (404, "MANIFEST_UNKNOWN"));
         assert!(message.contains("signature policy"), "{message}");
@@ -412,21 +392,17 @@ async fn manifests_the_realms_policy_refuses_are_not_found() {
     let mut options = ratls_options(&up, &realm);
     options.policy = Some(policy(dir.path(), true));
     let accepting = start(options).await;
-    let r = c
-        .get(accepting.url("/v2/app/manifests/multi"))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&c, accepting.url("/v2/app/manifests/multi")).await;
     assert_eq!(r.status(), 200);
     // A manifest of an accepted index is accepted by digest.
-    let r = c
-        .get(accepting.url(&format!(
+    let r = get(
+        &c,
+        accepting.url(&format!(
             "/v2/app/manifests/{}",
             f.amd64.manifest.digest_str()
-        )))
-        .send()
-        .await
-        .unwrap();
+        )),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     up.server.stop().await;
 }
@@ -599,11 +575,7 @@ async fn a_tampered_upstream_never_completes_a_wrong_blob_or_manifest() {
     let local = start(plain_options(&up)).await;
     let c = http();
 
-    let r = c
-        .get(local.url(&format!("/v2/app/blobs/{d}")))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&c, local.url(&format!("/v2/app/blobs/{d}"))).await;
     assert_eq!(r.status(), 200);
     let got = r.bytes().await;
     assert!(got.is_err(), "the wrong blob was completed");
@@ -621,7 +593,7 @@ async fn a_tampered_upstream_never_completes_a_wrong_blob_or_manifest() {
         "/v2/app/manifests/lying".to_string(),
         format!("/v2/app/manifests/{md}"),
     ] {
-        let r = c.get(local.url(&path)).send().await.unwrap();
+        let r = get(&c, local.url(&path)).await;
         let (status, _, message) = oci_error(r).await;
         assert_eq!(status, 502, "{path}: {message}");
     }
@@ -666,9 +638,9 @@ async fn the_cache_serves_repeated_and_concurrent_pulls_with_one_download() {
         let m = local.url("/v2/app/manifests/1.0");
         let b = local.url(&format!("/v2/app/blobs/{ld}"));
         async move {
-            let r = c.get(m).send().await.unwrap();
+            let r = get(&c, m).await;
             assert_eq!(r.status(), 200);
-            let r = c.get(b).send().await.unwrap();
+            let r = get(&c, b).await;
             assert_eq!(r.status(), 200);
             r.bytes().await.unwrap().to_vec()
         }
@@ -750,18 +722,14 @@ async fn a_connection_the_server_closes_is_replaced_without_failing_a_request() 
     // Requests across several connection ages: the server closes the
     // attested connection under them, none fails.
     for round in 0..12 {
-        let r = c
-            .get(local.url(&format!("/v2/app/blobs/{}", layer.digest_str())))
-            .send()
-            .await
-            .unwrap();
+        let r = get(
+            &c,
+            local.url(&format!("/v2/app/blobs/{}", layer.digest_str())),
+        )
+        .await;
         assert_eq!(r.status(), 200, "round {round}");
         assert_eq!(r.bytes().await.unwrap(), blob(&f, layer), "round {round}");
-        let r = c
-            .get(local.url("/v2/app/manifests/latest"))
-            .send()
-            .await
-            .unwrap();
+        let r = get(&c, local.url("/v2/app/manifests/latest")).await;
         assert_eq!(r.status(), 200, "round {round}");
         tokio::time::sleep(age / 3).await;
     }
@@ -799,17 +767,9 @@ async fn a_blob_whose_length_differs_from_its_manifest_is_refused() {
     let up = fake(routes, std::time::Duration::ZERO).await;
     let local = start(plain_options(&up)).await;
     let c = http();
-    let r = c
-        .get(local.url("/v2/app/manifests/1.0"))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&c, local.url("/v2/app/manifests/1.0")).await;
     assert_eq!(r.status(), 200);
-    let r = c
-        .get(local.url(&format!("/v2/app/blobs/{ld}")))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&c, local.url(&format!("/v2/app/blobs/{ld}"))).await;
     let (status, code, _) = oci_error(r).await;
     assert_eq!((status, code.as_str()), (502, "SIZE_INVALID"));
 }
@@ -852,14 +812,10 @@ async fn the_command_serves_and_logs_one_line_per_request() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert!(ready, "ir-client serve did not start");
-    let r = c
-        .get(format!("{base}/v2/team/app/manifests/1.0"))
-        .send()
-        .await
-        .unwrap();
+    let r = get(&c, format!("{base}/v2/team/app/manifests/1.0")).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap(), manifest);
-    let r = c.get(format!("{base}/healthz")).send().await.unwrap();
+    let r = get(&c, format!("{base}/healthz")).await;
     assert_eq!(r.status(), 200);
     child.kill().unwrap();
     let out = child.wait_with_output().unwrap();
@@ -897,14 +853,14 @@ async fn serves_tls_with_a_certificate_on_any_address() {
         )
         .build()
         .unwrap();
-    let r = c
-        .get(format!(
+    let r = get(
+        &c,
+        format!(
             "https://localhost:{}/v2/app/manifests/latest",
             local.addr.port()
-        ))
-        .send()
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap(), blob(&f, &f.image.manifest));
     // Plain HTTP on the TLS port gets nothing.
@@ -1030,7 +986,7 @@ async fn the_policy_judges_tags_and_accepts_the_manifests_of_a_signed_index() {
     let get = |path: String| {
         let c = c.clone();
         let url = local.url(&path);
-        async move { c.get(url).send().await.unwrap() }
+        async move { get(&c, url).await }
     };
 
     // Before the index is accepted, its manifests by digest are judged

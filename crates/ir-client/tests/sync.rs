@@ -15,7 +15,7 @@ use ir_testkit::cosign::{cosign_referrer, cosign_sign, Key};
 use ir_testkit::Root;
 use serde_json::json;
 
-use crate::util::{files, fixture, lying_registry, pki, serve};
+use crate::util::{files, fixture, lying_registry, pki, scratch_root, serve};
 
 const HOST: &str = "registry.test";
 
@@ -147,12 +147,8 @@ fn upstream() -> Upstream {
 async fn a_synced_root_is_served_with_its_signatures_and_judged_as_the_source() {
     let up = upstream();
     let server = serve(up.root.path(), Arc::new(Plain)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    let refs = [
-        format!("http://{}/app", server.addr),
-        format!("http://{}/team/tools:1.0", server.addr),
-    ];
+    let (_dir, root) = scratch_root();
+    let refs = [server.http("app"), server.http("team/tools:1.0")];
     let reports = sync(&root, &refs, None, false).await;
     for r in &reports {
         assert_eq!(r.error, None, "{r:?}");
@@ -201,13 +197,13 @@ async fn a_synced_root_is_served_with_its_signatures_and_judged_as_the_source() 
         assert_eq!(r.signers.len(), 1, "{tag}");
     }
     let e = judged
-        .pull(&format!("http://{}/app:unsigned", copy.addr), out.path())
+        .pull(&copy.http("app:unsigned"), out.path())
         .await
         .unwrap_err();
     assert!(matches!(e, Error::Refused { .. }), "{e}");
     // Every platform of the index is served.
     let r = client()
-        .pull(&format!("http://{}/app:multi", copy.addr), out.path())
+        .pull(&copy.http("app:multi"), out.path())
         .await
         .unwrap();
     assert_eq!(r.manifests, 3);
@@ -229,12 +225,8 @@ async fn a_synced_root_is_served_with_its_signatures_and_judged_as_the_source() 
 async fn with_a_policy_refused_images_are_not_written() {
     let up = upstream();
     let server = serve(up.root.path(), Arc::new(Plain)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    let refs = [
-        format!("http://{}/app", server.addr),
-        format!("http://{}/team/tools", server.addr),
-    ];
+    let (_dir, root) = scratch_root();
+    let refs = [server.http("app"), server.http("team/tools")];
     let reports = sync(&root, &refs, Some(policy(&up.key)), false).await;
     // Every tag of team/tools refused: no layout at all.
     assert_eq!(reports[1].refused.len(), 1, "{:?}", reports[1]);
@@ -256,8 +248,7 @@ async fn with_a_policy_refused_images_are_not_written() {
 
 #[tokio::test]
 async fn prune_removes_tags_gone_upstream_and_reuses_blobs() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
+    let (_dir, root) = scratch_root();
     let first = Root::new();
     let app = first.layout("app");
     let big = vec![9u8; 200_000];
@@ -265,7 +256,7 @@ async fn prune_removes_tags_gone_upstream_and_reuses_blobs() {
     let old = app.image(b"old");
     app.set_index(&[v1.tagged("v1"), old.tagged("old")]);
     let server = serve(first.path(), Arc::new(Plain)).await;
-    let refs = [format!("http://{}/app", server.addr)];
+    let refs = [server.http("app")];
     assert_eq!(sync(&root, &refs, None, false).await[0].status, "added");
     server.stop().await;
 
@@ -276,7 +267,7 @@ async fn prune_removes_tags_gone_upstream_and_reuses_blobs() {
     let v2 = app.image_with_layers(&[&big, b"v2"]);
     app.set_index(&[v1.tagged("v1"), v2.tagged("v2")]);
     let server = serve(second.path(), Arc::new(Plain)).await;
-    let refs = [format!("http://{}/app", server.addr)];
+    let refs = [server.http("app")];
 
     // Without --prune, `old` stays.
     let r = &sync(&root, &refs, None, false).await[0];
@@ -356,14 +347,13 @@ fn cutting_routes(
 
 #[tokio::test]
 async fn a_cut_blob_leaves_the_old_layout_served_and_the_next_run_finishes() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
+    let (_dir, root) = scratch_root();
     let first = Root::new();
     let app = first.layout("app");
     let v1 = app.image(b"version one");
     app.set_index(&[v1.tagged("latest")]);
     let server = serve(first.path(), Arc::new(Plain)).await;
-    sync(&root, &[format!("http://{}/app", server.addr)], None, false).await;
+    sync(&root, &[server.http("app")], None, false).await;
     server.stop().await;
     let served_before = files(&root.join("app"));
 
@@ -372,7 +362,7 @@ async fn a_cut_blob_leaves_the_old_layout_served_and_the_next_run_finishes() {
     let v2 = app.image_with_layers(&[b"config-sized layer", &vec![5u8; 100_000]]);
     app.set_index(&[v2.tagged("latest")]);
     let liar = lying_registry(cutting_routes(&app, &v2, 50_000)).await;
-    let r = &sync(&root, &[format!("http://{}/app", liar.addr)], None, false).await[0];
+    let r = &sync(&root, &[liar.http("app")], None, false).await[0];
     assert_eq!(r.status, "failed");
     assert!(r.error.is_some());
     liar.stop().await;
@@ -421,7 +411,7 @@ async fn a_cut_blob_leaves_the_old_layout_served_and_the_next_run_finishes() {
     // The next run against a good upstream finishes, reusing what the
     // cut run completed.
     let server = serve(second.path(), Arc::new(Plain)).await;
-    let r = &sync(&root, &[format!("http://{}/app", server.addr)], None, false).await[0];
+    let r = &sync(&root, &[server.http("app")], None, false).await[0];
     assert_eq!(r.error, None, "{r:?}");
     assert_eq!(r.status, "updated");
     assert_eq!(r.tags_updated, ["latest"]);
@@ -533,8 +523,7 @@ async fn over_ra_tls_from_an_ir_server_only_what_the_realm_may_pull() {
         },
     )
     .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
+    let (_dir, root) = scratch_root();
     let refs = [
         format!("ra-tls://localhost:{}/app", server.port()),
         format!("ra-tls://localhost:{}/team/tools", server.port()),
@@ -567,8 +556,7 @@ async fn over_ra_tls_from_an_ir_server_only_what_the_realm_may_pull() {
 async fn the_command_prints_json_and_signals_the_server() {
     let f = fixture();
     let server = serve(f.root.path(), Arc::new(Plain)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
+    let (_dir, root) = scratch_root();
     let mut sleeper = std::process::Command::new("sleep")
         .arg("30")
         .spawn()
@@ -646,14 +634,13 @@ async fn blobs_of_other_applications_are_reused_without_touching_them() {
     let identity = |p: &Path| ir_oci::FileIdentity::of(&std::fs::metadata(p).unwrap());
 
     for hard_links in [false, true] {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
+        let (_dir, root) = scratch_root();
         let c = client();
-        let app_ref = [format!("http://{}/app", server.addr)];
+        let app_ref = [server.http("app")];
         sync_with(&c, &root, &app_ref, None, false, hard_links).await;
         let served = root.join("app").join(big_digest.blob_path());
         let before = identity(&served);
-        let other_ref = [format!("http://{}/other", server.addr)];
+        let other_ref = [server.http("other")];
         let r = &sync_with(&c, &root, &other_ref, None, false, hard_links).await[0];
         assert_eq!(r.error, None, "{r:?}");
         assert!(r.blobs_reused >= 1, "{r:?}");
@@ -692,25 +679,12 @@ async fn a_listed_tag_that_is_gone_is_skipped_and_no_layout_goes_inside_another(
         ),
     );
     let registry = lying_registry(routes).await;
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
-    let r = &sync(
-        &root,
-        &[format!("http://{}/app", registry.addr)],
-        None,
-        false,
-    )
-    .await[0];
+    let (_dir, root) = scratch_root();
+    let r = &sync(&root, &[registry.http("app")], None, false).await[0];
     assert_eq!(r.error, None, "{r:?}");
     assert_eq!(r.tags_added, ["latest"]);
     // Named explicitly, a missing tag is an error (exit status 3).
-    let r = &sync(
-        &root,
-        &[format!("http://{}/app:gone", registry.addr)],
-        None,
-        false,
-    )
-    .await[0];
+    let r = &sync(&root, &[registry.http("app:gone")], None, false).await[0];
     assert_eq!(r.status, "failed");
     assert_eq!(r.exit_code, 3);
     registry.stop().await;
@@ -722,13 +696,7 @@ async fn a_listed_tag_that_is_gone_is_skipped_and_no_layout_goes_inside_another(
     let i = inner.image(b"inner");
     inner.set_index(&[i.tagged("1")]);
     let server = serve(up.path(), Arc::new(Plain)).await;
-    let r = &sync(
-        &root,
-        &[format!("http://{}/app/inner", server.addr)],
-        None,
-        false,
-    )
-    .await[0];
+    let r = &sync(&root, &[server.http("app/inner")], None, false).await[0];
     assert_eq!(r.status, "failed");
     assert!(
         r.error.as_deref().unwrap().contains("is an OCI layout"),
@@ -795,7 +763,7 @@ async fn signatures_listed_by_the_referrers_tag_schema_are_judged_and_copied() {
         ),
     );
     let registry = lying_registry(routes).await;
-    let url = format!("http://{}/app", registry.addr);
+    let url = registry.http("app");
 
     // `pull --policy` accepts it.
     let judged = Client::with_options(
@@ -815,8 +783,7 @@ async fn signatures_listed_by_the_referrers_tag_schema_are_judged_and_copied() {
 
     // `sync --policy` accepts and copies it: the served copy lists the
     // referrer, and passes the same policy.
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("root");
+    let (_dir, root) = scratch_root();
     let r = &sync(&root, &[url], Some(policy(&key_path)), false).await[0];
     assert_eq!(r.error, None, "{r:?}");
     assert!(r.refused.is_empty(), "{r:?}");
@@ -828,7 +795,7 @@ async fn signatures_listed_by_the_referrers_tag_schema_are_judged_and_copied() {
     registry.stop().await;
     let copy = serve(&root, Arc::new(Plain)).await;
     let r = judged
-        .pull(&format!("http://{}/app:latest", copy.addr), out.path())
+        .pull(&copy.http("app:latest"), out.path())
         .await
         .unwrap();
     assert_eq!(r.signers.len(), 1);

@@ -86,6 +86,11 @@ impl Server {
         self.addr.port()
     }
 
+    /// `http://ADDR/PATH`: a repository or image reference on this server.
+    pub fn http(&self, path: &str) -> String {
+        format!("http://{}/{path}", self.addr)
+    }
+
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
@@ -429,4 +434,70 @@ pub fn files(dir: &Path) -> Vec<String> {
     walk(dir, dir, &mut out);
     out.sort();
     out
+}
+
+/// A GET of `url` with `c`, sent (a failure to send panics).
+pub async fn get(c: &reqwest::Client, url: impl reqwest::IntoUrl) -> reqwest::Response {
+    c.get(url).send().await.unwrap()
+}
+
+/// A fresh directory and the path `root` in it (not created), for a root
+/// a test writes; the directory goes when the first value is dropped.
+pub fn scratch_root() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    (dir, root)
+}
+
+/// Runs the ir-client binary with `args` and `env` on a blocking thread,
+/// without the proxy variables of the caller's environment; with `home`,
+/// also without any auth file but those given (HOME is `home`, the XDG
+/// and REGISTRY_AUTH_FILE variables are unset).
+pub async fn run_client(
+    args: &[&str],
+    env: &[(&str, &str)],
+    home: Option<&Path>,
+) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let home = home.map(Path::to_path_buf);
+    tokio::task::spawn_blocking(move || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_ir-client"));
+        c.args(&args);
+        for proxy in [
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "http_proxy",
+            "https_proxy",
+            "ALL_PROXY",
+        ] {
+            c.env_remove(proxy);
+        }
+        if let Some(home) = home {
+            c.env("HOME", home)
+                .env_remove("XDG_RUNTIME_DIR")
+                .env_remove("XDG_CONFIG_HOME")
+                .env_remove("REGISTRY_AUTH_FILE");
+        }
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// Asserts that a run succeeded (else shows its stderr); its stdout.
+pub fn stdout_ok(o: &std::process::Output) -> String {
+    assert!(
+        o.status.success(),
+        "status {:?}: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout.clone()).unwrap()
 }

@@ -10,18 +10,8 @@ use serde_json::Value;
 
 /// Runs `ir-server --check` with `args`; its exit code and stdout.
 fn check(root: &Path, args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ir-server"))
-        .arg("--check")
-        .arg("-r")
-        .arg(root)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8(out.stdout).unwrap(),
-    )
+    let (code, out, _) = crate::util::check(root, args);
+    (code, out)
 }
 
 fn check_json(root: &Path, args: &[&str]) -> (i32, Value) {

@@ -5,100 +5,29 @@
 //! application kept at its last good version is judged from its unfiltered
 //! copy in every policy scope.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ir_oci::{LoadOptions, RepoName};
-use ir_server::snapshot::catalog::Catalog;
 use ir_server::snapshot::policy_gate::{Gate, TrustConfig};
 use ir_server::snapshot::reload::Reloader;
 use ir_testkit::cosign::{cosign_sign, Key};
-use ir_testkit::{Desc, Root};
+use ir_testkit::Desc;
 use ir_trust::memo::{ArtifactRecord, LayerRecord, SignedRecord};
 use ir_trust::payload::Claim;
 use ir_trust::signatures::ArtifactKind;
 use ir_trust::Memo;
 use serde_json::{json, Value};
 
-use crate::util::{client, TestServer};
-
-const HOST: &str = "registry.test";
-
-/// A root with `signed:1` (signed by `key`) and `unsigned:1`, the policy
-/// requiring `key` for HOST, and the key file.
-struct Fixture {
-    root: Root,
-    signed: ir_testkit::Image,
-    unsigned_app: ir_testkit::Layout,
-    unsigned: ir_testkit::Image,
-    policy: PathBuf,
-    key_path: PathBuf,
-}
-
-fn fixture(key: &Key) -> Fixture {
-    let root = Root::new();
-    let signed_app = root.layout("signed");
-    let signed = signed_app.image(b"signed layer");
-    let sig = cosign_sign(
-        &signed_app,
-        &signed.manifest,
-        &format!("{HOST}/signed:1"),
-        key,
-    );
-    signed_app.set_index(&[signed.tagged("1"), sig]);
-    let unsigned_app = root.layout("unsigned");
-    let unsigned = unsigned_app.image(b"unsigned layer");
-    unsigned_app.set_index(&[unsigned.tagged("1")]);
-    let dir = root.outside("trust");
-    std::fs::create_dir_all(&dir).unwrap();
-    let key_path = key.write_public(&dir, "cosign.pub");
-    let policy = dir.join("policy.json");
-    let req = json!({"type": "sigstoreSigned", "keyPath": key_path});
-    let doc = json!({"default": [{"type": "reject"}], "transports": {"docker": {HOST: [req]}}});
-    std::fs::write(&policy, serde_json::to_vec(&doc).unwrap()).unwrap();
-    Fixture {
-        root,
-        signed,
-        unsigned_app,
-        unsigned,
-        policy,
-        key_path,
-    }
-}
+use crate::util::policy::{fixture, serve, write_policy, HOST};
+use crate::util::{client, status, TestServer};
 
 fn config(policy: &Path, cache: Option<&Path>) -> TrustConfig {
     let mut c = TrustConfig::new(Some(policy.to_path_buf()), None, HOST);
     c.memo = cache.map(Path::to_path_buf);
     c
-}
-
-/// Serves `root` judged by `gate` as the binary does (views and the
-/// applications as loaded).
-async fn serve(root: &Root, gate: &Gate) -> TestServer {
-    let registry = ir_oci::load(root.path(), &LoadOptions::default()).unwrap();
-    let judged = gate.apply(registry);
-    let catalog = Catalog::new(judged.registry)
-        .with_views(Some((gate.host().to_owned(), judged.views)))
-        .with_loaded(judged.loaded);
-    TestServer::serve_catalog(
-        catalog,
-        Arc::new(ir_server::transport::plain::Plain),
-        crate::util::options(Default::default()),
-        "http",
-    )
-    .await
-}
-
-async fn status(server: &TestServer, path: &str) -> u16 {
-    client()
-        .get(server.url(path))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
 }
 
 async fn tags(server: &TestServer, app: &str) -> Value {
@@ -280,9 +209,7 @@ fn an_rsa_key_that_can_never_verify_stops_the_server_naming_its_size() {
         let key_path = dir.join(format!("rsa{bits}.pub"));
         std::fs::write(&key_path, pem).unwrap();
         let policy = dir.join(format!("rsa{bits}.json"));
-        let req = json!({"type": "sigstoreSigned", "keyPath": key_path});
-        let doc = json!({"default": [{"type": "reject"}], "transports": {"docker": {HOST: [req]}}});
-        std::fs::write(&policy, serde_json::to_vec(&doc).unwrap()).unwrap();
+        write_policy(&policy, &[&key_path]);
         let (code, err) = start_fails(f.root.path(), &["--policy", policy.to_str().unwrap()]);
         assert_ne!(code, 0);
         assert!(
@@ -330,9 +257,7 @@ async fn a_key_file_that_no_longer_loads_stops_accepting_at_the_next_reload() {
 
     // Back: the key accepts again.
     std::fs::write(&f.key_path, saved).unwrap();
-    let req = json!({"type": "sigstoreSigned", "keyPath": f.key_path});
-    let doc = json!({"default": [{"type": "reject"}], "transports": {"docker": {HOST: [req]}}});
-    std::fs::write(&f.policy, serde_json::to_vec(&doc).unwrap()).unwrap();
+    write_policy(&f.policy, &[&f.key_path]);
     reloader.reload().await.unwrap();
     assert_eq!(status(&server, "/v2/signed/manifests/1").await, 200);
     server.stop().await;

@@ -4,21 +4,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::util::{client, options, TestServer};
+use crate::util::{client, options, status, TestServer};
 use ir_oci::LoadOptions;
 use ir_server::snapshot::reload::Reloader;
 use ir_server::transport::server::ConnLimits;
 use ir_testkit::Root;
-
-async fn status(server: &TestServer, path: &str) -> u16 {
-    client()
-        .get(server.url(path))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
 
 fn reloader(server: &TestServer, root: &Root) -> Reloader {
     Reloader::new(

@@ -1,8 +1,7 @@
 //! The signature policy in the server: what a refused image looks like to a
 //! client, reload and key rotation, per-realm scopes, and `--check`.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 
 use ir_oci::{LoadOptions, RepoName};
@@ -13,72 +12,11 @@ use ir_testkit::cosign::{cosign_sign, Key};
 use ir_testkit::{Desc, Root};
 use serde_json::{json, Value};
 
-use crate::util::{client, error_code, TestServer};
-
-const HOST: &str = "registry.test";
-
-fn write_policy(path: &Path, keys: &[&Path]) {
-    let req = json!({"type": "sigstoreSigned", "keyPaths": keys});
-    let policy = json!({"default": [{"type": "reject"}], "transports": {"docker": {HOST: [req]}}});
-    std::fs::write(path, serde_json::to_vec(&policy).unwrap()).unwrap();
-}
-
-/// A root with `signed:1` (signed by `key`) and `unsigned:1`, each with a
-/// layer of its own.
-struct Fixture {
-    root: Root,
-    signed: ir_testkit::Image,
-    sig: Desc,
-    unsigned: ir_testkit::Image,
-    policy: PathBuf,
-    key_path: PathBuf,
-}
-
-fn fixture(key: &Key) -> Fixture {
-    let root = Root::new();
-    let signed_app = root.layout("signed");
-    let signed = signed_app.image(b"signed layer");
-    let sig = cosign_sign(
-        &signed_app,
-        &signed.manifest,
-        &format!("{HOST}/signed:1"),
-        key,
-    );
-    signed_app.set_index(&[signed.tagged("1"), sig.clone()]);
-    let unsigned_app = root.layout("unsigned");
-    let unsigned = unsigned_app.image(b"unsigned layer");
-    unsigned_app.set_index(&[unsigned.tagged("1")]);
-    let dir = root.outside("trust");
-    std::fs::create_dir_all(&dir).unwrap();
-    let key_path = key.write_public(&dir, "cosign.pub");
-    let policy = dir.join("policy.json");
-    write_policy(&policy, &[&key_path]);
-    Fixture {
-        root,
-        signed,
-        sig,
-        unsigned,
-        policy,
-        key_path,
-    }
-}
+use crate::util::policy::{fixture, serve, write_policy, HOST};
+use crate::util::{self, client, error_code, status, TestServer};
 
 fn gate(policy: &Path) -> Arc<Gate> {
     Arc::new(Gate::new(TrustConfig::new(Some(policy.to_path_buf()), None, HOST)).unwrap())
-}
-
-async fn serve(root: &Root, gate: &Gate) -> TestServer {
-    let registry = ir_oci::load(root.path(), &LoadOptions::default()).unwrap();
-    let judged = gate.apply(registry);
-    let catalog =
-        Catalog::new(judged.registry).with_views(Some((gate.host().to_owned(), judged.views)));
-    TestServer::serve_catalog(
-        catalog,
-        Arc::new(ir_server::transport::plain::Plain),
-        crate::util::options(Default::default()),
-        "http",
-    )
-    .await
 }
 
 async fn get(server: &TestServer, path: &str) -> reqwest::Response {
@@ -191,21 +129,11 @@ fn each_policy_scope_has_its_own_view() {
     assert_eq!(tags(Some("unknown.registry")), None, "no view yet: nothing");
 }
 
+/// `ir-server --check` for HOST.
 fn check(root: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ir-server"))
-        .arg("--check")
-        .arg("-r")
-        .arg(root)
-        .args(["--registry-host", HOST])
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
+    let mut all = vec!["--registry-host", HOST];
+    all.extend_from_slice(args);
+    util::check(root, &all)
 }
 
 #[test]
@@ -352,10 +280,6 @@ fn a_signature_cache_is_remembered_across_runs_and_never_trusted_blindly() {
 struct Seen {
     by_digest: u16,
     tags: Vec<String>,
-}
-
-async fn status(server: &TestServer, path: &str) -> u16 {
-    get(server, path).await.status().as_u16()
 }
 
 async fn tags_of(server: &TestServer, app: &str) -> Vec<String> {

@@ -268,189 +268,143 @@ fn keyless_signatures_are_served_and_every_refusal_is_withdrawn() {
     let rekor_path = rekor.0.write_public(&dir, "rekor.pub");
 
     // Each case: the application, how it is signed, and the reason and a
-    // fragment of the detail when refused.
+    // fragment of the detail when refused; as a signature tag (cosign's tag
+    // form) and, where the last field is not `None`, as a sigstore bundle
+    // too (referrers; the application `b-NAME`), refused as it says.
+    let base = || Sign::new(EMAIL, ISSUER, T);
     let v2_only = [IssuerExt::V2(ISSUER)];
     let both = [IssuerExt::V1(ISSUER), IssuerExt::V2(ISSUER)];
     let disagree = [IssuerExt::V1(ISSUER), IssuerExt::V2("https://evil.example")];
-    let cases: Vec<(&str, Sign<'_>, Refused)> = vec![
-        ("good", Sign::new(EMAIL, ISSUER, T), None),
+    let other_email = Some(("untrusted_key", "issued to [\"mallory@example.com\"]"));
+    let expired = Some(("untrusted_key", "not valid at the Rekor integrated time"));
+    let bad_set = Some(("bad_signature", "verifies with no trusted Rekor key"));
+    let other_ca_refused = Some(("untrusted_key", "does not chain to a trusted Fulcio CA"));
+    let cases: Vec<(&str, Sign<'_>, Refused, Option<Refused>)> = vec![
+        ("good", base(), None, Some(None)),
         (
             "issuerv2",
             Sign {
                 issuer_exts: Some(&v2_only),
-                ..Sign::new(EMAIL, ISSUER, T)
+                ..base()
             },
+            None,
             None,
         ),
         (
             "issuerboth",
             Sign {
                 issuer_exts: Some(&both),
-                ..Sign::new(EMAIL, ISSUER, T)
+                ..base()
             },
+            None,
             None,
         ),
         (
             "issuerdisagree",
             Sign {
                 issuer_exts: Some(&disagree),
-                ..Sign::new(EMAIL, ISSUER, T)
+                ..base()
             },
             Some(("bad_signature", "OIDC issuer extensions disagree")),
+            None,
         ),
         (
             "noissuer",
             Sign {
                 issuer_exts: Some(&[]),
-                ..Sign::new(EMAIL, ISSUER, T)
+                ..base()
             },
             Some(("untrusted_key", "no OIDC issuer extension")),
+            None,
         ),
         (
             "otherissuer",
             Sign {
                 issuer: "https://evil.example",
-                ..Sign::new(EMAIL, ISSUER, T)
+                ..base()
             },
             Some(("untrusted_key", "OIDC issuer is \"https://evil.example\"")),
+            None,
         ),
         (
             "otheremail",
             Sign {
                 email: "mallory@example.com",
-                ..Sign::new(EMAIL, ISSUER, T)
+                ..base()
             },
-            Some(("untrusted_key", "issued to [\"mallory@example.com\"]")),
+            other_email,
+            Some(other_email),
         ),
         (
             "expired",
             Sign {
                 validity: Some((T - 1200, T - 600)),
-                ..Sign::new(EMAIL, ISSUER, T)
+                ..base()
             },
-            Some(("untrusted_key", "not valid at the Rekor integrated time")),
+            expired,
+            Some(expired),
         ),
         (
             "notyetvalid",
             Sign {
                 validity: Some((T + 60, T + 660)),
-                ..Sign::new(EMAIL, ISSUER, T)
+                ..base()
             },
             Some(("untrusted_key", "CertNotValidYet")),
+            None,
         ),
         (
             "badset",
             Sign {
                 bad_set: true,
-                ..Sign::new(EMAIL, ISSUER, T)
+                ..base()
             },
-            Some(("bad_signature", "verifies with no trusted Rekor key")),
+            bad_set,
+            Some(bad_set),
         ),
         (
             "noset",
             Sign {
                 no_set: true,
-                ..Sign::new(EMAIL, ISSUER, T)
+                ..base()
             },
             Some(("bad_signature", "no Rekor signed entry timestamp")),
+            Some(Some(("bad_signature", "no inclusion promise"))),
         ),
         (
             "otherentry",
             Sign {
                 other_entry: true,
-                ..Sign::new(EMAIL, ISSUER, T)
+                ..base()
             },
             Some(("bad_signature", "logs another signature")),
+            Some(Some(("bad_signature", "logs another payload"))),
         ),
         (
             "otherca",
             Sign {
                 ca: Some(&other_ca),
-                ..Sign::new(EMAIL, ISSUER, T)
+                ..base()
             },
-            Some(("untrusted_key", "does not chain to a trusted Fulcio CA")),
+            other_ca_refused,
+            Some(other_ca_refused),
         ),
     ];
-    let mut expected = Vec::new();
-    for (name, how, reason) in cases {
-        let app = root.layout(name);
-        let image = app.image(name.as_bytes());
-        let sig = keyless_sign(
-            &app,
-            &image.manifest,
-            &format!("{HOST}/{name}:1"),
-            &fulcio,
-            &rekor,
-            &how,
-        );
-        app.set_index(&[image.tagged("1"), sig]);
-        expected.push((name, reason));
-    }
-    // The same cases as sigstore bundles (referrers).
-    let bundle_cases = [
-        ("b-good", Sign::new(EMAIL, ISSUER, T), None),
-        (
-            "b-otheremail",
-            Sign {
-                email: "mallory@example.com",
-                ..Sign::new(EMAIL, ISSUER, T)
-            },
-            Some(("untrusted_key", "issued to [\"mallory@example.com\"]")),
-        ),
-        (
-            "b-expired",
-            Sign {
-                validity: Some((T - 1200, T - 600)),
-                ..Sign::new(EMAIL, ISSUER, T)
-            },
-            Some(("untrusted_key", "not valid at the Rekor integrated time")),
-        ),
-        (
-            "b-badset",
-            Sign {
-                bad_set: true,
-                ..Sign::new(EMAIL, ISSUER, T)
-            },
-            Some(("bad_signature", "verifies with no trusted Rekor key")),
-        ),
-        (
-            "b-noset",
-            Sign {
-                no_set: true,
-                ..Sign::new(EMAIL, ISSUER, T)
-            },
-            Some(("bad_signature", "no inclusion promise")),
-        ),
-        (
-            "b-otherentry",
-            Sign {
-                other_entry: true,
-                ..Sign::new(EMAIL, ISSUER, T)
-            },
-            Some(("bad_signature", "logs another payload")),
-        ),
-        (
-            "b-otherca",
-            Sign {
-                ca: Some(&other_ca),
-                ..Sign::new(EMAIL, ISSUER, T)
-            },
-            Some(("untrusted_key", "does not chain to a trusted Fulcio CA")),
-        ),
-    ];
-    for (name, how, reason) in bundle_cases {
-        let app = root.layout(name);
-        let image = app.image(name.as_bytes());
-        let sig = keyless_bundle(
-            &app,
-            &image.manifest,
-            &format!("{HOST}/{name}:1"),
-            &fulcio,
-            &rekor,
-            &how,
-        );
-        app.set_index(&[image.tagged("1"), sig]);
-        expected.push((name, reason));
+    let mut expected: Vec<(String, Refused)> = Vec::new();
+    for (name, how, reason, as_bundle) in cases {
+        let forms = [(name.to_owned(), Some(reason), false)]
+            .into_iter()
+            .chain([(format!("b-{name}"), as_bundle, true)]);
+        for (name, reason, bundle) in forms {
+            let Some(reason) = reason else { continue };
+            let app = root.layout(&name);
+            let image = app.image(name.as_bytes());
+            let reference = format!("{HOST}/{name}:1");
+            let sign = if bundle { keyless_bundle } else { keyless_sign };
+            let sig = sign(&app, &image.manifest, &reference, &fulcio, &rekor, &how);
+            app.set_index(&[image.tagged("1"), sig]);
+            expected.push((name, reason));
+        }
     }
     // A bundle artifact whose layer calls itself a simple-signing payload,
     // signed keyless as one: the judgement reads the layer as a bundle (its
@@ -485,7 +439,7 @@ fn keyless_signatures_are_served_and_every_refusal_is_withdrawn() {
     let sig = confused.artifact(media, &[layer], json!({"subject": image.manifest.0}));
     confused.set_index(&[image.tagged("1"), sig]);
     expected.push((
-        "confused",
+        "confused".into(),
         Some(("untrusted_key", "the bundle holds no certificate")),
     ));
     // A key-based signature is not a keyless one.
@@ -498,12 +452,16 @@ fn keyless_signatures_are_served_and_every_refusal_is_withdrawn() {
         &Key::p256(),
     );
     keyed.set_index(&[image.tagged("1"), sig]);
-    expected.push(("keyed", Some(("untrusted_key", "not a keyless signature"))));
+    expected.push((
+        "keyed".into(),
+        Some(("untrusted_key", "not a keyless signature")),
+    ));
 
     let policy = keyless_policy(&ca_path, &rekor_path, ISSUER, EMAIL);
     let (registry, j) = judge(&root, &policy);
-    for (name, reason) in expected {
-        match reason {
+    for (name, reason) in &expected {
+        let name = name.as_str();
+        match *reason {
             None => {
                 match verdict(&j, name, "1") {
                     Verdict::Accepted { signers } => {

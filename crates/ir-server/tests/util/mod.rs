@@ -1,6 +1,7 @@
 //! Starts the real server on 127.0.0.1 with an OS-chosen port.
 
 pub mod pki;
+pub mod policy;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -161,4 +162,32 @@ pub async fn error_code(r: reqwest::Response) -> String {
     assert_eq!(header(&r, "content-type"), "application/json");
     let v: serde_json::Value = r.json().await.unwrap();
     v["errors"][0]["code"].as_str().unwrap().to_string()
+}
+
+/// The status of a GET of `path`.
+pub async fn status(server: &TestServer, path: &str) -> u16 {
+    client()
+        .get(server.url(path))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Runs `ir-server --check -r ROOT ARGS`: its exit code, stdout and stderr.
+pub fn check(root: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ir-server"))
+        .arg("--check")
+        .arg("-r")
+        .arg(root)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
 }

@@ -1,10 +1,10 @@
 //! What one line of the journal holds.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 
 /// `prev` of the very first line of a journal.
 pub(crate) const GENESIS: &str =
@@ -84,40 +84,100 @@ pub struct Delivery {
 pub(crate) enum Kind {
     /// The writer (re)started: the chain goes on from the last line.
     Start,
+    /// Who receives, under which policy: written once per file for each
+    /// one, then named by its `seq` from the deliveries that follow.
+    Context,
     /// A manifest was served.
     Delivery,
     /// A signature over the chain up to this line.
     Checkpoint,
 }
 
+/// The part of a delivery that repeats from one record to the next: a
+/// `context` line carries it once per file.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Context<'a> {
+    pub identity: Cow<'a, Identity>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_scope: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_digest: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference_values_digest: Option<Cow<'a, str>>,
+}
+
+impl<'a> Context<'a> {
+    pub fn of(delivery: &'a Delivery) -> Self {
+        Self {
+            identity: Cow::Borrowed(&delivery.identity),
+            policy_scope: delivery.policy_scope.as_deref().map(Cow::Borrowed),
+            policy_digest: delivery.policy_digest.as_deref().map(Cow::Borrowed),
+            reference_values_digest: delivery
+                .reference_values_digest
+                .as_deref()
+                .map(Cow::Borrowed),
+        }
+    }
+}
+
+/// What a delivery line holds: the manifest, and the `seq` of the
+/// `context` line (in the same file) that says who received it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Record<'a> {
+    pub application: Cow<'a, str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<Cow<'a, str>>,
+    pub digest: Cow<'a, str>,
+    pub media_type: Cow<'a, str>,
+    pub context: u64,
+}
+
 /// One line, as written.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct Line {
+pub(crate) struct Line<'a> {
     /// Position in the whole journal, from 1, without gaps.
     pub seq: u64,
     #[serde(rename = "type")]
     pub kind: Kind,
     /// RFC 3339, UTC.
-    pub time: String,
+    pub time: Cow<'a, str>,
     /// `sha256:` of the previous line's bytes (without its newline).
-    pub prev: String,
+    pub prev: Cow<'a, str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delivery: Option<Delivery>,
+    pub context: Option<Context<'a>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<Record<'a>>,
     /// `start`: the server's name and version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server: Option<String>,
+    pub server: Option<Cow<'a, str>>,
     /// `checkpoint`: SHA-256 of the signing key's SubjectPublicKeyInfo.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_id: Option<String>,
+    pub key_id: Option<Cow<'a, str>>,
     /// `checkpoint`: base64url ES256 signature of [`checkpoint_message`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
 }
 
+/// The SHA-256 of a line's bytes.
+pub(crate) fn line_digest(bytes: &[u8]) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    digest.as_ref().try_into().expect("SHA-256 is 32 bytes")
+}
+
 /// `sha256:<hex>` of a line's bytes.
 pub(crate) fn line_hash(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+    hash_text(&line_digest(bytes))
+}
+
+/// `sha256:<hex>` of a digest.
+pub(crate) fn hash_text(digest: &[u8; 32]) -> String {
+    let mut text = String::with_capacity(71);
+    text.push_str("sha256:");
+    text.push_str(&hex::encode(digest));
+    text
 }
 
 /// What a checkpoint signs: its position, time and the hash of the line

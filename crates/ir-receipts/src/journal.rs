@@ -6,12 +6,24 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crate::entry::{checkpoint_message, line_hash, now_rfc3339, rfc3339, Kind, Line, GENESIS};
-use crate::{CheckpointSigner, Delivery, ReceiptsError};
+use crate::entry::{
+    checkpoint_message, hash_text, line_digest, line_hash, now_rfc3339, rfc3339, Context, Kind,
+    Line, Record, GENESIS,
+};
+use crate::{CheckpointSigner, Delivery, Identity, ReceiptsError};
 
 /// Longest tail read to find the last line of an existing journal.
 const MAX_LINE: u64 = 64 * 1024;
+/// Checkpoints due by count sync the file at most this often; those at
+/// close, after an idle minute and at a file's end always do. A crash
+/// loses at most this much, and `verify` counts it as unsigned.
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+/// Contexts remembered per file; one not among them is written again
+/// (harmless: a delivery names whichever it follows).
+const CONTEXTS_PER_FILE: usize = 64;
 
 /// How the journal is written.
 #[derive(Debug, Clone)]
@@ -44,13 +56,17 @@ pub struct Journal {
     /// The file being appended to; `None`: the next line opens a new one.
     file: Option<File>,
     file_bytes: u64,
-    /// The last line written: its `seq` and hash.
+    /// The last line written: its `seq` and hash (`sha256:<hex>`).
     seq: u64,
     prev: String,
     /// Lines encoded but not yet written: one `write` per batch.
     pending: Vec<u8>,
     /// Each pending line's end in `pending`, `seq`, hash and kind.
-    pending_lines: Vec<(usize, u64, String, Kind)>,
+    pending_lines: Vec<(usize, u64, [u8; 32], Kind)>,
+    /// The contexts written in the current file, most recent last.
+    contexts: Vec<WrittenContext>,
+    /// When the file was last synced.
+    last_sync: Instant,
     /// The last line written whole: what a failed write falls back to.
     durable: (u64, String),
     /// Deliveries written whole since the journal was opened.
@@ -61,6 +77,35 @@ pub struct Journal {
     unsigned: u64,
     /// Any line (a `start` too) written since the last checkpoint.
     unsigned_lines: bool,
+}
+
+/// A `context` line of the current file and what it says.
+#[derive(Debug)]
+struct WrittenContext {
+    seq: u64,
+    identity: Arc<Identity>,
+    policy_scope: Option<Arc<str>>,
+    policy_digest: Option<Arc<str>>,
+    reference_values_digest: Option<Arc<str>>,
+}
+
+impl WrittenContext {
+    fn says(&self, d: &Delivery) -> bool {
+        fn same<T: ?Sized + PartialEq>(a: &Arc<T>, b: &Arc<T>) -> bool {
+            Arc::ptr_eq(a, b) || **a == **b
+        }
+        fn same_opt(a: &Option<Arc<str>>, b: &Option<Arc<str>>) -> bool {
+            match (a, b) {
+                (Some(a), Some(b)) => same(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+        }
+        same(&self.identity, &d.identity)
+            && same_opt(&self.policy_scope, &d.policy_scope)
+            && same_opt(&self.policy_digest, &d.policy_digest)
+            && same_opt(&self.reference_values_digest, &d.reference_values_digest)
+    }
 }
 
 /// `receipts-<first seq, 20 digits>.jsonl`: names sort in chain order.
@@ -112,13 +157,15 @@ impl Journal {
             prev,
             pending: Vec::new(),
             pending_lines: Vec::new(),
+            contexts: Vec::new(),
+            last_sync: Instant::now(),
             delivered: 0,
             last_time: (0, String::new()),
             unsigned: 0,
             unsigned_lines: false,
         };
         let server = journal.options.server.clone();
-        journal.write(Kind::Start, None, Some(server))?;
+        journal.write(Kind::Start, Payload::Server(&server))?;
         journal.flush()?;
         Ok(journal)
     }
@@ -143,35 +190,73 @@ impl Journal {
         at: std::time::SystemTime,
     ) -> Result<(), ReceiptsError> {
         let time = self.time_of(at);
-        self.write_at(Kind::Delivery, Some(delivery), None, time)?;
+        let context = match self.contexts.iter().rev().find(|c| c.says(&delivery)) {
+            Some(written) => written.seq,
+            None => self.write_context(&delivery, &time)?,
+        };
+        self.write_at(Kind::Delivery, Payload::Delivery(&delivery, context), &time)?;
+        self.last_time.1 = time;
         self.unsigned += 1;
         if self.unsigned >= self.options.checkpoint_every.max(1)
             || self.file_bytes + self.pending.len() as u64 >= self.options.max_file_bytes
         {
-            self.checkpoint()?;
+            self.checkpoint_then(false)?;
         }
         Ok(())
+    }
+
+    /// Writes the `context` line `delivery` follows; returns its `seq`.
+    fn write_context(&mut self, delivery: &Delivery, time: &str) -> Result<u64, ReceiptsError> {
+        self.write_at(Kind::Context, Payload::Context(delivery), time)?;
+        if self.contexts.len() >= CONTEXTS_PER_FILE {
+            self.contexts.remove(0);
+        }
+        self.contexts.push(WrittenContext {
+            seq: self.seq,
+            identity: delivery.identity.clone(),
+            policy_scope: delivery.policy_scope.clone(),
+            policy_digest: delivery.policy_digest.clone(),
+            reference_values_digest: delivery.reference_values_digest.clone(),
+        });
+        Ok(self.seq)
     }
 
     /// Signs the chain up to here (if anything is unsigned), syncs the
     /// file, and starts a new file if this one is full.
     pub fn checkpoint(&mut self) -> Result<(), ReceiptsError> {
+        self.checkpoint_then(true)
+    }
+
+    /// A checkpoint; the file is synced when `sync`, when it is full, or
+    /// when it was last synced [`SYNC_EVERY`] ago.
+    fn checkpoint_then(&mut self, sync: bool) -> Result<(), ReceiptsError> {
         if self.unsigned_lines {
-            self.write(Kind::Checkpoint, None, None)?;
+            self.write(Kind::Checkpoint, Payload::None)?;
             self.flush()?;
             self.unsigned = 0;
             self.unsigned_lines = false;
-            if let Some(file) = &self.file {
-                if let Err(e) = file.sync_data() {
-                    self.file = None;
-                    return Err(ReceiptsError::io(&self.dir, e));
+            let full = self.file_bytes >= self.options.max_file_bytes;
+            if sync || full || self.last_sync.elapsed() >= SYNC_EVERY {
+                if let Some(file) = &self.file {
+                    if let Err(e) = file.sync_data() {
+                        self.new_file();
+                        return Err(ReceiptsError::io(&self.dir, e));
+                    }
+                    self.last_sync = Instant::now();
                 }
             }
         }
         if self.file_bytes >= self.options.max_file_bytes {
-            self.file = None;
+            self.new_file();
         }
         Ok(())
+    }
+
+    /// The next line opens a new file, whose deliveries name contexts
+    /// written in it.
+    fn new_file(&mut self) {
+        self.file = None;
+        self.contexts.clear();
     }
 
     /// Deliveries written since the last checkpoint.
@@ -179,53 +264,55 @@ impl Journal {
         self.unsigned
     }
 
-    /// Writes one line with a single `write_all`: if it fails, the file
-    /// may end in a torn line, so the next line goes to a new file and
-    /// the chain goes on from the last line that was written whole.
-    fn write(
-        &mut self,
-        kind: Kind,
-        delivery: Option<Delivery>,
-        server: Option<String>,
-    ) -> Result<(), ReceiptsError> {
-        self.write_at(kind, delivery, server, now_rfc3339())
+    /// Encodes one line made now.
+    fn write(&mut self, kind: Kind, payload: Payload<'_>) -> Result<(), ReceiptsError> {
+        self.write_at(kind, payload, &now_rfc3339())
     }
 
+    /// Encodes one line into the pending batch and moves the chain on.
     fn write_at(
         &mut self,
         kind: Kind,
-        delivery: Option<Delivery>,
-        server: Option<String>,
-        time: String,
+        payload: Payload<'_>,
+        time: &str,
     ) -> Result<(), ReceiptsError> {
         let seq = self.seq + 1;
-        let (key_id, signature) = if kind == Kind::Checkpoint {
-            let message = checkpoint_message(seq, &time, &self.prev);
-            (
-                Some(self.signer.key_id().to_string()),
-                Some(self.signer.sign(&message)),
-            )
-        } else {
-            (None, None)
-        };
+        let signature = (kind == Kind::Checkpoint)
+            .then(|| self.signer.sign(&checkpoint_message(seq, time, &self.prev)));
         let line = Line {
             seq,
             kind,
-            time,
-            prev: self.prev.clone(),
-            delivery,
-            server,
-            key_id,
+            time: time.into(),
+            prev: self.prev.as_str().into(),
+            context: match payload {
+                Payload::Context(d) => Some(Context::of(d)),
+                _ => None,
+            },
+            delivery: match payload {
+                Payload::Delivery(d, context) => Some(Record {
+                    application: d.application.as_str().into(),
+                    tag: d.tag.as_deref().map(Into::into),
+                    digest: d.digest.as_str().into(),
+                    media_type: d.media_type.as_str().into(),
+                    context,
+                }),
+                _ => None,
+            },
+            server: match payload {
+                Payload::Server(server) => Some(server.into()),
+                _ => None,
+            },
+            key_id: signature.is_some().then(|| self.signer.key_id().into()),
             signature,
         };
         let start = self.pending.len();
         serde_json::to_writer(&mut self.pending, &line).expect("a line serializes");
-        let hash = line_hash(&self.pending[start..]);
+        let digest = line_digest(&self.pending[start..]);
         self.pending.push(b'\n');
         self.pending_lines
-            .push((self.pending.len(), seq, hash.clone(), kind));
+            .push((self.pending.len(), seq, digest, kind));
         self.seq = seq;
-        self.prev = hash;
+        self.prev = hash_text(&digest);
         self.unsigned_lines = kind != Kind::Checkpoint;
         Ok(())
     }
@@ -238,6 +325,7 @@ impl Journal {
         let Some(&(_, first_seq, _, _)) = self.pending_lines.first() else {
             return Ok(());
         };
+        let mut created = None;
         if self.file.is_none() {
             let path = self.dir.join(file_name(first_seq));
             let opened = OpenOptions::new()
@@ -250,6 +338,7 @@ impl Journal {
                 Ok(file) => {
                     self.file = Some(file);
                     self.file_bytes = 0;
+                    created = Some(path);
                 }
                 Err(e) => {
                     self.lose_pending(0);
@@ -257,22 +346,26 @@ impl Journal {
                 }
             }
         }
+        let first_end = self.pending_lines[0].0;
         let file = self.file.as_mut().expect("opened above");
         let mut written = 0;
         while written < self.pending.len() {
-            match file.write(&self.pending[written..]) {
-                Ok(0) => {
-                    let e = std::io::Error::from(std::io::ErrorKind::WriteZero);
-                    self.lose_pending(written);
-                    return Err(ReceiptsError::io(&self.dir, e));
+            let error = match file.write(&self.pending[written..]) {
+                Ok(0) => std::io::Error::from(std::io::ErrorKind::WriteZero),
+                Ok(n) => {
+                    written += n;
+                    continue;
                 }
-                Ok(n) => written += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.lose_pending(written);
-                    return Err(ReceiptsError::io(&self.dir, e));
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => e,
+            };
+            self.lose_pending(written);
+            // A file made for this batch that got no whole line (a full
+            // disk) holds nothing to keep, and its name is the next one's.
+            if let Some(path) = created.filter(|_| written < first_end) {
+                let _ = std::fs::remove_file(path);
             }
+            return Err(ReceiptsError::io(&self.dir, error));
         }
         self.file_bytes += written as u64;
         self.keep_whole(written);
@@ -284,7 +377,7 @@ impl Journal {
     fn lose_pending(&mut self, written: usize) {
         self.file_bytes += written as u64;
         self.keep_whole(written);
-        self.file = None;
+        self.new_file();
         (self.seq, self.prev) = self.durable.clone();
         // Whatever is lost, the next checkpoint signs what is there.
         self.unsigned_lines = true;
@@ -293,19 +386,24 @@ impl Journal {
     /// Moves the pending lines that end within `written` to `durable`,
     /// and forgets the rest of the batch.
     fn keep_whole(&mut self, written: usize) {
-        for (end, seq, hash, kind) in self.pending_lines.drain(..) {
+        let mut last_whole = None;
+        for (end, seq, digest, kind) in self.pending_lines.drain(..) {
             if end > written {
                 break;
             }
-            self.durable = (seq, hash);
+            last_whole = Some((seq, digest));
             if kind == Kind::Delivery {
                 self.delivered += 1;
             }
         }
+        if let Some((seq, digest)) = last_whole {
+            self.durable = (seq, hash_text(&digest));
+        }
         self.pending.clear();
     }
 
-    /// `at` as written in a line; the same second is formatted once.
+    /// `at` as written in a line; the same second is formatted once
+    /// (the caller puts the text back in `last_time.1`).
     fn time_of(&mut self, at: std::time::SystemTime) -> String {
         let second = at
             .duration_since(std::time::UNIX_EPOCH)
@@ -313,8 +411,18 @@ impl Journal {
         if self.last_time.0 != second || self.last_time.1.is_empty() {
             self.last_time = (second, rfc3339(at));
         }
-        self.last_time.1.clone()
+        std::mem::take(&mut self.last_time.1)
     }
+}
+
+/// What a line carries besides its place in the chain.
+#[derive(Clone, Copy)]
+enum Payload<'a> {
+    None,
+    Server(&'a str),
+    Context(&'a Delivery),
+    /// The delivery and the `seq` of its context line.
+    Delivery(&'a Delivery, u64),
 }
 
 fn prepare_dir(dir: &Path) -> Result<(), ReceiptsError> {

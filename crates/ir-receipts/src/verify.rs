@@ -1,7 +1,7 @@
 //! Reading a journal back: every line in chain order, every link, every
 //! checkpoint signature; what each identity received.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
 
@@ -164,6 +164,8 @@ struct Chain<'k> {
     previous: Option<Position>,
     /// First `seq` after the last verified checkpoint.
     signed_up_to: u64,
+    /// The current file's `context` lines: who, by `seq`.
+    contexts: HashMap<u64, Identity>,
     out: Verification,
 }
 
@@ -176,6 +178,7 @@ pub fn verify(dir: &Path, key: &CheckpointVerifier) -> Result<Verification, Rece
         expected_prev: GENESIS.to_string(),
         previous: None,
         signed_up_to: 1,
+        contexts: HashMap::new(),
         out: Verification::default(),
     };
     for path in journal_files(dir)? {
@@ -192,6 +195,8 @@ pub fn verify(dir: &Path, key: &CheckpointVerifier) -> Result<Verification, Rece
 
 impl Chain<'_> {
     fn file(&mut self, name: &str, bytes: &[u8]) {
+        // A delivery names a context line of its own file.
+        self.contexts.clear();
         for (index, raw) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
             let mut position = Position {
                 file: name.to_string(),
@@ -248,8 +253,22 @@ impl Chain<'_> {
         }
         match line.kind {
             Kind::Start => {}
+            Kind::Context => self.context(at, line),
             Kind::Delivery => self.delivery(at, line),
             Kind::Checkpoint => self.checkpoint(at, line),
+        }
+    }
+
+    fn context(&mut self, at: &Position, line: &Line) {
+        match &line.context {
+            Some(context) => {
+                let identity = Identity::clone(&context.identity);
+                self.contexts.insert(line.seq, identity);
+            }
+            None => {
+                let why = "a context line without its context".to_string();
+                self.finding(at.clone(), FindingKind::Unparseable(why));
+            }
         }
     }
 
@@ -261,15 +280,23 @@ impl Chain<'_> {
         };
         self.out.deliveries += 1;
         self.out.unsigned += 1;
+        let Some(identity) = self.contexts.get(&delivery.context) else {
+            let why = format!(
+                "names context {}, which is not a context line before it in this file",
+                delivery.context
+            );
+            self.finding(at.clone(), FindingKind::Unparseable(why));
+            return;
+        };
         self.out
             .received
-            .entry(Identity::clone(&delivery.identity))
+            .entry(identity.clone())
             .or_default()
             .push(Received {
-                time: line.time.clone(),
-                application: delivery.application.clone(),
-                tag: delivery.tag.clone(),
-                digest: delivery.digest.clone(),
+                time: line.time.to_string(),
+                application: delivery.application.to_string(),
+                tag: delivery.tag.as_deref().map(str::to_string),
+                digest: delivery.digest.to_string(),
                 position: at.clone(),
             });
     }

@@ -115,9 +115,10 @@ fn an_edited_record_is_named_by_its_position() {
     let f = journal(6, 100, 1 << 20);
     let file = &files(&f.dir)[0];
     let mut l = lines(file);
-    // Line 3 is the second delivery (line 1 is `start`).
-    assert!(l[2].contains("\"v1\""));
-    l[2] = l[2].replace(&format!("{:064x}", 1), &format!("{:064x}", 99));
+    // The second delivery (line 1 is `start`, and each identity's first
+    // delivery follows its `context` line).
+    let at = l.iter().position(|x| x.contains("\"v1\"")).unwrap();
+    l[at] = l[at].replace(&format!("{:064x}", 1), &format!("{:064x}", 99));
     write_lines(file, &l);
     let v = verify(&f.dir, &f.key).unwrap();
     assert!(!v.is_intact());
@@ -129,10 +130,10 @@ fn an_edited_record_is_named_by_its_position() {
             _ => None,
         })
         .expect("a broken link");
-    assert_eq!(link.line, 3, "{:?}", v.findings);
-    assert_eq!(link.seq, Some(3));
+    assert_eq!(link.line, at + 1, "{:?}", v.findings);
+    assert_eq!(link.seq, Some(at as u64 + 1));
     let text = v.findings[0].to_string();
-    assert!(text.contains(":3 (seq 3)"), "{text}");
+    assert!(text.contains(&format!(":{0} (seq {0})", at + 1)), "{text}");
 }
 
 #[test]
@@ -180,8 +181,9 @@ fn a_chain_rewritten_consistently_fails_the_checkpoint_signature() {
     let mut l = lines(file);
     // Edit the first delivery, then re-link every later line, as someone
     // who knows the format (but not the key) would.
-    l[1] = l[1].replace("\"v0\"", "\"v9\"");
-    for i in 2..l.len() {
+    let at = l.iter().position(|x| x.contains("\"v0\"")).unwrap();
+    l[at] = l[at].replace("\"v0\"", "\"v9\"");
+    for i in at + 1..l.len() {
         let prev = format!("sha256:{}", sha256_hex(l[i - 1].as_bytes()));
         let mut value: serde_json::Value = serde_json::from_str(&l[i]).unwrap();
         value["prev"] = prev.into();
@@ -195,6 +197,49 @@ fn a_chain_rewritten_consistently_fails_the_checkpoint_signature() {
         "{:?}",
         v.findings
     );
+}
+
+#[test]
+fn a_delivery_moved_to_another_identity_is_named() {
+    let f = journal(4, 100, 1 << 20);
+    let file = &files(&f.dir)[0];
+    let mut l = lines(file);
+    let context_of = |who: &str| {
+        let at = l.iter().position(|x| x.contains(who)).unwrap();
+        format!("\"context\":{}", at + 1)
+    };
+    let (realm_context, alice_context) = (context_of("\"rim\""), context_of("\"alice\""));
+    // Hand alice's second delivery (v3) to the realm.
+    let at = l.iter().position(|x| x.contains("\"v3\"")).unwrap();
+    assert!(l[at].contains(&alice_context), "{}", l[at]);
+    l[at] = l[at].replace(&alice_context, &realm_context);
+    write_lines(file, &l);
+    let v = verify(&f.dir, &f.key).unwrap();
+    assert!(!v.is_intact());
+    let named = v
+        .findings
+        .iter()
+        .any(|x| matches!(&x.kind, FindingKind::Link { previous } if previous.line == at + 1));
+    assert!(named, "{:?}", v.findings);
+}
+
+#[test]
+fn each_file_names_an_identity_once_and_deliveries_refer_to_it() {
+    let f = journal(20, 100, 1 << 20);
+    let l = lines(&files(&f.dir)[0]);
+    let rim = format!("{:02x}", 1).repeat(32);
+    assert_eq!(l.iter().filter(|x| x.contains(&rim)).count(), 1);
+    assert_eq!(l.iter().filter(|x| x.contains("\"alice\"")).count(), 1);
+    let longest = l
+        .iter()
+        .filter(|x| x.contains("\"type\":\"delivery\""))
+        .map(String::len)
+        .max()
+        .unwrap();
+    assert!(longest < 400, "a delivery line is {longest} bytes");
+    let v = verify(&f.dir, &f.key).unwrap();
+    assert!(v.findings.is_empty(), "{:?}", v.findings);
+    assert_eq!(v.received[&realm(1)].len(), 10);
 }
 
 #[test]

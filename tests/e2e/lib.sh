@@ -1,6 +1,8 @@
 # Shared helpers for the end-to-end scripts: a work directory cleaned up
-# on exit with every process started, a results counter, a free port, and
-# starting ir-server with readiness polling (no sleeps as synchronisation).
+# on exit with every process started, a results counter, a free port,
+# starting ir-server with readiness polling (no sleeps as synchronisation),
+# and a CNCF distribution registry (Debian's docker-registry) over TLS as a
+# source registry.
 #
 # A script sets ROOT, then sources this file, which sets WORK (a fresh
 # temporary directory), E2E_LOG, REG (the example registry), BIN (the

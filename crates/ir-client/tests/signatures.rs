@@ -1,33 +1,14 @@
 //! `--policy`: pulls judged by the server's signature policy format before
 //! anything is written.
 
-use std::path::Path;
 use std::sync::Arc;
 
-use ir_client::signatures::SignaturePolicy;
 use ir_client::{Client, ClientOptions, Error, Transport};
 use ir_server::transport::plain::Plain;
 use ir_testkit::cosign::{cosign_referrer, cosign_sign, Key};
 use ir_testkit::Root;
-use serde_json::json;
 
-use crate::util::{files, serve};
-
-fn policy(key: &Path, host: &str) -> SignaturePolicy {
-    let file = key.with_file_name("policy.json");
-    let body = json!({
-        "default": [{"type": "reject"}],
-        "transports": {"docker": {host: [{"type": "sigstoreSigned", "keyPath": key}]}},
-    });
-    std::fs::write(&file, serde_json::to_vec(&body).unwrap()).unwrap();
-    SignaturePolicy {
-        trust: Arc::new(ir_trust::Trust {
-            policy: Some(ir_trust::Policy::load(&file).unwrap()),
-            notation: None,
-        }),
-        registry_host: Some(host.to_owned()),
-    }
-}
+use crate::util::{files, serve, signature_policy as policy};
 
 #[tokio::test]
 async fn only_images_the_policy_accepts_are_written() {

@@ -15,24 +15,12 @@ use ir_testkit::cosign::{cosign_referrer, cosign_sign, Key};
 use ir_testkit::Root;
 use serde_json::json;
 
-use crate::util::{files, fixture, lying_registry, pki, scratch_root, serve};
+use crate::util::{files, fixture, lying_registry, pki, scratch_root, serve, signature_policy};
 
 const HOST: &str = "registry.test";
 
 fn policy(key: &Path) -> SignaturePolicy {
-    let file = key.with_file_name("policy.json");
-    let body = json!({
-        "default": [{"type": "reject"}],
-        "transports": {"docker": {HOST: [{"type": "sigstoreSigned", "keyPath": key}]}},
-    });
-    std::fs::write(&file, serde_json::to_vec(&body).unwrap()).unwrap();
-    SignaturePolicy {
-        trust: Arc::new(ir_trust::Trust {
-            policy: Some(ir_trust::Policy::load(&file).unwrap()),
-            notation: None,
-        }),
-        registry_host: Some(HOST.to_owned()),
-    }
+    signature_policy(key, HOST)
 }
 
 fn client() -> Client {

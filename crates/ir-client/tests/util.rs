@@ -501,3 +501,21 @@ pub fn stdout_ok(o: &std::process::Output) -> String {
     );
     String::from_utf8(o.stdout.clone()).unwrap()
 }
+
+/// A signature policy (read as the client reads it) that rejects everything
+/// but images of `host` signed by `key` (`policy.json` beside the key).
+pub fn signature_policy(key: &Path, host: &str) -> ir_client::signatures::SignaturePolicy {
+    let file = key.with_file_name("policy.json");
+    let body = serde_json::json!({
+        "default": [{"type": "reject"}],
+        "transports": {"docker": {host: [{"type": "sigstoreSigned", "keyPath": key}]}},
+    });
+    std::fs::write(&file, serde_json::to_vec(&body).unwrap()).unwrap();
+    ir_client::signatures::SignaturePolicy {
+        trust: Arc::new(ir_trust::Trust {
+            policy: Some(ir_trust::Policy::load(&file).unwrap()),
+            notation: None,
+        }),
+        registry_host: Some(host.to_owned()),
+    }
+}

@@ -21,7 +21,7 @@ use ir_trust::signatures::ArtifactKind;
 use ir_trust::Memo;
 use serde_json::{json, Value};
 
-use crate::util::policy::{fixture, serve, write_policy, HOST};
+use crate::util::policy::{fixture, serve, write_policy, write_scoped_policy, HOST};
 use crate::util::{client, status, TestServer};
 
 fn config(policy: &Path, cache: Option<&Path>) -> TrustConfig {
@@ -392,14 +392,7 @@ async fn a_kept_application_is_judged_from_its_unfiltered_copy_in_every_scope() 
     let f = fixture(&key);
     // The server's own scope requires the key; the test realms' accepts
     // anything.
-    let doc = json!({
-        "default": [{"type": "reject"}],
-        "transports": {"docker": {
-            HOST: [{"type": "sigstoreSigned", "keyPath": f.key_path}],
-            "test.registry": [{"type": "insecureAcceptAnything"}],
-        }},
-    });
-    std::fs::write(&f.policy, serde_json::to_vec(&doc).unwrap()).unwrap();
+    write_scoped_policy(&f.policy, &f.key_path);
     let gate = Arc::new(Gate::new(config(&f.policy, None)).unwrap());
     gate.set_scopes(["test.registry".to_owned()]);
     let server = serve(&f.root, &gate).await;

@@ -12,7 +12,7 @@ use ir_testkit::cosign::{cosign_sign, Key};
 use ir_testkit::{Desc, Root};
 use serde_json::{json, Value};
 
-use crate::util::policy::{fixture, serve, write_policy, HOST};
+use crate::util::policy::{fixture, serve, write_policy, write_scoped_policy, HOST};
 use crate::util::{self, client, error_code, status, TestServer};
 
 fn gate(policy: &Path) -> Arc<Gate> {
@@ -99,14 +99,7 @@ fn each_policy_scope_has_its_own_view() {
     let key = Key::p256();
     let f = fixture(&key);
     // Production realms: signed only (HOST); test realms: anything.
-    let policy = json!({
-        "default": [{"type": "reject"}],
-        "transports": {"docker": {
-            HOST: [{"type": "sigstoreSigned", "keyPath": f.key_path}],
-            "test.registry": [{"type": "insecureAcceptAnything"}],
-        }},
-    });
-    std::fs::write(&f.policy, serde_json::to_vec(&policy).unwrap()).unwrap();
+    write_scoped_policy(&f.policy, &f.key_path);
     let gate = gate(&f.policy);
     assert!(gate.set_scopes(["test.registry".to_owned(), HOST.to_owned()]));
     assert!(!gate.set_scopes(["test.registry".to_owned()]));

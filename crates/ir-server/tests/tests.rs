@@ -11,6 +11,7 @@ mod config_file;
 mod fail_closed;
 mod hostile;
 mod integrity;
+mod keys;
 mod metrics;
 mod oci_client;
 mod proxy;

@@ -476,11 +476,4 @@ mod tests {
             assert_eq!(Scope::parse(bad), None, "{bad}");
         }
     }
-
-    #[test]
-    fn rfc3339_dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_796_627_007), "2026-12-07T07:03:27Z");
-    }
 }

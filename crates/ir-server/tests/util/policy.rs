@@ -28,6 +28,19 @@ pub fn write_policy(path: &Path, keys: &[&Path]) {
     std::fs::write(path, serde_json::to_vec(&policy).unwrap()).unwrap();
 }
 
+/// Writes a policy with two scopes: HOST (production realms) requires
+/// `key`, `test.registry` (test realms) accepts anything.
+pub fn write_scoped_policy(path: &Path, key: &Path) {
+    let policy = json!({
+        "default": [{"type": "reject"}],
+        "transports": {"docker": {
+            HOST: [{"type": "sigstoreSigned", "keyPath": key}],
+            "test.registry": [{"type": "insecureAcceptAnything"}],
+        }},
+    });
+    std::fs::write(path, serde_json::to_vec(&policy).unwrap()).unwrap();
+}
+
 /// A root with `signed:1` (signed by `key`, its `.sig` tag beside it) and
 /// `unsigned:1`, each with a layer of its own; the policy requiring `key`
 /// for HOST, and the public key's file, outside the root.

@@ -81,6 +81,11 @@ impl Local {
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
+
+    /// A GET of `path` on this endpoint with `c`.
+    async fn get(&self, c: &reqwest::Client, path: &str) -> reqwest::Response {
+        get(c, self.url(path)).await
+    }
 }
 
 async fn start(options: ServeOptions) -> Local {
@@ -134,7 +139,7 @@ async fn forwards_the_pull_api_over_ra_tls_verified() {
     let local = start(ratls_options(&up, &realm)).await;
     let c = http();
 
-    let r = get(&c, local.url("/v2/")).await;
+    let r = local.get(&c, "/v2/").await;
     assert_eq!(r.status(), 200);
 
     // Many local clients at once share the pool's attested connections.
@@ -155,7 +160,9 @@ async fn forwards_the_pull_api_over_ra_tls_verified() {
     // Manifest by tag and by digest: the server's bytes and digest.
     let manifest = blob(&f, &f.image.manifest);
     for reference in ["latest", f.image.manifest.digest_str()] {
-        let r = get(&c, local.url(&format!("/v2/app/manifests/{reference}"))).await;
+        let r = local
+            .get(&c, &format!("/v2/app/manifests/{reference}"))
+            .await;
         assert_eq!(r.status(), 200, "{reference}");
         assert_eq!(
             r.headers()["docker-content-digest"],
@@ -181,7 +188,7 @@ async fn forwards_the_pull_api_over_ra_tls_verified() {
     // Blobs, GET and HEAD.
     for d in f.image.layers.iter().chain([&f.image.config]) {
         let path = format!("/v2/app/blobs/{}", d.digest_str());
-        let r = get(&c, local.url(&path)).await;
+        let r = local.get(&c, &path).await;
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["docker-content-digest"], d.digest_str());
         assert_eq!(r.bytes().await.unwrap(), blob(&f, d));
@@ -213,7 +220,7 @@ async fn forwards_the_pull_api_over_ra_tls_verified() {
     assert_eq!(r.status(), 416);
 
     // The index of app:multi.
-    let r = get(&c, local.url("/v2/app/manifests/multi")).await;
+    let r = local.get(&c, "/v2/app/manifests/multi").await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.headers()["content-type"],
@@ -235,7 +242,7 @@ async fn forwards_the_pull_api_over_ra_tls_verified() {
     assert_eq!(tags("?n=1").await, serde_json::json!(["latest"]));
     assert_eq!(tags("?n=1&last=latest").await, serde_json::json!(["multi"]));
 
-    let r = get(&c, local.url("/v2/_catalog")).await;
+    let r = local.get(&c, "/v2/_catalog").await;
     assert_eq!(r.status(), 200);
     let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
     assert!(v["repositories"]
@@ -244,14 +251,12 @@ async fn forwards_the_pull_api_over_ra_tls_verified() {
         .contains(&serde_json::json!("app")));
 
     // Referrers: an index (empty here).
-    let r = get(
-        &c,
-        local.url(&format!(
-            "/v2/app/referrers/{}",
-            f.image.manifest.digest_str()
-        )),
-    )
-    .await;
+    let r = local
+        .get(
+            &c,
+            &format!("/v2/app/referrers/{}", f.image.manifest.digest_str()),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
     assert_eq!(v["manifests"], serde_json::json!([]));
@@ -276,7 +281,7 @@ async fn forwards_the_pull_api_over_ra_tls_verified() {
         (format!("/v2/app/blobs/{zero}"), "BLOB_UNKNOWN"),
         ("/v2/nothere/manifests/latest".to_string(), "NAME_UNKNOWN"),
     ] {
-        let r = get(&c, local.url(&path)).await;
+        let r = local.get(&c, &path).await;
         let (status, code, _) = oci_error(r).await;
         assert_eq!(status, 404, "{path}");
         assert!(
@@ -290,12 +295,12 @@ async fn forwards_the_pull_api_over_ra_tls_verified() {
         ("/v2/app/blobs/sha256:abc", "DIGEST_INVALID"),
         ("/v2/app/manifests/bad%20tag", "MANIFEST_INVALID"),
     ] {
-        let r = get(&c, local.url(path)).await;
+        let r = local.get(&c, path).await;
         let (status, code, _) = oci_error(r).await;
         assert_eq!((status, code.as_str()), (400, want), "{path}");
     }
 
-    let r = get(&c, local.url("/healthz")).await;
+    let r = local.get(&c, "/healthz").await;
     assert_eq!(r.status(), 200);
 
     // Attested once, used by many: a handful of handshakes for all of it.
@@ -326,7 +331,7 @@ async fn a_refused_attestation_is_503_with_the_reason_and_no_retry_storm() {
         assert_eq!(b.await.unwrap(), 503);
     }
     for _ in 0..20 {
-        let r = get(&c, local.url("/v2/app/manifests/latest")).await;
+        let r = local.get(&c, "/v2/app/manifests/latest").await;
         let (status, code, message) = oci_error(r).await;
         assert_eq!((status, code.as_str()), (503, "UNAVAILABLE"));
         assert!(
@@ -334,7 +339,7 @@ async fn a_refused_attestation_is_503_with_the_reason_and_no_retry_storm() {
             "{message}"
         );
     }
-    let r = get(&c, local.url("/healthz")).await;
+    let r = local.get(&c, "/healthz").await;
     let (status, _, message) = oci_error(r).await;
     assert_eq!(status, 503);
     assert!(message.contains("attestation"), "{message}");
@@ -343,7 +348,7 @@ async fn a_refused_attestation_is_503_with_the_reason_and_no_retry_storm() {
     assert!((1..=4).contains(&n), "{n} attestations for 41 requests");
     // Once the refusal is forgotten, the next request attests again.
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    let r = get(&c, local.url("/v2/app/manifests/latest")).await;
+    let r = local.get(&c, "/v2/app/manifests/latest").await;
     assert_eq!(r.status(), 503);
     assert_eq!(local.proxy.attestations(), n + 1);
     up.server.stop().await;
@@ -383,7 +388,9 @@ async fn manifests_the_realms_policy_refuses_are_not_found() {
     options.policy = Some(policy(dir.path(), false));
     let refusing = start(options).await;
     for reference in ["latest", f.image.manifest.digest_str()] {
-        let r = get(&c, refusing.url(&format!("/v2/app/manifests/{reference}"))).await;
+        let r = refusing
+            .get(&c, &format!("/v2/app/manifests/{reference}"))
+            .await;
         let (status, code, message) = oci_error(r).await;
         assert_eq!((status, code.as_str()), (404, "MANIFEST_UNKNOWN"));
         assert!(message.contains("signature policy"), "{message}");
@@ -392,17 +399,15 @@ async fn manifests_the_realms_policy_refuses_are_not_found() {
     let mut options = ratls_options(&up, &realm);
     options.policy = Some(policy(dir.path(), true));
     let accepting = start(options).await;
-    let r = get(&c, accepting.url("/v2/app/manifests/multi")).await;
+    let r = accepting.get(&c, "/v2/app/manifests/multi").await;
     assert_eq!(r.status(), 200);
     // A manifest of an accepted index is accepted by digest.
-    let r = get(
-        &c,
-        accepting.url(&format!(
-            "/v2/app/manifests/{}",
-            f.amd64.manifest.digest_str()
-        )),
-    )
-    .await;
+    let r = accepting
+        .get(
+            &c,
+            &format!("/v2/app/manifests/{}", f.amd64.manifest.digest_str()),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     up.server.stop().await;
 }
@@ -529,6 +534,22 @@ fn sha256(b: &[u8]) -> String {
     ir_oci::Digest::of_bytes(ir_oci::Algorithm::Sha256, b).to_string()
 }
 
+const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// An image manifest with the config `{}` and one layer `digest` of
+/// `size` bytes: its bytes and digest.
+fn one_layer_manifest(digest: &str, size: usize) -> (Vec<u8>, String) {
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_TYPE,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(b"{}"), "size": 2},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": digest, "size": size}],
+    }))
+    .unwrap();
+    let md = sha256(&manifest);
+    (manifest, md)
+}
+
 fn plain_options(fake: &Fake) -> ServeOptions {
     let mut o = ServeOptions::new(
         RegistryUrl::parse(&format!("http://127.0.0.1:{}", fake.addr.port())).unwrap(),
@@ -575,7 +596,7 @@ async fn a_tampered_upstream_never_completes_a_wrong_blob_or_manifest() {
     let local = start(plain_options(&up)).await;
     let c = http();
 
-    let r = get(&c, local.url(&format!("/v2/app/blobs/{d}"))).await;
+    let r = local.get(&c, &format!("/v2/app/blobs/{d}")).await;
     assert_eq!(r.status(), 200);
     let got = r.bytes().await;
     assert!(got.is_err(), "the wrong blob was completed");
@@ -593,7 +614,7 @@ async fn a_tampered_upstream_never_completes_a_wrong_blob_or_manifest() {
         "/v2/app/manifests/lying".to_string(),
         format!("/v2/app/manifests/{md}"),
     ] {
-        let r = get(&c, local.url(&path)).await;
+        let r = local.get(&c, &path).await;
         let (status, _, message) = oci_error(r).await;
         assert_eq!(status, 502, "{path}: {message}");
     }
@@ -604,15 +625,8 @@ async fn the_cache_serves_repeated_and_concurrent_pulls_with_one_download() {
     use std::os::unix::fs::PermissionsExt;
     let layer = vec![5u8; 300_000];
     let ld = sha256(&layer);
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(b"{}"), "size": 2},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": layer.len()}],
-    }))
-    .unwrap();
-    let md = sha256(&manifest);
-    let ct = "application/vnd.oci.image.manifest.v1+json".to_string();
+    let (manifest, md) = one_layer_manifest(&ld, layer.len());
+    let ct = MANIFEST_TYPE.to_string();
     let routes: Routes = [
         (
             format!("/v2/app/blobs/{ld}"),
@@ -722,14 +736,12 @@ async fn a_connection_the_server_closes_is_replaced_without_failing_a_request() 
     // Requests across several connection ages: the server closes the
     // attested connection under them, none fails.
     for round in 0..12 {
-        let r = get(
-            &c,
-            local.url(&format!("/v2/app/blobs/{}", layer.digest_str())),
-        )
-        .await;
+        let r = local
+            .get(&c, &format!("/v2/app/blobs/{}", layer.digest_str()))
+            .await;
         assert_eq!(r.status(), 200, "round {round}");
         assert_eq!(r.bytes().await.unwrap(), blob(&f, layer), "round {round}");
-        let r = get(&c, local.url("/v2/app/manifests/latest")).await;
+        let r = local.get(&c, "/v2/app/manifests/latest").await;
         assert_eq!(r.status(), 200, "round {round}");
         tokio::time::sleep(age / 3).await;
     }
@@ -746,15 +758,8 @@ async fn a_connection_the_server_closes_is_replaced_without_failing_a_request() 
 async fn a_blob_whose_length_differs_from_its_manifest_is_refused() {
     let layer = vec![9u8; 1000];
     let ld = sha256(&layer);
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(b"{}"), "size": 2},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": 999}],
-    }))
-    .unwrap();
-    let md = sha256(&manifest);
-    let ct = "application/vnd.oci.image.manifest.v1+json".to_string();
+    let (manifest, md) = one_layer_manifest(&ld, 999);
+    let ct = MANIFEST_TYPE.to_string();
     let routes: Routes = [
         (
             format!("/v2/app/blobs/{ld}"),
@@ -767,9 +772,9 @@ async fn a_blob_whose_length_differs_from_its_manifest_is_refused() {
     let up = fake(routes, std::time::Duration::ZERO).await;
     let local = start(plain_options(&up)).await;
     let c = http();
-    let r = get(&c, local.url("/v2/app/manifests/1.0")).await;
+    let r = local.get(&c, "/v2/app/manifests/1.0").await;
     assert_eq!(r.status(), 200);
-    let r = get(&c, local.url(&format!("/v2/app/blobs/{ld}"))).await;
+    let r = local.get(&c, &format!("/v2/app/blobs/{ld}")).await;
     let (status, code, _) = oci_error(r).await;
     assert_eq!((status, code.as_str()), (502, "SIZE_INVALID"));
 }

@@ -13,6 +13,11 @@
 //! is bounded by the file), compared in constant time. An unknown user is
 //! checked against a dummy hash of the same cost, so a refusal takes as
 //! long whether or not the user exists.
+//!
+//! A reload ([`Htpasswd::succeeding`]) keeps the remembered successes of
+//! users whose entry is unchanged and forgets those of users whose entry
+//! changed or was removed, so a removed user's password stops working at
+//! once.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -62,6 +67,19 @@ pub enum HtpasswdError {
         /// The rule.
         why: String,
     },
+}
+
+/// What a reload changed in the user file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserChanges {
+    /// Users now.
+    pub users: usize,
+    /// Users now, not before.
+    pub added: usize,
+    /// Users before, not now.
+    pub removed: usize,
+    /// Users before and now, with another hash.
+    pub changed: usize,
 }
 
 /// The users and their hashes, with the cache of recent successes.
@@ -175,6 +193,38 @@ impl Htpasswd {
         self.users.is_empty()
     }
 
+    /// True when `user` has an entry.
+    pub fn contains(&self, user: &str) -> bool {
+        self.users.contains_key(user)
+    }
+
+    /// This file, read again, taking over from `old`: the successes `old`
+    /// remembers are kept for users whose entry is unchanged, and only
+    /// theirs (a changed or removed entry's are forgotten).
+    pub fn succeeding(mut self, old: &Htpasswd) -> (Self, UserChanges) {
+        let changes = UserChanges {
+            users: self.users.len(),
+            added: self.users.keys().filter(|u| !old.contains(u)).count(),
+            removed: old.users.keys().filter(|u| !self.contains(u)).count(),
+            changed: self
+                .users
+                .iter()
+                .filter(|(u, h)| old.users.get(*u).is_some_and(|o| o != *h))
+                .count(),
+        };
+        self.cache_key = old.cache_key.clone();
+        let kept: HashMap<_, _> = old
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(u, _)| self.users.get(*u) == old.users.get(*u))
+            .map(|(u, v)| (u.clone(), *v))
+            .collect();
+        self.cache = Mutex::new(kept);
+        (self, changes)
+    }
+
     fn tag(&self, user: &str, password: &str) -> hmac::Tag {
         let mut ctx = hmac::Context::with_key(&self.cache_key);
         ctx.update(&(user.len() as u64).to_be_bytes());
@@ -238,6 +288,35 @@ mod tests {
             !file.verify("carol", "not a password"),
             "the dummy never admits"
         );
+    }
+
+    #[test]
+    fn a_reload_forgets_changed_and_removed_users_only() {
+        let (a, b, c) = (
+            bcrypt::hash("a", 4).unwrap(),
+            bcrypt::hash("b", 4).unwrap(),
+            bcrypt::hash("c", 4).unwrap(),
+        );
+        let old = Htpasswd::parse(&format!("alice:{a}\nbob:{b}\ncarol:{c}\n")).unwrap();
+        assert!(old.verify("alice", "a") && old.verify("bob", "b") && old.verify("carol", "c"));
+        let b2 = bcrypt::hash("b2", 4).unwrap();
+        let new = Htpasswd::parse(&format!("alice:{a}\nbob:{b2}\ndave:{c}\n")).unwrap();
+        let (new, changes) = new.succeeding(&old);
+        assert_eq!(
+            changes,
+            UserChanges {
+                users: 3,
+                added: 1,
+                removed: 1,
+                changed: 1
+            }
+        );
+        assert!(new.cached("alice", "a"), "unchanged: still remembered");
+        assert!(!new.cached("bob", "b"), "changed: forgotten");
+        assert!(!new.verify("bob", "b"));
+        assert!(!new.cached("carol", "c"), "removed: forgotten");
+        assert!(!new.verify("carol", "c"));
+        assert!(new.verify("bob", "b2") && new.verify("dave", "c"));
     }
 
     #[test]

@@ -159,12 +159,6 @@ impl App {
         if let Some(store) = &certs {
             tokio::spawn(watch_certificates(store.clone(), hangups.subscribe()));
         }
-        tokio::spawn(reload_inputs_on_hangup(
-            hangups.subscribe(),
-            (state.auth.clone(), access.clone()),
-            state.status.clone(),
-            metrics.clone(),
-        ));
         // Content reloads: SIGHUP, --watch, and a change of the realms'
         // policy scopes.
         let triggers = mpsc::channel::<()>(1);
@@ -185,7 +179,18 @@ impl App {
             blob_cache,
         };
         app.server = app.start(listener, certs, stopped)?;
+        app.reread_inputs_on_hangup();
         Ok(app)
+    }
+
+    /// Rereads the access map and the authentication files on SIGHUP.
+    fn reread_inputs_on_hangup(&self) {
+        tokio::spawn(reload_inputs_on_hangup(
+            self.hangups.subscribe(),
+            (self.state.auth.clone(), self.access.clone()),
+            self.state.status.clone(),
+            self.metrics.clone(),
+        ));
     }
 
     /// Starts serving the transport the configuration names on `listener`

@@ -23,6 +23,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::htpasswd::Htpasswd;
 use super::jws::SigningKey;
@@ -62,11 +63,11 @@ impl Auth {
         };
         let mut outcomes = Vec::new();
         match &self.config.source {
-            TokenSource::Local { htpasswd, key, .. } => {
+            TokenSource::Local { htpasswd, key, ttl } => {
                 let outcome = reload_users(htpasswd, &mut next);
                 outcomes.push(input("--htpasswd", htpasswd, outcome));
                 if let Some(path) = key {
-                    let outcome = self.reload_key(path, &mut next);
+                    let outcome = self.reload_key(path, *ttl, &mut next);
                     outcomes.push(input("--token-key", path, outcome));
                 }
             }
@@ -79,16 +80,12 @@ impl Auth {
         outcomes
     }
 
-    fn reload_key(&self, path: &Path, next: &mut Inputs) -> Result<String, String> {
+    fn reload_key(&self, path: &Path, ttl: Duration, next: &mut Inputs) -> Result<String, String> {
         let key = read_token_key(path).map_err(|e| e.to_string())?;
         if next.issuer.as_ref().is_some_and(|i| i.kid() == key.kid()) {
             return Ok("unchanged".into());
         }
         let kid = key.kid().to_owned();
-        let ttl = next
-            .issuer
-            .as_ref()
-            .map_or_else(Default::default, |i| i.ttl());
         let issuer = Issuer::new(
             key,
             self.config.issuer.clone(),

@@ -614,6 +614,20 @@ fn unusable_authentication_settings_stop_the_start() {
         )),
         "{e}"
     );
+    // A bcrypt cost no check should take (2^18 rounds, seconds each).
+    std::fs::write(
+        &htpasswd,
+        format!("alice:{}\n", good.replacen("$04$", "$18$", 1)),
+    )
+    .unwrap();
+    let e = start_error(&args);
+    assert!(
+        e.contains(&format!(
+            "--htpasswd {}:1: user \"alice\": bcrypt cost 18 is above 17",
+            htpasswd.display()
+        )),
+        "{e}"
+    );
     // Passwords over plain HTTP are refused.
     let e = start_error(&["--htpasswd", "/h", "-p", "0"]);
     assert!(e.contains("--htpasswd with -t no-tls"), "{e}");

@@ -35,6 +35,9 @@ const MAX_USER: usize = 256;
 /// Longest password checked (bcrypt reads 72 bytes; longer input is
 /// refused rather than hashed).
 pub const MAX_PASSWORD: usize = 1024;
+/// Highest bcrypt cost accepted (`htpasswd -C`'s): each step doubles the
+/// time of every check, and of the check each start and reload makes.
+pub const MAX_COST: u32 = 17;
 /// How long a successful verification is remembered.
 pub const CACHE_TTL: Duration = Duration::from_secs(60);
 
@@ -161,6 +164,15 @@ impl Htpasswd {
             if hash.len() != 60 {
                 return Err((n, format!("user {user:?}: malformed bcrypt hash")));
             }
+            if parts.get_cost() > MAX_COST {
+                return Err((
+                    n,
+                    format!(
+                        "user {user:?}: bcrypt cost {} is above {MAX_COST} (htpasswd -C takes 4 to 17)",
+                        parts.get_cost()
+                    ),
+                ));
+            }
             max_cost = max_cost.max(parts.get_cost());
             if users.insert(user.to_owned(), hash.to_owned()).is_some() {
                 return Err((n, format!("user {user:?} appears twice")));
@@ -170,7 +182,7 @@ impl Htpasswd {
             }
         }
         // The dummy costs what the dearest real hash costs.
-        let dummy = bcrypt::hash("not a password", max_cost.clamp(4, 31))
+        let dummy = bcrypt::hash("not a password", max_cost.clamp(4, MAX_COST))
             .map_err(|e| (0, e.to_string()))?;
         let rng = aws_lc_rs::rand::SystemRandom::new();
         let cache_key = hmac::Key::generate(hmac::HMAC_SHA256, &rng)
@@ -334,6 +346,11 @@ mod tests {
             ("a:$2y$05$short\n".to_string(), 1, "malformed"),
             ("a:secret\n".to_string(), 1, "only bcrypt"),
             (format!(":{h}\n"), 1, "user name"),
+            (
+                format!("a:{h}\nb:{}\n", h.replacen("$04$", "$18$", 1)),
+                2,
+                "cost 18 is above 17",
+            ),
         ] {
             let (n, why) = Htpasswd::parse(&text).unwrap_err();
             assert_eq!(n, line, "{text}: {why}");

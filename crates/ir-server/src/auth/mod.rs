@@ -233,14 +233,14 @@ impl Auth {
     fn visibility(&self, user: &str) -> Visibility {
         match &self.access {
             None => None,
-            Some(map) => map.current().for_user(user).1,
+            Some(map) => map.peek().for_user(user).1,
         }
     }
 
     fn may_see(&self, user: &str, name: &RepoName) -> bool {
         self.access
             .as_ref()
-            .is_none_or(|map| map.current().user_may_see(user, name))
+            .is_none_or(|map| map.peek().user_may_see(user, name))
     }
 
     fn challenge(&self, need: Need<'_>, error: BearerError, message: &str) -> Response<Body> {

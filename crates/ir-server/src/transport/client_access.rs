@@ -362,6 +362,11 @@ impl SharedClientMap {
         self.current.load_full()
     }
 
+    /// The map in force now, for a short look (no reference count taken).
+    pub fn peek(&self) -> arc_swap::Guard<Arc<ClientMap>> {
+        self.current.load()
+    }
+
     /// Reads the file again and, when it is a valid map, puts it in force
     /// (its number of entries); otherwise the map in force stays.
     pub fn reload(&self) -> Result<usize, ClientAccessError> {

@@ -3,8 +3,8 @@
 //! listeners, metrics listener); [`App::run`] loads through the reloader,
 //! marks the server ready, reloads on SIGHUP (and file changes with
 //! `--watch`), rereads the authentication and access files on SIGHUP
-//! ([`crate::auth::reload`]), and shuts down gracefully on SIGTERM/SIGINT. [`check`]
-//! (`--check`) loads and reports without serving.
+//! ([`crate::auth::reload`]), and shuts down gracefully on SIGTERM/SIGINT.
+//! [`check`] (`--check`) loads and reports without serving.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -10,6 +10,10 @@
 #
 # ir-client with the auth file podman's login wrote pulls as well.
 #
+# SIGHUP rereads the users and the access map: a user added logs in with
+# podman, a removed user's login (remembered by the server) stops working,
+# an application taken out of a user's map entry is NAME_UNKNOWN.
+#
 # Usage: tests/e2e/auth.sh   (needs: openssl curl jq htpasswd skopeo podman
 #                             containerd dockerd python3 python3-cryptography)
 # Env:   IR_SERVER_BIN, IR_CLIENT_BIN (default target/debug/ir-server, ir-client)
@@ -34,6 +38,7 @@ HOST=localhost:$PORT
 start_server "$WORK/server.log" -t tls -c "$CERTS/server.crt" -k "$CERTS/server.key" -r "$REG" \
   -p "$PORT" --bind 127.0.0.1 --htpasswd "$WORK/htpasswd" --token-key "$WORK/token.key" \
   --access-map "$WORK/access.json"
+MAIN_PID=$SERVER_PID
 wait_http "https://$HOST/readyz" --cacert "$CERTS/ca.crt" || { cat "$WORK/server.log"; exit 1; }
 URL=https://$HOST
 CURL=(curl -sS --cacert "$CERTS/ca.crt")
@@ -222,5 +227,35 @@ check "docker pull after login" "${DOCKER[@]}" pull "$HOST/hello:latest"
 check "docker pulled the source digest" \
   bash -c "${DOCKER[*]} image inspect $HOST/hello:latest --format '{{json .RepoDigests}}' | grep -q $HELLO"
 check "docker pull of an application alice may not see fails" bash -c "! ${DOCKER[*]} pull $HOST/multi:latest"
+
+# SIGHUP: users and the access map read again ------------------------------
+{ htpasswd -nbB bob hunter2; htpasswd -nbB carol s3cret; } >"$WORK/htpasswd.new"
+mv "$WORK/htpasswd.new" "$WORK/htpasswd"   # alice removed, carol added
+cat >"$WORK/access.new" <<'JSON'
+{"clients": [{"user": "carol", "applications": ["hello"]}, {"user": "bob", "applications": ["multi"]}]}
+JSON
+mv "$WORK/access.new" "$WORK/access.json"
+kill -HUP "$MAIN_PID"
+for _ in $(seq 1 100); do
+  grep -q 'reloaded --htpasswd' "$WORK/server.log" && grep -q 'reloaded --access-map' "$WORK/server.log" && break
+  sleep 0.1
+done
+check "(SIGHUP) the reread is logged" grep -q 'reloaded --htpasswd .*2 user(s): +1 added, -1 removed' "$WORK/server.log"
+check "(SIGHUP) a new user logs in and pulls with podman" \
+  bash -c "${PM[*]} login --cert-dir $CA_DIR --authfile $WORK/carol.json -u carol -p s3cret $HOST \
+           && ${PM[*]} pull --cert-dir $CA_DIR --authfile $WORK/carol.json $HOST/hello:latest"
+check "(SIGHUP) a removed user's remembered password is refused" \
+  refused /v2/hello/manifests/latest "" -u alice:secret
+check "(SIGHUP) skopeo with the removed user's podman login fails" \
+  bash -c "! skopeo inspect --cert-dir $CA_DIR --authfile $AUTHFILE docker://$HOST/hello:latest"
+check "(SIGHUP) an application taken out of the map is NAME_UNKNOWN and left out of the catalog" \
+  bash -c "${CURL[*]} -u bob:hunter2 $URL/v2/hello/tags/list | jq -e '.errors[0].code == \"NAME_UNKNOWN\"' \
+           && [ \"\$(${CURL[*]} -u bob:hunter2 $URL/v2/_catalog | jq -c .repositories)\" = '[\"multi\"]' ]"
+printf 'bob:$apr1$x$y\n' >"$WORK/htpasswd.new" && mv "$WORK/htpasswd.new" "$WORK/htpasswd"
+kill -HUP "$MAIN_PID"
+for _ in $(seq 1 100); do grep -q 'the previous --htpasswd stays in force' "$WORK/server.log" && break; sleep 0.1; done
+check "(SIGHUP) a broken user file is refused naming the line; the previous one stays" \
+  bash -c "grep -q 'htpasswd:1: user \"bob\": only bcrypt.*the previous --htpasswd stays in force' $WORK/server.log \
+           && [ \"\$(${CURL[*]} -u carol:s3cret -o /dev/null -w '%{http_code}' $URL/v2/hello/manifests/latest)\" = 200 ]"
 
 summary "e2e auth"

@@ -175,9 +175,17 @@ pub(crate) fn line_hash(bytes: &[u8]) -> String {
 /// `sha256:<hex>` of a digest.
 pub(crate) fn hash_text(digest: &[u8; 32]) -> String {
     let mut text = String::with_capacity(71);
-    text.push_str("sha256:");
-    text.push_str(&hex::encode(digest));
+    set_hash_text(&mut text, digest);
     text
+}
+
+/// Writes `sha256:<hex>` of a digest into `text`, reusing its buffer.
+pub(crate) fn set_hash_text(text: &mut String, digest: &[u8; 32]) {
+    let mut hex = [0u8; 64];
+    hex::encode_to_slice(digest, &mut hex).expect("64 hex digits for 32 bytes");
+    text.clear();
+    text.push_str("sha256:");
+    text.push_str(std::str::from_utf8(&hex).expect("hex is ASCII"));
 }
 
 /// What a checkpoint signs: its position, time and the hash of the line

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::entry::{
-    checkpoint_message, hash_text, line_digest, line_hash, now_rfc3339, rfc3339, Context, Kind,
-    Line, Record, GENESIS,
+    checkpoint_message, hash_text, line_digest, line_hash, now_rfc3339, rfc3339, set_hash_text,
+    Context, Kind, Line, Record, GENESIS,
 };
 use crate::{CheckpointSigner, Delivery, Identity, ReceiptsError};
 
@@ -312,7 +312,7 @@ impl Journal {
         self.pending_lines
             .push((self.pending.len(), seq, digest, kind));
         self.seq = seq;
-        self.prev = hash_text(&digest);
+        set_hash_text(&mut self.prev, &digest);
         self.unsigned_lines = kind != Kind::Checkpoint;
         Ok(())
     }

@@ -2,8 +2,9 @@
 //! into a listening server (certificates, signature policy, attestor,
 //! listeners, metrics listener); [`App::run`] loads through the reloader,
 //! marks the server ready, reloads on SIGHUP (and file changes with
-//! `--watch`), and shuts down gracefully on SIGTERM/SIGINT. [`check`]
-//! (`--check`) loads and reports without serving.
+//! `--watch`), rereads the authentication and access files on SIGHUP
+//! ([`crate::auth::reload`]), and shuts down gracefully on SIGTERM/SIGINT.
+//! [`check`] (`--check`) loads and reports without serving.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,11 +19,12 @@ use tokio::task::JoinHandle;
 use crate::api::ApiState;
 use crate::audit::trust_digest::digest_of;
 use crate::audit::{Audit, AuditError};
+use crate::auth::Auth;
 use crate::cli::{Args, ReportFormat};
 use crate::config::{AttestConfig, Config, ConfigError, PlatformConfig, TransportConfig};
 use crate::delivery::blob_cache::{self, BlobCache};
 use crate::metrics::listener::ListenError;
-use crate::metrics::status::LoadKind;
+use crate::metrics::status::{InputRecord, LoadKind, ServerStatus};
 use crate::metrics::Metrics;
 use crate::process::{sd_notify, signals};
 use crate::snapshot::catalog::{self, Catalog, SharedCatalog};
@@ -30,7 +32,7 @@ use crate::snapshot::policy_gate::{self, Gate, TrustError};
 use crate::snapshot::reload::{self, Loaded, Reloader};
 use crate::snapshot::{load_progress, watch};
 use crate::transport::cert_store::{self, CertError, CertStore};
-use crate::transport::client_access::{self, ClientAccessError};
+use crate::transport::client_access::{self, ClientAccessError, SharedClientMap};
 use crate::transport::{self, plain::Plain, ratls::RaTls, tls::Tls, ServeOptions};
 use ir_attest::attestor::{Attestor, PlatformCheck};
 use ir_attest::{EarVerifier, PlatformKeys, VeraisonClient};
@@ -91,6 +93,7 @@ pub struct App {
     gate: Option<Arc<Gate>>,
     metrics: Option<Arc<Metrics>>,
     audit: Option<Arc<Audit>>,
+    access: Option<Arc<SharedClientMap>>,
     hangups: broadcast::Sender<()>,
     triggers: (mpsc::Sender<()>, mpsc::Receiver<()>),
     server: JoinHandle<()>,
@@ -129,7 +132,7 @@ impl App {
         let gate = trust_gate(&config)?;
         policy_gate::announce(gate.as_deref());
         let audit = start_audit(&config, gate.clone())?;
-        let auth = start_auth(&config)?;
+        let (access, auth) = start_access(&config)?;
         let addr = config.listen.addr;
         let listener = transport::bind(addr, config.listen.backlog)
             .map_err(|source| StartupError::Listen { addr, source })?;
@@ -166,6 +169,7 @@ impl App {
             gate,
             metrics,
             audit,
+            access,
             hangups,
             triggers,
             // Replaced below by the accept loop, which needs `app` to build
@@ -175,7 +179,18 @@ impl App {
             blob_cache,
         };
         app.server = app.start(listener, certs, stopped)?;
+        app.reread_inputs_on_hangup();
         Ok(app)
+    }
+
+    /// Rereads the access map and the authentication files on SIGHUP.
+    fn reread_inputs_on_hangup(&self) {
+        tokio::spawn(reload_inputs_on_hangup(
+            self.hangups.subscribe(),
+            (self.state.auth.clone(), self.access.clone()),
+            self.state.status.clone(),
+            self.metrics.clone(),
+        ));
     }
 
     /// Starts serving the transport the configuration names on `listener`
@@ -200,15 +215,9 @@ impl App {
             .unwrap_or_default();
         let options = self.config.serve.clone();
         Ok(match (&self.config.transport, certs) {
-            (
-                TransportConfig::Tls {
-                    client_ca,
-                    client_map,
-                },
-                Some(store),
-            ) => {
+            (TransportConfig::Tls { client_ca, .. }, Some(store)) => {
                 tracing::info!("serving the OCI pull API over TLS on {local}");
-                let tls = tls_transport(client_ca.as_deref(), client_map.as_deref(), store)?;
+                let tls = tls_transport(client_ca.as_deref(), self.access.clone(), store)?;
                 spawn_serve(listener, Arc::new(tls), &self.state, options, shutdown)
             }
             (TransportConfig::RaTls(attest), Some(store)) => {
@@ -274,6 +283,7 @@ impl App {
             gate,
             metrics,
             audit,
+            access: _,
             hangups,
             triggers: (trigger_tx, trigger_rx),
             server,
@@ -327,13 +337,38 @@ fn attestation_events(audit: Arc<Audit>) -> crate::transport::ratls::Observer {
     })
 }
 
-/// Authentication, when asked for: a user file, key or key set that cannot
-/// be used is a start-up error.
-fn start_auth(config: &Config) -> Result<Option<Arc<crate::auth::Auth>>, crate::auth::AuthError> {
+/// The access map and authentication, each when asked for.
+type AccessAndAuth = (Option<Arc<SharedClientMap>>, Option<Arc<Auth>>);
+
+/// The access map (`--access-map`: one, for client certificates and users
+/// alike) and authentication, when asked for; a map, user file, key or key
+/// set that cannot be used is a start-up error.
+fn start_access(config: &Config) -> Result<AccessAndAuth, StartupError> {
+    let path = match (&config.transport, &config.auth) {
+        (
+            TransportConfig::Tls {
+                client_map: Some(p),
+                ..
+            },
+            _,
+        ) => Some(p),
+        (_, Some(a)) => a.access_map.as_ref(),
+        _ => None,
+    };
+    let access = path.map(|p| SharedClientMap::load(p)).transpose()?;
+    let auth = start_auth(config, access.clone())?;
+    Ok((access, auth))
+}
+
+/// Authentication, when asked for, with the access map `access`.
+fn start_auth(
+    config: &Config,
+    access: Option<Arc<SharedClientMap>>,
+) -> Result<Option<Arc<Auth>>, crate::auth::AuthError> {
     let Some(a) = &config.auth else {
         return Ok(None);
     };
-    let auth = crate::auth::Auth::load(a)?;
+    let auth = Auth::load_with_access(a, access)?;
     tracing::info!("{}", auth.describe());
     if matches!(a.source, crate::auth::TokenSource::Local { key: None, .. }) {
         tracing::info!(
@@ -395,6 +430,42 @@ async fn first_load(reloader: &Reloader, metrics: Option<Arc<Metrics>>) -> Resul
         Err(e) => {
             tracing::error!("{e}");
             Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Rereads the access map and the authentication files (`inputs`) on
+/// SIGHUP, recording each file's outcome in `/status` and the metrics.
+async fn reload_inputs_on_hangup(
+    mut hangups: broadcast::Receiver<()>,
+    inputs: (Option<Arc<Auth>>, Option<Arc<SharedClientMap>>),
+    status: Arc<ServerStatus>,
+    metrics: Option<Arc<Metrics>>,
+) {
+    if inputs.0.is_none() && inputs.1.is_none() {
+        return;
+    }
+    while !matches!(
+        hangups.recv().await,
+        Err(broadcast::error::RecvError::Closed)
+    ) {
+        let (auth, access) = inputs.clone();
+        let reread = tokio::task::spawn_blocking(move || {
+            crate::auth::reload::reload_inputs(auth.as_deref(), access.as_deref())
+        });
+        let Ok(outcomes) = reread.await else {
+            continue;
+        };
+        for r in outcomes {
+            if let Some(m) = &metrics {
+                m.input_reloaded(r.input, r.outcome.is_ok());
+            }
+            status.record_input(InputRecord {
+                input: r.input,
+                file: r.file.display().to_string(),
+                finished: std::time::SystemTime::now(),
+                error: r.outcome.err(),
+            });
         }
     }
 }
@@ -527,10 +598,11 @@ fn spawn_serve<H: transport::Handshake>(
 }
 
 /// The TLS transport, requiring client certificates with `--client-ca`
-/// (limited per client with `--access-map`).
+/// (limited per client with `--access-map`, the map in force at each
+/// request).
 fn tls_transport(
     client_ca: Option<&Path>,
-    client_map: Option<&Path>,
+    client_map: Option<Arc<SharedClientMap>>,
     store: Arc<CertStore>,
 ) -> Result<Tls, ClientAccessError> {
     let Some(ca) = client_ca else {
@@ -545,15 +617,14 @@ fn tls_transport(
             );
             Ok(Tls::new(config))
         }
-        Some(path) => {
-            let map = client_access::ClientMap::load(path)?;
+        Some(map) => {
             tracing::info!(
                 "TLS: client certificates from {} required; {} client(s) mapped to applications by {}",
                 ca.display(),
-                map.len(),
-                path.display()
+                map.current().len(),
+                map.path().display()
             );
-            Ok(Tls::with_client_map(config, Arc::new(map)))
+            Ok(Tls::with_shared_client_map(config, map))
         }
     }
 }

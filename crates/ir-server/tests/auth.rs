@@ -541,15 +541,21 @@ async fn the_access_map_limits_users_as_if_the_rest_did_not_exist() {
     // bob's entry has no list: everything.
     let bob = basic("bob", "hunter2");
     assert_eq!(get(&s, MANIFEST, Some(&bob)).await.status, 200);
-    // A token whose subject the map does not name sees nothing, whatever
-    // it grants; the map applies to a token's subject as to a user.
+    // A token sees only what its subject's entry allows, whatever it
+    // grants; the map applies to a token's subject as to a user.
     let now = token::now();
-    for sub in ["carol", "alice"] {
-        let t = forged_for(&s, &s.key, SERVICE, SERVICE, now, 300, sub);
-        let seen = get(&s, MANIFEST, Some(&t)).await;
-        assert_eq!(seen.status, 404, "{sub}");
-        assert_eq!(seen.code, "NAME_UNKNOWN");
-    }
+    let t = forged_for(&s, &s.key, SERVICE, SERVICE, now, 300, "alice");
+    let seen = get(&s, MANIFEST, Some(&t)).await;
+    assert_eq!(seen.status, 404);
+    assert_eq!(seen.code, "NAME_UNKNOWN");
+    // This server's token for someone not in --htpasswd (a user since
+    // removed) is refused.
+    let t = forged_for(&s, &s.key, SERVICE, SERVICE, now, 300, "carol");
+    refused(
+        &get(&s, MANIFEST, Some(&t)).await,
+        Some("repository:app:pull"),
+        Some("invalid_token"),
+    );
 }
 
 /// Runs `ir-server` with `args` until it exits (start-up errors only).
@@ -604,6 +610,20 @@ fn unusable_authentication_settings_stop_the_start() {
     assert!(
         e.contains(&format!(
             "--htpasswd {}:2: user \"bob\": only bcrypt",
+            htpasswd.display()
+        )),
+        "{e}"
+    );
+    // A bcrypt cost no check should take (2^18 rounds, seconds each).
+    std::fs::write(
+        &htpasswd,
+        format!("alice:{}\n", good.replacen("$04$", "$18$", 1)),
+    )
+    .unwrap();
+    let e = start_error(&args);
+    assert!(
+        e.contains(&format!(
+            "--htpasswd {}:1: user \"alice\": bcrypt cost 18 is above 17",
             htpasswd.display()
         )),
         "{e}"

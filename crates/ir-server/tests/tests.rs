@@ -6,6 +6,7 @@ mod util;
 
 mod api;
 mod auth;
+mod auth_reload;
 mod check;
 mod config_file;
 mod fail_closed;

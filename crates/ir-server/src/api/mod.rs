@@ -355,7 +355,9 @@ fn audit_delivery<B>(
     if req.method() != Method::GET || response.status() != StatusCode::OK {
         return;
     }
-    let header = |h: &str| {
+    // Names parsed once, not per request.
+    static DIGEST: header::HeaderName = header::HeaderName::from_static("docker-content-digest");
+    let header = |h: &header::HeaderName| {
         response
             .headers()
             .get(h)
@@ -370,8 +372,8 @@ fn audit_delivery<B>(
         conn.scope(),
         name.as_str(),
         tag,
-        header("docker-content-digest"),
-        header("content-type"),
+        header(&DIGEST),
+        header(&header::CONTENT_TYPE),
     );
 }
 

@@ -13,6 +13,11 @@
 //! is bounded by the file), compared in constant time. An unknown user is
 //! checked against a dummy hash of the same cost, so a refusal takes as
 //! long whether or not the user exists.
+//!
+//! A reload ([`Htpasswd::succeeding`]) keeps the remembered successes of
+//! users whose entry is unchanged and forgets those of users whose entry
+//! changed or was removed, so a removed user's password stops working at
+//! once.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -30,6 +35,9 @@ const MAX_USER: usize = 256;
 /// Longest password checked (bcrypt reads 72 bytes; longer input is
 /// refused rather than hashed).
 pub const MAX_PASSWORD: usize = 1024;
+/// Highest bcrypt cost accepted (`htpasswd -C`'s): each step doubles the
+/// time of every check, and of the check each start and reload makes.
+pub const MAX_COST: u32 = 17;
 /// How long a successful verification is remembered.
 pub const CACHE_TTL: Duration = Duration::from_secs(60);
 
@@ -62,6 +70,19 @@ pub enum HtpasswdError {
         /// The rule.
         why: String,
     },
+}
+
+/// What a reload changed in the user file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserChanges {
+    /// Users now.
+    pub users: usize,
+    /// Users now, not before.
+    pub added: usize,
+    /// Users before, not now.
+    pub removed: usize,
+    /// Users before and now, with another hash.
+    pub changed: usize,
 }
 
 /// The users and their hashes, with the cache of recent successes.
@@ -143,6 +164,15 @@ impl Htpasswd {
             if hash.len() != 60 {
                 return Err((n, format!("user {user:?}: malformed bcrypt hash")));
             }
+            if parts.get_cost() > MAX_COST {
+                return Err((
+                    n,
+                    format!(
+                        "user {user:?}: bcrypt cost {} is above {MAX_COST} (htpasswd -C takes 4 to 17)",
+                        parts.get_cost()
+                    ),
+                ));
+            }
             max_cost = max_cost.max(parts.get_cost());
             if users.insert(user.to_owned(), hash.to_owned()).is_some() {
                 return Err((n, format!("user {user:?} appears twice")));
@@ -152,7 +182,7 @@ impl Htpasswd {
             }
         }
         // The dummy costs what the dearest real hash costs.
-        let dummy = bcrypt::hash("not a password", max_cost.clamp(4, 31))
+        let dummy = bcrypt::hash("not a password", max_cost.clamp(4, MAX_COST))
             .map_err(|e| (0, e.to_string()))?;
         let rng = aws_lc_rs::rand::SystemRandom::new();
         let cache_key = hmac::Key::generate(hmac::HMAC_SHA256, &rng)
@@ -173,6 +203,38 @@ impl Htpasswd {
     /// True without users (nobody can log in).
     pub fn is_empty(&self) -> bool {
         self.users.is_empty()
+    }
+
+    /// True when `user` has an entry.
+    pub fn contains(&self, user: &str) -> bool {
+        self.users.contains_key(user)
+    }
+
+    /// This file, read again, taking over from `old`: the successes `old`
+    /// remembers are kept for users whose entry is unchanged, and only
+    /// theirs (a changed or removed entry's are forgotten).
+    pub fn succeeding(mut self, old: &Htpasswd) -> (Self, UserChanges) {
+        let changes = UserChanges {
+            users: self.users.len(),
+            added: self.users.keys().filter(|u| !old.contains(u)).count(),
+            removed: old.users.keys().filter(|u| !self.contains(u)).count(),
+            changed: self
+                .users
+                .iter()
+                .filter(|(u, h)| old.users.get(*u).is_some_and(|o| o != *h))
+                .count(),
+        };
+        self.cache_key = old.cache_key.clone();
+        let kept: HashMap<_, _> = old
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(u, _)| self.users.get(*u) == old.users.get(*u))
+            .map(|(u, v)| (u.clone(), *v))
+            .collect();
+        self.cache = Mutex::new(kept);
+        (self, changes)
     }
 
     fn tag(&self, user: &str, password: &str) -> hmac::Tag {
@@ -241,6 +303,35 @@ mod tests {
     }
 
     #[test]
+    fn a_reload_forgets_changed_and_removed_users_only() {
+        let (a, b, c) = (
+            bcrypt::hash("a", 4).unwrap(),
+            bcrypt::hash("b", 4).unwrap(),
+            bcrypt::hash("c", 4).unwrap(),
+        );
+        let old = Htpasswd::parse(&format!("alice:{a}\nbob:{b}\ncarol:{c}\n")).unwrap();
+        assert!(old.verify("alice", "a") && old.verify("bob", "b") && old.verify("carol", "c"));
+        let b2 = bcrypt::hash("b2", 4).unwrap();
+        let new = Htpasswd::parse(&format!("alice:{a}\nbob:{b2}\ndave:{c}\n")).unwrap();
+        let (new, changes) = new.succeeding(&old);
+        assert_eq!(
+            changes,
+            UserChanges {
+                users: 3,
+                added: 1,
+                removed: 1,
+                changed: 1
+            }
+        );
+        assert!(new.cached("alice", "a"), "unchanged: still remembered");
+        assert!(!new.cached("bob", "b"), "changed: forgotten");
+        assert!(!new.verify("bob", "b"));
+        assert!(!new.cached("carol", "c"), "removed: forgotten");
+        assert!(!new.verify("carol", "c"));
+        assert!(new.verify("bob", "b2") && new.verify("dave", "c"));
+    }
+
+    #[test]
     fn other_hashes_and_bad_lines_name_their_line() {
         let h = bcrypt::hash("x", 4).unwrap();
         for (text, line, says) in [
@@ -255,6 +346,11 @@ mod tests {
             ("a:$2y$05$short\n".to_string(), 1, "malformed"),
             ("a:secret\n".to_string(), 1, "only bcrypt"),
             (format!(":{h}\n"), 1, "user name"),
+            (
+                format!("a:{h}\nb:{}\n", h.replacen("$04$", "$18$", 1)),
+                2,
+                "cost 18 is above 17",
+            ),
         ] {
             let (n, why) = Htpasswd::parse(&text).unwrap_err();
             assert_eq!(n, line, "{text}: {why}");

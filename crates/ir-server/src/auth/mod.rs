@@ -17,17 +17,21 @@
 //! - [`htpasswd`]: the user file, bcrypt, the verification cache;
 //! - [`jws`]: compact JWS with ES256, on aws-lc-rs;
 //! - [`token`]: claims, issuing, verifying, key sets, scopes;
-//! - [`challenge`]: the 401 answers.
+//! - [`challenge`]: the 401 answers;
+//! - [`reload`]: SIGHUP reads the user file, the token key, the key set
+//!   and the access map again.
 
 pub mod challenge;
 pub mod htpasswd;
 pub mod jws;
+pub mod reload;
 pub mod token;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
@@ -37,7 +41,7 @@ use tokio::sync::Semaphore;
 use crate::api::conn::Visibility;
 use crate::api::error::{error_response, ApiError, ErrorCode};
 use crate::delivery::Body;
-use crate::transport::client_access::ClientMap;
+use crate::transport::client_access::SharedClientMap;
 use challenge::{BearerError, Need};
 use htpasswd::Htpasswd;
 use token::{Issuer, ResourceActions, Scope, Verifier};
@@ -114,15 +118,26 @@ pub struct Grant {
     pub visibility: Visibility,
 }
 
+/// What the files give, replaced whole by a reload: a request sees the
+/// old set or the new one.
+struct Inputs {
+    /// `--htpasswd`.
+    passwords: Option<Arc<Htpasswd>>,
+    /// This server's tokens (`--htpasswd`, `--token-key`).
+    issuer: Option<Arc<Issuer>>,
+    /// The tokens accepted (this server's, or `--token-jwks`).
+    verifier: Arc<Verifier>,
+}
+
 /// Authentication in force.
 pub struct Auth {
     realm: String,
     service: String,
-    passwords: Option<Arc<Htpasswd>>,
-    issuer: Option<Issuer>,
-    verifier: Verifier,
-    access: Option<Arc<ClientMap>>,
+    config: AuthConfig,
+    inputs: ArcSwap<Inputs>,
+    access: Option<Arc<SharedClientMap>>,
     bcrypt_slots: Semaphore,
+    reloading: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Auth {
@@ -138,49 +153,60 @@ impl Auth {
     /// Reads the files `config` names.
     pub fn load(config: &AuthConfig) -> Result<Self, AuthError> {
         let access = match &config.access_map {
-            Some(p) => Some(Arc::new(ClientMap::load(p)?)),
+            Some(p) => Some(SharedClientMap::load(p)?),
             None => None,
         };
-        let (passwords, issuer, verifier) = match &config.source {
+        Self::load_with_access(config, access)
+    }
+
+    /// Reads the files `config` names but the access map, `access` (shared
+    /// with the TLS transport's client certificates, reloaded by
+    /// [`reload::reload_inputs`]).
+    pub fn load_with_access(
+        config: &AuthConfig,
+        access: Option<Arc<SharedClientMap>>,
+    ) -> Result<Self, AuthError> {
+        let inputs = match &config.source {
             TokenSource::Local { htpasswd, key, ttl } => {
                 let passwords = Htpasswd::load(htpasswd)?;
                 let key = match key {
-                    Some(path) => {
-                        let shown = path.display().to_string();
-                        let pem = std::fs::read(path)
-                            .map_err(|e| AuthError::Key(shown.clone(), e.to_string()))?;
-                        jws::SigningKey::from_pem(&pem)
-                            .map_err(|e| AuthError::Key(shown, e.to_string()))?
-                    }
+                    Some(path) => reload::read_token_key(path)?,
                     None => jws::SigningKey::generate()
                         .map_err(|e| AuthError::Key(String::new(), e.to_string()))?,
                 };
                 let issuer = Issuer::new(key, config.issuer.clone(), config.service.clone(), *ttl);
-                let verifier = issuer.verifier();
-                (Some(Arc::new(passwords)), Some(issuer), verifier)
+                Inputs {
+                    verifier: Arc::new(issuer.verifier()),
+                    passwords: Some(Arc::new(passwords)),
+                    issuer: Some(Arc::new(issuer)),
+                }
             }
             TokenSource::External { jwks } => {
                 let keys = token::load_jwks(jwks)
                     .map_err(|e| AuthError::Jwks(jwks.display().to_string(), e))?;
                 let verifier = Verifier::new(config.issuer.clone(), config.service.clone(), keys);
-                (None, None, verifier)
+                Inputs {
+                    passwords: None,
+                    issuer: None,
+                    verifier: Arc::new(verifier),
+                }
             }
         };
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Auth {
             realm: config.realm.clone(),
             service: config.service.clone(),
-            passwords,
-            issuer,
-            verifier,
+            config: config.clone(),
+            inputs: ArcSwap::from_pointee(inputs),
             access,
             bcrypt_slots: Semaphore::new(cores),
+            reloading: std::sync::Mutex::new(()),
         })
     }
 
     /// A line for the start-up log.
     pub fn describe(&self) -> String {
-        let who = match &self.passwords {
+        let who = match &self.inputs.load().passwords {
             Some(p) => format!(
                 "{} --htpasswd user(s), tokens issued at {}",
                 p.len(),
@@ -199,22 +225,22 @@ impl Auth {
         )
     }
 
-    /// The access map in force for users, if any.
-    pub fn access_map(&self) -> Option<&Arc<ClientMap>> {
+    /// The access map for users, if any.
+    pub fn access_map(&self) -> Option<&Arc<SharedClientMap>> {
         self.access.as_ref()
     }
 
     fn visibility(&self, user: &str) -> Visibility {
         match &self.access {
             None => None,
-            Some(map) => map.for_user(user).1,
+            Some(map) => map.peek().for_user(user).1,
         }
     }
 
     fn may_see(&self, user: &str, name: &RepoName) -> bool {
         self.access
             .as_ref()
-            .is_none_or(|map| map.user_may_see(user, name))
+            .is_none_or(|map| map.peek().user_may_see(user, name))
     }
 
     fn challenge(&self, need: Need<'_>, error: BearerError, message: &str) -> Response<Body> {
@@ -252,18 +278,41 @@ impl Auth {
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(required());
         }
-        let claims = self.verifier.verify(credentials).map_err(|e| {
+        self.check_bearer(credentials, need)
+            .map_err(|(error, message)| self.challenge(need, error, message))
+    }
+
+    /// Checks a bearer token for what the request needs: the grant, or
+    /// the challenge's error and message.
+    fn check_bearer(
+        &self,
+        token: &str,
+        need: Need<'_>,
+    ) -> Result<Grant, (BearerError, &'static str)> {
+        let invalid = || (BearerError::InvalidToken, "invalid token");
+        let inputs = self.inputs.load();
+        let claims = inputs.verifier.verify(token).map_err(|e| {
             tracing::debug!("bearer token refused: {e}");
-            self.challenge(need, BearerError::InvalidToken, "invalid token")
+            invalid()
         })?;
+        // This server's token for a user no longer in the file: refused
+        // as soon as the file without them is in force.
+        if let Some(passwords) = &inputs.passwords {
+            if !claims.sub.is_empty() && !passwords.contains(&claims.sub) {
+                tracing::debug!(
+                    "bearer token refused: user {:?} is not in --htpasswd",
+                    claims.sub
+                );
+                return Err(invalid());
+            }
+        }
         let granted = match need {
             Need::Base => true,
             Need::Repository(name) => claims.grants("repository", name, "pull"),
             Need::Catalog => claims.grants("registry", "catalog", "*"),
         };
         if !granted {
-            return Err(self.challenge(
-                need,
+            return Err((
                 BearerError::InsufficientScope,
                 "the token does not grant this access",
             ));
@@ -277,7 +326,7 @@ impl Auth {
     /// The user Basic `credentials` (base64 `user:password`) log in as, or
     /// `None` when they are malformed or wrong (or passwords are off).
     async fn check_basic(&self, credentials: &str) -> Result<Option<String>, Response<Body>> {
-        let Some(passwords) = &self.passwords else {
+        let Some(passwords) = self.inputs.load().passwords.clone() else {
             return Ok(None);
         };
         if credentials.len() > 4 * htpasswd::MAX_PASSWORD {
@@ -307,7 +356,6 @@ impl Auth {
             Ok(Ok(slot)) => slot,
             _ => return Err(busy()),
         };
-        let passwords = passwords.clone();
         let checked = tokio::task::spawn_blocking(move || {
             let ok = passwords.verify(&user, &password);
             ok.then_some(user)
@@ -321,7 +369,7 @@ impl Auth {
     /// each repository asked for that the user may see, and the catalog.
     /// `None` when this server issues no tokens (the path is not served).
     pub async fn token_endpoint<B>(&self, req: &Request<B>) -> Option<Response<Body>> {
-        let issuer = self.issuer.as_ref()?;
+        let issuer = self.inputs.load().issuer.clone()?;
         if req.method() != Method::GET && req.method() != Method::HEAD {
             let mut r = error_response(&ApiError::new(
                 ErrorCode::Unsupported,

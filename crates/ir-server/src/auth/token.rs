@@ -224,6 +224,11 @@ impl Verifier {
     pub fn verify(&self, token: &str) -> Result<Arc<Claims>, TokenError> {
         self.verify_at(token, now())
     }
+
+    /// True when `keys` are exactly the keys this verifier accepts.
+    pub fn has_keys(&self, keys: &HashMap<String, PublicKey>) -> bool {
+        self.keys == *keys
+    }
 }
 
 /// Issues this server's tokens.
@@ -252,6 +257,11 @@ impl Issuer {
         let mut v = Verifier::new(self.issuer.clone(), self.service.clone(), keys);
         v.leeway = 0;
         v
+    }
+
+    /// The signing key's id.
+    pub fn kid(&self) -> &str {
+        self.key.kid()
     }
 
     /// The tokens' lifetime.

@@ -32,6 +32,7 @@
 //! | `ir_server_verification_duration_seconds` | histogram | |
 //! | `ir_server_reload_duration_seconds` | histogram | |
 //! | `ir_server_reloads_total` | counter | `outcome` (`ok`, `failed`) |
+//! | `ir_server_input_reloads_total` | counter | `input` (`--htpasswd`, `--access-map`, `--token-key`, `--token-jwks`), `outcome` (`ok`, `failed`): SIGHUP rereads |
 //! | `ir_server_ratls_attestations_total` | counter | `outcome`, `reason` |
 //! | `ir_server_application_downloads_total` | counter | `application`, `kind` (`manifest`, `blob`): GETs answered 200 or 206; one series per application served |
 //! | `ir_server_load_applications` | gauge | `state` (`found`, `checked`): progress of the running (or last) first load |
@@ -111,6 +112,12 @@ struct OutcomeLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InputLabels {
+    input: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DownloadLabels {
     application: String,
     kind: &'static str,
@@ -151,6 +158,7 @@ pub struct Metrics {
     verification_duration: Histogram,
     reload_duration: Histogram,
     reloads: Family<OutcomeLabels, Counter>,
+    input_reloads: Family<InputLabels, Counter>,
     attestations: Family<AttestationLabels, Counter>,
     attestation_series: Mutex<HashSet<(String, String)>>,
     downloads: Family<DownloadLabels, Counter>,
@@ -275,6 +283,12 @@ impl Metrics {
             "Reloads by outcome: ok (snapshot swapped) or failed (root unreadable; previous content kept)",
             reloads.clone(),
         );
+        let input_reloads = Family::<InputLabels, Counter>::default();
+        registry.register(
+            "input_reloads",
+            "SIGHUP rereads of the authentication and access files by input and outcome: ok (in force) or failed (the previous one stays)",
+            input_reloads.clone(),
+        );
         let attestations = Family::<AttestationLabels, Counter>::default();
         registry.register(
             "ratls_attestations",
@@ -333,6 +347,7 @@ impl Metrics {
             verification_duration,
             reload_duration,
             reloads,
+            input_reloads,
             attestations,
             attestation_series: Mutex::new(HashSet::new()),
             downloads,
@@ -447,6 +462,14 @@ impl Metrics {
         let outcome = if ok { "ok" } else { "failed" };
         self.reloads.get_or_create(&OutcomeLabels { outcome }).inc();
         self.reload_duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a reread of an input file (`--htpasswd`, `--access-map`, ...).
+    pub fn input_reloaded(&self, input: &'static str, ok: bool) {
+        let outcome = if ok { "ok" } else { "failed" };
+        self.input_reloads
+            .get_or_create(&InputLabels { input, outcome })
+            .inc();
     }
 
     /// Counts one RA-TLS attestation of a client.

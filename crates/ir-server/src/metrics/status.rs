@@ -1,7 +1,8 @@
 //! The operator's view of the server (`GET /status` on the metrics
 //! listener): each application served, kept at its last good version, or
 //! rejected with the rule and the file; the time and outcome of the last
-//! load; readiness; and the platform check in force for RA-TLS.
+//! load; the last reread of each authentication and access file;
+//! readiness; and the platform check in force for RA-TLS.
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -49,10 +50,26 @@ pub struct LoadRecord {
     pub error: Option<String>,
 }
 
+/// The outcome of the last reread of one input file (`--htpasswd`,
+/// `--access-map`, `--token-key`, `--token-jwks`) on SIGHUP.
+#[derive(Debug, Clone)]
+pub struct InputRecord {
+    /// The flag that names the file.
+    pub input: &'static str,
+    /// The file.
+    pub file: String,
+    /// When it finished.
+    pub finished: SystemTime,
+    /// `None` when the file read is in force; else why not (the previous
+    /// one stays).
+    pub error: Option<String>,
+}
+
 /// What the status document reports beyond the served snapshot.
 #[derive(Debug, Default)]
 pub struct ServerStatus {
     last_load: Mutex<Option<LoadRecord>>,
+    inputs: Mutex<Vec<InputRecord>>,
     ratls_platform: OnceLock<String>,
 }
 
@@ -65,6 +82,21 @@ impl ServerStatus {
     /// The last finished load, if any.
     pub fn last_load(&self) -> Option<LoadRecord> {
         self.last_load
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records the reread of an input file, replacing its previous record.
+    pub fn record_input(&self, record: InputRecord) {
+        let mut inputs = self.inputs.lock().unwrap_or_else(|e| e.into_inner());
+        inputs.retain(|r| r.input != record.input);
+        inputs.push(record);
+    }
+
+    /// The last reread of each input file, if any.
+    pub fn inputs(&self) -> Vec<InputRecord> {
+        self.inputs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
@@ -135,11 +167,26 @@ pub fn document(observed: &Observed) -> Value {
             "error": l.error,
         })
     });
+    let inputs: Vec<Value> = observed
+        .status
+        .inputs()
+        .into_iter()
+        .map(|r| {
+            json!({
+                "input": r.input,
+                "file": r.file,
+                "finished_unix": unix_seconds(r.finished),
+                "outcome": if r.error.is_none() { "ok" } else { "failed" },
+                "error": r.error,
+            })
+        })
+        .collect();
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "ready": observed.readiness.is_ready(),
         "draining": observed.readiness.is_draining(),
         "last_load": last_load,
+        "input_reloads": inputs,
         "ratls_platform_check": observed.status.ratls_platform.get(),
         "served": registry.applications.len(),
         "kept": kept.len(),

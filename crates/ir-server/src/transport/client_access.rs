@@ -25,9 +25,15 @@
 //! identity that matches no entry sees nothing (fail closed). Hidden
 //! applications answer exactly like missing ones (404 `NAME_UNKNOWN`, left
 //! out of the catalog), as for realms.
+//!
+//! The map is read again on SIGHUP ([`SharedClientMap::reload`]): a map
+//! that cannot be used keeps the one in force. A new map applies to the
+//! next request, on open connections too.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 
 use ir_attest::reference_values::AppPattern;
 use ir_oci::RepoName;
@@ -236,36 +242,18 @@ impl ClientMap {
     /// The entry's name and what a client with certificate `der` may see:
     /// `None` for the name when no entry matches (then it sees nothing).
     pub fn access(&self, der: &[u8]) -> (Option<Arc<str>>, Visibility) {
-        let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
-            return Self::visibility_of(None);
-        };
-        let subject = normalise_subject(&cert.subject().to_string());
-        let cns: Vec<String> = cert
-            .subject()
-            .iter_common_name()
-            .filter_map(|cn| cn.as_str().ok().map(str::to_string))
-            .collect();
-        let sans: Vec<String> = cert
-            .subject_alternative_name()
-            .ok()
-            .flatten()
-            .map(|ext| {
-                ext.value
-                    .general_names
-                    .iter()
-                    .filter_map(|n| match n {
-                        GeneralName::DNSName(s)
-                        | GeneralName::RFC822Name(s)
-                        | GeneralName::URI(s) => Some(s.to_string()),
-                        _ => None,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        match CertNames::of(der) {
+            Some(names) => self.access_by_names(&names),
+            None => Self::visibility_of(None),
+        }
+    }
+
+    /// [`ClientMap::access`] for a certificate's names.
+    fn access_by_names(&self, names: &CertNames) -> (Option<Arc<str>>, Visibility) {
         let found = self.entries.iter().find(|e| match &e.key {
-            Key::Subject(s) => *s == subject,
-            Key::CommonName(cn) => cns.iter().any(|c| c == cn),
-            Key::San(san) => sans.iter().any(|s| s == san),
+            Key::Subject(s) => *s == names.subject,
+            Key::CommonName(cn) => names.cns.iter().any(|c| c == cn),
+            Key::San(san) => names.sans.iter().any(|s| s == san),
             Key::User(_) => false,
         });
         Self::visibility_of(found)
@@ -298,6 +286,122 @@ impl ClientMap {
                 (Some(e.name.clone()), visibility)
             }
         }
+    }
+}
+
+/// What a certificate is matched on: its subject, common names, and DNS,
+/// e-mail and URI subject alternative names.
+#[derive(Debug, Clone)]
+struct CertNames {
+    subject: String,
+    cns: Vec<String>,
+    sans: Vec<String>,
+}
+
+impl CertNames {
+    /// The names of certificate `der` (`None`: it does not parse).
+    fn of(der: &[u8]) -> Option<CertNames> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+        let subject = normalise_subject(&cert.subject().to_string());
+        let cns = cert
+            .subject()
+            .iter_common_name()
+            .filter_map(|cn| cn.as_str().ok().map(str::to_string))
+            .collect();
+        let sans = cert
+            .subject_alternative_name()
+            .ok()
+            .flatten()
+            .map(|ext| {
+                ext.value
+                    .general_names
+                    .iter()
+                    .filter_map(|n| match n {
+                        GeneralName::DNSName(s)
+                        | GeneralName::RFC822Name(s)
+                        | GeneralName::URI(s) => Some(s.to_string()),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(CertNames { subject, cns, sans })
+    }
+}
+
+/// The access map in force, read from its file and replaced whole by
+/// [`SharedClientMap::reload`]; requests see the old map or the new one,
+/// never a mix.
+#[derive(Debug)]
+pub struct SharedClientMap {
+    path: PathBuf,
+    current: ArcSwap<ClientMap>,
+}
+
+impl SharedClientMap {
+    /// `map`, read from `path` (read again by a reload).
+    pub fn new(path: PathBuf, map: ClientMap) -> Arc<Self> {
+        Arc::new(SharedClientMap {
+            path,
+            current: ArcSwap::from_pointee(map),
+        })
+    }
+
+    /// Reads and checks the map at `path`.
+    pub fn load(path: &Path) -> Result<Arc<Self>, ClientAccessError> {
+        Ok(Self::new(path.to_owned(), ClientMap::load(path)?))
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The map in force now.
+    pub fn current(&self) -> Arc<ClientMap> {
+        self.current.load_full()
+    }
+
+    /// The map in force now, for a short look (no reference count taken).
+    pub fn peek(&self) -> arc_swap::Guard<Arc<ClientMap>> {
+        self.current.load()
+    }
+
+    /// Reads the file again and, when it is a valid map, puts it in force
+    /// (its number of entries); otherwise the map in force stays.
+    pub fn reload(&self) -> Result<usize, ClientAccessError> {
+        let map = ClientMap::load(&self.path)?;
+        let n = map.len();
+        self.current.store(Arc::new(map));
+        Ok(n)
+    }
+
+    /// The entry's name (at the handshake) and what the client with
+    /// certificate `der` may see, judged by the map in force at each
+    /// request: a reload applies to open connections too.
+    pub fn live_access(self: &Arc<Self>, der: &[u8]) -> (Option<Arc<str>>, Visibility) {
+        let Some(names) = CertNames::of(der) else {
+            return ClientMap::visibility_of(None);
+        };
+        let map = self.current();
+        let (name, first) = map.access_by_names(&names);
+        // The verdict for the map it was made with, made again only when
+        // another map is in force.
+        let memo = Mutex::new((map, first));
+        let shared = self.clone();
+        let visibility = move |app: &RepoName| {
+            let now = shared.current.load();
+            let verdict = {
+                let mut memo = memo.lock().unwrap_or_else(|e| e.into_inner());
+                if !Arc::ptr_eq(&memo.0, &now) {
+                    let verdict = now.access_by_names(&names).1;
+                    *memo = (arc_swap::Guard::into_inner(now), verdict);
+                }
+                memo.1.clone()
+            };
+            verdict.is_none_or(|f| f(app))
+        };
+        (name, Some(Arc::new(visibility)))
     }
 }
 
@@ -376,6 +480,41 @@ mod tests {
         assert_eq!(map.access(&root_cert).0, None);
         assert!(ClientMap::from_json(br#"{"clients": [{"user": "a", "san": "b"}]}"#).is_err());
         assert!(ClientMap::from_json(br#"{"clients": [{"user": ""}]}"#).is_err());
+    }
+
+    #[test]
+    fn a_reloaded_map_applies_to_access_given_before() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("map.json");
+        let write = |apps: &str| {
+            let doc =
+                format!(r#"{{"clients": [{{"common_name": "node", "applications": [{apps}]}}]}}"#);
+            std::fs::write(&path, doc).unwrap();
+        };
+        write(r#""app", "other""#);
+        let shared = SharedClientMap::load(&path).unwrap();
+        let node = cert("node", &[]);
+        let (name, v) = shared.live_access(&node);
+        assert_eq!(name.as_deref(), Some("node"));
+        let v = v.unwrap();
+        let app = |s: &str| RepoName::parse(s).unwrap();
+        assert!(v(&app("app")) && v(&app("other")));
+        write(r#""app""#);
+        assert_eq!(shared.reload().unwrap(), 1);
+        assert!(v(&app("app")) && !v(&app("other")), "the new map applies");
+        std::fs::write(&path, "{").unwrap();
+        assert!(shared.reload().is_err());
+        assert!(
+            v(&app("app")) && !v(&app("other")),
+            "a broken map changes nothing"
+        );
+        std::fs::remove_file(&path).unwrap();
+        assert!(shared.reload().is_err());
+        assert!(v(&app("app")), "a missing file changes nothing");
+        assert!(shared
+            .live_access(b"junk")
+            .1
+            .is_some_and(|v| !v(&app("app"))));
     }
 
     #[test]

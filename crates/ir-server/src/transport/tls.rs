@@ -13,12 +13,12 @@ use tokio_rustls::{LazyConfigAcceptor, StartHandshake};
 
 use super::{Handshake, HandshakeError};
 use crate::api::ConnInfo;
-use crate::transport::client_access::ClientMap;
+use crate::transport::client_access::{ClientMap, SharedClientMap};
 
 /// The TLS transport.
 pub struct Tls {
     config: Arc<rustls::ServerConfig>,
-    clients: Option<Arc<ClientMap>>,
+    clients: Option<Arc<SharedClientMap>>,
 }
 
 impl Tls {
@@ -34,6 +34,16 @@ impl Tls {
     /// its certificate to (`config` must require client certificates:
     /// [`crate::transport::cert_store::server_config_with_client_auth`]).
     pub fn with_client_map(config: Arc<rustls::ServerConfig>, clients: Arc<ClientMap>) -> Self {
+        let fixed = SharedClientMap::new(Default::default(), (*clients).clone());
+        Self::with_shared_client_map(config, fixed)
+    }
+
+    /// The same with the map in force in `clients` at each request (the
+    /// access map reloaded on SIGHUP).
+    pub fn with_shared_client_map(
+        config: Arc<rustls::ServerConfig>,
+        clients: Arc<SharedClientMap>,
+    ) -> Self {
         Tls {
             config,
             clients: Some(clients),
@@ -84,7 +94,7 @@ impl Handshake for Tls {
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .map_or(&[][..], |c| c.as_ref());
-            let (name, visibility) = clients.access(der);
+            let (name, visibility) = clients.live_access(der);
             if name.is_none() {
                 tracing::info!(%peer, "client certificate matches no --client-map entry: it sees no application");
             }

@@ -82,6 +82,16 @@ pub enum KeyFileError {
 }
 
 impl KeyFileError {
+    /// What is wrong, without the file's name (for messages that name the
+    /// file already).
+    pub fn reason(&self) -> String {
+        match self {
+            KeyFileError::Io { source, .. } => source.to_string(),
+            KeyFileError::TooLarge { .. } => format!("larger than {MAX_KEY_FILE} bytes"),
+            KeyFileError::Key { source, .. } => source.to_string(),
+        }
+    }
+
     /// The file the error is about.
     pub fn path(&self) -> &Path {
         match self {
@@ -446,6 +456,7 @@ mod tests {
         let e = SigningKey::from_pem_file(&big).unwrap_err();
         assert!(matches!(e, KeyFileError::TooLarge { .. }), "{e}");
         assert!(e.to_string().contains("big.pem"), "{e}");
+        assert_eq!(e.reason(), format!("larger than {MAX_KEY_FILE} bytes"));
         let missing = dir.path().join("missing.pem");
         let e = PublicKey::from_pem_file(&missing).unwrap_err();
         assert!(matches!(e, KeyFileError::Io { .. }), "{e}");

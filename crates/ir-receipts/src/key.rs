@@ -96,13 +96,9 @@ impl CheckpointVerifier {
 fn file_error(e: KeyFileError) -> ReceiptsError {
     match e {
         KeyFileError::Io { path, source } => ReceiptsError::io(path, source),
-        KeyFileError::TooLarge { path } => ReceiptsError::Key {
-            path,
-            reason: format!("larger than {} bytes", ir_jose::MAX_KEY_FILE),
-        },
-        KeyFileError::Key { path, source } => ReceiptsError::Key {
-            path,
-            reason: source.to_string(),
+        e => ReceiptsError::Key {
+            reason: e.reason(),
+            path: e.path().to_owned(),
         },
     }
 }

@@ -57,18 +57,17 @@ fn a_receipts_key_on_another_curve_stops_the_start_naming_the_file() {
     assert_eq!(std::fs::read_dir(&journal).unwrap().count(), 0, "{text}");
 }
 
-#[test]
-fn a_token_key_on_another_curve_stops_the_start_naming_the_flag_and_file() {
-    let dir = TempDir::new().unwrap();
+/// Starts the server with `--htpasswd` and `--token-key KEY` (over TLS,
+/// as passwords need) and expects it to stop: what it printed.
+fn token_key_start_error(dir: &Path, key: &str) -> String {
     let ca = crate::util::pki::make_ca();
-    let (cert, tls_key) = crate::util::pki::make_leaf(&ca, dir.path(), 1, true);
-    let htpasswd = dir.path().join("htpasswd");
+    let (cert, tls_key) = crate::util::pki::make_leaf(&ca, dir, 1, true);
+    let htpasswd = dir.join("htpasswd");
     let hash = bcrypt::hash("secret", 4).unwrap();
     std::fs::write(&htpasswd, format!("alice:{hash}\n")).unwrap();
-    let key = p384_key(dir.path());
     let root = ir_testkit::Root::new();
     root.good("app");
-    let text = start_error(
+    start_error(
         root.path(),
         &[
             "-t",
@@ -80,9 +79,32 @@ fn a_token_key_on_another_curve_stops_the_start_naming_the_flag_and_file() {
             "--htpasswd",
             htpasswd.to_str().unwrap(),
             "--token-key",
-            &key,
+            key,
         ],
-    );
+    )
+}
+
+#[test]
+fn a_token_key_on_another_curve_stops_the_start_naming_the_flag_and_file() {
+    let dir = TempDir::new().unwrap();
+    let key = p384_key(dir.path());
+    let text = token_key_start_error(dir.path(), &key);
     assert!(text.contains(&format!("--token-key {key}")), "{text}");
     assert!(text.contains("not an EC P-256 private key"), "{text}");
+}
+
+#[test]
+fn a_token_key_file_over_64_kib_is_not_read() {
+    // A good P-256 key, then comment lines up to 80 KB: the key file is
+    // refused for its size before its PEM is read.
+    let dir = TempDir::new().unwrap();
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let path = dir.path().join("big.pem");
+    std::fs::write(&path, pair.serialize_pem() + &"# padding\n".repeat(8_000)).unwrap();
+    let key = path.display().to_string();
+    let text = token_key_start_error(dir.path(), &key);
+    assert!(
+        text.contains(&format!("--token-key {key}: larger than 65536 bytes")),
+        "{text}"
+    );
 }

@@ -10,6 +10,8 @@
 //! before any key is looked at, so no algorithm confusion is possible, and
 //! a header with `crit` is refused (no extension is understood).
 
+use std::path::Path;
+
 use ir_jose::{base64url, base64url_decode, KeyError};
 use serde::Deserialize;
 
@@ -67,6 +69,14 @@ impl SigningKey {
     /// KEY`), on P-256.
     pub fn from_pem(pem: &[u8]) -> Result<Self, JwsError> {
         Ok(SigningKey(ir_jose::SigningKey::from_pem(pem)?))
+    }
+
+    /// The key in a PEM file, read up to [`ir_jose::MAX_KEY_FILE`] bytes;
+    /// the error says what is wrong, not which file.
+    pub fn from_pem_file(path: &Path) -> Result<Self, JwsError> {
+        ir_jose::SigningKey::from_pem_file(path)
+            .map(SigningKey)
+            .map_err(|e| JwsError::Key(e.reason()))
     }
 
     /// A fresh random key (the tokens it signs die with the process).

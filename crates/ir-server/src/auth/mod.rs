@@ -149,6 +149,12 @@ impl std::fmt::Debug for Auth {
     }
 }
 
+/// Reads `--token-key` (a P-256 private key in PEM, 64 KiB at most).
+fn read_token_key(path: &std::path::Path) -> Result<jws::SigningKey, AuthError> {
+    jws::SigningKey::from_pem_file(path)
+        .map_err(|e| AuthError::Key(path.display().to_string(), e.to_string()))
+}
+
 impl Auth {
     /// Reads the files `config` names.
     pub fn load(config: &AuthConfig) -> Result<Self, AuthError> {
@@ -170,7 +176,7 @@ impl Auth {
             TokenSource::Local { htpasswd, key, ttl } => {
                 let passwords = Htpasswd::load(htpasswd)?;
                 let key = match key {
-                    Some(path) => reload::read_token_key(path)?,
+                    Some(path) => read_token_key(path)?,
                     None => jws::SigningKey::generate()
                         .map_err(|e| AuthError::Key(String::new(), e.to_string()))?,
                 };

@@ -534,6 +534,13 @@ fn sha256(b: &[u8]) -> String {
     ir_oci::Digest::of_bytes(ir_oci::Algorithm::Sha256, b).to_string()
 }
 
+/// The route of one blob of app: its path and the routes answering it.
+fn blob_route(blob: &[u8]) -> (String, Routes) {
+    let path = format!("/v2/app/blobs/{}", sha256(blob));
+    let answer = ("application/octet-stream".into(), blob.to_vec(), None);
+    (path.clone(), [(path, answer)].into_iter().collect())
+}
+
 const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 
 /// An image manifest with the config `{}` and one layer `digest` of
@@ -876,14 +883,7 @@ async fn serves_tls_with_a_certificate_on_any_address() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_blob_transfer_cut_upstream_resumes_and_completes_verified() {
     let layer: Vec<u8> = (0..400_000u32).map(|i| (i % 251) as u8).collect();
-    let ld = sha256(&layer);
-    let path = format!("/v2/app/blobs/{ld}");
-    let routes: Routes = [(
-        path.clone(),
-        ("application/octet-stream".into(), layer.clone(), None),
-    )]
-    .into_iter()
-    .collect();
+    let (path, routes) = blob_route(&layer);
     let up = fake_cutting(routes, std::time::Duration::ZERO, Some(path.clone())).await;
     let local = start(plain_options(&up)).await;
     let r = http().get(local.url(&path)).send().await.unwrap();
@@ -915,13 +915,7 @@ async fn the_cache_follows_no_symlink() {
     // is not served from there: it is fetched again.
     let layer = vec![3u8; 1000];
     let ld = sha256(&layer);
-    let path = format!("/v2/app/blobs/{ld}");
-    let routes: Routes = [(
-        path.clone(),
-        ("application/octet-stream".into(), layer.clone(), None),
-    )]
-    .into_iter()
-    .collect();
+    let (path, routes) = blob_route(&layer);
     let up = fake(routes, std::time::Duration::ZERO).await;
     let cache = dir.path().join("real");
     let mut options = plain_options(&up);

@@ -10,9 +10,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ir_oci::{LoadOptions, RepoName};
+use ir_oci::RepoName;
 use ir_server::snapshot::policy_gate::{Gate, TrustConfig};
-use ir_server::snapshot::reload::Reloader;
 use ir_testkit::cosign::{cosign_sign, Key};
 use ir_testkit::Desc;
 use ir_trust::memo::{ArtifactRecord, LayerRecord, SignedRecord};
@@ -21,7 +20,7 @@ use ir_trust::signatures::ArtifactKind;
 use ir_trust::Memo;
 use serde_json::{json, Value};
 
-use crate::util::policy::{fixture, serve, write_policy, write_scoped_policy, HOST};
+use crate::util::policy::{fixture, reloader, serve, write_policy, write_scoped_policy, HOST};
 use crate::util::{client, status, TestServer};
 
 fn config(policy: &Path, cache: Option<&Path>) -> TrustConfig {
@@ -226,12 +225,7 @@ async fn a_key_file_that_no_longer_loads_stops_accepting_at_the_next_reload() {
     let f = fixture(&key);
     let gate = Arc::new(Gate::new(config(&f.policy, None)).unwrap());
     let server = serve(&f.root, &gate).await;
-    let reloader = Reloader::new(
-        server.state.catalog.clone(),
-        f.root.path().to_path_buf(),
-        LoadOptions::default(),
-    )
-    .with_trust(Some(gate.clone()));
+    let reloader = reloader(&server, &f.root, &gate);
     assert_eq!(status(&server, "/v2/signed/manifests/1").await, 200);
 
     // The key is revoked by taking its file away: the policy cannot be
@@ -411,12 +405,7 @@ async fn a_kept_application_is_judged_from_its_unfiltered_copy_in_every_scope() 
     // A broken update: the application is kept at its last good version,
     // and judged again under each scope from that version as loaded.
     f.unsigned_app.corrupt_grow(&f.unsigned.layers[0]);
-    let reloader = Reloader::new(
-        server.state.catalog.clone(),
-        f.root.path().to_path_buf(),
-        LoadOptions::default(),
-    )
-    .with_trust(Some(gate.clone()));
+    let reloader = reloader(&server, &f.root, &gate);
     let summary = reloader.reload().await.unwrap();
     assert_eq!(summary.kept, 1);
     assert_eq!(in_scope(None), Some(0));

@@ -7,12 +7,11 @@ use std::sync::Arc;
 use ir_oci::{LoadOptions, RepoName};
 use ir_server::snapshot::catalog::Catalog;
 use ir_server::snapshot::policy_gate::{Gate, TrustConfig};
-use ir_server::snapshot::reload::Reloader;
 use ir_testkit::cosign::{cosign_sign, Key};
 use ir_testkit::{Desc, Root};
 use serde_json::{json, Value};
 
-use crate::util::policy::{fixture, serve, write_policy, write_scoped_policy, HOST};
+use crate::util::policy::{fixture, reloader, serve, write_policy, write_scoped_policy, HOST};
 use crate::util::{self, client, error_code, status, TestServer};
 
 fn gate(policy: &Path) -> Arc<Gate> {
@@ -64,12 +63,7 @@ async fn reload_reads_the_policy_again_and_a_broken_one_keeps_the_last() {
     let f = fixture(&key);
     let gate = gate(&f.policy);
     let server = serve(&f.root, &gate).await;
-    let reloader = Reloader::new(
-        server.state.catalog.clone(),
-        f.root.path().to_path_buf(),
-        LoadOptions::default(),
-    )
-    .with_trust(Some(gate.clone()));
+    let reloader = reloader(&server, &f.root, &gate);
     assert_eq!(get(&server, "/v2/signed/manifests/1").await.status(), 200);
 
     // A policy that does not parse: the previous one stays in force.

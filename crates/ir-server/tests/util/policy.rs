@@ -8,6 +8,7 @@ use std::sync::Arc;
 use ir_oci::LoadOptions;
 use ir_server::snapshot::catalog::Catalog;
 use ir_server::snapshot::policy_gate::Gate;
+use ir_server::snapshot::reload::Reloader;
 use ir_testkit::cosign::{cosign_sign, Key};
 use ir_testkit::{Desc, Image, Layout, Root};
 use serde_json::json;
@@ -99,4 +100,14 @@ pub async fn serve(root: &Root, gate: &Gate) -> TestServer {
         "http",
     )
     .await
+}
+
+/// The reloader of `server` for `root`, judging with `gate`.
+pub fn reloader(server: &TestServer, root: &Root, gate: &Arc<Gate>) -> Reloader {
+    Reloader::new(
+        server.state.catalog.clone(),
+        root.path().to_path_buf(),
+        LoadOptions::default(),
+    )
+    .with_trust(Some(gate.clone()))
 }

@@ -170,7 +170,7 @@ impl Auth {
             TokenSource::Local { htpasswd, key, ttl } => {
                 let passwords = Htpasswd::load(htpasswd)?;
                 let key = match key {
-                    Some(path) => reload::read_token_key(path)?,
+                    Some(path) => read_token_key(path)?,
                     None => jws::SigningKey::generate()
                         .map_err(|e| AuthError::Key(String::new(), e.to_string()))?,
                 };
@@ -475,4 +475,11 @@ impl Auth {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         Some(r)
     }
+}
+
+/// Reads `--token-key` (a P-256 private key in PEM).
+pub fn read_token_key(path: &std::path::Path) -> Result<jws::SigningKey, AuthError> {
+    let shown = path.display().to_string();
+    let pem = std::fs::read(path).map_err(|e| AuthError::Key(shown.clone(), e.to_string()))?;
+    jws::SigningKey::from_pem(&pem).map_err(|e| AuthError::Key(shown, e.to_string()))
 }

@@ -26,9 +26,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::htpasswd::Htpasswd;
-use super::jws::SigningKey;
 use super::token::{self, Issuer, Verifier};
-use super::{Auth, AuthError, Inputs, TokenSource};
+use super::{read_token_key, Auth, AuthError, Inputs, TokenSource};
 use crate::transport::client_access::{ClientAccessError, SharedClientMap};
 
 /// The outcome of reading one input file again.
@@ -41,13 +40,6 @@ pub struct InputReload {
     /// What is in force now, or why the file was not taken (the previous
     /// one stays).
     pub outcome: Result<String, String>,
-}
-
-/// Reads `--token-key` (a P-256 private key in PEM).
-pub fn read_token_key(path: &Path) -> Result<SigningKey, AuthError> {
-    let shown = path.display().to_string();
-    let pem = std::fs::read(path).map_err(|e| AuthError::Key(shown.clone(), e.to_string()))?;
-    SigningKey::from_pem(&pem).map_err(|e| AuthError::Key(shown, e.to_string()))
 }
 
 impl Auth {

@@ -149,12 +149,6 @@ impl std::fmt::Debug for Auth {
     }
 }
 
-/// Reads `--token-key` (a P-256 private key in PEM, 64 KiB at most).
-fn read_token_key(path: &std::path::Path) -> Result<jws::SigningKey, AuthError> {
-    jws::SigningKey::from_pem_file(path)
-        .map_err(|e| AuthError::Key(path.display().to_string(), e.to_string()))
-}
-
 impl Auth {
     /// Reads the files `config` names.
     pub fn load(config: &AuthConfig) -> Result<Self, AuthError> {
@@ -481,4 +475,10 @@ impl Auth {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         Some(r)
     }
+}
+
+/// Reads `--token-key` (a P-256 private key in PEM, 64 KiB at most).
+pub fn read_token_key(path: &std::path::Path) -> Result<jws::SigningKey, AuthError> {
+    jws::SigningKey::from_pem_file(path)
+        .map_err(|e| AuthError::Key(path.display().to_string(), e.to_string()))
 }

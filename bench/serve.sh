@@ -11,7 +11,10 @@
 # Then, with `--cache`: a first pull fills the cache, a second pull of the
 # same image must ask the upstream for manifests only (counted from the
 # RA-TLS server's access log). The endpoint's peak RSS (VmHWM) while it
-# streams is printed for both endpoints (goal: under 32 MiB).
+# streams is printed for both endpoints (goal: under 32 MiB), and the CPU
+# time per pull of the endpoint and of both servers (less noisy than wall
+# times on a shared machine: on 2 cores skopeo alone keeps both busy, so
+# the endpoint's CPU time is what a pull through it costs more).
 #
 # Usage: bench/serve.sh            (release builds are made if missing)
 # Env:   ROUNDS=5 BIG_MIB=256 IR_SERVER_BIN IR_CLIENT_BIN; TMPDIR (the work
@@ -75,6 +78,9 @@ serve_start() {
   wait_for "http://$EP/v2/"
 }
 hwm_mib() { awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+tck=$(getconf CLK_TCK)
+cpu_s() { awk -v t="$tck" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat"; } # user+system
+tls_pid=${pids[0]} ratls_pid=${pids[1]}
 
 mkdir -p "$work/sk-certs"
 cp "$work/certs/ca.crt" "$work/sk-certs/ca.crt"
@@ -84,14 +90,18 @@ now() { date +%s.%N; }
 serve_start plain
 log "endpoint without cache: $EP (pid $EP_PID), peak RSS at start $(hwm_mib "$EP_PID") MiB"
 wait_quiet "serve vs tls"
-sv=() tl=()
+sv=() tl=() ep_cpu=() ratls_cpu=() tls_cpu=()
 for i in $(seq 1 "$ROUNDS"); do
   rm -rf "$work/sv" "$work/tl"
+  c0=$(cpu_s "$EP_PID") r0=$(cpu_s "$ratls_pid")
   t0=$(now)
   skopeo copy -q --src-tls-verify=false "docker://$EP/$ref" "oci:$work/sv:t00"
   t1=$(now)
+  c1=$(cpu_s "$EP_PID") r1=$(cpu_s "$ratls_pid") s1=$(cpu_s "$tls_pid")
   skopeo copy -q --src-cert-dir "$work/sk-certs" "docker://localhost:$tls_port/$ref" "oci:$work/tl:t00"
   t2=$(now)
+  ep_cpu+=("$(echo "$c1 - $c0" | bc)") ratls_cpu+=("$(echo "$r1 - $r0" | bc)")
+  tls_cpu+=("$(echo "$(cpu_s "$tls_pid") - $s1" | bc)")
   sv+=("$(echo "$t1 - $t0" | bc)") tl+=("$(echo "$t2 - $t1" | bc)")
   cmp -s "$work/sv/index.json" "$work/tl/index.json" || { echo "the two pulls differ" >&2; exit 1; }
   echo "round $i: through ir-client serve (RA-TLS) ${sv[-1]} s, straight over TLS ${tl[-1]} s"
@@ -121,5 +131,6 @@ echo
 echo "median of $ROUNDS: through ir-client serve over RA-TLS $ms s ($(echo "scale=0; $mib / $ms" | bc) MiB/s)," \
   "straight over TLS $mt s ($(echo "scale=0; $mib / $mt" | bc) MiB/s); speed ratio serve/TLS $(echo "scale=2; $mt / $ms" | bc) (goal >= 0.9)"
 echo "second pull with --cache: $cached_s s; upstream requests: $manifest_reqs manifest, $blob_reqs blob (goal: 0 blob)"
+echo "CPU time per pull (median): endpoint $(median "${ep_cpu[@]}") s and its RA-TLS server $(median "${ratls_cpu[@]}") s; the TLS server $(median "${tls_cpu[@]}") s"
 echo "endpoint peak RSS (VmHWM): $plain_hwm MiB without cache over $ROUNDS pulls, $cached_hwm MiB with --cache (goal < 32 MiB)"
 if ((${#UNDER_LOAD[@]})); then printf 'measured under load: %s\n' "${UNDER_LOAD[@]}"; fi

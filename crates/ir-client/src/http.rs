@@ -18,6 +18,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const MAX_CHALLENGES: u32 = 2;
 /// First wait between two attempts; doubled each time.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// Largest HTTP/2 frame the server may send (h2's default is 16 KiB).
+/// ir-server sends blobs in 256 KiB chunks: one frame each, not sixteen,
+/// so a blob arrives in a sixteenth of the frames, wakeups and chunks.
+const H2_MAX_FRAME: u32 = 256 * 1024;
 
 /// How to reach the registry.
 #[derive(Debug, Clone)]
@@ -165,6 +169,7 @@ impl Http {
         if options.http2_only {
             builder = builder.http2_prior_knowledge();
         }
+        builder = builder.http2_max_frame_size(H2_MAX_FRAME);
         if scheme == Scheme::RaTls || !options.proxy_from_env {
             builder = builder.no_proxy();
         }

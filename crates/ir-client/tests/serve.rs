@@ -714,6 +714,66 @@ async fn the_cache_serves_repeated_and_concurrent_pulls_with_one_download() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_cached_file_changed_while_it_is_served_is_cut_before_its_end() {
+    use std::os::unix::fs::FileExt;
+    // Larger than what the endpoint and the sockets buffer ahead of a
+    // client that pauses.
+    let layer: Vec<u8> = (0..24usize << 20).map(|i| (i % 251) as u8).collect();
+    let ld = sha256(&layer);
+    let path = format!("/v2/app/blobs/{ld}");
+    let routes: Routes = [(
+        path.clone(),
+        ("application/octet-stream".into(), layer.clone(), None),
+    )]
+    .into_iter()
+    .collect();
+    let up = fake(routes, std::time::Duration::ZERO).await;
+    let dir = tempfile::TempDir::new().unwrap();
+    let cache = dir.path().join("cache");
+    let mut options = plain_options(&up);
+    options.cache = Some(cache.clone());
+    let local = start(options).await;
+    let c = http();
+    // The first pull fills the cache; the second is served from the file
+    // the endpoint verified and holds open.
+    let r = c.get(local.url(&path)).send().await.unwrap();
+    assert_eq!(r.bytes().await.unwrap().len(), layer.len());
+    let mut r = c.get(local.url(&path)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut got = r.chunk().await.unwrap().unwrap().len();
+    // Changed in place (same inode) while the client pauses.
+    let file = cache.join(format!("sha256-{}", &ld["sha256:".len()..]));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .write_all_at(b"x", layer.len() as u64 - 1)
+        .unwrap();
+    let cut = loop {
+        match r.chunk().await {
+            Ok(Some(c)) => got += c.len(),
+            Ok(None) => break false,
+            Err(_) => break true,
+        }
+    };
+    assert!(cut, "the response ended normally after {got} bytes");
+    assert!(got < layer.len(), "{got} bytes");
+    assert_eq!(
+        up.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.contains("/blobs/"))
+            .count(),
+        1
+    );
+    // The next pull hashes the file again, finds it changed and fetches
+    // the blob again.
+    let r = c.get(local.url(&path)).send().await.unwrap();
+    assert_eq!(r.bytes().await.unwrap(), layer);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_non_loopback_listen_address_without_tls_is_refused() {
     let o = tokio::task::spawn_blocking(|| {
         std::process::Command::new(env!("CARGO_BIN_EXE_ir-client"))

@@ -1,7 +1,9 @@
 //! `--cache DIR`: verified blobs and manifests by digest, bounded by size
 //! with least-recently-used eviction. The directory is 0700, files 0600;
 //! a file is opened only as a regular file reached without a symlink, and
-//! hashed again before it is served.
+//! hashed again before it is served, unless it is one this process verified
+//! itself and still holds open, unchanged since (same inode, size and
+//! times): a repeated pull is served without hashing again.
 
 use ir_oci::Digest;
 use std::collections::HashMap;
@@ -14,6 +16,8 @@ use std::sync::{Arc, Mutex};
 const MAX_ENTRIES: usize = 100_000;
 /// Prefix of files being written.
 const TMP_PREFIX: &str = ".tmp-";
+/// Verified files held open, at most.
+const MAX_HELD: usize = 64;
 
 /// One cached file.
 struct Entry {
@@ -34,6 +38,16 @@ pub(crate) struct Cache {
     limit: u64,
     state: Mutex<State>,
     flights: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
+    /// Files this process verified, held open (by file name).
+    held: Mutex<HashMap<String, Held>>,
+}
+
+/// A cached file this process verified, held open.
+struct Held {
+    file: Arc<File>,
+    id: FileIdentity,
+    size: u64,
+    used: u64,
 }
 
 /// Why the cache directory cannot be used.
@@ -55,7 +69,7 @@ pub(crate) struct FileIdentity {
 }
 
 impl FileIdentity {
-    fn of(m: &std::fs::Metadata) -> Self {
+    pub(crate) fn of(m: &std::fs::Metadata) -> Self {
         use std::os::unix::fs::MetadataExt;
         Self {
             dev: m.dev(),
@@ -125,10 +139,21 @@ impl Pending {
     }
 }
 
-/// A verified file, open, at its start.
+/// A verified file, open (read it at offsets: the handle may be shared),
+/// and what it was when it was verified.
 pub(crate) struct Verified {
-    pub(crate) file: File,
+    pub(crate) file: Arc<File>,
     pub(crate) size: u64,
+    pub(crate) id: FileIdentity,
+}
+
+impl Verified {
+    /// Whether the file is still as it was verified.
+    pub(crate) fn unchanged(&self) -> bool {
+        self.file
+            .metadata()
+            .is_ok_and(|m| FileIdentity::of(&m) == self.id)
+    }
 }
 
 impl Cache {
@@ -186,6 +211,7 @@ impl Cache {
             limit,
             state: Mutex::new(state),
             flights: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
         };
         cache.evict(None);
         Ok(cache)
@@ -193,6 +219,31 @@ impl Cache {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn held_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Holds a file just verified open (the least recently used one is
+    /// let go beyond [`MAX_HELD`]).
+    fn hold(&self, name: &str, v: &Verified) {
+        let used = self.lock().tick;
+        let mut h = self.held_lock();
+        if h.len() >= MAX_HELD && !h.contains_key(name) {
+            if let Some(k) = h.iter().min_by_key(|(_, e)| e.used).map(|(k, _)| k.clone()) {
+                h.remove(&k);
+            }
+        }
+        h.insert(
+            name.to_string(),
+            Held {
+                file: v.file.clone(),
+                id: v.id,
+                size: v.size,
+                used,
+            },
+        );
     }
 
     /// Removes least-recently-used entries until the cache fits its bound
@@ -212,6 +263,7 @@ impl Cache {
             if let Some(e) = s.entries.remove(&victim) {
                 s.total -= e.size;
             }
+            self.held_lock().remove(&victim);
             let _ = std::fs::remove_file(self.dir.join(&victim));
             tracing::debug!(file = victim, "cache: evicted");
         }
@@ -222,6 +274,7 @@ impl Cache {
         if let Some(e) = s.entries.remove(name) {
             s.total -= e.size;
         }
+        self.held_lock().remove(name);
         let _ = std::fs::remove_file(self.dir.join(name));
     }
 
@@ -230,15 +283,33 @@ impl Cache {
         self.lock().entries.get(&file_name(digest)).map(|e| e.size)
     }
 
-    /// The cached file of `digest`, hashed again now; a file that no
-    /// longer matches is removed (`None`). Blocking.
+    /// The cached file of `digest`: one this process verified and holds
+    /// open, if unchanged since; else the file hashed again now (and then
+    /// held). A file that no longer matches is removed (`None`). Blocking.
     pub(crate) fn verified(&self, digest: &Digest) -> Option<Verified> {
         let name = file_name(digest);
-        {
+        let tick = {
             let mut s = self.lock();
             s.tick += 1;
             let tick = s.tick;
             s.entries.get_mut(&name)?.used = tick;
+            tick
+        };
+        {
+            let mut h = self.held_lock();
+            if let Some(e) = h.get_mut(&name) {
+                e.used = tick;
+                let v = Verified {
+                    file: e.file.clone(),
+                    size: e.size,
+                    id: e.id,
+                };
+                if v.unchanged() {
+                    return Some(v);
+                }
+                // Changed since it was verified: hashed again from its path.
+                h.remove(&name);
+            }
         }
         let check = || -> std::io::Result<Verified> {
             let (mut file, id) = open_regular(&self.dir.join(&name))?;
@@ -250,10 +321,17 @@ impl Cache {
             if FileIdentity::of(&file.metadata()?) != id {
                 return Err(std::io::Error::other("changed while it was hashed"));
             }
-            Ok(Verified { file, size })
+            Ok(Verified {
+                file: Arc::new(file),
+                size,
+                id,
+            })
         };
         match check() {
-            Ok(v) => Some(v),
+            Ok(v) => {
+                self.hold(&name, &v);
+                Some(v)
+            }
             Err(e) => {
                 tracing::warn!(%digest, error = %e, "cache: a cached file does not verify; removed");
                 self.forget(&name);
@@ -274,16 +352,21 @@ impl Cache {
     }
 
     /// Keeps a file whose content the caller verified against its digest;
-    /// returns it open at its start.
+    /// returns it open (and holds it open).
     pub(crate) fn commit(&self, pending: Pending) -> std::io::Result<Verified> {
-        use std::io::Seek;
         let name = file_name(&pending.digest);
-        let mut file = pending
+        let file = pending
             .file
             .persist(self.dir.join(&name))
             .map_err(|e| e.error)?;
-        let size = file.metadata()?.len();
-        file.seek(std::io::SeekFrom::Start(0))?;
+        // After the rename, which may change the file's ctime.
+        let id = FileIdentity::of(&file.metadata()?);
+        let size = id.size;
+        let v = Verified {
+            file: Arc::new(file),
+            size,
+            id,
+        };
         {
             let mut s = self.lock();
             s.tick += 1;
@@ -293,11 +376,12 @@ impl Cache {
             }
             s.total += size;
         }
+        self.hold(&name, &v);
         self.evict(Some(&name));
         if size > self.limit {
             self.forget(&name);
         }
-        Ok(Verified { file, size })
+        Ok(v)
     }
 
     /// Keeps verified bytes (a manifest).
@@ -316,10 +400,14 @@ impl Cache {
         if self.size_of(digest)? > max {
             return None;
         }
-        let mut v = self.verified(digest)?;
-        let mut out = Vec::new();
-        (&mut v.file).take(max).read_to_end(&mut out).ok()?;
-        (out.len() as u64 == v.size).then_some(out)
+        use std::os::unix::fs::FileExt;
+        let v = self.verified(digest)?;
+        if v.size > max {
+            return None;
+        }
+        let mut out = vec![0u8; v.size as usize];
+        v.file.read_exact_at(&mut out, 0).ok()?;
+        v.unchanged().then_some(out)
     }
 
     /// The single-flight lock of `digest`: who holds it downloads.

@@ -30,7 +30,6 @@ use ir_oci::{Digest, RepoName, Tag};
 use oci_spec::image::{Descriptor, MediaType};
 use std::collections::HashMap;
 use std::future::Future;
-use std::io::{Read, Seek};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -62,6 +61,8 @@ const MAX_REMEMBERED: usize = 65_536;
 /// How long a policy verdict of acceptance stands for the manifests it
 /// covers, asked for by digest.
 const ACCEPTED_FOR: Duration = Duration::from_secs(300);
+/// Bytes read from a verified file at a time.
+const FILE_CHUNK: usize = 256 * 1024;
 /// A transfer's progress is logged (at `-v`) every this many bytes.
 const PROGRESS_EVERY: u64 = 32 * 1024 * 1024;
 
@@ -1418,15 +1419,20 @@ impl Proxy {
                 let cache = self.cache.as_ref().expect("a pending file is the cache's");
                 cache.commit(p).map_err(io)
             }
-            (None, Some(mut f)) => {
-                f.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
-                Ok(Verified { file: f, size: n })
+            (None, Some(f)) => {
+                let id = cache::FileIdentity::of(&f.metadata().map_err(io)?);
+                Ok(Verified {
+                    file: Arc::new(f),
+                    size: n,
+                    id,
+                })
             }
             (None, None) => unreachable!("one file"),
         }
     }
 
-    /// Serves a verified file, whole or a range of it.
+    /// Serves a verified file, whole or a range of it; its last chunk is
+    /// sent only if the file is still as it was verified.
     fn serve_file(
         &self,
         v: Verified,
@@ -1438,35 +1444,52 @@ impl Proxy {
         let len = if v.size == 0 { 0 } else { end - start + 1 };
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
         let access = access.take();
-        let mut file = v.file;
+        let size = v.size;
+        let d = digest.clone();
         tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
             let mut left = len;
+            let mut pos = start;
             let mut sent = 0u64;
             let r = (|| -> std::io::Result<()> {
-                file.seek(std::io::SeekFrom::Start(start))?;
-                let mut buf = vec![0u8; 256 * 1024];
+                let mut held: Option<Bytes> = None;
                 while left > 0 {
-                    let want = buf.len().min(left as usize);
-                    let k = file.read(&mut buf[..want])?;
-                    if k == 0 {
-                        return Err(std::io::Error::other("cached file shrank"));
+                    let want = FILE_CHUNK.min(left as usize);
+                    let mut buf = vec![0u8; want];
+                    v.file.read_exact_at(&mut buf, pos)?;
+                    if let Some(prev) = held.replace(Bytes::from(buf)) {
+                        let k = prev.len() as u64;
+                        if tx.blocking_send(Ok(prev)).is_err() {
+                            return Ok(());
+                        }
+                        sent += k;
                     }
-                    if tx
-                        .blocking_send(Ok(Bytes::copy_from_slice(&buf[..k])))
-                        .is_err()
-                    {
-                        return Ok(());
+                    left -= want as u64;
+                    pos += want as u64;
+                }
+                if !v.unchanged() {
+                    return Err(std::io::Error::other(format!(
+                        "cached file of {d} changed while it was served"
+                    )));
+                }
+                if let Some(last) = held {
+                    let k = last.len() as u64;
+                    if tx.blocking_send(Ok(last)).is_ok() {
+                        sent += k;
                     }
-                    left -= k as u64;
-                    sent += k as u64;
                 }
                 Ok(())
             })();
-            if let Err(e) = r {
-                let _ = tx.blocking_send(Err(e));
-            }
+            let outcome = match r {
+                Ok(()) => "served",
+                Err(e) => {
+                    tracing::error!("{e}; the response is cut before its last byte");
+                    let _ = tx.blocking_send(Err(e));
+                    "cut: not verified"
+                }
+            };
             if let Some(a) = access {
-                a.done(if range.is_some() { 206 } else { 200 }, sent, "served");
+                a.done(if range.is_some() { 206 } else { 200 }, sent, outcome);
             }
         });
         let status = if range.is_some() {
@@ -1476,7 +1499,7 @@ impl Proxy {
         };
         let mut r = blob_response(status, digest, len, ChannelBody { rx }.boxed_unsync());
         if range.is_some() {
-            if let Ok(h) = HeaderValue::from_str(&format!("bytes {start}-{end}/{}", v.size)) {
+            if let Ok(h) = HeaderValue::from_str(&format!("bytes {start}-{end}/{size}")) {
                 r.headers_mut().insert(header::CONTENT_RANGE, h);
             }
         }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use ir_oci::media_type::OCI_INDEX;
 use ir_oci::name::ReferenceError;
 use ir_oci::{Application, Digest, Reference};
@@ -18,7 +18,7 @@ use crate::delivery::Body;
 use crate::snapshot::catalog::Catalog;
 
 /// `Docker-Content-Digest`.
-pub const DIGEST_HEADER: &str = "docker-content-digest";
+pub const DIGEST_HEADER: HeaderName = HeaderName::from_static("docker-content-digest");
 /// Content-addressed bytes never change, so caches may keep them.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const OCTET_STREAM: &str = "application/octet-stream";
@@ -73,20 +73,50 @@ fn media_type_value(media_type: &str) -> HeaderValue {
 /// A digest's two header forms, `Docker-Content-Digest: sha256:…` and
 /// `ETag: "sha256:…"`, from one buffer: the digest value is a slice of the
 /// quoted one, so a response costs one allocation for both (these headers
-/// are on every manifest and blob response, HEAD included).
+/// are on every manifest and blob response, HEAD included). The text is
+/// written straight from the digest's bytes into that buffer.
 struct DigestHeaders {
     quoted: Bytes,
 }
 
+/// `"` + `sha512:` + 128 hex digits + `"`: the longest quoted digest.
+const QUOTED_MAX: usize = 2 + 7 + 128;
+
+/// A quoted digest in place, handed to [`Bytes::from_owner`]: one
+/// allocation holds it and the reference count.
+struct Quoted {
+    buf: [u8; QUOTED_MAX],
+    len: u8,
+}
+
+impl AsRef<[u8]> for Quoted {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+}
+
 impl DigestHeaders {
     fn of(digest: &Digest) -> Self {
-        let text = digest.text();
-        let mut buf = Vec::with_capacity(text.len() + 2);
-        buf.push(b'"');
-        buf.extend_from_slice(text.as_bytes());
-        buf.push(b'"');
+        let algorithm = digest.algorithm().as_str().as_bytes();
+        let raw = digest.bytes();
+        let mut q = Quoted {
+            buf: [0; QUOTED_MAX],
+            len: 0,
+        };
+        let hex_start = 1 + algorithm.len() + 1;
+        let hex_end = hex_start + 2 * raw.len();
+        q.buf[0] = b'"';
+        q.buf[1..hex_start - 1].copy_from_slice(algorithm);
+        q.buf[hex_start - 1] = b':';
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for (pair, byte) in q.buf[hex_start..hex_end].chunks_exact_mut(2).zip(raw) {
+            pair[0] = HEX[usize::from(byte >> 4)];
+            pair[1] = HEX[usize::from(byte & 0xf)];
+        }
+        q.buf[hex_end] = b'"';
+        q.len = (hex_end + 1) as u8;
         Self {
-            quoted: Bytes::from(buf),
+            quoted: Bytes::from_owner(q),
         }
     }
 
@@ -110,12 +140,13 @@ fn shared_value(bytes: Bytes) -> HeaderValue {
 }
 
 /// RFC 9110 §13.1.2: weak comparison of each listed tag, or `*`.
-fn none_match<B>(req: &Request<B>, etag: &str) -> bool {
+fn none_match<B>(req: &Request<B>, tags: &DigestHeaders) -> bool {
     req.headers()
         .get_all(header::IF_NONE_MATCH)
         .iter()
         .any(|v| {
             v.to_str().is_ok_and(|v| {
+                let etag = tags.etag();
                 v.split(',')
                     .map(str::trim)
                     .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
@@ -156,7 +187,7 @@ pub fn manifest<B>(app: &Application, reference: &str, req: &Request<B>) -> Answ
         )
     })?;
     let tags = DigestHeaders::of(digest);
-    if none_match(req, tags.etag()) {
+    if none_match(req, &tags) {
         return Ok(not_modified(&tags));
     }
     log_unacceptable(req, &m.media_type);
@@ -283,7 +314,7 @@ pub async fn blob<B>(
     let tags = DigestHeaders::of(&digest);
 
     if let Some(m) = app.manifests.get(&digest) {
-        if none_match(req, tags.etag()) {
+        if none_match(req, &tags) {
             return Ok(not_modified(&tags));
         }
         let size = m.bytes.len() as u64;
@@ -302,7 +333,7 @@ pub async fn blob<B>(
         .get(&digest)
         .filter(|b| !b.is_withdrawn())
         .ok_or_else(unknown)?;
-    if none_match(req, tags.etag()) {
+    if none_match(req, &tags) {
         return Ok(not_modified(&tags));
     }
     let size = blob.size();
@@ -496,4 +527,22 @@ pub fn referrers<B>(app: &Application, digest: &str, req: &Request<B>) -> Answer
         );
     }
     Ok(response(StatusCode::OK, h, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_headers_are_the_digest_text() {
+        for text in [
+            format!("sha256:{}", "0123456789abcdef".repeat(4)),
+            format!("sha512:{}", "fedcba9876543210".repeat(8)),
+        ] {
+            let tags = DigestHeaders::of(&Digest::parse(&text).unwrap());
+            assert_eq!(tags.digest_value(), text.as_str());
+            assert_eq!(tags.etag_value(), format!("\"{text}\"").as_str());
+            assert_eq!(tags.etag(), format!("\"{text}\""));
+        }
+    }
 }

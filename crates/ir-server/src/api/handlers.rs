@@ -2,6 +2,7 @@
 //! [`ApiError`]; HEAD bodies are dropped by the caller, so GET and HEAD
 //! always agree on status and headers.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -71,12 +72,14 @@ fn media_type_value(media_type: &str) -> HeaderValue {
 }
 
 /// A digest's two header forms, `Docker-Content-Digest: sha256:…` and
-/// `ETag: "sha256:…"`, from one buffer: the digest value is a slice of the
-/// quoted one, so a response costs one allocation for both (these headers
-/// are on every manifest and blob response, HEAD included). The text is
-/// written straight from the digest's bytes into that buffer.
+/// `ETag: "sha256:…"` (on every manifest and blob response, HEAD
+/// included), and for a manifest its `Content-Length`.
+#[derive(Clone)]
 struct DigestHeaders {
-    quoted: Bytes,
+    digest: HeaderValue,
+    etag: HeaderValue,
+    /// The length of the digest's content, once a manifest was served.
+    length: Option<HeaderValue>,
 }
 
 /// `"` + `sha512:` + 128 hex digits + `"`: the longest quoted digest.
@@ -95,8 +98,59 @@ impl AsRef<[u8]> for Quoted {
     }
 }
 
+/// Entries of [`RECENT`] per thread.
+const RECENT_SLOTS: usize = 8;
+
+/// A cached [`DigestHeaders`] and the digest it is for.
+struct Recent {
+    digest: Digest,
+    headers: DigestHeaders,
+}
+
+thread_local! {
+    /// The header values of digests served recently on this thread: a
+    /// manifest or blob asked for again (many clients pulling the same
+    /// images) costs no allocation, formatting or validation. Keyed by the
+    /// whole digest, which names its content for good, so no reload can
+    /// make an entry wrong (a moved tag is looked up in the snapshot
+    /// first and finds another digest). Direct-mapped by the digest's
+    /// first byte: a fixed, small number of entries per worker thread.
+    static RECENT: RefCell<[Option<Recent>; RECENT_SLOTS]> =
+        const { RefCell::new([const { None }; RECENT_SLOTS]) };
+}
+
 impl DigestHeaders {
-    fn of(digest: &Digest) -> Self {
+    /// The headers of `digest`; with `length`, the content's length too.
+    fn of(digest: &Digest, length: Option<usize>) -> Self {
+        let slot = digest
+            .bytes()
+            .first()
+            .map_or(0, |b| usize::from(*b) % RECENT_SLOTS);
+        RECENT.with(|recent| {
+            let Ok(mut recent) = recent.try_borrow_mut() else {
+                return Self::build(digest, length);
+            };
+            if let Some(r) = &mut recent[slot] {
+                if r.digest == *digest {
+                    if let (None, Some(len)) = (&r.headers.length, length) {
+                        r.headers.length = Some(len.into());
+                    }
+                    return r.headers.clone();
+                }
+            }
+            let headers = Self::build(digest, length);
+            recent[slot] = Some(Recent {
+                digest: digest.clone(),
+                headers: headers.clone(),
+            });
+            headers
+        })
+    }
+
+    /// Both values from one buffer (the digest value is a slice of the
+    /// quoted one), written straight from the digest's bytes.
+    fn build(digest: &Digest, length: Option<usize>) -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let algorithm = digest.algorithm().as_str().as_bytes();
         let raw = digest.bytes();
         let mut q = Quoted {
@@ -108,30 +162,31 @@ impl DigestHeaders {
         q.buf[0] = b'"';
         q.buf[1..hex_start - 1].copy_from_slice(algorithm);
         q.buf[hex_start - 1] = b':';
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         for (pair, byte) in q.buf[hex_start..hex_end].chunks_exact_mut(2).zip(raw) {
             pair[0] = HEX[usize::from(byte >> 4)];
             pair[1] = HEX[usize::from(byte & 0xf)];
         }
         q.buf[hex_end] = b'"';
         q.len = (hex_end + 1) as u8;
+        let quoted = Bytes::from_owner(q);
         Self {
-            quoted: Bytes::from_owner(q),
+            digest: shared_value(quoted.slice(1..quoted.len() - 1)),
+            etag: shared_value(quoted),
+            length: length.map(HeaderValue::from),
         }
     }
 
-    /// The ETag as text, for comparing with `If-None-Match` and `If-Range`.
-    fn etag(&self) -> &str {
-        // Built above from a digest's text: ASCII.
-        std::str::from_utf8(&self.quoted).unwrap_or("")
+    /// The ETag, for comparing with `If-None-Match` and `If-Range`.
+    fn etag(&self) -> &[u8] {
+        self.etag.as_bytes()
     }
 
     fn etag_value(&self) -> HeaderValue {
-        shared_value(self.quoted.clone())
+        self.etag.clone()
     }
 
     fn digest_value(&self) -> HeaderValue {
-        shared_value(self.quoted.slice(1..self.quoted.len() - 1))
+        self.digest.clone()
     }
 }
 
@@ -149,7 +204,7 @@ fn none_match<B>(req: &Request<B>, tags: &DigestHeaders) -> bool {
                 let etag = tags.etag();
                 v.split(',')
                     .map(str::trim)
-                    .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
+                    .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t).as_bytes() == etag)
             })
         })
 }
@@ -167,6 +222,16 @@ fn parse_digest(s: &str) -> Result<Digest, ApiError> {
 
 /// `GET|HEAD /v2/<name>/manifests/<reference>`.
 pub fn manifest<B>(app: &Application, reference: &str, req: &Request<B>) -> Answer {
+    // A tag of the application is found as it is (a valid tag, so
+    // parsing it would find the same); anything else is parsed, for the
+    // digest or for the right error.
+    if let Some(found) = app
+        .tags
+        .get(reference)
+        .and_then(|d| app.manifests.get_key_value(d))
+    {
+        return Ok(manifest_response(found, false, req));
+    }
     let reference = Reference::parse(reference).map_err(|e| match e {
         ReferenceError::Tag(e) => ApiError::new(ErrorCode::TagInvalid, e.to_string()),
         ReferenceError::Digest(e) => ApiError::new(ErrorCode::DigestInvalid, e.to_string()),
@@ -176,7 +241,7 @@ pub fn manifest<B>(app: &Application, reference: &str, req: &Request<B>) -> Answ
         Reference::Tag(t) => app.tags.get(t).and_then(|d| app.manifests.get_key_value(d)),
         Reference::Digest(d) => app.manifests.get_key_value(d),
     };
-    let (digest, m) = found.ok_or_else(|| {
+    let found = found.ok_or_else(|| {
         let shown = match &reference {
             Reference::Tag(t) => t.to_string(),
             Reference::Digest(d) => d.to_string(),
@@ -186,20 +251,32 @@ pub fn manifest<B>(app: &Application, reference: &str, req: &Request<B>) -> Answ
             format!("manifest {shown} is not known in {}", app.name),
         )
     })?;
-    let tags = DigestHeaders::of(digest);
+    Ok(manifest_response(found, by_digest, req))
+}
+
+/// The answer for a manifest found: 200, or 304 for a matching
+/// `If-None-Match`.
+fn manifest_response<B>(
+    (digest, m): (&Digest, &ir_oci::model::Manifest),
+    by_digest: bool,
+    req: &Request<B>,
+) -> Response<Body> {
+    let tags = DigestHeaders::of(digest, Some(m.bytes.len()));
     if none_match(req, &tags) {
-        return Ok(not_modified(&tags));
+        return not_modified(&tags);
     }
     log_unacceptable(req, &m.media_type);
     let mut h = HeaderMap::with_capacity(8);
     h.insert(header::CONTENT_TYPE, media_type_value(&m.media_type));
-    h.insert(header::CONTENT_LENGTH, m.bytes.len().into());
-    h.insert(DIGEST_HEADER, tags.digest_value());
-    h.insert(header::ETAG, tags.etag_value());
+    if let Some(length) = tags.length.clone() {
+        h.insert(header::CONTENT_LENGTH, length);
+    }
+    h.insert(DIGEST_HEADER, tags.digest);
+    h.insert(header::ETAG, tags.etag);
     if by_digest {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
     }
-    Ok(response(StatusCode::OK, h, Body::full(m.bytes.clone())))
+    response(StatusCode::OK, h, Body::full(m.bytes.clone()))
 }
 
 /// Content is immutable and may be signed, so it is never converted: a
@@ -241,7 +318,7 @@ fn blob_headers(tags: &DigestHeaders) -> HeaderMap {
 /// The range to send, after `If-Range` (RFC 9110 §13.1.5): a range is only
 /// honoured when `If-Range` is absent or strongly matches the ETag. HEAD
 /// ignores `Range`, as RFC 9110 defines it for GET only.
-fn wanted_range<B>(req: &Request<B>, etag: &str, size: u64) -> RangeOutcome {
+fn wanted_range<B>(req: &Request<B>, etag: &[u8], size: u64) -> RangeOutcome {
     if req.method() != http::Method::GET {
         return RangeOutcome::Full;
     }
@@ -253,7 +330,7 @@ fn wanted_range<B>(req: &Request<B>, etag: &str, size: u64) -> RangeOutcome {
         return RangeOutcome::Full;
     };
     if let Some(if_range) = req.headers().get(header::IF_RANGE) {
-        if if_range.as_bytes() != etag.as_bytes() {
+        if if_range.as_bytes() != etag {
             return RangeOutcome::Full;
         }
     }
@@ -311,7 +388,7 @@ pub async fn blob<B>(
             format!("blob {digest} is not known in {}", app.name),
         )
     };
-    let tags = DigestHeaders::of(&digest);
+    let tags = DigestHeaders::of(&digest, None);
 
     if let Some(m) = app.manifests.get(&digest) {
         if none_match(req, &tags) {
@@ -539,10 +616,15 @@ mod tests {
             format!("sha256:{}", "0123456789abcdef".repeat(4)),
             format!("sha512:{}", "fedcba9876543210".repeat(8)),
         ] {
-            let tags = DigestHeaders::of(&Digest::parse(&text).unwrap());
-            assert_eq!(tags.digest_value(), text.as_str());
-            assert_eq!(tags.etag_value(), format!("\"{text}\"").as_str());
-            assert_eq!(tags.etag(), format!("\"{text}\""));
+            let digest = Digest::parse(&text).unwrap();
+            for _ in 0..2 {
+                // Built, then from this thread's cache.
+                let tags = DigestHeaders::of(&digest, Some(561));
+                assert_eq!(tags.digest_value(), text.as_str());
+                assert_eq!(tags.etag_value(), format!("\"{text}\"").as_str());
+                assert_eq!(tags.etag(), format!("\"{text}\"").as_bytes());
+                assert_eq!(tags.length.unwrap(), "561");
+            }
         }
     }
 }

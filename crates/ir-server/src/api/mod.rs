@@ -136,7 +136,10 @@ pub async fn handle<B>(state: &ApiState, conn: &ConnInfo, req: Request<B>) -> Re
     // The clock is read only for the request histogram.
     let started = state.metrics.is_some().then(std::time::Instant::now);
     let method = req.method().clone();
-    let (mut response, endpoint) = route_request(state, conn, &req).await;
+    // The path is parsed once, here, for the answer and the endpoint label.
+    let parsed = route::parse(req.uri().path());
+    let endpoint = route::endpoint_of(&parsed);
+    let mut response = answer(state, conn, &req, parsed).await;
     if method == Method::HEAD {
         *response.body_mut() = Body::Empty;
     }
@@ -190,18 +193,6 @@ fn http10_order<B>(req: &Request<B>, headers: &mut HeaderMap) {
     }
     ordered.extend(std::mem::take(headers));
     *headers = ordered;
-}
-
-/// Answers a request, with the endpoint kind its path was routed to (the
-/// path is parsed once, here, for both).
-async fn route_request<B>(
-    state: &ApiState,
-    conn: &ConnInfo,
-    req: &Request<B>,
-) -> (Response<Body>, route::Endpoint) {
-    let parsed = route::parse(req.uri().path());
-    let endpoint = route::endpoint_of(&parsed);
-    (answer(state, conn, req, parsed).await, endpoint)
 }
 
 async fn answer<B>(

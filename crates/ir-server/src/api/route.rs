@@ -147,8 +147,8 @@ fn parse_short(rest: &str) -> Result<Route<'_>, RouteError> {
     let name = |text: &str, endpoint: Endpoint| {
         RepoName::parse(text).map_err(|e| RouteError::InvalidName(endpoint, e))
     };
-    let (head, last) = rest.rsplit_once('/').ok_or(RouteError::NoSuchEndpoint)?;
-    let (before, fixed) = head.rsplit_once('/').ok_or(RouteError::NoSuchEndpoint)?;
+    let (head, last) = split_last(rest).ok_or(RouteError::NoSuchEndpoint)?;
+    let (before, fixed) = split_last(head).ok_or(RouteError::NoSuchEndpoint)?;
     match (fixed, last) {
         ("tags", "list") => return Ok(Route::Tags(name(before, Endpoint::Tags)?)),
         ("manifests", reference) => {
@@ -164,12 +164,18 @@ fn parse_short(rest: &str) -> Result<Route<'_>, RouteError> {
         ("blobs", digest) => return Ok(Route::Blob(name(before, Endpoint::Blob)?, digest)),
         _ => {}
     }
-    match before.rsplit_once('/') {
+    match split_last(before) {
         Some((app, "blobs")) if fixed == "uploads" => {
             Ok(Route::Upload(name(app, Endpoint::Other)?))
         }
         _ => Err(RouteError::NoSuchEndpoint),
     }
+}
+
+/// `s` around its last `/` (a byte search: cheaper than a `char` one).
+fn split_last(s: &str) -> Option<(&str, &str)> {
+    let i = s.bytes().rposition(|b| b == b'/')?;
+    Some((&s[..i], &s[i + 1..]))
 }
 
 /// Parses the part of a path after `/v2/` segment by segment, at most

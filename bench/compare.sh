@@ -12,7 +12,8 @@
 #     `ab -k -i` (wrk hangs on HEAD responses with a Content-Length);
 #     requests/s and p99 latency;
 #   - the ceiling: the same manifest GET against bench/ceiling, a minimal
-#     hyper server answering the manifest's bytes from memory, and
+#     hyper server answering the manifest's bytes from memory (ir-server's
+#     runtime, hyper settings, allocator and response headers), and
 #     ir-server's rate as a fraction of it (how close to the stack's limit);
 #   - a BIG_MIB MiB blob: 1 stream and 4 parallel streams (curl), MiB/s;
 #     1 MiB Range requests from its middle (wrk, 4 connections);

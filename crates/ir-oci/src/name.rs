@@ -43,7 +43,8 @@ impl RepoName {
         if s.len() > MAX_NAME_LEN {
             return Err(NameError::NameTooLong(s.len()));
         }
-        if !s.split('/').all(is_path_component) {
+        // Split on the byte: cheaper than a `char` search, same pieces.
+        if !s.as_bytes().split(|b| *b == b'/').all(is_path_component) {
             return Err(NameError::InvalidName(quote(s)));
         }
         Ok(RepoName(s.into()))
@@ -56,8 +57,7 @@ impl RepoName {
 }
 
 /// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
-fn is_path_component(c: &str) -> bool {
-    let b = c.as_bytes();
+fn is_path_component(b: &[u8]) -> bool {
     let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
     if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
         return false;
@@ -201,6 +201,14 @@ pub fn is_registry_host(s: &str) -> bool {
             && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-')
     };
     port_ok && !name.is_empty() && name.len() <= 255 && name.split('.').all(label_ok)
+}
+
+/// Maps keyed by tags are looked up with a `&str` (no allocation); a text
+/// found among valid tags is one.
+impl std::borrow::Borrow<str> for Tag {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
 }
 
 impl fmt::Display for Tag {

@@ -791,3 +791,61 @@ async fn http10_keep_alive_is_kept_and_leads_the_head() {
     assert!(!head.to_ascii_lowercase().contains("keep-alive"), "{head}");
     assert_eq!(body, "small layer bytes");
 }
+
+/// The digest headers of served manifests are kept per worker thread,
+/// keyed by digest: a tag moved by a reload is answered, on the same
+/// keep-alive connection, with the new manifest's digest, ETag, length
+/// and bytes, and a conditional GET with the old ETag gets the new one.
+#[tokio::test]
+async fn a_moved_tag_is_served_with_the_new_digests_headers() {
+    let root = ir_testkit::Root::new();
+    let app = root.layout("app");
+    let old = app.image(b"version 1");
+    app.set_index(&[old.tagged("latest")]);
+    let server = TestServer::start(root.path()).await;
+    let reloader = ir_server::snapshot::reload::Reloader::new(
+        server.state.catalog.clone(),
+        root.path().to_path_buf(),
+        ir_oci::LoadOptions::default(),
+    );
+    let client = client();
+    let get = |etag: Option<String>| {
+        let mut r = client.get(server.url("/v2/app/manifests/latest"));
+        if let Some(e) = etag {
+            r = r.header("if-none-match", e);
+        }
+        r.send()
+    };
+    for _ in 0..3 {
+        let r = get(None).await.unwrap();
+        assert_eq!(
+            header(&r, "docker-content-digest"),
+            old.manifest.digest_str()
+        );
+    }
+
+    // A longer manifest: the length changes with the digest.
+    let new = app.image_with_layers(&[b"version 2", b"and a second layer"]);
+    app.set_index(&[new.tagged("latest")]);
+    reloader.reload().await.unwrap();
+    for _ in 0..3 {
+        let r = get(None).await.unwrap();
+        assert_eq!(r.status(), 200);
+        let digest = new.manifest.digest_str();
+        assert_eq!(header(&r, "docker-content-digest"), digest);
+        assert_eq!(header(&r, "etag"), format!("\"{digest}\""));
+        let length: usize = header(&r, "content-length").parse().unwrap();
+        let body = r.bytes().await.unwrap();
+        assert_eq!(body.len(), length);
+        assert_eq!(
+            ir_testkit::Alg::Sha256.digest(&body),
+            digest,
+            "the body is the new manifest"
+        );
+        let r = get(Some(format!("\"{}\"", old.manifest.digest_str())))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "the old ETag no longer matches");
+        assert_eq!(header(&r, "etag"), format!("\"{digest}\""));
+    }
+}

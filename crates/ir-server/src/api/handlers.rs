@@ -2,10 +2,11 @@
 //! [`ApiError`]; HEAD bodies are dropped by the caller, so GET and HEAD
 //! always agree on status and headers.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use ir_oci::media_type::OCI_INDEX;
 use ir_oci::name::ReferenceError;
 use ir_oci::{Application, Digest, Reference};
@@ -18,7 +19,7 @@ use crate::delivery::Body;
 use crate::snapshot::catalog::Catalog;
 
 /// `Docker-Content-Digest`.
-pub const DIGEST_HEADER: &str = "docker-content-digest";
+pub const DIGEST_HEADER: HeaderName = HeaderName::from_static("docker-content-digest");
 /// Content-addressed bytes never change, so caches may keep them.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const OCTET_STREAM: &str = "application/octet-stream";
@@ -71,37 +72,121 @@ fn media_type_value(media_type: &str) -> HeaderValue {
 }
 
 /// A digest's two header forms, `Docker-Content-Digest: sha256:…` and
-/// `ETag: "sha256:…"`, from one buffer: the digest value is a slice of the
-/// quoted one, so a response costs one allocation for both (these headers
-/// are on every manifest and blob response, HEAD included).
+/// `ETag: "sha256:…"` (on every manifest and blob response, HEAD
+/// included), and for a manifest its `Content-Length`.
+#[derive(Clone)]
 struct DigestHeaders {
-    quoted: Bytes,
+    digest: HeaderValue,
+    etag: HeaderValue,
+    /// The length of the digest's content, once a manifest was served.
+    length: Option<HeaderValue>,
+}
+
+/// `"` + `sha512:` + 128 hex digits + `"`: the longest quoted digest.
+const QUOTED_MAX: usize = 2 + 7 + 128;
+
+/// A quoted digest in place, handed to [`Bytes::from_owner`]: one
+/// allocation holds it and the reference count.
+struct Quoted {
+    buf: [u8; QUOTED_MAX],
+    len: u8,
+}
+
+impl AsRef<[u8]> for Quoted {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+}
+
+/// Entries of [`RECENT`] per thread.
+const RECENT_SLOTS: usize = 8;
+
+/// A cached [`DigestHeaders`] and the digest it is for.
+struct Recent {
+    digest: Digest,
+    headers: DigestHeaders,
+}
+
+thread_local! {
+    /// The header values of digests served recently on this thread: a
+    /// manifest or blob asked for again (many clients pulling the same
+    /// images) costs no allocation, formatting or validation. Keyed by the
+    /// whole digest, which names its content for good, so no reload can
+    /// make an entry wrong (a moved tag is looked up in the snapshot
+    /// first and finds another digest). Direct-mapped by the digest's
+    /// first byte: a fixed, small number of entries per worker thread.
+    static RECENT: RefCell<[Option<Recent>; RECENT_SLOTS]> =
+        const { RefCell::new([const { None }; RECENT_SLOTS]) };
 }
 
 impl DigestHeaders {
-    fn of(digest: &Digest) -> Self {
-        let text = digest.text();
-        let mut buf = Vec::with_capacity(text.len() + 2);
-        buf.push(b'"');
-        buf.extend_from_slice(text.as_bytes());
-        buf.push(b'"');
+    /// The headers of `digest`; with `length`, the content's length too.
+    fn of(digest: &Digest, length: Option<usize>) -> Self {
+        let slot = digest
+            .bytes()
+            .first()
+            .map_or(0, |b| usize::from(*b) % RECENT_SLOTS);
+        RECENT.with(|recent| {
+            let Ok(mut recent) = recent.try_borrow_mut() else {
+                return Self::build(digest, length);
+            };
+            if let Some(r) = &mut recent[slot] {
+                if r.digest == *digest {
+                    if let (None, Some(len)) = (&r.headers.length, length) {
+                        r.headers.length = Some(len.into());
+                    }
+                    return r.headers.clone();
+                }
+            }
+            let headers = Self::build(digest, length);
+            recent[slot] = Some(Recent {
+                digest: digest.clone(),
+                headers: headers.clone(),
+            });
+            headers
+        })
+    }
+
+    /// Both values from one buffer (the digest value is a slice of the
+    /// quoted one), written straight from the digest's bytes.
+    fn build(digest: &Digest, length: Option<usize>) -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let algorithm = digest.algorithm().as_str().as_bytes();
+        let raw = digest.bytes();
+        let mut q = Quoted {
+            buf: [0; QUOTED_MAX],
+            len: 0,
+        };
+        let hex_start = 1 + algorithm.len() + 1;
+        let hex_end = hex_start + 2 * raw.len();
+        q.buf[0] = b'"';
+        q.buf[1..hex_start - 1].copy_from_slice(algorithm);
+        q.buf[hex_start - 1] = b':';
+        for (pair, byte) in q.buf[hex_start..hex_end].chunks_exact_mut(2).zip(raw) {
+            pair[0] = HEX[usize::from(byte >> 4)];
+            pair[1] = HEX[usize::from(byte & 0xf)];
+        }
+        q.buf[hex_end] = b'"';
+        q.len = (hex_end + 1) as u8;
+        let quoted = Bytes::from_owner(q);
         Self {
-            quoted: Bytes::from(buf),
+            digest: shared_value(quoted.slice(1..quoted.len() - 1)),
+            etag: shared_value(quoted),
+            length: length.map(HeaderValue::from),
         }
     }
 
-    /// The ETag as text, for comparing with `If-None-Match` and `If-Range`.
-    fn etag(&self) -> &str {
-        // Built above from a digest's text: ASCII.
-        std::str::from_utf8(&self.quoted).unwrap_or("")
+    /// The ETag, for comparing with `If-None-Match` and `If-Range`.
+    fn etag(&self) -> &[u8] {
+        self.etag.as_bytes()
     }
 
     fn etag_value(&self) -> HeaderValue {
-        shared_value(self.quoted.clone())
+        self.etag.clone()
     }
 
     fn digest_value(&self) -> HeaderValue {
-        shared_value(self.quoted.slice(1..self.quoted.len() - 1))
+        self.digest.clone()
     }
 }
 
@@ -110,15 +195,16 @@ fn shared_value(bytes: Bytes) -> HeaderValue {
 }
 
 /// RFC 9110 §13.1.2: weak comparison of each listed tag, or `*`.
-fn none_match<B>(req: &Request<B>, etag: &str) -> bool {
+fn none_match<B>(req: &Request<B>, tags: &DigestHeaders) -> bool {
     req.headers()
         .get_all(header::IF_NONE_MATCH)
         .iter()
         .any(|v| {
             v.to_str().is_ok_and(|v| {
+                let etag = tags.etag();
                 v.split(',')
                     .map(str::trim)
-                    .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
+                    .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t).as_bytes() == etag)
             })
         })
 }
@@ -136,6 +222,16 @@ fn parse_digest(s: &str) -> Result<Digest, ApiError> {
 
 /// `GET|HEAD /v2/<name>/manifests/<reference>`.
 pub fn manifest<B>(app: &Application, reference: &str, req: &Request<B>) -> Answer {
+    // A tag of the application is found as it is (a valid tag, so
+    // parsing it would find the same); anything else is parsed, for the
+    // digest or for the right error.
+    if let Some(found) = app
+        .tags
+        .get(reference)
+        .and_then(|d| app.manifests.get_key_value(d))
+    {
+        return Ok(manifest_response(found, false, req));
+    }
     let reference = Reference::parse(reference).map_err(|e| match e {
         ReferenceError::Tag(e) => ApiError::new(ErrorCode::TagInvalid, e.to_string()),
         ReferenceError::Digest(e) => ApiError::new(ErrorCode::DigestInvalid, e.to_string()),
@@ -145,7 +241,7 @@ pub fn manifest<B>(app: &Application, reference: &str, req: &Request<B>) -> Answ
         Reference::Tag(t) => app.tags.get(t).and_then(|d| app.manifests.get_key_value(d)),
         Reference::Digest(d) => app.manifests.get_key_value(d),
     };
-    let (digest, m) = found.ok_or_else(|| {
+    let found = found.ok_or_else(|| {
         let shown = match &reference {
             Reference::Tag(t) => t.to_string(),
             Reference::Digest(d) => d.to_string(),
@@ -155,20 +251,32 @@ pub fn manifest<B>(app: &Application, reference: &str, req: &Request<B>) -> Answ
             format!("manifest {shown} is not known in {}", app.name),
         )
     })?;
-    let tags = DigestHeaders::of(digest);
-    if none_match(req, tags.etag()) {
-        return Ok(not_modified(&tags));
+    Ok(manifest_response(found, by_digest, req))
+}
+
+/// The answer for a manifest found: 200, or 304 for a matching
+/// `If-None-Match`.
+fn manifest_response<B>(
+    (digest, m): (&Digest, &ir_oci::model::Manifest),
+    by_digest: bool,
+    req: &Request<B>,
+) -> Response<Body> {
+    let tags = DigestHeaders::of(digest, Some(m.bytes.len()));
+    if none_match(req, &tags) {
+        return not_modified(&tags);
     }
     log_unacceptable(req, &m.media_type);
     let mut h = HeaderMap::with_capacity(8);
     h.insert(header::CONTENT_TYPE, media_type_value(&m.media_type));
-    h.insert(header::CONTENT_LENGTH, m.bytes.len().into());
-    h.insert(DIGEST_HEADER, tags.digest_value());
-    h.insert(header::ETAG, tags.etag_value());
+    if let Some(length) = tags.length.clone() {
+        h.insert(header::CONTENT_LENGTH, length);
+    }
+    h.insert(DIGEST_HEADER, tags.digest);
+    h.insert(header::ETAG, tags.etag);
     if by_digest {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
     }
-    Ok(response(StatusCode::OK, h, Body::full(m.bytes.clone())))
+    response(StatusCode::OK, h, Body::full(m.bytes.clone()))
 }
 
 /// Content is immutable and may be signed, so it is never converted: a
@@ -210,7 +318,7 @@ fn blob_headers(tags: &DigestHeaders) -> HeaderMap {
 /// The range to send, after `If-Range` (RFC 9110 §13.1.5): a range is only
 /// honoured when `If-Range` is absent or strongly matches the ETag. HEAD
 /// ignores `Range`, as RFC 9110 defines it for GET only.
-fn wanted_range<B>(req: &Request<B>, etag: &str, size: u64) -> RangeOutcome {
+fn wanted_range<B>(req: &Request<B>, etag: &[u8], size: u64) -> RangeOutcome {
     if req.method() != http::Method::GET {
         return RangeOutcome::Full;
     }
@@ -222,7 +330,7 @@ fn wanted_range<B>(req: &Request<B>, etag: &str, size: u64) -> RangeOutcome {
         return RangeOutcome::Full;
     };
     if let Some(if_range) = req.headers().get(header::IF_RANGE) {
-        if if_range.as_bytes() != etag.as_bytes() {
+        if if_range.as_bytes() != etag {
             return RangeOutcome::Full;
         }
     }
@@ -280,10 +388,10 @@ pub async fn blob<B>(
             format!("blob {digest} is not known in {}", app.name),
         )
     };
-    let tags = DigestHeaders::of(&digest);
+    let tags = DigestHeaders::of(&digest, None);
 
     if let Some(m) = app.manifests.get(&digest) {
-        if none_match(req, tags.etag()) {
+        if none_match(req, &tags) {
             return Ok(not_modified(&tags));
         }
         let size = m.bytes.len() as u64;
@@ -302,7 +410,7 @@ pub async fn blob<B>(
         .get(&digest)
         .filter(|b| !b.is_withdrawn())
         .ok_or_else(unknown)?;
-    if none_match(req, tags.etag()) {
+    if none_match(req, &tags) {
         return Ok(not_modified(&tags));
     }
     let size = blob.size();
@@ -496,4 +604,27 @@ pub fn referrers<B>(app: &Application, digest: &str, req: &Request<B>) -> Answer
         );
     }
     Ok(response(StatusCode::OK, h, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_headers_are_the_digest_text() {
+        for text in [
+            format!("sha256:{}", "0123456789abcdef".repeat(4)),
+            format!("sha512:{}", "fedcba9876543210".repeat(8)),
+        ] {
+            let digest = Digest::parse(&text).unwrap();
+            for _ in 0..2 {
+                // Built, then from this thread's cache.
+                let tags = DigestHeaders::of(&digest, Some(561));
+                assert_eq!(tags.digest_value(), text.as_str());
+                assert_eq!(tags.etag_value(), format!("\"{text}\"").as_str());
+                assert_eq!(tags.etag(), format!("\"{text}\"").as_bytes());
+                assert_eq!(tags.length.unwrap(), "561");
+            }
+        }
+    }
 }

@@ -16,7 +16,9 @@ pub mod route;
 
 use std::sync::Arc;
 
-use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version};
+use http::{
+    header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Version,
+};
 use ir_oci::RepoName;
 
 pub use conn::{ConnInfo, PolicyScope, Visibility};
@@ -29,7 +31,8 @@ use crate::metrics::Metrics;
 use crate::snapshot::catalog::{Catalog, SharedCatalog};
 
 /// Header every response carries, as the Docker registry API defines it.
-pub const API_VERSION_HEADER: &str = "docker-distribution-api-version";
+pub const API_VERSION_HEADER: HeaderName =
+    HeaderName::from_static("docker-distribution-api-version");
 
 /// State shared by every request.
 pub struct ApiState {
@@ -130,9 +133,13 @@ impl ApiState {
 
 /// Answers one request. Never fails: every problem is an OCI error response.
 pub async fn handle<B>(state: &ApiState, conn: &ConnInfo, req: Request<B>) -> Response<Body> {
-    let started = std::time::Instant::now();
+    // The clock is read only for the request histogram.
+    let started = state.metrics.is_some().then(std::time::Instant::now);
     let method = req.method().clone();
-    let (mut response, endpoint) = route_request(state, conn, &req).await;
+    // The path is parsed once, here, for the answer and the endpoint label.
+    let parsed = route::parse(req.uri().path());
+    let endpoint = route::endpoint_of(&parsed);
+    let mut response = answer(state, conn, &req, parsed).await;
     if method == Method::HEAD {
         *response.body_mut() = Body::Empty;
     }
@@ -142,7 +149,7 @@ pub async fn handle<B>(state: &ApiState, conn: &ConnInfo, req: Request<B>) -> Re
     if req.version() == Version::HTTP_10 {
         http10_order(&req, response.headers_mut());
     }
-    if let Some(m) = &state.metrics {
+    if let (Some(m), Some(started)) = (&state.metrics, started) {
         m.record_request(endpoint, &method, &response, started);
     }
     response
@@ -186,18 +193,6 @@ fn http10_order<B>(req: &Request<B>, headers: &mut HeaderMap) {
     }
     ordered.extend(std::mem::take(headers));
     *headers = ordered;
-}
-
-/// Answers a request, with the endpoint kind its path was routed to (the
-/// path is parsed once, here, for both).
-async fn route_request<B>(
-    state: &ApiState,
-    conn: &ConnInfo,
-    req: &Request<B>,
-) -> (Response<Body>, route::Endpoint) {
-    let parsed = route::parse(req.uri().path());
-    let endpoint = route::endpoint_of(&parsed);
-    (answer(state, conn, req, parsed).await, endpoint)
 }
 
 async fn answer<B>(

@@ -130,6 +130,57 @@ pub fn parse(path: &str) -> Result<Route<'_>, RouteError> {
         "/v2/_catalog" => return Ok(Route::Catalog),
         p => p.strip_prefix("/v2/").ok_or(RouteError::NoSuchEndpoint)?,
     };
+    // Fewer than MAX_SEGMENTS segments (every real request): the last
+    // segments are found from the end, without collecting them.
+    if rest.len() < MAX_SEGMENTS - 1
+        || rest.bytes().filter(|b| *b == b'/').count() < MAX_SEGMENTS - 1
+    {
+        return parse_short(rest);
+    }
+    parse_segments(rest)
+}
+
+/// [`parse_segments`] for a path of fewer than [`MAX_SEGMENTS`] segments,
+/// with the same answers: the name is the text before the endpoint's
+/// fixed segments.
+fn parse_short(rest: &str) -> Result<Route<'_>, RouteError> {
+    let name = |text: &str, endpoint: Endpoint| {
+        RepoName::parse(text).map_err(|e| RouteError::InvalidName(endpoint, e))
+    };
+    let (head, last) = split_last(rest).ok_or(RouteError::NoSuchEndpoint)?;
+    let (before, fixed) = split_last(head).ok_or(RouteError::NoSuchEndpoint)?;
+    match (fixed, last) {
+        ("tags", "list") => return Ok(Route::Tags(name(before, Endpoint::Tags)?)),
+        ("manifests", reference) => {
+            return Ok(Route::Manifest(
+                name(before, Endpoint::Manifest)?,
+                reference,
+            ))
+        }
+        ("referrers", digest) => {
+            return Ok(Route::Referrers(name(before, Endpoint::Referrers)?, digest))
+        }
+        ("blobs", "uploads") => return Ok(Route::Upload(name(before, Endpoint::Other)?)),
+        ("blobs", digest) => return Ok(Route::Blob(name(before, Endpoint::Blob)?, digest)),
+        _ => {}
+    }
+    match split_last(before) {
+        Some((app, "blobs")) if fixed == "uploads" => {
+            Ok(Route::Upload(name(app, Endpoint::Other)?))
+        }
+        _ => Err(RouteError::NoSuchEndpoint),
+    }
+}
+
+/// `s` around its last `/` (a byte search: cheaper than a `char` one).
+fn split_last(s: &str) -> Option<(&str, &str)> {
+    let i = s.bytes().rposition(|b| b == b'/')?;
+    Some((&s[..i], &s[i + 1..]))
+}
+
+/// Parses the part of a path after `/v2/` segment by segment, at most
+/// [`MAX_SEGMENTS`] of them (the last one keeps any further slashes).
+fn parse_segments(rest: &str) -> Result<Route<'_>, RouteError> {
     let segments: Vec<&str> = rest.splitn(MAX_SEGMENTS, '/').collect();
     let n = segments.len();
     let name_of = |k: usize, endpoint: Endpoint| -> Result<RepoName, RouteError> {
@@ -254,6 +305,42 @@ mod tests {
             ("/v2/A/blobs/sha256:x", Endpoint::Blob),
         ] {
             assert_eq!(endpoint_of(&parse(path)), kind, "{path}");
+        }
+    }
+
+    #[test]
+    fn short_paths_parse_as_segments() {
+        let parts = [
+            "",
+            "a",
+            "b",
+            "A",
+            "manifests",
+            "blobs",
+            "uploads",
+            "tags",
+            "list",
+            "referrers",
+            "sha256:x",
+            "..",
+            "x",
+        ];
+        let mut paths = vec![String::new()];
+        for _ in 0..4 {
+            let mut longer = Vec::new();
+            for p in &paths {
+                for part in parts {
+                    longer.push(if p.is_empty() {
+                        part.to_string()
+                    } else {
+                        format!("{p}/{part}")
+                    });
+                }
+            }
+            paths.extend(longer);
+        }
+        for rest in &paths {
+            assert_eq!(parse_short(rest), parse_segments(rest), "/v2/{rest}");
         }
     }
 

@@ -12,7 +12,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -31,6 +31,10 @@ pub struct GuardedIo<IO> {
     silent_periods: u8,
     write_stall: Option<Pin<Box<Sleep>>>,
     idle: Option<Pin<Box<Sleep>>>,
+    /// The waker the pending idle timer holds: while the timer has not
+    /// fired, polling it again with the same waker would only register
+    /// that waker again (a few hundred instructions per request).
+    idle_waker: Option<Waker>,
 }
 
 /// The idle timer ticks every half `idle_timeout` and the connection is
@@ -61,6 +65,7 @@ impl<IO> GuardedIo<IO> {
             silent_periods: 0,
             write_stall: None,
             idle: None,
+            idle_waker: None,
         }
     }
 
@@ -80,9 +85,20 @@ impl<IO> GuardedIo<IO> {
             let timer = self
                 .idle
                 .get_or_insert_with(|| Box::pin(tokio::time::sleep(period)));
-            if timer.as_mut().poll(cx).is_pending() {
+            // Not fired (`is_elapsed` is also true for a timer not yet
+            // registered, which is then polled) and holding this waker.
+            let waker = cx.waker();
+            let holds_waker = self.idle_waker.as_ref().is_some_and(|w| w.will_wake(waker));
+            if !timer.is_elapsed() && holds_waker {
                 return Poll::Pending;
             }
+            if timer.as_mut().poll(cx).is_pending() {
+                if !holds_waker {
+                    self.idle_waker = Some(cx.waker().clone());
+                }
+                return Poll::Pending;
+            }
+            self.idle_waker = None;
             if std::mem::take(&mut self.moved) {
                 self.silent_periods = 0;
             } else {

@@ -5,13 +5,19 @@
 #   auth      -t tls --htpasswd, a bearer token from /token on every request
 #   receipts  the same plus --receipts (a signed receipt per manifest)
 # ROUNDS rounds, the variants alternating within each; medians and the
-# ratios auth/off (goal >= 0.90) and receipts/auth (goal >= 0.95).
+# ratios auth/off (goal >= 0.90) and receipts/auth (goal >= 0.95), in
+# requests a second and in the server's CPU time per request (utime +
+# stime of all its threads, the receipts writer's too: wrk shares the 2
+# cores, so CPU per request scatters far less than throughput).
 #
 #   bash bench/audit.sh            (ROUNDS=3 DURATION=5 CONNS=32)
+#
+# JOURNAL=DIR puts the journal there (default: a new directory under
+# TMPDIR); VARIANTS="auth receipts" measures only those.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 source "$ROOT/bench/lib.sh"
-: "${ROUNDS:=3}" "${DURATION:=5}" "${CONNS:=32}" "${QUIET_MAX_WAIT:=60}"
+: "${ROUNDS:=3}" "${DURATION:=5}" "${CONNS:=32}" "${QUIET_MAX_WAIT:=60}" "${VARIANTS:=off auth receipts}"
 for tool in wrk htpasswd openssl curl; do
   command -v "$tool" >/dev/null || { echo "audit.sh needs $tool" >&2; exit 2; }
 done
@@ -23,7 +29,8 @@ bash "$ROOT/scripts/make-dev-cert.sh" "$WORK/certs" >/dev/null 2>&1
 htpasswd -Bbc "$WORK/htpasswd" bench secret >/dev/null 2>&1
 openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null \
   | openssl pkcs8 -topk8 -nocrypt -out "$WORK/receipts.key"
-mkdir -m 700 "$WORK/journal"
+JOURNAL=${JOURNAL:-$WORK/journal}
+mkdir -m 700 "$JOURNAL"
 PORT=$((20000 + RANDOM % 20000))
 PATH_=/v2/hello/manifests/latest
 
@@ -31,7 +38,7 @@ start() { # VARIANT
   local extra=()
   case $1 in
     auth) extra=(--htpasswd "$WORK/htpasswd") ;;
-    receipts) extra=(--htpasswd "$WORK/htpasswd" --receipts "$WORK/journal" --receipts-key "$WORK/receipts.key") ;;
+    receipts) extra=(--htpasswd "$WORK/htpasswd" --receipts "$JOURNAL" --receipts-key "$WORK/receipts.key") ;;
   esac
   "$BIN" -t tls -c "$WORK/certs/server.crt" -k "$WORK/certs/server.key" -r "$ROOT/registry" \
     -p "$PORT" --bind 127.0.0.1 --no-access-log --registry-host "127.0.0.1:$PORT" "${extra[@]}" \
@@ -44,7 +51,9 @@ start() { # VARIANT
   cat "$WORK/server.log" >&2; exit 1
 }
 
-measure() { # VARIANT -> req/s
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$SERVER/stat"; }
+
+measure() { # VARIANT -> "req/s µs-of-server-CPU-per-request"
   local header=()
   if [[ $1 != off ]]; then
     local token
@@ -53,28 +62,39 @@ measure() { # VARIANT -> req/s
     header=(-H "Authorization: Bearer $token")
   fi
   curl -sfk "${header[@]}" -o /dev/null "https://127.0.0.1:$PORT$PATH_" || { echo "$1: request refused" >&2; exit 1; }
-  wrk -t2 -c"$CONNS" -d"${DURATION}s" "${header[@]}" "https://127.0.0.1:$PORT$PATH_" \
-    | awk '/Requests\/sec/ {print $2}'
+  local before after
+  before=$(cpu_ticks)
+  wrk -t2 -c"$CONNS" -d"${DURATION}s" "${header[@]}" "https://127.0.0.1:$PORT$PATH_" >"$WORK/wrk.out"
+  after=$(cpu_ticks)
+  awk -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
+    / requests in / { n = $1 } /Requests\/sec/ { rps = $2 }
+    END { printf "%s %.2f\n", rps, ticks / hz * 1e6 / n }' "$WORK/wrk.out"
 }
 
-declare -A RUNS
+declare -A RUNS CPU
 for round in $(seq "$ROUNDS"); do
-  for variant in off auth receipts; do
+  for variant in $VARIANTS; do
     start "$variant"
     wait_quiet "round $round $variant"
-    rps=$(measure "$variant")
+    read -r rps cpu < <(measure "$variant")
     kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
     RUNS[$variant]+="$rps "
-    log "round $round $variant: $rps req/s"
+    CPU[$variant]+="$cpu "
+    log "round $round $variant: $rps req/s, $cpu µs of server CPU per request"
   done
 done
 median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-echo "| variant | runs (req/s) | median |"
-echo "| --- | --- | --- |"
-for variant in off auth receipts; do
-  echo "| $variant | ${RUNS[$variant]}| $(echo "${RUNS[$variant]}" | median) |"
+echo "| variant | runs (req/s) | median | server CPU per request (µs) | median |"
+echo "| --- | --- | --- | --- | --- |"
+for variant in $VARIANTS; do
+  echo "| $variant | ${RUNS[$variant]}| $(echo "${RUNS[$variant]}" | median) | ${CPU[$variant]}| $(echo "${CPU[$variant]}" | median) |"
 done
-off=$(echo "${RUNS[off]}" | median); auth=$(echo "${RUNS[auth]}" | median); rec=$(echo "${RUNS[receipts]}" | median)
-awk -v o="$off" -v a="$auth" -v r="$rec" 'BEGIN { printf "auth/off %.2f (goal >= 0.90), receipts/auth %.2f (goal >= 0.95)\n", a/o, r/a }'
-echo "receipts written: $(cat "$WORK"/journal/*.jsonl | grep -c '"type":"delivery"')"
+off=$(echo "${RUNS[off]:-}" | median); auth=$(echo "${RUNS[auth]:-}" | median); rec=$(echo "${RUNS[receipts]:-}" | median)
+coff=$(echo "${CPU[off]:-}" | median); cauth=$(echo "${CPU[auth]:-}" | median); crec=$(echo "${CPU[receipts]:-}" | median)
+awk -v o="$off" -v a="$auth" -v r="$rec" -v co="$coff" -v ca="$cauth" -v cr="$crec" 'BEGIN {
+  if (o && a) printf "auth/off %.2f (goal >= 0.90); CPU per request %.2f of off\n", a/o, co/ca
+  if (a && r) printf "receipts/auth %.2f (goal >= 0.95); CPU per request %.2f of auth\n", r/a, ca/cr }'
+if [[ " $VARIANTS " == *" receipts "* ]]; then
+  echo "receipts written: $(cat "$JOURNAL"/*.jsonl | grep -c '"type":"delivery"')"
+fi
 if ((${#UNDER_LOAD[@]})); then echo "measured under load: ${UNDER_LOAD[*]}"; fi

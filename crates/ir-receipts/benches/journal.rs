@@ -56,7 +56,7 @@ fn append_batch(bencher: divan::Bencher, identity: Arc<Identity>) {
         .bench_local_values(|batch| {
             let at = std::time::SystemTime::now();
             for d in batch {
-                journal.append_at(d, at).unwrap();
+                journal.append_at((&d).into(), at).unwrap();
             }
             journal.flush().unwrap();
         });

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::entry::{
-    checkpoint_message, hash_text, line_digest, line_hash, now_rfc3339, rfc3339, set_hash_text,
-    Context, Kind, Line, Record, GENESIS,
+    checkpoint_message, encode_delivery, hash_text, line_digest, line_hash, now_rfc3339, rfc3339,
+    set_hash_text, Context, Kind, Line, GENESIS,
 };
-use crate::{CheckpointSigner, Delivery, Identity, ReceiptsError};
+use crate::{CheckpointSigner, Delivery, DeliveryRef, Identity, ReceiptsError};
 
 /// Longest tail read to find the last line of an existing journal.
 const MAX_LINE: u64 = 64 * 1024;
@@ -90,21 +90,21 @@ struct WrittenContext {
 }
 
 impl WrittenContext {
-    fn says(&self, d: &Delivery) -> bool {
+    fn says(&self, d: &DeliveryRef<'_>) -> bool {
         fn same<T: ?Sized + PartialEq>(a: &Arc<T>, b: &Arc<T>) -> bool {
             Arc::ptr_eq(a, b) || **a == **b
         }
-        fn same_opt(a: &Option<Arc<str>>, b: &Option<Arc<str>>) -> bool {
+        fn same_opt(a: &Option<Arc<str>>, b: Option<&Arc<str>>) -> bool {
             match (a, b) {
                 (Some(a), Some(b)) => same(a, b),
                 (None, None) => true,
                 _ => false,
             }
         }
-        same(&self.identity, &d.identity)
-            && same_opt(&self.policy_scope, &d.policy_scope)
-            && same_opt(&self.policy_digest, &d.policy_digest)
-            && same_opt(&self.reference_values_digest, &d.reference_values_digest)
+        same(&self.identity, d.identity)
+            && same_opt(&self.policy_scope, d.policy_scope)
+            && same_opt(&self.policy_digest, d.policy_digest)
+            && same_opt(&self.reference_values_digest, d.reference_values_digest)
     }
 }
 
@@ -172,8 +172,8 @@ impl Journal {
 
     /// Appends one delivery made now (written at once), then a checkpoint
     /// when one is due.
-    pub fn append(&mut self, delivery: Delivery) -> Result<(), ReceiptsError> {
-        self.append_at(delivery, std::time::SystemTime::now())?;
+    pub fn append(&mut self, delivery: &Delivery) -> Result<(), ReceiptsError> {
+        self.append_at(delivery.into(), std::time::SystemTime::now())?;
         self.flush()
     }
 
@@ -186,7 +186,7 @@ impl Journal {
     /// writes (a checkpoint, when one is due, writes them at once).
     pub fn append_at(
         &mut self,
-        delivery: Delivery,
+        delivery: DeliveryRef<'_>,
         at: std::time::SystemTime,
     ) -> Result<(), ReceiptsError> {
         let time = self.time_of(at);
@@ -206,7 +206,11 @@ impl Journal {
     }
 
     /// Writes the `context` line `delivery` follows; returns its `seq`.
-    fn write_context(&mut self, delivery: &Delivery, time: &str) -> Result<u64, ReceiptsError> {
+    fn write_context(
+        &mut self,
+        delivery: &DeliveryRef<'_>,
+        time: &str,
+    ) -> Result<u64, ReceiptsError> {
         self.write_at(Kind::Context, Payload::Context(delivery), time)?;
         if self.contexts.len() >= CONTEXTS_PER_FILE {
             self.contexts.remove(0);
@@ -214,9 +218,9 @@ impl Journal {
         self.contexts.push(WrittenContext {
             seq: self.seq,
             identity: delivery.identity.clone(),
-            policy_scope: delivery.policy_scope.clone(),
-            policy_digest: delivery.policy_digest.clone(),
-            reference_values_digest: delivery.reference_values_digest.clone(),
+            policy_scope: delivery.policy_scope.cloned(),
+            policy_digest: delivery.policy_digest.cloned(),
+            reference_values_digest: delivery.reference_values_digest.cloned(),
         });
         Ok(self.seq)
     }
@@ -277,6 +281,24 @@ impl Journal {
         time: &str,
     ) -> Result<(), ReceiptsError> {
         let seq = self.seq + 1;
+        let start = self.pending.len();
+        if let Payload::Delivery(d, context) = payload {
+            encode_delivery(&mut self.pending, seq, time, &self.prev, d, context);
+        } else {
+            self.encode_other(seq, kind, payload, time);
+        }
+        let digest = line_digest(&self.pending[start..]);
+        self.pending.push(b'\n');
+        self.pending_lines
+            .push((self.pending.len(), seq, digest, kind));
+        self.seq = seq;
+        set_hash_text(&mut self.prev, &digest);
+        self.unsigned_lines = kind != Kind::Checkpoint;
+        Ok(())
+    }
+
+    /// Encodes a line other than a delivery (rare: serde_json will do).
+    fn encode_other(&mut self, seq: u64, kind: Kind, payload: Payload<'_>, time: &str) {
         let signature = (kind == Kind::Checkpoint)
             .then(|| self.signer.sign(&checkpoint_message(seq, time, &self.prev)));
         let line = Line {
@@ -288,16 +310,7 @@ impl Journal {
                 Payload::Context(d) => Some(Context::of(d)),
                 _ => None,
             },
-            delivery: match payload {
-                Payload::Delivery(d, context) => Some(Record {
-                    application: d.application.as_str().into(),
-                    tag: d.tag.as_deref().map(Into::into),
-                    digest: d.digest.as_str().into(),
-                    media_type: d.media_type.as_str().into(),
-                    context,
-                }),
-                _ => None,
-            },
+            delivery: None,
             server: match payload {
                 Payload::Server(server) => Some(server.into()),
                 _ => None,
@@ -305,16 +318,7 @@ impl Journal {
             key_id: signature.is_some().then(|| self.signer.key_id().into()),
             signature,
         };
-        let start = self.pending.len();
         serde_json::to_writer(&mut self.pending, &line).expect("a line serializes");
-        let digest = line_digest(&self.pending[start..]);
-        self.pending.push(b'\n');
-        self.pending_lines
-            .push((self.pending.len(), seq, digest, kind));
-        self.seq = seq;
-        set_hash_text(&mut self.prev, &digest);
-        self.unsigned_lines = kind != Kind::Checkpoint;
-        Ok(())
     }
 
     /// Writes the pending lines with as few `write`s as the system allows.
@@ -420,9 +424,9 @@ impl Journal {
 enum Payload<'a> {
     None,
     Server(&'a str),
-    Context(&'a Delivery),
+    Context(&'a DeliveryRef<'a>),
     /// The delivery and the `seq` of its context line.
-    Delivery(&'a Delivery, u64),
+    Delivery(&'a DeliveryRef<'a>, u64),
 }
 
 fn prepare_dir(dir: &Path) -> Result<(), ReceiptsError> {

@@ -19,7 +19,7 @@ mod key;
 mod sink;
 mod verify;
 
-pub use entry::{Delivery, Identity};
+pub use entry::{Delivery, DeliveryRef, Identity};
 pub use error::ReceiptsError;
 pub use journal::{Journal, JournalOptions};
 pub use key::{CheckpointSigner, CheckpointVerifier};

@@ -1,7 +1,9 @@
 //! Handing records to the journal without waiting for the disk or waking
 //! anyone: a request appends to a bounded in-memory batch (one uncontended
-//! lock), and one writer thread takes the batch every few milliseconds and
-//! appends it. A full batch drops the record and counts it; a failed write
+//! lock, and no allocation once the batch buffers have grown: the text is
+//! copied into one shared buffer, the identity and digests are `Arc`s),
+//! and one writer thread swaps the batch for its emptied one every few
+//! milliseconds and appends it. A full batch drops the record and counts it; a failed write
 //! counts and logs; either marks the journal unhealthy until the next
 //! checkpoint is written.
 
@@ -10,7 +12,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::{Delivery, Journal};
+use crate::{DeliveryRef, Identity, Journal};
 
 /// How often the writer takes the waiting records.
 const DRAIN_EVERY: Duration = Duration::from_millis(10);
@@ -37,8 +39,80 @@ impl SinkStats {
 /// Records waiting for the writer, and whether it should stop.
 #[derive(Debug, Default)]
 struct Waiting {
-    records: Vec<(SystemTime, Delivery)>,
+    batch: Batch,
     closing: bool,
+}
+
+/// Queued records: their text fields one after the other in `text`.
+#[derive(Debug, Default)]
+struct Batch {
+    text: String,
+    records: Vec<Queued>,
+}
+
+/// One queued record; its text is `text[start..]` up to the next one's.
+#[derive(Debug)]
+struct Queued {
+    at: SystemTime,
+    /// Where the application, tag, digest and media type end in `text`.
+    ends: [usize; 4],
+    tagged: bool,
+    identity: Arc<Identity>,
+    policy_scope: Option<Arc<str>>,
+    policy_digest: Option<Arc<str>>,
+    reference_values_digest: Option<Arc<str>>,
+}
+
+impl Batch {
+    fn push(&mut self, at: SystemTime, d: &DeliveryRef<'_>) {
+        let mut ends = [0; 4];
+        for (end, field) in
+            ends.iter_mut()
+                .zip([d.application, d.tag.unwrap_or(""), d.digest, d.media_type])
+        {
+            self.text.push_str(field);
+            *end = self.text.len();
+        }
+        self.records.push(Queued {
+            at,
+            ends,
+            tagged: d.tag.is_some(),
+            identity: d.identity.clone(),
+            policy_scope: d.policy_scope.cloned(),
+            policy_digest: d.policy_digest.cloned(),
+            reference_values_digest: d.reference_values_digest.cloned(),
+        });
+    }
+
+    /// Each record, as the journal takes it.
+    fn each(&self, mut f: impl FnMut(SystemTime, DeliveryRef<'_>)) {
+        let mut start = 0;
+        for q in &self.records {
+            let [application, tag, digest, media_type] = q.ends.map(|end| {
+                let field = &self.text[start..end];
+                start = end;
+                field
+            });
+            f(
+                q.at,
+                DeliveryRef {
+                    application,
+                    tag: q.tagged.then_some(tag),
+                    digest,
+                    media_type,
+                    identity: &q.identity,
+                    policy_scope: q.policy_scope.as_ref(),
+                    policy_digest: q.policy_digest.as_ref(),
+                    reference_values_digest: q.reference_values_digest.as_ref(),
+                },
+            );
+        }
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.records.clear();
+    }
 }
 
 #[derive(Debug)]
@@ -79,7 +153,8 @@ impl Sink {
     }
 
     /// Queues one record made now; never waits on the disk.
-    pub fn record(&self, delivery: Delivery) {
+    pub fn record<'a>(&self, delivery: impl Into<DeliveryRef<'a>>) {
+        let delivery = delivery.into();
         let at = SystemTime::now();
         let queued = {
             let mut w = self
@@ -87,8 +162,8 @@ impl Sink {
                 .waiting
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            if w.records.len() < self.shared.capacity && !w.closing {
-                w.records.push((at, delivery));
+            if w.batch.records.len() < self.shared.capacity && !w.closing {
+                w.batch.push(at, &delivery);
                 true
             } else {
                 false
@@ -136,23 +211,27 @@ impl Drop for Sink {
 fn write_loop(mut journal: Journal, shared: &Shared, idle_checkpoint: Duration) {
     let stats = &shared.stats;
     let mut last_record = Instant::now();
+    // Swapped with the waiting one: both keep their capacity.
+    let mut batch = Batch::default();
     loop {
-        let (batch, closing) = {
+        let closing = {
             let w = shared.waiting.lock().unwrap_or_else(|p| p.into_inner());
             let (mut w, _) = shared
                 .wake
                 .wait_timeout_while(w, DRAIN_EVERY, |w| !w.closing)
                 .unwrap_or_else(|p| p.into_inner());
-            (std::mem::take(&mut w.records), w.closing)
+            std::mem::swap(&mut w.batch, &mut batch);
+            w.closing
         };
-        if !batch.is_empty() {
+        if !batch.records.is_empty() {
             last_record = Instant::now();
         }
-        for (at, delivery) in batch {
+        batch.each(|at, delivery| {
             if let Err(e) = journal.append_at(delivery, at) {
                 failed(stats, &e);
             }
-        }
+        });
+        batch.clear();
         match journal.flush() {
             // Healthy again once a checkpoint (here, every N records) is written.
             Ok(()) if journal.unsigned() == 0 => stats.unhealthy.store(false, Ordering::Relaxed),

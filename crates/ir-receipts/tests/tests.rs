@@ -58,7 +58,7 @@ fn journal(records: u64, every: u64, max_file_bytes: u64) -> Fixture {
                 name: "alice".into(),
             }
         };
-        journal.append(delivery(i, who)).unwrap();
+        journal.append(&delivery(i, who)).unwrap();
     }
     journal.checkpoint().unwrap();
     Fixture {
@@ -261,7 +261,7 @@ fn the_chain_continues_across_files_and_restarts() {
     let signer = CheckpointSigner::generate();
     let pem = signer.public_key_pem();
     let mut again = Journal::open(&f.dir, signer, JournalOptions::default()).unwrap();
-    again.append(delivery(100, realm(2))).unwrap();
+    again.append(&delivery(100, realm(2))).unwrap();
     again.checkpoint().unwrap();
     // Signed by another key after the restart: the old key's checkpoints
     // verify, the new one's do not; the chain itself is whole.
@@ -307,7 +307,7 @@ fn a_torn_last_line_is_noted_not_called_tampering_and_the_writer_goes_on() {
     let signer = CheckpointSigner::generate();
     let key = CheckpointVerifier::from_pem(signer.public_key_pem().as_bytes()).unwrap();
     let mut again = Journal::open(&f.dir, signer, JournalOptions::default()).unwrap();
-    again.append(delivery(7, realm(1))).unwrap();
+    again.append(&delivery(7, realm(1))).unwrap();
     again.checkpoint().unwrap();
     let v = verify(&f.dir, &key).unwrap();
     let kinds: Vec<_> = v.findings.iter().map(|x| x.kind.clone()).collect();
@@ -327,8 +327,8 @@ fn records_after_the_last_checkpoint_are_counted_as_unsigned() {
     let signer = CheckpointSigner::generate();
     let key = CheckpointVerifier::from_pem(signer.public_key_pem().as_bytes()).unwrap();
     let mut journal = Journal::open(tmp.path(), signer, JournalOptions::default()).unwrap();
-    journal.append(delivery(1, realm(1))).unwrap();
-    journal.append(delivery(2, realm(1))).unwrap();
+    journal.append(&delivery(1, realm(1))).unwrap();
+    journal.append(&delivery(2, realm(1))).unwrap();
     drop(journal); // a crash: no final checkpoint
     let v = verify(tmp.path(), &key).unwrap();
     assert!(v.is_intact());
@@ -357,7 +357,7 @@ fn the_sink_writes_everything_queued_and_signs_at_close() {
     let journal = Journal::open(tmp.path(), signer, JournalOptions::default()).unwrap();
     let sink = Sink::spawn(journal, 10_000, Duration::from_secs(60));
     for i in 0..500 {
-        sink.record(delivery(i, realm(3)));
+        sink.record(&delivery(i, realm(3)));
     }
     sink.close();
     let stats = sink.stats();
@@ -382,7 +382,7 @@ fn a_full_queue_drops_with_a_count_and_never_waits() {
     .unwrap();
     let sink = Sink::spawn(journal, 1, Duration::from_secs(60));
     for i in 0..20_000 {
-        sink.record(delivery(i, realm(3)));
+        sink.record(&delivery(i, realm(3)));
     }
     let stats = sink.stats();
     sink.close();

@@ -239,9 +239,7 @@ async fn answer<B>(
                 if state.audit.is_some() {
                     // Receipts name the user (a realm or certificate, if
                     // any, is still the connection's; the user is who asked).
-                    conn.identity = Some(Arc::new(ir_receipts::Identity::User {
-                        name: grant.user.to_string(),
-                    }));
+                    conn.identity = Some(crate::audit::identity::user_identity(&grant.user));
                 }
                 let mut r = routed(state, &conn, req, parsed).await;
                 r.extensions_mut()

@@ -21,3 +21,26 @@ pub fn certificate_identity(der: &[u8]) -> Option<Identity> {
         subject: cert.subject().to_string(),
     })
 }
+
+/// The identity of an authenticated user, for receipts. The last one is
+/// remembered per thread: a request does not allocate it again, and a
+/// keep-alive client's requests mostly land on the same thread.
+pub fn user_identity(name: &std::sync::Arc<str>) -> std::sync::Arc<Identity> {
+    use std::cell::RefCell;
+    use std::sync::Arc;
+    thread_local! {
+        static LAST: RefCell<Option<(Arc<str>, Arc<Identity>)>> = const { RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| match last {
+        Some((known, identity)) if Arc::ptr_eq(known, name) || **known == **name => {
+            identity.clone()
+        }
+        _ => {
+            let identity = Arc::new(Identity::User {
+                name: name.to_string(),
+            });
+            *last = Some((name.clone(), identity.clone()));
+            identity
+        }
+    })
+}

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use ir_receipts::{CheckpointSigner, Delivery, Identity, Journal, JournalOptions, Sink};
+use ir_receipts::{CheckpointSigner, DeliveryRef, Identity, Journal, JournalOptions, Sink};
 
 use events::{Event, Events, EventsConfig};
 
@@ -168,15 +168,16 @@ impl Audit {
             return;
         };
         let reference_values = self.reference_values.load();
-        receipts.record(Delivery {
-            application: application.to_string(),
-            tag: tag.map(str::to_string),
-            digest: digest.to_string(),
-            media_type: media_type.to_string(),
-            identity: identity.clone(),
-            policy_scope,
-            policy_digest: self.policy.get().and_then(|digest| digest()),
-            reference_values_digest: reference_values.as_ref().clone(),
+        let policy_digest = self.policy.get().and_then(|digest| digest());
+        receipts.record(DeliveryRef {
+            application,
+            tag,
+            digest,
+            media_type,
+            identity,
+            policy_scope: policy_scope.as_ref(),
+            policy_digest: policy_digest.as_ref(),
+            reference_values_digest: reference_values.as_ref().as_ref(),
         });
     }
 

@@ -52,8 +52,16 @@ start() { # VARIANT
 }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$SERVER/stat"; }
+# The receipts writer thread's own CPU ticks (0 without one).
+writer_ticks() {
+  local t
+  for t in /proc/"$SERVER"/task/*; do
+    [[ $(cat "$t/comm" 2>/dev/null) == receipts ]] && { awk '{print $14 + $15}' "$t/stat"; return; }
+  done
+  echo 0
+}
 
-measure() { # VARIANT -> "req/s µs-of-server-CPU-per-request"
+measure() { # VARIANT -> "req/s µs-of-server-CPU-per-request µs-of-writer-CPU-per-request"
   local header=()
   if [[ $1 != off ]]; then
     local token
@@ -62,25 +70,26 @@ measure() { # VARIANT -> "req/s µs-of-server-CPU-per-request"
     header=(-H "Authorization: Bearer $token")
   fi
   curl -sfk "${header[@]}" -o /dev/null "https://127.0.0.1:$PORT$PATH_" || { echo "$1: request refused" >&2; exit 1; }
-  local before after
-  before=$(cpu_ticks)
+  local before after wbefore wafter
+  before=$(cpu_ticks) wbefore=$(writer_ticks)
   wrk -t2 -c"$CONNS" -d"${DURATION}s" "${header[@]}" "https://127.0.0.1:$PORT$PATH_" >"$WORK/wrk.out"
-  after=$(cpu_ticks)
-  awk -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
+  after=$(cpu_ticks) wafter=$(writer_ticks)
+  awk -v ticks=$((after - before)) -v wticks=$((wafter - wbefore)) -v hz="$(getconf CLK_TCK)" '
     / requests in / { n = $1 } /Requests\/sec/ { rps = $2 }
-    END { printf "%s %.2f\n", rps, ticks / hz * 1e6 / n }' "$WORK/wrk.out"
+    END { printf "%s %.2f %.3f\n", rps, ticks / hz * 1e6 / n, wticks / hz * 1e6 / n }' "$WORK/wrk.out"
 }
 
-declare -A RUNS CPU
+declare -A RUNS CPU WRITER
 for round in $(seq "$ROUNDS"); do
   for variant in $VARIANTS; do
     start "$variant"
     wait_quiet "round $round $variant"
-    read -r rps cpu < <(measure "$variant")
+    read -r rps cpu wcpu < <(measure "$variant")
     kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
     RUNS[$variant]+="$rps "
     CPU[$variant]+="$cpu "
-    log "round $round $variant: $rps req/s, $cpu µs of server CPU per request"
+    WRITER[$variant]+="$wcpu "
+    log "round $round $variant: $rps req/s, $cpu µs of server CPU per request ($wcpu µs in the receipts writer)"
   done
 done
 median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -95,6 +104,7 @@ awk -v o="$off" -v a="$auth" -v r="$rec" -v co="$coff" -v ca="$cauth" -v cr="$cr
   if (o && a) printf "auth/off %.2f (goal >= 0.90); CPU per request %.2f of off\n", a/o, co/ca
   if (a && r) printf "receipts/auth %.2f (goal >= 0.95); CPU per request %.2f of auth\n", r/a, ca/cr }'
 if [[ " $VARIANTS " == *" receipts "* ]]; then
-  echo "receipts written: $(cat "$JOURNAL"/*.jsonl | grep -c '"type":"delivery"')"
+  echo "receipts written: $(cat "$JOURNAL"/*.jsonl | grep -c '"type":"delivery"');" \
+    "the writer thread's CPU per receipt (median): $(echo "${WRITER[receipts]}" | median) µs"
 fi
 if ((${#UNDER_LOAD[@]})); then echo "measured under load: ${UNDER_LOAD[*]}"; fi

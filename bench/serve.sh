@@ -90,16 +90,27 @@ now() { date +%s.%N; }
 serve_start plain
 log "endpoint without cache: $EP (pid $EP_PID), peak RSS at start $(hwm_mib "$EP_PID") MiB"
 wait_quiet "serve vs tls"
-sv=() tl=() ep_cpu=() ratls_cpu=() tls_cpu=()
+# idle_s: the seconds all CPUs spent idle so far (from /proc/stat).
+idle_s() { awk -v t="$tck" '/^cpu / { printf "%.2f", ($5 + $6) / t }' /proc/stat; }
+# timed_skopeo FILE ARGS...: skopeo, its user+system CPU seconds appended to FILE.
+timed_skopeo() {
+  local out=$1
+  shift
+  local TIMEFORMAT="%U %S"
+  { time skopeo "$@" 2>&3; } 3>&2 2>>"$out"
+}
+sv=() tl=() ep_cpu=() ratls_cpu=() tls_cpu=() sv_idle=() tl_idle=()
 for i in $(seq 1 "$ROUNDS"); do
   rm -rf "$work/sv" "$work/tl"
-  c0=$(cpu_s "$EP_PID") r0=$(cpu_s "$ratls_pid")
+  c0=$(cpu_s "$EP_PID") r0=$(cpu_s "$ratls_pid") i0=$(idle_s)
   t0=$(now)
-  skopeo copy -q --src-tls-verify=false "docker://$EP/$ref" "oci:$work/sv:t00"
+  timed_skopeo "$work/skopeo-sv.cpu" copy -q --src-tls-verify=false "docker://$EP/$ref" "oci:$work/sv:t00"
   t1=$(now)
-  c1=$(cpu_s "$EP_PID") r1=$(cpu_s "$ratls_pid") s1=$(cpu_s "$tls_pid")
-  skopeo copy -q --src-cert-dir "$work/sk-certs" "docker://localhost:$tls_port/$ref" "oci:$work/tl:t00"
+  c1=$(cpu_s "$EP_PID") r1=$(cpu_s "$ratls_pid") s1=$(cpu_s "$tls_pid") i1=$(idle_s)
+  timed_skopeo "$work/skopeo-tl.cpu" copy -q --src-cert-dir "$work/sk-certs" "docker://localhost:$tls_port/$ref" "oci:$work/tl:t00"
   t2=$(now)
+  i2=$(idle_s)
+  sv_idle+=("$(echo "$i1 - $i0" | bc)") tl_idle+=("$(echo "$i2 - $i1" | bc)")
   ep_cpu+=("$(echo "$c1 - $c0" | bc)") ratls_cpu+=("$(echo "$r1 - $r0" | bc)")
   tls_cpu+=("$(echo "$(cpu_s "$tls_pid") - $s1" | bc)")
   sv+=("$(echo "$t1 - $t0" | bc)") tl+=("$(echo "$t2 - $t1" | bc)")
@@ -131,6 +142,9 @@ echo
 echo "median of $ROUNDS: through ir-client serve over RA-TLS $ms s ($(echo "scale=0; $mib / $ms" | bc) MiB/s)," \
   "straight over TLS $mt s ($(echo "scale=0; $mib / $mt" | bc) MiB/s); speed ratio serve/TLS $(echo "scale=2; $mt / $ms" | bc) (goal >= 0.9)"
 echo "second pull with --cache: $cached_s s; upstream requests: $manifest_reqs manifest, $blob_reqs blob (goal: 0 blob)"
-echo "CPU time per pull (median): endpoint $(median "${ep_cpu[@]}") s and its RA-TLS server $(median "${ratls_cpu[@]}") s; the TLS server $(median "${tls_cpu[@]}") s"
+skopeo_cpu() { awk '{ print $1 + $2 }' "$1"; }
+echo "CPU time per pull (median): endpoint $(median "${ep_cpu[@]}") s and its RA-TLS server $(median "${ratls_cpu[@]}") s; the TLS server $(median "${tls_cpu[@]}") s;" \
+  "skopeo $(median $(skopeo_cpu "$work/skopeo-sv.cpu")) s through the endpoint, $(median $(skopeo_cpu "$work/skopeo-tl.cpu")) s straight"
+echo "CPU idle during a pull (median, seconds summed over all CPUs): through the endpoint $(median "${sv_idle[@]}") s, straight $(median "${tl_idle[@]}") s"
 echo "endpoint peak RSS (VmHWM): $plain_hwm MiB without cache over $ROUNDS pulls, $cached_hwm MiB with --cache (goal < 32 MiB)"
 if ((${#UNDER_LOAD[@]})); then printf 'measured under load: %s\n' "${UNDER_LOAD[@]}"; fi

@@ -109,9 +109,17 @@ impl Batch {
         }
     }
 
+    /// Empties the batch, keeping its buffers for the next one, but not
+    /// more than a busy one needs: a burst does not pin its memory.
     fn clear(&mut self) {
+        const KEEP_RECORDS: usize = 4096;
+        let (records, text) = (self.records.len(), self.text.len());
         self.text.clear();
         self.records.clear();
+        if records <= KEEP_RECORDS && self.records.capacity() > 2 * KEEP_RECORDS {
+            self.records.shrink_to(KEEP_RECORDS);
+            self.text.shrink_to(text.max(KEEP_RECORDS * 256));
+        }
     }
 }
 
@@ -264,5 +272,66 @@ fn failed(stats: &SinkStats, error: &crate::ReceiptsError) {
             errors = errors + 1,
             "receipts: writing the journal failed: {error}"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push(batch: &mut Batch, n: usize, identity: &Arc<Identity>) {
+        for i in 0..n {
+            let tag = format!("v{i}");
+            batch.push(
+                SystemTime::UNIX_EPOCH,
+                &DeliveryRef {
+                    application: "app",
+                    tag: (i % 2 == 0).then_some(tag.as_str()),
+                    digest: "sha256:00",
+                    media_type: "application/vnd.oci.image.manifest.v1+json",
+                    identity,
+                    policy_scope: None,
+                    policy_digest: None,
+                    reference_values_digest: None,
+                },
+            );
+        }
+    }
+
+    #[test]
+    fn a_batch_gives_back_each_record_as_queued() {
+        let identity = Arc::new(Identity::User { name: "u".into() });
+        let mut batch = Batch::default();
+        push(&mut batch, 3, &identity);
+        let mut seen = Vec::new();
+        batch.each(|_, d| {
+            seen.push((
+                d.application.to_string(),
+                d.tag.map(str::to_string),
+                d.digest.to_string(),
+            ))
+        });
+        assert_eq!(
+            seen,
+            [
+                ("app".into(), Some("v0".into()), "sha256:00".into()),
+                ("app".into(), None, "sha256:00".into()),
+                ("app".into(), Some("v2".into()), "sha256:00".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_burst_does_not_pin_its_memory() {
+        let identity = Arc::new(Identity::User { name: "u".into() });
+        let mut batch = Batch::default();
+        push(&mut batch, 50_000, &identity);
+        batch.clear();
+        assert!(batch.records.capacity() >= 50_000, "kept for a busy writer");
+        push(&mut batch, 10, &identity);
+        batch.clear();
+        assert!(batch.records.capacity() <= 4096);
+        assert!(batch.text.capacity() <= 4096 * 256);
+        assert_eq!(Arc::strong_count(&identity), 1, "no record left behind");
     }
 }

@@ -116,6 +116,46 @@ impl<'a> From<&'a Delivery> for DeliveryRef<'a> {
     }
 }
 
+/// Who received a delivery and under which policy, owned: what a queued
+/// record carries and what a written `context` line says.
+#[derive(Debug)]
+pub(crate) struct Recipient {
+    pub identity: Arc<Identity>,
+    pub policy_scope: Option<Arc<str>>,
+    pub policy_digest: Option<Arc<str>>,
+    pub reference_values_digest: Option<Arc<str>>,
+}
+
+impl Recipient {
+    /// The recipient of `d` (its `Arc`s shared, not copied).
+    pub fn of(d: &DeliveryRef<'_>) -> Self {
+        Self {
+            identity: d.identity.clone(),
+            policy_scope: d.policy_scope.cloned(),
+            policy_digest: d.policy_digest.cloned(),
+            reference_values_digest: d.reference_values_digest.cloned(),
+        }
+    }
+
+    /// Whether `d` went to this recipient under the same policy.
+    pub fn received(&self, d: &DeliveryRef<'_>) -> bool {
+        fn same<T: ?Sized + PartialEq>(a: &Arc<T>, b: &Arc<T>) -> bool {
+            Arc::ptr_eq(a, b) || **a == **b
+        }
+        fn same_opt(a: &Option<Arc<str>>, b: Option<&Arc<str>>) -> bool {
+            match (a, b) {
+                (Some(a), Some(b)) => same(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+        }
+        same(&self.identity, d.identity)
+            && same_opt(&self.policy_scope, d.policy_scope)
+            && same_opt(&self.policy_digest, d.policy_digest)
+            && same_opt(&self.reference_values_digest, d.reference_values_digest)
+    }
+}
+
 /// The kind of a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -6,14 +6,13 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::entry::{
     checkpoint_message, encode_delivery, hash_text, line_digest, line_hash, now_rfc3339, rfc3339,
-    set_hash_text, Context, Kind, Line, GENESIS,
+    set_hash_text, Context, Kind, Line, Recipient, GENESIS,
 };
-use crate::{CheckpointSigner, Delivery, DeliveryRef, Identity, ReceiptsError};
+use crate::{CheckpointSigner, Delivery, DeliveryRef, ReceiptsError};
 
 /// Longest tail read to find the last line of an existing journal.
 const MAX_LINE: u64 = 64 * 1024;
@@ -83,29 +82,7 @@ pub struct Journal {
 #[derive(Debug)]
 struct WrittenContext {
     seq: u64,
-    identity: Arc<Identity>,
-    policy_scope: Option<Arc<str>>,
-    policy_digest: Option<Arc<str>>,
-    reference_values_digest: Option<Arc<str>>,
-}
-
-impl WrittenContext {
-    fn says(&self, d: &DeliveryRef<'_>) -> bool {
-        fn same<T: ?Sized + PartialEq>(a: &Arc<T>, b: &Arc<T>) -> bool {
-            Arc::ptr_eq(a, b) || **a == **b
-        }
-        fn same_opt(a: &Option<Arc<str>>, b: Option<&Arc<str>>) -> bool {
-            match (a, b) {
-                (Some(a), Some(b)) => same(a, b),
-                (None, None) => true,
-                _ => false,
-            }
-        }
-        same(&self.identity, d.identity)
-            && same_opt(&self.policy_scope, d.policy_scope)
-            && same_opt(&self.policy_digest, d.policy_digest)
-            && same_opt(&self.reference_values_digest, d.reference_values_digest)
-    }
+    recipient: Recipient,
 }
 
 /// `receipts-<first seq, 20 digits>.jsonl`: names sort in chain order.
@@ -190,7 +167,12 @@ impl Journal {
         at: std::time::SystemTime,
     ) -> Result<(), ReceiptsError> {
         let time = self.time_of(at);
-        let context = match self.contexts.iter().rev().find(|c| c.says(&delivery)) {
+        let context = match self
+            .contexts
+            .iter()
+            .rev()
+            .find(|c| c.recipient.received(&delivery))
+        {
             Some(written) => written.seq,
             None => self.write_context(&delivery, &time)?,
         };
@@ -217,10 +199,7 @@ impl Journal {
         }
         self.contexts.push(WrittenContext {
             seq: self.seq,
-            identity: delivery.identity.clone(),
-            policy_scope: delivery.policy_scope.cloned(),
-            policy_digest: delivery.policy_digest.cloned(),
-            reference_values_digest: delivery.reference_values_digest.cloned(),
+            recipient: Recipient::of(delivery),
         });
         Ok(self.seq)
     }

@@ -12,7 +12,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::{DeliveryRef, Identity, Journal};
+use crate::entry::Recipient;
+use crate::{DeliveryRef, Journal};
 
 /// How often the writer takes the waiting records.
 const DRAIN_EVERY: Duration = Duration::from_millis(10);
@@ -57,10 +58,7 @@ struct Queued {
     /// Where the application, tag, digest and media type end in `text`.
     ends: [usize; 4],
     tagged: bool,
-    identity: Arc<Identity>,
-    policy_scope: Option<Arc<str>>,
-    policy_digest: Option<Arc<str>>,
-    reference_values_digest: Option<Arc<str>>,
+    recipient: Recipient,
 }
 
 impl Batch {
@@ -77,10 +75,7 @@ impl Batch {
             at,
             ends,
             tagged: d.tag.is_some(),
-            identity: d.identity.clone(),
-            policy_scope: d.policy_scope.cloned(),
-            policy_digest: d.policy_digest.cloned(),
-            reference_values_digest: d.reference_values_digest.cloned(),
+            recipient: Recipient::of(d),
         });
     }
 
@@ -100,10 +95,10 @@ impl Batch {
                     tag: q.tagged.then_some(tag),
                     digest,
                     media_type,
-                    identity: &q.identity,
-                    policy_scope: q.policy_scope.as_ref(),
-                    policy_digest: q.policy_digest.as_ref(),
-                    reference_values_digest: q.reference_values_digest.as_ref(),
+                    identity: &q.recipient.identity,
+                    policy_scope: q.recipient.policy_scope.as_ref(),
+                    policy_digest: q.recipient.policy_digest.as_ref(),
+                    reference_values_digest: q.recipient.reference_values_digest.as_ref(),
                 },
             );
         }
@@ -278,6 +273,7 @@ fn failed(stats: &SinkStats, error: &crate::ReceiptsError) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Identity;
 
     fn push(batch: &mut Batch, n: usize, identity: &Arc<Identity>) {
         for i in 0..n {

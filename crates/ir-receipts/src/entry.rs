@@ -6,10 +6,6 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-/// `prev` of the very first line of a journal.
-pub(crate) const GENESIS: &str =
-    "sha256:0000000000000000000000000000000000000000000000000000000000000000";
-
 /// Who received a manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
@@ -246,7 +242,7 @@ pub(crate) fn encode_delivery(
     out: &mut Vec<u8>,
     seq: u64,
     time: &str,
-    prev: &str,
+    prev: &ChainHash,
     delivery: &DeliveryRef<'_>,
     context: u64,
 ) {
@@ -254,9 +250,9 @@ pub(crate) fn encode_delivery(
     out.extend_from_slice(b"{\"seq\":");
     out.extend_from_slice(format_u64(&mut number, seq));
     out.extend_from_slice(b",\"type\":\"delivery\",\"time\":");
-    json_plain(out, time);
+    json_plain(out, time.as_bytes());
     out.extend_from_slice(b",\"prev\":");
-    json_plain(out, prev);
+    json_plain(out, prev.as_bytes());
     out.extend_from_slice(b",\"delivery\":{\"application\":");
     json_string(out, delivery.application);
     if let Some(tag) = delivery.tag {
@@ -292,12 +288,18 @@ fn format_u64(buffer: &mut [u8; 20], mut n: u64) -> &[u8] {
 /// `text` as a JSON string, escaped as serde_json escapes it: `"`, `\\`,
 /// the five short control escapes, other control bytes as `\u00XX`.
 fn json_string(out: &mut Vec<u8>, text: &str) {
-    out.push(b'"');
     let bytes = text.as_bytes();
+    out.push(b'"');
+    // The common case: nothing to escape, checked without a branch per
+    // byte (the compiler vectorizes it), then copied at once.
+    if !bytes.iter().fold(false, |any, &b| any | needs_escape(b)) {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        // The common case first: one test per byte, no escape.
-        if b >= 0x20 && b != b'"' && b != b'\\' {
+        if !needs_escape(b) {
             continue;
         }
         out.extend_from_slice(&bytes[start..i]);
@@ -311,10 +313,9 @@ fn json_string(out: &mut Vec<u8>, text: &str) {
             0x08 => out.extend_from_slice(b"\\b"),
             0x0c => out.extend_from_slice(b"\\f"),
             _ => {
-                let hex = b"0123456789abcdef";
                 out.extend_from_slice(b"\\u00");
-                out.push(hex[usize::from(b >> 4)]);
-                out.push(hex[usize::from(b & 0xf)]);
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
             }
         }
     }
@@ -322,12 +323,19 @@ fn json_string(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
 }
 
+/// Whether JSON needs `b` escaped in a string.
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 /// Text this crate made (times, `sha256:` hashes), which never needs an
 /// escape, as a JSON string.
-fn json_plain(out: &mut Vec<u8>, text: &str) {
-    debug_assert!(text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\'));
+fn json_plain(out: &mut Vec<u8>, text: &[u8]) {
+    debug_assert!(!text.iter().any(|&b| needs_escape(b)));
     out.push(b'"');
-    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(text);
     out.push(b'"');
 }
 
@@ -339,23 +347,40 @@ pub(crate) fn line_digest(bytes: &[u8]) -> [u8; 32] {
 
 /// `sha256:<hex>` of a line's bytes.
 pub(crate) fn line_hash(bytes: &[u8]) -> String {
-    hash_text(&line_digest(bytes))
+    ChainHash::of(&line_digest(bytes)).as_str().to_string()
 }
 
-/// `sha256:<hex>` of a digest.
-pub(crate) fn hash_text(digest: &[u8; 32]) -> String {
-    let mut text = String::with_capacity(71);
-    set_hash_text(&mut text, digest);
-    text
-}
+/// `sha256:<hex>` of a line, as the next line's `prev` holds it: a fixed
+/// array the writer overwrites per line, with no allocation or UTF-8 check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ChainHash([u8; 71]);
 
-/// Writes `sha256:<hex>` of a digest into `text`, reusing its buffer.
-pub(crate) fn set_hash_text(text: &mut String, digest: &[u8; 32]) {
-    let mut hex = [0u8; 64];
-    hex::encode_to_slice(digest, &mut hex).expect("64 hex digits for 32 bytes");
-    text.clear();
-    text.push_str("sha256:");
-    text.push_str(std::str::from_utf8(&hex).expect("hex is ASCII"));
+impl ChainHash {
+    /// The text of `digest`.
+    pub fn of(digest: &[u8; 32]) -> Self {
+        let mut text = [0u8; 71];
+        text[..7].copy_from_slice(b"sha256:");
+        for (pair, &b) in text[7..].chunks_exact_mut(2).zip(digest) {
+            pair[0] = HEX[usize::from(b >> 4)];
+            pair[1] = HEX[usize::from(b & 0xf)];
+        }
+        Self(text)
+    }
+
+    /// `prev` of the very first line of a journal: `sha256:` and 64 zeros.
+    pub fn genesis() -> Self {
+        Self::of(&[0; 32])
+    }
+
+    /// The text's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("sha256: and hex digits are ASCII")
+    }
 }
 
 /// What a checkpoint signs: its position, time and the hash of the line
@@ -400,6 +425,17 @@ mod tests {
     }
 
     #[test]
+    fn a_chain_hash_is_sha256_and_lowercase_hex() {
+        use sha2::Digest as _;
+        assert_eq!(ChainHash::genesis().as_str(), format!("sha256:{}", "0".repeat(64)));
+        for line in [&b""[..], b"{}", &[0xff; 1000]] {
+            let expected = format!("sha256:{}", hex::encode(sha2::Sha256::digest(line)));
+            assert_eq!(line_hash(line), expected);
+            assert_eq!(ChainHash::of(&line_digest(line)).as_bytes(), expected.as_bytes());
+        }
+    }
+
+    #[test]
     fn the_hand_written_delivery_line_is_what_serde_json_writes() {
         let identity = Arc::new(Identity::User { name: "u".into() });
         // Every byte that may need escaping, non-ASCII, and the edges.
@@ -429,11 +465,11 @@ mod tests {
             };
             let (seq, context) = (numbers[i % numbers.len()], numbers[(i + 3) % numbers.len()]);
             let mut ours = Vec::new();
-            let (time, prev) = ("2026-12-07T13:30:00Z", GENESIS);
-            encode_delivery(&mut ours, seq, time, prev, &d, context);
+            let (time, prev) = ("2026-12-07T13:30:00Z", ChainHash::genesis());
+            encode_delivery(&mut ours, seq, time, &prev, &d, context);
             assert_eq!(
                 String::from_utf8_lossy(&ours),
-                String::from_utf8_lossy(&serde_line(seq, time, prev, &d, context)),
+                String::from_utf8_lossy(&serde_line(seq, time, prev.as_str(), &d, context)),
                 "{text:?}"
             );
         }

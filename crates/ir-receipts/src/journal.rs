@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::entry::{
-    checkpoint_message, encode_delivery, hash_text, line_digest, line_hash, now_rfc3339, rfc3339,
-    set_hash_text, Context, Kind, Line, Recipient, GENESIS,
+    checkpoint_message, encode_delivery, line_digest, now_rfc3339, rfc3339, ChainHash, Context,
+    Kind, Line, Recipient,
 };
 use crate::{CheckpointSigner, Delivery, DeliveryRef, ReceiptsError};
 
@@ -57,7 +57,7 @@ pub struct Journal {
     file_bytes: u64,
     /// The last line written: its `seq` and hash (`sha256:<hex>`).
     seq: u64,
-    prev: String,
+    prev: ChainHash,
     /// Lines encoded but not yet written: one `write` per batch.
     pending: Vec<u8>,
     /// Each pending line's end in `pending`, `seq`, hash and kind.
@@ -67,7 +67,7 @@ pub struct Journal {
     /// When the file was last synced.
     last_sync: Instant,
     /// The last line written whole: what a failed write falls back to.
-    durable: (u64, String),
+    durable: (u64, ChainHash),
     /// Deliveries written whole since the journal was opened.
     delivered: u64,
     /// The last second formatted, and its text.
@@ -121,7 +121,7 @@ impl Journal {
         prepare_dir(dir)?;
         let (seq, prev) = match journal_files(dir)?.last() {
             Some(last) => last_line(last)?,
-            None => (0, GENESIS.to_string()),
+            None => (0, ChainHash::genesis()),
         };
         let mut journal = Self {
             dir: dir.to_owned(),
@@ -129,7 +129,7 @@ impl Journal {
             signer,
             file: None,
             file_bytes: 0,
-            durable: (seq, prev.clone()),
+            durable: (seq, prev),
             seq,
             prev,
             pending: Vec::new(),
@@ -271,15 +271,17 @@ impl Journal {
         self.pending_lines
             .push((self.pending.len(), seq, digest, kind));
         self.seq = seq;
-        set_hash_text(&mut self.prev, &digest);
+        self.prev = ChainHash::of(&digest);
         self.unsigned_lines = kind != Kind::Checkpoint;
         Ok(())
     }
 
     /// Encodes a line other than a delivery (rare: serde_json will do).
     fn encode_other(&mut self, seq: u64, kind: Kind, payload: Payload<'_>, time: &str) {
-        let signature = (kind == Kind::Checkpoint)
-            .then(|| self.signer.sign(&checkpoint_message(seq, time, &self.prev)));
+        let signature = (kind == Kind::Checkpoint).then(|| {
+            self.signer
+                .sign(&checkpoint_message(seq, time, self.prev.as_str()))
+        });
         let line = Line {
             seq,
             kind,
@@ -361,7 +363,7 @@ impl Journal {
         self.file_bytes += written as u64;
         self.keep_whole(written);
         self.new_file();
-        (self.seq, self.prev) = self.durable.clone();
+        (self.seq, self.prev) = self.durable;
         // Whatever is lost, the next checkpoint signs what is there.
         self.unsigned_lines = true;
     }
@@ -380,7 +382,7 @@ impl Journal {
             }
         }
         if let Some((seq, digest)) = last_whole {
-            self.durable = (seq, hash_text(&digest));
+            self.durable = (seq, ChainHash::of(&digest));
         }
         self.pending.clear();
     }
@@ -435,7 +437,7 @@ fn prepare_dir(dir: &Path) -> Result<(), ReceiptsError> {
 /// The `seq` and hash of the last complete line of `path`. A torn last
 /// line (no newline: the writer stopped mid-line) is skipped: the chain
 /// goes on from the line before it, and `verify` notes the torn one.
-fn last_line(path: &Path) -> Result<(u64, String), ReceiptsError> {
+fn last_line(path: &Path) -> Result<(u64, ChainHash), ReceiptsError> {
     let mut file = File::open(path).map_err(|e| ReceiptsError::io(path, e))?;
     let len = file
         .metadata()
@@ -477,5 +479,5 @@ fn last_line(path: &Path) -> Result<(u64, String), ReceiptsError> {
     };
     let line: Line = serde_json::from_slice(bytes)
         .map_err(|e| resume(line_no, format!("not a receipt line: {e}")))?;
-    Ok((line.seq, line_hash(bytes)))
+    Ok((line.seq, ChainHash::of(&line_digest(bytes))))
 }

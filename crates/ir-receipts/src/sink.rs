@@ -44,12 +44,20 @@ struct Waiting {
     closing: bool,
 }
 
-/// Queued records: their text fields one after the other in `text`.
+/// Queued records: their text fields one after the other in `text`,
+/// their recipients once each in `recipients` (a request then clones no
+/// `Arc` that another core must later drop: records of the same client
+/// follow one another).
 #[derive(Debug, Default)]
 struct Batch {
     text: String,
     records: Vec<Queued>,
+    recipients: Vec<Recipient>,
 }
+
+/// How many of the latest recipients a record is compared with before
+/// its own is added.
+const RECENT_RECIPIENTS: usize = 8;
 
 /// One queued record; its text is `text[start..]` up to the next one's.
 #[derive(Debug)]
@@ -58,7 +66,8 @@ struct Queued {
     /// Where the application, tag, digest and media type end in `text`.
     ends: [usize; 4],
     tagged: bool,
-    recipient: Recipient,
+    /// Its index in `recipients`.
+    recipient: usize,
 }
 
 impl Batch {
@@ -71,11 +80,19 @@ impl Batch {
             self.text.push_str(field);
             *end = self.text.len();
         }
+        let known = self.recipients.len().saturating_sub(RECENT_RECIPIENTS);
+        let recipient = match self.recipients[known..].iter().rposition(|r| r.received(d)) {
+            Some(i) => known + i,
+            None => {
+                self.recipients.push(Recipient::of(d));
+                self.recipients.len() - 1
+            }
+        };
         self.records.push(Queued {
             at,
             ends,
             tagged: d.tag.is_some(),
-            recipient: Recipient::of(d),
+            recipient,
         });
     }
 
@@ -88,6 +105,7 @@ impl Batch {
                 start = end;
                 field
             });
+            let recipient = &self.recipients[q.recipient];
             f(
                 q.at,
                 DeliveryRef {
@@ -95,10 +113,10 @@ impl Batch {
                     tag: q.tagged.then_some(tag),
                     digest,
                     media_type,
-                    identity: &q.recipient.identity,
-                    policy_scope: q.recipient.policy_scope.as_ref(),
-                    policy_digest: q.recipient.policy_digest.as_ref(),
-                    reference_values_digest: q.recipient.reference_values_digest.as_ref(),
+                    identity: &recipient.identity,
+                    policy_scope: recipient.policy_scope.as_ref(),
+                    policy_digest: recipient.policy_digest.as_ref(),
+                    reference_values_digest: recipient.reference_values_digest.as_ref(),
                 },
             );
         }
@@ -111,8 +129,10 @@ impl Batch {
         let (records, text) = (self.records.len(), self.text.len());
         self.text.clear();
         self.records.clear();
+        self.recipients.clear();
         if records <= KEEP_RECORDS && self.records.capacity() > 2 * KEEP_RECORDS {
             self.records.shrink_to(KEEP_RECORDS);
+            self.recipients.shrink_to(KEEP_RECORDS);
             self.text.shrink_to(text.max(KEEP_RECORDS * 256));
         }
     }
@@ -315,6 +335,43 @@ mod tests {
                 ("app".into(), Some("v2".into()), "sha256:00".into()),
             ]
         );
+    }
+
+    #[test]
+    fn a_batch_holds_each_recipient_once_and_gives_each_record_its_own() {
+        let alice = Arc::new(Identity::User { name: "a".into() });
+        let bob = Arc::new(Identity::User { name: "b".into() });
+        let mut batch = Batch::default();
+        for i in 0..100 {
+            push(&mut batch, 1, if i % 3 == 0 { &alice } else { &bob });
+        }
+        // Equal but not the same Arc: still one recipient.
+        push(
+            &mut batch,
+            1,
+            &Arc::new(Identity::User { name: "a".into() }),
+        );
+        assert_eq!(batch.recipients.len(), 2);
+        assert_eq!(
+            Arc::strong_count(&alice),
+            2,
+            "one clone, not one per record"
+        );
+        let mut names = Vec::new();
+        batch.each(|_, d| names.push(d.identity.to_string()));
+        let expected: Vec<String> = (0..101)
+            .map(|i| {
+                if i % 3 == 0 || i == 100 {
+                    "user a"
+                } else {
+                    "user b"
+                }
+                .into()
+            })
+            .collect();
+        assert_eq!(names, expected);
+        batch.clear();
+        assert_eq!(Arc::strong_count(&alice), 1);
     }
 
     #[test]

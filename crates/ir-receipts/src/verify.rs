@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
 
-use crate::entry::{checkpoint_message, line_hash, Kind, Line, GENESIS};
+use crate::entry::{checkpoint_message, line_hash, ChainHash, Kind, Line};
 use crate::journal::journal_files;
 use crate::{CheckpointVerifier, Identity, ReceiptsError};
 
@@ -175,7 +175,7 @@ pub fn verify(dir: &Path, key: &CheckpointVerifier) -> Result<Verification, Rece
     let mut chain = Chain {
         key,
         expected_seq: Some(1),
-        expected_prev: GENESIS.to_string(),
+        expected_prev: ChainHash::genesis().as_str().to_string(),
         previous: None,
         signed_up_to: 1,
         contexts: HashMap::new(),

@@ -8,7 +8,9 @@
 # ratios auth/off (goal >= 0.90) and receipts/auth (goal >= 0.95), in
 # requests a second and in the server's CPU time per request (utime +
 # stime of all its threads, the receipts writer's too: wrk shares the 2
-# cores, so CPU per request scatters far less than throughput).
+# cores, so CPU per request scatters far less than throughput). Also the
+# median of each round's own ratios: the variants of one round run a few
+# seconds apart, so a slow minute of the host (steal) moves both alike.
 #
 #   bash bench/audit.sh            (ROUNDS=3 DURATION=5 CONNS=32)
 #
@@ -80,6 +82,7 @@ measure() { # VARIANT -> "req/s µs-of-server-CPU-per-request µs-of-writer-CPU-
 }
 
 declare -A RUNS CPU WRITER
+PAIRED=() PAIRED_CPU=()
 for round in $(seq "$ROUNDS"); do
   for variant in $VARIANTS; do
     start "$variant"
@@ -90,9 +93,15 @@ for round in $(seq "$ROUNDS"); do
     CPU[$variant]+="$cpu "
     WRITER[$variant]+="$wcpu "
     log "round $round $variant: $rps req/s, $cpu µs of server CPU per request ($wcpu µs in the receipts writer)"
+    declare "ROUND_RPS_$variant=$rps" "ROUND_CPU_$variant=$cpu"
   done
+  if [[ " $VARIANTS " == *" auth "* && " $VARIANTS " == *" receipts "* ]]; then
+    PAIRED+=("$(awk -v a="$ROUND_RPS_auth" -v r="$ROUND_RPS_receipts" 'BEGIN { printf "%.3f", r / a }')")
+    PAIRED_CPU+=("$(awk -v a="$ROUND_CPU_auth" -v r="$ROUND_CPU_receipts" 'BEGIN { printf "%.3f", a / r }')")
+  fi
 done
-median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# The median of numbers on stdin (the mean of the middle two for an even count).
+median() { tr ' ' '\n' | { grep . || true; } | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 echo "| variant | runs (req/s) | median | server CPU per request (µs) | median |"
 echo "| --- | --- | --- | --- | --- |"
 for variant in $VARIANTS; do
@@ -103,6 +112,10 @@ coff=$(echo "${CPU[off]:-}" | median); cauth=$(echo "${CPU[auth]:-}" | median); 
 awk -v o="$off" -v a="$auth" -v r="$rec" -v co="$coff" -v ca="$cauth" -v cr="$crec" 'BEGIN {
   if (o && a) printf "auth/off %.2f (goal >= 0.90); CPU per request %.2f of off\n", a/o, co/ca
   if (a && r) printf "receipts/auth %.2f (goal >= 0.95); CPU per request %.2f of auth\n", r/a, ca/cr }'
+if ((${#PAIRED[@]})); then
+  echo "receipts/auth per round: ${PAIRED[*]} (median $(echo "${PAIRED[*]}" | median));" \
+    "CPU per request, auth/receipts per round: ${PAIRED_CPU[*]} (median $(echo "${PAIRED_CPU[*]}" | median))"
+fi
 if [[ " $VARIANTS " == *" receipts "* ]]; then
   echo "receipts written: $(cat "$JOURNAL"/*.jsonl | grep -c '"type":"delivery"');" \
     "the writer thread's CPU per receipt (median): $(echo "${WRITER[receipts]}" | median) µs"

@@ -427,11 +427,17 @@ mod tests {
     #[test]
     fn a_chain_hash_is_sha256_and_lowercase_hex() {
         use sha2::Digest as _;
-        assert_eq!(ChainHash::genesis().as_str(), format!("sha256:{}", "0".repeat(64)));
+        assert_eq!(
+            ChainHash::genesis().as_str(),
+            format!("sha256:{}", "0".repeat(64))
+        );
         for line in [&b""[..], b"{}", &[0xff; 1000]] {
             let expected = format!("sha256:{}", hex::encode(sha2::Sha256::digest(line)));
             assert_eq!(line_hash(line), expected);
-            assert_eq!(ChainHash::of(&line_digest(line)).as_bytes(), expected.as_bytes());
+            assert_eq!(
+                ChainHash::of(&line_digest(line)).as_bytes(),
+                expected.as_bytes()
+            );
         }
     }
 

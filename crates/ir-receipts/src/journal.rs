@@ -23,6 +23,9 @@ const SYNC_EVERY: Duration = Duration::from_secs(1);
 /// Contexts remembered per file; one not among them is written again
 /// (harmless: a delivery names whichever it follows).
 const CONTEXTS_PER_FILE: usize = 64;
+/// Pending lines are written once they reach this size: the buffer is
+/// reused while still in cache, however large the writer's batch.
+const PENDING_WRITE: usize = 64 * 1024;
 
 /// How the journal is written.
 #[derive(Debug, Clone)]
@@ -58,7 +61,8 @@ pub struct Journal {
     /// The last line written: its `seq` and hash (`sha256:<hex>`).
     seq: u64,
     prev: ChainHash,
-    /// Lines encoded but not yet written: one `write` per batch.
+    /// Lines encoded but not yet written: one `write` per batch, or per
+    /// [`PENDING_WRITE`] bytes of a large one.
     pending: Vec<u8>,
     /// Each pending line's end in `pending`, `seq`, hash and kind.
     pending_lines: Vec<(usize, u64, [u8; 32], Kind)>,
@@ -160,7 +164,8 @@ impl Journal {
     }
 
     /// Adds one delivery made at `at` to the lines [`Journal::flush`]
-    /// writes (a checkpoint, when one is due, writes them at once).
+    /// writes; they are written at once when a checkpoint is due or 64 KiB
+    /// are pending.
     pub fn append_at(
         &mut self,
         delivery: DeliveryRef<'_>,
@@ -183,6 +188,8 @@ impl Journal {
             || self.file_bytes + self.pending.len() as u64 >= self.options.max_file_bytes
         {
             self.checkpoint_then(false)?;
+        } else if self.pending.len() >= PENDING_WRITE {
+            self.flush()?;
         }
         Ok(())
     }

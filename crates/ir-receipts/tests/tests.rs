@@ -395,6 +395,38 @@ fn a_full_queue_drops_with_a_count_and_never_waits() {
     );
 }
 
+#[test]
+fn a_large_batch_reaches_the_file_as_it_fills_and_verifies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let signer = CheckpointSigner::generate();
+    let key = CheckpointVerifier::from_pem(signer.public_key_pem().as_bytes()).unwrap();
+    let options = JournalOptions {
+        checkpoint_every: 1_000_000,
+        ..JournalOptions::default()
+    };
+    let mut journal = Journal::open(tmp.path(), signer, options).unwrap();
+    let file = files(tmp.path()).pop().unwrap();
+    let start_line = std::fs::metadata(&file).unwrap().len();
+    let now = std::time::SystemTime::now();
+    let batch: Vec<Delivery> = (0..2_000).map(|i| delivery(i, realm(4))).collect();
+    for d in &batch {
+        journal.append_at(d.into(), now).unwrap();
+    }
+    // Written as the pending lines passed 64 KiB, before any flush: the
+    // buffer does not grow with the batch.
+    let before_flush = std::fs::metadata(&file).unwrap().len() - start_line;
+    assert!(
+        before_flush > 500_000,
+        "{before_flush} bytes written before the flush"
+    );
+    journal.flush().unwrap();
+    journal.checkpoint().unwrap();
+    let v = verify(tmp.path(), &key).unwrap();
+    assert!(v.findings.is_empty(), "{:?}", v.findings);
+    assert_eq!(v.deliveries, 2_000);
+    assert_eq!(v.unsigned, 0);
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(bytes))

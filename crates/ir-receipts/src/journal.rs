@@ -25,7 +25,7 @@ const SYNC_EVERY: Duration = Duration::from_secs(1);
 const CONTEXTS_PER_FILE: usize = 64;
 /// Pending lines are written once they reach this size: the buffer is
 /// reused while still in cache, however large the writer's batch.
-const PENDING_WRITE: usize = 64 * 1024;
+const PENDING_WRITE: usize = 256 * 1024;
 
 /// How the journal is written.
 #[derive(Debug, Clone)]
@@ -164,7 +164,7 @@ impl Journal {
     }
 
     /// Adds one delivery made at `at` to the lines [`Journal::flush`]
-    /// writes; they are written at once when a checkpoint is due or 64 KiB
+    /// writes; they are written at once when a checkpoint is due or 256 KiB
     /// are pending.
     pub fn append_at(
         &mut self,

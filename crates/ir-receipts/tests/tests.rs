@@ -412,7 +412,7 @@ fn a_large_batch_reaches_the_file_as_it_fills_and_verifies() {
     for d in &batch {
         journal.append_at(d.into(), now).unwrap();
     }
-    // Written as the pending lines passed 64 KiB, before any flush: the
+    // Written as the pending lines passed 256 KiB, before any flush: the
     // buffer does not grow with the batch.
     let before_flush = std::fs::metadata(&file).unwrap().len() - start_line;
     assert!(

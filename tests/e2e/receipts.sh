@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Signed delivery receipts end to end, against `-t tls --htpasswd --receipts`:
 # skopeo pulls hello as alice, the server stops, and `ir-server receipts
-# verify` says alice received hello's digest; a journal edited on disk is
-# named by file and line (exit 1).
+# verify` says alice received hello's digest and that the journal is
+# closed; a journal cut at its end is named against the head kept from
+# that verify; a journal edited on disk is named by file and line (exit 1).
 #
 # Then a full disk (the journal on a 256 KiB tmpfs, filled up): every pull
 # is still served, the server stays up, the write errors are a metric and
@@ -46,12 +47,27 @@ mkdir -m 700 "$WORK/journal"
 serve "$WORK/journal"
 check "skopeo pulls hello as alice" skopeo copy -q --all --src-cert-dir "$CA_DIR" \
   --src-creds alice:secret "docker://localhost:$PORT/hello:latest" "oci:$WORK/out:hello"
-check "the server stops cleanly (a final checkpoint)" stop
+check "the server stops cleanly (the closing checkpoint)" stop
 check "verify: intact, exit 0" verify "$WORK/journal"
 cat "$WORK/verify.out" >>"$E2E_LOG"
 check "verify: alice received hello:latest $HELLO" \
   bash -c "grep -A50 '^user alice' '$WORK/verify.out' | grep -q 'hello:latest $HELLO'"
 check "verify: nothing after the last checkpoint" grep -q ' 0 deliveries after the last checkpoint' "$WORK/verify.out"
+HEAD=$(sed -n 's/^head \([0-9]*:sha256:[0-9a-f]*\) (closed.*/\1/p' "$WORK/verify.out")
+check "verify: the journal is closed, and its head is printed to keep" test -n "$HEAD"
+# Cut at its end (the closing checkpoint removed): the chain alone still
+# holds, but the journal is no longer closed, and against the head kept
+# elsewhere the cut is named (exit 1).
+cp -a "$WORK/journal" "$WORK/cut"
+sed -i '$d' "$(ls "$WORK"/cut/*.jsonl | tail -1)"
+verify "$WORK/cut"
+check "a journal cut at its end is no longer closed" grep -q '^head .* (open:' "$WORK/verify.out"
+"$BIN" receipts verify "$WORK/cut" --key "$WORK/receipts.pub" --expect-head "$HEAD" >"$WORK/verify.out" 2>&1; code=$?
+cat "$WORK/verify.out" >>"$E2E_LOG"
+check "against the head kept elsewhere the cut journal fails (exit 1)" test "$code" = 1
+check "...and the cut is named" grep -q "without line seq ${HEAD%%:*}, the head kept elsewhere" "$WORK/verify.out"
+"$BIN" receipts verify "$WORK/journal" --key "$WORK/receipts.pub" --expect-head "$HEAD" >"$WORK/verify.out" 2>&1
+check "the whole journal passes against its head (exit 0)" test "$?" = 0
 FILE=$(grep -l "$HELLO" "$WORK"/journal/*.jsonl | head -1)
 LINE=$(grep -n "$HELLO" "$FILE" | head -1 | cut -d: -f1)
 sed -i "${LINE}s/${HELLO#sha256:}/$(printf '0%.0s' $(seq 64))/" "$FILE"

@@ -232,6 +232,11 @@ pub(crate) struct Line<'a> {
     /// `checkpoint`: base64url ES256 signature of [`checkpoint_message`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
+    /// `checkpoint`: `true` on the one the server writes as it stops
+    /// (signed with the rest): a journal that does not end in one is
+    /// still being written, was stopped abruptly, or was cut.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closing: Option<bool>,
 }
 
 /// Appends a `delivery` line to `out`, byte for byte what serde_json
@@ -384,9 +389,15 @@ impl ChainHash {
 }
 
 /// What a checkpoint signs: its position, time and the hash of the line
-/// before it, which through `prev` commits to every earlier line.
-pub(crate) fn checkpoint_message(seq: u64, time: &str, prev: &str) -> Vec<u8> {
-    format!("ir-receipts checkpoint v1\n{seq}\n{time}\n{prev}").into_bytes()
+/// before it, which through `prev` commits to every earlier line; and
+/// whether it closes the journal (a closing one cannot pass for another
+/// or the other way round).
+pub(crate) fn checkpoint_message(seq: u64, time: &str, prev: &str, closing: bool) -> Vec<u8> {
+    let mut message = format!("ir-receipts checkpoint v1\n{seq}\n{time}\n{prev}");
+    if closing {
+        message.push_str("\nclosing");
+    }
+    message.into_bytes()
 }
 
 /// Now, as RFC 3339 UTC with seconds.
@@ -420,6 +431,7 @@ mod tests {
             server: None,
             key_id: None,
             signature: None,
+            closing: None,
         })
         .unwrap()
     }

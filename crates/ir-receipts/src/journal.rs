@@ -12,7 +12,7 @@ use crate::entry::{
     checkpoint_message, encode_delivery, line_digest, now_rfc3339, rfc3339, ChainHash, Context,
     Kind, Line, Recipient,
 };
-use crate::{CheckpointSigner, Delivery, DeliveryRef, ReceiptsError};
+use crate::{CheckpointSigner, Delivery, DeliveryRef, Head, ReceiptsError};
 
 /// Longest tail read to find the last line of an existing journal.
 const MAX_LINE: u64 = 64 * 1024;
@@ -74,6 +74,8 @@ pub struct Journal {
     durable: (u64, ChainHash),
     /// Deliveries written whole since the journal was opened.
     delivered: u64,
+    /// The last line synced to the disk.
+    synced: (u64, ChainHash),
     /// The last second formatted, and its text.
     last_time: (u64, String),
     /// Deliveries since the last checkpoint.
@@ -141,6 +143,7 @@ impl Journal {
             contexts: Vec::new(),
             last_sync: Instant::now(),
             delivered: 0,
+            synced: (seq, prev),
             last_time: (0, String::new()),
             unsigned: 0,
             unsigned_lines: false,
@@ -161,6 +164,16 @@ impl Journal {
     /// Deliveries written whole since the journal was opened.
     pub fn delivered(&self) -> u64 {
         self.delivered
+    }
+
+    /// The last line synced to the disk: what an auditor keeps elsewhere
+    /// to show later that the journal was not cut
+    /// ([`crate::verify_against`]); a power cut cannot lose it.
+    pub fn head(&self) -> Head {
+        Head {
+            seq: self.synced.0,
+            hash: self.synced.1.as_str().to_string(),
+        }
     }
 
     /// Adds one delivery made at `at` to the lines [`Journal::flush`]
@@ -187,7 +200,7 @@ impl Journal {
         if self.unsigned >= self.options.checkpoint_every.max(1)
             || self.file_bytes + self.pending.len() as u64 >= self.options.max_file_bytes
         {
-            self.checkpoint_then(false)?;
+            self.checkpoint_then(false, false)?;
         } else if self.pending.len() >= PENDING_WRITE {
             self.flush()?;
         }
@@ -214,14 +227,28 @@ impl Journal {
     /// Signs the chain up to here (if anything is unsigned), syncs the
     /// file, and starts a new file if this one is full.
     pub fn checkpoint(&mut self) -> Result<(), ReceiptsError> {
-        self.checkpoint_then(true)
+        self.checkpoint_then(true, false)
     }
 
-    /// A checkpoint; the file is synced when `sync`, when it is full, or
-    /// when it was last synced [`SYNC_EVERY`] ago.
-    fn checkpoint_then(&mut self, sync: bool) -> Result<(), ReceiptsError> {
+    /// Writes the closing checkpoint (signed as such, even right after
+    /// another checkpoint) and syncs the file: the last line of a journal
+    /// whose writer stopped cleanly. Appending after it starts a new run.
+    pub fn close(&mut self) -> Result<(), ReceiptsError> {
+        self.unsigned_lines = true;
+        self.checkpoint_then(true, true)
+    }
+
+    /// A checkpoint (the closing one if `closing`); the file is synced
+    /// when `sync`, when it is full, or when it was last synced
+    /// [`SYNC_EVERY`] ago.
+    fn checkpoint_then(&mut self, sync: bool, closing: bool) -> Result<(), ReceiptsError> {
         if self.unsigned_lines {
-            self.write(Kind::Checkpoint, Payload::None)?;
+            let payload = if closing {
+                Payload::Closing
+            } else {
+                Payload::None
+            };
+            self.write(Kind::Checkpoint, payload)?;
             self.flush()?;
             self.unsigned = 0;
             self.unsigned_lines = false;
@@ -233,6 +260,7 @@ impl Journal {
                         return Err(ReceiptsError::io(&self.dir, e));
                     }
                     self.last_sync = Instant::now();
+                    self.synced = self.durable;
                 }
             }
         }
@@ -285,9 +313,10 @@ impl Journal {
 
     /// Encodes a line other than a delivery (rare: serde_json will do).
     fn encode_other(&mut self, seq: u64, kind: Kind, payload: Payload<'_>, time: &str) {
+        let closing = matches!(payload, Payload::Closing);
         let signature = (kind == Kind::Checkpoint).then(|| {
             self.signer
-                .sign(&checkpoint_message(seq, time, self.prev.as_str()))
+                .sign(&checkpoint_message(seq, time, self.prev.as_str(), closing))
         });
         let line = Line {
             seq,
@@ -305,6 +334,7 @@ impl Journal {
             },
             key_id: signature.is_some().then(|| self.signer.key_id().into()),
             signature,
+            closing: closing.then_some(true),
         };
         serde_json::to_writer(&mut self.pending, &line).expect("a line serializes");
     }
@@ -411,6 +441,8 @@ impl Journal {
 #[derive(Clone, Copy)]
 enum Payload<'a> {
     None,
+    /// The closing checkpoint's mark.
+    Closing,
     Server(&'a str),
     Context(&'a DeliveryRef<'a>),
     /// The delivery and the `seq` of its context line.

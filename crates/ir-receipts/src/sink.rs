@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::entry::Recipient;
-use crate::{DeliveryRef, Journal};
+use crate::{DeliveryRef, Head, Journal};
 
 /// How often the writer takes the waiting records.
 const DRAIN_EVERY: Duration = Duration::from_millis(10);
@@ -158,6 +158,19 @@ impl Sink {
     /// Starts the writer thread: up to `capacity` records wait; with
     /// nothing new for `idle_checkpoint`, unsigned records are signed.
     pub fn spawn(journal: Journal, capacity: usize, idle_checkpoint: Duration) -> Self {
+        Self::spawn_reporting(journal, capacity, idle_checkpoint, |_, _| {})
+    }
+
+    /// [`Sink::spawn`], and each time a checkpoint has synced the file,
+    /// the writer calls `on_checkpoint` with the journal's new head and
+    /// whether it is the closing checkpoint, to keep the head off this
+    /// machine (it must not wait).
+    pub fn spawn_reporting(
+        journal: Journal,
+        capacity: usize,
+        idle_checkpoint: Duration,
+        on_checkpoint: impl Fn(&Head, bool) + Send + 'static,
+    ) -> Self {
         let shared = Arc::new(Shared {
             waiting: Mutex::default(),
             wake: Condvar::new(),
@@ -167,7 +180,7 @@ impl Sink {
         let for_writer = shared.clone();
         let writer = std::thread::Builder::new()
             .name("receipts".into())
-            .spawn(move || write_loop(journal, &for_writer, idle_checkpoint))
+            .spawn(move || write_loop(journal, &for_writer, idle_checkpoint, on_checkpoint))
             .expect("spawning the receipts writer");
         Self {
             shared,
@@ -210,7 +223,8 @@ impl Sink {
         self.shared.stats.clone()
     }
 
-    /// Writes what is waiting, a final checkpoint, and stops the writer.
+    /// Writes what is waiting and the closing checkpoint, and stops the
+    /// writer.
     pub fn close(&self) {
         let writer = self.writer.lock().map(|mut w| w.take()).unwrap_or(None);
         if let Some(writer) = writer {
@@ -231,9 +245,22 @@ impl Drop for Sink {
     }
 }
 
-fn write_loop(mut journal: Journal, shared: &Shared, idle_checkpoint: Duration) {
+fn write_loop(
+    mut journal: Journal,
+    shared: &Shared,
+    idle_checkpoint: Duration,
+    on_checkpoint: impl Fn(&Head, bool),
+) {
     let stats = &shared.stats;
     let mut last_record = Instant::now();
+    let mut reported = journal.head().seq;
+    let mut report = |journal: &Journal, closing: bool| {
+        let head = journal.head();
+        if head.seq > reported {
+            reported = head.seq;
+            on_checkpoint(&head, closing);
+        }
+    };
     // Swapped with the waiting one: both keep their capacity.
     let mut batch = Batch::default();
     loop {
@@ -263,12 +290,17 @@ fn write_loop(mut journal: Journal, shared: &Shared, idle_checkpoint: Duration) 
         }
         stats.written.store(journal.delivered(), Ordering::Relaxed);
         if closing {
-            checkpoint(&mut journal, stats);
+            let closed = journal.close();
+            if let Err(e) = &closed {
+                failed(stats, e);
+            }
+            report(&journal, closed.is_ok());
             return;
         }
         if journal.unsigned() > 0 && last_record.elapsed() >= idle_checkpoint {
             checkpoint(&mut journal, stats);
         }
+        report(&journal, false);
     }
 }
 

@@ -34,6 +34,44 @@ impl fmt::Display for Position {
     }
 }
 
+/// A journal's last line, as an auditor keeps it elsewhere to show later
+/// that nothing was cut from the end: `SEQ:sha256:HEX`, the `seq` and
+/// the SHA-256 of the line's bytes (what the next line's `prev` holds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// The line's `seq`.
+    pub seq: u64,
+    /// `sha256:<hex>` of the line.
+    pub hash: String,
+}
+
+impl fmt::Display for Head {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.seq, self.hash)
+    }
+}
+
+impl std::str::FromStr for Head {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad =
+            || format!("{text:?}: expected SEQ:sha256:<64 hex digits>, as `verify` prints it");
+        let (seq, hash) = text.split_once(':').ok_or_else(bad)?;
+        let seq = seq.parse().map_err(|_| bad())?;
+        let hex = hash.strip_prefix("sha256:").ok_or_else(bad)?;
+        let well_formed =
+            hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !well_formed {
+            return Err(bad());
+        }
+        Ok(Self {
+            seq,
+            hash: hash.to_string(),
+        })
+    }
+}
+
 /// What is wrong at a position.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FindingKind {
@@ -61,6 +99,19 @@ pub enum FindingKind {
     },
     /// A checkpoint signed by another key.
     UnknownKey(String),
+    /// The journal ends before the head kept elsewhere (`--expect-head`):
+    /// the lines after this one, up to the head's `seq` at least, were
+    /// removed.
+    Cut {
+        /// The head that should be there.
+        head: Head,
+    },
+    /// The line at the head's `seq` is not the one the head kept
+    /// elsewhere names: it, or a line before it, was changed.
+    HeadChanged {
+        /// The head that should be there.
+        head: Head,
+    },
     /// The file ends in a line without a newline (the writer stopped
     /// mid-line); the chain goes on from the line before.
     Torn,
@@ -112,6 +163,17 @@ impl fmt::Display for Finding {
                 write!(f, "{at}: checkpoint signed by another key ({key_id})")
             }
             FindingKind::Torn => write!(f, "{at}: incomplete last line (the writer stopped)"),
+            FindingKind::Cut { head } => write!(
+                f,
+                "{at}: the journal ends here without line seq {}, the head kept \
+                 elsewhere: lines were removed",
+                head.seq
+            ),
+            FindingKind::HeadChanged { head } => write!(
+                f,
+                "{at}: this line is not {head}, the head kept elsewhere: it, or a line \
+                 before it, was changed"
+            ),
         }
     }
 }
@@ -147,6 +209,14 @@ pub struct Verification {
     pub findings: Vec<Finding>,
     /// What each identity received, in chain order.
     pub received: BTreeMap<Identity, Vec<Received>>,
+    /// The last line read: keep it elsewhere, and a later `verify` with it
+    /// shows that nothing was cut from the end.
+    pub head: Option<Head>,
+    /// The journal ends in the closing checkpoint the server writes as it
+    /// stops. If not, the server is still writing it, stopped abruptly, or
+    /// the lines after the head were removed: only a head kept elsewhere
+    /// tells which.
+    pub closed: bool,
 }
 
 impl Verification {
@@ -166,12 +236,27 @@ struct Chain<'k> {
     signed_up_to: u64,
     /// The current file's `context` lines: who, by `seq`.
     contexts: HashMap<u64, Identity>,
+    /// The head kept elsewhere, and where its `seq` was found.
+    expected_head: Option<&'k Head>,
+    head_found: bool,
+    last_position: Option<Position>,
     out: Verification,
 }
 
 /// Reads every journal file of `dir` in order and checks the chain and
 /// each checkpoint with `key`.
 pub fn verify(dir: &Path, key: &CheckpointVerifier) -> Result<Verification, ReceiptsError> {
+    verify_against(dir, key, None)
+}
+
+/// [`verify`], and that the journal still holds `head` (kept elsewhere
+/// from an earlier `verify`, or from the server's checkpoint events): a
+/// journal cut at its end is named.
+pub fn verify_against(
+    dir: &Path,
+    key: &CheckpointVerifier,
+    head: Option<&Head>,
+) -> Result<Verification, ReceiptsError> {
     let mut chain = Chain {
         key,
         expected_seq: Some(1),
@@ -179,6 +264,9 @@ pub fn verify(dir: &Path, key: &CheckpointVerifier) -> Result<Verification, Rece
         previous: None,
         signed_up_to: 1,
         contexts: HashMap::new(),
+        expected_head: head,
+        head_found: false,
+        last_position: None,
         out: Verification::default(),
     };
     for path in journal_files(dir)? {
@@ -189,6 +277,15 @@ pub fn verify(dir: &Path, key: &CheckpointVerifier) -> Result<Verification, Rece
             .unwrap_or_default();
         chain.out.files += 1;
         chain.file(&name, &bytes);
+    }
+    if let Some(head) = head.filter(|_| !chain.head_found) {
+        let position = chain.last_position.clone().unwrap_or(Position {
+            file: String::new(),
+            line: 0,
+            seq: None,
+        });
+        let head = head.clone();
+        chain.finding(position, FindingKind::Cut { head });
     }
     Ok(chain.out)
 }
@@ -203,6 +300,7 @@ impl Chain<'_> {
                 line: index + 1,
                 seq: None,
             };
+            self.out.closed = false;
             let Some(line) = raw.strip_suffix(b"\n") else {
                 // Only the last piece of a file lacks a newline.
                 self.finding(position, FindingKind::Torn);
@@ -224,6 +322,10 @@ impl Chain<'_> {
                 }
             }
             self.expected_prev = line_hash(line);
+            if let Some(seq) = position.seq {
+                self.check_head(&position, seq);
+            }
+            self.last_position = Some(position.clone());
             self.previous = Some(position);
         }
     }
@@ -307,16 +409,38 @@ impl Chain<'_> {
             self.finding(at.clone(), FindingKind::UnknownKey(key_id.to_string()));
             return;
         }
-        let message = checkpoint_message(line.seq, &line.time, &line.prev);
+        let closing = line.closing == Some(true);
+        let message = checkpoint_message(line.seq, &line.time, &line.prev, closing);
         let signature = line.signature.as_deref().unwrap_or("");
         if self.key.verifies(&message, signature) {
             self.out.checkpoints += 1;
             self.out.unsigned = 0;
+            self.out.closed = closing;
         } else {
             let from_seq = self.signed_up_to;
             self.finding(at.clone(), FindingKind::Signature { from_seq });
         }
         self.signed_up_to = line.seq + 1;
+    }
+
+    /// Records the line just read as the head, and checks it against the
+    /// head kept elsewhere when it has that `seq`.
+    fn check_head(&mut self, at: &Position, seq: u64) {
+        let head = Head {
+            seq,
+            hash: self.expected_prev.clone(),
+        };
+        if let Some(expected) = self
+            .expected_head
+            .filter(|h| h.seq == seq && !self.head_found)
+        {
+            self.head_found = true;
+            if *expected != head {
+                let head = expected.clone();
+                self.finding(at.clone(), FindingKind::HeadChanged { head });
+            }
+        }
+        self.out.head = Some(head);
     }
 
     fn finding(&mut self, position: Position, kind: FindingKind) {

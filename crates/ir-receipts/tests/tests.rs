@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ir_receipts::{
-    verify, CheckpointSigner, CheckpointVerifier, Delivery, FindingKind, Identity, Journal,
-    JournalOptions, Sink,
+    verify, verify_against, CheckpointSigner, CheckpointVerifier, Delivery, FindingKind, Head,
+    Identity, Journal, JournalOptions, Sink,
 };
 
 fn realm(n: u8) -> Identity {
@@ -425,6 +425,208 @@ fn a_large_batch_reaches_the_file_as_it_fills_and_verifies() {
     assert!(v.findings.is_empty(), "{:?}", v.findings);
     assert_eq!(v.deliveries, 2_000);
     assert_eq!(v.unsigned, 0);
+}
+
+/// A journal whose writer stopped cleanly (the closing checkpoint), with
+/// `records` deliveries and a checkpoint every `every`.
+fn closed_journal(records: u64, every: u64) -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("receipts");
+    let signer = CheckpointSigner::generate();
+    let key = CheckpointVerifier::from_pem(signer.public_key_pem().as_bytes()).unwrap();
+    let options = JournalOptions {
+        checkpoint_every: every,
+        ..JournalOptions::default()
+    };
+    let sink = Sink::spawn(
+        Journal::open(&dir, signer, options).unwrap(),
+        10_000,
+        Duration::from_secs(60),
+    );
+    for i in 0..records {
+        sink.record(&delivery(i, realm(5)));
+    }
+    sink.close();
+    Fixture {
+        _tmp: tmp,
+        dir,
+        key,
+    }
+}
+
+/// The head of the journal in `dir` as an auditor computes it: the last
+/// line's `seq` and SHA-256.
+fn last_line_head(dir: &Path) -> Head {
+    let last = lines(files(dir).last().unwrap()).pop().unwrap();
+    let seq = serde_json::from_str::<serde_json::Value>(&last).unwrap()["seq"]
+        .as_u64()
+        .unwrap();
+    format!("{seq}:sha256:{}", sha256_hex(last.as_bytes()))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_journal_closed_by_its_writer_says_so_and_names_its_head() {
+    let f = closed_journal(25, 10);
+    let v = verify(&f.dir, &f.key).unwrap();
+    assert!(v.is_intact() && v.findings.is_empty(), "{:?}", v.findings);
+    assert!(v.closed);
+    assert_eq!(v.head, Some(last_line_head(&f.dir)));
+    let last = lines(files(&f.dir).last().unwrap()).pop().unwrap();
+    assert!(
+        last.contains("\"type\":\"checkpoint\"") && last.contains("\"closing\":true"),
+        "{last}"
+    );
+    // A journal only checkpointed (the server was killed) is not closed.
+    let open = journal(5, 2, 1 << 20);
+    let v = verify(&open.dir, &open.key).unwrap();
+    assert!(v.is_intact() && !v.closed);
+}
+
+#[test]
+fn a_journal_cut_at_its_end_is_named_against_a_head_kept_elsewhere() {
+    let f = closed_journal(25, 10);
+    let head = verify(&f.dir, &f.key).unwrap().head.unwrap();
+    // Someone who can write the disk removes the last records and the
+    // closing checkpoint, back to the checkpoint after record 20: the
+    // chain alone still verifies...
+    let file = files(&f.dir).pop().unwrap();
+    let mut l = lines(&file);
+    let keep = l
+        .iter()
+        .rposition(|x| x.contains("\"type\":\"checkpoint\"") && !x.contains("closing"))
+        .unwrap();
+    l.truncate(keep + 1);
+    write_lines(&file, &l);
+    let v = verify(&f.dir, &f.key).unwrap();
+    assert!(v.is_intact(), "{:?}", v.findings);
+    assert!(!v.closed, "but it no longer ends in the closing checkpoint");
+    // ...and against the head kept elsewhere the cut is named, at the
+    // line where the journal now ends.
+    let v = verify_against(&f.dir, &f.key, Some(&head)).unwrap();
+    assert!(!v.is_intact());
+    let cut = &v.findings[0];
+    assert!(
+        matches!(&cut.kind, FindingKind::Cut { head: h } if *h == head),
+        "{cut:?}"
+    );
+    assert_eq!(cut.position.line, keep + 1);
+    assert!(
+        cut.to_string()
+            .contains(&format!("without line seq {}", head.seq)),
+        "{cut}"
+    );
+    // An intact journal passes against its own head, and against an
+    // older head it still holds.
+    let g = closed_journal(5, 2);
+    let head = verify(&g.dir, &g.key).unwrap().head.unwrap();
+    assert!(verify_against(&g.dir, &g.key, Some(&head))
+        .unwrap()
+        .findings
+        .is_empty());
+    let older: Head = format!("1:{}", {
+        let first = lines(&files(&g.dir)[0]).remove(0);
+        format!("sha256:{}", sha256_hex(first.as_bytes()))
+    })
+    .parse()
+    .unwrap();
+    assert!(verify_against(&g.dir, &g.key, Some(&older))
+        .unwrap()
+        .findings
+        .is_empty());
+}
+
+#[test]
+fn the_writer_reports_each_synced_head_and_last_the_closing_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let signer = CheckpointSigner::generate();
+    let key = CheckpointVerifier::from_pem(signer.public_key_pem().as_bytes()).unwrap();
+    let reported = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = reported.clone();
+    let sink = Sink::spawn_reporting(
+        Journal::open(tmp.path(), signer, JournalOptions::default()).unwrap(),
+        10_000,
+        Duration::from_secs(60),
+        move |head: &Head, closing| seen.lock().unwrap().push((head.clone(), closing)),
+    );
+    for i in 0..30 {
+        sink.record(&delivery(i, realm(6)));
+    }
+    sink.close();
+    let reported = reported.lock().unwrap().clone();
+    let v = verify(tmp.path(), &key).unwrap();
+    assert!(v.closed);
+    let (last, closing) = reported.last().expect("the closing head is reported");
+    assert!(closing);
+    assert_eq!(Some(last), v.head.as_ref());
+    for (head, _) in &reported {
+        let v = verify_against(tmp.path(), &key, Some(head)).unwrap();
+        assert!(v.findings.is_empty(), "{head}: {:?}", v.findings);
+    }
+}
+
+#[test]
+fn a_changed_line_at_the_kept_head_is_named() {
+    let f = closed_journal(3, 100);
+    let mut head = verify(&f.dir, &f.key).unwrap().head.unwrap();
+    head.hash = format!("sha256:{}", "0".repeat(64));
+    let v = verify_against(&f.dir, &f.key, Some(&head)).unwrap();
+    assert!(!v.is_intact());
+    let finding = &v.findings[0];
+    assert!(
+        matches!(finding.kind, FindingKind::HeadChanged { .. }),
+        "{finding:?}"
+    );
+    assert_eq!(finding.position.seq, Some(head.seq));
+}
+
+#[test]
+fn the_closing_mark_is_signed() {
+    let f = closed_journal(3, 100);
+    let file = files(&f.dir).pop().unwrap();
+    let mut l = lines(&file);
+    let n = l.len();
+    // Taken off the closing checkpoint: its signature no longer verifies.
+    l[n - 1] = l[n - 1].replace(",\"closing\":true", "");
+    write_lines(&file, &l);
+    let v = verify(&f.dir, &f.key).unwrap();
+    assert!(!v.closed);
+    assert!(v
+        .findings
+        .iter()
+        .any(|x| matches!(x.kind, FindingKind::Signature { .. })));
+    // Put on an ordinary checkpoint: neither.
+    let g = journal(4, 2, 1 << 20);
+    let file = files(&g.dir).pop().unwrap();
+    let mut l = lines(&file);
+    let n = l.len();
+    l[n - 1] = l[n - 1].replacen('}', ",\"closing\":true}", 1);
+    assert!(l[n - 1].ends_with("true}"), "{}", l[n - 1]);
+    write_lines(&file, &l);
+    let v = verify(&g.dir, &g.key).unwrap();
+    assert!(!v.closed);
+    assert!(v
+        .findings
+        .iter()
+        .any(|x| matches!(x.kind, FindingKind::Signature { .. })));
+}
+
+#[test]
+fn a_head_is_read_only_in_the_form_verify_prints() {
+    let good = format!("12:sha256:{}", "ab".repeat(32));
+    assert_eq!(good.parse::<Head>().unwrap().to_string(), good);
+    for bad in [
+        "",
+        "12",
+        "x:sha256:00",
+        &format!("12:sha512:{}", "ab".repeat(32)),
+        &format!("12:sha256:{}", "AB".repeat(32)),
+        &format!("12:sha256:{}", "ab".repeat(31)),
+        &format!("-1:sha256:{}", "ab".repeat(32)),
+    ] {
+        assert!(bad.parse::<Head>().is_err(), "{bad:?}");
+    }
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

@@ -389,8 +389,8 @@ pub struct Args {
     #[arg(long, value_name = "MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..), env = "IR_SERVER_RECEIPTS_FILE_SIZE")]
     pub receipts_file_size: u64,
 
-    /// post each delivery and each refused pull as a CloudEvent (batched
-    /// JSON) to this http(s) URL
+    /// post each delivery, each refused pull and each receipts head as a
+    /// CloudEvent (batched JSON) to this http(s) URL
     #[arg(long, value_name = "URL", value_parser = parse_events_url, env = "IR_SERVER_EVENTS_URL")]
     pub events_url: Option<reqwest::Url>,
 

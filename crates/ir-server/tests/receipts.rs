@@ -1,7 +1,8 @@
 //! Delivery receipts and events through the server binary, as an auditor
 //! sees them: a realm pulls, the server stops, `ir-server receipts verify`
 //! says who received which digest; an edited journal is named by line; the
-//! events endpoint got the delivery and the refused attestation.
+//! events endpoint got the delivery, the refused attestation and the
+//! journal's closing head.
 
 use std::path::Path;
 use std::process::Command;
@@ -119,6 +120,14 @@ async fn a_realm_pull_is_receipted_signed_and_verifiable_and_an_edit_is_named() 
     let rim = hex::encode(&realm.measurements().rim);
     assert!(report.contains(&format!("realm rim={rim}")), "{report}");
     assert!(report.contains(&format!("app:latest {digest}")), "{report}");
+    // Closed by the server as it stopped; the head to keep elsewhere.
+    let head = report
+        .lines()
+        .find_map(|l| l.strip_prefix("head "))
+        .and_then(|l| l.strip_suffix(")"))
+        .and_then(|l| l.split_once(" (closed: "))
+        .map(|(head, _)| head.to_string())
+        .unwrap_or_else(|| panic!("a closed journal and its head: {report}"));
 
     // Someone with write access to the disk changes the digest received.
     let file = std::fs::read_dir(&journal)
@@ -152,7 +161,13 @@ async fn a_realm_pull_is_receipted_signed_and_verifiable_and_an_edit_is_named() 
         let refused = seen
             .iter()
             .any(|e| e["type"] == "dev.ir-server.refusal" && e["data"]["stage"] == "attestation");
-        if delivered && refused {
+        // The closing head went off the machine too.
+        let closing_head = seen.iter().any(|e| {
+            e["type"] == "dev.ir-server.receipts.checkpoint"
+                && e["data"]["head"] == head.as_str()
+                && e["data"]["closing"] == true
+        });
+        if delivered && refused && closing_head {
             break;
         }
         assert!(std::time::Instant::now() < until, "events: {seen:#?}");

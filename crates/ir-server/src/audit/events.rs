@@ -15,6 +15,9 @@ use tokio::sync::mpsc;
 pub const DELIVERY: &str = "dev.ir-server.delivery";
 /// The CloudEvents `type` of a refused pull.
 pub const REFUSAL: &str = "dev.ir-server.refusal";
+/// The CloudEvents `type` of a receipts journal head, after a checkpoint
+/// synced it.
+pub const CHECKPOINT: &str = "dev.ir-server.receipts.checkpoint";
 
 /// How events are sent.
 #[derive(Debug, Clone)]
@@ -65,7 +68,7 @@ pub struct EventStats {
 /// One event, before it is framed as a CloudEvent.
 #[derive(Debug, Clone)]
 pub struct Event {
-    /// [`DELIVERY`] or [`REFUSAL`].
+    /// [`DELIVERY`], [`REFUSAL`] or [`CHECKPOINT`].
     pub kind: &'static str,
     /// The application concerned (`subject`), if known.
     pub subject: Option<String>,

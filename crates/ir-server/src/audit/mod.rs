@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use ir_receipts::{CheckpointSigner, DeliveryRef, Identity, Journal, JournalOptions, Sink};
+use ir_receipts::{CheckpointSigner, DeliveryRef, Head, Identity, Journal, JournalOptions, Sink};
 
 use events::{Event, Events, EventsConfig};
 
@@ -93,6 +93,15 @@ impl Audit {
     /// Opens the journal (writing its `start` line) and starts the events
     /// sender (on the current tokio runtime).
     pub fn start(config: &AuditConfig) -> Result<Self, AuditError> {
+        let (events, events_task) = match &config.events {
+            Some(url) => {
+                let source = format!("ir-server/{}", host_name());
+                let (events, task) = Events::spawn(EventsConfig::new(url.clone(), source))
+                    .map_err(AuditError::Events)?;
+                (Some(events), Some(task))
+            }
+            None => (None, None),
+        };
         let receipts = match &config.receipts {
             Some(r) => {
                 let signer = CheckpointSigner::from_pem_file(&r.key)?;
@@ -103,18 +112,30 @@ impl Audit {
                 };
                 let journal = Journal::open(&r.dir, signer, options)?;
                 tracing::info!(dir = %r.dir.display(), "receipts: journal open");
-                Some(Sink::spawn(journal, RECEIPTS_QUEUE, IDLE_CHECKPOINT))
+                // Each synced head goes to the events endpoint too: kept
+                // off this machine, it shows later that the journal was
+                // not cut at its end (`receipts verify --expect-head`).
+                let events = events.clone();
+                Some(Sink::spawn_reporting(
+                    journal,
+                    RECEIPTS_QUEUE,
+                    IDLE_CHECKPOINT,
+                    move |head: &Head, closing| {
+                        if let Some(events) = &events {
+                            events.post(Event {
+                                kind: events::CHECKPOINT,
+                                subject: None,
+                                data: serde_json::json!({
+                                    "head": head.to_string(),
+                                    "seq": head.seq,
+                                    "closing": closing,
+                                }),
+                            });
+                        }
+                    },
+                ))
             }
             None => None,
-        };
-        let (events, events_task) = match &config.events {
-            Some(url) => {
-                let source = format!("ir-server/{}", host_name());
-                let (events, task) = Events::spawn(EventsConfig::new(url.clone(), source))
-                    .map_err(AuditError::Events)?;
-                (Some(events), Some(task))
-            }
-            None => (None, None),
         };
         Ok(Self {
             receipts,
@@ -222,16 +243,10 @@ impl Audit {
         c
     }
 
-    /// At shutdown: writes the queued receipts and a final checkpoint, and
-    /// posts the queued events (each batch once, for at most 10 s).
+    /// At shutdown: writes the queued receipts and the closing checkpoint,
+    /// then posts the queued events, the closing head among them (each
+    /// batch once, for at most 10 s).
     pub async fn close(self: Arc<Self>) {
-        if let Some(events) = &self.events {
-            events.close();
-        }
-        let task = self.events_task.lock().ok().and_then(|mut t| t.take());
-        if let Some(task) = task {
-            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
-        }
         let audit = self.clone();
         let _ = tokio::task::spawn_blocking(move || {
             if let Some(r) = &audit.receipts {
@@ -239,6 +254,13 @@ impl Audit {
             }
         })
         .await;
+        if let Some(events) = &self.events {
+            events.close();
+        }
+        let task = self.events_task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
     }
 }
 

@@ -1,14 +1,16 @@
 //! `ir-server receipts verify DIR --key PUB`: reads a receipts journal
 //! back, checks every link and checkpoint, names each change by file and
-//! line, and prints what each identity received. Exit 0: intact; 1: a
-//! record was removed, reordered or edited, or a checkpoint does not
-//! verify; 2: the journal or key cannot be read.
+//! line, and prints what each identity received, and the journal's head
+//! to keep elsewhere (`--expect-head` later shows nothing was cut from
+//! the end). Exit 0: intact; 1: a record was removed, reordered or
+//! edited, a checkpoint does not verify, or the kept head is missing;
+//! 2: the journal or key cannot be read.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use ir_receipts::{verify, CheckpointVerifier, Verification};
+use ir_receipts::{verify_against, CheckpointVerifier, Head, Verification};
 
 /// The first argument that selects this subcommand (`ir-server receipts …`).
 pub const SUBCOMMAND: &str = "receipts";
@@ -33,6 +35,11 @@ enum ReceiptsCommand {
         /// Output: text, or one JSON document.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// A head an earlier `verify` printed (SEQ:sha256:HEX), kept off
+        /// this machine: the journal must still hold that line unchanged,
+        /// so a journal cut at its end is named.
+        #[arg(long, value_name = "SEQ:sha256:HEX")]
+        expect_head: Option<Head>,
     },
 }
 
@@ -45,8 +52,14 @@ enum Format {
 /// Runs the subcommand with `args` (the words after `receipts`).
 pub fn main(args: impl Iterator<Item = std::ffi::OsString>) -> ExitCode {
     let args = ReceiptsArgs::parse_from(std::iter::once(SUBCOMMAND.into()).chain(args));
-    let ReceiptsCommand::Verify { dir, key, format } = args.command;
-    let verified = CheckpointVerifier::from_pem_file(&key).and_then(|key| verify(&dir, &key));
+    let ReceiptsCommand::Verify {
+        dir,
+        key,
+        format,
+        expect_head,
+    } = args.command;
+    let verified = CheckpointVerifier::from_pem_file(&key)
+        .and_then(|key| verify_against(&dir, &key, expect_head.as_ref()));
     let verification = match verified {
         Ok(v) => v,
         Err(e) => {
@@ -82,6 +95,15 @@ pub fn text(dir: &std::path::Path, v: &Verification) -> String {
     );
     for finding in &v.findings {
         let _ = writeln!(out, "  {finding}");
+    }
+    if let Some(head) = &v.head {
+        let state = if v.closed {
+            "closed: it ends in the checkpoint written as the server stopped"
+        } else {
+            "open: still being written, or the server stopped abruptly, or lines after \
+             it were removed; a head kept elsewhere tells which: --expect-head"
+        };
+        let _ = writeln!(out, "head {head} ({state})");
     }
     for (identity, received) in &v.received {
         let _ = writeln!(out, "{identity}");
@@ -122,6 +144,8 @@ pub fn json(v: &Verification) -> serde_json::Value {
         "deliveries": v.deliveries,
         "checkpoints": v.checkpoints,
         "unsigned": v.unsigned,
+        "head": v.head.as_ref().map(ToString::to_string),
+        "closed": v.closed,
         "findings": v.findings.iter().map(|f| serde_json::json!({
             "file": f.position.file,
             "line": f.position.line,

@@ -47,11 +47,16 @@ pub(crate) async fn events_endpoint() -> (String, Arc<Mutex<Vec<serde_json::Valu
 }
 
 fn verify(journal: &Path, public: &Path) -> (i32, String) {
+    verify_with(journal, public, &[])
+}
+
+fn verify_with(journal: &Path, public: &Path, extra: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_ir-server"))
         .args(["receipts", "verify"])
         .arg(journal)
         .arg("--key")
         .arg(public)
+        .args(extra)
         .output()
         .unwrap();
     let text =
@@ -128,6 +133,15 @@ async fn a_realm_pull_is_receipted_signed_and_verifiable_and_an_edit_is_named() 
         .and_then(|l| l.split_once(" (closed: "))
         .map(|(head, _)| head.to_string())
         .unwrap_or_else(|| panic!("a closed journal and its head: {report}"));
+    let (code, json) = verify_with(
+        &journal,
+        &public,
+        &["--format", "json", "--expect-head", &head],
+    );
+    assert_eq!(code, 0, "{json}");
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["closed"], true, "{json}");
+    assert_eq!(json["head"], head.as_str(), "{json}");
 
     // Someone with write access to the disk changes the digest received.
     let file = std::fs::read_dir(&journal)

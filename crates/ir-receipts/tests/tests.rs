@@ -583,33 +583,31 @@ fn a_changed_line_at_the_kept_head_is_named() {
 
 #[test]
 fn the_closing_mark_is_signed() {
-    let f = closed_journal(3, 100);
-    let file = files(&f.dir).pop().unwrap();
-    let mut l = lines(&file);
-    let n = l.len();
+    // The last line of `f`'s last file, changed by `edit`: the journal is
+    // not closed and a checkpoint signature fails.
+    fn edit_last_line(f: &Fixture, edit: impl FnOnce(&str) -> String) {
+        let file = files(&f.dir).pop().unwrap();
+        let mut l = lines(&file);
+        let last = l.pop().unwrap();
+        l.push(edit(&last));
+        write_lines(&file, &l);
+        let v = verify(&f.dir, &f.key).unwrap();
+        assert!(!v.closed);
+        assert!(v
+            .findings
+            .iter()
+            .any(|x| matches!(x.kind, FindingKind::Signature { .. })));
+    }
     // Taken off the closing checkpoint: its signature no longer verifies.
-    l[n - 1] = l[n - 1].replace(",\"closing\":true", "");
-    write_lines(&file, &l);
-    let v = verify(&f.dir, &f.key).unwrap();
-    assert!(!v.closed);
-    assert!(v
-        .findings
-        .iter()
-        .any(|x| matches!(x.kind, FindingKind::Signature { .. })));
+    edit_last_line(&closed_journal(3, 100), |line| {
+        line.replace(",\"closing\":true", "")
+    });
     // Put on an ordinary checkpoint: neither.
-    let g = journal(4, 2, 1 << 20);
-    let file = files(&g.dir).pop().unwrap();
-    let mut l = lines(&file);
-    let n = l.len();
-    l[n - 1] = l[n - 1].replacen('}', ",\"closing\":true}", 1);
-    assert!(l[n - 1].ends_with("true}"), "{}", l[n - 1]);
-    write_lines(&file, &l);
-    let v = verify(&g.dir, &g.key).unwrap();
-    assert!(!v.closed);
-    assert!(v
-        .findings
-        .iter()
-        .any(|x| matches!(x.kind, FindingKind::Signature { .. })));
+    edit_last_line(&journal(4, 2, 1 << 20), |line| {
+        let marked = line.replacen('}', ",\"closing\":true}", 1);
+        assert!(marked.ends_with("true}"), "{marked}");
+        marked
+    });
 }
 
 #[test]
